@@ -1,0 +1,11 @@
+"""The local development environment: a real Kubernetes control plane on loopback.
+
+``vapor.devenv`` (the folder ``hack/devenv``) starts etcd and kube-apiserver
+built from their Go modules by ``hack/kube-binaries.sh``, with generated
+certificates and a kubeconfig, and installs the CRDs from ``crds/``. The test
+suite, ``make dev`` and ``make cluster-up`` all use it.
+"""
+
+from .controlplane import ControlPlane, ControlPlaneError, binaries, repo_root
+
+__all__ = ["ControlPlane", "ControlPlaneError", "binaries", "repo_root"]

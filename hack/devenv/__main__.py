@@ -1,0 +1,72 @@
+"""Command line of the development environment: ``python -m vapor.devenv {up,down,env,dev,status}``.
+
+``up`` / ``down`` run the control plane in the background for ``make cluster-up``
+and ``make cluster-down``; ``env`` prints the line to ``eval`` for KUBECONFIG;
+``dev`` runs everything in the foreground until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .controlplane import ControlPlane, ControlPlaneError, repo_root
+
+DEFAULT_STATE = repo_root() / ".vapor" / "cluster"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one devenv command."""
+    parser = argparse.ArgumentParser(prog="vapor-devenv", description="Vapor's local control plane")
+    parser.add_argument("command", choices=["up", "down", "destroy", "env", "status", "dev"])
+    parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("VAPOR_STATE_DIR", DEFAULT_STATE)),
+                        help="where certificates, data, logs and the kubeconfig live (default: .vapor/cluster)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S", stream=sys.stderr)
+    cp = ControlPlane(args.state_dir)
+    try:
+        if args.command == "up":
+            cp.up(detach=True)
+            print(f"export KUBECONFIG={cp.kubeconfig}")
+        elif args.command == "down":
+            cp.down()
+        elif args.command == "destroy":
+            cp.destroy()
+        elif args.command == "env":
+            print(f"export KUBECONFIG={cp.kubeconfig}")
+        elif args.command == "status":
+            if not cp.running():
+                print("control plane: not running")
+                return 1
+            print(f"control plane: running at {cp.url}\nkubeconfig: {cp.kubeconfig}")
+        elif args.command == "dev":
+            return _dev(cp)
+    except ControlPlaneError as exc:
+        logging.getLogger("vapor.devenv").error("%s", exc)
+        return 1
+    return 0
+
+
+def _dev(cp: ControlPlane) -> int:
+    """Run the embedded default in the foreground; Ctrl-C stops all of it."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    with cp:
+        log = logging.getLogger("vapor.devenv")
+        log.info("Vapor dev environment up. In another shell: export KUBECONFIG=%s", cp.kubeconfig)
+        log.info("Try: kubectl apply -k examples/ && kubectl get vapor")
+        log.info("Press Ctrl-C to stop.")
+        stop.wait()
+        log.info("stopping")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""The typed model of Vapor's custom resources, shared by every component.
+
+Each kind is a pydantic model whose field names are snake_case in Python and
+camelCase on the wire; the CRDs under ``crds/`` are generated from these
+classes (:mod:`vapor.crdgen`), so the two cannot drift apart.
+"""
+
+from . import names
+from ._meta import API_VERSION, GROUP, VERSION, Condition, Model, ObjectMeta, Quantity, parse_quantity, quantity_bytes
+from ._resource import CRDInfo, PrinterColumn, Resource
+from .host import Host, HostSpec, HostStatus, InterfaceSpec
+from .migration import Migration, MigrationSpec, MigrationStatus
+from .mount import Mount, MountSpec, MountStatus
+from .virtualmachine import DiskSpec, NetworkSpec, VirtualMachine, VirtualMachineSpec, VirtualMachineStatus
+
+KINDS: tuple[type[Resource], ...] = (Host, VirtualMachine, Migration, Mount)  # type: ignore[type-arg]
+
+__all__ = [
+    "API_VERSION", "GROUP", "KINDS", "VERSION",
+    "CRDInfo", "Condition", "DiskSpec", "Host", "HostSpec", "HostStatus", "InterfaceSpec",
+    "Migration", "MigrationSpec", "MigrationStatus", "Model", "Mount", "MountSpec", "MountStatus",
+    "NetworkSpec", "ObjectMeta", "PrinterColumn", "Quantity", "Resource", "VirtualMachine",
+    "VirtualMachineSpec", "VirtualMachineStatus", "names", "parse_quantity", "quantity_bytes",
+]
