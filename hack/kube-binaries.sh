@@ -3,8 +3,7 @@
 # Go modules through the module proxy (the way controller-runtime's envtest
 # provides its binaries), and cached so that later runs start at once.
 #
-# Usage: hack/kube-binaries.sh            # build what is missing, print the bin dir
-#        hack/kube-binaries.sh --print-dir
+# Usage: hack/kube-binaries.sh   # build what is missing; print the folder holding the three
 #
 # Environment:
 #   VAPOR_CACHE          cache root (default: ~/.cache/vapor); Go's build and
@@ -13,7 +12,8 @@
 #   KUBE_VERSION         Kubernetes release (default below)
 #   ETCD_VERSION         etcd release (default: the one that release pins)
 #   KUBE_APISERVER, ETCD, KUBECTL
-#                        use these binaries instead of building
+#                        use these binaries instead of building; a binary on
+#                        PATH is used too when it is exactly the pinned version
 set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-v1.34.4}
@@ -23,27 +23,58 @@ BIN="$CACHE/bin/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
 
 log() { printf '[kube-binaries %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-if [[ ${1:-} == --print-dir ]]; then echo "$BIN"; exit 0; fi
 
 mkdir -p "$BIN"
 export GOCACHE="$CACHE/go/build" GOMODCACHE="$CACHE/go/mod" GOFLAGS=-mod=mod
-export CGO_ENABLED=0 GOTOOLCHAIN=local
+export CGO_ENABLED=0
+# An older local Go fetches the toolchain these modules need from the module proxy.
+export GOTOOLCHAIN=${GOTOOLCHAIN:-auto}
 
-# Prefer a binary named by the environment, then one already built.
-link_override() {  # name env-var-value
-  local name=$1 path=${2:-}
-  [[ -n $path ]] || return 1
-  [[ -x $path ]] || { log "$name: $path is not executable"; exit 1; }
-  ln -sf "$(readlink -f "$path")" "$BIN/$name"
+# The version a binary reports, as "v1.34.4" / "v3.6.4", or nothing.
+version_of() {  # name path
+  case $1 in
+    kube-apiserver) "$2" --version 2>/dev/null | awk '{print $2}' ;;
+    kubectl) "$2" version --client 2>/dev/null | awk '/^Client Version/ {print $3}' ;;
+    etcd) "$2" --version 2>/dev/null | awk '/^etcd Version/ {print "v" $3}' ;;
+  esac
 }
+pinned() { [[ $1 == etcd ]] && echo "$ETCD_VERSION" || echo "$KUBE_VERSION"; }
 
+# Which binary to use for each name: one named by the environment, else one
+# on PATH that is exactly the pinned version, else our build in $BIN.
+declare -A chosen=()
 need=()
 for name in kube-apiserver kubectl etcd; do
   var=$(echo "$name" | tr 'a-z-' 'A-Z_')
-  if link_override "$name" "${!var:-}"; then continue; fi
-  [[ -x $BIN/$name ]] || need+=("$name")
+  if [[ -n ${!var:-} ]]; then
+    [[ -x ${!var} ]] || { log "$var=${!var} is not an executable file"; exit 1; }
+    chosen[$name]=$(readlink -f "${!var}")
+  elif [[ -x $BIN/$name ]]; then
+    chosen[$name]=$BIN/$name
+  elif onpath=$(command -v "$name") && [[ $(version_of "$name" "$onpath") == "$(pinned "$name")" ]]; then
+    log "using $onpath from PATH ($(pinned "$name"))"
+    chosen[$name]=$(readlink -f "$onpath")
+  else
+    chosen[$name]=$BIN/$name
+    need+=("$name")
+  fi
 done
-if [[ ${#need[@]} -eq 0 ]]; then echo "$BIN"; exit 0; fi
+
+# The folder printed holds exactly the chosen three: $BIN itself when all are
+# our builds, else a folder of links named after the choice.
+print_dir() {
+  if [[ ${chosen[kube-apiserver]} == "$BIN/kube-apiserver" && ${chosen[kubectl]} == "$BIN/kubectl" && ${chosen[etcd]} == "$BIN/etcd" ]]; then
+    echo "$BIN"; return
+  fi
+  local key dir
+  key=$(printf '%s\n' "${chosen[@]}" | sha256sum | cut -c1-12)
+  dir="$CACHE/bin/chosen-$key"
+  mkdir -p "$dir"
+  for name in kube-apiserver kubectl etcd; do ln -sfn "${chosen[$name]}" "$dir/$name"; done
+  echo "$dir"
+}
+
+if [[ ${#need[@]} -eq 0 ]]; then print_dir; exit 0; fi
 command -v go >/dev/null || { log "go is needed to build ${need[*]}"; exit 1; }
 
 work=$(mktemp -d)
@@ -88,4 +119,4 @@ for name in "${need[@]}"; do
 done
 [[ ${#kube_pkgs[@]} -eq 0 ]] || (build_kube "${kube_pkgs[@]}")
 log "built ${need[*]} in $(( $(date +%s) - start ))s into $BIN"
-echo "$BIN"
+print_dir

@@ -47,7 +47,7 @@ class MigrationSpec(Model):
         description="none: disks are on storage both hosts share; all: copy every disk; incremental: copy only what differs from a shared base image.",
     )
     bandwidth_mib_per_second: int = Field(
-        default=0, ge=0, description="Bandwidth limit in MiB/s; 0 means unlimited."
+        default=0, ge=0, alias="bandwidthMiBPerSecond", description="Bandwidth limit in MiB/s; 0 means unlimited."
     )
     max_downtime_ms: int | None = Field(
         default=None, ge=1, le=600000, description="Longest pause of the guest allowed for the final switch-over, in milliseconds."
@@ -55,7 +55,7 @@ class MigrationSpec(Model):
     auto_converge: bool = Field(default=False, description="Slow the guest's CPUs down if its memory changes faster than it can be copied.")
     post_copy: bool = Field(default=False, description="Switch to post-copy when pre-copy does not converge (live only).")
     completion_timeout_per_gib: int = Field(
-        default=150, ge=1, description="Abort when the migration takes longer than this many seconds per GiB of guest memory."
+        default=150, ge=1, alias="completionTimeoutPerGiB", description="Abort when the migration takes longer than this many seconds per GiB of guest memory."
     )
     progress_timeout_seconds: int = Field(
         default=150, ge=1, description="Abort when no progress is made for this many seconds."

@@ -1,0 +1,54 @@
+# Vapor's entry points. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STATE ?= .vapor/cluster
+DEVENV := $(PY) -m vapor.devenv --state-dir $(STATE)
+
+.PHONY: help install binaries generate lint test bench dev cluster-up cluster-down cluster-env cluster-destroy clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed ## Create .venv and install Vapor with its dev tools
+
+binaries: ## Build (once) and cache kube-apiserver, etcd and kubectl
+	@hack/kube-binaries.sh >/dev/null
+
+generate: install ## Write crds/ from the model in vapor/model
+	$(PY) -m vapor.crdgen
+
+lint: install ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+test: install binaries lint ## The whole suite (lint, then pytest against a real control plane)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install binaries ## Benchmarks under bench/, printing their figures
+	$(PY) -m bench $(BENCH_ARGS)
+
+dev: install binaries ## The embedded default: control plane and CRDs (and the components) until Ctrl-C
+	$(DEVENV) dev
+
+cluster-up: install binaries ## Start the control plane in the background; kubeconfig in .vapor/cluster/kubeconfig
+	@$(DEVENV) up >/dev/null
+	@echo "control plane up; run: eval \$$(make -s cluster-env)"
+
+cluster-down: ## Stop the background control plane (data is kept for the next cluster-up)
+	@$(DEVENV) down
+
+cluster-destroy: ## Stop it and delete its data and certificates
+	@$(DEVENV) destroy
+
+cluster-env: ## Print `export KUBECONFIG=...` for eval
+	@echo "export KUBECONFIG=$(abspath $(STATE))/kubeconfig"
+
+clean: cluster-destroy ## Remove the virtualenv and caches of this checkout
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Prepare a Debian machine for Vapor development: the Debian packages the
+# project needs, a virtualenv with the project installed, and the pinned
+# Kubernetes binaries (built once from their Go modules, then cached).
+# Safe to run again; it only does what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+# Debian packages: what the code and tests use from the host.
+packages=(python3-venv git make)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+# pyenv or another Python that brings venv needs no python3-venv package.
+if python3 -c 'import venv, ensurepip' 2>/dev/null; then
+  missing=("${missing[@]/python3-venv/}")
+fi
+missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+if [[ ${#missing[@]} -gt 0 ]]; then
+  if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
+  log "installing Debian packages: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v go >/dev/null && [[ -z ${KUBE_APISERVER:-} ]]; then
+  log "Go (1.21 or newer) is needed to build kube-apiserver, etcd and kubectl;"
+  log "install it, or point KUBE_APISERVER, ETCD and KUBECTL at binaries you have."
+  exit 1
+fi
+
+make --no-print-directory install
+make --no-print-directory binaries
+log "ready: 'make dev' starts Vapor, 'make test' runs the tests"

@@ -1,0 +1,93 @@
+"""Fixtures shared by the suite: one real control plane per test session.
+
+The control plane is a real etcd and kube-apiserver (built by
+hack/kube-binaries.sh, cached under ~/.cache/vapor) in a temporary folder,
+stopped at the end of the session even when tests fail. Each test that
+creates objects gets its own namespace, or unique names for cluster-scoped
+kinds, and removes them afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vapor.devenv import ControlPlane
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+class Kubectl:
+    """The pinned kubectl, pointed at the session's control plane."""
+
+    def __init__(self, cp: ControlPlane) -> None:
+        self.cp = cp
+
+    def __call__(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.cp.kubectl_run(*args, input=input, check=check)
+
+    def apply(self, manifest: dict[str, Any] | str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+        return self("apply", "-f", "-", *extra, input=text, check=check)
+
+    def get_json(self, *args: str) -> dict[str, Any]:
+        return dict(json.loads(self("get", *args, "-o", "json").stdout))
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    cp = ControlPlane(tmp_path_factory.mktemp("controlplane"))
+    with cp:
+        yield cp
+
+
+@pytest.fixture(scope="session")
+def kubectl(control_plane: ControlPlane) -> Kubectl:
+    return Kubectl(control_plane)
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> Iterator[str]:
+    """A fresh namespace, deleted (without waiting) after the test."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    """Names for cluster-scoped objects that no other test (or run) uses."""
+    suffix = uuid.uuid4().hex[:8]
+    return lambda base: f"{base}-{suffix}"
+
+
+@pytest.fixture
+def cluster_objects(kubectl: Kubectl) -> Iterator[list[str]]:
+    """Collects ``kind/name`` of cluster-scoped objects a test made, and deletes them after."""
+    made: list[str] = []
+    yield made
+    if made:
+        kubectl("delete", "--ignore-not-found", "--wait=false", *made, check=False)
+
+
+def load_example(name: str) -> dict[str, Any]:
+    return dict(yaml.safe_load((EXAMPLES / name).read_text()))
+
+
+def contains(actual: Any, expected: Any) -> bool:
+    """Whether ``actual`` holds everything in ``expected`` (the server may add defaults)."""
+    if isinstance(expected, dict):
+        return isinstance(actual, dict) and all(k in actual and contains(actual[k], v) for k, v in expected.items())
+    if isinstance(expected, list):
+        return isinstance(actual, list) and len(actual) == len(expected) and all(
+            contains(a, e) for a, e in zip(actual, expected, strict=True))
+    return bool(actual == expected)
