@@ -85,6 +85,11 @@ class Resource(Model, Generic[SpecT, StatusT]):
         """Read an object as the Kubernetes API returns it."""
         return cls.model_validate(obj)
 
+    def to_api(self) -> dict[str, Any]:
+        """Dump as the Kubernetes API expects it, always naming apiVersion and kind."""
+        body = super().to_api()
+        return {"apiVersion": self.api_version, "kind": self.kind, **body}
+
     @property
     def name(self) -> str:
         """metadata.name (every stored object has one)."""

@@ -38,9 +38,10 @@ class MountSpec(Model):
                     "rule": "[" + ", ".join(f"'{p}'" for p in FORBIDDEN_MOUNT_POINTS) + "]"
                     ".all(p, self.mountPoint != p && !self.mountPoint.startsWith(p + '/'))",
                     "message": "mountPoint must not be a system directory (/proc, /sys, /dev, /run, /boot, /etc, /usr, /bin, /sbin, /lib, /var/lib/kubelet)",
+                    "fieldPath": ".mountPoint",
                 },
-                {"rule": "!self.mountPoint.contains('/../') && !self.mountPoint.endsWith('/..') && !self.mountPoint.contains('/./')", "message": "mountPoint must be a plain absolute path without . or .. parts"},
-                {"rule": "!self.device.contains('/../') && !self.device.endsWith('/..')", "message": "device must not contain .. parts"},
+                {"rule": "!self.mountPoint.contains('/../') && !self.mountPoint.endsWith('/..') && !self.mountPoint.contains('/./')", "message": "mountPoint must be a plain absolute path without . or .. parts", "fieldPath": ".mountPoint"},
+                {"rule": "!self.device.contains('/../') && !self.device.endsWith('/..')", "message": "device must not contain .. parts", "fieldPath": ".device"},
                 {"rule": "self.host == oldSelf.host && self.device == oldSelf.device && self.mountPoint == oldSelf.mountPoint", "message": "host, device and mountPoint cannot be changed; create a new Mount instead"},
             ]
         }
