@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import yaml
-
 from vapor.devenv import ControlPlane
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,7 +33,9 @@ class Kubectl:
     def __call__(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         return self.cp.kubectl_run(*args, input=input, check=check)
 
-    def apply(self, manifest: dict[str, Any] | str, *extra: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def apply(
+        self, manifest: dict[str, Any] | str, *extra: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
         return self("apply", "-f", "-", *extra, input=text, check=check)
 
@@ -88,6 +89,9 @@ def contains(actual: Any, expected: Any) -> bool:
     if isinstance(expected, dict):
         return isinstance(actual, dict) and all(k in actual and contains(actual[k], v) for k, v in expected.items())
     if isinstance(expected, list):
-        return isinstance(actual, list) and len(actual) == len(expected) and all(
-            contains(a, e) for a, e in zip(actual, expected, strict=True))
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(expected)
+            and all(contains(a, e) for a, e in zip(actual, expected, strict=True))
+        )
     return bool(actual == expected)

@@ -27,12 +27,20 @@ def test_crd_is_established_with_names_accepted(kubectl: Kubectl, crd: str) -> N
 
 def test_examples_apply_with_kustomize_and_read_back(kubectl: Kubectl, namespace: str) -> None:
     applied = kubectl("apply", "-k", str(EXAMPLES), "-n", namespace)
-    for line in ("host.vapor.io/node-1", "virtualmachine.vapor.io/web-1",
-                 "migration.vapor.io/web-1-to-node-2", "mount.vapor.io/node-1-data"):
+    for line in (
+        "host.vapor.io/node-1",
+        "virtualmachine.vapor.io/web-1",
+        "migration.vapor.io/web-1-to-node-2",
+        "mount.vapor.io/node-1-data",
+    ):
         assert line in applied.stdout
     try:
-        for filename, kind, ns in (("host.yaml", "vhost", None), ("virtualmachine.yaml", "vvm", namespace),
-                                   ("migration.yaml", "vmig", namespace), ("mount.yaml", "vmount", None)):
+        for filename, kind, ns in (
+            ("host.yaml", "vhost", None),
+            ("virtualmachine.yaml", "vvm", namespace),
+            ("migration.yaml", "vmig", namespace),
+            ("mount.yaml", "vmount", None),
+        ):
             example = load_example(filename)
             args = [kind, example["metadata"]["name"]] + (["-n", ns] if ns else [])
             stored = kubectl.get_json(*args)
@@ -44,12 +52,24 @@ def test_examples_apply_with_kustomize_and_read_back(kubectl: Kubectl, namespace
 
 
 def test_defaults_are_filled_in_by_the_api_server(kubectl: Kubectl, namespace: str) -> None:
-    kubectl.apply({"apiVersion": "vapor.io/v1alpha1", "kind": "VirtualMachine",
-                   "metadata": {"name": "tiny", "namespace": namespace}, "spec": {"memory": "64Mi"}})
+    kubectl.apply(
+        {
+            "apiVersion": "vapor.io/v1alpha1",
+            "kind": "VirtualMachine",
+            "metadata": {"name": "tiny", "namespace": namespace},
+            "spec": {"memory": "64Mi"},
+        }
+    )
     spec = kubectl.get_json("vvm", "tiny", "-n", namespace)["spec"]
     assert spec == {"memory": "64Mi", "cpu": 1, "runStrategy": "Halted", "gracefulShutdownSeconds": 60}
-    kubectl.apply({"apiVersion": "vapor.io/v1alpha1", "kind": "Migration",
-                   "metadata": {"name": "m", "namespace": namespace}, "spec": {"vmName": "tiny"}})
+    kubectl.apply(
+        {
+            "apiVersion": "vapor.io/v1alpha1",
+            "kind": "Migration",
+            "metadata": {"name": "m", "namespace": namespace},
+            "spec": {"vmName": "tiny"},
+        }
+    )
     spec = kubectl.get_json("vmig", "m", "-n", namespace)["spec"]
     assert spec["live"] is True and spec["persistent"] is True and spec["undefineSource"] is True
     assert spec["copyStorage"] == "none" and spec["completionTimeoutPerGiB"] == 150
@@ -61,11 +81,25 @@ def _table(text: str) -> list[list[str]]:
 
 
 def test_kubectl_get_virtualmachine_shows_phase_host_cpu_memory(kubectl: Kubectl, namespace: str) -> None:
-    kubectl.apply({"apiVersion": "vapor.io/v1alpha1", "kind": "VirtualMachine",
-                   "metadata": {"name": "db-1", "namespace": namespace},
-                   "spec": {"memory": "512Mi", "cpu": 4, "runStrategy": "Running"}})
-    kubectl("patch", "vvm", "db-1", "-n", namespace, "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": {"phase": "Running", "host": "node-7"}}))
+    kubectl.apply(
+        {
+            "apiVersion": "vapor.io/v1alpha1",
+            "kind": "VirtualMachine",
+            "metadata": {"name": "db-1", "namespace": namespace},
+            "spec": {"memory": "512Mi", "cpu": 4, "runStrategy": "Running"},
+        }
+    )
+    kubectl(
+        "patch",
+        "vvm",
+        "db-1",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "Running", "host": "node-7"}}),
+    )
     header, row = _table(kubectl("get", "vvm", "-n", namespace).stdout)
     assert header == ["NAME", "PHASE", "HOST", "CPU", "MEMORY", "AGE"]
     assert row[:5] == ["db-1", "Running", "node-7", "4", "512Mi"]
@@ -74,12 +108,26 @@ def test_kubectl_get_virtualmachine_shows_phase_host_cpu_memory(kubectl: Kubectl
 
 
 def test_kubectl_get_migration_shows_vm_hosts_phase_progress(kubectl: Kubectl, namespace: str) -> None:
-    kubectl.apply({"apiVersion": "vapor.io/v1alpha1", "kind": "Migration",
-                   "metadata": {"name": "move", "namespace": namespace},
-                   "spec": {"vmName": "db-1", "destinationHost": "node-2"}})
+    kubectl.apply(
+        {
+            "apiVersion": "vapor.io/v1alpha1",
+            "kind": "Migration",
+            "metadata": {"name": "move", "namespace": namespace},
+            "spec": {"vmName": "db-1", "destinationHost": "node-2"},
+        }
+    )
     status = {"phase": "Running", "sourceHost": "node-1", "targetHost": "node-2", "progress": {"percent": 42}}
-    kubectl("patch", "vmig", "move", "-n", namespace, "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": status}))
+    kubectl(
+        "patch",
+        "vmig",
+        "move",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
     header, row = _table(kubectl("get", "vmig", "-n", namespace).stdout)
     assert header == ["NAME", "VM", "SOURCE", "DESTINATION", "PHASE", "PROGRESS", "AGE"]
     assert row[:6] == ["move", "db-1", "node-1", "node-2", "Running", "42"]
@@ -90,9 +138,18 @@ def test_kubectl_get_host_shows_ready_hostname_vms_cpu_memory(kubectl: Kubectl, 
     kubectl.apply({"apiVersion": "vapor.io/v1alpha1", "kind": "Host", "metadata": {"name": name}})
     cluster_objects.append(f"host/{name}")
     status = {
-        "hostname": "rack1-node3.example.org", "vmCount": 3, "capacity": {"cpu": 32, "memory": "120Gi"},
-        "conditions": [{"type": "Ready", "status": "True", "reason": "AgentHeartbeat", "message": "",
-                        "lastTransitionTime": "2026-01-01T00:00:00Z"}],
+        "hostname": "rack1-node3.example.org",
+        "vmCount": 3,
+        "capacity": {"cpu": 32, "memory": "120Gi"},
+        "conditions": [
+            {
+                "type": "Ready",
+                "status": "True",
+                "reason": "AgentHeartbeat",
+                "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            }
+        ],
     }
     kubectl("patch", "host", name, "--subresource=status", "--type=merge", "-p", json.dumps({"status": status}))
     header, row = _table(kubectl("get", "vhost", name).stdout)
@@ -102,34 +159,66 @@ def test_kubectl_get_host_shows_ready_hostname_vms_cpu_memory(kubectl: Kubectl, 
 
 def test_kubectl_get_mount_shows_host_device_mount_point_phase(kubectl: Kubectl, unique, cluster_objects) -> None:
     name = unique("data")
-    kubectl.apply({"apiVersion": "vapor.io/v1alpha1", "kind": "Mount", "metadata": {"name": name},
-                   "spec": {"host": "node-1", "device": "/dev/vdb", "mountPoint": "/srv/data", "filesystem": "xfs"}})
+    kubectl.apply(
+        {
+            "apiVersion": "vapor.io/v1alpha1",
+            "kind": "Mount",
+            "metadata": {"name": name},
+            "spec": {"host": "node-1", "device": "/dev/vdb", "mountPoint": "/srv/data", "filesystem": "xfs"},
+        }
+    )
     cluster_objects.append(f"mount/{name}")
-    kubectl("patch", "mount", name, "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": {"phase": "Mounted", "mounted": True}}))
+    kubectl(
+        "patch",
+        "mount",
+        name,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "Mounted", "mounted": True}}),
+    )
     header, row = _table(kubectl("get", "vmount", name).stdout.replace("MOUNT POINT", "MOUNT_POINT"))
     assert header == ["NAME", "HOST", "DEVICE", "MOUNT_POINT", "PHASE", "AGE"]
     assert row[:5] == [name, "node-1", "/dev/vdb", "/srv/data", "Mounted"]
 
 
 def test_status_is_a_subresource_spec_writes_do_not_touch_it(kubectl: Kubectl, namespace: str) -> None:
-    vm = {"apiVersion": "vapor.io/v1alpha1", "kind": "VirtualMachine",
-          "metadata": {"name": "s", "namespace": namespace}, "spec": {"memory": "32Mi"},
-          "status": {"phase": "Running"}}
+    vm = {
+        "apiVersion": "vapor.io/v1alpha1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": "s", "namespace": namespace},
+        "spec": {"memory": "32Mi"},
+        "status": {"phase": "Running"},
+    }
     kubectl.apply(vm)
     stored = kubectl.get_json("vvm", "s", "-n", namespace)
     assert "status" not in stored, "status given with the spec must be ignored"
     assert stored["metadata"]["generation"] == 1
-    kubectl("patch", "vvm", "s", "-n", namespace, "--subresource=status", "--type=merge",
-            "-p", '{"status":{"phase":"Stopped"}}')
+    kubectl(
+        "patch",
+        "vvm",
+        "s",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        '{"status":{"phase":"Stopped"}}',
+    )
     stored = kubectl.get_json("vvm", "s", "-n", namespace)
     assert stored["status"]["phase"] == "Stopped"
     assert stored["metadata"]["generation"] == 1, "a status write does not bump the generation"
 
 
 def test_short_names_and_the_vapor_category(kubectl: Kubectl, namespace: str) -> None:
-    kubectl.apply({"apiVersion": "vapor.io/v1alpha1", "kind": "VirtualMachine",
-                   "metadata": {"name": "c", "namespace": namespace}, "spec": {"memory": "32Mi"}})
+    kubectl.apply(
+        {
+            "apiVersion": "vapor.io/v1alpha1",
+            "kind": "VirtualMachine",
+            "metadata": {"name": "c", "namespace": namespace},
+            "spec": {"memory": "32Mi"},
+        }
+    )
     out = kubectl("get", "vapor", "-n", namespace, "-o", "name").stdout
     assert "virtualmachine.vapor.io/c" in out
     for short in ("vhost", "vvm", "vmig", "vmount"):
@@ -139,8 +228,10 @@ def test_short_names_and_the_vapor_category(kubectl: Kubectl, namespace: str) ->
 @pytest.mark.parametrize(
     ("path", "expected"),
     [
-        ("virtualmachine.spec", ["runStrategy", "Running: keep the domain running", "at least 16Mi",
-                                 "Labels a Host must carry"]),
+        (
+            "virtualmachine.spec",
+            ["runStrategy", "Running: keep the domain running", "at least 16Mi", "Labels a Host must carry"],
+        ),
         ("virtualmachine.spec.disks", ["qcow2", "bootOrder"]),
         ("migration.spec.copyStorage", ["ENUM: none all incremental", "storage both hosts share"]),
         ("migration.status.phase", ["Pending, Scheduling, PreparingTarget, Running, Succeeded, Failed"]),

@@ -14,8 +14,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def devenv(state: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "vapor.devenv", *args, "--state-dir", str(state)],
-                          capture_output=True, text=True, timeout=180, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "vapor.devenv", *args, "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+    )
 
 
 def test_cluster_up_down_up_keeps_data_and_stops_cleanly(tmp_path: Path, control_plane: ControlPlane) -> None:
@@ -60,11 +65,16 @@ def test_cluster_env_prints_an_export_line_to_eval() -> None:
 
 def test_binary_named_by_environment_is_used_instead_of_building(tmp_path: Path, control_plane: ControlPlane) -> None:
     fake_home = tmp_path / "cache"  # an empty cache: anything not overridden would have to be built
-    env = {**os.environ, "VAPOR_CACHE": str(fake_home),
-           "KUBE_APISERVER": str(control_plane.bin_dir / "kube-apiserver"),
-           "ETCD": str(control_plane.bin_dir / "etcd"), "KUBECTL": str(control_plane.bin_dir / "kubectl")}
-    out = subprocess.run(["bash", "hack/kube-binaries.sh"], capture_output=True, text=True, env=env, cwd=REPO,
-                         timeout=60, check=True)
+    env = {
+        **os.environ,
+        "VAPOR_CACHE": str(fake_home),
+        "KUBE_APISERVER": str(control_plane.bin_dir / "kube-apiserver"),
+        "ETCD": str(control_plane.bin_dir / "etcd"),
+        "KUBECTL": str(control_plane.bin_dir / "kubectl"),
+    }
+    out = subprocess.run(
+        ["bash", "hack/kube-binaries.sh"], capture_output=True, text=True, env=env, cwd=REPO, timeout=60, check=True
+    )
     chosen = Path(out.stdout.strip())
     for name in ("kube-apiserver", "etcd", "kubectl"):
         assert (chosen / name).resolve() == (control_plane.bin_dir / name).resolve()

@@ -7,11 +7,22 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
-
 from vapor.devenv import ControlPlane
+
 from vapor.model import (
-    KINDS, Condition, DiskSpec, Host, Migration, Mount, ObjectMeta, Resource, VirtualMachine,
-    VirtualMachineSpec, VirtualMachineStatus, parse_quantity, quantity_bytes,
+    KINDS,
+    Condition,
+    DiskSpec,
+    Host,
+    Migration,
+    Mount,
+    ObjectMeta,
+    Resource,
+    VirtualMachine,
+    VirtualMachineSpec,
+    VirtualMachineStatus,
+    parse_quantity,
+    quantity_bytes,
 )
 
 from .conftest import EXAMPLES, load_example
@@ -22,8 +33,17 @@ EXAMPLE_FILES = sorted(p.name for p in EXAMPLES.glob("*.yaml") if p.name != "kus
 
 @pytest.mark.parametrize(
     ("text", "value"),
-    [("16Mi", 16 * 2**20), ("2Gi", 2 * 2**30), ("1.5Gi", int(1.5 * 2**30)), ("1G", 10**9),
-     ("512k", 512_000), (1024, 1024), ("100m", Decimal("0.1")), ("1e3", 1000), ("0", 0)],
+    [
+        ("16Mi", 16 * 2**20),
+        ("2Gi", 2 * 2**30),
+        ("1.5Gi", int(1.5 * 2**30)),
+        ("1G", 10**9),
+        ("512k", 512_000),
+        (1024, 1024),
+        ("100m", Decimal("0.1")),
+        ("1e3", 1000),
+        ("0", 0),
+    ],
 )
 def test_parse_quantity(text: str | int, value: int | Decimal) -> None:
     assert parse_quantity(text) == value
@@ -49,19 +69,29 @@ def test_every_example_round_trips_through_the_model(filename: str) -> None:
 
 
 def test_python_names_are_snake_case_and_the_wire_is_camel_case() -> None:
-    vm = VirtualMachine(metadata=ObjectMeta(name="a"),
-                        spec=VirtualMachineSpec(memory="64Mi", run_strategy="Running",
-                                                disks=[DiskSpec(name="root", size="1Gi", boot_order=1)]))
+    vm = VirtualMachine(
+        metadata=ObjectMeta(name="a"),
+        spec=VirtualMachineSpec(
+            memory="64Mi", run_strategy="Running", disks=[DiskSpec(name="root", size="1Gi", boot_order=1)]
+        ),
+    )
     wire = vm.to_api()
-    assert wire["spec"] == {"memory": "64Mi", "runStrategy": "Running",
-                            "disks": [{"name": "root", "size": "1Gi", "bootOrder": 1}]}
+    assert wire["spec"] == {
+        "memory": "64Mi",
+        "runStrategy": "Running",
+        "disks": [{"name": "root", "size": "1Gi", "bootOrder": 1}],
+    }
     assert wire["apiVersion"] == "vapor.io/v1alpha1" and wire["kind"] == "VirtualMachine"
 
 
 def test_model_reads_objects_written_by_a_newer_schema() -> None:
     """A component must not crash on a field a newer CRD added."""
-    obj = {"apiVersion": "vapor.io/v1alpha1", "kind": "Mount", "metadata": {"name": "m"},
-           "spec": {"host": "h", "device": "/dev/vdb", "mountPoint": "/srv", "filesystem": "xfs", "future": 1}}
+    obj = {
+        "apiVersion": "vapor.io/v1alpha1",
+        "kind": "Mount",
+        "metadata": {"name": "m"},
+        "spec": {"host": "h", "device": "/dev/vdb", "mountPoint": "/srv", "filesystem": "xfs", "future": 1},
+    }
     assert Mount.from_api(obj).spec.mount_point == "/srv"
 
 
@@ -85,7 +115,10 @@ def _delete(api: client.CustomObjectsApi, kind: type[Resource], name: str, names
 
 @pytest.mark.parametrize("filename", EXAMPLE_FILES)
 def test_every_example_round_trips_through_the_api_server(
-    api: client.CustomObjectsApi, namespace: str, unique, filename: str,
+    api: client.CustomObjectsApi,
+    namespace: str,
+    unique,
+    filename: str,
 ) -> None:
     """The model reads what the server stores, and writes it back unchanged."""
     example = load_example(filename)
@@ -105,15 +138,32 @@ def test_status_written_from_the_model_reads_back(api: client.CustomObjectsApi, 
     vm = VirtualMachine(metadata=ObjectMeta(name="st", namespace=namespace), spec=VirtualMachineSpec(memory="32Mi"))
     _create(api, VirtualMachine, vm.to_api(), namespace)
     status = VirtualMachineStatus(
-        phase="Running", host="node-1", domain_uuid="5c7a3e0e-6f2e-4f0e-9b3e-1c2d3e4f5a6b",
-        conditions=[Condition(type="Ready", status="True", reason="DomainRunning", message="running",
-                              last_transition_time="2026-11-25T10:00:00Z")],
+        phase="Running",
+        host="node-1",
+        domain_uuid="5c7a3e0e-6f2e-4f0e-9b3e-1c2d3e4f5a6b",
+        conditions=[
+            Condition(
+                type="Ready",
+                status="True",
+                reason="DomainRunning",
+                message="running",
+                last_transition_time="2026-11-25T10:00:00Z",
+            )
+        ],
     )
     api.patch_namespaced_custom_object_status(
-        VirtualMachine.group, VirtualMachine.version, namespace, VirtualMachine.plural(), "st",
-        {"status": status.to_api()})
-    back = VirtualMachine.from_api(api.get_namespaced_custom_object(
-        VirtualMachine.group, VirtualMachine.version, namespace, VirtualMachine.plural(), "st"))
+        VirtualMachine.group,
+        VirtualMachine.version,
+        namespace,
+        VirtualMachine.plural(),
+        "st",
+        {"status": status.to_api()},
+    )
+    back = VirtualMachine.from_api(
+        api.get_namespaced_custom_object(
+            VirtualMachine.group, VirtualMachine.version, namespace, VirtualMachine.plural(), "st"
+        )
+    )
     assert back.status is not None
     assert back.status.phase == "Running" and back.status.domain_uuid == status.domain_uuid
     assert back.status.conditions is not None and back.status.conditions[0].reason == "DomainRunning"
@@ -122,5 +172,9 @@ def test_status_written_from_the_model_reads_back(api: client.CustomObjectsApi, 
 
 def test_every_kind_names_its_crd() -> None:
     assert [k.crd_name() for k in KINDS] == [
-        "hosts.vapor.io", "virtualmachines.vapor.io", "migrations.vapor.io", "mounts.vapor.io"]
+        "hosts.vapor.io",
+        "virtualmachines.vapor.io",
+        "migrations.vapor.io",
+        "mounts.vapor.io",
+    ]
     assert Host.namespaced() is False and Migration.namespaced() is True

@@ -19,12 +19,14 @@ Obj = dict[str, Any]
 
 def _set(path: str, value: Any) -> Callable[[Obj], None]:
     """Set a dotted path (list indexes as numbers) in a manifest."""
+
     def mutate(obj: Obj) -> None:
         *parents, last = path.split(".")
         node: Any = obj
         for part in parents:
             node = node[int(part)] if part.isdigit() else node[part]
         node[int(last) if last.isdigit() else last] = value
+
     return mutate
 
 
@@ -35,6 +37,7 @@ def _drop(path: str) -> Callable[[Obj], None]:
         for part in parents:
             node = node[int(part)] if part.isdigit() else node[part]
         del node[last]
+
     return mutate
 
 
@@ -42,6 +45,7 @@ def _do(*steps: Callable[[Obj], None]) -> Callable[[Obj], None]:
     def mutate(obj: Obj) -> None:
         for step in steps:
             step(obj)
+
     return mutate
 
 
@@ -49,69 +53,144 @@ DISK = {"name": "root", "size": "1Gi"}
 
 # (id, example file, change, what the user must read in the error)
 CASES: list[tuple[str, str, Callable[[Obj], None], list[str]]] = [
-    ("vm-memory-below-16Mi", "virtualmachine.yaml", _set("spec.memory", "8Mi"),
-     ["spec.memory", "memory must be a quantity of at least 16Mi"]),
-    ("vm-memory-bytes-below-16Mi", "virtualmachine.yaml", _set("spec.memory", 1024),
-     ["spec.memory", "memory must be a quantity of at least 16Mi"]),
-    ("vm-memory-not-a-quantity", "virtualmachine.yaml", _set("spec.memory", "lots"),
-     ["spec.memory", "should match"]),
-    ("vm-cpu-zero", "virtualmachine.yaml", _set("spec.cpu", 0),
-     ["spec.cpu", "should be greater than or equal to 1"]),
-    ("vm-run-strategy-unknown", "virtualmachine.yaml", _set("spec.runStrategy", "Sometimes"),
-     ["spec.runStrategy", 'Unsupported value: "Sometimes"', '"Running", "Halted", "Paused"']),
-    ("vm-memory-missing", "virtualmachine.yaml", _drop("spec.memory"),
-     ["spec.memory", "Required value"]),
-    ("vm-disk-size-and-path", "virtualmachine.yaml", _set("spec.disks.0.path", "/var/lib/vapor/root.qcow2"),
-     ["spec.disks[0]", "a disk needs exactly one of size (a new image) or path (an existing image)"]),
-    ("vm-disk-neither-size-nor-path", "virtualmachine.yaml", _set("spec.disks", [{"name": "root"}]),
-     ["spec.disks[0]", "a disk needs exactly one of size"]),
-    ("vm-disk-relative-path", "virtualmachine.yaml", _set("spec.disks", [{"name": "root", "path": "root.qcow2"}]),
-     ["spec.disks[0].path", "should match '^/"]),
-    ("vm-disk-duplicate-names", "virtualmachine.yaml", _set("spec.disks", [DISK, DISK]),
-     ["spec.disks[1]", "Duplicate value"]),
-    ("vm-bridge-without-source", "virtualmachine.yaml", _set("spec.networks", [{"name": "lan", "type": "bridge"}]),
-     ["spec.networks[0]", "source is required for network and bridge cards"]),
-    ("vm-bad-mac", "virtualmachine.yaml", _set("spec.networks.0.mac", "52:54:00:zz:00:01"),
-     ["spec.networks[0].mac", "should match"]),
-    ("vm-unknown-field", "virtualmachine.yaml", _set("spec.cpus", 2),
-     ['unknown field "spec.cpus"']),
-    ("migration-copy-storage-unknown", "migration.yaml", _set("spec.copyStorage", "some"),
-     ["spec.copyStorage", 'Unsupported value: "some"', '"none", "all", "incremental"']),
-    ("migration-vm-missing", "migration.yaml", _drop("spec.vmName"),
-     ["spec.vmName", "Required value"]),
-    ("migration-negative-bandwidth", "migration.yaml", _set("spec.bandwidthMiBPerSecond", -1),
-     ["spec.bandwidthMiBPerSecond", "should be greater than or equal to 0"]),
-    ("mount-relative-mount-point", "mount.yaml", _set("spec.mountPoint", "mnt/data"),
-     ["spec.mountPoint", "should match"]),
-    ("mount-root-mount-point", "mount.yaml", _set("spec.mountPoint", "/"),
-     ["spec.mountPoint", "should match"]),
-    ("mount-into-proc", "mount.yaml", _set("spec.mountPoint", "/proc/data"),
-     ["spec.mountPoint", "mountPoint must not be a system directory"]),
-    ("mount-over-etc", "mount.yaml", _set("spec.mountPoint", "/etc"),
-     ["mountPoint must not be a system directory"]),
-    ("mount-dotdot-mount-point", "mount.yaml", _set("spec.mountPoint", "/mnt/../etc"),
-     ["spec.mountPoint", "mountPoint must be a plain absolute path without . or .. parts"]),
-    ("mount-device-outside-dev", "mount.yaml", _set("spec.device", "/tmp/disk.img"),
-     ["spec.device", "should match '^/dev/"]),
-    ("mount-device-dotdot", "mount.yaml", _set("spec.device", "/dev/../etc/shadow"),
-     ["spec.device", "should match"]),
-    ("mount-filesystem-unknown", "mount.yaml", _set("spec.filesystem", "ntfs"),
-     ["spec.filesystem", 'Unsupported value: "ntfs"']),
-    ("mount-options-with-space", "mount.yaml", _set("spec.options", "rw, noatime"),
-     ["spec.options", "should match"]),
-    ("mount-host-missing", "mount.yaml", _drop("spec.host"),
-     ["spec.host", "Required value"]),
-    ("host-interface-name-too-long", "host.yaml", _set("spec.interfaces.0.name", "averyveryverylongname0"),
-     ["spec.interfaces[0].name", "should match"]),
-    ("host-address-without-prefix", "host.yaml", _set("spec.interfaces.0.addresses", ["192.0.2.10"]),
-     ["spec.interfaces[0].addresses[0]", "should match"]),
-    ("host-mtu-too-small", "host.yaml", _set("spec.interfaces.0.mtu", 10),
-     ["spec.interfaces[0].mtu", "should be greater than or equal to 68"]),
-    ("host-interface-state-unknown", "host.yaml", _set("spec.interfaces.0.state", "sideways"),
-     ["spec.interfaces[0].state", 'Unsupported value: "sideways"', '"up", "down"']),
-    ("host-two-gateways", "host.yaml",
-     _set("spec.interfaces", [{"name": "eth0", "gateway": "192.0.2.1"}, {"name": "eth1", "gateway": "198.51.100.1"}]),
-     ["spec.interfaces", "only one interface may carry the default gateway"]),
+    (
+        "vm-memory-below-16Mi",
+        "virtualmachine.yaml",
+        _set("spec.memory", "8Mi"),
+        ["spec.memory", "memory must be a quantity of at least 16Mi"],
+    ),
+    (
+        "vm-memory-bytes-below-16Mi",
+        "virtualmachine.yaml",
+        _set("spec.memory", 1024),
+        ["spec.memory", "memory must be a quantity of at least 16Mi"],
+    ),
+    ("vm-memory-not-a-quantity", "virtualmachine.yaml", _set("spec.memory", "lots"), ["spec.memory", "should match"]),
+    ("vm-cpu-zero", "virtualmachine.yaml", _set("spec.cpu", 0), ["spec.cpu", "should be greater than or equal to 1"]),
+    (
+        "vm-run-strategy-unknown",
+        "virtualmachine.yaml",
+        _set("spec.runStrategy", "Sometimes"),
+        ["spec.runStrategy", 'Unsupported value: "Sometimes"', '"Running", "Halted", "Paused"'],
+    ),
+    ("vm-memory-missing", "virtualmachine.yaml", _drop("spec.memory"), ["spec.memory", "Required value"]),
+    (
+        "vm-disk-size-and-path",
+        "virtualmachine.yaml",
+        _set("spec.disks.0.path", "/var/lib/vapor/root.qcow2"),
+        ["spec.disks[0]", "a disk needs exactly one of size (a new image) or path (an existing image)"],
+    ),
+    (
+        "vm-disk-neither-size-nor-path",
+        "virtualmachine.yaml",
+        _set("spec.disks", [{"name": "root"}]),
+        ["spec.disks[0]", "a disk needs exactly one of size"],
+    ),
+    (
+        "vm-disk-relative-path",
+        "virtualmachine.yaml",
+        _set("spec.disks", [{"name": "root", "path": "root.qcow2"}]),
+        ["spec.disks[0].path", "should match '^/"],
+    ),
+    (
+        "vm-disk-duplicate-names",
+        "virtualmachine.yaml",
+        _set("spec.disks", [DISK, DISK]),
+        ["spec.disks[1]", "Duplicate value"],
+    ),
+    (
+        "vm-bridge-without-source",
+        "virtualmachine.yaml",
+        _set("spec.networks", [{"name": "lan", "type": "bridge"}]),
+        ["spec.networks[0]", "source is required for network and bridge cards"],
+    ),
+    (
+        "vm-bad-mac",
+        "virtualmachine.yaml",
+        _set("spec.networks.0.mac", "52:54:00:zz:00:01"),
+        ["spec.networks[0].mac", "should match"],
+    ),
+    ("vm-unknown-field", "virtualmachine.yaml", _set("spec.cpus", 2), ['unknown field "spec.cpus"']),
+    (
+        "migration-copy-storage-unknown",
+        "migration.yaml",
+        _set("spec.copyStorage", "some"),
+        ["spec.copyStorage", 'Unsupported value: "some"', '"none", "all", "incremental"'],
+    ),
+    ("migration-vm-missing", "migration.yaml", _drop("spec.vmName"), ["spec.vmName", "Required value"]),
+    (
+        "migration-negative-bandwidth",
+        "migration.yaml",
+        _set("spec.bandwidthMiBPerSecond", -1),
+        ["spec.bandwidthMiBPerSecond", "should be greater than or equal to 0"],
+    ),
+    (
+        "mount-relative-mount-point",
+        "mount.yaml",
+        _set("spec.mountPoint", "mnt/data"),
+        ["spec.mountPoint", "should match"],
+    ),
+    ("mount-root-mount-point", "mount.yaml", _set("spec.mountPoint", "/"), ["spec.mountPoint", "should match"]),
+    (
+        "mount-into-proc",
+        "mount.yaml",
+        _set("spec.mountPoint", "/proc/data"),
+        ["spec.mountPoint", "mountPoint must not be a system directory"],
+    ),
+    ("mount-over-etc", "mount.yaml", _set("spec.mountPoint", "/etc"), ["mountPoint must not be a system directory"]),
+    (
+        "mount-dotdot-mount-point",
+        "mount.yaml",
+        _set("spec.mountPoint", "/mnt/../etc"),
+        ["spec.mountPoint", "mountPoint must be a plain absolute path without . or .. parts"],
+    ),
+    (
+        "mount-device-outside-dev",
+        "mount.yaml",
+        _set("spec.device", "/tmp/disk.img"),
+        ["spec.device", "should match '^/dev/"],
+    ),
+    ("mount-device-dotdot", "mount.yaml", _set("spec.device", "/dev/../etc/shadow"), ["spec.device", "should match"]),
+    (
+        "mount-filesystem-unknown",
+        "mount.yaml",
+        _set("spec.filesystem", "ntfs"),
+        ["spec.filesystem", 'Unsupported value: "ntfs"'],
+    ),
+    ("mount-options-with-space", "mount.yaml", _set("spec.options", "rw, noatime"), ["spec.options", "should match"]),
+    ("mount-host-missing", "mount.yaml", _drop("spec.host"), ["spec.host", "Required value"]),
+    (
+        "host-interface-name-too-long",
+        "host.yaml",
+        _set("spec.interfaces.0.name", "averyveryverylongname0"),
+        ["spec.interfaces[0].name", "should match"],
+    ),
+    (
+        "host-address-without-prefix",
+        "host.yaml",
+        _set("spec.interfaces.0.addresses", ["192.0.2.10"]),
+        ["spec.interfaces[0].addresses[0]", "should match"],
+    ),
+    (
+        "host-mtu-too-small",
+        "host.yaml",
+        _set("spec.interfaces.0.mtu", 10),
+        ["spec.interfaces[0].mtu", "should be greater than or equal to 68"],
+    ),
+    (
+        "host-interface-state-unknown",
+        "host.yaml",
+        _set("spec.interfaces.0.state", "sideways"),
+        ["spec.interfaces[0].state", 'Unsupported value: "sideways"', '"up", "down"'],
+    ),
+    (
+        "host-two-gateways",
+        "host.yaml",
+        _set(
+            "spec.interfaces", [{"name": "eth0", "gateway": "192.0.2.1"}, {"name": "eth1", "gateway": "198.51.100.1"}]
+        ),
+        ["spec.interfaces", "only one interface may carry the default gateway"],
+    ),
 ]
 
 
@@ -126,8 +205,12 @@ def _prepare(example: str, namespace: str, unique: Callable[[str], str]) -> Obj:
 
 @pytest.mark.parametrize(("example", "mutate", "messages"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_invalid_manifest_is_rejected_at_apply(
-    kubectl: Kubectl, namespace: str, unique: Callable[[str], str],
-    example: str, mutate: Callable[[Obj], None], messages: list[str],
+    kubectl: Kubectl,
+    namespace: str,
+    unique: Callable[[str], str],
+    example: str,
+    mutate: Callable[[Obj], None],
+    messages: list[str],
 ) -> None:
     obj = _prepare(example, namespace, unique)
     mutate(obj)

@@ -26,9 +26,22 @@ DEFAULT_DIR = Path(__file__).resolve().parent.parent / "crds"
 
 # Keys of pydantic's JSON schema that a CRD schema keeps as they are.
 _PASSTHROUGH = {
-    "type", "description", "enum", "pattern", "format", "minimum", "maximum",
-    "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "minItems",
-    "maxItems", "default", "required", "anyOf",
+    "type",
+    "description",
+    "enum",
+    "pattern",
+    "format",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "exclusiveMaximum",
+    "minLength",
+    "maxLength",
+    "minItems",
+    "maxItems",
+    "default",
+    "required",
+    "anyOf",
 }
 
 

@@ -24,11 +24,19 @@ def main(argv: list[str] | None = None) -> int:
     """Run one devenv command."""
     parser = argparse.ArgumentParser(prog="vapor-devenv", description="Vapor's local control plane")
     parser.add_argument("command", choices=["up", "down", "destroy", "env", "status", "dev"])
-    parser.add_argument("--state-dir", type=Path, default=Path(os.environ.get("VAPOR_STATE_DIR", DEFAULT_STATE)),
-                        help="where certificates, data, logs and the kubeconfig live (default: .vapor/cluster)")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("VAPOR_STATE_DIR", DEFAULT_STATE)),
+        help="where certificates, data, logs and the kubeconfig live (default: .vapor/cluster)",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        datefmt="%H:%M:%S", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
     cp = ControlPlane(args.state_dir)
     try:
         if args.command == "up":

@@ -1,4 +1,8 @@
-"""Certificates for the local control plane: a CA, the API server's serving cert, an admin client cert and the service-account key."""
+"""Certificates for the local control plane.
+
+A CA, the API server's serving certificate (loopback names only), an admin
+client certificate and the service-account signing key.
+"""
 
 from __future__ import annotations
 
@@ -51,7 +55,15 @@ class PKI:
 
     def exists(self) -> bool:
         """Whether every file is there already (a restarted dev cluster reuses them)."""
-        files = (self.ca_cert, self.serving_cert, self.serving_key, self.admin_cert, self.admin_key, self.sa_key, self.sa_pub)
+        files = (
+            self.ca_cert,
+            self.serving_cert,
+            self.serving_key,
+            self.admin_cert,
+            self.admin_key,
+            self.sa_key,
+            self.sa_pub,
+        )
         return all(f.exists() for f in files)
 
 
@@ -88,9 +100,15 @@ def _cert(
         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=ca, crl_sign=ca, content_commitment=False,
-                key_encipherment=not ca, data_encipherment=False, key_agreement=False,
-                encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=ca,
+                crl_sign=ca,
+                content_commitment=False,
+                key_encipherment=not ca,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -127,13 +145,17 @@ def generate(directory: Path) -> PKI:
         x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         x509.IPAddress(ipaddress.ip_address("::1")),
     ]
-    serving = _cert(_name("kube-apiserver"), serving_key, ca_name, ca_key, usage=[ExtendedKeyUsageOID.SERVER_AUTH], sans=sans)
+    serving = _cert(
+        _name("kube-apiserver"), serving_key, ca_name, ca_key, usage=[ExtendedKeyUsageOID.SERVER_AUTH], sans=sans
+    )
     pki.serving_cert.write_bytes(serving.public_bytes(pem))
     _write_key(pki.serving_key, serving_key)
 
     # system:masters is bound to cluster-admin by the API server's bootstrap policy.
     admin_key = _key()
-    admin = _cert(_name("vapor-admin", "system:masters"), admin_key, ca_name, ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    admin = _cert(
+        _name("vapor-admin", "system:masters"), admin_key, ca_name, ca_key, usage=[ExtendedKeyUsageOID.CLIENT_AUTH]
+    )
     pki.admin_cert.write_bytes(admin.public_bytes(pem))
     _write_key(pki.admin_key, admin_key)
 

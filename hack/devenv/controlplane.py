@@ -148,8 +148,12 @@ class ControlPlane:
         except BaseException:
             self.down()
             raise
-        log.info("control plane ready at https://127.0.0.1:%d in %.1fs (kubeconfig %s)",
-                 ports.apiserver, time.monotonic() - started, self.kubeconfig)
+        log.info(
+            "control plane ready at https://127.0.0.1:%d in %.1fs (kubeconfig %s)",
+            ports.apiserver,
+            time.monotonic() - started,
+            self.kubeconfig,
+        )
         return self
 
     def down(self, *, timeout: float = 20.0) -> None:
@@ -182,7 +186,9 @@ class ControlPlane:
     def __enter__(self) -> ControlPlane:
         return self.up()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if not self._reused:  # a control plane someone else started keeps running
             self.down()
 
@@ -190,7 +196,9 @@ class ControlPlane:
     def kubectl_run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run the pinned kubectl against this control plane."""
         env = {**os.environ, "KUBECONFIG": str(self.kubeconfig)}
-        result = subprocess.run([str(self.kubectl), *args], input=input, capture_output=True, text=True, env=env, timeout=120)
+        result = subprocess.run(
+            [str(self.kubectl), *args], input=input, capture_output=True, text=True, env=env, timeout=120
+        )
         if check and result.returncode != 0:
             raise ControlPlaneError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
         return result
@@ -205,16 +213,21 @@ class ControlPlane:
             args += ["-f", str(f)]
         self.kubectl_run(*args)
         names = [yaml.safe_load(f.read_text())["metadata"]["name"] for f in files]
-        self.kubectl_run("wait", "--for=condition=Established", f"--timeout={int(timeout)}s",
-                         *[f"crd/{n}" for n in names])
+        self.kubectl_run(
+            "wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *[f"crd/{n}" for n in names]
+        )
         log.info("CRDs established: %s", ", ".join(names))
 
     # -- internals -------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], detach: bool) -> None:
         logfile = self._log(name).open("ab")
         proc = subprocess.Popen(
-            argv, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=detach, cwd=self.state_dir,
+            argv,
+            stdout=logfile,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=detach,
+            cwd=self.state_dir,
         )
         logfile.close()
         self._procs[name] = proc
@@ -223,35 +236,51 @@ class ControlPlane:
     def _start_etcd(self, bins: Path, ports: _Ports, detach: bool) -> None:
         client = f"http://127.0.0.1:{ports.etcd_client}"
         peer = f"http://127.0.0.1:{ports.etcd_peer}"
-        self._spawn("etcd", [
-            str(bins / "etcd"),
-            "--name=vapor", f"--data-dir={self.state_dir / 'etcd'}",
-            f"--listen-client-urls={client}", f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}", f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster=vapor={peer}", "--listen-metrics-urls=",
-            # A development store: losing the last writes in a power cut is fine, waiting on fsync is not.
-            "--unsafe-no-fsync", "--log-level=warn",
-        ], detach)
+        self._spawn(
+            "etcd",
+            [
+                str(bins / "etcd"),
+                "--name=vapor",
+                f"--data-dir={self.state_dir / 'etcd'}",
+                f"--listen-client-urls={client}",
+                f"--advertise-client-urls={client}",
+                f"--listen-peer-urls={peer}",
+                f"--initial-advertise-peer-urls={peer}",
+                f"--initial-cluster=vapor={peer}",
+                "--listen-metrics-urls=",
+                # A development store: losing the last writes in a power cut is fine, waiting on fsync is not.
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            detach,
+        )
 
     def _start_apiserver(self, bins: Path, ports: _Ports, pki: _certs.PKI, detach: bool) -> None:
-        self._spawn("kube-apiserver", [
-            str(bins / "kube-apiserver"),
-            f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
-            "--bind-address=127.0.0.1", "--advertise-address=127.0.0.1",
-            f"--secure-port={ports.apiserver}",
-            f"--tls-cert-file={pki.serving_cert}", f"--tls-private-key-file={pki.serving_key}",
-            f"--client-ca-file={pki.ca_cert}",
-            f"--service-account-key-file={pki.sa_pub}",
-            f"--service-account-signing-key-file={pki.sa_key}",
-            "--service-account-issuer=https://kubernetes.default.svc",
-            "--service-cluster-ip-range=10.0.0.0/24",
-            "--authorization-mode=RBAC", "--allow-privileged=true",
-            # No controller-manager runs to create default ServiceAccounts, so
-            # pods could not be admitted with this plugin on.
-            "--disable-admission-plugins=ServiceAccount",
-            f"--cert-dir={self.state_dir / 'pki'}",
-            "--v=1",
-        ], detach)
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(bins / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{ports.etcd_client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={ports.apiserver}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                f"--service-account-key-file={pki.sa_pub}",
+                f"--service-account-signing-key-file={pki.sa_key}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=RBAC",
+                "--allow-privileged=true",
+                # No controller-manager runs to create default ServiceAccounts, so
+                # pods could not be admitted with this plugin on.
+                "--disable-admission-plugins=ServiceAccount",
+                f"--cert-dir={self.state_dir / 'pki'}",
+                "--v=1",
+            ],
+            detach,
+        )
 
     def _write_state(self, ports: _Ports) -> None:
         state = {"ports": ports.__dict__, "pids": {n: p.pid for n, p in self._procs.items()}}
@@ -272,11 +301,21 @@ class ControlPlane:
         config = {
             "apiVersion": "v1",
             "kind": "Config",
-            "clusters": [{"name": "vapor-dev", "cluster": {
-                "server": f"https://127.0.0.1:{ports.apiserver}",
-                "certificate-authority-data": b64(pki.ca_cert)}}],
-            "users": [{"name": "vapor-admin", "user": {
-                "client-certificate-data": b64(pki.admin_cert), "client-key-data": b64(pki.admin_key)}}],
+            "clusters": [
+                {
+                    "name": "vapor-dev",
+                    "cluster": {
+                        "server": f"https://127.0.0.1:{ports.apiserver}",
+                        "certificate-authority-data": b64(pki.ca_cert),
+                    },
+                }
+            ],
+            "users": [
+                {
+                    "name": "vapor-admin",
+                    "user": {"client-certificate-data": b64(pki.admin_cert), "client-key-data": b64(pki.admin_key)},
+                }
+            ],
             "contexts": [{"name": "vapor-dev", "context": {"cluster": "vapor-dev", "user": "vapor-admin"}}],
             "current-context": "vapor-dev",
         }
@@ -303,7 +342,9 @@ class ControlPlane:
             except OSError as exc:  # refused while starting, 500 until post-start hooks finish
                 last = str(exc)
             time.sleep(0.25)
-        raise ControlPlaneError(f"kube-apiserver not ready after {timeout:.0f}s ({last}); see {self._log('kube-apiserver')}")
+        raise ControlPlaneError(
+            f"kube-apiserver not ready after {timeout:.0f}s ({last}); see {self._log('kube-apiserver')}"
+        )
 
     def _tail(self, name: str, lines: int = 20) -> str:
         try:

@@ -43,10 +43,22 @@ class Model(BaseModel):
 _QUANTITY_RE = re.compile(
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
-_SUFFIX = {
-    "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60,
-    "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
-    "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15, "E": 10**18,
+_SUFFIX: dict[str, Decimal] = {
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "P": Decimal(10**15),
+    "E": Decimal(10**18),
 }
 
 QUANTITY_PATTERN = _QUANTITY_RE.pattern
@@ -68,7 +80,7 @@ def parse_quantity(value: str | int) -> Decimal:
         if text.endswith(suffix):
             return Decimal(text[: -len(suffix)]) * _SUFFIX[suffix]
     if text[-1] in "numkMGTPE" and not re.search(r"[eE][+-]?[0-9.]+$", text):
-        return Decimal(text[:-1]) * Decimal(_SUFFIX[text[-1]])
+        return Decimal(text[:-1]) * _SUFFIX[text[-1]]
     return Decimal(text)
 
 

@@ -80,8 +80,12 @@ class CPUInfo(Model):
     model: str | None = Field(default=None, description="Processor model name, as /proc/cpuinfo gives it.")
     cores: int | None = Field(default=None, ge=0, description="Physical cores.")
     threads: int | None = Field(default=None, ge=0, description="Logical CPUs (hardware threads).")
-    usage_percent: float | None = Field(default=None, ge=0, le=100, description="CPU busy, in percent, over the last sample.")
-    frequency_mhz: float | None = Field(default=None, ge=0, description="Current frequency in MHz, where the kernel tells it.")
+    usage_percent: float | None = Field(
+        default=None, ge=0, le=100, description="CPU busy, in percent, over the last sample."
+    )
+    frequency_mhz: float | None = Field(
+        default=None, ge=0, description="Current frequency in MHz, where the kernel tells it."
+    )
 
 
 class MemoryInfo(Model):
@@ -114,7 +118,9 @@ class InterfaceStatus(Model):
     type: str | None = Field(
         default=None, description="Kind of interface: ethernet, loopback, bridge, veth, vxlan, tun and so on."
     )
-    addresses: list[Annotated[str, StringConstraints(pattern=CIDR_PATTERN)]] | None = Field(default=None, description="Addresses in CIDR notation.")
+    addresses: list[Annotated[str, StringConstraints(pattern=CIDR_PATTERN)]] | None = Field(
+        default=None, description="Addresses in CIDR notation."
+    )
     statistics: InterfaceStatistics | None = Field(default=None, description="Traffic counters.")
 
 
@@ -152,7 +158,9 @@ class HypervisorInfo(Model):
     version: str | None = Field(default=None, description="Hypervisor version, for example 7.2.0.")
     libvirt_version: str | None = Field(default=None, description="libvirt version of the host.")
     arch: str | None = Field(default=None, description="Host CPU architecture, for example x86_64.")
-    cpu_model: str | None = Field(default=None, description="Host CPU model as libvirt names it; migrations compare it.")
+    cpu_model: str | None = Field(
+        default=None, description="Host CPU model as libvirt names it; migrations compare it."
+    )
     cpu_vendor: str | None = Field(default=None, description="Host CPU vendor.")
     cpu_features: list[str] | None = Field(default=None, description="CPU features libvirt reports.")
     kvm: bool | None = Field(default=None, description="Whether hardware virtualization (KVM) is usable.")
@@ -236,7 +244,9 @@ class Host(Resource[HostSpec, HostStatus]):
         scope="Cluster",
         short_names=("vhost",),
         printer_columns=(
-            PrinterColumn("Ready", '.status.conditions[?(@.type=="Ready")].status', description="Agent heartbeat is fresh."),
+            PrinterColumn(
+                "Ready", '.status.conditions[?(@.type=="Ready")].status', description="Agent heartbeat is fresh."
+            ),
             PrinterColumn("Hostname", ".status.hostname"),
             PrinterColumn("VMs", ".status.vmCount", "integer", "VirtualMachines placed here."),
             PrinterColumn("CPU", ".status.capacity.cpu", "integer", "Virtual CPUs offered to VMs."),

@@ -21,7 +21,11 @@ CopyStorage = Literal["none", "all", "incremental"]
 
 
 def _immutable(what: str) -> dict[str, Any]:
-    return {"x-kubernetes-validations": [{"rule": "self == oldSelf", "message": f"{what} cannot be changed once the Migration exists"}]}
+    return {
+        "x-kubernetes-validations": [
+            {"rule": "self == oldSelf", "message": f"{what} cannot be changed once the Migration exists"}
+        ]
+    }
 
 
 class MigrationSpec(Model):
@@ -39,9 +43,13 @@ class MigrationSpec(Model):
         max_length=253,
         json_schema_extra=_immutable("destinationHost"),
     )
-    live: bool = Field(default=True, description="Move a running VM without stopping it; false copies it while shut off.")
+    live: bool = Field(
+        default=True, description="Move a running VM without stopping it; false copies it while shut off."
+    )
     persistent: bool = Field(default=True, description="Define the VM permanently on the destination.")
-    undefine_source: bool = Field(default=True, description="Remove the VM's definition from the source host afterwards.")
+    undefine_source: bool = Field(
+        default=True, description="Remove the VM's definition from the source host afterwards."
+    )
     copy_storage: CopyStorage = Field(
         default="none",
         description="none: disks are on storage both hosts share; all: copy every disk; incremental: copy only what differs from a shared base image.",
@@ -50,12 +58,22 @@ class MigrationSpec(Model):
         default=0, ge=0, alias="bandwidthMiBPerSecond", description="Bandwidth limit in MiB/s; 0 means unlimited."
     )
     max_downtime_ms: int | None = Field(
-        default=None, ge=1, le=600000, description="Longest pause of the guest allowed for the final switch-over, in milliseconds."
+        default=None,
+        ge=1,
+        le=600000,
+        description="Longest pause of the guest allowed for the final switch-over, in milliseconds.",
     )
-    auto_converge: bool = Field(default=False, description="Slow the guest's CPUs down if its memory changes faster than it can be copied.")
-    post_copy: bool = Field(default=False, description="Switch to post-copy when pre-copy does not converge (live only).")
+    auto_converge: bool = Field(
+        default=False, description="Slow the guest's CPUs down if its memory changes faster than it can be copied."
+    )
+    post_copy: bool = Field(
+        default=False, description="Switch to post-copy when pre-copy does not converge (live only)."
+    )
     completion_timeout_per_gib: int = Field(
-        default=150, ge=1, alias="completionTimeoutPerGiB", description="Abort when the migration takes longer than this many seconds per GiB of guest memory."
+        default=150,
+        ge=1,
+        alias="completionTimeoutPerGiB",
+        description="Abort when the migration takes longer than this many seconds per GiB of guest memory.",
     )
     progress_timeout_seconds: int = Field(
         default=150, ge=1, description="Abort when no progress is made for this many seconds."
@@ -63,7 +81,11 @@ class MigrationSpec(Model):
     cancel: bool = Field(
         default=False,
         description="Set to true to abort the migration; the VM keeps running on the source. Cannot be undone.",
-        json_schema_extra={"x-kubernetes-validations": [{"rule": "!oldSelf || self", "message": "a cancelled Migration cannot be resumed"}]},
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {"rule": "!oldSelf || self", "message": "a cancelled Migration cannot be resumed"}
+            ]
+        },
     )
 
 
@@ -74,7 +96,9 @@ class MigrationProgress(Model):
     data_total_bytes: int | None = Field(default=None, ge=0, description="Bytes to copy in all.")
     data_processed_bytes: int | None = Field(default=None, ge=0, description="Bytes copied so far.")
     data_remaining_bytes: int | None = Field(default=None, ge=0, description="Bytes still to copy.")
-    memory_iteration: int | None = Field(default=None, ge=0, description="Pass over guest memory (dirty pages are copied again).")
+    memory_iteration: int | None = Field(
+        default=None, ge=0, description="Pass over guest memory (dirty pages are copied again)."
+    )
     memory_dirty_rate: int | None = Field(default=None, ge=0, description="Pages the guest dirties per second.")
     updated_at: datetime | None = Field(default=None, description="When this progress was read.")
 
@@ -82,16 +106,22 @@ class MigrationProgress(Model):
 class MigrationStatus(Model):
     """Where the migration is (the operator writes phases, the source agent progress)."""
 
-    phase: MigrationPhase | None = Field(default=None, description="Pending, Scheduling, PreparingTarget, Running, Succeeded, Failed or Cancelled.")
+    phase: MigrationPhase | None = Field(
+        default=None, description="Pending, Scheduling, PreparingTarget, Running, Succeeded, Failed or Cancelled."
+    )
     source_host: str | None = Field(default=None, description="Host the VM was on when the migration began.")
     target_host: str | None = Field(default=None, description="Host the VM is moving to (name).")
     queue_position: int | None = Field(default=None, ge=0, description="Place in the queue while limits hold it back.")
     progress: MigrationProgress | None = Field(default=None, description="Data copied so far.")
     start_time: datetime | None = Field(default=None, description="When libvirt began the migration.")
     end_time: datetime | None = Field(default=None, description="When it ended, for good or ill.")
-    downtime_ms: int | None = Field(default=None, ge=0, description="How long the guest was paused for the switch-over, in milliseconds.")
+    downtime_ms: int | None = Field(
+        default=None, ge=0, description="How long the guest was paused for the switch-over, in milliseconds."
+    )
     failure_reason: str | None = Field(default=None, description="Why the migration failed or was refused.")
-    observed_generation: int | None = Field(default=None, ge=0, description="metadata.generation the operator last acted on.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation the operator last acted on."
+    )
     conditions: list[Condition] | None = conditions_field("migration")
 
 

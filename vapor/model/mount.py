@@ -19,7 +19,20 @@ DEVICE_PATTERN = r"^/dev/[A-Za-z0-9][A-Za-z0-9._:+-]*(/[A-Za-z0-9][A-Za-z0-9._:+
 MOUNT_POINT_PATTERN = r"^/[A-Za-z0-9._@+-]+(/[A-Za-z0-9._@+-]+)*$"
 OPTIONS_PATTERN = r"^[A-Za-z0-9_=.:/@+-]+(,[A-Za-z0-9_=.:/@+-]+)*$"
 # Places no Mount may cover: the system's own trees.
-FORBIDDEN_MOUNT_POINTS = ("/proc", "/sys", "/dev", "/run", "/boot", "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/var/lib/kubelet")
+FORBIDDEN_MOUNT_POINTS = (
+    "/proc",
+    "/sys",
+    "/dev",
+    "/run",
+    "/boot",
+    "/etc",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/var/lib/kubelet",
+)
 
 
 class FormatSpec(Model):
@@ -40,9 +53,20 @@ class MountSpec(Model):
                     "message": "mountPoint must not be a system directory (/proc, /sys, /dev, /run, /boot, /etc, /usr, /bin, /sbin, /lib, /var/lib/kubelet)",
                     "fieldPath": ".mountPoint",
                 },
-                {"rule": "!self.mountPoint.contains('/../') && !self.mountPoint.endsWith('/..') && !self.mountPoint.contains('/./')", "message": "mountPoint must be a plain absolute path without . or .. parts", "fieldPath": ".mountPoint"},
-                {"rule": "!self.device.contains('/../') && !self.device.endsWith('/..')", "message": "device must not contain .. parts", "fieldPath": ".device"},
-                {"rule": "self.host == oldSelf.host && self.device == oldSelf.device && self.mountPoint == oldSelf.mountPoint", "message": "host, device and mountPoint cannot be changed; create a new Mount instead"},
+                {
+                    "rule": "!self.mountPoint.contains('/../') && !self.mountPoint.endsWith('/..') && !self.mountPoint.contains('/./')",
+                    "message": "mountPoint must be a plain absolute path without . or .. parts",
+                    "fieldPath": ".mountPoint",
+                },
+                {
+                    "rule": "!self.device.contains('/../') && !self.device.endsWith('/..')",
+                    "message": "device must not contain .. parts",
+                    "fieldPath": ".device",
+                },
+                {
+                    "rule": "self.host == oldSelf.host && self.device == oldSelf.device && self.mountPoint == oldSelf.mountPoint",
+                    "message": "host, device and mountPoint cannot be changed; create a new Mount instead",
+                },
             ]
         }
     )
@@ -77,7 +101,9 @@ class MountStatus(Model):
     phase: MountPhase | None = Field(default=None, description="Pending, Formatting, Mounted, Unmounting or Failed.")
     mounted: bool = Field(default=False, description="Whether the device is mounted at the mount point now.")
     message: str | None = Field(default=None, description="What happened last, in a sentence (the error when Failed).")
-    observed_generation: int | None = Field(default=None, ge=0, description="metadata.generation the agent last acted on.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="metadata.generation the agent last acted on."
+    )
     conditions: list[Condition] | None = conditions_field("mount")
 
 

@@ -1,0 +1,24 @@
+"""Run every benchmark: ``python -m bench [name ...]`` (``make bench``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import controlplane
+
+BENCHMARKS = {"controlplane": controlplane.main}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
+    args = parser.parse_args()
+    for name in args.names or BENCHMARKS:
+        print(f"== {name}")
+        BENCHMARKS[name]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
