@@ -11,6 +11,7 @@ BENCHMARKS = {"controlplane": controlplane.main}
 
 
 def main() -> int:
+    """Run the named benchmarks, or all of them."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help="benchmarks to run (default: all)")
     args = parser.parse_args()

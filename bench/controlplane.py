@@ -40,7 +40,7 @@ def main() -> None:
     """Print start times and create throughput."""
     with tempfile.TemporaryDirectory() as tmp:
         cp = ControlPlane(Path(tmp))
-        cp.bin_dir  # build or find the binaries before timing anything
+        assert cp.bin_dir.is_dir()  # build or find the binaries before timing anything
         start = time.perf_counter()
         cp.up()
         first = time.perf_counter() - start
@@ -51,7 +51,9 @@ def main() -> None:
             vm = VirtualMachine(
                 metadata=ObjectMeta(namespace="bench"),
                 spec=VirtualMachineSpec(
-                    memory="512Mi", cpu=2, run_strategy="Running",
+                    memory="512Mi",
+                    cpu=2,
+                    run_strategy="Running",
                     disks=[DiskSpec(name="root", size="10Gi", boot_order=1)],
                     networks=[NetworkSpec(name="lan", source="default")],
                 ),

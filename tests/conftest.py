@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from vapor.devenv import ControlPlane
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client, config
-from vapor.devenv import ControlPlane
 
+from vapor.devenv import ControlPlane
 from vapor.model import (
     KINDS,
     Condition,
