@@ -200,7 +200,8 @@ class ControlPlane:
             [str(self.kubectl), *args], input=input, capture_output=True, text=True, env=env, timeout=120
         )
         if check and result.returncode != 0:
-            raise ControlPlaneError(f"kubectl {' '.join(args)} failed: {result.stderr.strip()}")
+            output = (result.stderr.strip() + "\n" + result.stdout.strip()).strip()
+            raise ControlPlaneError(f"kubectl {' '.join(args)} failed (exit {result.returncode}): {output}")
         return result
 
     def install_crds(self, timeout: float = 60.0) -> None:
@@ -212,10 +213,24 @@ class ControlPlane:
         for f in files:
             args += ["-f", str(f)]
         self.kubectl_run(*args)
-        names = [yaml.safe_load(f.read_text())["metadata"]["name"] for f in files]
-        self.kubectl_run(
-            "wait", "--for=condition=Established", f"--timeout={int(timeout)}s", *[f"crd/{n}" for n in names]
-        )
+        names = sorted(yaml.safe_load(f.read_text())["metadata"]["name"] for f in files)
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = json.loads(self.kubectl_run("get", "crd", *names, "-o", "json").stdout)
+            established = sorted(
+                item["metadata"]["name"]
+                for item in listed["items"]
+                if any(
+                    c["type"] == "Established" and c["status"] == "True"
+                    for c in item.get("status", {}).get("conditions", [])
+                )
+            )
+            if established == names:
+                break
+            if time.monotonic() > deadline:
+                waiting = sorted(set(names) - set(established))
+                raise ControlPlaneError(f"CRDs not Established after {timeout:.0f}s: {', '.join(waiting)}")
+            time.sleep(0.2)
         log.info("CRDs established: %s", ", ".join(names))
 
     # -- internals -------------------------------------------------------------
