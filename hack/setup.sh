@@ -8,8 +8,12 @@ cd "$(dirname "$0")/.."
 
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
-# Debian packages: what the code and tests use from the host.
-packages=(python3-venv git make)
+# Debian packages: what the code and tests use from the host (libvirt and
+# QEMU for VMs, headers to build libvirt-python and systemd-python, PAM,
+# iproute2 and filesystem tools for host configuration).
+packages=(python3-venv python3-dev gcc git make pkg-config
+  libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils libvirt-dev
+  libsystemd-dev iproute2 util-linux xfsprogs e2fsprogs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -22,6 +26,12 @@ missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
 if [[ ${#missing[@]} -gt 0 ]]; then
   if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
   log "installing Debian packages: ${missing[*]}"
+  # Install only: the tests start libvirtd themselves, and a dev machine's
+  # services are its owner's business (policy-rc.d keeps apt from starting them).
+  had_policy=0; [[ -e /usr/sbin/policy-rc.d ]] && had_policy=1
+  [[ $had_policy == 1 ]] || printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '[[ $had_policy == 1 ]] || $SUDO rm -f /usr/sbin/policy-rc.d' EXIT
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
