@@ -20,8 +20,16 @@ MOUNT_FINALIZER = f"{GROUP}/unmount"
 
 # Who asked for a change through the REST gateway (the audit trail).
 REQUESTED_BY_ANNOTATION = f"{GROUP}/requested-by"
-# A restart request: the agent restarts the domain when this value changes.
+# A restart request: the agent restarts the domain when this value differs
+# from status.lastRestartRequest (which it sets once the restart is done).
 RESTART_ANNOTATION = f"{GROUP}/restart-requested-at"
+# How a VM whose runStrategy becomes Halted is stopped: "force" powers it off
+# at once; absent (or "graceful") asks the guest to shut down first.
+STOP_MODE_ANNOTATION = f"{GROUP}/stop-mode"
+
+# Host heartbeats: a coordination.k8s.io Lease per Host, named like the Host,
+# in this namespace (as the kubelet's are in kube-node-lease).
+LEASE_NAMESPACE = "vapor-system"
 
 # Field manager names, so `kubectl get -o yaml --show-managed-fields` tells who owns what.
 FIELD_MANAGER_OPERATOR = "vapor-operator"
@@ -32,7 +40,7 @@ FIELD_MANAGER_GATEWAY_PREFIX = "vapor-gateway"
 class ConditionType:
     """Condition types used in the status of the Vapor kinds."""
 
-    READY = "Ready"  # Host: agent heartbeat fresh; VirtualMachine: domain running as asked
+    READY = "Ready"  # Host: Lease fresh (operator); VirtualMachine: domain as asked (agent)
     SCHEDULED = "Scheduled"  # VirtualMachine: the operator has placed it on a host
     NETWORK_ROLLED_BACK = "NetworkRolledBack"  # Host: a change cut the agent off and was undone
     DESTINATION_CAPACITY = "DestinationCapacity"  # Migration pre-flight checks

@@ -165,6 +165,10 @@ class VirtualMachineStatus(Model):
     domain_uuid: str | None = Field(default=None, description="UUID of the libvirt domain.")
     addresses: list[str] | None = Field(default=None, description="Guest IP addresses, when known.")
     migration: str | None = Field(default=None, description="Name of the Migration moving this VM now, if any.")
+    last_restart_request: str | None = Field(
+        default=None,
+        description="Value of the vapor.io/restart-requested-at annotation the agent last carried out.",
+    )
     observed_generation: int | None = Field(
         default=None, ge=0, description="metadata.generation the agent last acted on."
     )
