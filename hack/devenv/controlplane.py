@@ -26,6 +26,8 @@ from typing import Any
 
 import yaml
 
+from vapor.model.names import LEASE_NAMESPACE
+
 from . import _certs
 
 log = logging.getLogger("vapor.devenv")
@@ -213,6 +215,11 @@ class ControlPlane:
         for f in files:
             args += ["-f", str(f)]
         self.kubectl_run(*args)
+        # Where the agents' heartbeat Leases live (the Helm chart makes it in a cluster).
+        namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LEASE_NAMESPACE}}
+        self.kubectl_run(
+            "apply", "--server-side", "--field-manager=vapor-devenv", "-f", "-", input=json.dumps(namespace)
+        )
         names = sorted(yaml.safe_load(f.read_text())["metadata"]["name"] for f in files)
         deadline = time.monotonic() + timeout
         while True:

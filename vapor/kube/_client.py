@@ -158,6 +158,37 @@ class Resources(Generic[R]):
         )
         return self.kind.from_api(raw)
 
+    async def apply_status(
+        self,
+        name: str,
+        status: dict[str, Any],
+        *,
+        namespace: str | None = None,
+        field_manager: str,
+        force: bool = True,
+    ) -> None:
+        """Server-side apply of part of the status: ``field_manager`` owns exactly the fields given.
+
+        Lists keyed by a field (conditions by type) merge entry by entry, so two
+        writers can each own their own conditions of one object.
+        """
+        body = {
+            "apiVersion": self.kind.group + "/" + self.kind.version,
+            "kind": self.kind.__name__,
+            "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
+            "status": status,
+        }
+        await call(
+            self._method("patch_{scope}_custom_object_status")(
+                *self._args(namespace),
+                name,
+                body,
+                field_manager=field_manager,
+                force=force,
+                _content_type=APPLY_PATCH,
+            )
+        )
+
     async def delete(self, name: str, namespace: str | None = None) -> None:
         """Ask for deletion (finalizers may hold the object for a while)."""
         await call(self._method("delete_{scope}_custom_object")(*self._args(namespace), name))

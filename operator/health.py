@@ -1,0 +1,125 @@
+"""Host health: each Host's Ready condition follows its agent's Lease.
+
+The Leases are indexed from their watch, so checking a host costs no call to
+the API server. When a host turns NotReady its VMs are marked Unknown (their
+agent can no longer say what they are), and the change is recorded as an
+Event; when the Lease is renewed the host is Ready again and its agent
+reports its VMs' real phases. The operator also keeps ``status.vmCount``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+import kopf
+
+from vapor.model import GROUP, VERSION, Host, VirtualMachine
+from vapor.model.names import LEASE_NAMESPACE, ConditionType
+
+from ._state import Memo, VMKey
+from .lease import Heartbeat, heartbeat_of, judge
+from .placement import Request
+from .settings import FIELD_MANAGER, HEALTH_INTERVAL
+
+log = logging.getLogger("vapor.operator.health")
+
+
+def _in_lease_namespace(namespace: str | None, **_: Any) -> bool:
+    return namespace == LEASE_NAMESPACE
+
+
+@kopf.index("coordination.k8s.io", "v1", "leases", when=_in_lease_namespace)
+def heartbeats(name: str, body: kopf.Body, **_: Any) -> dict[str, Heartbeat] | None:
+    """The last renewal of every host Lease, by host name."""
+    beat = heartbeat_of(body)
+    return {name: beat} if beat else None
+
+
+def _ready_condition(host: Host) -> Any:
+    for c in (host.status.conditions if host.status else None) or []:
+        if c.type == ConditionType.READY:
+            return c
+    return None
+
+
+@kopf.timer(GROUP, VERSION, "hosts", interval=HEALTH_INTERVAL)
+async def check_host(
+    name: str,
+    body: kopf.Body,
+    memo: Any,
+    heartbeats: kopf.Index[str, Heartbeat],
+    vms_by_host: kopf.Index[str, tuple[VMKey, Request]],
+    **_: Any,
+) -> None:
+    """Keep the Host's Ready condition and VM count true; mark VMs Unknown when the host is lost."""
+    state: Memo = memo
+    kube = state.kube
+    assert kube is not None
+    host = Host.from_api(dict(body))
+    now = dt.datetime.now(dt.UTC)
+    beats = list(heartbeats.get(name, []))
+    verdict = judge(max(beats, key=lambda b: b.renewed) if beats else None, now)
+    vm_keys = {key for key, _req in vms_by_host.get(name, [])}
+    current = _ready_condition(host)
+    status = "True" if verdict.ready else "False"
+    vm_count = host.status.vm_count if host.status else None
+    unchanged = current is not None and (current.status, current.reason, current.message) == (
+        status,
+        verdict.reason,
+        verdict.message,
+    )
+    if unchanged and vm_count == len(vm_keys):
+        return
+    since = current.last_transition_time if current is not None and current.status == status else now
+    condition = {
+        "type": ConditionType.READY,
+        "status": status,
+        "reason": verdict.reason,
+        "message": verdict.message,
+        "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    await kube.resources(Host).apply_status(
+        name, {"conditions": [condition], "vmCount": len(vm_keys)}, field_manager=FIELD_MANAGER
+    )
+    was_ready = current is not None and current.status == "True"
+    if verdict.ready == was_ready and current is not None:
+        return
+    if verdict.ready:
+        log.info("host=%s Ready: %s", name, verdict.message)
+        await kube.events.record(
+            host, reason="HostReady", note=verdict.message, controller="operator", action="Heartbeat"
+        )
+        return
+    log.warning("host=%s NotReady: %s", name, verdict.message)
+    await kube.events.record(
+        host, reason="HostNotReady", note=verdict.message, controller="operator", action="Heartbeat", type="Warning"
+    )
+    await _mark_unknown(state, name, vm_keys)
+
+
+async def _mark_unknown(state: Memo, host: str, vm_keys: set[VMKey]) -> None:
+    """The VMs of a lost host: phase Unknown, with an Event each."""
+    kube = state.kube
+    assert kube is not None
+    vms = kube.resources(VirtualMachine)
+    for namespace, name in sorted(vm_keys):
+        try:
+            vm = await vms.get(name, namespace)
+            if vm.status is not None and vm.status.phase == "Unknown":
+                continue
+            vm = await vms.patch_status(name, {"phase": "Unknown"}, namespace=namespace, field_manager=FIELD_MANAGER)
+        except kopf.PermanentError:
+            raise
+        except Exception as exc:  # one VM must not keep the others from being marked
+            log.warning("vm=%s/%s could not be marked Unknown: %s", namespace, name, exc)
+            continue
+        await kube.events.record(
+            vm,
+            reason="HostNotReady",
+            note=f"host {host} stopped reporting; VM state unknown",
+            controller="operator",
+            action="Heartbeat",
+            type="Warning",
+        )

@@ -1,0 +1,125 @@
+"""Where a VirtualMachine should run: a plain decision over hosts and their placed VMs.
+
+No I/O here: the kopf handlers gather the facts, :func:`choose_host` decides,
+and tests call it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from vapor.model import Host, VirtualMachine, quantity_bytes
+from vapor.model.names import ConditionType
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one VM takes from a host."""
+
+    cpu: int
+    memory: int  # bytes
+
+    @classmethod
+    def of(cls, vm: VirtualMachine) -> Request:
+        """The resources a VM's spec asks for."""
+        return cls(cpu=vm.spec.cpu, memory=quantity_bytes(vm.spec.memory))
+
+
+@dataclass
+class Fit:
+    """How a host stands for a VM: chosen, or why not."""
+
+    host: str
+    reasons: list[str] = field(default_factory=list)
+    free_cpu: int = 0
+    free_memory: int = 0
+
+    @property
+    def fits(self) -> bool:
+        """Whether nothing rules the host out."""
+        return not self.reasons
+
+
+def host_ready(host: Host) -> bool:
+    """Whether the host's Ready condition is True."""
+    conditions = host.status.conditions if host.status else None
+    return any(c.type == ConditionType.READY and c.status == "True" for c in conditions or [])
+
+
+def _mib(n: int) -> str:
+    """Bytes as a quantity a person reads at a glance (2Gi, 768Mi)."""
+    if n and n % 2**30 == 0:
+        return f"{n // 2**30}Gi"
+    return f"{n // 2**20}Mi"
+
+
+def evaluate(vm: VirtualMachine, host: Host, placed: Iterable[Request], request: Request | None = None) -> Fit:
+    """How ``host`` stands for ``vm``, given the requests of the VMs already placed there."""
+    request = request or Request.of(vm)
+    fit = Fit(host.name)
+    if vm.spec.host and vm.spec.host != host.name:
+        fit.reasons.append(f"the VM asks for host {vm.spec.host}")
+        return fit
+    if not host_ready(host):
+        fit.reasons.append("not Ready")
+    if host.spec.maintenance:
+        fit.reasons.append("in maintenance")
+    labels = host.metadata.labels or {}
+    for key, value in (vm.spec.host_selector or {}).items():
+        if labels.get(key) != value:
+            fit.reasons.append(f"label {key}={value} missing")
+            break
+    capacity = host.status.capacity if host.status else None
+    if capacity is None or capacity.cpu is None or capacity.memory is None:
+        fit.reasons.append("no capacity reported yet")
+        return fit
+    used_cpu = used_memory = 0
+    for other in placed:
+        used_cpu += other.cpu
+        used_memory += other.memory
+    fit.free_cpu = capacity.cpu - used_cpu
+    fit.free_memory = quantity_bytes(capacity.memory) - used_memory
+    if fit.free_cpu < request.cpu:
+        fit.reasons.append(f"{fit.free_cpu} CPU free, {request.cpu} needed")
+    if fit.free_memory < request.memory:
+        fit.reasons.append(f"{_mib(max(fit.free_memory, 0))} memory free, {_mib(request.memory)} needed")
+    return fit
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The outcome of placing one VM: a host, or a message saying why none fits."""
+
+    host: Host | None
+    message: str
+
+
+def choose_host(vm: VirtualMachine, hosts: Iterable[Host], placed: Mapping[str, Iterable[Request]]) -> Decision:
+    """Pick the fitting host with the most memory free (spreading load), ties broken by name.
+
+    ``placed`` maps a host name to the requests of the VMs already on it (this
+    VM excluded). The message of a failed decision names every host and why
+    it was ruled out, so a person reading the VM's condition knows what to fix.
+    """
+    fits: list[tuple[Fit, Host]] = []
+    ruled_out: list[str] = []
+    request = Request.of(vm)
+    for host in sorted(hosts, key=lambda h: h.name):
+        fit = evaluate(vm, host, placed.get(host.name, ()), request)
+        if fit.fits:
+            fits.append((fit, host))
+        else:
+            ruled_out.append(f"{host.name}: {', '.join(fit.reasons)}")
+    if fits:
+        best, host = max(fits, key=lambda pair: (pair[0].free_memory, pair[0].free_cpu, _neg(pair[1].name)))
+        return Decision(host, f"placed on {host.name} ({best.free_cpu} CPU, {_mib(best.free_memory)} free before)")
+    if not ruled_out:
+        return Decision(None, "no Host exists yet")
+    want = f"{request.cpu} CPU and {_mib(request.memory)}"
+    return Decision(None, f"no host can take {want}: " + "; ".join(ruled_out))
+
+
+def _neg(name: str) -> tuple[int, ...]:
+    """Order names so that max() prefers the alphabetically first."""
+    return tuple(-ord(c) for c in name)

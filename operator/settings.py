@@ -1,0 +1,58 @@
+"""Operator configuration: kopf settings, intervals, and the API connection."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import kopf
+
+from vapor.kube import Kube
+from vapor.model import GROUP
+
+from ._state import Memo
+
+FIELD_MANAGER = "vapor-operator"
+# How often each Host's Ready condition is checked against its Lease (seconds).
+HEALTH_INTERVAL = float(os.environ.get("VAPOR_HEALTH_INTERVAL", "5"))
+# How often a VM that could not be placed is tried again (seconds).
+RETRY_INTERVAL = float(os.environ.get("VAPOR_PLACEMENT_RETRY_INTERVAL", "5"))
+
+log = logging.getLogger("vapor.operator")
+
+
+@kopf.on.startup()
+async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
+    """Set kopf up for a long-lived operator and connect to the API server."""
+    # Without these, kopf watches can hang silently when a connection drops
+    # (kopf issues 585, 614, 955): the server closes each watch after
+    # server_timeout, and the client gives up a little later.
+    settings.watching.server_timeout = int(os.environ.get("VAPOR_WATCH_SERVER_TIMEOUT", "300"))
+    settings.watching.client_timeout = settings.watching.server_timeout + 30
+    settings.watching.connect_timeout = 30
+    # kopf's own bookkeeping goes into annotations under our group, not into
+    # status (our structural schemas would prune it).
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
+    settings.posting.level = logging.WARNING
+    settings.peering.name = "vapor-operator"
+    state: Memo = memo
+    state.kube = await Kube.connect()
+    log.info("operator connected; health every %.0fs, placement retry every %.0fs", HEALTH_INTERVAL, RETRY_INTERVAL)
+
+
+@kopf.on.cleanup()
+async def disconnect(memo: Any, **_: Any) -> None:
+    """Close the API connection on shutdown."""
+    state: Memo = memo
+    if state.kube:
+        await state.kube.close()
+
+
+@kopf.on.login()
+def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+    """Log in with $KUBECONFIG when set (read now, not at import), else as the pod's service account."""
+    if os.environ.get("KUBECONFIG"):
+        return kopf.login_with_kubeconfig(**kwargs)
+    return kopf.login_with_service_account(**kwargs)
