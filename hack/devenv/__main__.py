@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 from .controlplane import ControlPlane, ControlPlaneError, repo_root
+from .stack import Stack
 
 DEFAULT_STATE = repo_root() / ".vapor" / "cluster"
 
@@ -54,25 +55,34 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             print(f"control plane: running at {cp.url}\nkubeconfig: {cp.kubeconfig}")
         elif args.command == "dev":
-            return _dev(cp)
+            return _dev(cp, bind=args.bind, node_name=args.node_name)
     except ControlPlaneError as exc:
         logging.getLogger("vapor.devenv").error("%s", exc)
         return 1
     return 0
 
 
-def _dev(cp: ControlPlane) -> int:
+def _dev(cp: ControlPlane, *, bind: str, node_name: str) -> int:
     """Run the embedded default in the foreground; Ctrl-C stops all of it."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    log = logging.getLogger("vapor.devenv")
     with cp:
-        log = logging.getLogger("vapor.devenv")
-        log.info("Vapor dev environment up. In another shell: export KUBECONFIG=%s", cp.kubeconfig)
-        log.info("Try: kubectl apply -k examples/ && kubectl get vapor")
-        log.info("Press Ctrl-C to stop.")
-        stop.wait()
-        log.info("stopping")
+        env = {"KUBECONFIG": str(cp.kubeconfig), "PATH": f"{cp.bin_dir}:{os.environ.get('PATH', '')}"}
+        with Stack(cp.state_dir, env, bind=bind, node_name=node_name) as stack:
+            log.info(
+                "Vapor is up: gateway http://%s, node %s. In another shell: export KUBECONFIG=%s",
+                bind,
+                node_name,
+                cp.kubeconfig,
+            )
+            log.info("Try: kubectl apply -k examples/ && kubectl get vapor   (Ctrl-C stops everything)")
+            while not stop.wait(1.0):
+                for name in stack.died():
+                    log.error("%s exited; its log: %s", name, stack.components[name].log)
+                    stop.set()
+        log.info("stopped")
     return 0
 
 

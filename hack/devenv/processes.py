@@ -1,0 +1,82 @@
+"""Vapor's components as child processes: started, logged, stopped (tests and ``make dev``)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO
+
+
+class Component:
+    """``python -m <module> <args>`` in its own process group.
+
+    Its output goes to ``log``; with ``echo`` each line is also printed with
+    the component's name in front, as ``make dev`` shows them.
+    """
+
+    def __init__(
+        self, module: str, args: list[str], log: Path, env: dict[str, str] | None = None, *, echo: str | None = None
+    ) -> None:
+        self.module = module
+        self.args = args
+        self.log = log
+        self.env = {**os.environ, **(env or {})}
+        self.echo = echo
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._pump: threading.Thread | None = None
+
+    def start(self) -> Component:
+        """Start it (again)."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out: IO[bytes] | int = self.log.open("ab") if not self.echo else subprocess.PIPE
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", self.module, *self.args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            start_new_session=True,
+        )
+        if self.echo:
+            self._pump = threading.Thread(target=self._copy, daemon=True)
+            self._pump.start()
+        elif not isinstance(out, int):
+            out.close()
+        return self
+
+    def _copy(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        with self.log.open("ab") as logfile:
+            for line in self.proc.stdout:
+                logfile.write(line)
+                logfile.flush()
+                sys.stdout.write(f"{self.echo:>9} | {line.decode(errors='replace')}")
+                sys.stdout.flush()
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
+        """Stop it; ``sig=signal.SIGKILL`` simulates a crash."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.killpg(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(5)
+        if self._pump:
+            self._pump.join(timeout=2)
+
+    def running(self) -> bool:
+        """Whether the process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def tail(self, lines: int = 40) -> str:
+        """The end of its log, for error messages."""
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""

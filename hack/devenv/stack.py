@@ -1,0 +1,67 @@
+"""The three components for ``make dev``: operator, one agent for this machine, gateway.
+
+libvirtd is started too when none answers on this machine (a machine with
+systemd runs it as a service; the development machines here do not).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+from types import TracebackType
+
+from .processes import Component
+
+log = logging.getLogger("vapor.devenv")
+
+
+def _libvirtd_running() -> bool:
+    return (
+        Path("/run/libvirt/libvirt-sock").exists()
+        and subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True, timeout=30).returncode
+        == 0
+    )
+
+
+class Stack:
+    """Starts the components in order and stops them in reverse."""
+
+    def __init__(self, state_dir: Path, env: dict[str, str], *, bind: str, node_name: str) -> None:
+        logs = state_dir / "logs"
+        agent_dir = state_dir / "agent"
+        self.started_libvirtd = False
+        self.components = {
+            "operator": Component("vapor.operator", [], logs / "operator.log", env, echo="operator"),
+            "agent": Component(
+                "vapor.agent",
+                ["--node-name", node_name, "--state-dir", str(agent_dir), "--log-format", "text"],
+                logs / "agent.log",
+                env,
+                echo="agent",
+            ),
+            "gateway": Component("vapor.gateway", ["--bind", bind], logs / "gateway.log", env, echo="gateway"),
+        }
+
+    def __enter__(self) -> Stack:
+        if not _libvirtd_running():
+            log.info("no libvirtd answers on this machine; starting virtlogd and libvirtd")
+            for daemon in ("virtlogd", "libvirtd"):
+                subprocess.run([daemon, "-d"], check=True)
+            self.started_libvirtd = True
+        for component in self.components.values():
+            component.start()
+        return self
+
+    def died(self) -> list[str]:
+        """Components that exited on their own."""
+        return [name for name, c in self.components.items() if c.proc is not None and not c.running()]
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for component in reversed(self.components.values()):
+            component.stop()
+        if self.started_libvirtd:
+            subprocess.run(["pkill", "-x", "libvirtd"], check=False)
+            subprocess.run(["pkill", "-x", "virtlogd"], check=False)
