@@ -1,0 +1,47 @@
+"""``vapor-gateway``: serve the REST gateway with Hypercorn.
+
+Settings come from VAPOR_* environment variables (see ``vapor.gateway.DEFAULTS``);
+the flags below override them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from .app import create_app
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the flags and serve until SIGINT or SIGTERM."""
+    parser = argparse.ArgumentParser(prog="vapor-gateway", description=__doc__)
+    parser.add_argument("--bind", default="0.0.0.0:8080", help="address:port to listen on (default 0.0.0.0:8080)")
+    parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then in-cluster)")
+    parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides = {"KUBECONFIG": args.kubeconfig} if args.kubeconfig else None
+    app = create_app(overrides)
+    config = Config()
+    config.bind = [args.bind]
+    config.accesslog = None  # paths only would be safe, but keep the log to what the gateway says
+    asyncio.run(_serve(app, config))
+    return 0
+
+
+async def _serve(app: object, config: Config) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    await serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

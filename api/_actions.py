@@ -1,0 +1,89 @@
+"""Power actions: the patch each one makes, and the status that tells it is done.
+
+Plain functions, so that tests can check each action's plan without a server.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from vapor.model import VirtualMachine
+from vapor.model.names import REQUESTED_BY_ANNOTATION, RESTART_ANNOTATION, STOP_MODE_ANNOTATION
+
+from ._schema import Action
+
+TARGET_PHASE: dict[Action, str | None] = {
+    "start": "Running",
+    "resume": "Running",
+    "stop": "Stopped",
+    "pause": "Paused",
+    "restart": None,  # done when status.lastRestartRequest carries the request's value
+}
+RUN_STRATEGY: dict[Action, str | None] = {
+    "start": "Running",
+    "resume": "Running",
+    "stop": "Halted",
+    "pause": "Paused",
+    "restart": None,
+}
+VERB: dict[Action, str] = {
+    "start": "start",
+    "resume": "resume",
+    "stop": "stop",
+    "pause": "pause",
+    "restart": "restart",
+}
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What an action changes, and how to recognise that the agent carried it out."""
+
+    action: Action
+    force: bool
+    patch: dict[str, Any]
+    target_phase: str | None
+    restart_value: str | None
+
+    def done(self, vm: VirtualMachine | None) -> bool:
+        """Whether the VM's status shows the action carried out."""
+        if vm is None or vm.status is None:
+            return False
+        if self.restart_value is not None:
+            return vm.status.last_restart_request == self.restart_value
+        return vm.status.phase == self.target_phase
+
+    def describe(self, username: str) -> str:
+        """The sentence of the audit Event."""
+        how = " with force (power off)" if self.action == "stop" and self.force else ""
+        return f"User {username!r} requested {VERB[self.action]}{how} through the REST API"
+
+
+def restart_value(previous: str | None) -> str:
+    """A new restart-request value: the time, unique against the previous one."""
+    value = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return value if value != previous else value + "-1"
+
+
+def plan(action: Action, force: bool, username: str, vm: VirtualMachine) -> Plan:
+    """The merge patch for ``action`` on ``vm``, made by ``username``."""
+    annotations: dict[str, str | None] = {REQUESTED_BY_ANNOTATION: username}
+    spec: dict[str, Any] = {}
+    restart: str | None = None
+    strategy = RUN_STRATEGY[action]
+    if strategy is not None:
+        spec["runStrategy"] = strategy
+    if action == "stop":
+        annotations[STOP_MODE_ANNOTATION] = "force" if force else None
+    elif action in ("start", "resume"):
+        annotations[STOP_MODE_ANNOTATION] = None
+    else:
+        if action == "restart":
+            restart = restart_value((vm.metadata.annotations or {}).get(RESTART_ANNOTATION))
+            annotations[RESTART_ANNOTATION] = restart
+    patch: dict[str, Any] = {"metadata": {"annotations": annotations}}
+    if spec:
+        patch["spec"] = spec
+    return Plan(action=action, force=force, patch=patch, target_phase=TARGET_PHASE[action], restart_value=restart)

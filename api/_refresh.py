@@ -1,0 +1,150 @@
+"""Refresh tokens with rotation, kept in the Kubernetes API so that every replica agrees.
+
+A login starts a *family*: one Secret holding the user, the family's expiry and
+only the SHA-256 of the family's current refresh token. Each refresh replaces
+that hash, writing with the Secret's resourceVersion as a precondition, so two
+replicas cannot both accept the same token. A token that is not the current
+one (it was used already) revokes the whole family: whoever holds the newest
+token of that family must log in again.
+
+Token format: ``<family id (32 hex)>.<secret>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+
+from kubernetes.aio.client.exceptions import ApiException
+
+from vapor.kube import Kube
+
+log = logging.getLogger("vapor.gateway.refresh")
+
+SECRET_PREFIX = "vapor-refresh-"
+FAMILY_LABEL = "vapor.io/refresh-family"
+MERGE_PATCH = "application/merge-patch+json"
+_TOKEN_RE = re.compile(r"^([0-9a-f]{32})\.([A-Za-z0-9_-]{20,100})$")
+
+
+class RefreshRefused(Exception):
+    """The refresh token cannot be traded (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Rotated:
+    """The result of a successful refresh."""
+
+    username: str
+    refresh_token: str
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _unb64(data: dict[str, str] | None, key: str) -> str:
+    return base64.b64decode((data or {}).get(key, "")).decode()
+
+
+class RefreshStore:
+    """Families of refresh tokens, one Secret each."""
+
+    def __init__(self, kube: Kube, namespace: str, lifetime: int) -> None:
+        self.kube = kube
+        self.namespace = namespace
+        self.lifetime = lifetime
+
+    async def start_family(self, username: str) -> str:
+        """A new family for a login; returns its first refresh token."""
+        family = uuid.uuid4().hex
+        token = f"{family}.{secrets.token_urlsafe(32)}"
+        body = {
+            "metadata": {
+                "name": SECRET_PREFIX + family,
+                "namespace": self.namespace,
+                "labels": {"app.kubernetes.io/managed-by": "vapor-gateway", FAMILY_LABEL: family},
+            },
+            "type": "Opaque",
+            "data": {
+                "username": _b64(username),
+                "hash": _b64(_hash(token)),
+                "expires": _b64(str(int(time.time()) + self.lifetime)),
+                "revoked": _b64("false"),
+            },
+        }
+        await self.kube.core.create_namespaced_secret(self.namespace, body)
+        return token
+
+    async def rotate(self, token: str) -> Rotated:
+        """Trade ``token`` for the next one of its family; RefreshRefused when it cannot be."""
+        match = _TOKEN_RE.match(token)
+        if not match:
+            raise RefreshRefused("the refresh token is malformed")
+        name = SECRET_PREFIX + match.group(1)
+        for _ in range(3):
+            try:
+                secret = await self.kube.core.read_namespaced_secret(name, self.namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    raise RefreshRefused("the refresh token is unknown or has expired; log in again") from None
+                raise
+            data = secret.data
+            username = _unb64(data, "username")
+            if _unb64(data, "revoked") == "true":
+                raise RefreshRefused("the refresh token was revoked; log in again")
+            if int(_unb64(data, "expires") or 0) < time.time():
+                raise RefreshRefused("the refresh token has expired; log in again")
+            if not hmac.compare_digest(_unb64(data, "hash"), _hash(token)):
+                await self._revoke(name)
+                log.warning("refresh token of user %s reused: family %s revoked", username, match.group(1))
+                raise RefreshRefused("the refresh token was already used; all tokens of its login are revoked")
+            new = f"{match.group(1)}.{secrets.token_urlsafe(32)}"
+            body = {
+                "metadata": {
+                    "name": name,
+                    "namespace": self.namespace,
+                    "resourceVersion": secret.metadata.resource_version,
+                    "labels": secret.metadata.labels,
+                },
+                "type": "Opaque",
+                "data": {
+                    **data,
+                    "hash": _b64(_hash(new)),
+                    "expires": _b64(str(int(time.time()) + self.lifetime)),
+                },
+            }
+            try:
+                await self.kube.core.replace_namespaced_secret(name, self.namespace, body)
+            except ApiException as exc:
+                if exc.status == 409:  # someone rotated it meanwhile: read again, and see the reuse
+                    continue
+                raise
+            return Rotated(username=username, refresh_token=new)
+        raise RefreshRefused("the refresh token is being used concurrently; log in again")
+
+    async def revoke(self, token: str) -> None:
+        """Revoke the family of ``token`` (when its user no longer exists, for instance)."""
+        match = _TOKEN_RE.match(token)
+        if match:
+            await self._revoke(SECRET_PREFIX + match.group(1))
+
+    async def _revoke(self, name: str) -> None:
+        try:
+            await self.kube.core.patch_namespaced_secret(
+                name, self.namespace, {"data": {"revoked": _b64("true")}}, _content_type=MERGE_PATCH
+            )
+        except ApiException as exc:
+            if exc.status != 404:
+                raise

@@ -1,0 +1,101 @@
+"""What a running gateway holds: the Kubernetes connection, watch caches, token machinery, encoded bodies.
+
+Reads are answered from the Host and VirtualMachine watch caches; the list
+bodies are encoded once per cache generation and then served as bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from quart import current_app
+
+from vapor.kube import Informer, Kube
+from vapor.model import Host, VirtualMachine
+
+from ._json import dumps
+from ._refresh import RefreshStore
+from ._schema import HostList, Success, VMList
+from ._tokens import TokenSigner, load_signing_key
+from ._views import host_view, vm_view
+
+log = logging.getLogger("vapor.gateway")
+
+
+@dataclass
+class BodyCache:
+    """Encoded bodies derived from an informer, valid while its generation stays the same."""
+
+    informer: Informer[Any]
+    build: Callable[[list[Any]], bytes]
+    generation: int = -1
+    bodies: dict[str | None, bytes] = field(default_factory=dict)
+
+    def get(self, namespace: str | None = None) -> bytes:
+        """The body for all objects, or for one namespace."""
+        if self.generation != self.informer.generation:
+            self.bodies = {}
+            self.generation = self.informer.generation
+        body = self.bodies.get(namespace)
+        if body is None:
+            items = self.informer.items()
+            if namespace is not None:
+                items = [o for o in items if o.metadata.namespace == namespace]
+            body = self.bodies[namespace] = self.build(items)
+        return body
+
+
+def _vm_list(vms: list[VirtualMachine]) -> bytes:
+    views = [vm_view(vm) for vm in sorted(vms, key=lambda v: (v.metadata.namespace or "", v.name))]
+    return dumps(Success[VMList](data=VMList(vms=views, count=len(views))).model_dump(mode="json"))
+
+
+def _host_list(hosts: list[Host]) -> bytes:
+    views = [host_view(h) for h in sorted(hosts, key=lambda h: h.name)]
+    return dumps(Success[HostList](data=HostList(hosts=views, count=len(views))).model_dump(mode="json"))
+
+
+class Gateway:
+    """The state of one gateway process, made in before_serving and closed in after_serving."""
+
+    def __init__(self, kube: Kube, config: dict[str, Any]) -> None:
+        self.kube = kube
+        self.config = config
+        self.hosts: Informer[Host] = Informer(kube, Host)
+        self.vms: Informer[VirtualMachine] = Informer(kube, VirtualMachine)
+        self.host_bodies = BodyCache(self.hosts, _host_list)
+        self.vm_bodies = BodyCache(self.vms, _vm_list)
+        self.signer: TokenSigner | None = None
+        self.refresh = RefreshStore(kube, config["SECRET_NAMESPACE"], int(config["REFRESH_TOKEN_LIFETIME"]))
+        self.admin_groups = frozenset(g.strip() for g in str(config["ADMIN_GROUPS"]).split(",") if g.strip())
+
+    @classmethod
+    async def start(cls, config: dict[str, Any]) -> Gateway:
+        """Connect, read (or make) the signing key, and fill the caches."""
+        kube = await Kube.connect(config.get("KUBECONFIG") or None)
+        gateway = cls(kube, config)
+        try:
+            key = await load_signing_key(kube, config["SECRET_NAMESPACE"], config["SIGNING_KEY_SECRET"])
+            gateway.signer = TokenSigner(key, int(config["TOKEN_LIFETIME"]))
+            await gateway.hosts.start()
+            await gateway.vms.start()
+        except BaseException:
+            await gateway.close()
+            raise
+        log.info("gateway ready: %d hosts, %d VMs in the caches", len(gateway.hosts.items()), len(gateway.vms.items()))
+        return gateway
+
+    async def close(self) -> None:
+        """Stop the caches and close the connection."""
+        await self.hosts.stop()
+        await self.vms.stop()
+        await self.kube.close()
+
+
+def gateway() -> Gateway:
+    """The gateway of the app serving this request."""
+    state: Gateway = current_app.extensions["vapor"]
+    return state

@@ -1,0 +1,63 @@
+"""``create_app()``: configuration, OpenAPI, blueprints, error handlers and the gateway's lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from quart import Quart
+from quart_schema import HttpSecurityScheme, Info, QuartSchema
+
+from . import auth, hosts, vms
+from ._errors import register_error_handlers
+from ._json import JSONRequest, OrjsonProvider
+from ._state import Gateway
+
+log = logging.getLogger("vapor.gateway")
+
+# Every setting, with its default; each can be set by an environment variable VAPOR_<NAME>.
+DEFAULTS: dict[str, Any] = {
+    "KUBECONFIG": None,  # else $KUBECONFIG, else the in-cluster service account
+    "PAM_SERVICE": "login",  # the PAM service that checks passwords
+    "ADMIN_GROUPS": "sudo,wheel",  # members of these Linux groups get role admin
+    "TOKEN_LIFETIME": 3600,  # seconds a bearer token is valid
+    "REFRESH_TOKEN_LIFETIME": 7 * 24 * 3600,  # seconds a refresh token is valid (renewed on each use)
+    "SECRET_NAMESPACE": "vapor-system",  # where the signing key and refresh-token families live
+    "SIGNING_KEY_SECRET": "vapor-gateway-signing-key",
+    "ACTION_TIMEOUT": 30.0,  # seconds a power action waits for the agent, unless ?wait= says otherwise
+}
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Quart:
+    """The gateway app: defaults, then VAPOR_* environment variables, then ``config``."""
+    app = Quart("vapor.gateway", static_folder=None)
+    app.config.update(DEFAULTS)
+    app.config.from_prefixed_env("VAPOR")
+    if config:
+        app.config.update(config)
+    QuartSchema(
+        app,
+        info=Info(title="Vapor", version="v1", description="Hosts and virtual machines, the Kubernetes way."),
+        security_schemes={"bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT")},
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+    )
+    app.json = OrjsonProvider(app)
+    app.request_class = JSONRequest
+    app.register_blueprint(auth.blueprint)
+    app.register_blueprint(hosts.blueprint)
+    app.register_blueprint(vms.blueprint)
+    register_error_handlers(app)
+
+    @app.before_serving
+    async def start() -> None:
+        app.extensions["vapor"] = await Gateway.start(dict(app.config))
+
+    @app.after_serving
+    async def stop() -> None:
+        state: Gateway | None = app.extensions.pop("vapor", None)
+        if state is not None:
+            await state.close()
+
+    return app

@@ -1,0 +1,84 @@
+"""/api/v1/auth: log in with a Linux user's password, and renew tokens."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from quart import Blueprint, current_app
+from quart_schema import document_response, tag, validate_request, validate_response
+
+from ._errors import UNAUTHORIZED, APIError
+from ._pam import Account, account, check_password
+from ._refresh import RefreshRefused
+from ._schema import Failure, LoginRequest, RefreshRequest, Success, TokenPair, UserInfo
+from ._state import gateway
+
+log = logging.getLogger("vapor.gateway.auth")
+
+blueprint = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
+
+BAD_CREDENTIALS = "invalid username or password"
+
+
+def _pair(user: Account, refresh_token: str) -> TokenPair:
+    state = gateway()
+    assert state.signer is not None
+    token, expires_at = state.signer.issue(user.username, user.role)
+    return TokenPair(
+        token=token,
+        expires_at=expires_at,
+        expires_in=max(0, expires_at - int(time.time())),
+        refresh_token=refresh_token,
+        refresh_expires_in=state.refresh.lifetime,
+        user=UserInfo(username=user.username, role=user.role, groups=list(user.groups)),
+    )
+
+
+@blueprint.post("/login")
+@tag(["auth"])
+@validate_request(LoginRequest)
+@validate_response(Success[TokenPair])
+@document_response(Failure, 401)
+async def login(data: LoginRequest) -> Success[TokenPair]:
+    """Log in as a Linux user of the host.
+
+    PAM checks the password. Members of the admin groups (sudo and wheel by
+    default) get role admin and may change resources; every other user gets
+    role viewer and may only read. Returns a bearer token and a single-use
+    refresh token.
+    """
+    state = gateway()
+    service = str(current_app.config["PAM_SERVICE"])
+    if not await check_password(service, data.username, data.password):
+        log.info("login refused for user %r", data.username)
+        raise APIError(401, UNAUTHORIZED, BAD_CREDENTIALS)
+    user = account(data.username, state.admin_groups)
+    if user is None:  # PAM knows the user but the passwd database does not (a remote directory gone away)
+        raise APIError(401, UNAUTHORIZED, BAD_CREDENTIALS)
+    refresh_token = await state.refresh.start_family(user.username)
+    log.info("user %r logged in with role %s", user.username, user.role)
+    return Success[TokenPair](data=_pair(user, refresh_token))
+
+
+@blueprint.post("/refresh")
+@tag(["auth"])
+@validate_request(RefreshRequest)
+@validate_response(Success[TokenPair])
+@document_response(Failure, 401)
+async def refresh(data: RefreshRequest) -> Success[TokenPair]:
+    """Trade a refresh token for a new token pair.
+
+    Each refresh token works once. Presenting one that was already used
+    revokes every token of that login, the newest included.
+    """
+    state = gateway()
+    try:
+        rotated = await state.refresh.rotate(data.refresh_token)
+    except RefreshRefused as exc:
+        raise APIError(401, UNAUTHORIZED, str(exc)) from None
+    user = account(rotated.username, state.admin_groups)  # the role follows group changes
+    if user is None:
+        await state.refresh.revoke(rotated.refresh_token)
+        raise APIError(401, UNAUTHORIZED, f"user {rotated.username!r} no longer exists")
+    return Success[TokenPair](data=_pair(user, rotated.refresh_token))

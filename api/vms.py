@@ -1,0 +1,250 @@
+"""/api/v1/vms: virtual machines, read from the watch cache, written as resource patches.
+
+A VM is named by its stable id (uid) or by its name with ``?namespace=``
+(default ``default``). Every write carries the user: the field manager
+``vapor-gateway:<user>``, the requested-by annotation and an Event on the VM.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from quart import Blueprint, Response, current_app
+from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
+
+from vapor.kube import Conflict, NotFound
+from vapor.model import DiskSpec, NetworkSpec, ObjectMeta, VirtualMachine, VirtualMachineSpec
+from vapor.model.names import FIELD_MANAGER_GATEWAY_PREFIX, REQUESTED_BY_ANNOTATION
+
+from ._actions import plan
+from ._errors import ALREADY_EXISTS, NOT_FOUND, APIError
+from ._guard import current_user, require
+from ._schema import (
+    ActionQuery,
+    ActionRequest,
+    ActionResult,
+    CreateVMRequest,
+    DeleteResult,
+    Failure,
+    Success,
+    VMList,
+    VMListQuery,
+    VMQuery,
+    VMView,
+)
+from ._state import gateway
+from ._views import vm_view
+
+blueprint = Blueprint("vms", __name__, url_prefix="/api/v1/vms")
+
+UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+CONTROLLER = "gateway"
+# How long a create waits for the watch cache to show the new VM, so that a GET right after finds it.
+CACHE_CATCH_UP = 5.0
+
+
+def field_manager(username: str) -> str:
+    """The field manager of a user's writes."""
+    return f"{FIELD_MANAGER_GATEWAY_PREFIX}:{username}"[:128]
+
+
+def cached_vm(vm_id: str, namespace: str) -> VirtualMachine | None:
+    """A VM from the cache, by uid or by name in ``namespace``."""
+    cache = gateway().vms
+    vm = cache.by_uid(vm_id) if UID_RE.match(vm_id) else None
+    return vm or cache.get(vm_id, namespace)
+
+
+def not_found(vm_id: str, namespace: str) -> APIError:
+    """NOT_FOUND for a VM."""
+    return APIError(404, NOT_FOUND, f"no virtual machine with id {vm_id!r}, nor named so in namespace {namespace!r}")
+
+
+async def vm_for_write(vm_id: str, namespace: str) -> VirtualMachine:
+    """The VM to change: from the cache, or (just created, not cached yet) from the API server."""
+    vm = cached_vm(vm_id, namespace)
+    if vm is not None:
+        return vm
+    try:
+        return await gateway().kube.resources(VirtualMachine).get(vm_id, namespace)
+    except NotFound:
+        raise not_found(vm_id, namespace) from None
+
+
+@blueprint.get("")
+@require("viewer")
+@tag(["vms"])
+@validate_querystring(VMListQuery)
+@document_response(Success[VMList])
+async def list_vms(query_args: VMListQuery) -> Response:
+    """Every virtual machine, or those of one namespace with ?namespace=."""
+    return Response(gateway().vm_bodies.get(query_args.namespace), content_type="application/json")
+
+
+@blueprint.get("/<vm_id>")
+@require("viewer")
+@tag(["vms"])
+@validate_querystring(VMQuery)
+@validate_response(Success[VMView])
+@document_response(Failure, 404)
+async def get_vm(vm_id: str, query_args: VMQuery) -> Success[VMView]:
+    """One virtual machine, by id or by name (?namespace=, default "default")."""
+    vm = cached_vm(vm_id, query_args.namespace)
+    if vm is None:
+        raise not_found(vm_id, query_args.namespace)
+    return Success[VMView](data=vm_view(vm))
+
+
+def _new_vm(data: CreateVMRequest, username: str) -> VirtualMachine:
+    spec: dict[str, Any] = {"cpu": data.cpu, "memory": data.memory, "run_strategy": data.run_strategy}
+    if data.disks:
+        spec["disks"] = [DiskSpec.model_validate(d.model_dump(exclude_none=True)) for d in data.disks]
+    if data.networks:
+        spec["networks"] = [NetworkSpec.model_validate(n.model_dump(exclude_none=True)) for n in data.networks]
+    if data.host_selector:
+        spec["host_selector"] = data.host_selector
+    return VirtualMachine(
+        metadata=ObjectMeta(name=data.name, namespace=data.namespace, annotations={REQUESTED_BY_ANNOTATION: username}),
+        spec=VirtualMachineSpec(**spec),
+    )
+
+
+@blueprint.post("")
+@require("admin")
+@tag(["vms"])
+@validate_request(CreateVMRequest)
+@validate_response(Success[VMView], 201)
+@document_response(Failure, 400)
+@document_response(Failure, 409)
+async def create_vm(data: CreateVMRequest) -> tuple[Success[VMView], int]:
+    """Create a virtual machine (admin).
+
+    ``memory`` is a quantity string such as "512Mi" or an integer number of
+    MiB, at least 16Mi. The VM starts when ``run_strategy`` is Running.
+    """
+    user = current_user()
+    state = gateway()
+    try:
+        created = await state.kube.resources(VirtualMachine).create(
+            _new_vm(data, user.username), field_manager=field_manager(user.username)
+        )
+    except NotFound:
+        raise APIError(404, NOT_FOUND, f"namespace {data.namespace!r} does not exist") from None
+    except Conflict:
+        raise APIError(
+            409, ALREADY_EXISTS, f"a virtual machine named {data.name!r} already exists in namespace {data.namespace!r}"
+        ) from None
+    await state.kube.events.record(
+        created,
+        reason="Created",
+        note=f"User {user.username!r} created the virtual machine through the REST API",
+        controller=CONTROLLER,
+        action="Create",
+    )
+    uid = created.metadata.uid or ""
+    await state.vms.wait_for(lambda: state.vms.by_uid(uid) is not None, CACHE_CATCH_UP)
+    return Success[VMView](data=vm_view(created)), 201
+
+
+@blueprint.delete("/<vm_id>")
+@require("admin")
+@tag(["vms"])
+@validate_querystring(VMQuery)
+@validate_response(Success[DeleteResult])
+@document_response(Failure, 404)
+async def delete_vm(vm_id: str, query_args: VMQuery) -> Success[DeleteResult]:
+    """Delete a virtual machine (admin); its host's agent removes the domain and disks first."""
+    user = current_user()
+    state = gateway()
+    vm = await vm_for_write(vm_id, query_args.namespace)
+    namespace = vm.metadata.namespace or query_args.namespace
+    await state.kube.events.record(
+        vm,
+        reason="DeleteRequested",
+        note=f"User {user.username!r} deleted the virtual machine through the REST API",
+        controller=CONTROLLER,
+        action="Delete",
+    )
+    try:
+        await state.kube.resources(VirtualMachine).delete(vm.name, namespace)
+    except NotFound:
+        raise not_found(vm_id, namespace) from None
+    return Success[DeleteResult](
+        data=DeleteResult(id=vm.metadata.uid or "", name=vm.name, namespace=namespace, message="deletion requested")
+    )
+
+
+@blueprint.post("/<vm_id>/action")
+@require("admin")
+@tag(["vms"])
+@validate_querystring(ActionQuery)
+@validate_request(ActionRequest)
+@validate_response(Success[ActionResult])
+@validate_response(Success[ActionResult], 202)
+@document_response(Failure, 404)
+async def vm_action(vm_id: str, data: ActionRequest, query_args: ActionQuery) -> tuple[Success[ActionResult], int]:
+    """Start, stop (force: power off), restart, pause or resume a virtual machine (admin).
+
+    Answers 200 with completed true once the VM's status shows the result
+    (Running, Stopped, Paused; for restart, the agent's acknowledgement), or
+    202 with completed false when ?wait= seconds (default 30; 0: do not wait)
+    pass first.
+    """
+    user = current_user()
+    state = gateway()
+    vm = await vm_for_write(vm_id, query_args.namespace)
+    namespace = vm.metadata.namespace or query_args.namespace
+    action_plan = plan(data.action, data.force, user.username, vm)
+    try:
+        patched = await state.kube.resources(VirtualMachine).patch(
+            vm.name, action_plan.patch, namespace=namespace, field_manager=field_manager(user.username)
+        )
+    except NotFound:
+        raise not_found(vm_id, namespace) from None
+    await state.kube.events.record(
+        patched,
+        reason=f"{data.action.capitalize()}Requested",
+        note=action_plan.describe(user.username),
+        controller=CONTROLLER,
+        action=data.action.capitalize(),
+    )
+    wait = query_args.wait if query_args.wait is not None else float(current_app.config["ACTION_TIMEOUT"])
+    uid = patched.metadata.uid
+
+    def current() -> VirtualMachine | None:
+        found = state.vms.get(patched.name, namespace)
+        return found if found is not None and found.metadata.uid == uid else None
+
+    def settled() -> bool:
+        found = current()
+        return action_plan.done(found) or (
+            found is not None and found.status is not None and found.status.phase == "Failed"
+        )
+
+    completed = action_plan.done(current())
+    if not completed and wait > 0:
+        await state.vms.wait_for(settled, wait)
+        completed = action_plan.done(current())
+    now = current()
+    phase = now.status.phase if now is not None and now.status is not None else None
+    if completed:
+        message = f"{data.action} completed"
+    elif phase == "Failed":
+        message = f"{data.action} failed: the virtual machine is in phase Failed"
+    elif wait > 0:
+        message = f"{data.action} requested; the agent has not reported the result within {wait:g} s"
+    else:
+        message = f"{data.action} requested"
+    result = ActionResult(
+        id=uid or "",
+        name=patched.name,
+        namespace=namespace,
+        action=data.action,
+        force=data.force,
+        completed=completed,
+        phase=phase,
+        target_phase=action_plan.target_phase,
+        message=message,
+    )
+    return Success[ActionResult](data=result), 200 if completed else 202
