@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import jwt
-from quart.typing import Client as Client
+from quart.typing import TestClientProtocol as Client
 
 from vapor.gateway import create_app
 
