@@ -1,0 +1,116 @@
+"""The agent of one node: the Host reporter, the heartbeat and the VM controller, started and stopped together."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+import libvirt
+
+from vapor.kube import Kube
+
+from . import _hostid
+from ._config import AgentConfig
+from ._heartbeat import Heartbeat
+from ._host import HostReporter
+from ._libvirt import Libvirt
+from ._vms import VMController
+
+log = logging.getLogger("vapor.agent")
+
+
+class Agent:
+    """Everything one node's agent runs, as one unit with ``start()`` and ``stop()``."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.kube: Kube | None = None
+        self.libvirt = Libvirt(config.libvirt_uri)
+        self.host_id = ""
+        self.reporter: HostReporter | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.vms: VMController | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _connect_libvirt(self) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self.libvirt.open()
+                return
+            except libvirt.libvirtError as exc:
+                log.warning(
+                    "libvirt not reachable; retrying", extra={"uri": self.config.libvirt_uri, "error": str(exc)}
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
+    async def start(self) -> None:
+        """Connect, make sure the Host exists, start the heartbeat, the inventory and the VMs."""
+        config = self.config
+        self.host_id = _hostid.load_or_create(config.state_dir, config.node_name)
+        config.disks_dir.mkdir(parents=True, exist_ok=True)
+        self.kube = await Kube.connect(config.kubeconfig)
+        await self._connect_libvirt()
+        self.reporter = HostReporter(self.kube, config, self.host_id, self.libvirt)
+        host = await self.reporter.ensure_host()
+        self.heartbeat = Heartbeat(
+            self.kube,
+            config.node_name,
+            config.lease_namespace,
+            duration_seconds=config.lease_duration_seconds,
+            renew_seconds=config.lease_renew_seconds,
+        )
+        self.heartbeat.owner = host
+        self._tasks = [
+            asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
+            asyncio.create_task(self.reporter.run(), name="inventory"),
+        ]
+        self.vms = VMController(self.kube, config, self.libvirt)
+        await self.vms.start()
+        log.info("agent started", extra={"node": config.node_name, "host_id": self.host_id})
+
+    async def stop(self) -> None:
+        """Stop every task and close the connections; domains keep running."""
+        if self.vms is not None:
+            await self.vms.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        await self.libvirt.close()
+        if self.kube is not None:
+            await self.kube.close()
+        log.info("agent stopped", extra={"node": self.config.node_name})
+
+
+async def run(config: AgentConfig) -> int:
+    """Run the agent until SIGTERM or SIGINT (exit 0), or until libvirtd goes away (exit 1)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    agent = Agent(config)
+    starting = asyncio.create_task(agent.start())
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if starting in done and starting.exception() is None:
+        lost = asyncio.create_task(agent.libvirt.closed.wait())
+        await asyncio.wait({stopping, lost}, return_when=asyncio.FIRST_COMPLETED)
+        lost.cancel()
+    else:
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await starting
+    code = 0
+    if starting.done() and not starting.cancelled() and starting.exception() is not None:
+        log.error("agent could not start", exc_info=starting.exception())
+        code = 1
+    elif agent.libvirt.closed.is_set() and not stop.is_set():
+        log.error("lost the libvirt connection; exiting so the agent is restarted")
+        code = 1
+    stopping.cancel()
+    await agent.stop()
+    return code

@@ -1,0 +1,82 @@
+"""The agent's settings, from the command line with defaults from the environment."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from vapor.model import names, quantity_bytes
+
+DEFAULT_STATE_DIR = Path("/var/lib/vapor")
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything the agent needs to know about its node and how often to act."""
+
+    node_name: str
+    kubeconfig: str | None = None
+    libvirt_uri: str = "qemu:///system"
+    state_dir: Path = DEFAULT_STATE_DIR
+    storage_dir: Path | None = None  # None: <state_dir>/disks
+    lease_namespace: str = names.LEASE_NAMESPACE
+    lease_duration_seconds: int = 40
+    lease_renew_seconds: float = 10.0
+    inventory_interval: float = 60.0  # volatile numbers at most this often
+    scan_interval: float = 5.0  # how soon a structural change (a new interface, a disk) is written
+    resync_interval: float = 300.0  # reconcile every VM this often even without a change
+    reserved_memory: int = 512 * 2**20  # kept for the host, not offered to VMs
+    log_level: str = "INFO"
+    log_format: str = "json"
+
+    @property
+    def disks_dir(self) -> Path:
+        """Where the qcow2 images of size-disks are created."""
+        return self.storage_dir or self.state_dir / "disks"
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vapor-agent", description="Keep this node's Host and VirtualMachines true.")
+    p.add_argument("--node-name", default=os.environ.get("NODE_NAME"), help="name of this node (default $NODE_NAME)")
+    p.add_argument(
+        "--kubeconfig", default=os.environ.get("KUBECONFIG"), help="kubeconfig (default $KUBECONFIG, else in-cluster)"
+    )
+    p.add_argument("--libvirt-uri", default="qemu:///system", help="libvirt connection URI")
+    p.add_argument("--state-dir", type=Path, default=DEFAULT_STATE_DIR, help="holds the stable host id")
+    p.add_argument("--storage-dir", type=Path, default=None, help="where disk images are created (<state-dir>/disks)")
+    p.add_argument("--lease-namespace", default=names.LEASE_NAMESPACE, help="namespace of the heartbeat Lease")
+    p.add_argument("--lease-duration", type=int, default=40, help="leaseDurationSeconds of the heartbeat Lease")
+    p.add_argument("--lease-renew-interval", type=float, default=10.0, help="seconds between Lease renewals")
+    p.add_argument("--inventory-interval", type=float, default=60.0, help="volatile host numbers at most this often")
+    p.add_argument("--scan-interval", type=float, default=5.0, help="seconds between looks at the host's inventory")
+    p.add_argument("--resync-interval", type=float, default=300.0, help="seconds between full VM reconciles")
+    p.add_argument("--reserved-memory", default="512Mi", help="memory kept for the host, not offered to VMs")
+    p.add_argument("--log-level", default=os.environ.get("VAPOR_LOG_LEVEL", "INFO"))
+    p.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("VAPOR_LOG_FORMAT", "json"))
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> AgentConfig:
+    """Read the command line (and the environment defaults) into an AgentConfig."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not args.node_name:
+        parser.error("a node name is needed: --node-name or $NODE_NAME")
+    return AgentConfig(
+        node_name=args.node_name,
+        kubeconfig=args.kubeconfig,
+        libvirt_uri=args.libvirt_uri,
+        state_dir=args.state_dir,
+        storage_dir=args.storage_dir,
+        lease_namespace=args.lease_namespace,
+        lease_duration_seconds=args.lease_duration,
+        lease_renew_seconds=args.lease_renew_interval,
+        inventory_interval=args.inventory_interval,
+        scan_interval=args.scan_interval,
+        resync_interval=args.resync_interval,
+        reserved_memory=quantity_bytes(args.reserved_memory),
+        log_level=args.log_level.upper(),
+        log_format=args.log_format,
+    )

@@ -1,0 +1,166 @@
+"""The libvirt domain of a VirtualMachine: its name, its XML, and the Vapor metadata inside it.
+
+The metadata element carries the VM's uid, namespace and name, so an agent
+that restarts finds the domains it made and adopts them instead of defining
+duplicates; it also carries a hash of the spec the definition was made from,
+so a changed spec is noticed without comparing XML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+from vapor.model import VirtualMachine, quantity_bytes
+from vapor.model.virtualmachine import DiskSpec
+
+METADATA_NS = "https://vapor.io/xmlns/domain/v1alpha1"
+METADATA_PREFIX = "vapor"
+QCOW2_MAGIC = b"QFI\xfb"
+_TARGET_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
+ET.register_namespace(METADATA_PREFIX, METADATA_NS)
+
+
+def domain_name(namespace: str, name: str) -> str:
+    """The domain's name: ``<namespace>_<name>`` (neither part can hold an underscore)."""
+    return f"{namespace}_{name}"
+
+
+def key_of_domain(domain: str) -> tuple[str, str] | None:
+    """(namespace, name) of a domain named by :func:`domain_name`, else None."""
+    namespace, sep, name = domain.partition("_")
+    return (namespace, name) if sep and namespace and name else None
+
+
+@dataclass(frozen=True)
+class VaporMetadata:
+    """What the agent writes into a domain's <metadata> about its VirtualMachine."""
+
+    uid: str
+    namespace: str
+    name: str
+    spec_hash: str
+
+    def to_xml(self) -> str:
+        """The metadata element (without namespace prefix; libvirt adds it)."""
+        el = ET.Element(
+            "vm", {"uid": self.uid, "namespace": self.namespace, "name": self.name, "spec-hash": self.spec_hash}
+        )
+        return ET.tostring(el, encoding="unicode")
+
+    @classmethod
+    def from_xml(cls, text: str) -> VaporMetadata | None:
+        """Parse the element libvirt returns for our namespace, or None if it is not ours."""
+        try:
+            el = ET.fromstring(text)
+        except ET.ParseError:
+            return None
+        uid = el.get("uid")
+        if not uid:
+            return None
+        return cls(uid, el.get("namespace", ""), el.get("name", ""), el.get("spec-hash", ""))
+
+
+def spec_hash(vm: VirtualMachine, domain_type: str) -> str:
+    """A short hash of what the definition is made from (not the run strategy, which is state)."""
+    spec = vm.spec.to_api()
+    for transient in ("runStrategy", "gracefulShutdownSeconds", "hostSelector", "host"):
+        spec.pop(transient, None)
+    spec["domainType"] = domain_type
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def created_disk_path(storage_dir: Path, uid: str, disk: DiskSpec) -> Path:
+    """Where the agent keeps the image it creates for a size-disk: one folder per VM uid."""
+    return storage_dir / uid / f"{disk.name}.qcow2"
+
+
+def image_format(path: Path) -> str:
+    """qcow2 when the file starts with the qcow2 magic, else raw."""
+    try:
+        with path.open("rb") as f:
+            return "qcow2" if f.read(4) == QCOW2_MAGIC else "raw"
+    except OSError:
+        return "raw"
+
+
+def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+    el = ET.SubElement(parent, tag, attrs)
+    if text is not None:
+        el.text = text
+    return el
+
+
+def build_xml(
+    vm: VirtualMachine,
+    *,
+    domain_type: str,
+    storage_dir: Path,
+    arch: str = "x86_64",
+    uuid: str | None = None,
+) -> str:
+    """The domain XML for ``vm`` (keeping ``uuid`` when redefining an existing domain)."""
+    ns, name, uid = vm.metadata.namespace or "", vm.name, vm.metadata.uid or ""
+    spec = vm.spec
+    root = ET.Element("domain", {"type": domain_type})
+    _sub(root, "name", domain_name(ns, name))
+    if uuid:
+        _sub(root, "uuid", uuid)
+    _sub(root, "title", f"{ns}/{name}")
+    _sub(root, "description", "Managed by the Vapor agent; change the VirtualMachine resource, not this domain.")
+    metadata = _sub(root, "metadata")
+    meta = VaporMetadata(uid, ns, name, spec_hash(vm, domain_type))
+    vapor_el = ET.fromstring(meta.to_xml())
+    vapor_el.tag = f"{{{METADATA_NS}}}vm"
+    metadata.append(vapor_el)
+    kib = -(-quantity_bytes(spec.memory) // 1024)
+    _sub(root, "memory", str(kib), unit="KiB")
+    _sub(root, "currentMemory", str(kib), unit="KiB")
+    _sub(root, "vcpu", str(spec.cpu), placement="static")
+    os_el = _sub(root, "os")
+    _sub(os_el, "type", "hvm", arch=arch)
+    disks = spec.disks or []
+    if not any(d.boot_order for d in disks):
+        _sub(os_el, "boot", dev="hd")
+    features = _sub(root, "features")
+    _sub(features, "acpi")  # a graceful shutdown is an ACPI power button press
+    _sub(features, "apic")
+    _sub(root, "on_poweroff", "destroy")
+    _sub(root, "on_reboot", "restart")
+    _sub(root, "on_crash", "destroy")
+    devices = _sub(root, "devices")
+    counts: dict[str, int] = {}
+    for disk in disks:
+        path = created_disk_path(storage_dir, uid, disk) if disk.size is not None else Path(disk.path or "")
+        fmt = "qcow2" if disk.size is not None else image_format(path)
+        prefix = _TARGET_PREFIX[disk.bus]
+        index = counts.get(prefix, 0)
+        counts[prefix] = index + 1
+        el = _sub(devices, "disk", type="file", device="disk")
+        _sub(el, "driver", name="qemu", type=fmt)
+        _sub(el, "source", file=str(path))
+        _sub(el, "target", dev=prefix + chr(ord("a") + index), bus=disk.bus)
+        _sub(el, "alias", name=f"ua-disk-{disk.name}")
+        if disk.read_only:
+            _sub(el, "readonly")
+        if disk.boot_order:
+            _sub(el, "boot", order=str(disk.boot_order))
+    for net in spec.networks or []:
+        el = _sub(devices, "interface", type=net.type)
+        if net.type == "network":
+            _sub(el, "source", network=net.source or "default")
+        elif net.type == "bridge":
+            _sub(el, "source", bridge=net.source or "")
+        if net.mac:
+            _sub(el, "mac", address=net.mac.lower())
+        _sub(el, "model", type=net.model)
+        _sub(el, "alias", name=f"ua-net-{net.name}")
+    serial = _sub(devices, "serial", type="pty")
+    _sub(serial, "target", port="0")
+    console = _sub(devices, "console", type="pty")
+    _sub(console, "target", type="serial", port="0")
+    _sub(devices, "memballoon", model="none")
+    return ET.tostring(root, encoding="unicode")

@@ -1,0 +1,111 @@
+"""The node's heartbeat: a coordination.k8s.io/v1 Lease renewed the way the kubelet renews its own.
+
+Renewing a small Lease every few seconds is cheap for the API server, unlike
+rewriting a large Host status; the operator reads the Lease to decide whether
+the Host is Ready.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes.aio.client.exceptions import ApiException
+
+from vapor.kube import Kube, KubeError, NotFound
+from vapor.kube._client import MERGE_PATCH, call
+from vapor.model import Host, names
+
+log = logging.getLogger("vapor.agent.heartbeat")
+
+
+def micro_time(moment: datetime | None = None) -> str:
+    """A Kubernetes MicroTime (RFC 3339 with microseconds, UTC)."""
+    return (moment or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Heartbeat:
+    """Keeps the Lease ``<namespace>/<node>`` held by this node and fresh."""
+
+    def __init__(
+        self,
+        kube: Kube,
+        node_name: str,
+        namespace: str,
+        *,
+        duration_seconds: int = 40,
+        renew_seconds: float = 10.0,
+    ) -> None:
+        self.kube = kube
+        self.node_name = node_name
+        self.namespace = namespace
+        self.duration_seconds = duration_seconds
+        self.renew_seconds = renew_seconds
+        self.owner: Host | None = None  # the Host, once known: the Lease names it as owner
+        self.renewals = 0
+
+    def _owner_references(self) -> list[dict[str, Any]]:
+        if self.owner is None or not self.owner.metadata.uid:
+            return []
+        return [
+            {
+                "apiVersion": self.owner.api_version,
+                "kind": "Host",
+                "name": self.owner.name,
+                "uid": self.owner.metadata.uid,
+            }
+        ]
+
+    async def renew(self) -> None:
+        """Renew the Lease (creating it, or taking it over, when needed)."""
+        api = self.kube.coordination
+        now = micro_time()
+        spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": self.duration_seconds, "renewTime": now}
+        try:
+            current = await call(api.read_namespaced_lease(self.node_name, self.namespace))
+        except NotFound:
+            body: dict[str, Any] = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.node_name, "namespace": self.namespace},
+                "spec": {**spec, "acquireTime": now},
+            }
+            if refs := self._owner_references():
+                body["metadata"]["ownerReferences"] = refs
+            await call(api.create_namespaced_lease(self.namespace, body))
+            log.info("created the heartbeat lease", extra={"lease": f"{self.namespace}/{self.node_name}"})
+            self.renewals += 1
+            return
+        if current.spec is None or current.spec.holder_identity != self.node_name:
+            spec["acquireTime"] = now
+        patch: dict[str, Any] = {
+            # resourceVersion makes the renewal conditional, as the kubelet's update is.
+            "metadata": {"resourceVersion": current.metadata.resource_version if current.metadata else None},
+            "spec": spec,
+        }
+        if (refs := self._owner_references()) and not (current.metadata and current.metadata.owner_references):
+            patch["metadata"]["ownerReferences"] = refs
+        await call(
+            api.patch_namespaced_lease(
+                self.node_name,
+                self.namespace,
+                patch,
+                field_manager=names.FIELD_MANAGER_AGENT,
+                _content_type=MERGE_PATCH,
+            )
+        )
+        self.renewals += 1
+
+    async def run(self) -> None:
+        """Renew every ``renew_seconds``; after a failure retry sooner, as the kubelet does."""
+        delay = self.renew_seconds
+        while True:
+            try:
+                await self.renew()
+                delay = self.renew_seconds
+            except (TimeoutError, KubeError, ApiException, OSError) as exc:
+                delay = min(self.renew_seconds, 1.0)
+                log.warning("lease renewal failed", extra={"error": str(exc)})
+            await asyncio.sleep(delay)

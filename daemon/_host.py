@@ -1,0 +1,179 @@
+"""Keeps this node's Host resource true: creates it, labels it with the id, writes the inventory.
+
+The inventory is looked at every ``scan_interval`` seconds but written only
+when it changed: a structural change (an interface, an address, a disk, a
+mount) at once, volatile numbers (counters, load, uptime, usage) at most every
+``inventory_interval`` seconds. The status is written by server-side apply of
+the agent's own fields, so the operator's fields (the Ready condition,
+vmCount, drain) are never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+import time
+from typing import Any
+
+from kubernetes.aio.client.exceptions import ApiException
+
+from vapor.kube import Conflict, Kube, KubeError, NotFound
+from vapor.kube._client import APPLY_PATCH, call
+from vapor.model import API_VERSION, Host, HostSpec, HostStatus, ObjectMeta, names
+from vapor.model.host import HostCapacity, HypervisorInfo
+
+from . import _hypervisor, _inventory
+from ._config import AgentConfig
+from ._libvirt import Libvirt
+
+log = logging.getLogger("vapor.agent.host")
+
+# Numbers that change all the time; written at most every inventory interval.
+_VOLATILE_TOP = ("uptimeSeconds", "loadAverage", "syncCursor")
+_VOLATILE = {
+    "cpu": ("usagePercent", "frequencyMhz"),
+    "memory": ("available", "used", "usagePercent", "swapUsed"),
+}
+
+
+def structural(status: dict[str, Any]) -> dict[str, Any]:
+    """The status without its volatile numbers: what must be written as soon as it changes."""
+    out = copy.deepcopy(status)
+    for key in _VOLATILE_TOP:
+        out.pop(key, None)
+    for section, keys in _VOLATILE.items():
+        for key in keys:
+            out.get(section, {}).pop(key, None)
+    for iface in out.get("interfaces", []):
+        iface.pop("statistics", None)
+    for disk in out.get("disks", []):
+        for part in disk.get("partitions") or []:
+            part.pop("used", None)
+            part.pop("available", None)
+    return out
+
+
+class HostReporter:
+    """Writes the node's Host: metadata once, status whenever the inventory changed."""
+
+    def __init__(self, kube: Kube, config: AgentConfig, host_id: str, libvirt: Libvirt | None) -> None:
+        self.kube = kube
+        self.config = config
+        self.host_id = host_id
+        self.libvirt = libvirt
+        self.hosts = kube.resources(Host)
+        self.writes = 0
+        self._written: dict[str, Any] | None = None  # structural part of the last write
+        self._written_at = 0.0
+        self._last_full: dict[str, Any] | None = None
+        self._hypervisor: HypervisorInfo | None = None
+        self._hypervisor_at = 0.0
+
+    @property
+    def name(self) -> str:
+        """The Host's name: the node's name."""
+        return self.config.node_name
+
+    async def ensure_host(self) -> Host:
+        """Create the Host when missing; otherwise only make sure it carries the id label."""
+        try:
+            host = await self.hosts.get(self.name)
+        except NotFound:
+            fresh = Host(
+                metadata=ObjectMeta(name=self.name, labels={names.HOST_ID_LABEL: self.host_id}), spec=HostSpec()
+            )
+            try:
+                host = await self.hosts.create(fresh, field_manager=names.FIELD_MANAGER_AGENT)
+                log.info("created the host", extra={"host": self.name, "host_id": self.host_id})
+                return host
+            except Conflict:  # created meanwhile (a person, or our previous life): fall through
+                host = await self.hosts.get(self.name)
+        if (host.metadata.labels or {}).get(names.HOST_ID_LABEL) != self.host_id:
+            host = await self.hosts.patch(
+                self.name,
+                {"metadata": {"labels": {names.HOST_ID_LABEL: self.host_id}}},
+                field_manager=names.FIELD_MANAGER_AGENT,
+            )
+        return host
+
+    async def _hypervisor_info(self) -> HypervisorInfo | None:
+        if self.libvirt is None or self.libvirt.conn is None:
+            return None
+        now = time.monotonic()
+        if self._hypervisor is None or now - self._hypervisor_at >= self.config.inventory_interval:
+            try:
+                self._hypervisor = await self.libvirt.call(_hypervisor.describe, self.libvirt.connection())
+                self._hypervisor_at = now
+            except Exception as exc:
+                log.warning("could not read libvirt capabilities", extra={"error": str(exc)})
+        return self._hypervisor
+
+    def _collect(self) -> HostStatus:
+        memory = _inventory.memory()
+        cpu = _inventory.cpu()
+        return HostStatus(
+            id=self.host_id,
+            **_inventory.system(),
+            cpu=cpu,
+            memory=memory,
+            interfaces=_inventory.interfaces(),
+            disks=_inventory.disks(),
+            capacity=HostCapacity(cpu=cpu.threads, memory=max(0, (memory.total or 0) - self.config.reserved_memory)),
+        )
+
+    async def inventory(self) -> dict[str, Any]:
+        """The status the agent would write now (without the sync cursor)."""
+        status = await asyncio.to_thread(self._collect)
+        status.hypervisor = await self._hypervisor_info()
+        # Unknown values are left out rather than written as null (the schema wants strings).
+        return status.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+    async def write(self, status: dict[str, Any]) -> None:
+        """Server-side apply of the agent's status fields, with a fresh sync cursor."""
+        status = {**status, "syncCursor": int(time.time())}
+        body = {"apiVersion": API_VERSION, "kind": "Host", "metadata": {"name": self.name}, "status": status}
+        await call(
+            self.kube.custom.patch_cluster_custom_object_status(
+                Host.group,
+                Host.version,
+                Host.plural(),
+                self.name,
+                body,
+                field_manager=names.FIELD_MANAGER_AGENT,
+                force=True,
+                _content_type=APPLY_PATCH,
+            )
+        )
+        self.writes += 1
+
+    async def sync_once(self, *, force: bool = False) -> bool:
+        """Look at the inventory and write it if it is due; whether it was written."""
+        status = await self.inventory()
+        shape = structural(status)
+        now = time.monotonic()
+        due = (
+            force
+            or shape != self._written
+            or (status != self._last_full and now - self._written_at >= self.config.inventory_interval)
+        )
+        if not due:
+            return False
+        try:
+            await self.write(status)
+        except NotFound:  # the Host was deleted: make it again, then write
+            await self.ensure_host()
+            await self.write(status)
+        log.debug("wrote host status", extra={"structural": shape != self._written})
+        self._written, self._written_at, self._last_full = shape, now, status
+        return True
+
+    async def run(self) -> None:
+        """Keep the status true until cancelled."""
+        while True:
+            try:
+                await self.sync_once()
+            except (TimeoutError, KubeError, ApiException, OSError) as exc:
+                log.warning("host status write failed", extra={"error": str(exc)})
+                self._written = None  # try again at the next scan
+            await asyncio.sleep(self.config.scan_interval)

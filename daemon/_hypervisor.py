@@ -1,0 +1,54 @@
+"""What this host can run, read from libvirt's capabilities."""
+
+from __future__ import annotations
+
+import os
+import socket
+import xml.etree.ElementTree as ET
+
+import libvirt
+
+from vapor.model.host import HypervisorInfo
+
+
+def _version(number: int) -> str:
+    """Libvirt encodes versions as major * 1,000,000 + minor * 1,000 + release."""
+    return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
+
+
+def domain_types(caps_xml: str) -> list[str]:
+    """Domain types (kvm, qemu) offered for the host's own architecture."""
+    root = ET.fromstring(caps_xml)
+    host_arch = root.findtext("host/cpu/arch")
+    types: set[str] = set()
+    for guest in root.findall("guest"):
+        arch = guest.find("arch")
+        if arch is not None and arch.get("name") == host_arch:
+            types.update(d.get("type", "") for d in arch.findall("domain"))
+    return sorted(t for t in types if t)
+
+
+def kvm_usable(caps_xml: str) -> bool:
+    """Whether libvirt offers KVM domains and /dev/kvm can be opened."""
+    return "kvm" in domain_types(caps_xml) and os.access("/dev/kvm", os.R_OK | os.W_OK)
+
+
+def describe(conn: libvirt.virConnect) -> HypervisorInfo:
+    """The hypervisor's facts (blocking: call from a worker thread)."""
+    caps = conn.getCapabilities()
+    root = ET.fromstring(caps)
+    cpu = root.find("host/cpu")
+    features = sorted(f.get("name", "") for f in cpu.findall("feature")) if cpu is not None else []
+    return HypervisorInfo(
+        driver=conn.getType(),
+        version=_version(conn.getVersion()),
+        libvirt_version=_version(conn.getLibVersion()),
+        arch=root.findtext("host/cpu/arch"),
+        cpu_model=root.findtext("host/cpu/model"),
+        cpu_vendor=root.findtext("host/cpu/vendor"),
+        cpu_features=[f for f in features if f],
+        kvm=kvm_usable(caps),
+        domain_types=domain_types(caps),
+        # Placeholder until migrations land: the address other hosts would dial.
+        migration_uri=f"qemu+tcp://{socket.getfqdn()}/system",
+    )

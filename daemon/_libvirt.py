@@ -1,0 +1,137 @@
+"""The agent's libvirt connection, with lifecycle events delivered to asyncio.
+
+libvirt calls block, so callers go through :meth:`Libvirt.call` (a worker
+thread). Events come from libvirt's default event loop implementation, run by
+one daemon thread per process; each lifecycle event is handed to the asyncio
+loop with ``call_soon_threadsafe``, so handlers run on the loop like any
+other callback and never inside libvirt's thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import libvirt
+
+log = logging.getLogger("vapor.agent.libvirt")
+
+T = TypeVar("T")
+LifecycleHandler = Callable[[str, str, int, int], None]  # domain name, domain UUID, event, detail
+
+_event_thread: threading.Thread | None = None
+_event_lock = threading.Lock()
+
+# Names of libvirt's lifecycle events (VIR_DOMAIN_EVENT_*), for logs.
+EVENT_NAMES = {
+    libvirt.VIR_DOMAIN_EVENT_DEFINED: "defined",
+    libvirt.VIR_DOMAIN_EVENT_UNDEFINED: "undefined",
+    libvirt.VIR_DOMAIN_EVENT_STARTED: "started",
+    libvirt.VIR_DOMAIN_EVENT_SUSPENDED: "suspended",
+    libvirt.VIR_DOMAIN_EVENT_RESUMED: "resumed",
+    libvirt.VIR_DOMAIN_EVENT_STOPPED: "stopped",
+    libvirt.VIR_DOMAIN_EVENT_SHUTDOWN: "shutdown",
+    libvirt.VIR_DOMAIN_EVENT_PMSUSPENDED: "pmsuspended",
+    libvirt.VIR_DOMAIN_EVENT_CRASHED: "crashed",
+}
+
+
+def _ignore_error(_ctx: object, _err: object) -> None:
+    """Libvirt prints every failed call to stderr by default; errors reach us as exceptions."""
+
+
+def start_event_loop() -> None:
+    """Register libvirt's default event implementation and run it in a daemon thread (once per process)."""
+    global _event_thread
+    with _event_lock:
+        if _event_thread is not None:
+            return
+        libvirt.registerErrorHandler(_ignore_error, None)
+        libvirt.virEventRegisterDefaultImpl()
+
+        def run() -> None:
+            while True:
+                try:
+                    libvirt.virEventRunDefaultImpl()
+                except libvirt.libvirtError:
+                    log.exception("libvirt event loop iteration failed")
+
+        _event_thread = threading.Thread(target=run, name="libvirt-events", daemon=True)
+        _event_thread.start()
+
+
+class Libvirt:
+    """One connection to libvirtd, shared by the agent's parts."""
+
+    def __init__(self, uri: str) -> None:
+        self.uri = uri
+        self.conn: libvirt.virConnect | None = None
+        self.closed = asyncio.Event()  # set when libvirtd goes away
+        self._handlers: list[LifecycleHandler] = []
+        self._callback_id: int | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def open(self) -> None:
+        """Connect, and start delivering lifecycle events."""
+        start_event_loop()
+        self._loop = asyncio.get_running_loop()
+        conn = await asyncio.to_thread(libvirt.open, self.uri)
+        conn.setKeepAlive(5, 3)  # notice a dead libvirtd within about 15 s
+        conn.registerCloseCallback(self._on_close, None)
+        self._callback_id = conn.domainEventRegisterAny(
+            None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
+        )
+        self.conn = conn
+        log.info("connected to libvirt", extra={"uri": self.uri})
+
+    async def close(self) -> None:
+        """Stop the events and close the connection."""
+        conn, self.conn = self.conn, None
+        if conn is None:
+            return
+
+        def close() -> None:
+            try:
+                if self._callback_id is not None:
+                    conn.domainEventDeregisterAny(self._callback_id)
+                conn.unregisterCloseCallback()
+                conn.close()
+            except libvirt.libvirtError as exc:
+                log.debug("closing libvirt: %s", exc)
+
+        await asyncio.to_thread(close)
+
+    def on_lifecycle(self, handler: LifecycleHandler) -> None:
+        """Call ``handler(name, uuid, event, detail)`` on the asyncio loop for every lifecycle event."""
+        self._handlers.append(handler)
+
+    def connection(self) -> libvirt.virConnect:
+        """The open connection (raises when there is none)."""
+        if self.conn is None:
+            raise RuntimeError("libvirt is not connected")
+        return self.conn
+
+    async def call(self, func: Callable[..., T], *args: Any) -> T:
+        """Run a blocking libvirt call in a worker thread."""
+        return await asyncio.to_thread(func, *args)
+
+    # -- callbacks from libvirt's event thread ------------------------------------
+    def _on_lifecycle(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:
+        name, uuid = dom.name(), dom.UUIDString()  # served from the event's own data, no round trip
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._dispatch, name, uuid, event, detail)
+
+    def _dispatch(self, name: str, uuid: str, event: int, detail: int) -> None:
+        log.debug("domain event", extra={"domain": name, "event": EVENT_NAMES.get(event, str(event))})
+        for handler in self._handlers:
+            try:
+                handler(name, uuid, event, detail)
+            except Exception:
+                log.exception("lifecycle handler failed")
+
+    def _on_close(self, _conn: Any, reason: int, _opaque: Any) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.closed.set)

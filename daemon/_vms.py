@@ -1,0 +1,511 @@
+"""Runs the VirtualMachines placed on this node: keeps each libvirt domain as its resource asks.
+
+The controller watches only VirtualMachines labelled ``vapor.io/host=<node>``
+(a server-side selector: other nodes' VMs never reach this agent). Every
+change of a VM, and every libvirt lifecycle event of its domain, puts the VM's
+key on a work queue; a reconcile then reads the domain's state, acts on the
+run strategy, restart requests and deletion, and writes what it sees to the
+VM's status. Reconciling is idempotent, so an agent that restarts adopts the
+domains it finds (matched by the uid in their metadata) and changes nothing
+that is already right.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import libvirt
+
+from vapor.kube import Conflict, Informer, Kube, KubeError, NotFound
+from vapor.kube._client import APPLY_PATCH, call
+from vapor.model import API_VERSION, VirtualMachine, names
+
+from . import _domain
+from ._config import AgentConfig
+from ._libvirt import EVENT_NAMES, Libvirt
+from ._workqueue import WorkQueue
+
+log = logging.getLogger("vapor.agent.vms")
+
+Key = tuple[str, str]  # (namespace, name)
+CONTROLLER = "agent"
+_ACTIVE = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED, libvirt.VIR_DOMAIN_PAUSED)
+_RUNNING = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED)
+_OFF = (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED, libvirt.VIR_DOMAIN_NOSTATE)
+_UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+    | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+)
+
+
+class VMError(Exception):
+    """A VM cannot be made as its spec asks; ``reason`` goes into the Ready condition."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+def key_of(vm: VirtualMachine) -> Key:
+    """The work-queue key of a VM."""
+    return (vm.metadata.namespace or "", vm.name)
+
+
+def phase_of(state: int | None, strategy: str, stopping: bool) -> str:
+    """The VM's phase from its domain's state (None: no domain) and what it should be."""
+    if state is None:
+        return "Stopped" if strategy == "Halted" else "Starting"
+    if state in _RUNNING:
+        return "Stopping" if stopping else "Running"
+    if state in (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PMSUSPENDED):
+        return "Stopping" if stopping else "Paused"
+    if state == libvirt.VIR_DOMAIN_SHUTDOWN:
+        return "Stopping"
+    if state == libvirt.VIR_DOMAIN_CRASHED:
+        return "Failed"
+    return "Stopped" if strategy == "Halted" else "Starting"
+
+
+def ready_of(state: int | None, strategy: str, phase: str) -> tuple[str, str, str]:
+    """The Ready condition (status, reason, message): whether the domain is as the run strategy asks."""
+    wanted = {"Running": _RUNNING, "Paused": (libvirt.VIR_DOMAIN_PAUSED,), "Halted": _OFF}[strategy]
+    if state in wanted or (state is None and strategy == "Halted"):
+        return "True", phase, f"The domain is {phase.lower()}, as runStrategy {strategy} asks."
+    return "False", phase, f"The domain is {phase.lower()}; runStrategy asks for {strategy}."
+
+
+class VMController:
+    """Keeps the libvirt domains of this node's VirtualMachines as their resources ask."""
+
+    def __init__(self, kube: Kube, config: AgentConfig, libvirt_conn: Libvirt, *, workers: int = 4) -> None:
+        self.kube = kube
+        self.config = config
+        self.libvirt = libvirt_conn
+        self.vms = kube.resources(VirtualMachine)
+        self.informer: Informer[VirtualMachine] = Informer(
+            kube, VirtualMachine, label_selector=f"{names.HOST_LABEL}={config.node_name}"
+        )
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.domain_type = "qemu"
+        self.arch = "x86_64"
+        self._workers = workers
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stop_deadline: dict[str, float] = {}  # uid -> when a graceful stop turns into power-off
+        self._restarted: dict[str, str] = {}  # uid -> restart request carried out (before the cache shows it)
+        self._failures: dict[Key, int] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        """Learn the domain type, start watching VMs and domains, and reconcile everything once."""
+        caps = await self.libvirt.call(self.libvirt.connection().getCapabilities)
+        from ._hypervisor import kvm_usable
+
+        self.domain_type = "kvm" if kvm_usable(caps) else "qemu"
+        self.libvirt.on_lifecycle(self._on_domain_event)
+        self.informer.on_change(lambda event: self.queue.add(key_of(event.object)))
+        await self.informer.start()
+        for vm in self.informer.items():
+            self.queue.add(key_of(vm))
+        await self._report_orphans()
+        self._tasks = [asyncio.create_task(self.queue.worker(self.reconcile)) for _ in range(self._workers)]
+        self._tasks.append(asyncio.create_task(self._resync()))
+        log.info("watching virtual machines", extra={"node": self.config.node_name, "domain_type": self.domain_type})
+
+    async def stop(self) -> None:
+        """Stop working (domains keep running: they belong to the VMs, not to this process)."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        self.queue.close()
+        await self.informer.stop()
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.resync_interval)
+            for vm in self.informer.items():
+                self.queue.add(key_of(vm))
+
+    def _on_domain_event(self, name: str, uuid: str, event: int, detail: int) -> None:
+        key = _domain.key_of_domain(name)
+        if key is not None and self.informer.get(key[1], key[0]) is not None:
+            log.info(
+                "domain event", extra={"vm": "/".join(key), "domain": uuid, "event": EVENT_NAMES.get(event, event)}
+            )
+            self.queue.add(key)
+
+    async def _report_orphans(self) -> None:
+        """Log Vapor domains whose VM this node does not hold (they are left alone)."""
+        known = {vm.metadata.uid for vm in self.informer.items()}
+        for dom in await self.libvirt.call(self.libvirt.connection().listAllDomains, 0):
+            meta = await self._metadata(dom)
+            if meta is not None and meta.uid not in known:
+                log.info("domain of no VM placed here; leaving it alone", extra={"domain": dom.name()})
+
+    # -- reconcile ---------------------------------------------------------------------
+    async def reconcile(self, key: Key) -> None:
+        """Bring one VM's domain in line with its resource, then report what is."""
+        vm = self.informer.get(key[1], key[0])
+        if vm is None:
+            self._failures.pop(key, None)
+            return
+        try:
+            if vm.metadata.deletion_timestamp is not None:
+                await self._finalize(vm)
+                return
+            vm = await self._ensure_finalizer(vm)
+            dom = await self._ensure_defined(vm)
+            await self._apply_run_strategy(vm, dom)
+            await self._write_status(vm, dom)
+            self._failures.pop(key, None)
+        except Conflict:
+            self.queue.add_after(key, 0.2)  # the cache is behind; the watch brings the fresh object
+        except VMError as exc:
+            await self._failed(vm, exc)
+        except libvirt.libvirtError as exc:
+            await self._failed(vm, VMError("LibvirtError", str(exc)))
+        except NotFound:
+            return  # deleted meanwhile
+        except KubeError as exc:
+            log.warning("writing the VM failed", extra={"vm": "/".join(key), "error": str(exc)})
+            self._retry(key)
+
+    def _retry(self, key: Key) -> None:
+        count = self._failures.get(key, 0) + 1
+        self._failures[key] = count
+        self.queue.add_after(key, min(60.0, 0.5 * 2**count))
+
+    async def _failed(self, vm: VirtualMachine, exc: VMError) -> None:
+        log.warning("VM failed", extra={"vm": "/".join(key_of(vm)), "reason": exc.reason, "error": exc.message})
+        if self._failures.get(key_of(vm), 0) == 0:
+            await self.kube.events.record(
+                vm,
+                reason=exc.reason,
+                note=exc.message[:1000],
+                controller=CONTROLLER,
+                action="Reconcile",
+                type="Warning",
+            )
+        try:
+            await self._apply_status(vm, self._status(vm, None, "Failed", ("False", exc.reason, exc.message)))
+        except KubeError as err:
+            log.warning("could not write the failure", extra={"vm": vm.name, "error": str(err)})
+        self._retry(key_of(vm))
+
+    async def _ensure_finalizer(self, vm: VirtualMachine) -> VirtualMachine:
+        finalizers = list(vm.metadata.finalizers or [])
+        if names.VM_FINALIZER in finalizers:
+            return vm
+        patch = {
+            "metadata": {
+                "finalizers": [*finalizers, names.VM_FINALIZER],
+                "resourceVersion": vm.metadata.resource_version,
+            }
+        }
+        return await self.vms.patch(
+            vm.name, patch, namespace=vm.metadata.namespace, field_manager=names.FIELD_MANAGER_AGENT
+        )
+
+    async def _metadata(self, dom: libvirt.virDomain) -> _domain.VaporMetadata | None:
+        try:
+            text = await self.libvirt.call(dom.metadata, libvirt.VIR_DOMAIN_METADATA_ELEMENT, _domain.METADATA_NS, 0)
+        except libvirt.libvirtError:
+            return None
+        return _domain.VaporMetadata.from_xml(text)
+
+    async def find_domain(self, vm: VirtualMachine) -> tuple[libvirt.virDomain | None, _domain.VaporMetadata | None]:
+        """The domain of ``vm`` (by name, checked against the uid in its metadata) and that metadata."""
+        name = _domain.domain_name(vm.metadata.namespace or "", vm.name)
+        try:
+            dom = await self.libvirt.call(self.libvirt.connection().lookupByName, name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None, None
+            raise
+        meta = await self._metadata(dom)
+        if meta is None:
+            raise VMError(
+                "DomainNameTaken", f"a domain named {name} exists and was not made by Vapor; rename or remove it"
+            )
+        if meta.uid != vm.metadata.uid:
+            # Left by an earlier VM of the same name whose resource was removed while no agent ran.
+            log.warning("replacing a stale domain", extra={"domain": name, "stale_uid": meta.uid})
+            await self._remove_domain(dom)
+            await asyncio.to_thread(shutil.rmtree, self.config.disks_dir / meta.uid, True)
+            return None, None
+        return dom, meta
+
+    async def _create_disks(self, vm: VirtualMachine) -> None:
+        for disk in vm.spec.disks or []:
+            if disk.size is None:
+                if not Path(disk.path or "").exists():
+                    raise VMError("DiskMissing", f"disk {disk.name}: {disk.path} does not exist on this host")
+                continue
+            path = _domain.created_disk_path(self.config.disks_dir, vm.metadata.uid or "", disk)
+            if path.exists():
+                continue
+            path.parent.mkdir(parents=True, exist_ok=True)
+            from vapor.model import quantity_bytes
+
+            proc = await asyncio.create_subprocess_exec(
+                "qemu-img", "create", "-q", "-f", "qcow2", str(path), str(quantity_bytes(disk.size)),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            out, _ = await proc.communicate()
+            if proc.returncode != 0:
+                raise VMError("DiskCreateFailed", f"disk {disk.name}: qemu-img failed: {out.decode().strip()}")
+            log.info("created disk", extra={"vm": "/".join(key_of(vm)), "path": str(path)})
+
+    async def _ensure_defined(self, vm: VirtualMachine) -> libvirt.virDomain:
+        dom, meta = await self.find_domain(vm)
+        wanted = _domain.spec_hash(vm, self.domain_type)
+        if dom is not None and meta is not None and meta.spec_hash == wanted:
+            return dom
+        await self._create_disks(vm)
+        uuid = await self.libvirt.call(dom.UUIDString) if dom is not None else None
+        xml = _domain.build_xml(
+            vm, domain_type=self.domain_type, storage_dir=self.config.disks_dir, arch=self.arch, uuid=uuid
+        )
+        try:
+            new = await self.libvirt.call(self.libvirt.connection().defineXML, xml)
+        except libvirt.libvirtError as exc:
+            raise VMError("DefineFailed", f"libvirt refused the domain: {exc}") from exc
+        if dom is None:
+            note = f"Defined domain {new.name()} ({self.domain_type})."
+            await self._event(vm, "Defined", note, "Define")
+        else:
+            note = "Updated the domain definition; CPU and memory changes apply at the next boot."
+            await self._event(vm, "Redefined", note, "Define")
+        return new
+
+    async def _event(self, vm: VirtualMachine, reason: str, note: str, action: str) -> None:
+        log.info(note, extra={"vm": "/".join(key_of(vm)), "reason": reason})
+        await self.kube.events.record(vm, reason=reason, note=note, controller=CONTROLLER, action=action)
+
+    def _pending_restart(self, vm: VirtualMachine) -> str | None:
+        wanted = (vm.metadata.annotations or {}).get(names.RESTART_ANNOTATION)
+        done = vm.status.last_restart_request if vm.status else None
+        if not wanted or wanted == done or wanted == self._restarted.get(vm.metadata.uid or ""):
+            return None
+        return wanted
+
+    async def _start(self, vm: VirtualMachine, dom: libvirt.virDomain, *, paused: bool) -> None:
+        flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
+        try:
+            await self.libvirt.call(dom.createWithFlags, flags)
+        except libvirt.libvirtError as exc:
+            raise VMError("StartFailed", f"the domain did not start: {exc}") from exc
+
+    async def _apply_run_strategy(self, vm: VirtualMachine, dom: libvirt.virDomain) -> None:
+        uid = vm.metadata.uid or ""
+        strategy = vm.spec.run_strategy
+        state, _ = await self.libvirt.call(dom.state)
+        restart = self._pending_restart(vm)
+        if strategy != "Halted":
+            self._stop_deadline.pop(uid, None)
+        if restart is not None:
+            if strategy != "Halted" and state in _ACTIVE:
+                await self.libvirt.call(dom.destroy)
+                await self._start(vm, dom, paused=strategy == "Paused")
+                await self._event(vm, "Restarted", "Restarted the domain (power cycle), as requested.", "Restart")
+                self._restarted[uid] = restart
+                return
+            self._restarted[uid] = restart  # nothing runs: a restart is a start, or nothing when Halted
+        if strategy == "Running":
+            if state in _OFF:
+                await self._start(vm, dom, paused=False)
+                await self._event(vm, "Started", "Started the domain.", "Start")
+            elif state in (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PMSUSPENDED):
+                await self.libvirt.call(dom.resume)
+                await self._event(vm, "Resumed", "Resumed the domain.", "Resume")
+        elif strategy == "Paused":
+            if state in _OFF:
+                await self._start(vm, dom, paused=True)
+                await self._event(vm, "StartedPaused", "Started the domain paused.", "Start")
+            elif state in _RUNNING:
+                await self.libvirt.call(dom.suspend)
+                await self._event(vm, "Paused", "Paused the domain.", "Pause")
+        elif state not in _OFF:
+            await self._halt(vm, dom, state)
+
+    async def _halt(self, vm: VirtualMachine, dom: libvirt.virDomain, state: int) -> None:
+        uid = vm.metadata.uid or ""
+        force = (vm.metadata.annotations or {}).get(names.STOP_MODE_ANNOTATION) == "force"
+        grace = vm.spec.graceful_shutdown_seconds
+        deadline = self._stop_deadline.get(uid)
+        if force or grace == 0 or state == libvirt.VIR_DOMAIN_PAUSED:
+            await self._destroy(dom)
+            self._stop_deadline.pop(uid, None)
+            await self._event(vm, "PoweredOff", "Powered the domain off.", "Stop")
+        elif deadline is None:
+            try:
+                await self.libvirt.call(dom.shutdown)  # the ACPI power button
+            except libvirt.libvirtError as exc:
+                log.warning("graceful shutdown refused; powering off", extra={"vm": vm.name, "error": str(exc)})
+                await self._destroy(dom)
+                return
+            self._stop_deadline[uid] = time.monotonic() + grace
+            self.queue.add_after(key_of(vm), grace)
+            await self._event(vm, "Stopping", f"Asked the guest to shut down; power-off after {grace} s.", "Stop")
+        elif time.monotonic() >= deadline:
+            await self._destroy(dom)
+            self._stop_deadline.pop(uid, None)
+            note = f"The guest did not shut down within {grace} s; powered the domain off."
+            await self._event(vm, "PoweredOff", note, "Stop")
+        else:
+            self.queue.add_after(key_of(vm), deadline - time.monotonic())
+
+    async def _destroy(self, dom: libvirt.virDomain) -> None:
+        try:
+            await self.libvirt.call(dom.destroy)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:  # already off
+                raise
+
+    async def _remove_domain(self, dom: libvirt.virDomain) -> None:
+        if await self.libvirt.call(dom.isActive):
+            await self._destroy(dom)
+        try:
+            await self.libvirt.call(dom.undefineFlags, _UNDEFINE_FLAGS)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+
+    async def _finalize(self, vm: VirtualMachine) -> None:
+        if names.VM_FINALIZER not in (vm.metadata.finalizers or []):
+            return
+        uid = vm.metadata.uid or ""
+        dom, _ = await self.find_domain(vm)
+        if dom is not None:
+            await self._remove_domain(dom)
+        created = self.config.disks_dir / uid
+        if created.exists():
+            await asyncio.to_thread(shutil.rmtree, created)
+        self._stop_deadline.pop(uid, None)
+        self._restarted.pop(uid, None)
+        finalizers = [f for f in vm.metadata.finalizers or [] if f != names.VM_FINALIZER]
+        await self.vms.patch(
+            vm.name,
+            {"metadata": {"finalizers": finalizers, "resourceVersion": vm.metadata.resource_version}},
+            namespace=vm.metadata.namespace,
+            field_manager=names.FIELD_MANAGER_AGENT,
+        )
+        log.info("removed the domain and its disks", extra={"vm": "/".join(key_of(vm))})
+
+    # -- status ------------------------------------------------------------------------
+    async def _addresses(self, vm: VirtualMachine, dom: libvirt.virDomain) -> list[str]:
+        found: set[str] = set()
+        for source in (
+            libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
+            libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
+        ):
+            try:
+                ifaces = await self.libvirt.call(dom.interfaceAddresses, source, 0)
+            except libvirt.libvirtError:
+                continue
+            for iface in (ifaces or {}).values():
+                found.update(a["addr"] for a in iface.get("addrs") or [] if a.get("addr"))
+        return sorted(found)
+
+    def _status(
+        self,
+        vm: VirtualMachine,
+        domain_uuid: str | None,
+        phase: str,
+        ready: tuple[str, str, str],
+        addresses: list[str] | None = None,
+    ) -> dict[str, Any]:
+        previous = vm.status
+        status: dict[str, Any] = {"phase": phase, "observedGeneration": vm.metadata.generation}
+        if domain_uuid or (previous and previous.domain_uuid):
+            status["domainUuid"] = domain_uuid or (previous.domain_uuid if previous else None)
+        if addresses:
+            status["addresses"] = addresses
+        restart = self._restarted.get(vm.metadata.uid or "") or (previous.last_restart_request if previous else None)
+        if restart:
+            status["lastRestartRequest"] = restart
+        old = (
+            next((c for c in (previous.conditions or []) if c.type == names.ConditionType.READY), None)
+            if previous
+            else None
+        )
+        moved = old is None or old.status != ready[0]
+        when = (
+            datetime.now(UTC) if moved or old is None or old.last_transition_time is None else old.last_transition_time
+        )
+        status["conditions"] = [
+            {
+                "type": names.ConditionType.READY,
+                "status": ready[0],
+                "reason": ready[1],
+                "message": ready[2],
+                "observedGeneration": vm.metadata.generation,
+                "lastTransitionTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        ]
+        return status
+
+    async def _write_status(self, vm: VirtualMachine, dom: libvirt.virDomain) -> None:
+        uid = vm.metadata.uid or ""
+        state, _ = await self.libvirt.call(dom.state)
+        strategy = vm.spec.run_strategy
+        stopping = strategy == "Halted" and uid in self._stop_deadline and state not in _OFF
+        if state in _OFF:
+            self._stop_deadline.pop(uid, None)
+        phase = phase_of(state, strategy, stopping)
+        addresses = await self._addresses(vm, dom) if state in _ACTIVE and vm.spec.networks else []
+        domain_uuid = await self.libvirt.call(dom.UUIDString)
+        status = self._status(vm, domain_uuid, phase, ready_of(state, strategy, phase), addresses)
+        await self._apply_status(vm, status)
+        if state in _RUNNING and vm.spec.networks and not addresses:
+            self.queue.add_after(key_of(vm), 15.0)  # addresses come from DHCP later, without a lifecycle event
+
+    async def _apply_status(self, vm: VirtualMachine, status: dict[str, Any]) -> None:
+        """Server-side apply of the agent's status fields, when they differ from what is stored."""
+        if _same_status(vm, status):
+            return
+        body = {
+            "apiVersion": API_VERSION,
+            "kind": "VirtualMachine",
+            "metadata": {"name": vm.name, "namespace": vm.metadata.namespace},
+            "status": status,
+        }
+        await call(
+            self.kube.custom.patch_namespaced_custom_object_status(
+                VirtualMachine.group,
+                VirtualMachine.version,
+                vm.metadata.namespace,
+                VirtualMachine.plural(),
+                vm.name,
+                body,
+                field_manager=names.FIELD_MANAGER_AGENT,
+                force=True,
+                _content_type=APPLY_PATCH,
+            )
+        )
+        log.info("status", extra={"vm": "/".join(key_of(vm)), "phase": status["phase"]})
+
+
+def _same_status(vm: VirtualMachine, status: dict[str, Any]) -> bool:
+    """Whether the stored status already says what ``status`` says (the transition time aside)."""
+    if vm.status is None:
+        return False
+    stored = vm.status.to_api()
+    for key in ("phase", "observedGeneration", "domainUuid", "addresses", "lastRestartRequest"):
+        if stored.get(key) != status.get(key):
+            return False
+    ready = next((c for c in stored.get("conditions") or [] if c.get("type") == names.ConditionType.READY), None)
+    wanted = status["conditions"][0]
+    if ready is None:
+        return False
+    return all(ready.get(k) == wanted[k] for k in ("status", "reason", "message", "observedGeneration"))

@@ -1,0 +1,163 @@
+"""Fixtures of the agent tests: a real libvirtd, the agent as a real process, VMs placed on its node.
+
+The agent runs as ``python -m vapor.agent`` against the session's control
+plane and the machine's libvirtd (started here when none runs), with a
+unique node name and a temporary state folder. Test VMs live in the test's
+own namespace and are named ``vtest-...``, so their domains are named
+``<namespace>_vtest-...``: teardown destroys and undefines every domain of
+the test's namespace, even when the test failed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+
+from vapor.devenv import ControlPlane
+from vapor.kube import Kube, NotFound
+from vapor.model import Host, ObjectMeta, VirtualMachine, VirtualMachineSpec, names
+
+from ..conftest import Kubectl
+from ..support.agent import AgentProcess
+from ..support.libvirtd import Libvirtd
+
+
+@pytest.fixture(scope="session")
+def libvirtd() -> Iterator[Libvirtd]:
+    """A real libvirtd + virtlogd (the running one, or started for the session)."""
+    daemon = Libvirtd().start()
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def virt(libvirtd: Libvirtd) -> Iterator[libvirt.virConnect]:
+    """The test's own libvirt connection, to check what the agent did."""
+    conn = libvirt.open(libvirtd.uri)
+    yield conn
+    conn.close()
+
+
+@pytest.fixture
+async def kube(control_plane: ControlPlane) -> AsyncIterator[Kube]:
+    k = await Kube.connect(str(control_plane.kubeconfig))
+    yield k
+    await k.close()
+
+
+@pytest.fixture
+def node_name() -> str:
+    return f"vtest-node-{uuid.uuid4().hex[:8]}"
+
+
+def remove_domains(conn: libvirt.virConnect, prefix: str) -> None:
+    """Destroy and undefine every domain whose name starts with ``prefix``."""
+    for dom in conn.listAllDomains(0):
+        if not dom.name().startswith(prefix):
+            continue
+        try:
+            if dom.isActive():
+                dom.destroy()
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+        except libvirt.libvirtError:
+            pass
+
+
+@pytest.fixture
+def agent_factory(
+    control_plane: ControlPlane,
+    libvirtd: Libvirtd,
+    virt: libvirt.virConnect,
+    kubectl: Kubectl,
+    namespace: str,
+    tmp_path: Path,
+) -> Iterator[Callable[..., AgentProcess]]:
+    """Makes agents for this test (Lease in the test's namespace); cleans up their Hosts, VMs and domains."""
+    made: list[AgentProcess] = []
+
+    def make(node: str, **kwargs: Any) -> AgentProcess:
+        agent = AgentProcess(
+            control_plane.kubeconfig,
+            node,
+            tmp_path / node,
+            lease_namespace=namespace,
+            libvirt_uri=libvirtd.uri,
+            **kwargs,
+        )
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        agent.stop()
+    # Without a running agent the finalizers would hold the test's VMs (and namespace) forever.
+    listed = kubectl("get", "vvm", "-n", namespace, "-o", "name", check=False).stdout.split()
+    for obj in listed:
+        kubectl("patch", "-n", namespace, obj, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
+    remove_domains(virt, f"{namespace}_")
+    hosts = [f"hosts.vapor.io/{a.node_name}" for a in made]
+    if hosts:
+        kubectl("delete", "--ignore-not-found", "--wait=false", *hosts, check=False)
+
+
+@pytest.fixture
+def agent(agent_factory: Callable[..., AgentProcess], node_name: str) -> AgentProcess:
+    """A started agent for a fresh node."""
+    return agent_factory(node_name).start()
+
+
+async def place_vm(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    node: str,
+    *,
+    run_strategy: str = "Running",
+    annotations: dict[str, str] | None = None,
+    **spec: Any,
+) -> VirtualMachine:
+    """Create a VM already placed on ``node``.
+
+    Stands in for the operator's placement: the host label and status.host are
+    what the operator writes when it places a VM.
+    """
+    vm = VirtualMachine(
+        metadata=ObjectMeta(
+            name=name, namespace=namespace, labels={names.HOST_LABEL: node}, annotations=annotations or None
+        ),
+        spec=VirtualMachineSpec(run_strategy=run_strategy, **{"memory": "32Mi", **spec}),
+    )
+    vms = kube.resources(VirtualMachine)
+    made = await vms.create(vm, field_manager="test-operator-stand-in")
+    await vms.patch_status(name, {"host": node}, namespace=namespace, field_manager="test-operator-stand-in")
+    return made
+
+
+async def host_of(kube: Kube, node: str) -> Host | None:
+    try:
+        return await kube.resources(Host).get(node)
+    except NotFound:
+        return None
+
+
+async def eventually(probe: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
+    """Await ``probe()`` (sync or async) until it returns something truthy; fail after ``timeout`` seconds."""
+    import asyncio
+    import inspect
+    import time
+
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = probe()
+        if inspect.isawaitable(last):
+            last = await last
+        if last:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or 'the condition'} (last: {last!r})")

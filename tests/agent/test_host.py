@@ -1,0 +1,178 @@
+"""The agent keeps its Host true: a stable id, a true inventory, prompt structural updates, a Lease."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import re
+import socket
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import psutil
+from pyroute2 import IPRoute
+
+from vapor.kube import Kube
+from vapor.model import Host, HostSpec, ObjectMeta, names, quantity_bytes
+
+from ..support.agent import AgentProcess
+from .conftest import eventually, host_of
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def add_veth(name: str, peer: str, address: str, prefixlen: int) -> None:
+    with IPRoute() as ipr:
+        ipr.link("add", ifname=name, kind="veth", peer=peer)
+        ipr.addr("add", index=ipr.link_lookup(ifname=name)[0], address=address, prefixlen=prefixlen)
+
+
+def del_link(name: str) -> None:
+    with IPRoute() as ipr:
+        ipr.link("del", ifname=name)
+
+
+async def reported(kube: Kube, node: str, agent: AgentProcess) -> Host:
+    async def probe() -> Host | None:
+        host = await host_of(kube, node)
+        return host if host and host.status and host.status.sync_cursor else None
+
+    try:
+        return await eventually(probe, 60, "the host's first inventory")  # type: ignore[no-any-return]
+    except AssertionError:
+        print(agent.log())
+        raise
+
+
+async def test_host_appears_with_a_true_inventory(kube: Kube, agent: AgentProcess, node_name: str) -> None:
+    host = await reported(kube, node_name, agent)
+    status = host.status
+    assert status is not None
+    assert status.id and UUID_RE.match(status.id)
+    assert (host.metadata.labels or {})[names.HOST_ID_LABEL] == status.id
+    assert status.hostname == socket.gethostname()
+    assert status.kernel == platform.release()
+    assert status.os and status.os in Path("/etc/os-release").read_text()
+    assert status.boot_time is not None
+    assert abs(status.boot_time.timestamp() - psutil.boot_time()) < 2
+    assert status.load_average is not None and len(status.load_average) == 3
+    assert status.cpu is not None and status.cpu.threads == psutil.cpu_count()
+    assert status.memory is not None and status.memory.total == psutil.virtual_memory().total
+    assert status.capacity is not None and status.capacity.cpu == os.cpu_count()
+    assert quantity_bytes(status.capacity.memory or 0) == psutil.virtual_memory().total - 512 * 2**20
+    # Interfaces: the same names, MACs and addresses as the kernel reports through psutil.
+    nics = psutil.net_if_addrs()
+    assert {i.name for i in status.interfaces or []} == set(nics)
+    lo = next(i for i in status.interfaces or [] if i.name == "lo")
+    assert lo.type == "loopback" and "127.0.0.1/8" in (lo.addresses or [])
+    for iface in status.interfaces or []:
+        ipv4 = {a.address for a in nics[iface.name] if a.family == socket.AF_INET}
+        assert {a.split("/")[0] for a in iface.addresses or [] if ":" not in a} == ipv4
+        macs = {a.address for a in nics[iface.name] if a.family == psutil.AF_LINK}
+        assert iface.mac in macs or not macs
+        assert iface.statistics is not None
+    # Disks: what the kernel lists, with the root filesystem's mount and usage.
+    listed = {d for d in os.listdir("/sys/block") if not d.startswith(("ram", "zram"))}
+    listed = {d for d in listed if int(Path(f"/sys/block/{d}/size").read_text()) > 0}
+    assert {d.name for d in status.disks or []} == listed
+    root = psutil.disk_usage("/")
+    parts = [p for d in status.disks or [] for p in d.partitions or [] if p.mount_point == "/"]
+    if parts:  # the root filesystem sits on a block device here
+        assert parts[0].filesystem and parts[0].used and parts[0].available
+        assert abs((parts[0].used + parts[0].available) - (root.used + root.free)) < 2**30
+    hv = status.hypervisor
+    assert hv is not None and hv.driver == "QEMU" and hv.arch == platform.machine()
+    assert hv.domain_types and "qemu" in hv.domain_types
+    assert hv.kvm == ("kvm" in hv.domain_types and os.access("/dev/kvm", os.R_OK | os.W_OK))
+    assert status.sync_cursor and status.sync_cursor >= int(psutil.boot_time())
+    # Fields with another writer are left alone.
+    assert status.vm_count is None and status.drain is None and not status.conditions
+
+
+async def test_the_id_is_stable_across_restarts_and_a_lost_host(
+    kube: Kube, agent: AgentProcess, node_name: str
+) -> None:
+    first = await reported(kube, node_name, agent)
+    assert first.status and first.status.id
+    assert (agent.state_dir / "host-id").read_text().strip() == first.status.id
+    assert agent.stop() == 0  # SIGTERM ends it cleanly
+    await kube.resources(Host).delete(node_name)
+    agent.start()
+    again = await reported(kube, node_name, agent)
+    assert again.metadata.uid != first.metadata.uid  # a new object ...
+    assert again.status and again.status.id == first.status.id  # ... for the same machine
+    assert (again.metadata.labels or {})[names.HOST_ID_LABEL] == first.status.id
+
+
+async def test_a_persons_spec_and_labels_are_kept(
+    kube: Kube, agent_factory: Callable[..., AgentProcess], node_name: str
+) -> None:
+    mine = Host(
+        metadata=ObjectMeta(name=node_name, labels={"rack": "r7"}),
+        spec=HostSpec(maintenance=True),
+    )
+    await kube.resources(Host).create(mine, field_manager="person")
+    agent = agent_factory(node_name).start()
+    host = await reported(kube, node_name, agent)
+    assert host.spec.maintenance is True
+    assert (host.metadata.labels or {})["rack"] == "r7"
+    assert names.HOST_ID_LABEL in (host.metadata.labels or {})
+
+
+async def test_a_new_interface_is_reported_promptly_and_an_idle_host_is_not_rewritten(
+    kube: Kube, agent: AgentProcess, node_name: str
+) -> None:
+    first = await reported(kube, node_name, agent)
+    # Idle: volatile numbers change all the time, but the inventory interval (60 s) has not passed.
+    await asyncio.sleep(3)  # three scans of the agent
+    same = await host_of(kube, node_name)
+    assert same is not None and same.metadata.resource_version == first.metadata.resource_version
+    # A structural change (a veth pair appears) is written at the next scan.
+    left, right = f"vt{uuid.uuid4().hex[:8]}", f"vu{uuid.uuid4().hex[:8]}"
+    # pyroute2's synchronous IPRoute runs its own event loop: keep it off the test's loop.
+    await asyncio.to_thread(add_veth, left, right, "198.51.100.7", 30)
+    try:
+
+        async def shows_veth() -> bool:
+            host = await host_of(kube, node_name)
+            ifaces = {i.name: i for i in (host.status.interfaces or [])} if host and host.status else {}
+            return left in ifaces and ifaces[left].type == "veth" and ifaces[left].addresses == ["198.51.100.7/30"]
+
+        await eventually(shows_veth, 30, "the new veth in the inventory")
+    finally:
+        await asyncio.to_thread(del_link, left)
+
+    async def veth_gone() -> bool:
+        host = await host_of(kube, node_name)
+        return bool(host and host.status and left not in {i.name for i in host.status.interfaces or []})
+
+    await eventually(veth_gone, 30, "the veth to leave the inventory")
+
+
+async def test_the_lease_is_held_and_renewed(
+    kube: Kube, agent_factory: Callable[..., AgentProcess], node_name: str, namespace: str
+) -> None:
+    agent_factory(node_name, lease_renew_interval=0.5).start()
+
+    async def lease() -> object | None:
+        try:
+            return await kube.coordination.read_namespaced_lease(node_name, namespace)
+        except Exception:
+            return None
+
+    first = await eventually(lease, 60, "the Lease")
+    assert first.spec.holder_identity == node_name
+    assert first.spec.lease_duration_seconds == 40
+    renewed: datetime = first.spec.renew_time
+
+    async def newer() -> bool:
+        current = await lease()
+        return bool(current and current.spec.renew_time > renewed)  # type: ignore[attr-defined]
+
+    await eventually(newer, 30, "a renewal")
+    current = await lease()
+    refs = current.metadata.owner_references or []  # type: ignore[attr-defined]
+    assert [r.kind for r in refs] == ["Host"] and refs[0].name == node_name
