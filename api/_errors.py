@@ -95,6 +95,8 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 
 def _message(error: Any) -> str:
+    if not error["loc"] and error["type"] in ("model_type", "dict_type", "model_attributes_type"):
+        return "the request body must be a JSON object"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
 
