@@ -21,7 +21,7 @@ def _default(obj: Any) -> Any:
 
 def dumps(obj: Any) -> bytes:
     """Encode ``obj`` (pydantic models included) as JSON bytes."""
-    return orjson.dumps(obj, default=_default)
+    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
 
 
 class OrjsonProvider(JSONProvider):
@@ -29,7 +29,7 @@ class OrjsonProvider(JSONProvider):
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         """Encode as text (Quart's API); responses skip this and use bytes directly."""
-        option = orjson.OPT_INDENT_2 if kwargs.get("indent") else 0
+        option = orjson.OPT_NON_STR_KEYS | (orjson.OPT_INDENT_2 if kwargs.get("indent") else 0)
         return orjson.dumps(obj, default=_default, option=option).decode()
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:

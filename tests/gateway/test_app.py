@@ -1,0 +1,183 @@
+"""The app's shape: every route validated, documented and guarded; OpenAPI served; failures in the envelope.
+
+Also the real server: ``python -m vapor.gateway`` on Hypercorn over HTTP, restarted
+with tokens that stay valid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from quart.typing import TestClientProtocol as Client
+from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE, QUART_SCHEMA_RESPONSE_ATTRIBUTE
+
+from vapor.devenv import ControlPlane
+from vapor.gateway import create_app
+from vapor.gateway._guard import ROLE_ATTRIBUTE
+
+from ..conftest import Kubectl
+from .conftest import Users, bearer, eventually, login
+
+PUBLIC = {"auth.login", "auth.refresh"}
+SCHEMA_ROUTES = {"openapi", "swagger_ui"}
+
+
+def test_every_route_is_validated_documented_and_guarded() -> None:
+    app = create_app()
+    rules = [r for r in app.url_map.iter_rules() if r.endpoint not in SCHEMA_ROUTES]
+    assert {r.endpoint for r in rules} >= {"auth.login", "vms.vm_action", "hosts.get_host"}
+    for rule in rules:
+        view = app.view_functions[rule.endpoint]
+        assert rule.rule.startswith("/api/v1/"), rule
+        assert view.__doc__ and len(view.__doc__.strip()) > 20, rule
+        responses = getattr(view, QUART_SCHEMA_RESPONSE_ATTRIBUTE, {})
+        assert {200, 201} & set(responses), rule
+        methods = set(rule.methods or ()) - {"HEAD", "OPTIONS"}
+        if methods & {"POST", "PUT", "PATCH"} and not rule.rule.endswith("/login"):
+            assert getattr(view, QUART_SCHEMA_REQUEST_ATTRIBUTE, None) is not None, rule
+        role = getattr(view, ROLE_ATTRIBUTE, None)
+        if rule.endpoint in PUBLIC:
+            assert role is None, rule
+        else:
+            assert role == ("viewer" if methods == {"GET"} else "admin"), rule
+            assert 401 in responses, rule
+
+
+async def test_openapi_and_docs_are_served(client: Client) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    spec = await response.get_json()
+    assert "/api/v1/vms/{vm_id}/action" in spec["paths"]
+    action = spec["paths"]["/api/v1/vms/{vm_id}/action"]["post"]
+    assert "restart" in action["description"] + action["summary"]
+    assert spec["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    docs = await client.get("/docs")
+    assert docs.status_code == 200
+    assert "swagger" in (await docs.get_data(as_text=True)).lower()
+
+
+async def test_an_unexpected_failure_is_an_internal_error_without_a_trace(
+    client: Client, users: Users, kubectl: Kubectl, gateway_config: dict[str, Any]
+) -> None:
+    await login(client, users.viewer)
+    # The gateway's own namespace goes away under it (no controller-manager here, so it stays
+    # Terminating): the API server refuses the new refresh-token Secret of the next login.
+    kubectl("delete", "namespace", gateway_config["SECRET_NAMESPACE"], "--wait=false")
+    response = await client.post(
+        "/api/v1/auth/login", json={"username": users.viewer.name, "password": users.viewer.password}
+    )
+    body = await response.get_json()
+    assert response.status_code == 500
+    assert body["status"] == "error"
+    assert body["error"]["code"] == "INTERNAL_ERROR"
+    assert "Traceback" not in str(body) and "ApiException" not in str(body)
+
+
+# -- the real server ---------------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class GatewayProcess:
+    """``python -m vapor.gateway`` on a loopback port, logging to a file."""
+
+    def __init__(self, kubeconfig: Path, env: dict[str, str], log: Path) -> None:
+        self.kubeconfig, self.env, self.log = kubeconfig, env, log
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+
+    def start(self) -> GatewayProcess:
+        port = _free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "vapor.gateway",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--kubeconfig",
+                    str(self.kubeconfig),
+                ],
+                env={**os.environ, **self.env},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, self.log.read_text()
+            try:
+                if httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise AssertionError(f"gateway did not start: {self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+@pytest.fixture
+def server(control_plane: ControlPlane, gateway_config: dict[str, Any], tmp_path: Path) -> Iterator[GatewayProcess]:
+    env = {
+        f"VAPOR_{k}": str(v)
+        for k, v in gateway_config.items()
+        if k in ("PAM_SERVICE", "ADMIN_GROUPS", "SECRET_NAMESPACE")
+    }
+    process = GatewayProcess(control_plane.kubeconfig, env, tmp_path / "gateway.log")
+    yield process.start()
+    process.stop()
+
+
+async def test_real_server_over_http_keeps_tokens_across_a_restart(server: GatewayProcess, users: Users) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        response = await http.post(
+            "/api/v1/auth/login", json={"username": users.admin.name, "password": users.admin.password}
+        )
+        assert response.status_code == 200
+        pair = response.json()["data"]
+        assert response.headers["content-type"] == "application/json"
+        vms = await http.get("/api/v1/vms", headers=bearer(pair["token"]))
+        assert vms.status_code == 200
+        assert vms.json()["status"] == "success"
+        missing = await http.get("/api/v1/vms")
+        assert missing.status_code == 401
+        assert missing.json()["error"]["code"] == "UNAUTHORIZED"
+
+    server.stop()
+    server.start()  # a new process, on a new port
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+        assert (await http.get("/api/v1/hosts", headers=bearer(pair["token"]))).status_code == 200
+        refreshed = await http.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+        assert refreshed.status_code == 200, refreshed.text
+        token = refreshed.json()["data"]["token"]
+
+        async def works() -> bool:
+            return (await http.get("/api/v1/vms", headers=bearer(token))).status_code == 200
+
+        await eventually(works)
+    log = server.log.read_text()
+    assert users.admin.name in log  # the log says who logged in ...
+    assert users.admin.password not in log  # ... but never a password or a token
+    assert pair["token"] not in log and pair["refresh_token"] not in log
