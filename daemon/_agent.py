@@ -52,6 +52,7 @@ class Agent:
         config = self.config
         self.host_id = _hostid.load_or_create(config.state_dir, config.node_name)
         config.disks_dir.mkdir(parents=True, exist_ok=True)
+        config.disks_dir.chmod(0o711)  # QEMU (its own user) walks through it to the images, no listing
         self.kube = await Kube.connect(config.kubeconfig)
         await self._connect_libvirt()
         self.reporter = HostReporter(self.kube, config, self.host_id, self.libvirt)

@@ -254,6 +254,7 @@ class VMController:
             if path.exists():
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
+            path.parent.chmod(0o711)  # QEMU runs as its own user: it must be able to reach the image
             from vapor.model import quantity_bytes
 
             proc = await asyncio.create_subprocess_exec(

@@ -10,6 +10,8 @@ the test's namespace, even when the test failed.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -69,13 +71,22 @@ def remove_domains(conn: libvirt.virConnect, prefix: str) -> None:
 
 
 @pytest.fixture
+def qemu_tmp() -> Iterator[Path]:
+    """A temporary folder QEMU (which runs as its own user) can reach; pytest's tmp_path is root-only."""
+    path = Path(tempfile.mkdtemp(prefix="vapor-agent-test-", dir="/var/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
 def agent_factory(
     control_plane: ControlPlane,
     libvirtd: Libvirtd,
     virt: libvirt.virConnect,
     kubectl: Kubectl,
     namespace: str,
-    tmp_path: Path,
+    qemu_tmp: Path,
 ) -> Iterator[Callable[..., AgentProcess]]:
     """Makes agents for this test (Lease in the test's namespace); cleans up their Hosts, VMs and domains."""
     made: list[AgentProcess] = []
@@ -84,7 +95,7 @@ def agent_factory(
         agent = AgentProcess(
             control_plane.kubeconfig,
             node,
-            tmp_path / node,
+            qemu_tmp / node,
             lease_namespace=namespace,
             libvirt_uri=libvirtd.uri,
             **kwargs,
