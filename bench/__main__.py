@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import controlplane
+from . import controlplane, gateway
 
-BENCHMARKS = {"controlplane": controlplane.main}
+BENCHMARKS = {"controlplane": controlplane.main, "gateway": gateway.main}
 
 
 def main() -> int:

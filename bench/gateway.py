@@ -1,0 +1,234 @@
+"""The gateway's GET /api/v1/vms against a direct LIST from the kube-apiserver, with 1,000 VMs.
+
+Starts a fresh control plane, creates 1,000 VirtualMachines, runs
+``python -m vapor.gateway`` (one Hypercorn worker) on a loopback port, then
+drives both endpoints with the same small HTTP/1.1 keep-alive client (a few
+concurrent connections, a bounded number of requests) and prints latency
+p50/p99 and requests per second side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+
+from vapor.devenv import ControlPlane
+from vapor.model import DiskSpec, NetworkSpec, ObjectMeta, VirtualMachine, VirtualMachineSpec
+
+N_VMS = 1000
+CONNECTIONS = 8
+GATEWAY_REQUESTS = 4000
+LIST_REQUESTS = 200
+SECRET_NAMESPACE = "vapor-system"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where to send GETs: host, port, path, headers, TLS."""
+
+    host: str
+    port: int
+    path: str
+    headers: dict[str, str]
+    tls: ssl.SSLContext | None = None
+
+
+async def _read_body(reader: asyncio.StreamReader) -> tuple[int, int]:
+    """Read one response; return (status, body bytes). Handles Content-Length and chunked bodies."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+    if "content-length" in fields:
+        body = await reader.readexactly(int(fields["content-length"]))
+        return status, len(body)
+    size = 0
+    while True:  # chunked
+        chunk = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+        if chunk == 0:
+            await reader.readuntil(b"\r\n")
+            return status, size
+        size += len(await reader.readexactly(chunk + 2)) - 2
+
+
+async def _connection(target: Target, count: int, out: list[float], sizes: list[int]) -> None:
+    reader, writer = await asyncio.open_connection(target.host, target.port, ssl=target.tls)
+    request = (
+        f"GET {target.path} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+        + "".join(f"{k}: {v}\r\n" for k, v in target.headers.items())
+        + "\r\n"
+    ).encode()
+    try:
+        for _ in range(count):
+            start = time.perf_counter()
+            writer.write(request)
+            status, size = await _read_body(reader)
+            out.append(time.perf_counter() - start)
+            if status != 200:
+                raise RuntimeError(f"{target.path} answered {status}")
+            sizes.append(size)
+    finally:
+        writer.close()
+
+
+async def _load(target: Target, total: int, connections: int) -> tuple[list[float], float, int]:
+    """Send ``total`` GETs over ``connections`` keep-alive connections; latencies, wall time, body size."""
+    latencies: list[float] = []
+    sizes: list[int] = []
+    await _connection(target, 5, [], [])  # warm up
+    start = time.perf_counter()
+    per = total // connections
+    await asyncio.gather(*(_connection(target, per, latencies, sizes) for _ in range(connections)))
+    return latencies, time.perf_counter() - start, sizes[-1] if sizes else 0
+
+
+def _row(label: str, latencies: list[float], wall: float, size: int) -> str:
+    ms = sorted(s * 1000 for s in latencies)
+    p50, p99 = statistics.median(ms), ms[max(0, int(len(ms) * 0.99) - 1)]
+    rate = len(ms) / wall
+    return f"  {label:<34} {rate:8.0f} req/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   body {size / 1024:6.0f} KiB"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _apiserver_target(kubeconfig: Path, tmp: Path) -> Target:
+    """The LIST of the same VMs, over TLS with the admin client certificate."""
+    cfg = yaml.safe_load(kubeconfig.read_text())
+    cluster = cfg["clusters"][0]["cluster"]
+    user = cfg["users"][0]["user"]
+    files = {}
+    for name, key in (
+        ("ca", "certificate-authority-data"),
+        ("cert", "client-certificate-data"),
+        ("key", "client-key-data"),
+    ):
+        source = cluster if name == "ca" else user
+        files[name] = tmp / f"{name}.pem"
+        files[name].write_bytes(base64.b64decode(source[key]))
+    context = ssl.create_default_context(cafile=str(files["ca"]))
+    context.load_cert_chain(str(files["cert"]), str(files["key"]))
+    host, _, port = cluster["server"].removeprefix("https://").partition(":")
+    return Target(
+        host,
+        int(port),
+        "/apis/vapor.io/v1alpha1/namespaces/bench/virtualmachines",
+        {"Accept": "application/json"},
+        context,
+    )
+
+
+def _create_vms(api: client.ApiClient) -> None:
+    custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": "bench"}})
+    body = VirtualMachine(
+        metadata=ObjectMeta(namespace="bench"),
+        spec=VirtualMachineSpec(
+            memory="512Mi",
+            cpu=2,
+            run_strategy="Running",
+            disks=[DiskSpec(name="root", size="10Gi", boot_order=1)],
+            networks=[NetworkSpec(name="lan", source="default")],
+        ),
+    ).to_api()
+
+    def create(i: int) -> Any:
+        vm = {**body, "metadata": {"name": f"vm-{i:04d}", "namespace": "bench"}}
+        return custom.create_namespaced_custom_object("vapor.io", "v1alpha1", "bench", "virtualmachines", vm)
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(create, range(N_VMS)))
+
+
+async def _viewer_token(kubeconfig: Path) -> str:
+    """A viewer token signed with the gateway's key from its Secret (login itself is not what is measured)."""
+    from vapor.gateway._tokens import TokenSigner, load_signing_key
+    from vapor.kube import Kube
+
+    async with await Kube.connect(str(kubeconfig)) as kube:
+        key = await load_signing_key(kube, SECRET_NAMESPACE, "vapor-gateway-signing-key")
+    return TokenSigner(key, 3600).issue("bench", "viewer")[0]
+
+
+async def _wait_ready(target: Target, want: int) -> None:
+    import httpx
+
+    url = f"http://{target.host}:{target.port}{target.path}"
+    async with httpx.AsyncClient(timeout=5) as http:
+        for _ in range(600):
+            try:
+                response = await http.get(url, headers=target.headers)
+                if response.status_code == 200 and response.json()["data"]["count"] >= want:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("the gateway did not come up with every VM in its cache")
+
+
+def main() -> None:
+    """Print the figures."""
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        cp = ControlPlane(tmp / "cp")
+        cp.up()
+        gateway: subprocess.Popen[bytes] | None = None
+        try:
+            api = config.new_client_from_config(str(cp.kubeconfig))
+            start = time.perf_counter()
+            _create_vms(api)
+            print(f"  created {N_VMS} VirtualMachines in {time.perf_counter() - start:.1f} s")
+            port = _free_port()
+            log = (tmp / "gateway.log").open("wb")
+            gateway = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "vapor.gateway",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--kubeconfig",
+                    str(cp.kubeconfig),
+                ],
+                env={**os.environ, "VAPOR_SECRET_NAMESPACE": SECRET_NAMESPACE},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+            asyncio.run(_run(cp.kubeconfig, port, tmp))
+        finally:
+            if gateway is not None:
+                gateway.terminate()
+                gateway.wait(timeout=15)
+            cp.down()
+
+
+async def _run(kubeconfig: Path, port: int, tmp: Path) -> None:
+    await asyncio.sleep(0.5)
+    token = await _viewer_token(kubeconfig)
+    gateway = Target("127.0.0.1", port, "/api/v1/vms", {"Authorization": f"Bearer {token}"})
+    await _wait_ready(gateway, N_VMS)
+    apiserver = _apiserver_target(kubeconfig, tmp)
+    g_lat, g_wall, g_size = await _load(gateway, GATEWAY_REQUESTS, CONNECTIONS)
+    l_lat, l_wall, l_size = await _load(apiserver, LIST_REQUESTS, CONNECTIONS)
+    print(f"  GET of {N_VMS} VMs, {CONNECTIONS} keep-alive connections, one Hypercorn worker:")
+    print(_row("gateway GET /api/v1/vms", g_lat, g_wall, g_size))
+    print(_row("kube-apiserver LIST (direct)", l_lat, l_wall, l_size))
+    print(f"  gateway / LIST: {len(g_lat) / g_wall / (len(l_lat) / l_wall):.1f}x the requests per second")
