@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 
-import libvirt
+import libvirt  # type: ignore[import-untyped]
 
 from vapor.kube import Kube
 

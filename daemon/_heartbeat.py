@@ -10,15 +10,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from kubernetes.aio.client.exceptions import ApiException
 
-from vapor.kube import Kube, KubeError, NotFound
-from vapor.kube._client import MERGE_PATCH, call
+from vapor.kube import Kube
 from vapor.model import Host, names
 
 log = logging.getLogger("vapor.agent.heartbeat")
+
+MERGE_PATCH = "application/merge-patch+json"
 
 
 def micro_time(moment: datetime | None = None) -> str:
@@ -64,8 +65,10 @@ class Heartbeat:
         now = micro_time()
         spec = {"holderIdentity": self.node_name, "leaseDurationSeconds": self.duration_seconds, "renewTime": now}
         try:
-            current = await call(api.read_namespaced_lease(self.node_name, self.namespace))
-        except NotFound:
+            current = await api.read_namespaced_lease(self.node_name, self.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
             body: dict[str, Any] = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
@@ -74,7 +77,7 @@ class Heartbeat:
             }
             if refs := self._owner_references():
                 body["metadata"]["ownerReferences"] = refs
-            await call(api.create_namespaced_lease(self.namespace, body))
+            await api.create_namespaced_lease(self.namespace, cast(Any, body))  # a dict is sent as it is
             log.info("created the heartbeat lease", extra={"lease": f"{self.namespace}/{self.node_name}"})
             self.renewals += 1
             return
@@ -87,14 +90,8 @@ class Heartbeat:
         }
         if (refs := self._owner_references()) and not (current.metadata and current.metadata.owner_references):
             patch["metadata"]["ownerReferences"] = refs
-        await call(
-            api.patch_namespaced_lease(
-                self.node_name,
-                self.namespace,
-                patch,
-                field_manager=names.FIELD_MANAGER_AGENT,
-                _content_type=MERGE_PATCH,
-            )
+        await api.patch_namespaced_lease(
+            self.node_name, self.namespace, patch, field_manager=names.FIELD_MANAGER_AGENT, _content_type=MERGE_PATCH
         )
         self.renewals += 1
 
@@ -105,7 +102,7 @@ class Heartbeat:
             try:
                 await self.renew()
                 delay = self.renew_seconds
-            except (TimeoutError, KubeError, ApiException, OSError) as exc:
+            except (TimeoutError, ApiException, OSError) as exc:
                 delay = min(self.renew_seconds, 1.0)
                 log.warning("lease renewal failed", extra={"error": str(exc)})
             await asyncio.sleep(delay)

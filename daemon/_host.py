@@ -19,8 +19,7 @@ from typing import Any
 from kubernetes.aio.client.exceptions import ApiException
 
 from vapor.kube import Conflict, Kube, KubeError, NotFound
-from vapor.kube._client import APPLY_PATCH, call
-from vapor.model import API_VERSION, Host, HostSpec, HostStatus, ObjectMeta, names
+from vapor.model import Host, HostSpec, HostStatus, ObjectMeta, names
 from vapor.model.host import HostCapacity, HypervisorInfo
 
 from . import _hypervisor, _inventory
@@ -132,19 +131,7 @@ class HostReporter:
     async def write(self, status: dict[str, Any]) -> None:
         """Server-side apply of the agent's status fields, with a fresh sync cursor."""
         status = {**status, "syncCursor": int(time.time())}
-        body = {"apiVersion": API_VERSION, "kind": "Host", "metadata": {"name": self.name}, "status": status}
-        await call(
-            self.kube.custom.patch_cluster_custom_object_status(
-                Host.group,
-                Host.version,
-                Host.plural(),
-                self.name,
-                body,
-                field_manager=names.FIELD_MANAGER_AGENT,
-                force=True,
-                _content_type=APPLY_PATCH,
-            )
-        )
+        await self.hosts.apply_status(self.name, status, field_manager=names.FIELD_MANAGER_AGENT, force=True)
         self.writes += 1
 
     async def sync_once(self, *, force: bool = False) -> bool:

@@ -6,13 +6,13 @@ import os
 import socket
 import xml.etree.ElementTree as ET
 
-import libvirt
+import libvirt  # type: ignore[import-untyped]
 
 from vapor.model.host import HypervisorInfo
 
 
 def _version(number: int) -> str:
-    """Libvirt encodes versions as major * 1,000,000 + minor * 1,000 + release."""
+    """Turn a libvirt version number (major * 1,000,000 + minor * 1,000 + release) into text."""
     return f"{number // 1_000_000}.{number // 1000 % 1000}.{number % 1000}"
 
 

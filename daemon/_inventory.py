@@ -16,10 +16,10 @@ import socket
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-import psutil
-from pyroute2 import IPRoute
+import psutil  # type: ignore[import-untyped]
+from pyroute2 import IPRoute  # type: ignore[import-untyped]
 
 from vapor.model.host import (
     CPUInfo,
@@ -31,6 +31,8 @@ from vapor.model.host import (
 )
 
 log = logging.getLogger("vapor.agent.inventory")
+
+DiskType = Literal["ssd", "hdd", "virtual", "unknown"]
 
 SYS_BLOCK = Path("/sys/block")
 # Block devices that are not storage a person would list (RAM disks, compressed swap).
@@ -177,11 +179,11 @@ def _size(dev: Path) -> int:
     return int(_read(dev / "size") or 0) * 512  # sysfs counts 512-byte sectors, whatever the device's block size
 
 
-def _disk_type(name: str, dev: Path) -> str:
+def _disk_type(name: str, dev: Path) -> DiskType:
     if name.startswith(_VIRTUAL_DISKS):
         return "virtual"
     rotational = _read(dev / "queue" / "rotational")
-    return {"1": "hdd", "0": "ssd"}.get(rotational or "", "unknown")
+    return "hdd" if rotational == "1" else "ssd" if rotational == "0" else "unknown"
 
 
 def _partition(
@@ -235,7 +237,7 @@ def disks() -> list[DiskStatus]:
                 path=f"/dev/{name}",
                 size=size,
                 model=_read(dev / "device" / "model") or None,
-                type=_disk_type(name, dev),  # type: ignore[arg-type]
+                type=_disk_type(name, dev),
                 partitions=parts,
             )
         )

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import libvirt
+import libvirt  # type: ignore[import-untyped]
 
 log = logging.getLogger("vapor.agent.libvirt")
 
@@ -40,7 +40,7 @@ EVENT_NAMES = {
 
 
 def _ignore_error(_ctx: object, _err: object) -> None:
-    """Libvirt prints every failed call to stderr by default; errors reach us as exceptions."""
+    """Drop libvirt's own error printing: every failed call reaches the agent as an exception."""
 
 
 def start_event_loop() -> None:

@@ -20,14 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import libvirt
+import libvirt  # type: ignore[import-untyped]
 
 from vapor.kube import Conflict, Informer, Kube, KubeError, NotFound
-from vapor.kube._client import APPLY_PATCH, call
-from vapor.model import API_VERSION, VirtualMachine, names
+from vapor.model import VirtualMachine, names, quantity_bytes
 
 from . import _domain
 from ._config import AgentConfig
+from ._hypervisor import kvm_usable
 from ._libvirt import EVENT_NAMES, Libvirt
 from ._workqueue import WorkQueue
 
@@ -107,8 +107,6 @@ class VMController:
     async def start(self) -> None:
         """Learn the domain type, start watching VMs and domains, and reconcile everything once."""
         caps = await self.libvirt.call(self.libvirt.connection().getCapabilities)
-        from ._hypervisor import kvm_usable
-
         self.domain_type = "kvm" if kvm_usable(caps) else "qemu"
         self.libvirt.on_lifecycle(self._on_domain_event)
         self.informer.on_change(lambda event: self.queue.add(key_of(event.object)))
@@ -255,8 +253,6 @@ class VMController:
                 continue
             path.parent.mkdir(parents=True, exist_ok=True)
             path.parent.chmod(0o711)  # QEMU runs as its own user: it must be able to reach the image
-            from vapor.model import quantity_bytes
-
             proc = await asyncio.create_subprocess_exec(
                 "qemu-img", "create", "-q", "-f", "qcow2", str(path), str(quantity_bytes(disk.size)),
                 stdout=asyncio.subprocess.PIPE,
@@ -475,24 +471,8 @@ class VMController:
         """Server-side apply of the agent's status fields, when they differ from what is stored."""
         if _same_status(vm, status):
             return
-        body = {
-            "apiVersion": API_VERSION,
-            "kind": "VirtualMachine",
-            "metadata": {"name": vm.name, "namespace": vm.metadata.namespace},
-            "status": status,
-        }
-        await call(
-            self.kube.custom.patch_namespaced_custom_object_status(
-                VirtualMachine.group,
-                VirtualMachine.version,
-                vm.metadata.namespace,
-                VirtualMachine.plural(),
-                vm.name,
-                body,
-                field_manager=names.FIELD_MANAGER_AGENT,
-                force=True,
-                _content_type=APPLY_PATCH,
-            )
+        await self.vms.apply_status(
+            vm.name, status, namespace=vm.metadata.namespace, field_manager=names.FIELD_MANAGER_AGENT, force=True
         )
         log.info("status", extra={"vm": "/".join(key_of(vm)), "phase": status["phase"]})
 
