@@ -81,9 +81,13 @@ async def load_signing_key(kube: Kube, namespace: str, name: str) -> bytes:
 class TokenSigner:
     """Issues and checks access tokens."""
 
-    def __init__(self, key: bytes, lifetime: int) -> None:
+    def __init__(self, key: bytes, lifetime: int, *, cache_size: int = 4096) -> None:
         self._key = key
         self.lifetime = lifetime
+        # Tokens already verified, until they expire: a client sends the same token on every
+        # request, and decoding it again costs more than answering from the cache.
+        self._verified: dict[str, Claims] = {}
+        self._cache_size = cache_size
 
     def issue(self, username: str, role: Role) -> tuple[str, int]:
         """A new token for the user, and when it expires (Unix time)."""
@@ -101,6 +105,16 @@ class TokenSigner:
 
     def verify(self, token: str) -> Claims:
         """The claims of a valid token; InvalidToken otherwise."""
+        known = self._verified.get(token)
+        if known is not None and known.expires_at > time.time():
+            return known
+        claims = self._decode(token)
+        if len(self._verified) >= self._cache_size:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    def _decode(self, token: str) -> Claims:
         try:
             claims = jwt.decode(
                 token,

@@ -33,7 +33,7 @@ def find_host(host_id: str) -> Host:
 @document_response(Success[HostList])
 async def list_hosts() -> Response:
     """Every host: id, hostname, connection status, sync cursor and inventory."""
-    return Response(gateway().host_bodies.get(), content_type="application/json")
+    return gateway().host_bodies.response()
 
 
 @blueprint.get("/<host_id>")

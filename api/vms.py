@@ -79,7 +79,7 @@ async def vm_for_write(vm_id: str, namespace: str) -> VirtualMachine:
 @document_response(Success[VMList])
 async def list_vms(query_args: VMListQuery) -> Response:
     """Every virtual machine, or those of one namespace with ?namespace=."""
-    return Response(gateway().vm_bodies.get(query_args.namespace), content_type="application/json")
+    return gateway().vm_bodies.response(query_args.namespace)
 
 
 @blueprint.get("/<vm_id>")

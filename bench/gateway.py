@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
 from kubernetes import client, config
 
@@ -35,6 +36,7 @@ CONNECTIONS = 8
 GATEWAY_REQUESTS = 4000
 LIST_REQUESTS = 200
 SECRET_NAMESPACE = "vapor-system"
+GZIP = {"Accept-Encoding": "gzip"}
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _apiserver_target(kubeconfig: Path, tmp: Path) -> Target:
+def _apiserver_target(kubeconfig: Path, tmp: Path, headers: dict[str, str] | None = None) -> Target:
     """The LIST of the same VMs, over TLS with the admin client certificate."""
     cfg = yaml.safe_load(kubeconfig.read_text())
     cluster = cfg["clusters"][0]["cluster"]
@@ -212,7 +214,7 @@ def main() -> None:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-            asyncio.run(_run(cp.kubeconfig, port, tmp))
+            asyncio.run(_run(cp.kubeconfig, port, tmp, gateway.pid))
         finally:
             if gateway is not None:
                 gateway.terminate()
@@ -220,15 +222,32 @@ def main() -> None:
             cp.down()
 
 
-async def _run(kubeconfig: Path, port: int, tmp: Path) -> None:
+async def _run(kubeconfig: Path, port: int, tmp: Path, pid: int) -> None:
     await asyncio.sleep(0.5)
     token = await _viewer_token(kubeconfig)
-    gateway = Target("127.0.0.1", port, "/api/v1/vms", {"Authorization": f"Bearer {token}"})
+    auth = {"Authorization": f"Bearer {token}"}
+    gateway = Target("127.0.0.1", port, "/api/v1/vms", auth)
     await _wait_ready(gateway, N_VMS)
-    apiserver = _apiserver_target(kubeconfig, tmp)
-    g_lat, g_wall, g_size = await _load(gateway, GATEWAY_REQUESTS, CONNECTIONS)
-    l_lat, l_wall, l_size = await _load(apiserver, LIST_REQUESTS, CONNECTIONS)
+    process = psutil.Process(pid)
     print(f"  GET of {N_VMS} VMs, {CONNECTIONS} keep-alive connections, one Hypercorn worker:")
-    print(_row("gateway GET /api/v1/vms", g_lat, g_wall, g_size))
-    print(_row("kube-apiserver LIST (direct)", l_lat, l_wall, l_size))
-    print(f"  gateway / LIST: {len(g_lat) / g_wall / (len(l_lat) / l_wall):.1f}x the requests per second")
+    rates = {}
+    for label, target, total in (
+        ("gateway GET /api/v1/vms", gateway, GATEWAY_REQUESTS),
+        (
+            "gateway GET /api/v1/vms (gzip)",
+            Target("127.0.0.1", port, "/api/v1/vms", {**auth, **GZIP}),
+            GATEWAY_REQUESTS,
+        ),
+        ("gateway GET /api/v1/hosts (empty)", Target("127.0.0.1", port, "/api/v1/hosts", auth), GATEWAY_REQUESTS),
+        ("kube-apiserver LIST (direct)", _apiserver_target(kubeconfig, tmp), LIST_REQUESTS),
+        ("kube-apiserver LIST (gzip)", _apiserver_target(kubeconfig, tmp, GZIP), LIST_REQUESTS),
+    ):
+        cpu = sum(process.cpu_times()[:2])
+        latencies, wall, size = await _load(target, total, CONNECTIONS)
+        used = sum(process.cpu_times()[:2]) - cpu
+        extra = f"   gateway CPU {used / len(latencies) * 1e6:5.0f} us/req" if "gateway" in label else ""
+        print(_row(label, latencies, wall, size) + extra)
+        rates[label] = len(latencies) / wall
+    for mode in ("", " (gzip)"):
+        ratio = rates[f"gateway GET /api/v1/vms{mode}"] / rates[f"kube-apiserver LIST{mode or ' (direct)'}"]
+        print(f"  gateway / LIST{mode}: {ratio:.1f}x the requests per second")

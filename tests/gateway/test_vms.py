@@ -7,6 +7,7 @@ No agent runs here: where an action must see the VM reach a phase, a stand-in
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 from typing import Any
 
@@ -114,6 +115,12 @@ async def test_list_has_every_vm_and_counts_them(client: Client, users: Users, n
     assert [v["name"] for v in body["data"]["vms"]] == ["vm-0", "vm-1", "vm-2"]
     everything = await (await client.get("/api/v1/vms", headers=bearer(token))).get_json()
     assert {v["id"] for v in body["data"]["vms"]} <= {v["id"] for v in everything["data"]["vms"]}
+    # a client that accepts gzip gets the same list, compressed
+    compressed = await client.get(
+        f"/api/v1/vms?namespace={namespace}", headers={**bearer(token), "Accept-Encoding": "gzip"}
+    )
+    assert compressed.headers["Content-Encoding"] == "gzip"
+    assert json.loads(gzip.decompress(await compressed.get_data())) == body
 
 
 async def test_delete_through_rest(client: Client, users: Users, namespace: str, kubectl: Kubectl) -> None:
