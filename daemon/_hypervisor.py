@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import socket
 import xml.etree.ElementTree as ET
 
@@ -28,9 +30,32 @@ def domain_types(caps_xml: str) -> list[str]:
     return sorted(t for t in types if t)
 
 
+def kvm_device_usable(path: str = "/dev/kvm", qemu_user: str = "libvirt-qemu") -> bool:
+    """Whether QEMU, running as ``qemu_user``, may open the KVM device.
+
+    Checked from the device's owner, group and mode rather than with
+    ``os.access``: the agent runs as root, which may open it when QEMU may not
+    (a fresh ``/dev/kvm`` is often ``0600 root:root``).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    try:
+        user = pwd.getpwnam(qemu_user)
+    except KeyError:  # QEMU runs as root here
+        return os.access(path, os.R_OK | os.W_OK)
+    if user.pw_uid == 0 or user.pw_uid == st.st_uid:
+        return st.st_mode & 0o600 == 0o600 or user.pw_uid == 0
+    groups = {user.pw_gid} | {g.gr_gid for g in grp.getgrall() if qemu_user in g.gr_mem}
+    if st.st_gid in groups:
+        return st.st_mode & 0o060 == 0o060
+    return st.st_mode & 0o006 == 0o006
+
+
 def kvm_usable(caps_xml: str) -> bool:
-    """Whether libvirt offers KVM domains and /dev/kvm can be opened."""
-    return "kvm" in domain_types(caps_xml) and os.access("/dev/kvm", os.R_OK | os.W_OK)
+    """Whether libvirt offers KVM domains and QEMU can open /dev/kvm (else domains use TCG)."""
+    return "kvm" in domain_types(caps_xml) and kvm_device_usable()
 
 
 def describe(conn: libvirt.virConnect) -> HypervisorInfo:

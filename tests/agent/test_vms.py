@@ -264,3 +264,59 @@ async def test_cpu_and_memory_changes_apply_to_the_next_boot(
     live = ET.fromstring(dom.XMLDesc(0))
     assert live.findtext("vcpu") == "1"  # the running instance keeps what it booted with
     assert state(dom) == libvirt.VIR_DOMAIN_RUNNING
+
+
+async def test_the_domain_is_built_from_the_spec(
+    kube: Kube, agent: AgentProcess, namespace: str, virt: libvirt.virConnect, qemu_tmp: Path
+) -> None:
+    name = vm_name()
+    image = qemu_tmp / "raw.img"
+    image.write_bytes(b"\0" * 2**20)
+    await place_vm(
+        kube,
+        namespace,
+        name,
+        agent.node_name,
+        run_strategy="Halted",
+        cpu=2,
+        memory="40Mi",
+        disks=[
+            {"name": "root", "size": "8Mi", "bootOrder": 1},
+            {"name": "seed", "path": str(image), "bus": "scsi", "readOnly": True},
+        ],
+        networks=[
+            {"name": "lan", "type": "bridge", "source": "vtest-br0", "mac": "52:54:00:aa:bb:cc", "model": "e1000"},
+            {"name": "out", "type": "user"},
+        ],
+    )
+    vm = await reaches(kube, namespace, name, "Stopped", agent)
+    xml = ET.fromstring(domain_of(virt, vm).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+    assert xml.get("type") in ("kvm", "qemu")
+    assert xml.findtext("vcpu") == "2" and xml.findtext("memory") == str(40 * 1024)
+    disks = {d.find("target").get("dev"): d for d in xml.findall("devices/disk")}  # type: ignore[union-attr]
+    assert set(disks) == {"vda", "sda"}
+    assert disks["vda"].find("driver").get("type") == "qcow2"  # type: ignore[union-attr]
+    assert disks["vda"].find("boot").get("order") == "1"  # type: ignore[union-attr]
+    assert disks["sda"].find("source").get("file") == str(image)  # type: ignore[union-attr]
+    assert disks["sda"].find("driver").get("type") == "raw"  # type: ignore[union-attr]
+    assert disks["sda"].find("readonly") is not None
+    nics = xml.findall("devices/interface")
+    assert [n.get("type") for n in nics] == ["bridge", "user"]
+    assert nics[0].find("source").get("bridge") == "vtest-br0"  # type: ignore[union-attr]
+    assert nics[0].find("mac").get("address") == "52:54:00:aa:bb:cc"  # type: ignore[union-attr]
+    assert nics[0].find("model").get("type") == "e1000"  # type: ignore[union-attr]
+
+
+async def test_a_vm_that_cannot_be_made_is_failed_with_the_reason(
+    kube: Kube, agent: AgentProcess, namespace: str, qemu_tmp: Path
+) -> None:
+    name = vm_name()
+    missing = qemu_tmp / "no-such-image.qcow2"
+    await place_vm(kube, namespace, name, agent.node_name, disks=[{"name": "data", "path": str(missing)}])
+    vm = await reaches(kube, namespace, name, "Failed", agent)
+    status, reason = ready(vm)
+    assert (status, reason) == ("False", "DiskMissing")
+    message = next(c.message for c in vm.status.conditions or [] if c.type == "Ready")  # type: ignore[union-attr]
+    assert str(missing) in message
+    events = await kube.core.list_namespaced_event(namespace)
+    assert any(e.reason == "DiskMissing" and e.type == "Warning" for e in events.items)
