@@ -14,7 +14,7 @@ Every one of them answers ``{"status": "error", "error": {"code", "message", "de
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from pydantic import ValidationError
 from quart import Quart, Response, current_app
@@ -64,7 +64,7 @@ class APIError(Exception):
 def error_response(error: APIError) -> Response:
     """The error envelope of ``error`` as a response."""
     body = Failure(error=ErrorBody(code=error.code, message=error.message, details=error.details, fields=error.fields))
-    response = current_app.json.response(body.model_dump(mode="json", exclude_none=True))
+    response = cast(Response, current_app.json.response(body.model_dump(mode="json", exclude_none=True)))
     response.status_code = error.status
     return response
 
@@ -132,8 +132,9 @@ def register_error_handlers(app: Quart) -> None:
             405: "this endpoint does not accept that method",
         }
         response = error_response(APIError(status, code, messages.get(status, error.description or error.name)))
-        if status == 405 and getattr(error, "valid_methods", None):
-            response.headers["Allow"] = ", ".join(error.valid_methods or [])
+        allowed = getattr(error, "valid_methods", None)
+        if status == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     @app.errorhandler(ResponseSchemaValidationError)

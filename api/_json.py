@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from pydantic import BaseModel
@@ -39,7 +39,8 @@ class OrjsonProvider(JSONProvider):
     def response(self, *args: Any, **kwargs: Any) -> Response:
         """A JSON response of one object."""
         obj = self._prepare_response_obj(args, kwargs)
-        return self._app.response_class(dumps(obj), mimetype="application/json")  # type: ignore[return-value]
+        response: Response = cast(Any, self._app).response_class(dumps(obj), mimetype="application/json")
+        return response
 
 
 class JSONRequest(Request):

@@ -12,7 +12,7 @@ import os
 import pwd
 from dataclasses import dataclass
 
-import pam
+import pam  # type: ignore[import-untyped]
 
 from ._schema import Role
 

@@ -21,6 +21,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
+from typing import Any, cast
 
 from kubernetes.aio.client.exceptions import ApiException
 
@@ -84,7 +85,7 @@ class RefreshStore:
                 "revoked": _b64("false"),
             },
         }
-        await self.kube.core.create_namespaced_secret(self.namespace, body)
+        await self.kube.core.create_namespaced_secret(self.namespace, cast(Any, body))
         return token
 
     async def rotate(self, token: str) -> Rotated:
@@ -100,7 +101,9 @@ class RefreshStore:
                 if exc.status == 404:
                     raise RefreshRefused("the refresh token is unknown or has expired; log in again") from None
                 raise
-            data = secret.data
+            data = {k: v if isinstance(v, str) else v.decode() for k, v in (secret.data or {}).items()}
+            meta = secret.metadata
+            assert meta is not None
             username = _unb64(data, "username")
             if _unb64(data, "revoked") == "true":
                 raise RefreshRefused("the refresh token was revoked; log in again")
@@ -115,8 +118,8 @@ class RefreshStore:
                 "metadata": {
                     "name": name,
                     "namespace": self.namespace,
-                    "resourceVersion": secret.metadata.resource_version,
-                    "labels": secret.metadata.labels,
+                    "resourceVersion": meta.resource_version,
+                    "labels": meta.labels,
                 },
                 "type": "Opaque",
                 "data": {
@@ -126,7 +129,7 @@ class RefreshStore:
                 },
             }
             try:
-                await self.kube.core.replace_namespaced_secret(name, self.namespace, body)
+                await self.kube.core.replace_namespaced_secret(name, self.namespace, cast(Any, body))
             except ApiException as exc:
                 if exc.status == 409:  # someone rotated it meanwhile: read again, and see the reuse
                     continue
@@ -143,7 +146,7 @@ class RefreshStore:
     async def _revoke(self, name: str) -> None:
         try:
             await self.kube.core.patch_namespaced_secret(
-                name, self.namespace, {"data": {"revoked": _b64("true")}}, _content_type=MERGE_PATCH
+                name, self.namespace, cast(Any, {"data": {"revoked": _b64("true")}}), _content_type=MERGE_PATCH
             )
         except ApiException as exc:
             if exc.status != 404:

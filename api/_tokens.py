@@ -12,7 +12,7 @@ import secrets
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import jwt
 from kubernetes.aio.client.exceptions import ApiException
@@ -44,7 +44,7 @@ class Claims:
 async def ensure_namespace(kube: Kube, namespace: str) -> None:
     """Create the namespace if it does not exist (a replica racing us to it is fine)."""
     try:
-        await kube.core.create_namespace({"metadata": {"name": namespace}})
+        await kube.core.create_namespace(cast(Any, {"metadata": {"name": namespace}}))
     except ApiException as exc:
         if exc.status not in (409, 403):  # exists, or not ours to create: the Secret calls will tell
             raise
@@ -56,7 +56,7 @@ async def load_signing_key(kube: Kube, namespace: str, name: str) -> bytes:
     for _ in range(5):
         try:
             secret = await kube.core.read_namespaced_secret(name, namespace)
-            return base64.b64decode(secret.data[KEY_FIELD])
+            return base64.b64decode((secret.data or {})[KEY_FIELD])
         except ApiException as exc:
             if exc.status != 404:
                 raise
@@ -70,7 +70,7 @@ async def load_signing_key(kube: Kube, namespace: str, name: str) -> bytes:
             "data": {KEY_FIELD: base64.b64encode(secrets.token_bytes(64)).decode()},
         }
         try:
-            await kube.core.create_namespaced_secret(namespace, body)
+            await kube.core.create_namespaced_secret(namespace, cast(Any, body))
             log.info("generated the token signing key in Secret %s/%s", namespace, name)
         except ApiException as exc:
             if exc.status != 409:  # another replica created it first: read theirs

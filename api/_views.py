@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from vapor.model import Host, VirtualMachine, quantity_bytes
 from vapor.model.names import ConditionType
 
 from ._schema import HostView, VMView
+
+HostState = Literal["connected", "disconnected", "unknown"]
 
 
 def _dump(model: Any) -> Any:
@@ -17,7 +19,7 @@ def _dump(model: Any) -> Any:
     return model.model_dump(mode="json", exclude_none=True)
 
 
-def host_status(host: Host) -> str:
+def host_status(host: Host) -> HostState:
     """Say connected when the Ready condition is True, disconnected when it is not, unknown without one."""
     for condition in (host.status.conditions if host.status else None) or []:
         if condition.type == ConditionType.READY:
@@ -32,7 +34,7 @@ def host_view(host: Host) -> HostView:
         id=status.id if status else None,
         name=host.name,
         hostname=status.hostname if status else None,
-        status=host_status(host),  # type: ignore[arg-type]
+        status=host_status(host),
         sync_cursor=status.sync_cursor if status else None,
         os=status.os if status else None,
         kernel=status.kernel if status else None,
