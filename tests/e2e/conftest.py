@@ -104,7 +104,8 @@ def stack(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Stack]:
                 "vapor.gateway",
                 ["--bind", f"127.0.0.1:{port}", "--kubeconfig", kubeconfig],
                 state / "gateway.log",
-                env={"VAPOR_PAM_SERVICE": service, "VAPOR_ADMIN_GROUPS": admins},
+                # The tests poll; the contract's rate limit is tested in tests/gateway.
+                env={"VAPOR_PAM_SERVICE": service, "VAPOR_ADMIN_GROUPS": admins, "VAPOR_RATE_LIMIT": "0"},
             ).start()
             procs.append(gateway)
             wait_until(lambda: kubectl("get", "host", node, check=False).returncode == 0, 60, what="agent's Host")
