@@ -66,6 +66,12 @@ def ready(vm: VirtualMachine) -> tuple[str, str]:
     return cond.status, cond.reason
 
 
+async def reasons(kube: Kube, namespace: str, name: str, reason: str, count: int) -> bool:
+    """Whether at least ``count`` Events with ``reason`` were recorded about the VM ``name``."""
+    events = await kube.core.list_namespaced_event(namespace)
+    return [e.reason for e in events.items if e.involved_object.name == name].count(reason) >= count
+
+
 async def patch(kube: Kube, namespace: str, name: str, body: dict[str, Any]) -> None:
     await kube.resources(VirtualMachine).patch(name, body, namespace=namespace, field_manager="test-user")
 
@@ -131,9 +137,9 @@ async def test_graceful_stop_powers_off_after_the_grace_period(
     await patch(kube, namespace, name, {"spec": {"runStrategy": "Halted"}})
     vm = await reaches(kube, namespace, name, "Stopped", agent)
     assert state(dom) == libvirt.VIR_DOMAIN_SHUTOFF and ready(vm) == ("True", "Stopped")
-    events = await kube.core.list_namespaced_event(namespace)
-    reasons = [e.reason for e in events.items if e.involved_object.name == name]
-    assert "Stopping" in reasons and "PoweredOff" in reasons  # asked the guest first, then powered off
+    # Asked the guest first, then powered off (the Events are what `kubectl describe` shows).
+    assert await eventually(lambda: reasons(kube, namespace, name, "Stopping", 1), 30, "a Stopping event")
+    assert await eventually(lambda: reasons(kube, namespace, name, "PoweredOff", 1), 30, "a PoweredOff event")
 
 
 async def test_force_stop_powers_off_at_once(
@@ -318,5 +324,21 @@ async def test_a_vm_that_cannot_be_made_is_failed_with_the_reason(
     assert (status, reason) == ("False", "DiskMissing")
     message = next(c.message for c in vm.status.conditions or [] if c.type == "Ready")  # type: ignore[union-attr]
     assert str(missing) in message
-    events = await kube.core.list_namespaced_event(namespace)
-    assert any(e.reason == "DiskMissing" and e.type == "Warning" for e in events.items)
+    assert await eventually(lambda: reasons(kube, namespace, name, "DiskMissing", 1), 30, "a DiskMissing event")
+
+
+async def test_a_domain_stopped_behind_the_agents_back_is_started_again(
+    kube: Kube, agent: AgentProcess, namespace: str, virt: libvirt.virConnect
+) -> None:
+    name = vm_name()
+    await place_vm(kube, namespace, name, agent.node_name)
+    vm = await reaches(kube, namespace, name, "Running", agent)
+    dom = domain_of(virt, vm)
+    before = qemu_id(virt, dom)
+    dom.destroy()  # as `virsh destroy` would; only libvirt's lifecycle event tells the agent (resync is 5 min)
+
+    async def running_again() -> bool:
+        return state(dom) == libvirt.VIR_DOMAIN_RUNNING and qemu_id(virt, dom) != before
+
+    await eventually(running_again, 60, "the agent to start the domain again")
+    assert await eventually(lambda: reasons(kube, namespace, name, "Started", 2), 30, "a second Started event")
