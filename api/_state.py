@@ -88,7 +88,9 @@ class Gateway:
         self.vm_bodies = BodyCache(self.vms, _vm_list)
         self.signer: TokenSigner | None = None
         self.refresh = RefreshStore(kube, config["SECRET_NAMESPACE"], int(config["REFRESH_TOKEN_LIFETIME"]))
-        self.admin_groups = frozenset(g.strip() for g in str(config["ADMIN_GROUPS"]).split(",") if g.strip())
+        groups = config["ADMIN_GROUPS"]  # "sudo,wheel", or a list (VAPOR_ADMIN_GROUPS='["sudo"]')
+        names = groups.split(",") if isinstance(groups, str) else [str(g) for g in groups]
+        self.admin_groups = frozenset(g.strip() for g in names if g.strip())
 
     @classmethod
     async def start(cls, config: dict[str, Any]) -> Gateway:

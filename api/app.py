@@ -9,7 +9,7 @@ from typing import Any
 from quart import Quart
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
-from . import auth, hosts, vms
+from . import _ratelimit, auth, hosts, vms
 from ._errors import register_error_handlers
 from ._json import JSONRequest, OrjsonProvider
 from ._state import Gateway
@@ -26,6 +26,7 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_NAMESPACE": "vapor-system",  # where the signing key and refresh-token families live
     "SIGNING_KEY_SECRET": "vapor-gateway-signing-key",
     "ACTION_TIMEOUT": 30.0,  # seconds a power action waits for the agent, unless ?wait= says otherwise
+    "RATE_LIMIT": 100,  # requests per minute per client address, as the contract says (0: no limit)
 }
 
 
@@ -49,6 +50,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.register_blueprint(hosts.blueprint)
     app.register_blueprint(vms.blueprint)
     register_error_handlers(app)
+    _ratelimit.install(app, int(app.config["RATE_LIMIT"]))
 
     @app.before_serving
     async def start() -> None:

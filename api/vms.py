@@ -216,11 +216,18 @@ async def vm_action(vm_id: str, data: ActionRequest, query_args: ActionQuery) ->
         found = state.vms.get(patched.name, namespace)
         return found if found is not None and found.metadata.uid == uid else None
 
-    def settled() -> bool:
+    def failed() -> bool:
+        # Failed counts only once the agent has seen this change (a VM that failed before may start now).
         found = current()
-        return action_plan.done(found) or (
-            found is not None and found.status is not None and found.status.phase == "Failed"
+        status = found.status if found is not None else None
+        return (
+            status is not None
+            and status.phase == "Failed"
+            and (status.observed_generation or 0) >= (patched.metadata.generation or 0)
         )
+
+    def settled() -> bool:
+        return action_plan.done(current()) or failed()
 
     completed = action_plan.done(current())
     if not completed and wait > 0:
@@ -230,7 +237,7 @@ async def vm_action(vm_id: str, data: ActionRequest, query_args: ActionQuery) ->
     phase = now.status.phase if now is not None and now.status is not None else None
     if completed:
         message = f"{data.action} completed"
-    elif phase == "Failed":
+    elif failed():
         message = f"{data.action} failed: the virtual machine is in phase Failed"
     elif wait > 0:
         message = f"{data.action} requested; the agent has not reported the result within {wait:g} s"

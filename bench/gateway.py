@@ -210,7 +210,7 @@ def main() -> None:
                     "--kubeconfig",
                     str(cp.kubeconfig),
                 ],
-                env={**os.environ, "VAPOR_SECRET_NAMESPACE": SECRET_NAMESPACE},
+                env={**os.environ, "VAPOR_SECRET_NAMESPACE": SECRET_NAMESPACE, "VAPOR_RATE_LIMIT": "0"},
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )

@@ -181,3 +181,18 @@ async def test_real_server_over_http_keeps_tokens_across_a_restart(server: Gatew
     assert users.admin.name in log  # the log says who logged in ...
     assert users.admin.password not in log  # ... but never a password or a token
     assert pair["token"] not in log and pair["refresh_token"] not in log
+
+
+async def test_rate_limit_answers_429_in_the_envelope(gateway_config: dict[str, Any], users: Users) -> None:
+    async with create_app({**gateway_config, "RATE_LIMIT": 3}).test_app() as app:
+        client = app.test_client()
+        token = (await login(client, users.viewer))["token"]
+        assert (await client.get("/api/v1/hosts", headers=bearer(token))).status_code == 200
+        assert (await client.get("/api/v1/vms", headers=bearer(token))).status_code == 200
+        response = await client.get("/api/v1/vms", headers=bearer(token))
+        assert response.status_code == 429
+        assert int(response.headers["Retry-After"]) >= 1
+        error = (await response.get_json())["error"]
+        assert error["code"] == "RATE_LIMITED"
+        assert "3 a minute" in error["message"]
+        assert (await client.get("/openapi.json")).status_code == 200  # the docs are not counted

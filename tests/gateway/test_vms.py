@@ -228,12 +228,13 @@ async def test_restart_completes_when_the_agent_acknowledges(
     )
 
 
-@pytest.mark.parametrize("action", ["start", "stop", "restart"])
+@pytest.mark.parametrize("action", ["start", "stop", "restart", "pause", "resume"])
 async def test_action_answers_not_completed_after_the_wait(
     client: Client, users: Users, namespace: str, kubectl: Kubectl, action: str
 ) -> None:
     token = (await login(client, users.admin))["token"]
-    kubectl.apply(vm_manifest("slow", namespace, runStrategy="Halted" if action == "start" else "Running"))
+    before = {"start": "Halted", "resume": "Paused"}.get(action, "Running")
+    kubectl.apply(vm_manifest("slow", namespace, runStrategy=before))
     vm_id = kubectl.get_json("virtualmachine", "slow", "-n", namespace)["metadata"]["uid"]
     response = await client.post(f"/api/v1/vms/{vm_id}/action?wait=1", json={"action": action}, headers=bearer(token))
     body = await response.get_json()
@@ -246,7 +247,9 @@ async def test_action_answers_not_completed_after_the_wait(
     if action == "restart":
         assert RESTART_ANNOTATION in vm["metadata"]["annotations"]
     else:
-        assert vm["spec"]["runStrategy"] == ("Running" if action == "start" else "Halted")
+        assert vm["spec"]["runStrategy"] == {"start": "Running", "resume": "Running", "stop": "Halted"}.get(
+            action, "Paused"
+        )
 
 
 async def test_action_without_waiting(client: Client, users: Users, namespace: str, kubectl: Kubectl) -> None:
@@ -282,3 +285,28 @@ async def test_viewer_may_not_act_or_delete(client: Client, users: Users, namesp
         assert (await response.get_json())["error"]["code"] == "PERMISSION_DENIED"
     vm = kubectl.get_json("virtualmachine", "keep", "-n", namespace)
     assert vm["spec"]["runStrategy"] == "Halted"
+
+
+async def test_action_stops_waiting_when_the_vm_fails(
+    client: Client, users: Users, namespace: str, kubectl: Kubectl, kube: Kube
+) -> None:
+    token = (await login(client, users.admin))["token"]
+    kubectl.apply(vm_manifest("bad", namespace))
+    agent = StandInAgent(kube)
+    await agent.report("bad", namespace, phase="Failed", observedGeneration=1)  # failed before: not the answer
+    request = asyncio.create_task(
+        client.post(f"/api/v1/vms/bad/action?namespace={namespace}", json={"action": "start"}, headers=bearer(token))
+    )
+    vm = await eventually(
+        lambda: (
+            (v := kubectl.get_json("virtualmachine", "bad", "-n", namespace))["spec"]["runStrategy"] == "Running" and v
+        )
+    )
+    assert not request.done()
+    # FAKE: the agent tried the new spec and failed
+    await agent.report("bad", namespace, phase="Failed", observedGeneration=vm["metadata"]["generation"])
+    response = await request
+    body = await response.get_json()
+    assert response.status_code == 202
+    assert body["data"]["completed"] is False
+    assert "failed" in body["data"]["message"]
