@@ -7,9 +7,12 @@ import contextlib
 import logging
 import signal
 
+import aiohttp
 import libvirt  # type: ignore[import-untyped]
+from kubernetes.aio.client.exceptions import ApiException
 
-from vapor.kube import Kube
+from vapor.kube import Kube, KubeError
+from vapor.model import Host
 
 from . import _hostid
 from ._config import AgentConfig
@@ -47,6 +50,18 @@ class Agent:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 30.0)
 
+    async def _register(self) -> Host:
+        """Make sure the Host exists, retrying while the API server is not there yet (as the kubelet does)."""
+        assert self.reporter is not None
+        delay = 1.0
+        while True:
+            try:
+                return await self.reporter.ensure_host()
+            except (KubeError, ApiException, OSError, aiohttp.ClientError) as exc:
+                log.warning("could not register the host; retrying", extra={"error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
+
     async def start(self) -> None:
         """Connect, make sure the Host exists, start the heartbeat, the inventory and the VMs."""
         config = self.config
@@ -56,7 +71,7 @@ class Agent:
         self.kube = await Kube.connect(config.kubeconfig)
         await self._connect_libvirt()
         self.reporter = HostReporter(self.kube, config, self.host_id, self.libvirt)
-        host = await self.reporter.ensure_host()
+        host = await self._register()
         self.heartbeat = Heartbeat(
             self.kube,
             config.node_name,
