@@ -137,6 +137,22 @@ class RefreshStore:
             return Rotated(username=username, refresh_token=new)
         raise RefreshRefused("the refresh token is being used concurrently; log in again")
 
+    async def sweep(self) -> int:
+        """Delete the families whose refresh token has expired; returns how many went."""
+        secrets_ = await self.kube.core.list_namespaced_secret(self.namespace, label_selector=FAMILY_LABEL)
+        removed = 0
+        for secret in secrets_.items:
+            data = {k: v if isinstance(v, str) else v.decode() for k, v in (secret.data or {}).items()}
+            name = secret.metadata.name if secret.metadata else None
+            if name and int(_unb64(data, "expires") or 0) < time.time():
+                try:
+                    await self.kube.core.delete_namespaced_secret(name, self.namespace)
+                    removed += 1
+                except ApiException as exc:
+                    if exc.status != 404:  # another replica swept it first
+                        raise
+        return removed
+
     async def revoke(self, token: str) -> None:
         """Revoke the family of ``token`` (when its user no longer exists, for instance)."""
         match = _TOKEN_RE.match(token)

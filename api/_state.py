@@ -6,6 +6,8 @@ bodies are encoded once per cache generation and then served as bytes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import logging
 from collections.abc import Callable
@@ -87,6 +89,7 @@ class Gateway:
         self.host_bodies = BodyCache(self.hosts, _host_list)
         self.vm_bodies = BodyCache(self.vms, _vm_list)
         self.signer: TokenSigner | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self.refresh = RefreshStore(kube, config["SECRET_NAMESPACE"], int(config["REFRESH_TOKEN_LIFETIME"]))
         groups = config["ADMIN_GROUPS"]  # "sudo,wheel", or a list (VAPOR_ADMIN_GROUPS='["sudo"]')
         names = groups.split(",") if isinstance(groups, str) else [str(g) for g in groups]
@@ -102,14 +105,30 @@ class Gateway:
             gateway.signer = TokenSigner(key, int(config["TOKEN_LIFETIME"]))
             await gateway.hosts.start()
             await gateway.vms.start()
+            gateway._sweeper = asyncio.create_task(gateway._sweep(float(config["REFRESH_SWEEP_INTERVAL"])))
         except BaseException:
             await gateway.close()
             raise
         log.info("gateway ready: %d hosts, %d VMs in the caches", len(gateway.hosts.items()), len(gateway.vms.items()))
         return gateway
 
+    async def _sweep(self, interval: float) -> None:
+        """Remove expired refresh-token families now and then (every replica may; deletes are idempotent)."""
+        while True:
+            try:
+                removed = await self.refresh.sweep()
+                if removed:
+                    log.info("removed %d expired refresh-token families", removed)
+            except Exception as exc:  # a failed sweep is retried at the next interval
+                log.warning("could not sweep expired refresh tokens: %s", exc)
+            await asyncio.sleep(interval)
+
     async def close(self) -> None:
         """Stop the caches and close the connection."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         await self.hosts.stop()
         await self.vms.stop()
         await self.kube.close()

@@ -11,7 +11,7 @@ from quart.typing import TestClientProtocol as Client
 from vapor.gateway import create_app
 
 from ..conftest import Kubectl
-from .conftest import Users, bearer, login
+from .conftest import Users, bearer, eventually, login
 
 
 async def test_login_returns_the_fields_of_both_documents(client: Client, users: Users) -> None:
@@ -163,3 +163,24 @@ async def test_signing_key_is_made_once_when_replicas_start_together(
     finally:
         for context in contexts:
             await context.__aexit__(None, None, None)
+
+
+async def test_expired_refresh_families_are_swept(
+    gateway_config: dict[str, Any], users: Users, kubectl: Kubectl
+) -> None:
+    namespace = gateway_config["SECRET_NAMESPACE"]
+    config = {**gateway_config, "REFRESH_TOKEN_LIFETIME": 1, "REFRESH_SWEEP_INTERVAL": 0.5}
+    async with create_app(config).test_app() as app:
+        client = app.test_client()
+        data = await login(client, users.viewer)
+        family = data["refresh_token"].split(".")[0]
+
+        def secrets() -> str:
+            return str(kubectl("get", "secrets", "-n", namespace, "-l", "vapor.io/refresh-family", "-o", "name").stdout)
+
+        assert family in secrets()
+        await asyncio.sleep(1.1)  # let the one-second refresh token run out
+        status, body = await _refresh(client, data["refresh_token"])
+        assert status == 401
+        assert body["error"]["code"] == "UNAUTHORIZED"
+        await eventually(lambda: family not in secrets())
