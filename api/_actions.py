@@ -28,13 +28,6 @@ RUN_STRATEGY: dict[Action, str | None] = {
     "pause": "Paused",
     "restart": None,
 }
-VERB: dict[Action, str] = {
-    "start": "start",
-    "resume": "resume",
-    "stop": "stop",
-    "pause": "pause",
-    "restart": "restart",
-}
 
 
 @dataclass(frozen=True)
@@ -58,7 +51,7 @@ class Plan:
     def describe(self, username: str) -> str:
         """The sentence of the audit Event."""
         how = " with force (power off)" if self.action == "stop" and self.force else ""
-        return f"User {username!r} requested {VERB[self.action]}{how} through the REST API"
+        return f"User {username!r} requested {self.action}{how} through the REST API"
 
 
 def restart_value(previous: str | None) -> str:
@@ -76,13 +69,12 @@ def plan(action: Action, force: bool, username: str, vm: VirtualMachine) -> Plan
     if strategy is not None:
         spec["runStrategy"] = strategy
     if action == "stop":
-        annotations[STOP_MODE_ANNOTATION] = "force" if force else None
+        annotations[STOP_MODE_ANNOTATION] = "force" if force else None  # None: the merge patch removes it
     elif action in ("start", "resume"):
         annotations[STOP_MODE_ANNOTATION] = None
-    else:
-        if action == "restart":
-            restart = restart_value((vm.metadata.annotations or {}).get(RESTART_ANNOTATION))
-            annotations[RESTART_ANNOTATION] = restart
+    elif action == "restart":
+        restart = restart_value((vm.metadata.annotations or {}).get(RESTART_ANNOTATION))
+        annotations[RESTART_ANNOTATION] = restart
     patch: dict[str, Any] = {"metadata": {"annotations": annotations}}
     if spec:
         patch["spec"] = spec

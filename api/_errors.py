@@ -85,7 +85,7 @@ def invalid_input(exc: ValidationError | Exception, where: str = "body") -> APIE
 
 def _field_name(loc: tuple[Any, ...]) -> str:
     # Union members add their type name to the location ("memory.str"); a client wants the field.
-    parts = [p for p in loc if not (isinstance(p, str) and p in {"str", "int", "function-after[_check(), str]"})]
+    parts = [p for p in loc if not (isinstance(p, str) and p in {"str", "int"})]
     text = ""
     for part in parts:
         if isinstance(part, int):
