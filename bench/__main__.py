@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import controlplane, gateway
+from . import controlplane, gateway, vm_start
 
-BENCHMARKS = {"controlplane": controlplane.main, "gateway": gateway.main}
+BENCHMARKS = {"controlplane": controlplane.main, "gateway": gateway.main, "vm_start": vm_start.main}
 
 
 def main() -> int:
