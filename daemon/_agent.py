@@ -8,7 +8,6 @@ import logging
 import signal
 
 import aiohttp
-import libvirt  # type: ignore[import-untyped]
 from kubernetes.aio.client.exceptions import ApiException
 
 from vapor.kube import Kube, KubeError
@@ -37,19 +36,6 @@ class Agent:
         self.vms: VMController | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def _connect_libvirt(self) -> None:
-        delay = 1.0
-        while True:
-            try:
-                await self.libvirt.open()
-                return
-            except libvirt.libvirtError as exc:
-                log.warning(
-                    "libvirt not reachable; retrying", extra={"uri": self.config.libvirt_uri, "error": str(exc)}
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-
     async def _register(self) -> Host:
         """Make sure the Host exists, retrying while the API server is not there yet (as the kubelet does)."""
         assert self.reporter is not None
@@ -69,7 +55,7 @@ class Agent:
         config.disks_dir.mkdir(parents=True, exist_ok=True)
         config.disks_dir.chmod(0o711)  # QEMU (its own user) walks through it to the images, no listing
         self.kube = await Kube.connect(config.kubeconfig)
-        await self._connect_libvirt()
+        await self.libvirt.open_retrying()
         self.reporter = HostReporter(self.kube, config, self.host_id, self.libvirt)
         host = await self._register()
         self.heartbeat = Heartbeat(
@@ -86,6 +72,8 @@ class Agent:
         ]
         self.vms = VMController(self.kube, config, self.libvirt)
         await self.vms.start()
+        # After libvirtd restarts, look at every VM again: events may have been missed meanwhile.
+        self._tasks.append(asyncio.create_task(self.libvirt.stay_connected(self.vms.resync_all), name="libvirt"))
         log.info("agent started", extra={"node": config.node_name, "host_id": self.host_id})
 
     async def stop(self) -> None:
@@ -103,7 +91,7 @@ class Agent:
 
 
 async def run(config: AgentConfig) -> int:
-    """Run the agent until SIGTERM or SIGINT (exit 0), or until libvirtd goes away (exit 1)."""
+    """Run the agent until SIGTERM or SIGINT; exit code 0, or 1 when it could not start."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -111,22 +99,17 @@ async def run(config: AgentConfig) -> int:
     agent = Agent(config)
     starting = asyncio.create_task(agent.start())
     stopping = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    if starting in done and starting.exception() is None:
-        lost = asyncio.create_task(agent.libvirt.closed.wait())
-        await asyncio.wait({stopping, lost}, return_when=asyncio.FIRST_COMPLETED)
-        lost.cancel()
-    else:
-        starting.cancel()
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await starting
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
     code = 0
-    if starting.done() and not starting.cancelled() and starting.exception() is not None:
+    if not starting.done():  # asked to stop while still starting
+        starting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await starting
+    elif starting.exception() is not None:
         log.error("agent could not start", exc_info=starting.exception())
         code = 1
-    elif agent.libvirt.closed.is_set() and not stop.is_set():
-        log.error("lost the libvirt connection; exiting so the agent is restarted")
-        code = 1
+    else:
+        await stopping
     stopping.cancel()
     await agent.stop()
     return code

@@ -74,10 +74,15 @@ class Libvirt:
         self._callback_id: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def alive(self) -> bool:
+        """Whether the connection is open and libvirtd has not gone away."""
+        return self.conn is not None and not self.closed.is_set()
+
     async def open(self) -> None:
         """Connect, and start delivering lifecycle events."""
         start_event_loop()
         self._loop = asyncio.get_running_loop()
+        self.closed.clear()
         conn = await asyncio.to_thread(libvirt.open, self.uri)
         conn.setKeepAlive(5, 3)  # notice a dead libvirtd within about 15 s
         conn.registerCloseCallback(self._on_close, None)
@@ -93,16 +98,41 @@ class Libvirt:
         if conn is None:
             return
 
+        callback_id, self._callback_id = self._callback_id, None
+
         def close() -> None:
-            try:
-                if self._callback_id is not None:
-                    conn.domainEventDeregisterAny(self._callback_id)
-                conn.unregisterCloseCallback()
-                conn.close()
-            except libvirt.libvirtError as exc:
-                log.debug("closing libvirt: %s", exc)
+            # Each step on its own: after libvirtd went away the first ones fail, and the last must still run.
+            steps: list[Callable[[], object]] = [conn.unregisterCloseCallback, conn.close]
+            if callback_id is not None:
+                steps.insert(0, lambda: conn.domainEventDeregisterAny(callback_id))
+            for step in steps:
+                try:
+                    step()
+                except libvirt.libvirtError as exc:
+                    log.debug("closing libvirt: %s", exc)
 
         await asyncio.to_thread(close)
+
+    async def open_retrying(self, max_delay: float = 30.0) -> None:
+        """Connect, retrying with a growing delay until libvirtd answers."""
+        delay = 1.0
+        while True:
+            try:
+                await self.open()
+                return
+            except libvirt.libvirtError as exc:
+                log.warning("libvirt not reachable; retrying", extra={"uri": self.uri, "error": str(exc)})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max_delay)
+
+    async def stay_connected(self, on_reconnect: Callable[[], None]) -> None:
+        """Whenever libvirtd drops the connection, connect again and call ``on_reconnect``."""
+        while True:
+            await self.closed.wait()
+            log.warning("lost the libvirt connection; reconnecting", extra={"uri": self.uri})
+            await self.close()
+            await self.open_retrying()
+            on_reconnect()
 
     def on_lifecycle(self, handler: LifecycleHandler) -> None:
         """Call ``handler(name, uuid, event, detail)`` on the asyncio loop for every lifecycle event."""

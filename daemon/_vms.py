@@ -127,11 +127,15 @@ class VMController:
         self.queue.close()
         await self.informer.stop()
 
+    def resync_all(self) -> None:
+        """Queue every VM of this node for a reconcile."""
+        for vm in self.informer.items():
+            self.queue.add(key_of(vm))
+
     async def _resync(self) -> None:
         while True:
             await asyncio.sleep(self.config.resync_interval)
-            for vm in self.informer.items():
-                self.queue.add(key_of(vm))
+            self.resync_all()
 
     def _on_domain_event(self, name: str, uuid: str, event: int, detail: int) -> None:
         key = _domain.key_of_domain(name)
@@ -168,8 +172,14 @@ class VMController:
         except Conflict:
             self.queue.add_after(key, 0.2)  # the cache is behind; the watch brings the fresh object
         except VMError as exc:
+            if not self.libvirt.alive():
+                self._retry(key)
+                return
             await self._failed(vm, exc)
         except libvirt.libvirtError as exc:
+            if not self.libvirt.alive():  # libvirtd went away, not this VM: try again once reconnected
+                self._retry(key)
+                return
             await self._failed(vm, VMError("LibvirtError", str(exc)))
         except NotFound:
             return  # deleted meanwhile

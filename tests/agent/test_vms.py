@@ -342,3 +342,41 @@ async def test_a_domain_stopped_behind_the_agents_back_is_started_again(
 
     await eventually(running_again, 60, "the agent to start the domain again")
     assert await eventually(lambda: reasons(kube, namespace, name, "Started", 2), 30, "a second Started event")
+
+
+def libvirt_clients_of(pid: int) -> list[str]:
+    """Ids of the libvirtd clients that process ``pid`` holds (through virt-admin)."""
+    listed = subprocess.run(["virt-admin", "srv-clients-list", "libvirtd"], capture_output=True, text=True, check=True)
+    ids = [line.split()[0] for line in listed.stdout.splitlines()[2:] if line.strip()]
+    mine = []
+    for client in ids:
+        info = subprocess.run(["virt-admin", "client-info", "libvirtd", client], capture_output=True, text=True)
+        if f"unix_process_id: {pid}\n" in info.stdout + "\n":
+            mine.append(client)
+    return mine
+
+
+async def test_the_agent_reconnects_when_libvirtd_drops_it(
+    kube: Kube, agent: AgentProcess, namespace: str, virt: libvirt.virConnect
+) -> None:
+    name = vm_name()
+    await place_vm(kube, namespace, name, agent.node_name)
+    vm = await reaches(kube, namespace, name, "Running", agent)
+    dom = domain_of(virt, vm)
+    assert agent.proc is not None
+    clients = libvirt_clients_of(agent.proc.pid)
+    assert clients, "the agent holds no libvirt connection"
+    for client in clients:  # what a libvirtd restart does to its clients, without restarting the shared daemon
+        subprocess.run(["virt-admin", "client-disconnect", "libvirtd", client], check=True, capture_output=True)
+    await eventually(lambda: agent.log().count('"connected to libvirt"') >= 2, 60, "the agent to reconnect")
+    assert agent.running()
+    # Events flow again on the new connection: a domain stopped outside Vapor is started again.
+    before = qemu_id(virt, dom)
+    dom.destroy()
+
+    async def running_again() -> bool:
+        return state(dom) == libvirt.VIR_DOMAIN_RUNNING and qemu_id(virt, dom) != before
+
+    await eventually(running_again, 60, "the agent to start the domain again")
+    after = await vm_status(kube, namespace, name)
+    assert after.status and after.status.phase == "Running"
