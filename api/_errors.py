@@ -131,6 +131,7 @@ def register_error_handlers(app: Quart) -> None:
         messages = {
             404: "no such endpoint; the API lives under /api/v1 (see /docs)",
             405: "this endpoint does not accept that method",
+            413: "the request body is too large",
         }
         response = error_response(APIError(status, code, messages.get(status, error.description or error.name)))
         allowed = getattr(error, "valid_methods", None)
