@@ -100,8 +100,25 @@ class Libvirtd:
             time.sleep(0.1)
         return self
 
+    def clients(self) -> int:
+        """How many clients libvirtd serves now (through virt-admin; -1 when that cannot be told)."""
+        try:
+            out = subprocess.run(
+                ["virt-admin", "srv-clients-list", "libvirtd"], capture_output=True, text=True, timeout=10, check=True
+            ).stdout
+        except (OSError, subprocess.SubprocessError):
+            return -1
+        return len([line for line in out.splitlines()[2:] if line.strip()])
+
     def stop(self) -> None:
-        """Stop the daemons this helper started (newest first) and remove their pid files."""
+        """Stop the daemons this helper started (newest first) and remove their pid files.
+
+        A libvirtd that still serves clients (another test session, an agent
+        run by hand) is left running: stopping it would break them.
+        """
+        if "libvirtd" in self.started and self.clients() != 0:
+            self.started.clear()
+            return
         for daemon in reversed(self.started):
             pid = _pid_alive(PID_FILES[daemon])
             if pid is not None:
