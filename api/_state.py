@@ -1,81 +1,28 @@
 """What a running gateway holds: the Kubernetes connection, watch caches, token machinery, encoded bodies.
 
 Reads are answered from the Host and VirtualMachine watch caches; the list
-bodies are encoded once per cache generation and then served as bytes.
+bodies are encoded once per cache generation and then served as bytes
+(:mod:`._bodies`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import gzip
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from quart import Response, current_app, request
+from quart import current_app
 
 from vapor.kube import Informer, Kube
 from vapor.model import Host, VirtualMachine
 
-from ._json import dumps
+from ._bodies import ListBody
 from ._refresh import RefreshStore
-from ._schema import HostList, Success, VMList
 from ._tokens import TokenSigner, load_signing_key
 from ._views import host_view, vm_view
 
 log = logging.getLogger("vapor.gateway")
-
-
-@dataclass
-class BodyCache:
-    """Encoded bodies derived from an informer, valid while its generation stays the same.
-
-    Each body is kept as JSON bytes and, once a client asks for it, gzip-compressed too:
-    a list of a thousand similar VMs shrinks about twentyfold, which saves copying on both ends.
-    """
-
-    informer: Informer[Any]
-    build: Callable[[list[Any]], bytes]
-    generation: int = -1
-    bodies: dict[tuple[str | None, bool], bytes] = field(default_factory=dict)
-
-    def get(self, namespace: str | None = None, *, gzipped: bool = False) -> bytes:
-        """The body for all objects, or for one namespace; gzip-compressed when asked."""
-        if self.generation != self.informer.generation:
-            self.bodies = {}
-            self.generation = self.informer.generation
-        body = self.bodies.get((namespace, gzipped))
-        if body is None:
-            if gzipped:
-                body = gzip.compress(self.get(namespace), compresslevel=6, mtime=0)
-            else:
-                items = self.informer.items()
-                if namespace is not None:
-                    items = [o for o in items if o.metadata.namespace == namespace]
-                body = self.build(items)
-            self.bodies[(namespace, gzipped)] = body
-        return body
-
-    def response(self, namespace: str | None = None) -> Response:
-        """The body as a response, compressed when the request accepts gzip."""
-        gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
-        response = Response(self.get(namespace, gzipped=gzipped), content_type="application/json")
-        response.headers["Vary"] = "Accept-Encoding"
-        if gzipped:
-            response.headers["Content-Encoding"] = "gzip"
-        return response
-
-
-def _vm_list(vms: list[VirtualMachine]) -> bytes:
-    views = [vm_view(vm) for vm in sorted(vms, key=lambda v: (v.metadata.namespace or "", v.name))]
-    return dumps(Success[VMList](data=VMList(vms=views, count=len(views))).model_dump(mode="json"))
-
-
-def _host_list(hosts: list[Host]) -> bytes:
-    views = [host_view(h) for h in sorted(hosts, key=lambda h: h.name)]
-    return dumps(Success[HostList](data=HostList(hosts=views, count=len(views))).model_dump(mode="json"))
 
 
 class Gateway:
@@ -86,8 +33,8 @@ class Gateway:
         self.config = config
         self.hosts: Informer[Host] = Informer(kube, Host)
         self.vms: Informer[VirtualMachine] = Informer(kube, VirtualMachine)
-        self.host_bodies = BodyCache(self.hosts, _host_list)
-        self.vm_bodies = BodyCache(self.vms, _vm_list)
+        self.host_bodies = ListBody(self.hosts, host_view, "hosts")
+        self.vm_bodies = ListBody(self.vms, vm_view, "vms")
         self.signer: TokenSigner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.refresh = RefreshStore(kube, config["SECRET_NAMESPACE"], int(config["REFRESH_TOKEN_LIFETIME"]))

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
+from vapor.gateway._schema import Success, VMList
 from vapor.kube import Kube
 from vapor.model.names import REQUESTED_BY_ANNOTATION, RESTART_ANNOTATION, STOP_MODE_ANNOTATION
 
@@ -113,6 +114,7 @@ async def test_list_has_every_vm_and_counts_them(client: Client, users: Users, n
     assert body["status"] == "success"
     assert body["data"]["count"] == 3
     assert [v["name"] for v in body["data"]["vms"]] == ["vm-0", "vm-1", "vm-2"]
+    Success[VMList].model_validate(body)  # the documented schema
     everything = await (await client.get("/api/v1/vms", headers=bearer(token))).get_json()
     assert {v["id"] for v in body["data"]["vms"]} <= {v["id"] for v in everything["data"]["vms"]}
     # a client that accepts gzip gets the same list, compressed
