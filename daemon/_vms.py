@@ -16,7 +16,6 @@ import asyncio
 import logging
 import shutil
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,19 +24,17 @@ import libvirt  # type: ignore[import-untyped]
 from vapor.kube import Conflict, Informer, Kube, KubeError, NotFound
 from vapor.model import VirtualMachine, names, quantity_bytes
 
-from . import _domain
+from . import _domain, _vmstatus
 from ._config import AgentConfig
 from ._hypervisor import kvm_usable
 from ._libvirt import EVENT_NAMES, Libvirt
+from ._vmstatus import ACTIVE, OFF, RUNNING, phase_of, ready_of
 from ._workqueue import WorkQueue
 
 log = logging.getLogger("vapor.agent.vms")
 
 Key = tuple[str, str]  # (namespace, name)
 CONTROLLER = "agent"
-_ACTIVE = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED, libvirt.VIR_DOMAIN_PAUSED)
-_RUNNING = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED)
-_OFF = (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED, libvirt.VIR_DOMAIN_NOSTATE)
 _UNDEFINE_FLAGS = (
     libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
     | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
@@ -58,29 +55,6 @@ class VMError(Exception):
 def key_of(vm: VirtualMachine) -> Key:
     """The work-queue key of a VM."""
     return (vm.metadata.namespace or "", vm.name)
-
-
-def phase_of(state: int | None, strategy: str, stopping: bool) -> str:
-    """The VM's phase from its domain's state (None: no domain) and what it should be."""
-    if state is None:
-        return "Stopped" if strategy == "Halted" else "Starting"
-    if state in _RUNNING:
-        return "Stopping" if stopping else "Running"
-    if state in (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PMSUSPENDED):
-        return "Stopping" if stopping else "Paused"
-    if state == libvirt.VIR_DOMAIN_SHUTDOWN:
-        return "Stopping"
-    if state == libvirt.VIR_DOMAIN_CRASHED:
-        return "Failed"
-    return "Stopped" if strategy == "Halted" else "Starting"
-
-
-def ready_of(state: int | None, strategy: str, phase: str) -> tuple[str, str, str]:
-    """The Ready condition (status, reason, message): whether the domain is as the run strategy asks."""
-    wanted = {"Running": _RUNNING, "Paused": (libvirt.VIR_DOMAIN_PAUSED,), "Halted": _OFF}[strategy]
-    if state in wanted or (state is None and strategy == "Halted"):
-        return "True", phase, f"The domain is {phase.lower()}, as runStrategy {strategy} asks."
-    return "False", phase, f"The domain is {phase.lower()}; runStrategy asks for {strategy}."
 
 
 class VMController:
@@ -204,7 +178,13 @@ class VMController:
                 type="Warning",
             )
         try:
-            await self._apply_status(vm, self._status(vm, None, "Failed", ("False", exc.reason, exc.message)))
+            failed = _vmstatus.build(
+                vm,
+                phase="Failed",
+                ready=("False", exc.reason, exc.message),
+                restart_done=self._restarted.get(vm.metadata.uid or ""),
+            )
+            await self._apply_status(vm, failed)
         except KubeError as err:
             log.warning("could not write the failure", extra={"vm": vm.name, "error": str(err)})
         self._retry(key_of(vm))
@@ -321,7 +301,7 @@ class VMController:
         if strategy != "Halted":
             self._stop_deadline.pop(uid, None)
         if restart is not None:
-            if strategy != "Halted" and state in _ACTIVE:
+            if strategy != "Halted" and state in ACTIVE:
                 await self.libvirt.call(dom.destroy)
                 await self._start(vm, dom, paused=strategy == "Paused")
                 await self._event(vm, "Restarted", "Restarted the domain (power cycle), as requested.", "Restart")
@@ -329,20 +309,20 @@ class VMController:
                 return
             self._restarted[uid] = restart  # nothing runs: a restart is a start, or nothing when Halted
         if strategy == "Running":
-            if state in _OFF:
+            if state in OFF:
                 await self._start(vm, dom, paused=False)
                 await self._event(vm, "Started", "Started the domain.", "Start")
             elif state in (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PMSUSPENDED):
                 await self.libvirt.call(dom.resume)
                 await self._event(vm, "Resumed", "Resumed the domain.", "Resume")
         elif strategy == "Paused":
-            if state in _OFF:
+            if state in OFF:
                 await self._start(vm, dom, paused=True)
                 await self._event(vm, "StartedPaused", "Started the domain paused.", "Start")
-            elif state in _RUNNING:
+            elif state in RUNNING:
                 await self.libvirt.call(dom.suspend)
                 await self._event(vm, "Paused", "Paused the domain.", "Pause")
-        elif state not in _OFF:
+        elif state not in OFF:
             await self._halt(vm, dom, state)
 
     async def _halt(self, vm: VirtualMachine, dom: libvirt.virDomain, state: int) -> None:
@@ -424,79 +404,33 @@ class VMController:
                 found.update(a["addr"] for a in iface.get("addrs") or [] if a.get("addr"))
         return sorted(found)
 
-    def _status(
-        self,
-        vm: VirtualMachine,
-        domain_uuid: str | None,
-        phase: str,
-        ready: tuple[str, str, str],
-        addresses: list[str] | None = None,
-    ) -> dict[str, Any]:
-        previous = vm.status
-        status: dict[str, Any] = {"phase": phase, "observedGeneration": vm.metadata.generation}
-        if domain_uuid or (previous and previous.domain_uuid):
-            status["domainUuid"] = domain_uuid or (previous.domain_uuid if previous else None)
-        if addresses:
-            status["addresses"] = addresses
-        restart = self._restarted.get(vm.metadata.uid or "") or (previous.last_restart_request if previous else None)
-        if restart:
-            status["lastRestartRequest"] = restart
-        old = (
-            next((c for c in (previous.conditions or []) if c.type == names.ConditionType.READY), None)
-            if previous
-            else None
-        )
-        moved = old is None or old.status != ready[0]
-        when = (
-            datetime.now(UTC) if moved or old is None or old.last_transition_time is None else old.last_transition_time
-        )
-        status["conditions"] = [
-            {
-                "type": names.ConditionType.READY,
-                "status": ready[0],
-                "reason": ready[1],
-                "message": ready[2],
-                "observedGeneration": vm.metadata.generation,
-                "lastTransitionTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            }
-        ]
-        return status
-
     async def _write_status(self, vm: VirtualMachine, dom: libvirt.virDomain) -> None:
         uid = vm.metadata.uid or ""
         state, _ = await self.libvirt.call(dom.state)
         strategy = vm.spec.run_strategy
-        stopping = strategy == "Halted" and uid in self._stop_deadline and state not in _OFF
-        if state in _OFF:
+        stopping = strategy == "Halted" and uid in self._stop_deadline and state not in OFF
+        if state in OFF:
             self._stop_deadline.pop(uid, None)
         phase = phase_of(state, strategy, stopping)
-        addresses = await self._addresses(vm, dom) if state in _ACTIVE and vm.spec.networks else []
+        addresses = await self._addresses(vm, dom) if state in ACTIVE and vm.spec.networks else []
         domain_uuid = await self.libvirt.call(dom.UUIDString)
-        status = self._status(vm, domain_uuid, phase, ready_of(state, strategy, phase), addresses)
+        status = _vmstatus.build(
+            vm,
+            phase=phase,
+            ready=ready_of(state, strategy, phase),
+            domain_uuid=domain_uuid,
+            addresses=addresses,
+            restart_done=self._restarted.get(uid),
+        )
         await self._apply_status(vm, status)
-        if state in _RUNNING and vm.spec.networks and not addresses:
+        if state in RUNNING and vm.spec.networks and not addresses:
             self.queue.add_after(key_of(vm), 15.0)  # addresses come from DHCP later, without a lifecycle event
 
     async def _apply_status(self, vm: VirtualMachine, status: dict[str, Any]) -> None:
         """Server-side apply of the agent's status fields, when they differ from what is stored."""
-        if _same_status(vm, status):
+        if _vmstatus.unchanged(vm, status):
             return
         await self.vms.apply_status(
             vm.name, status, namespace=vm.metadata.namespace, field_manager=names.FIELD_MANAGER_AGENT, force=True
         )
         log.info("status", extra={"vm": "/".join(key_of(vm)), "phase": status["phase"]})
-
-
-def _same_status(vm: VirtualMachine, status: dict[str, Any]) -> bool:
-    """Whether the stored status already says what ``status`` says (the transition time aside)."""
-    if vm.status is None:
-        return False
-    stored = vm.status.to_api()
-    for key in ("phase", "observedGeneration", "domainUuid", "addresses", "lastRestartRequest"):
-        if stored.get(key) != status.get(key):
-            return False
-    ready = next((c for c in stored.get("conditions") or [] if c.get("type") == names.ConditionType.READY), None)
-    wanted = status["conditions"][0]
-    if ready is None:
-        return False
-    return all(ready.get(k) == wanted[k] for k in ("status", "reason", "message", "observedGeneration"))

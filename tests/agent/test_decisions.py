@@ -12,7 +12,7 @@ from vapor.agent._config import parse_args
 from vapor.agent._domain import VaporMetadata, build_xml, domain_name, key_of_domain, spec_hash
 from vapor.agent._host import structural
 from vapor.agent._hostid import load_or_create
-from vapor.agent._vms import phase_of, ready_of
+from vapor.agent._vmstatus import phase_of, ready_of
 from vapor.model import VirtualMachine, names
 
 from ..support.libvirtd import Libvirtd
@@ -133,3 +133,19 @@ def test_the_libvirtd_helper_is_idempotent(libvirtd: Libvirtd) -> None:
         assert conn.getType() == "QEMU"
     finally:
         conn.close()
+
+
+def test_the_status_keeps_what_it_does_not_know_and_its_transition_time() -> None:
+    from vapor.agent import _vmstatus
+
+    current = vm()
+    first = _vmstatus.build(current, phase="Running", ready=("True", "Running", "ok"), domain_uuid="d-1")
+    assert first["domainUuid"] == "d-1" and first["observedGeneration"] == 3
+    stored = VirtualMachine.from_api({**current.to_api(), "status": {**first, "host": "n1"}})
+    again = _vmstatus.build(stored, phase="Running", ready=("True", "Running", "ok"))
+    assert again["domainUuid"] == "d-1"  # kept from the stored status
+    assert "host" not in again  # the operator's field is not the agent's to write
+    assert again["conditions"][0]["lastTransitionTime"] == first["conditions"][0]["lastTransitionTime"]
+    assert _vmstatus.unchanged(stored, again)
+    stopped = _vmstatus.build(stored, phase="Stopping", ready=("False", "Stopping", "no"), restart_done="r1")
+    assert not _vmstatus.unchanged(stored, stopped) and stopped["lastRestartRequest"] == "r1"
