@@ -160,6 +160,11 @@ class VMController:
         except KubeError as exc:
             log.warning("writing the VM failed", extra={"vm": "/".join(key), "error": str(exc)})
             self._retry(key)
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            raise
+        except Exception:  # a bug or a surprise must not leave the VM alone for good
+            log.exception("reconcile failed", extra={"vm": "/".join(key)})
+            self._retry(key)
 
     def _retry(self, key: Key) -> None:
         count = self._failures.get(key, 0) + 1
