@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import os
 import socket
 import ssl
@@ -24,11 +25,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import yaml
 from kubernetes import client, config
 
 from vapor.devenv import ControlPlane
+from vapor.gateway._tokens import TokenSigner, load_signing_key
+from vapor.kube import Kube
 from vapor.model import DiskSpec, NetworkSpec, ObjectMeta, VirtualMachine, VirtualMachineSpec
 
 N_VMS = 1000
@@ -37,6 +41,7 @@ GATEWAY_REQUESTS = 4000
 LIST_REQUESTS = 200
 SECRET_NAMESPACE = "vapor-system"
 GZIP = {"Accept-Encoding": "gzip"}
+CHURN_PER_SECOND = 20.0
 
 
 @dataclass(frozen=True)
@@ -162,17 +167,27 @@ def _create_vms(api: client.ApiClient) -> None:
 
 async def _viewer_token(kubeconfig: Path) -> str:
     """A viewer token signed with the gateway's key from its Secret (login itself is not what is measured)."""
-    from vapor.gateway._tokens import TokenSigner, load_signing_key
-    from vapor.kube import Kube
-
     async with await Kube.connect(str(kubeconfig)) as kube:
         key = await load_signing_key(kube, SECRET_NAMESPACE, "vapor-gateway-signing-key")
     return TokenSigner(key, 3600).issue("bench", "viewer")[0]
 
 
-async def _wait_ready(target: Target, want: int) -> None:
-    import httpx
+async def _churn(kubeconfig: Path, per_second: float, stop: asyncio.Event) -> int:
+    """Change one VM's status ``per_second`` times a second, as agents would, until ``stop``."""
+    changes = 0
+    async with await Kube.connect(str(kubeconfig)) as kube:
+        vms = kube.resources(VirtualMachine)
+        while not stop.is_set():
+            phase = "Running" if changes % 2 else "Starting"
+            name = f"vm-{changes % N_VMS:04d}"
+            await vms.patch_status(name, {"phase": phase}, namespace="bench", field_manager="bench")
+            changes += 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1 / per_second)
+    return changes
 
+
+async def _wait_ready(target: Target, want: int) -> None:
     url = f"http://{target.host}:{target.port}{target.path}"
     async with httpx.AsyncClient(timeout=5) as http:
         for _ in range(600):
@@ -248,6 +263,13 @@ async def _run(kubeconfig: Path, port: int, tmp: Path, pid: int) -> None:
         extra = f"   gateway CPU {used / len(latencies) * 1e6:5.0f} us/req" if "gateway" in label else ""
         print(_row(label, latencies, wall, size) + extra)
         rates[label] = len(latencies) / wall
+    stop = asyncio.Event()
+    churn = asyncio.create_task(_churn(kubeconfig, CHURN_PER_SECOND, stop))
+    latencies, wall, size = await _load(gateway, GATEWAY_REQUESTS, CONNECTIONS)
+    stop.set()
+    changes = await churn
+    label = f"... with {CHURN_PER_SECOND:g} VM changes/s"
+    print(_row(label, latencies, wall, size) + f"   ({changes} changes, a re-encode after each)")
     for mode in ("", " (gzip)"):
         ratio = rates[f"gateway GET /api/v1/vms{mode}"] / rates[f"kube-apiserver LIST{mode or ' (direct)'}"]
         print(f"  gateway / LIST{mode}: {ratio:.1f}x the requests per second")
