@@ -119,13 +119,13 @@ class GatewayProcess:
                 stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, self.log.read_text()
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 if httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
+        self.stop()  # never leave a half-started server behind
         raise AssertionError(f"gateway did not start: {self.log.read_text()}")
 
     def stop(self) -> None:
