@@ -48,6 +48,33 @@ class Plan:
             return vm.status.last_restart_request == self.restart_value
         return vm.status.phase == self.target_phase
 
+    def failed(self, vm: VirtualMachine | None, generation: int) -> bool:
+        """Whether the agent, having seen the change (``generation``), reports the VM Failed.
+
+        A VM that had failed before the change does not count: starting it may work now.
+        """
+        status = vm.status if vm is not None else None
+        return (
+            status is not None
+            and status.phase == "Failed"
+            and (status.observed_generation or 0) >= generation
+            and self.restart_value is None
+        )
+
+    def settled(self, vm: VirtualMachine | None, generation: int) -> bool:
+        """Whether waiting is over: done, or failed."""
+        return self.done(vm) or self.failed(vm, generation)
+
+    def outcome(self, vm: VirtualMachine | None, generation: int, waited: float) -> str:
+        """The sentence of the answer."""
+        if self.done(vm):
+            return f"{self.action} completed"
+        if self.failed(vm, generation):
+            return f"{self.action} failed: the virtual machine is in phase Failed"
+        if waited > 0:
+            return f"{self.action} requested; the agent has not reported the result within {waited:g} s"
+        return f"{self.action} requested"
+
     def describe(self, username: str) -> str:
         """The sentence of the audit Event."""
         how = " with force (power off)" if self.action == "stop" and self.force else ""

@@ -212,37 +212,16 @@ async def vm_action(vm_id: str, data: ActionRequest, query_args: ActionQuery) ->
     wait = query_args.wait if query_args.wait is not None else float(current_app.config["ACTION_TIMEOUT"])
     uid = patched.metadata.uid
 
+    generation = patched.metadata.generation or 0
+
     def current() -> VirtualMachine | None:
         found = state.vms.get(patched.name, namespace)
         return found if found is not None and found.metadata.uid == uid else None
 
-    def failed() -> bool:
-        # Failed counts only once the agent has seen this change (a VM that failed before may start now).
-        found = current()
-        status = found.status if found is not None else None
-        return (
-            status is not None
-            and status.phase == "Failed"
-            and (status.observed_generation or 0) >= (patched.metadata.generation or 0)
-        )
-
-    def settled() -> bool:
-        return action_plan.done(current()) or failed()
-
-    completed = action_plan.done(current())
-    if not completed and wait > 0:
-        await state.vms.wait_for(settled, wait)
-        completed = action_plan.done(current())
+    if wait > 0:
+        await state.vms.wait_for(lambda: action_plan.settled(current(), generation), wait)
     now = current()
-    phase = now.status.phase if now is not None and now.status is not None else None
-    if completed:
-        message = f"{data.action} completed"
-    elif failed():
-        message = f"{data.action} failed: the virtual machine is in phase Failed"
-    elif wait > 0:
-        message = f"{data.action} requested; the agent has not reported the result within {wait:g} s"
-    else:
-        message = f"{data.action} requested"
+    completed = action_plan.done(now)
     result = ActionResult(
         id=uid or "",
         name=patched.name,
@@ -250,8 +229,8 @@ async def vm_action(vm_id: str, data: ActionRequest, query_args: ActionQuery) ->
         action=data.action,
         force=data.force,
         completed=completed,
-        phase=phase,
+        phase=now.status.phase if now is not None and now.status is not None else None,
         target_phase=action_plan.target_phase,
-        message=message,
+        message=action_plan.outcome(now, generation, wait),
     )
     return Success[ActionResult](data=result), 200 if completed else 202
