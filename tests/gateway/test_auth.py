@@ -184,3 +184,11 @@ async def test_expired_refresh_families_are_swept(
         assert status == 401
         assert body["error"]["code"] == "UNAUTHORIZED"
         await eventually(lambda: family not in secrets())
+
+
+async def test_the_default_pam_service_login_works(gateway_config: dict[str, Any], users: Users) -> None:
+    config = {k: v for k, v in gateway_config.items() if k != "PAM_SERVICE"}
+    async with create_app(config).test_app() as app:
+        assert app.app.config["PAM_SERVICE"] == "login"
+        data = await login(app.test_client(), users.admin)
+        assert data["user"]["role"] == "admin"
