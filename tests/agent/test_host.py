@@ -7,6 +7,7 @@ import os
 import platform
 import re
 import socket
+import subprocess
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -17,6 +18,7 @@ from pyroute2 import IPRoute
 
 from vapor.kube import Kube
 from vapor.model import Host, HostSpec, ObjectMeta, names, quantity_bytes
+from vapor.model.host import DiskStatus
 
 from ..support.agent import AgentProcess
 from .conftest import eventually, host_of
@@ -195,3 +197,67 @@ async def test_volatile_numbers_are_refreshed_every_inventory_interval(
 
     later: Host = await eventually(refreshed, 30, "a refresh of the volatile numbers")
     assert later.status and (later.status.uptime_seconds or 0) > (first.status.uptime_seconds or 0)
+
+
+def write_mbr(image: Path, start: int, sectors: int) -> None:
+    """One Linux partition (type 0x83) in an MBR partition table (no fdisk on this machine)."""
+    entry = bytes([0x00, 0, 0, 0, 0x83, 0, 0, 0]) + start.to_bytes(4, "little") + sectors.to_bytes(4, "little")
+    with image.open("r+b") as f:
+        f.seek(446)
+        f.write(entry)
+        f.seek(510)
+        f.write(b"\x55\xaa")
+
+
+def run(*cmd: str) -> str:
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, f"{' '.join(cmd)} failed: {done.stderr}"
+    return done.stdout.strip()
+
+
+async def test_a_new_disk_with_a_partition_and_filesystem_is_reported(
+    kube: Kube, agent: AgentProcess, node_name: str, tmp_path: Path
+) -> None:
+    await reported(kube, node_name, agent)
+    image, mount_point = tmp_path / "disk.img", tmp_path / "mnt"
+    mount_point.mkdir()
+    image.write_bytes(b"")
+    os.truncate(image, 64 * 2**20)
+    write_mbr(image, 2048, 64 * 2048 - 2048)
+    label = f"vt{uuid.uuid4().hex[:8]}"
+    device = run("losetup", "--find", "--show", str(image))  # a loop device plays the disk
+    try:
+        run("partx", "--add", device)  # this kernel reads no partition tables itself; partx tells it
+        run("mkfs.ext4", "-q", "-L", label, f"{device}p1")
+        run("mount", f"{device}p1", str(mount_point))
+        try:
+            name = device.removeprefix("/dev/")
+
+            async def shows_disk() -> DiskStatus | None:
+                host = await host_of(kube, node_name)
+                disks = {d.name: d for d in (host.status.disks or [])} if host and host.status else {}
+                disk = disks.get(name)
+                return disk if disk and disk.partitions and disk.partitions[0].mount_point else None
+
+            disk: DiskStatus = await eventually(shows_disk, 30, "the loop disk in the inventory")
+            assert disk.size == 64 * 2**20 and disk.type == "virtual"
+            part = (disk.partitions or [])[0]
+            assert part.name == f"{name}p1" and part.size == (64 * 2048 - 2048) * 512
+            assert part.filesystem == "ext4" and part.label == label
+            assert part.uuid == run("blkid", "-c", "/dev/null", "-s", "UUID", "-o", "value", f"{device}p1")
+            assert part.mount_point == str(mount_point)
+            usage = psutil.disk_usage(str(mount_point))
+            assert part.used is not None and part.available is not None
+            assert abs(part.available - usage.free) < 2**20
+        finally:
+            run("umount", str(mount_point))
+    finally:
+        # Partitions added by partx outlive the loop device's detach here: remove them first.
+        subprocess.run(["partx", "--delete", device], capture_output=True, check=False)
+        run("losetup", "-d", device)
+
+    async def disk_gone() -> bool:
+        host = await host_of(kube, node_name)
+        return bool(host and host.status and name not in {d.name for d in host.status.disks or []})
+
+    await eventually(disk_gone, 30, "the loop disk to leave the inventory")
