@@ -192,3 +192,21 @@ async def test_the_default_pam_service_login_works(gateway_config: dict[str, Any
         assert app.app.config["PAM_SERVICE"] == "login"
         data = await login(app.test_client(), users.admin)
         assert data["user"]["role"] == "admin"
+
+
+async def test_two_replicas_refreshing_the_same_token_at_once_accept_it_once(
+    client: Client, gateway_config: dict[str, Any], users: Users
+) -> None:
+    first = await login(client, users.viewer)
+    async with create_app(gateway_config).test_app() as replica_app:
+        replica = replica_app.test_client()
+        answers = await asyncio.gather(
+            _refresh(client, first["refresh_token"]), _refresh(replica, first["refresh_token"])
+        )
+    statuses = sorted(status for status, _ in answers)
+    assert statuses == [200, 401]
+    winner = next(body for status, body in answers if status == 200)["data"]
+    # the token was presented twice: its family is revoked, the winner's new refresh token included
+    status, body = await _refresh(client, winner["refresh_token"])
+    assert status == 401
+    assert "revoked" in body["error"]["message"]
