@@ -307,7 +307,7 @@ class VMController:
             self._stop_deadline.pop(uid, None)
         if restart is not None:
             if strategy != "Halted" and state in ACTIVE:
-                await self.libvirt.call(dom.destroy)
+                await self._destroy(dom)
                 await self._start(vm, dom, paused=strategy == "Paused")
                 await self._event(vm, "Restarted", "Restarted the domain (power cycle), as requested.", "Restart")
                 self._restarted[uid] = restart
@@ -377,7 +377,10 @@ class VMController:
         if names.VM_FINALIZER not in (vm.metadata.finalizers or []):
             return
         uid = vm.metadata.uid or ""
-        dom, _ = await self.find_domain(vm)
+        try:
+            dom, _ = await self.find_domain(vm)
+        except VMError:  # a domain of that name that Vapor did not make: not ours to remove
+            dom = None
         if dom is not None:
             await self._remove_domain(dom)
         created = self.config.disks_dir / uid

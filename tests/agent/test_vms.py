@@ -380,3 +380,18 @@ async def test_the_agent_reconnects_when_libvirtd_drops_it(
     await eventually(running_again, 60, "the agent to start the domain again")
     after = await vm_status(kube, namespace, name)
     assert after.status and after.status.phase == "Running"
+
+
+async def test_a_domain_vapor_did_not_make_is_never_touched(
+    kube: Kube, agent: AgentProcess, namespace: str, virt: libvirt.virConnect, kubectl: Kubectl
+) -> None:
+    name = vm_name()
+    foreign = virt.defineXML(
+        f"<domain type='qemu'><name>{namespace}_{name}</name><memory unit='MiB'>16</memory>"
+        "<os><type>hvm</type></os></domain>"
+    )  # someone's own domain that happens to carry the name the VM would get
+    await place_vm(kube, namespace, name, agent.node_name)
+    vm = await reaches(kube, namespace, name, "Failed", agent)
+    assert ready(vm) == ("False", "DomainNameTaken")
+    kubectl("delete", "vvm", name, "-n", namespace, "--timeout=60s")
+    assert virt.lookupByName(f"{namespace}_{name}").UUIDString() == foreign.UUIDString()  # still there
