@@ -26,6 +26,12 @@ from .conftest import eventually, host_of
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
+def block_devices() -> set[str]:
+    """Block devices as /sys/block lists them, without RAM disks and empty (unattached) loops."""
+    names = {d for d in os.listdir("/sys/block") if not d.startswith(("ram", "zram"))}
+    return {d for d in names if int(Path(f"/sys/block/{d}/size").read_text()) > 0}
+
+
 def add_veth(name: str, peer: str, address: str, prefixlen: int) -> None:
     with IPRoute() as ipr:
         ipr.link("add", ifname=name, kind="veth", peer=peer)
@@ -65,21 +71,30 @@ async def test_host_appears_with_a_true_inventory(kube: Kube, agent: AgentProces
     assert status.memory is not None and status.memory.total == psutil.virtual_memory().total
     assert status.capacity is not None and status.capacity.cpu == os.cpu_count()
     assert quantity_bytes(status.capacity.memory or 0) == psutil.virtual_memory().total - 512 * 2**20
-    # Interfaces: the same names, MACs and addresses as the kernel reports through psutil.
+
+    # Interfaces and disks: the same as the kernel reports. Other tests on this machine may add or remove
+    # some meanwhile, so compare with a fresh look until the agent's next scan has caught up.
+    async def same_devices() -> Host | None:
+        now = await host_of(kube, node_name)
+        if not now or not now.status:
+            return None
+        nics_now = {i.name for i in now.status.interfaces or []} == set(psutil.net_if_addrs())
+        return now if nics_now and {d.name for d in now.status.disks or []} == block_devices() else None
+
+    host = await eventually(same_devices, 30, "the inventory to list the kernel's interfaces and disks")
+    status = host.status
     nics = psutil.net_if_addrs()
-    assert {i.name for i in status.interfaces or []} == set(nics)
     lo = next(i for i in status.interfaces or [] if i.name == "lo")
     assert lo.type == "loopback" and "127.0.0.1/8" in (lo.addresses or [])
     for iface in status.interfaces or []:
+        if iface.name not in nics or iface.type not in ("ethernet", "loopback"):
+            continue  # gone since the last scan, or a virtual link other tests may be changing right now
         ipv4 = {a.address for a in nics[iface.name] if a.family == socket.AF_INET}
         assert {a.split("/")[0] for a in iface.addresses or [] if ":" not in a} == ipv4
         macs = {a.address for a in nics[iface.name] if a.family == psutil.AF_LINK}
         assert iface.mac in macs or not macs
         assert iface.statistics is not None
     # Disks: what the kernel lists, with the root filesystem's mount and usage.
-    listed = {d for d in os.listdir("/sys/block") if not d.startswith(("ram", "zram"))}
-    listed = {d for d in listed if int(Path(f"/sys/block/{d}/size").read_text()) > 0}
-    assert {d.name for d in status.disks or []} == listed
     root = psutil.disk_usage("/")
     parts = [p for d in status.disks or [] for p in d.partitions or [] if p.mount_point == "/"]
     if parts:  # the root filesystem sits on a block device here
