@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import platform
 import re
@@ -143,13 +144,13 @@ async def test_a_persons_spec_and_labels_are_kept(
 async def test_a_new_interface_is_reported_promptly_and_an_idle_host_is_not_rewritten(
     kube: Kube, agent: AgentProcess, node_name: str
 ) -> None:
-    first = await reported(kube, node_name, agent)
+    await reported(kube, node_name, agent)
     # Idle: volatile numbers change all the time, but the inventory interval (60 s) has not passed.
     await asyncio.sleep(3)  # three scans of the agent
-    same = await host_of(kube, node_name)
-    # The sync cursor is the time of the agent's last write (other writers, like the operator, may come and go).
-    assert same is not None and same.status is not None and first.status is not None
-    assert same.status.sync_cursor == first.status.sync_cursor
+    # Other tests on this machine may add links or disks meanwhile, and such a change is written at once;
+    # what must not happen is a write of volatile numbers alone (the agent logs which kind each write was).
+    writes = [json.loads(line) for line in agent.log().splitlines() if '"wrote host status"' in line]
+    assert writes and all(w["structural"] for w in writes)
     # A structural change (a veth pair appears) is written at the next scan.
     left, right = f"vt{uuid.uuid4().hex[:8]}", f"vu{uuid.uuid4().hex[:8]}"
     # pyroute2's synchronous IPRoute runs its own event loop: keep it off the test's loop.
