@@ -11,7 +11,6 @@ the test's namespace, even when the test failed.
 from __future__ import annotations
 
 import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -25,7 +24,7 @@ from vapor.kube import Kube, NotFound
 from vapor.model import Host, ObjectMeta, VirtualMachine, VirtualMachineSpec, names
 
 from ..conftest import Kubectl
-from ..support.agent import AgentProcess
+from ..support.agent import AgentProcess, qemu_reachable_dir
 from ..support.libvirtd import Libvirtd
 
 
@@ -73,8 +72,7 @@ def remove_domains(conn: libvirt.virConnect, prefix: str) -> None:
 @pytest.fixture
 def qemu_tmp() -> Iterator[Path]:
     """A temporary folder QEMU (which runs as its own user) can reach; pytest's tmp_path is root-only."""
-    path = Path(tempfile.mkdtemp(prefix="vapor-agent-test-", dir="/var/tmp"))
-    path.chmod(0o755)
+    path = qemu_reachable_dir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

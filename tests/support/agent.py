@@ -4,7 +4,8 @@
 folder and Lease namespace, so tests (and the integrator's end-to-end tests)
 can run several agents side by side against one control plane and one
 libvirtd. ``stop()`` sends SIGTERM like a DaemonSet would; ``kill()`` is a
-crash. ``restart()`` keeps the state folder, so the host id survives.
+crash. ``restart()`` keeps the state folder, so the host id survives. The
+state folder must be reachable by QEMU's user: see ``qemu_reachable_dir()``.
 """
 
 from __future__ import annotations
@@ -13,8 +14,19 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from types import TracebackType
+
+
+def qemu_reachable_dir(prefix: str = "vapor-agent-test-") -> Path:
+    """A fresh folder QEMU (running as its own user) can reach; pytest's tmp_path is root-only.
+
+    Use it (or a folder inside it) as an agent's state folder; remove it when done.
+    """
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    path.chmod(0o755)
+    return path
 
 
 class AgentProcess:
