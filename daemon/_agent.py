@@ -65,7 +65,8 @@ class Agent:
             duration_seconds=config.lease_duration_seconds,
             renew_seconds=config.lease_renew_seconds,
         )
-        self.heartbeat.owner = host
+        self.heartbeat.owner = lambda: self.reporter.host if self.reporter else host
+        await self.reporter.watch()
         self._tasks = [
             asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
             asyncio.create_task(self.reporter.run(), name="inventory"),
@@ -84,6 +85,8 @@ class Agent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self.reporter is not None:
+            await self.reporter.stop()
         await self.libvirt.close()
         if self.kube is not None:
             await self.kube.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -44,20 +45,15 @@ class Heartbeat:
         self.namespace = namespace
         self.duration_seconds = duration_seconds
         self.renew_seconds = renew_seconds
-        self.owner: Host | None = None  # the Host, once known: the Lease names it as owner
+        # The Host, as last seen: the Lease names it as owner (so deleting the Host removes its Lease).
+        self.owner: Callable[[], Host | None] = lambda: None
         self.renewals = 0
 
     def _owner_references(self) -> list[dict[str, Any]]:
-        if self.owner is None or not self.owner.metadata.uid:
+        host = self.owner()
+        if host is None or not host.metadata.uid:
             return []
-        return [
-            {
-                "apiVersion": self.owner.api_version,
-                "kind": "Host",
-                "name": self.owner.name,
-                "uid": self.owner.metadata.uid,
-            }
-        ]
+        return [{"apiVersion": host.api_version, "kind": "Host", "name": host.name, "uid": host.metadata.uid}]
 
     async def renew(self) -> None:
         """Renew the Lease (creating it, or taking it over, when needed)."""
@@ -88,7 +84,8 @@ class Heartbeat:
             "metadata": {"resourceVersion": current.metadata.resource_version if current.metadata else None},
             "spec": spec,
         }
-        if (refs := self._owner_references()) and not (current.metadata and current.metadata.owner_references):
+        held = [r.uid for r in (current.metadata.owner_references or [])] if current.metadata else []
+        if (refs := self._owner_references()) and held != [refs[0]["uid"]]:  # a new Host after a deletion
             patch["metadata"]["ownerReferences"] = refs
         await api.patch_namespaced_lease(
             self.node_name, self.namespace, patch, field_manager=names.FIELD_MANAGER_AGENT, _content_type=MERGE_PATCH

@@ -18,7 +18,7 @@ from typing import Any
 
 from kubernetes.aio.client.exceptions import ApiException
 
-from vapor.kube import Conflict, Kube, KubeError, NotFound
+from vapor.kube import Conflict, Informer, Kube, KubeError, NotFound, WatchEvent
 from vapor.model import Host, HostSpec, HostStatus, ObjectMeta, names
 from vapor.model.host import HostCapacity, HypervisorInfo
 
@@ -63,6 +63,9 @@ class HostReporter:
         self.libvirt = libvirt
         self.hosts = kube.resources(Host)
         self.writes = 0
+        self.host: Host | None = None  # the Host as last created or read
+        self.informer: Informer[Host] | None = None
+        self._lost = False  # the Host was deleted (or lost its id label): make it again at the next scan
         self._written: dict[str, Any] | None = None  # structural part of the last write
         self._written_at = 0.0
         self._last_full: dict[str, Any] | None = None
@@ -83,9 +86,9 @@ class HostReporter:
                 metadata=ObjectMeta(name=self.name, labels={names.HOST_ID_LABEL: self.host_id}), spec=HostSpec()
             )
             try:
-                host = await self.hosts.create(fresh, field_manager=names.FIELD_MANAGER_AGENT)
+                self.host = await self.hosts.create(fresh, field_manager=names.FIELD_MANAGER_AGENT)
                 log.info("created the host", extra={"host": self.name, "host_id": self.host_id})
-                return host
+                return self.host
             except Conflict:  # created meanwhile (a person, or our previous life): fall through
                 host = await self.hosts.get(self.name)
         if (host.metadata.labels or {}).get(names.HOST_ID_LABEL) != self.host_id:
@@ -94,7 +97,28 @@ class HostReporter:
                 {"metadata": {"labels": {names.HOST_ID_LABEL: self.host_id}}},
                 field_manager=names.FIELD_MANAGER_AGENT,
             )
+        self.host = host
         return host
+
+    async def watch(self) -> None:
+        """Follow this node's Host (by its id label) to notice at once when it is deleted."""
+        self.informer = Informer(self.kube, Host, label_selector=f"{names.HOST_ID_LABEL}={self.host_id}")
+
+        def changed(event: WatchEvent[Host]) -> None:
+            if event.object.name != self.name:
+                return
+            if event.type == "DELETED":
+                self._lost = True
+            else:
+                self.host = event.object
+
+        self.informer.on_change(changed)
+        await self.informer.start()
+
+    async def stop(self) -> None:
+        """Stop following the Host."""
+        if self.informer is not None:
+            await self.informer.stop()
 
     async def _hypervisor_info(self) -> HypervisorInfo | None:
         if self.libvirt is None or self.libvirt.conn is None:
@@ -136,6 +160,10 @@ class HostReporter:
 
     async def sync_once(self, *, force: bool = False) -> bool:
         """Look at the inventory and write it if it is due; whether it was written."""
+        if self._lost:
+            self._lost = False
+            await self.ensure_host()
+            force = True
         status = await self.inventory()
         shape = structural(status)
         now = time.monotonic()
@@ -163,4 +191,5 @@ class HostReporter:
             except (TimeoutError, KubeError, ApiException, OSError) as exc:
                 log.warning("host status write failed", extra={"error": str(exc)})
                 self._written = None  # try again at the next scan
+                self._lost = self._lost or isinstance(exc, NotFound)
             await asyncio.sleep(self.config.scan_interval)

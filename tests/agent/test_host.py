@@ -277,3 +277,25 @@ async def test_a_new_disk_with_a_partition_and_filesystem_is_reported(
         return bool(host and host.status and name not in {d.name for d in host.status.disks or []})
 
     await eventually(disk_gone, 30, "the loop disk to leave the inventory")
+
+
+async def test_a_host_deleted_under_a_running_agent_comes_back_and_owns_the_lease(
+    kube: Kube, agent_factory: Callable[..., AgentProcess], node_name: str, namespace: str
+) -> None:
+    agent = agent_factory(node_name, lease_renew_interval=0.5).start()
+    first = await reported(kube, node_name, agent)
+    await kube.resources(Host).delete(node_name)
+
+    async def back() -> Host | None:
+        host = await host_of(kube, node_name)
+        fresh = host and host.metadata.uid != first.metadata.uid and host.status and host.status.id
+        return host if fresh else None
+
+    again: Host = await eventually(back, 30, "the Host to be made again")
+    assert again.status and first.status and again.status.id == first.status.id
+
+    async def owned_by_new_host() -> bool:
+        lease = await kube.coordination.read_namespaced_lease(node_name, namespace)
+        return [r.uid for r in lease.metadata.owner_references or []] == [again.metadata.uid]
+
+    await eventually(owned_by_new_host, 30, "the Lease to name the new Host as owner")
