@@ -22,4 +22,3 @@ if __name__ == "operator":  # pragma: no cover - only when the checkout's root i
     _std.__file__ = _spec.origin
     _spec.loader.exec_module(_std)
     _sys.modules["operator"] = _std
-

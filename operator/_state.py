@@ -25,5 +25,3 @@ class Memo:
     # that two VMs placed at once cannot both take a host's last free memory.
     reservations: dict[VMKey, tuple[str, Request]] = field(default_factory=dict)
     placement_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    # The Ready state last written per host, to record an Event only on a change.
-    host_ready: dict[str, bool] = field(default_factory=dict)

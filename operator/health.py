@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from vapor.model import GROUP, VERSION, Host, VirtualMachine
+from vapor.model import GROUP, VERSION, Condition, Host, VirtualMachine
 from vapor.model.names import LEASE_NAMESPACE, ConditionType
 
 from ._state import Memo, VMKey
@@ -37,13 +37,6 @@ def heartbeats(name: str, body: kopf.Body, **_: Any) -> dict[str, Heartbeat] | N
     return {name: beat} if beat else None
 
 
-def _ready_condition(host: Host) -> Any:
-    for c in (host.status.conditions if host.status else None) or []:
-        if c.type == ConditionType.READY:
-            return c
-    return None
-
-
 @kopf.timer(GROUP, VERSION, "hosts", interval=HEALTH_INTERVAL)
 async def check_host(
     name: str,
@@ -62,26 +55,19 @@ async def check_host(
     beats = list(heartbeats.get(name, []))
     verdict = judge(max(beats, key=lambda b: b.renewed) if beats else None, now)
     vm_keys = {key for key, _req in vms_by_host.get(name, [])}
-    current = _ready_condition(host)
-    status = "True" if verdict.ready else "False"
-    vm_count = host.status.vm_count if host.status else None
-    unchanged = current is not None and (current.status, current.reason, current.message) == (
-        status,
-        verdict.reason,
-        verdict.message,
+    current = host.condition(ConditionType.READY)
+    wanted = Condition.after(
+        current,
+        type=ConditionType.READY,
+        status="True" if verdict.ready else "False",
+        reason=verdict.reason,
+        message=verdict.message,
     )
-    if unchanged and vm_count == len(vm_keys):
+    vm_count = host.status.vm_count if host.status else None
+    if wanted.says_same_as(current) and vm_count == len(vm_keys):
         return
-    since = current.last_transition_time if current is not None and current.status == status else now
-    condition = {
-        "type": ConditionType.READY,
-        "status": status,
-        "reason": verdict.reason,
-        "message": verdict.message,
-        "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
     await kube.resources(Host).apply_status(
-        name, {"conditions": [condition], "vmCount": len(vm_keys)}, field_manager=FIELD_MANAGER
+        name, {"conditions": [wanted.to_api()], "vmCount": len(vm_keys)}, field_manager=FIELD_MANAGER
     )
     was_ready = current is not None and current.status == "True"
     if verdict.ready == was_ready and current is not None:

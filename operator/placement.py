@@ -43,8 +43,8 @@ class Fit:
 
 def host_ready(host: Host) -> bool:
     """Whether the host's Ready condition is True."""
-    conditions = host.status.conditions if host.status else None
-    return any(c.type == ConditionType.READY and c.status == "True" for c in conditions or [])
+    ready = host.condition(ConditionType.READY)
+    return ready is not None and ready.status == "True"
 
 
 def _mib(n: int) -> str:

@@ -10,7 +10,6 @@ condition and in a Warning Event, once per distinct reason.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -18,7 +17,8 @@ from typing import Any
 import kopf
 
 from vapor.kube import Kube, NotFound
-from vapor.model import GROUP, VERSION, Host, VirtualMachine
+from vapor.model import GROUP, VERSION, Condition, Host, VirtualMachine
+from vapor.model._meta import ConditionStatus
 from vapor.model.names import HOST_LABEL, ConditionType
 
 from ._state import Memo, VMKey
@@ -59,33 +59,21 @@ def placed_requests(
     return placed
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _condition(vm: VirtualMachine, ctype: str) -> Any:
-    for c in (vm.status.conditions if vm.status else None) or []:
-        if c.type == ctype:
-            return c
-    return None
-
-
-async def _set_scheduled(kube: Kube, vm: VirtualMachine, status: str, reason: str, message: str) -> bool:
+async def _set_scheduled(kube: Kube, vm: VirtualMachine, status: ConditionStatus, reason: str, message: str) -> bool:
     """Apply the Scheduled condition; return whether it changed."""
-    current = _condition(vm, ConditionType.SCHEDULED)
-    if current is not None and (current.status, current.reason, current.message) == (status, reason, message):
+    current = vm.condition(ConditionType.SCHEDULED)
+    wanted = Condition.after(
+        current,
+        type=ConditionType.SCHEDULED,
+        status=status,
+        reason=reason,
+        message=message,
+        observed_generation=vm.metadata.generation,
+    )
+    if wanted.says_same_as(current):
         return False
-    since = current.last_transition_time if current is not None and current.status == status else None
-    condition = {
-        "type": ConditionType.SCHEDULED,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ") if since else _now(),
-        "observedGeneration": vm.metadata.generation,
-    }
     await kube.resources(VirtualMachine).apply_status(
-        vm.name, {"conditions": [condition]}, namespace=vm.metadata.namespace, field_manager=FIELD_MANAGER
+        vm.name, {"conditions": [wanted.to_api()]}, namespace=vm.metadata.namespace, field_manager=FIELD_MANAGER
     )
     return True
 

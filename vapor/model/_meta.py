@@ -8,7 +8,7 @@ API conventions, so that what the model writes reads back unchanged and what
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -159,6 +159,31 @@ class Condition(Model):
         ge=0,
         description="The metadata.generation of the object that this condition was set for.",
     )
+
+    @classmethod
+    def after(
+        cls,
+        current: Condition | None,
+        *,
+        type: str,
+        status: ConditionStatus,
+        reason: str,
+        message: str,
+        observed_generation: int | None = None,
+    ) -> Condition:
+        """The condition as it should now be: lastTransitionTime moves only when the status changes."""
+        unchanged = current is not None and current.status == status and current.last_transition_time
+        since = current.last_transition_time if unchanged and current else datetime.now(UTC).replace(microsecond=0)
+        extra = {} if observed_generation is None else {"observed_generation": observed_generation}
+        return cls(type=type, status=status, reason=reason, message=message, last_transition_time=since, **extra)
+
+    def says_same_as(self, other: Condition | None) -> bool:
+        """Whether ``other`` tells the same (status, reason, message): nothing to write."""
+        return other is not None and (self.status, self.reason, self.message) == (
+            other.status,
+            other.reason,
+            other.message,
+        )
 
 
 def conditions_field(what: str) -> Any:

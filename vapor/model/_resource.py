@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from pydantic import Field
 
-from ._meta import API_VERSION, GROUP, VERSION, Model, ObjectMeta
+from ._meta import API_VERSION, GROUP, VERSION, Condition, Model, ObjectMeta
 
 SpecT = TypeVar("SpecT", bound=Model)
 StatusT = TypeVar("StatusT", bound=Model)
@@ -89,6 +89,11 @@ class Resource(Model, Generic[SpecT, StatusT]):
         """Dump as the Kubernetes API expects it, always naming apiVersion and kind."""
         body = super().to_api()
         return {"apiVersion": self.api_version, "kind": self.kind, **body}
+
+    def condition(self, ctype: str) -> Condition | None:
+        """The status condition of a type, or None."""
+        conditions = getattr(self.status, "conditions", None) or []
+        return next((c for c in conditions if c.type == ctype), None)
 
     @property
     def name(self) -> str:
