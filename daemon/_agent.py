@@ -36,13 +36,13 @@ class Agent:
         self.vms: VMController | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
-    async def _register(self) -> Host:
+    @staticmethod
+    async def _register(reporter: HostReporter) -> Host:
         """Make sure the Host exists, retrying while the API server is not there yet (as the kubelet does)."""
-        assert self.reporter is not None
         delay = 1.0
         while True:
             try:
-                return await self.reporter.ensure_host()
+                return await reporter.ensure_host()
             except (KubeError, ApiException, OSError, aiohttp.ClientError) as exc:
                 log.warning("could not register the host; retrying", extra={"error": str(exc)})
                 await asyncio.sleep(delay)
@@ -56,8 +56,8 @@ class Agent:
         config.disks_dir.chmod(0o711)  # QEMU (its own user) walks through it to the images, no listing
         self.kube = await Kube.connect(config.kubeconfig)
         await self.libvirt.open_retrying()
-        self.reporter = HostReporter(self.kube, config, self.host_id, self.libvirt)
-        host = await self._register()
+        self.reporter = reporter = HostReporter(self.kube, config, self.host_id, self.libvirt)
+        await self._register(reporter)
         self.heartbeat = Heartbeat(
             self.kube,
             config.node_name,
@@ -65,11 +65,11 @@ class Agent:
             duration_seconds=config.lease_duration_seconds,
             renew_seconds=config.lease_renew_seconds,
         )
-        self.heartbeat.owner = lambda: self.reporter.host if self.reporter else host
-        await self.reporter.watch()
+        self.heartbeat.owner = lambda: reporter.host  # follows the Host if it is deleted and made again
+        await reporter.watch()
         self._tasks = [
             asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
-            asyncio.create_task(self.reporter.run(), name="inventory"),
+            asyncio.create_task(reporter.run(), name="inventory"),
         ]
         self.vms = VMController(self.kube, config, self.libvirt)
         await self.vms.start()

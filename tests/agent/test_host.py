@@ -9,6 +9,7 @@ import platform
 import re
 import socket
 import subprocess
+import time
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -225,6 +226,17 @@ def write_mbr(image: Path, start: int, sectors: int) -> None:
         f.write(b"\x55\xaa")
 
 
+def drop_partitions(device: str) -> None:
+    """Remove the partitions the kernel knows of ``device`` (retrying: just after umount they may be busy)."""
+    sysfs = Path("/sys/block") / device.removeprefix("/dev/")
+    for _ in range(50):
+        if not any(p.name.startswith(sysfs.name + "p") for p in sysfs.iterdir()):
+            return
+        subprocess.run(["partx", "--delete", device], capture_output=True, check=False)
+        time.sleep(0.1)
+    raise AssertionError(f"could not remove the partitions of {device}")
+
+
 def run(*cmd: str) -> str:
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, f"{' '.join(cmd)} failed: {done.stderr}"
@@ -243,6 +255,7 @@ async def test_a_new_disk_with_a_partition_and_filesystem_is_reported(
     label = f"vt{uuid.uuid4().hex[:8]}"
     device = run("losetup", "--find", "--show", str(image))  # a loop device plays the disk
     try:
+        drop_partitions(device)  # a free loop device may still carry partitions an earlier user left behind
         run("partx", "--add", device)  # this kernel reads no partition tables itself; partx tells it
         run("mkfs.ext4", "-q", "-L", label, f"{device}p1")
         run("mount", f"{device}p1", str(mount_point))
@@ -268,8 +281,7 @@ async def test_a_new_disk_with_a_partition_and_filesystem_is_reported(
         finally:
             run("umount", str(mount_point))
     finally:
-        # Partitions added by partx outlive the loop device's detach here: remove them first.
-        subprocess.run(["partx", "--delete", device], capture_output=True, check=False)
+        drop_partitions(device)  # partitions added by partx outlive the loop device's detach here
         run("losetup", "-d", device)
 
     async def disk_gone() -> bool:
