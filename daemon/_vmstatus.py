@@ -7,17 +7,16 @@ the Scheduled condition belong to the operator and are never written here.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import libvirt  # type: ignore[import-untyped]
 
-from vapor.model import VirtualMachine, names
+from vapor.model import Condition, VirtualMachine, names
 
 ACTIVE = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED, libvirt.VIR_DOMAIN_PAUSED)
 RUNNING = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED)
 OFF = (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED, libvirt.VIR_DOMAIN_NOSTATE)
-Ready = tuple[str, str, str]  # status, reason, message
+Ready = tuple[Literal["True", "False", "Unknown"], str, str]  # status, reason, message
 
 
 def phase_of(state: int | None, strategy: str, stopping: bool) -> str:
@@ -67,20 +66,15 @@ def build(
         status["addresses"] = addresses
     if restart := restart_done or (previous.last_restart_request if previous else None):
         status["lastRestartRequest"] = restart
-    conditions = (previous.conditions or []) if previous else []
-    old = next((c for c in conditions if c.type == names.ConditionType.READY), None)
-    kept = old is not None and old.status == ready[0] and old.last_transition_time is not None
-    when = old.last_transition_time if kept and old is not None else None
-    status["conditions"] = [
-        {
-            "type": names.ConditionType.READY,
-            "status": ready[0],
-            "reason": ready[1],
-            "message": ready[2],
-            "observedGeneration": generation,
-            "lastTransitionTime": (when or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-    ]
+    ready_now = Condition.after(
+        vm.condition(names.ConditionType.READY),
+        type=names.ConditionType.READY,
+        status=ready[0],
+        reason=ready[1],
+        message=ready[2],
+        observed_generation=generation,
+    )
+    status["conditions"] = [ready_now.to_api()]
     return status
 
 
@@ -92,8 +86,10 @@ def unchanged(vm: VirtualMachine, status: dict[str, Any]) -> bool:
     for key in ("phase", "observedGeneration", "domainUuid", "addresses", "lastRestartRequest"):
         if stored.get(key) != status.get(key):
             return False
-    ready = next((c for c in stored.get("conditions") or [] if c.get("type") == names.ConditionType.READY), None)
-    wanted = status["conditions"][0]
-    return ready is not None and all(
-        ready.get(k) == wanted[k] for k in ("status", "reason", "message", "observedGeneration")
+    wanted = Condition.model_validate(status["conditions"][0])
+    current = vm.condition(names.ConditionType.READY)
+    return (
+        wanted.says_same_as(current)
+        and current is not None
+        and current.observed_generation == wanted.observed_generation
     )
