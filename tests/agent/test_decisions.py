@@ -149,3 +149,20 @@ def test_the_status_keeps_what_it_does_not_know_and_its_transition_time() -> Non
     assert _vmstatus.unchanged(stored, again)
     stopped = _vmstatus.build(stored, phase="Stopping", ready=("False", "Stopping", "no"), restart_done="r1")
     assert not _vmstatus.unchanged(stored, stopped) and stopped["lastRestartRequest"] == "r1"
+
+
+def test_kvm_is_used_only_when_qemus_user_may_open_the_device(tmp_path: Path) -> None:
+    import grp
+    import os
+
+    from vapor.agent._hypervisor import kvm_device_usable
+
+    device = tmp_path / "kvm"  # a file with the device's owner and mode stands in for /dev/kvm
+    device.write_bytes(b"")
+    os.chown(device, 0, 0)
+    device.chmod(0o600)
+    assert not kvm_device_usable(str(device))  # root only, as a fresh /dev/kvm here: QEMU must use TCG
+    os.chown(device, 0, grp.getgrnam("kvm").gr_gid)
+    device.chmod(0o660)
+    assert kvm_device_usable(str(device))  # group kvm, which QEMU's user belongs to
+    assert not kvm_device_usable(str(tmp_path / "missing"))
