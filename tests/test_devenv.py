@@ -79,3 +79,82 @@ def test_binary_named_by_environment_is_used_instead_of_building(tmp_path: Path,
     for name in ("kube-apiserver", "etcd", "kubectl"):
         assert (chosen / name).resolve() == (control_plane.bin_dir / name).resolve()
     assert "building" not in out.stderr
+
+
+def test_dev_runs_the_whole_system_until_interrupted(tmp_path: Path, control_plane: ControlPlane) -> None:
+    """`make dev`: control plane, operator, agent and gateway come up; Ctrl-C (SIGINT) stops all of it."""
+    import signal
+    import socket
+    import uuid
+
+    import httpx
+
+    from .support.pam import linux_accounts, pam_service
+    from .support.wait import wait_until
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    node = f"dev-{uuid.uuid4().hex[:6]}"
+    state = tmp_path / "state"
+    with linux_accounts() as accounts, pam_service() as service:
+        admins = accounts.group("admins")
+        user = accounts.user("dev", groups=(admins,))
+        env = {
+            **os.environ,
+            "VAPOR_PAM_SERVICE": service,
+            "VAPOR_ADMIN_GROUPS": admins,
+            "KUBE_APISERVER": str(control_plane.bin_dir / "kube-apiserver"),
+            "ETCD": str(control_plane.bin_dir / "etcd"),
+            "KUBECTL": str(control_plane.bin_dir / "kubectl"),
+        }
+        with (tmp_path / "dev.log").open("wb") as log:
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "vapor.devenv",
+                    "dev",
+                    "--state-dir",
+                    str(state),
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--node-name",
+                    node,
+                ],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        url = f"http://127.0.0.1:{port}/api/v1"
+        try:
+            wait_until(lambda: _status(f"{url}/hosts") == 401, 120, what="the gateway")
+            login = httpx.post(f"{url}/auth/login", json={"username": user.name, "password": user.password})
+            assert login.status_code == 200, login.text
+            auth = {"Authorization": f"Bearer {login.json()['data']['token']}"}
+            wait_until(
+                lambda: any(
+                    h["name"] == node and h["status"] == "connected"
+                    for h in httpx.get(f"{url}/hosts", headers=auth).json()["data"]["hosts"]
+                ),
+                90,
+                what="this machine's Host, connected",
+            )
+        finally:
+            proc.send_signal(signal.SIGINT)
+            code = proc.wait(90)
+    assert code == 0, (tmp_path / "dev.log").read_text()[-3000:]
+    assert _status(f"{url}/hosts") is None, "the gateway is gone"
+    assert not ControlPlane(state).running()
+    leftover = subprocess.run(["pgrep", "-f", node], capture_output=True, text=True).stdout.split()
+    assert not leftover, "the agent is gone"
+
+
+def _status(url: str) -> int | None:
+    import httpx
+
+    try:
+        return httpx.get(url, timeout=2).status_code
+    except httpx.HTTPError:
+        return None

@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -30,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=Path(os.environ.get("VAPOR_STATE_DIR", DEFAULT_STATE)),
         help="where certificates, data, logs and the kubeconfig live (default: .vapor/cluster)",
+    )
+    parser.add_argument("--bind", default="127.0.0.1:8080", help="gateway address in dev (default 127.0.0.1:8080)")
+    parser.add_argument(
+        "--node-name", default=socket.gethostname().split(".")[0], help="this machine's Host name in dev"
     )
     args = parser.parse_args(argv)
     logging.basicConfig(
