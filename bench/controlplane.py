@@ -16,7 +16,8 @@ from pathlib import Path
 from kubernetes import client, config
 
 from vapor.devenv import ControlPlane
-from vapor.model import DiskSpec, NetworkSpec, ObjectMeta, VirtualMachine, VirtualMachineSpec
+
+from ._samples import typical_vm
 
 N = 300
 
@@ -48,23 +49,13 @@ def main() -> None:
             api = client.ApiClient(config.new_client_from_config(str(cp.kubeconfig)).configuration)
             custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
             core.create_namespace({"metadata": {"name": "bench"}})
-            vm = VirtualMachine(
-                metadata=ObjectMeta(namespace="bench"),
-                spec=VirtualMachineSpec(
-                    memory="512Mi",
-                    cpu=2,
-                    run_strategy="Running",
-                    disks=[DiskSpec(name="root", size="10Gi", boot_order=1)],
-                    networks=[NetworkSpec(name="lan", source="default")],
-                ),
-            ).to_api()
 
             def create_vm(i: int) -> object:
-                body = {**vm, "metadata": {"name": f"vm-{i}", "namespace": "bench"}}
+                body = typical_vm(f"vm-{i}", "bench")
                 return custom.create_namespaced_custom_object("vapor.io", "v1alpha1", "bench", "virtualmachines", body)
 
             def create_cm(i: int) -> object:
-                body = {"metadata": {"name": f"cm-{i}"}, "data": {"spec": str(vm["spec"])}}
+                body = {"metadata": {"name": f"cm-{i}"}, "data": {"spec": str(typical_vm("x", "bench")["spec"])}}
                 return core.create_namespaced_config_map("bench", body)
 
             _timed(20, lambda i: create_cm(10_000 + i))  # warm the connection pool

@@ -33,7 +33,9 @@ from kubernetes import client, config
 from vapor.devenv import ControlPlane
 from vapor.gateway._tokens import TokenSigner, load_signing_key
 from vapor.kube import Kube
-from vapor.model import DiskSpec, NetworkSpec, ObjectMeta, VirtualMachine, VirtualMachineSpec
+from vapor.model import VirtualMachine
+
+from ._samples import typical_vm
 
 N_VMS = 1000
 CONNECTIONS = 8
@@ -146,19 +148,9 @@ def _apiserver_target(kubeconfig: Path, tmp: Path, headers: dict[str, str] | Non
 def _create_vms(api: client.ApiClient) -> None:
     custom, core = client.CustomObjectsApi(api), client.CoreV1Api(api)
     core.create_namespace({"metadata": {"name": "bench"}})
-    body = VirtualMachine(
-        metadata=ObjectMeta(namespace="bench"),
-        spec=VirtualMachineSpec(
-            memory="512Mi",
-            cpu=2,
-            run_strategy="Running",
-            disks=[DiskSpec(name="root", size="10Gi", boot_order=1)],
-            networks=[NetworkSpec(name="lan", source="default")],
-        ),
-    ).to_api()
 
     def create(i: int) -> Any:
-        vm = {**body, "metadata": {"name": f"vm-{i:04d}", "namespace": "bench"}}
+        vm = typical_vm(f"vm-{i:04d}", "bench")
         return custom.create_namespaced_custom_object("vapor.io", "v1alpha1", "bench", "virtualmachines", vm)
 
     with ThreadPoolExecutor(4) as pool:
