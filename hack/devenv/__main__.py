@@ -85,7 +85,7 @@ def _dev(cp: ControlPlane, *, bind: str, node_name: str) -> int:
             log.info("Try: kubectl apply -k examples/ && kubectl get vapor   (Ctrl-C stops everything)")
             while not stop.wait(1.0):
                 for name in stack.died():
-                    log.error("%s exited; its log: %s", name, stack.components[name].log)
+                    log.error("%s exited; its log: %s", name, stack.components[name].log_path)
                     stop.set()
         log.info("stopped")
     return 0

@@ -23,7 +23,7 @@ class Component:
     ) -> None:
         self.module = module
         self.args = args
-        self.log = log
+        self.log_path = log
         self.env = {**os.environ, **(env or {})}
         self.echo = echo
         self.proc: subprocess.Popen[bytes] | None = None
@@ -31,8 +31,8 @@ class Component:
 
     def start(self) -> Component:
         """Start it (again)."""
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        out: IO[bytes] | int = self.log.open("ab") if not self.echo else subprocess.PIPE
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        out: IO[bytes] | int = self.log_path.open("ab") if not self.echo else subprocess.PIPE
         self.proc = subprocess.Popen(
             [sys.executable, "-m", self.module, *self.args],
             stdout=out,
@@ -50,17 +50,19 @@ class Component:
 
     def _copy(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        with self.log.open("ab") as logfile:
+        with self.log_path.open("ab") as logfile:
             for line in self.proc.stdout:
                 logfile.write(line)
                 logfile.flush()
                 sys.stdout.write(f"{self.echo:>9} | {line.decode(errors='replace')}")
                 sys.stdout.flush()
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
-        """Stop it; ``sig=signal.SIGKILL`` simulates a crash."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        """Stop it (SIGKILL after ``timeout``); ``sig=signal.SIGKILL`` simulates a crash. The exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            return self.proc.returncode
         os.killpg(self.proc.pid, sig)
         try:
             self.proc.wait(timeout)
@@ -69,6 +71,22 @@ class Component:
             self.proc.wait(5)
         if self._pump:
             self._pump.join(timeout=2)
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        """End it at once, as a crash would."""
+        self.stop(signal.SIGKILL)
+
+    def restart(self) -> Component:
+        """Stop it gracefully and start it again."""
+        self.stop()
+        return self.start()
+
+    def __enter__(self) -> Component:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def running(self) -> bool:
         """Whether the process is alive."""
@@ -77,6 +95,6 @@ class Component:
     def tail(self, lines: int = 40) -> str:
         """The end of its log, for error messages."""
         try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""

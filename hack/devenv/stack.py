@@ -7,21 +7,13 @@ systemd runs it as a service; the development machines here do not).
 from __future__ import annotations
 
 import logging
-import subprocess
 from pathlib import Path
 from types import TracebackType
 
+from .libvirtd import Libvirtd
 from .processes import Component
 
 log = logging.getLogger("vapor.devenv")
-
-
-def _libvirtd_running() -> bool:
-    return (
-        Path("/run/libvirt/libvirt-sock").exists()
-        and subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True, timeout=30).returncode
-        == 0
-    )
 
 
 class Stack:
@@ -30,7 +22,7 @@ class Stack:
     def __init__(self, state_dir: Path, env: dict[str, str], *, bind: str, node_name: str) -> None:
         logs = state_dir / "logs"
         agent_dir = state_dir / "agent"
-        self.started_libvirtd = False
+        self.libvirtd = Libvirtd()
         self.components = {
             "operator": Component("vapor.operator", [], logs / "operator.log", env, echo="operator"),
             "agent": Component(
@@ -44,11 +36,7 @@ class Stack:
         }
 
     def __enter__(self) -> Stack:
-        if not _libvirtd_running():
-            log.info("no libvirtd answers on this machine; starting virtlogd and libvirtd")
-            for daemon in ("virtlogd", "libvirtd"):
-                subprocess.run([daemon, "-d"], check=True)
-            self.started_libvirtd = True
+        self.libvirtd.start()  # the machine's own, or one started now when none answers
         for component in self.components.values():
             component.start()
         return self
@@ -62,6 +50,4 @@ class Stack:
     ) -> None:
         for component in reversed(self.components.values()):
             component.stop()
-        if self.started_libvirtd:
-            subprocess.run(["pkill", "-x", "libvirtd"], check=False)
-            subprocess.run(["pkill", "-x", "virtlogd"], check=False)
+        self.libvirtd.stop()  # only if it was started here

@@ -152,21 +152,3 @@ async def host_of(kube: Kube, node: str) -> Host | None:
         return await kube.resources(Host).get(node)
     except NotFound:
         return None
-
-
-async def eventually(probe: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    """Await ``probe()`` (sync or async) until it returns something truthy; fail after ``timeout`` seconds."""
-    import asyncio
-    import inspect
-    import time
-
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if inspect.isawaitable(last):
-            last = await last
-        if last:
-            return last
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what or 'the condition'} (last: {last!r})")

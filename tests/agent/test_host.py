@@ -23,7 +23,8 @@ from vapor.model import Host, HostSpec, ObjectMeta, names, quantity_bytes
 from vapor.model.host import DiskStatus
 
 from ..support.agent import AgentProcess
-from .conftest import eventually, host_of
+from ..support.wait import eventually
+from .conftest import host_of
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 

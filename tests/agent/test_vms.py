@@ -20,7 +20,8 @@ from vapor.model import VirtualMachine, names
 
 from ..conftest import Kubectl
 from ..support.agent import AgentProcess
-from .conftest import eventually, place_vm
+from ..support.wait import eventually
+from .conftest import place_vm
 
 VAPOR_NS = "https://vapor.io/xmlns/domain/v1alpha1"
 

@@ -26,7 +26,8 @@ from vapor.gateway import create_app
 from vapor.gateway._guard import ROLE_ATTRIBUTE
 
 from ..conftest import Kubectl
-from .conftest import Users, bearer, eventually, login
+from ..support.wait import eventually
+from .conftest import Users, bearer, login
 
 PUBLIC = {"auth.login", "auth.refresh"}
 SCHEMA_ROUTES = {"openapi", "swagger_ui"}

@@ -11,7 +11,8 @@ from quart.typing import TestClientProtocol as Client
 from vapor.gateway import create_app
 
 from ..conftest import Kubectl
-from .conftest import Users, bearer, eventually, login
+from ..support.wait import eventually
+from .conftest import Users, bearer, login
 
 
 async def test_login_returns_the_fields_of_both_documents(client: Client, users: Users) -> None:

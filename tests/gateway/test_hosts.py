@@ -15,7 +15,8 @@ from vapor.kube import Kube
 from vapor.model import Host
 
 from ..conftest import Kubectl
-from .conftest import Users, bearer, eventually, login
+from ..support.wait import eventually
+from .conftest import Users, bearer, login
 
 INVENTORY: dict[str, Any] = {
     "hostname": "node-1.example.org",

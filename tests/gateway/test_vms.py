@@ -19,7 +19,8 @@ from vapor.kube import Kube
 from vapor.model.names import REQUESTED_BY_ANNOTATION, RESTART_ANNOTATION, STOP_MODE_ANNOTATION
 
 from ..conftest import Kubectl
-from .conftest import StandInAgent, Users, bearer, eventually, login
+from ..support.wait import eventually
+from .conftest import StandInAgent, Users, bearer, login
 
 
 def vm_manifest(name: str, namespace: str, **spec: Any) -> dict[str, Any]:

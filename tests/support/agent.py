@@ -10,13 +10,11 @@ state folder must be reachable by QEMU's user: see ``qemu_reachable_dir()``.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
-from types import TracebackType
+
+from vapor.devenv.processes import Component
 
 
 def qemu_reachable_dir(prefix: str = "vapor-agent-test-") -> Path:
@@ -29,7 +27,7 @@ def qemu_reachable_dir(prefix: str = "vapor-agent-test-") -> Path:
     return path
 
 
-class AgentProcess:
+class AgentProcess(Component):
     """One ``vapor-agent`` process for one node name."""
 
     def __init__(
@@ -48,8 +46,7 @@ class AgentProcess:
     ) -> None:
         self.node_name = node_name
         self.state_dir = Path(state_dir)
-        self.log_path = self.state_dir / "agent.log"
-        self.args = [
+        args = [
             "--node-name", node_name,
             "--kubeconfig", str(kubeconfig),
             "--libvirt-uri", libvirt_uri,
@@ -61,55 +58,16 @@ class AgentProcess:
             "--log-level", "DEBUG",
             *extra_args,
         ]  # fmt: skip
-        self.env = {**os.environ, **(env or {})}
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__("vapor.agent", args, self.state_dir / "agent.log", env)
 
     @property
     def storage_dir(self) -> Path:
         """Where this agent creates disk images (the default under its state folder)."""
         return self.state_dir / "disks"
 
-    def start(self) -> AgentProcess:
-        """Start the agent (again); its log is appended to ``log_path``."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "vapor.agent", *self.args],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                start_new_session=True,
-            )
-        return self
-
-    def running(self) -> bool:
-        """Whether the process is alive."""
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 20.0) -> int | None:
-        """SIGTERM, then SIGKILL after ``timeout``; the exit code (None if it never ran)."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
-
-    def kill(self) -> None:
-        """End the agent at once, as a crash would."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def restart(self) -> AgentProcess:
-        """Stop gracefully and start again with the same state folder."""
-        self.stop()
-        return self.start()
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        """SIGTERM (as a DaemonSet would), SIGKILL after ``timeout``; the exit code (None if it never ran)."""
+        return super().stop(sig, timeout)
 
     def log(self) -> str:
         """Everything the agent logged so far."""
@@ -117,11 +75,3 @@ class AgentProcess:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
-
-    def __enter__(self) -> AgentProcess:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
