@@ -35,7 +35,14 @@ class Fleet:
         self.beats: dict[str, HeartbeatStandIn] = {}
 
     def host(
-        self, name: str, cpu: int, memory: str, *, ready: bool = True, maintenance: bool = False, lease_seconds: int = 15
+        self,
+        name: str,
+        cpu: int,
+        memory: str,
+        *,
+        ready: bool = True,
+        maintenance: bool = False,
+        lease_seconds: int = 15,
     ) -> str:
         full = f"{name}-{self.run}"
         self.kubectl.apply(
