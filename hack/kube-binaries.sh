@@ -3,7 +3,8 @@
 # Go modules through the module proxy (the way controller-runtime's envtest
 # provides its binaries), and cached so that later runs start at once.
 #
-# Usage: hack/kube-binaries.sh   # build what is missing; print the folder holding the three
+# Usage: hack/kube-binaries.sh        # build what is missing; print the folder holding the three
+#        hack/kube-binaries.sh helm   # the same for helm alone: print the folder holding it
 #
 # Environment:
 #   VAPOR_CACHE          cache root (default: ~/.cache/vapor); Go's build and
@@ -14,10 +15,15 @@
 #   KUBE_APISERVER, ETCD, KUBECTL
 #                        use these binaries instead of building; a binary on
 #                        PATH is used too when it is exactly the pinned version
+#   HELM_VERSION         helm release for `helm` (default below), built from
+#                        helm.sh/helm/v3 cmd/helm; HELM names a binary to use
+#                        instead, and one on PATH is used when it is exactly
+#                        the pinned version, as for the three above
 set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-v1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.4}
+HELM_VERSION=${HELM_VERSION:-v3.19.5}
 CACHE=${VAPOR_CACHE:-$HOME/.cache/vapor}
 BIN="$CACHE/bin/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
 
@@ -39,6 +45,52 @@ version_of() {  # name path
   esac
 }
 pinned() { [[ $1 == etcd ]] && echo "$ETCD_VERSION" || echo "$KUBE_VERSION"; }
+
+# `helm` apart from the three, so that the control plane never waits for it:
+# the environment, else PATH at exactly the pinned version, else our build.
+if [[ ${1:-} == helm ]]; then
+  helm_bin="$CACHE/bin/helm-$HELM_VERSION"
+  helm_version() { "$1" version --template '{{.Version}}' 2>/dev/null || true; }
+  helm_link() {  # path: a folder holding only a link named helm to it
+    local dir
+    dir="$CACHE/bin/helm-chosen-$(echo "$1" | sha256sum | cut -c1-12)"
+    mkdir -p "$dir" && ln -sfn "$1" "$dir/helm" && echo "$dir"
+  }
+  if [[ -n ${HELM:-} ]]; then
+    [[ -x $HELM ]] || { log "HELM=$HELM is not an executable file"; exit 1; }
+    helm_link "$(readlink -f "$HELM")"; exit 0
+  elif [[ -x $helm_bin/helm ]]; then
+    echo "$helm_bin"; exit 0
+  elif onpath=$(command -v helm) && [[ $(helm_version "$onpath") == "$HELM_VERSION" ]]; then
+    log "using $onpath from PATH ($HELM_VERSION)"
+    helm_link "$(readlink -f "$onpath")"; exit 0
+  fi
+  command -v go >/dev/null || { log "go is needed to build helm"; exit 1; }
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' EXIT
+  start=$(date +%s)
+  log "building helm from helm.sh/helm/v3 $HELM_VERSION (first build: a few minutes)"
+  cd "$work"
+  go mod init vapor.local/helm-build >/dev/null 2>&1
+  go mod edit -require="helm.sh/helm/v3@$HELM_VERSION"
+  # Build into a temporary name and move it in place, so that an interrupted
+  # build never leaves a binary that the next run would take as finished.
+  mkdir -p "$helm_bin"
+  # helm's own Makefile stamps the Kubernetes version of its client libraries
+  # (used for .Capabilities.KubeVersion and kubeVersion checks when no
+  # cluster is asked); without it helm would assume v1.20.
+  client_go=$(go list -m -f '{{.Version}}' k8s.io/client-go)  # v0.34.2
+  kube_minor=$(echo "$client_go" | cut -d. -f2)
+  pkg=helm.sh/helm/v3
+  go build -trimpath -o "$helm_bin/helm.partial" \
+    -ldflags "-s -w -X $pkg/internal/version.version=$HELM_VERSION -X $pkg/internal/version.gitTreeState=clean
+      -X $pkg/pkg/lint/rules.k8sVersionMajor=1 -X $pkg/pkg/lint/rules.k8sVersionMinor=$kube_minor
+      -X $pkg/pkg/chartutil.k8sVersionMajor=1 -X $pkg/pkg/chartutil.k8sVersionMinor=$kube_minor" \
+    $pkg/cmd/helm
+  mv "$helm_bin/helm.partial" "$helm_bin/helm"
+  log "built helm in $(( $(date +%s) - start ))s into $helm_bin"
+  echo "$helm_bin"; exit 0
+fi
 
 # Which binary to use for each name: one named by the environment, else one
 # on PATH that is exactly the pinned version, else our build in $BIN.

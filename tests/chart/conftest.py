@@ -1,0 +1,84 @@
+"""Fixtures of the chart tests: the pinned helm, rendering, and releases that always go away.
+
+helm comes from ``hack/kube-binaries.sh helm`` (built once from its Go module,
+cached under ~/.cache/vapor), with its own config, cache and data folders in a
+temporary folder so that nothing of the user's helm setup is read or changed.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from vapor.devenv import ControlPlane
+
+REPO = Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "vapor"
+
+
+@dataclass
+class Helm:
+    """The pinned helm, pointed at the session's control plane."""
+
+    path: Path
+    env: dict[str, str]
+    kubeconfig: Path
+
+    def __call__(self, *args: str, check: bool = True, cluster: bool = False) -> subprocess.CompletedProcess[str]:
+        cmd = [str(self.path), *args]
+        if cluster:
+            cmd += ["--kubeconfig", str(self.kubeconfig)]
+        result = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=180, cwd=REPO)
+        if check and result.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed (exit {result.returncode}):\n{result.stderr}")
+        return result
+
+    def template(self, release: str, namespace: str, *values: str) -> str:
+        """The manifests the chart renders (``values``: extra helm flags such as --set a=b)."""
+        return self("template", release, str(CHART), "--namespace", namespace, *values).stdout
+
+    def objects(self, release: str, namespace: str, *values: str) -> list[dict[str, Any]]:
+        return [doc for doc in yaml.safe_load_all(self.template(release, namespace, *values)) if doc]
+
+
+@pytest.fixture(scope="session")
+def helm(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    folder = subprocess.run(
+        ["bash", str(REPO / "hack" / "kube-binaries.sh"), "helm"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+    ).stdout.strip()
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {
+        **os.environ,
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_DATA_HOME": str(home / "data"),
+        # kubectl kustomize --enable-helm finds helm on PATH; so does kubectl.
+        "PATH": f"{folder}:{control_plane.bin_dir}:{os.environ.get('PATH', '')}",
+    }
+    env.pop("KUBECONFIG", None)
+    return Helm(Path(folder) / "helm", env, control_plane.kubeconfig)
+
+
+def release_name() -> str:
+    """A release name no other test uses (its ClusterRoles are named after it)."""
+    return f"v{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def release(helm: Helm, namespace: str) -> Iterator[str]:
+    """A release name in the test's namespace, uninstalled (if installed) after the test."""
+    name = release_name()
+    yield name
+    helm("uninstall", name, "--namespace", namespace, "--ignore-not-found", cluster=True, check=False)

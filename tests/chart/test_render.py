@@ -1,0 +1,207 @@
+"""The chart on its own: lint, rendering with default and other values, the values schema, one CRD source.
+
+No cluster is asked here; what the rendered objects are worth to an API server
+is in test_install.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import CHART, REPO, Helm
+
+pytestmark = pytest.mark.chart
+
+OTHER_VALUES = [
+    "--set", "image.repository=registry.example.com/vapor",
+    "--set", "image.tag=1.2.3",
+    "--set", "imagePullSecrets[0]=pull-me",
+    "--set", "commonLabels.team=infra",
+    "--set", "operator.verbose=true",
+    "--set", "operator.healthInterval=2",
+    "--set", "agent.logFormat=text",
+    "--set", "agent.nodeSelector.vapor\\.io/hypervisor=yes",
+    "--set", "gateway.replicas=3",
+    "--set", "gateway.hostUsers=true",
+    "--set", "gateway.rateLimit=0",
+    "--set", "gateway.service.type=NodePort",
+    "--set", "gateway.service.nodePort=30080",
+    "--set", "gateway.ingress.enabled=true",
+    "--set", "gateway.ingress.host=vapor.test",
+    "--set", "gateway.ingress.tlsSecretName=vapor-tls",
+]  # fmt: skip
+
+
+def by_kind(objects: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objects}
+
+
+def container(obj: dict[str, Any]) -> dict[str, Any]:
+    return dict(obj["spec"]["template"]["spec"]["containers"][0])
+
+
+def env_of(obj: dict[str, Any]) -> dict[str, str]:
+    return {e["name"]: e.get("value", "<from>") for e in container(obj).get("env", [])}
+
+
+def test_lint_passes_with_default_and_other_values(helm: Helm) -> None:
+    assert "0 chart(s) failed" in helm("lint", str(CHART), "--strict").stdout
+    assert "0 chart(s) failed" in helm("lint", str(CHART), "--strict", *OTHER_VALUES).stdout
+
+
+def test_defaults_render_one_object_set_per_component(helm: Helm) -> None:
+    objects = by_kind(helm.objects("vapor", "vapor-system"))
+    assert set(objects) == {
+        ("ServiceAccount", "vapor-operator"),
+        ("ClusterRole", "vapor-operator"),
+        ("ClusterRoleBinding", "vapor-operator"),
+        ("Deployment", "vapor-operator"),
+        ("ServiceAccount", "vapor-agent"),
+        ("ClusterRole", "vapor-agent"),
+        ("ClusterRoleBinding", "vapor-agent"),
+        ("Role", "vapor-agent"),
+        ("RoleBinding", "vapor-agent"),
+        ("DaemonSet", "vapor-agent"),
+        ("ServiceAccount", "vapor-gateway"),
+        ("ClusterRole", "vapor-gateway"),
+        ("ClusterRoleBinding", "vapor-gateway"),
+        ("Role", "vapor-gateway"),
+        ("RoleBinding", "vapor-gateway"),
+        ("Deployment", "vapor-gateway"),
+        ("Service", "vapor-gateway"),
+    }
+    # No Secret: the gateway makes its signing key once, so upgrades keep it.
+    assert not any(kind == "Secret" for kind, _ in objects)
+    for component in ("operator", "gateway"):
+        deployment = objects[("Deployment", f"vapor-{component}")]
+        assert container(deployment)["image"] == "ghcr.io/vapor/vapor:0.1.0"
+        assert container(deployment)["command"] == [f"vapor-{component}"]
+        assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == f"vapor-{component}"
+    operator = objects[("Deployment", "vapor-operator")]
+    assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"] == {"type": "Recreate"}
+    assert "--peering" not in container(operator)["args"]
+    gateway = objects[("Deployment", "vapor-gateway")]
+    assert env_of(gateway)["VAPOR_SECRET_NAMESPACE"] == "vapor-system"
+    assert gateway["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert objects[("Service", "vapor-gateway")]["spec"]["ports"][0]["targetPort"] == "http"
+
+
+def test_agent_runs_privileged_on_the_node_with_its_paths(helm: Helm) -> None:
+    agent = by_kind(helm.objects("vapor", "vapor-system"))[("DaemonSet", "vapor-agent")]
+    pod = agent["spec"]["template"]["spec"]
+    assert pod["hostNetwork"] is True and pod["hostPID"] is True
+    assert container(agent)["securityContext"]["privileged"] is True
+    assert container(agent)["command"] == ["vapor-agent"]
+    assert "--lease-namespace=vapor-system" in container(agent)["args"]
+    node_name = next(e for e in container(agent)["env"] if e["name"] == "NODE_NAME")
+    assert node_name["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+    host_paths = {v["hostPath"]["path"] for v in pod["volumes"]}
+    assert {
+        "/var/run/libvirt",
+        "/dev",
+        "/run/udev",
+        "/etc",
+        "/var/log/journal",
+        "/run/systemd/journal",
+        "/proc",
+        "/sys",
+        "/var/lib/vapor",
+    } <= host_paths
+    mounts = {m["name"]: m["mountPath"] for m in container(agent)["volumeMounts"]}
+    assert mounts["etc"] == "/host/etc" and mounts["machine-id"] == "/etc/machine-id"
+    assert mounts["state"] == "/var/lib/vapor"
+
+
+def test_other_values_reach_the_objects(helm: Helm) -> None:
+    objects = by_kind(helm.objects("edge", "infra", *OTHER_VALUES))
+    gateway = objects[("Deployment", "edge-vapor-gateway")]
+    assert gateway["spec"]["replicas"] == 3
+    assert container(gateway)["image"] == "registry.example.com/vapor:1.2.3"
+    assert gateway["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "pull-me"}]
+    assert gateway["metadata"]["labels"]["team"] == "infra"
+    assert env_of(gateway)["VAPOR_RATE_LIMIT"] == "0"
+    assert env_of(gateway)["VAPOR_SECRET_NAMESPACE"] == "infra"
+    # hostUsers: the node's user files, read-only, and root to read the shadow file.
+    assert gateway["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 0
+    assert {m["mountPath"] for m in container(gateway)["volumeMounts"] if m.get("readOnly")} == {
+        "/etc/passwd",
+        "/etc/group",
+        "/etc/shadow",
+    }
+    operator = objects[("Deployment", "edge-vapor-operator")]
+    assert "--verbose" in container(operator)["args"]
+    assert env_of(operator)["VAPOR_HEALTH_INTERVAL"] == "2"
+    agent = objects[("DaemonSet", "edge-vapor-agent")]
+    assert "--log-format=text" in container(agent)["args"]
+    assert agent["spec"]["template"]["spec"]["nodeSelector"] == {"vapor.io/hypervisor": "yes"}
+    service = objects[("Service", "edge-vapor-gateway")]
+    assert service["spec"]["type"] == "NodePort" and service["spec"]["ports"][0]["nodePort"] == 30080
+    ingress = objects[("Ingress", "edge-vapor-gateway")]
+    assert ingress["spec"]["rules"][0]["host"] == "vapor.test"
+    assert ingress["spec"]["tls"] == [{"hosts": ["vapor.test"], "secretName": "vapor-tls"}]
+
+
+def test_a_digest_pins_the_image(helm: Helm) -> None:
+    digest = "sha256:" + "ab" * 32
+    objects = helm.objects("vapor", "vapor-system", "--set", f"image.digest={digest}")
+    images = {container(o)["image"] for o in objects if o["kind"] in ("Deployment", "DaemonSet")}
+    assert images == {f"ghcr.io/vapor/vapor@{digest}"}
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--set", "gateway.replcas=2"], "at '/gateway': additional properties 'replcas' not allowed"),
+        (["--set", "gateway.replicas=-1"], "at '/gateway/replicas': minimum: got -1, want 0"),
+        (["--set", "agent.logFormat=xml"], "at '/agent/logFormat': value must be one of 'json', 'text'"),
+        (["--set", "agent.reservedMemory=lots"], "at '/agent/reservedMemory'"),
+        (["--set", "gateway.service.type=External"], "at '/gateway/service/type'"),
+        (["--set", "colour=blue"], "additional properties 'colour' not allowed"),
+    ],
+)
+def test_the_schema_rejects_bad_values(helm: Helm, flags: list[str], message: str) -> None:
+    result = helm("template", "vapor", str(CHART), *flags, check=False)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr
+    assert message in result.stderr
+
+
+def test_every_value_is_commented() -> None:
+    """Each key the schema defines has a comment line right above it."""
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    path: list[tuple[int, str]] = []  # (indent, key) of the keys enclosing the current line
+    for number, line in enumerate(lines):
+        match = re.match(r"^( *)([A-Za-z][A-Za-z0-9]*):", line)
+        if not match:
+            continue
+        indent, key = len(match[1]), match[2]
+        path = [(i, k) for i, k in path if i < indent]
+        node = schema
+        for _, parent in path:
+            node = node.get("properties", {}).get(parent, {})
+        path.append((indent, key))
+        if key not in node.get("properties", {}) or any(k == "resources" for _, k in path[:-1]):
+            continue  # inside a Kubernetes structure (resources, nodeSelector): Kubernetes documents it
+        above = lines[number - 1].strip() if number else ""
+        assert above.startswith("#"), f"values.yaml:{number + 1} has no comment right above it: {line.strip()}"
+
+
+def test_the_chart_takes_its_crds_from_the_one_source(helm: Helm, tmp_path: Path) -> None:
+    """charts/vapor/crds is a link to crds/, and helm packages what it points to."""
+    link = CHART / "crds"
+    assert link.is_symlink() and link.resolve() == (REPO / "crds").resolve()
+    helm("package", str(CHART), "--destination", str(tmp_path))
+    with tarfile.open(tmp_path / "vapor-0.1.0.tgz") as archive:
+        packaged = {
+            Path(m.name).name: archive.extractfile(m).read()  # type: ignore[union-attr]
+            for m in archive.getmembers()
+            if m.name.startswith("vapor/crds/")
+        }
+    assert packaged == {p.name: p.read_bytes() for p in sorted((REPO / "crds").glob("*.yaml"))}
