@@ -1,0 +1,254 @@
+"""Each component's rendered ServiceAccount has what the component uses, and no more.
+
+The chart is installed with helm into the test's namespace; ``kubectl auth
+can-i --as=system:serviceaccount:...`` asks the real API server (RBAC on) for
+each permission. Then the gateway and the operator run as real processes with
+a token of their own ServiceAccount (TokenRequest), so a missing verb shows
+up as a failure of the component itself.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.conftest import Kubectl
+from tests.support.pam import linux_accounts, pam_service
+from tests.support.processes import ComponentProcess
+from tests.support.wait import wait_until
+from vapor.devenv import ControlPlane
+
+from .conftest import CHART, Helm
+
+pytestmark = pytest.mark.chart
+
+# (verb, resource, where): where is "release" (the release namespace), "other"
+# (a namespace of the cluster that is not the release's), or "cluster".
+Check = tuple[str, str, str]
+
+MAY: dict[str, list[Check]] = {
+    "operator": [
+        *((verb, "hosts.vapor.io", "cluster") for verb in ("get", "list", "watch", "patch")),
+        ("patch", "hosts.vapor.io/status", "cluster"),
+        *((verb, "virtualmachines.vapor.io", "other") for verb in ("get", "list", "watch", "patch")),
+        ("patch", "virtualmachines.vapor.io/status", "other"),
+        ("list", "migrations.vapor.io", "cluster"),
+        ("watch", "mounts.vapor.io", "cluster"),
+        ("list", "leases.coordination.k8s.io", "cluster"),
+        ("watch", "leases.coordination.k8s.io", "release"),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io", "cluster"),
+        ("create", "events.events.k8s.io", "other"),
+        ("create", "events", "other"),
+    ],
+    "agent": [
+        *((verb, "hosts.vapor.io", "cluster") for verb in ("get", "list", "watch", "create", "patch")),
+        ("patch", "hosts.vapor.io/status", "cluster"),
+        *((verb, "virtualmachines.vapor.io", "other") for verb in ("get", "list", "watch", "patch")),
+        ("patch", "virtualmachines.vapor.io/status", "other"),
+        *((verb, "leases.coordination.k8s.io", "release") for verb in ("get", "create", "patch")),
+        ("create", "events.events.k8s.io", "other"),
+    ],
+    "gateway": [
+        *((verb, "hosts.vapor.io", "cluster") for verb in ("get", "list", "watch")),
+        *(
+            (verb, "virtualmachines.vapor.io", "other")
+            for verb in ("get", "list", "watch", "create", "patch", "delete")
+        ),
+        *((verb, "secrets", "release") for verb in ("get", "list", "create", "update", "patch", "delete")),
+        ("create", "events.events.k8s.io", "other"),
+    ],
+}
+
+MUST_NOT: dict[str, list[Check]] = {
+    "operator": [
+        ("get", "secrets", "release"),
+        ("list", "secrets", "cluster"),
+        ("delete", "hosts.vapor.io", "cluster"),
+        ("create", "virtualmachines.vapor.io", "other"),
+        ("delete", "virtualmachines.vapor.io", "other"),
+        ("create", "leases.coordination.k8s.io", "release"),
+        ("patch", "mounts.vapor.io", "cluster"),
+        ("create", "pods", "other"),
+    ],
+    "agent": [
+        ("get", "secrets", "release"),
+        ("list", "secrets", "release"),
+        ("get", "secrets", "other"),
+        ("delete", "hosts.vapor.io", "cluster"),
+        ("create", "virtualmachines.vapor.io", "other"),
+        ("delete", "virtualmachines.vapor.io", "other"),
+        ("create", "leases.coordination.k8s.io", "other"),
+        ("list", "leases.coordination.k8s.io", "cluster"),
+        ("create", "pods", "other"),
+    ],
+    "gateway": [
+        ("delete", "hosts.vapor.io", "cluster"),
+        ("patch", "hosts.vapor.io", "cluster"),
+        ("create", "hosts.vapor.io", "cluster"),
+        ("patch", "virtualmachines.vapor.io/status", "other"),
+        ("get", "secrets", "other"),
+        ("create", "secrets", "other"),
+        ("list", "secrets", "cluster"),
+        ("get", "secrets", "kube-system"),
+        ("create", "leases.coordination.k8s.io", "release"),
+        ("create", "namespaces", "cluster"),
+        ("create", "pods", "other"),
+    ],
+}
+
+
+def can_i(kubectl: Kubectl, account: str, check: Check, release_ns: str) -> bool:
+    verb, resource, where = check
+    resource, _, sub = resource.partition("/")
+    args = ["auth", "can-i", verb, resource, f"--as={account}"]
+    args += [f"--subresource={sub}"] if sub else []
+    if where == "release":
+        args += ["-n", release_ns]
+    elif where == "other":
+        args += ["-n", "default"]
+    elif where == "kube-system":
+        args += ["-n", "kube-system"]
+    else:
+        args += ["--all-namespaces"]
+    answer = kubectl(*args, check=False)
+    assert answer.stdout.strip() in ("yes", "no"), answer.stderr
+    return answer.stdout.strip() == "yes"
+
+
+@pytest.fixture
+def installed(helm: Helm, namespace: str, release: str) -> str:
+    helm("install", release, str(CHART), "--namespace", namespace, cluster=True)
+    return release
+
+
+@pytest.mark.parametrize("component", ["operator", "agent", "gateway"])
+def test_each_account_may_do_what_it_needs_and_nothing_else(
+    kubectl: Kubectl, namespace: str, installed: str, component: str
+) -> None:
+    account = f"system:serviceaccount:{namespace}:{installed}-vapor-{component}"
+    missing = [c for c in MAY[component] if not can_i(kubectl, account, c, namespace)]
+    assert missing == [], f"{component} lacks what it needs"
+    extra = [c for c in MUST_NOT[component] if can_i(kubectl, account, c, namespace)]
+    assert extra == [], f"{component} may do more than it should"
+
+
+def kubeconfig_as(control_plane: ControlPlane, kubectl: Kubectl, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates with a fresh token of the ServiceAccount (TokenRequest API)."""
+    token = kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+    config: dict[str, Any] = yaml.safe_load(control_plane.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def http(method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+@pytest.fixture
+def admin_user() -> Iterator[tuple[str, str, str]]:
+    """(PAM service, user, password) of a real Linux user in an admin group."""
+    with pam_service() as service, linux_accounts() as accounts:
+        group = accounts.group("admins")
+        user = accounts.user("alice", groups=(group,))
+        yield service, user.name, user.password
+
+
+def test_the_gateway_serves_with_its_own_account(
+    control_plane: ControlPlane,
+    kubectl: Kubectl,
+    namespace: str,
+    installed: str,
+    admin_user: tuple[str, str, str],
+    tmp_path: Path,
+) -> None:
+    service, user, password = admin_user
+    config = kubeconfig_as(control_plane, kubectl, namespace, f"{installed}-vapor-gateway", tmp_path / "kubeconfig")
+    port = free_port()
+    group = user[: len(user) - len("alice")] + "admins"
+    env = {"VAPOR_SECRET_NAMESPACE": namespace, "VAPOR_PAM_SERVICE": service, "VAPOR_ADMIN_GROUPS": group}
+    gateway = ComponentProcess(
+        "vapor.gateway", ["--bind", f"127.0.0.1:{port}", "--kubeconfig", str(config)], tmp_path / "gateway.log", env
+    )
+    url = f"http://127.0.0.1:{port}"
+    with gateway.start():
+
+        def up() -> bool:
+            try:
+                return http("GET", f"{url}/openapi.json")[0] == 200
+            except OSError:
+                return False
+
+        try:
+            wait_until(up, timeout=60, what="the gateway to serve")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; its log:\n{gateway.tail()}") from None
+        # It made its signing key Secret in the release namespace, with its own account.
+        assert kubectl("get", "secret", "vapor-gateway-signing-key", "-n", namespace, "-o", "name").stdout.strip()
+        status, body = http("POST", f"{url}/api/v1/auth/login", {"username": user, "password": password})
+        assert status == 200, body
+        token = body["data"]["token"]
+        status, body = http("GET", f"{url}/api/v1/hosts", token=token)
+        assert status == 200, body
+        vm = {"name": "rbac-probe", "namespace": namespace, "cpu": 1, "memory": "64Mi"}
+        status, body = http("POST", f"{url}/api/v1/vms?namespace={namespace}", vm, token=token)
+        assert status in (200, 201), body
+        assert kubectl("get", "virtualmachines", "rbac-probe", "-n", namespace, "-o", "name").stdout.strip()
+        status, body = http("DELETE", f"{url}/api/v1/vms/rbac-probe?namespace={namespace}", token=token)
+        assert status in (200, 202, 204), body
+        log = gateway.tail(400)
+    assert "403" not in log and "forbidden" not in log.lower(), log
+
+
+def test_the_operator_places_with_its_own_account(
+    control_plane: ControlPlane, kubectl: Kubectl, namespace: str, installed: str, tmp_path: Path
+) -> None:
+    config = kubeconfig_as(control_plane, kubectl, namespace, f"{installed}-vapor-operator", tmp_path / "kubeconfig")
+    operator = ComponentProcess("vapor.operator", ["--kubeconfig", str(config)], tmp_path / "operator.log")
+    # No Ready host can take this VM: the operator says so in its status.
+    selector = {"vapor.io/rack": f"nowhere-{installed}"}
+    vm = {
+        "apiVersion": "vapor.io/v1alpha1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": "rbac-probe", "namespace": namespace},
+        "spec": {"runStrategy": "Running", "cpu": 1, "memory": "64Mi", "hostSelector": selector},
+    }
+    kubectl.apply(vm)
+    with operator.start():
+
+        def phase() -> str | None:
+            status = kubectl.get_json("virtualmachine", "rbac-probe", "-n", namespace).get("status") or {}
+            return status.get("phase")
+
+        try:
+            assert wait_until(phase, timeout=60, what="the operator to set a phase") == "Unschedulable"
+        except AssertionError as error:
+            raise AssertionError(f"{error}; its log:\n{operator.tail()}") from None
+        time.sleep(1)  # let any late failure reach the log
+        log = operator.tail(400)
+    assert "403" not in log and "forbidden" not in log.lower(), log
