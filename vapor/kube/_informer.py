@@ -134,13 +134,13 @@ class Informer(Generic[R]):
         synced = self._synced.is_set()
         self._objects = fresh
         self._by_uid = {o.metadata.uid: k for k, o in fresh.items() if o.metadata.uid}
-        await self._changed_now()
-        self._synced.set()
         if synced:  # tell handlers what a re-list changed
             for obj in gone:
                 await self._notify(WatchEvent("DELETED", obj))
             for obj in objects:
                 await self._notify(WatchEvent("MODIFIED", obj))
+        await self._changed_now()
+        self._synced.set()
         return version
 
     async def _apply(self, event: WatchEvent[R]) -> None:
@@ -153,8 +153,8 @@ class Informer(Generic[R]):
             self._objects[key] = event.object
             if event.object.metadata.uid:
                 self._by_uid[event.object.metadata.uid] = key
+        await self._notify(event)  # handlers first: a waiter woken below sees their effects too
         await self._changed_now()
-        await self._notify(event)
 
     async def _changed_now(self) -> None:
         self.generation += 1
