@@ -12,7 +12,7 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # QEMU for VMs, headers to build libvirt-python and systemd-python, PAM,
 # iproute2 and filesystem tools for host configuration).
 packages=(python3-venv python3-dev gcc git make pkg-config
-  libvirt-daemon-system libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils libvirt-dev
+  libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils libvirt-dev
   libsystemd-dev iproute2 util-linux xfsprogs e2fsprogs procps passwd)
 missing=()
 for p in "${packages[@]}"; do
