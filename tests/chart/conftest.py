@@ -32,11 +32,13 @@ class Helm:
     env: dict[str, str]
     kubeconfig: Path
 
-    def __call__(self, *args: str, check: bool = True, cluster: bool = False) -> subprocess.CompletedProcess[str]:
+    def __call__(
+        self, *args: str, check: bool = True, cluster: bool = False, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [str(self.path), *args]
         if cluster:
             cmd += ["--kubeconfig", str(self.kubeconfig)]
-        result = subprocess.run(cmd, capture_output=True, text=True, env=self.env, timeout=180, cwd=REPO)
+        result = subprocess.run(cmd, input=input, capture_output=True, text=True, env=self.env, timeout=180, cwd=REPO)
         if check and result.returncode != 0:
             raise AssertionError(f"helm {' '.join(args)} failed (exit {result.returncode}):\n{result.stderr}")
         return result

@@ -125,9 +125,11 @@ def can_i(kubectl: Kubectl, account: str, check: Check, release_ns: str) -> bool
 
 
 @pytest.fixture
-def installed(helm: Helm, namespace: str, release: str) -> str:
+def installed(helm: Helm, kubectl: Kubectl, namespace: str, release: str) -> Iterator[str]:
+    """The chart installed in the test's namespace; what the components made there is removed after."""
     helm("install", release, str(CHART), "--namespace", namespace, cluster=True)
-    return release
+    yield release
+    kubectl("delete", "secrets,events,leases", "--all", "-n", namespace, "--wait=false", check=False)
 
 
 @pytest.mark.parametrize("component", ["operator", "agent", "gateway"])
