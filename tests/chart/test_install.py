@@ -62,6 +62,8 @@ def test_install_upgrade_uninstall(helm: Helm, kubectl: Kubectl, namespace: str,
     assert "STATUS: deployed" in installed.stdout
     assert f"port-forward service/{release}-vapor-gateway" in installed.stdout  # NOTES: how to log in
     assert "/api/v1/auth/login" in installed.stdout
+    # Outside vapor-system the operator would never see the agents' Leases: NOTES says so.
+    assert "WARNING: the operator reads the agents' heartbeat Leases in vapor-system" in installed.stdout
     status = json.loads(helm("status", release, "--namespace", namespace, "-o", "json", cluster=True).stdout)
     assert status["info"]["status"] == "deployed" and status["version"] == 1
     assert f"daemonset.apps/{release}-vapor-agent" in names_of(kubectl, NAMESPACED, namespace, release)

@@ -181,8 +181,20 @@ def admin_user() -> Iterator[tuple[str, str, str]]:
         yield service, user.name, user.password
 
 
+def as_in_its_pod(
+    kubectl: Kubectl, namespace: str, deployment: str, kubeconfig: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The arguments and literal environment the chart gives a component's container, on loopback here."""
+    spec = kubectl.get_json("deployment", deployment, "-n", namespace)["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    args = [arg.replace("0.0.0.0", "127.0.0.1") for arg in container.get("args", [])]
+    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
+    return [*args, f"--kubeconfig={kubeconfig}"], {**env, "POD_NAME": f"{deployment}-test"}
+
+
 def test_the_gateway_serves_with_its_own_account(
     control_plane: ControlPlane,
+    helm: Helm,
     kubectl: Kubectl,
     namespace: str,
     installed: str,
@@ -190,19 +202,23 @@ def test_the_gateway_serves_with_its_own_account(
     tmp_path: Path,
 ) -> None:
     service, user, password = admin_user
-    config = kubeconfig_as(control_plane, kubectl, namespace, f"{installed}-vapor-gateway", tmp_path / "kubeconfig")
     port = free_port()
     group = user[: len(user) - len("alice")] + "admins"
-    env = {"VAPOR_SECRET_NAMESPACE": namespace, "VAPOR_PAM_SERVICE": service, "VAPOR_ADMIN_GROUPS": group}
-    gateway = ComponentProcess(
-        "vapor.gateway", ["--bind", f"127.0.0.1:{port}", "--kubeconfig", str(config)], tmp_path / "gateway.log", env
-    )
+    helm(
+        "upgrade", installed, str(CHART), "--namespace", namespace, "--reuse-values",
+        "--set", f"gateway.pamService={service}", "--set", f"gateway.adminGroups={group}",
+        "--set", f"gateway.port={port}", cluster=True,
+    )  # fmt: skip
+    config = kubeconfig_as(control_plane, kubectl, namespace, f"{installed}-vapor-gateway", tmp_path / "kubeconfig")
+    args, env = as_in_its_pod(kubectl, namespace, f"{installed}-vapor-gateway", config)
+    assert env["VAPOR_SECRET_NAMESPACE"] == namespace
+    gateway = ComponentProcess("vapor.gateway", args, tmp_path / "gateway.log", env)
     url = f"http://127.0.0.1:{port}"
     with gateway.start():
 
         def up() -> bool:
             try:
-                return http("GET", f"{url}/openapi.json")[0] == 200
+                return http("GET", f"{url}/openapi.json")[0] == 200  # the readiness probe's path
             except OSError:
                 return False
 
@@ -228,10 +244,16 @@ def test_the_gateway_serves_with_its_own_account(
 
 
 def test_the_operator_places_with_its_own_account(
-    control_plane: ControlPlane, kubectl: Kubectl, namespace: str, installed: str, tmp_path: Path
+    control_plane: ControlPlane, helm: Helm, kubectl: Kubectl, namespace: str, installed: str, tmp_path: Path
 ) -> None:
+    port = free_port()
+    helm(
+        "upgrade", installed, str(CHART), "--namespace", namespace, "--reuse-values",
+        "--set", f"operator.livenessPort={port}", cluster=True,
+    )  # fmt: skip
     config = kubeconfig_as(control_plane, kubectl, namespace, f"{installed}-vapor-operator", tmp_path / "kubeconfig")
-    operator = ComponentProcess("vapor.operator", ["--kubeconfig", str(config)], tmp_path / "operator.log")
+    args, env = as_in_its_pod(kubectl, namespace, f"{installed}-vapor-operator", config)
+    operator = ComponentProcess("vapor.operator", args, tmp_path / "operator.log", env)
     # No Ready host can take this VM: the operator says so in its status.
     selector = {"vapor.io/rack": f"nowhere-{installed}"}
     vm = {
@@ -251,6 +273,8 @@ def test_the_operator_places_with_its_own_account(
             assert wait_until(phase, timeout=60, what="the operator to set a phase") == "Unschedulable"
         except AssertionError as error:
             raise AssertionError(f"{error}; its log:\n{operator.tail()}") from None
+        # The liveness probe's endpoint answers where the chart points it.
+        assert http("GET", f"http://127.0.0.1:{port}/healthz")[0] == 200
         time.sleep(1)  # let any late failure reach the log
         log = operator.tail(400)
     assert "403" not in log and "forbidden" not in log.lower(), log
