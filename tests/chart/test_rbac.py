@@ -214,7 +214,7 @@ def test_the_gateway_serves_with_its_own_account(
     assert env["VAPOR_SECRET_NAMESPACE"] == namespace
     gateway = ComponentProcess("vapor.gateway", args, tmp_path / "gateway.log", env)
     url = f"http://127.0.0.1:{port}"
-    with gateway.start():
+    with gateway:
 
         def up() -> bool:
             try:
@@ -263,7 +263,7 @@ def test_the_operator_places_with_its_own_account(
         "spec": {"runStrategy": "Running", "cpu": 1, "memory": "64Mi", "hostSelector": selector},
     }
     kubectl.apply(vm)
-    with operator.start():
+    with operator:
 
         def phase() -> str | None:
             status = kubectl.get_json("virtualmachine", "rbac-probe", "-n", namespace).get("status") or {}
