@@ -10,6 +10,7 @@ up as a failure of the component itself.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 import time
 import urllib.error
@@ -22,6 +23,8 @@ import pytest
 import yaml
 
 from tests.conftest import Kubectl
+from tests.support.agent import qemu_reachable_dir
+from tests.support.libvirtd import Libvirtd
 from tests.support.pam import linux_accounts, pam_service
 from tests.support.processes import ComponentProcess
 from tests.support.wait import wait_until
@@ -77,6 +80,7 @@ MUST_NOT: dict[str, list[Check]] = {
         ("delete", "virtualmachines.vapor.io", "other"),
         ("create", "leases.coordination.k8s.io", "release"),
         ("patch", "mounts.vapor.io", "cluster"),
+        ("list", "namespaces", "cluster"),
         ("create", "pods", "other"),
     ],
     "agent": [
@@ -278,3 +282,55 @@ def test_the_operator_places_with_its_own_account(
         time.sleep(1)  # let any late failure reach the log
         log = operator.tail(400)
     assert "403" not in log and "forbidden" not in log.lower(), log
+
+
+def test_the_agent_registers_its_host_with_its_own_account(
+    control_plane: ControlPlane, kubectl: Kubectl, namespace: str, installed: str, tmp_path: Path
+) -> None:
+    config = kubeconfig_as(control_plane, kubectl, namespace, f"{installed}-vapor-agent", tmp_path / "kubeconfig")
+    spec = kubectl.get_json("daemonset", f"{installed}-vapor-agent", "-n", namespace)["spec"]["template"]["spec"]
+    # The chart's arguments, with a state folder and libvirt of this machine instead of the node's.
+    args = [a for a in spec["containers"][0]["args"] if not a.startswith(("--state-dir=", "--libvirt-uri="))]
+    assert f"--lease-namespace={namespace}" in args
+    node = f"chart-{installed}"
+    state = qemu_reachable_dir()
+    daemon = Libvirtd().start()
+    agent = ComponentProcess(
+        "vapor.agent",
+        [
+            *args,
+            f"--kubeconfig={config}",
+            f"--state-dir={state}",
+            f"--libvirt-uri={daemon.uri}",
+            "--scan-interval=1",
+            "--lease-renew-interval=1",
+        ],
+        tmp_path / "agent.log",
+        {"NODE_NAME": node},
+    )
+    try:
+        with agent:
+
+            def registered() -> bool:
+                host = kubectl("get", "host", node, "-o", "json", check=False)
+                lease = kubectl("get", "lease", node, "-n", namespace, "-o", "name", check=False)
+                status = json.loads(host.stdout).get("status") or {} if host.returncode == 0 else {}
+                return bool(status.get("hostname")) and lease.returncode == 0
+
+            try:
+                wait_until(registered, timeout=60, what="the agent's Host with a status, and its Lease")
+            except AssertionError as error:
+                raise AssertionError(f"{error}; its log:\n{agent.tail()}") from None
+            # The heartbeat is renewed (a patch of the Lease), not only created.
+            first = kubectl.get_json("lease", node, "-n", namespace)["spec"]["renewTime"]
+            wait_until(
+                lambda: kubectl.get_json("lease", node, "-n", namespace)["spec"]["renewTime"] != first,
+                timeout=20,
+                what="a renewal of the Lease",
+            )
+            log = agent.tail(400)
+        assert "403" not in log and "forbidden" not in log.lower(), log
+    finally:
+        kubectl("delete", "--ignore-not-found", "--wait=false", f"hosts.vapor.io/{node}", check=False)
+        daemon.stop()
+        shutil.rmtree(state, ignore_errors=True)
