@@ -16,12 +16,12 @@ from typing import Any
 import kopf
 
 from vapor.model import GROUP, VERSION, Condition, Host, VirtualMachine
-from vapor.model.names import LEASE_NAMESPACE, ConditionType
+from vapor.model.names import ConditionType
 
 from ._state import Memo, VMKey
 from .lease import Heartbeat, heartbeat_of, judge
 from .placement import Request
-from .settings import FIELD_MANAGER, HEALTH_INTERVAL
+from .settings import FIELD_MANAGER, HEALTH_INTERVAL, LEASE_NAMESPACE
 
 log = logging.getLogger("vapor.operator.health")
 

@@ -9,13 +9,15 @@ from typing import Any
 import kopf
 
 from vapor.kube import Kube
-from vapor.model import GROUP
+from vapor.model import GROUP, names
 
 from ._state import Memo
 
 FIELD_MANAGER = "vapor-operator"
 # How often each Host's Ready condition is checked against its Lease (seconds).
 HEALTH_INTERVAL = float(os.environ.get("VAPOR_HEALTH_INTERVAL", "5"))
+# Where the agents' heartbeat Leases are (the chart's release namespace).
+LEASE_NAMESPACE = os.environ.get("VAPOR_LEASE_NAMESPACE", names.LEASE_NAMESPACE)
 # How often a VM that could not be placed is tried again (seconds).
 RETRY_INTERVAL = float(os.environ.get("VAPOR_PLACEMENT_RETRY_INTERVAL", "5"))
 

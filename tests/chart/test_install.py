@@ -62,8 +62,10 @@ def test_install_upgrade_uninstall(helm: Helm, kubectl: Kubectl, namespace: str,
     assert "STATUS: deployed" in installed.stdout
     assert f"port-forward service/{release}-vapor-gateway" in installed.stdout  # NOTES: how to log in
     assert "/api/v1/auth/login" in installed.stdout
-    # Outside vapor-system the operator would never see the agents' Leases: NOTES says so.
-    assert "WARNING: the operator reads the agents' heartbeat Leases in vapor-system" in installed.stdout
+    # The agents renew their Leases in the release namespace; the operator is told to look there.
+    operator = kubectl.get_json("deployment", f"{release}-vapor-operator", "-n", namespace)
+    env = {e["name"]: e for e in operator["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["VAPOR_LEASE_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
     status = json.loads(helm("status", release, "--namespace", namespace, "-o", "json", cluster=True).stdout)
     assert status["info"]["status"] == "deployed" and status["version"] == 1
     assert f"daemonset.apps/{release}-vapor-agent" in names_of(kubectl, NAMESPACED, namespace, release)
