@@ -29,6 +29,12 @@ def vm(client: httpx.Client, name: str, namespace: str) -> dict[str, Any]:
     return dict(r.json()["data"])
 
 
+def host_status(client: httpx.Client, node: str) -> str | None:
+    """The REST status of a host: connected, disconnected or unknown (None if not listed)."""
+    hosts = client.get("/hosts").json()["data"]["hosts"]
+    return next((h["status"] for h in hosts if h["name"] == node), None)
+
+
 def act(client: httpx.Client, name: str, namespace: str, action: str, **body: Any) -> dict[str, Any]:
     r = client.post(f"/vms/{name}/action", params={"namespace": namespace, "wait": 60}, json={"action": action, **body})
     assert r.status_code == 200, r.text
@@ -158,26 +164,12 @@ def test_a_silent_agent_makes_its_host_disconnected_and_a_restarted_one_adopts_i
         domain = vm(client, "db", ns)["domain_uuid"]
 
         stack.agent.kill()  # a crash: no goodbye, the Lease just stops being renewed
-        wait_until(
-            lambda: (
-                next(h for h in client.get("/hosts").json()["data"]["hosts"] if h["name"] == stack.node)["status"]
-                == "disconnected"
-            ),
-            60,
-            what="disconnected",
-        )
+        wait_until(lambda: host_status(client, stack.node) == "disconnected", 60, what="disconnected")
         wait_until(lambda: vm(client, "db", ns)["phase"] == "Unknown", 30, what="Unknown")
         assert domain_state(stack, ns, "db") == libvirt.VIR_DOMAIN_RUNNING, "the VM itself keeps running"
 
         stack.agent.start()
-        wait_until(
-            lambda: (
-                next(h for h in client.get("/hosts").json()["data"]["hosts"] if h["name"] == stack.node)["status"]
-                == "connected"
-            ),
-            60,
-            what="connected again",
-        )
+        wait_until(lambda: host_status(client, stack.node) == "connected", 60, what="connected again")
         wait_until(lambda: vm(client, "db", ns)["phase"] == "Running", 60, what="Running again")
         assert vm(client, "db", ns)["domain_uuid"] == domain, "adopted, not recreated"
         names = [d.name() for d in stack.virt.listAllDomains(0) if d.name().startswith(f"{ns}_")]
