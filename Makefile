@@ -18,8 +18,9 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed ## Create .venv and install Vapor with its dev tools
 
-binaries: ## Build (once) and cache kube-apiserver, etcd and kubectl
+binaries: ## Build (once) and cache kube-apiserver, etcd, kubectl and helm
 	@hack/kube-binaries.sh >/dev/null
+	@hack/kube-binaries.sh helm >/dev/null
 
 generate: install ## Write crds/ from the model in vapor/model
 	$(PY) -m vapor.crdgen
