@@ -37,7 +37,8 @@ class Kubectl:
     def apply(
         self, manifest: dict[str, Any] | str, *extra: str, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        text = manifest if isinstance(manifest, str) else yaml.safe_dump(manifest)
+        # JSON, not YAML: kubectl reads YAML 1.2, where a label like "1e100000" would be a number.
+        text = manifest if isinstance(manifest, str) else json.dumps(manifest)
         return self("apply", "-f", "-", *extra, input=text, check=check)
 
     def get_json(self, *args: str) -> dict[str, Any]:

@@ -68,7 +68,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Stack]:
-    run = uuid.uuid4().hex[:8]
+    run = f"r{uuid.uuid4().hex[:8]}"  # a letter first: never read as a number
     node = f"e2e-{run}"
     daemon = Libvirtd().start()
     virt = libvirt.open(daemon.uri)

@@ -30,7 +30,7 @@ class Fleet:
     def __init__(self, kubectl: Kubectl, api: client.ApiClient) -> None:
         self.kubectl = kubectl
         self.api = api
-        self.run = uuid.uuid4().hex[:8]
+        self.run = f"r{uuid.uuid4().hex[:8]}"  # a letter first: never read as a number
         self.hosts: list[str] = []
         self.beats: dict[str, HeartbeatStandIn] = {}
 
