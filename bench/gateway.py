@@ -13,7 +13,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import socket
 import ssl
 import statistics
 import subprocess
@@ -31,6 +30,7 @@ import yaml
 from kubernetes import client, config
 
 from vapor.devenv import ControlPlane
+from vapor.devenv.processes import free_port
 from vapor.gateway._tokens import TokenSigner, load_signing_key
 from vapor.kube import Kube
 from vapor.model import VirtualMachine
@@ -111,12 +111,6 @@ def _row(label: str, latencies: list[float], wall: float, size: int) -> str:
     p50, p99 = statistics.median(ms), ms[max(0, int(len(ms) * 0.99) - 1)]
     rate = len(ms) / wall
     return f"  {label:<34} {rate:8.0f} req/s   p50 {p50:7.2f} ms   p99 {p99:7.2f} ms   body {size / 1024:6.0f} KiB"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _apiserver_target(kubeconfig: Path, tmp: Path, headers: dict[str, str] | None = None) -> Target:
@@ -205,7 +199,7 @@ def main() -> None:
             start = time.perf_counter()
             _create_vms(api)
             print(f"  created {N_VMS} VirtualMachines in {time.perf_counter() - start:.1f} s")
-            port = _free_port()
+            port = free_port()
             log = (tmp / "gateway.log").open("wb")
             gateway = subprocess.Popen(
                 [

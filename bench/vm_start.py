@@ -21,7 +21,7 @@ from tests.support.libvirtd import Libvirtd
 from tests.support.pam import linux_accounts, pam_service
 from tests.support.wait import wait_until
 from vapor.devenv import ControlPlane
-from vapor.devenv.processes import Component
+from vapor.devenv.processes import Component, free_port
 from vapor.model.names import LEASE_NAMESPACE
 
 ROUNDS = 10
@@ -46,14 +46,6 @@ def _libvirt_baseline(conn: libvirt.virConnect, kvm: bool) -> list[float]:
     return times
 
 
-def _port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def main() -> None:
     """Print libvirt's start time and Vapor's REST start time side by side."""
     with (
@@ -69,7 +61,7 @@ def main() -> None:
         state.chmod(0o755)
         admins = accounts.group("admins")
         admin = accounts.user("adm", groups=(admins,))
-        port, node = _port(), f"bench-{uuid.uuid4().hex[:6]}"
+        port, node = free_port(), f"bench-{uuid.uuid4().hex[:6]}"
         kc = str(cp.kubeconfig)
         procs = [
             AgentProcess(kc, node, state / "agent", lease_namespace=LEASE_NAMESPACE, libvirt_uri=daemon.uri),

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from vapor.devenv import ControlPlane
+from vapor.devenv.processes import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -84,7 +85,6 @@ def test_binary_named_by_environment_is_used_instead_of_building(tmp_path: Path,
 def test_dev_runs_the_whole_system_until_interrupted(tmp_path: Path, control_plane: ControlPlane) -> None:
     """`make dev`: control plane, operator, agent and gateway come up; Ctrl-C (SIGINT) stops all of it."""
     import signal
-    import socket
     import uuid
 
     import httpx
@@ -92,9 +92,7 @@ def test_dev_runs_the_whole_system_until_interrupted(tmp_path: Path, control_pla
     from .support.pam import linux_accounts, pam_service
     from .support.wait import wait_until
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     node = f"dev-{uuid.uuid4().hex[:6]}"
     state = tmp_path / "state"
     with linux_accounts() as accounts, pam_service() as service:

@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -29,6 +28,7 @@ import yaml
 from vapor.model.names import LEASE_NAMESPACE
 
 from . import _certs
+from .processes import free_port
 
 log = logging.getLogger("vapor.devenv")
 
@@ -54,12 +54,6 @@ def binaries() -> Path:
     except subprocess.CalledProcessError as exc:
         raise ControlPlaneError(f"{script} failed with exit code {exc.returncode}; its output is above") from exc
     return Path(out.stdout.strip().splitlines()[-1])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _alive(pid: int) -> bool:
@@ -139,7 +133,7 @@ class ControlPlane:
         if not pki.exists():
             _certs.generate(pki.dir)
         bins = self.bin_dir
-        ports = _Ports(_free_port(), _free_port(), _free_port())
+        ports = _Ports(free_port(), free_port(), free_port())
         try:
             self._start_etcd(bins, ports, detach)
             self._start_apiserver(bins, ports, pki, detach)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -29,6 +28,7 @@ from tests.support.pam import linux_accounts, pam_service
 from tests.support.processes import ComponentProcess
 from tests.support.wait import wait_until
 from vapor.devenv import ControlPlane
+from vapor.devenv.processes import free_port
 
 from .conftest import CHART, Helm
 
@@ -155,12 +155,6 @@ def kubeconfig_as(control_plane: ControlPlane, kubectl: Kubectl, namespace: str,
         user["user"] = {"token": token}
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def http(method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, Any]:

@@ -8,7 +8,6 @@ the cluster can take them. A real Linux user logs in through PAM.
 from __future__ import annotations
 
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -21,6 +20,7 @@ import libvirt
 import pytest
 
 from vapor.devenv import ControlPlane
+from vapor.devenv.processes import free_port
 from vapor.model.names import LEASE_NAMESPACE
 
 from ..conftest import Kubectl
@@ -29,12 +29,6 @@ from ..support.libvirtd import Libvirtd
 from ..support.pam import LinuxUser, linux_accounts, pam_service
 from ..support.processes import ComponentProcess
 from ..support.wait import wait_until
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -75,7 +69,7 @@ def stack(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Stack]:
     state = Path(tempfile.mkdtemp(prefix="vapor-e2e-", dir="/var/tmp"))  # QEMU must reach the disks
     state.chmod(0o755)
     kubeconfig = str(control_plane.kubeconfig)
-    port = _free_port()
+    port = free_port()
     procs: list[Any] = []
     with linux_accounts() as accounts, pam_service() as service:
         admins = accounts.group("admins")

@@ -6,11 +6,6 @@ with tokens that stay valid.
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +17,7 @@ from quart.typing import TestClientProtocol as Client
 from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE, QUART_SCHEMA_RESPONSE_ATTRIBUTE
 
 from vapor.devenv import ControlPlane
+from vapor.devenv.processes import Component, free_port
 from vapor.gateway import create_app
 from vapor.gateway._guard import ROLE_ATTRIBUTE
 
@@ -87,56 +83,25 @@ async def test_an_unexpected_failure_is_an_internal_error_without_a_trace(
 # -- the real server ---------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class GatewayProcess:
-    """``python -m vapor.gateway`` on a loopback port, logging to a file."""
+class GatewayProcess(Component):
+    """``python -m vapor.gateway`` on a free loopback port, ready when its OpenAPI document answers."""
 
     def __init__(self, kubeconfig: Path, env: dict[str, str], log: Path) -> None:
-        self.kubeconfig, self.env, self.log = kubeconfig, env, log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        super().__init__("vapor.gateway", ["--bind", f"127.0.0.1:{port}", "--kubeconfig", str(kubeconfig)], log, env)
 
     def start(self) -> GatewayProcess:
-        port = _free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "vapor.gateway",
-                    "--bind",
-                    f"127.0.0.1:{port}",
-                    "--kubeconfig",
-                    str(self.kubeconfig),
-                ],
-                env={**os.environ, **self.env},
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        super().start()
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and self.proc.poll() is None:
+        while time.monotonic() < deadline and self.running():
             try:
                 if httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
         self.stop()  # never leave a half-started server behind
-        raise AssertionError(f"gateway did not start: {self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        raise AssertionError(f"gateway did not start: {self.tail()}")
 
 
 @pytest.fixture
@@ -178,7 +143,7 @@ async def test_real_server_over_http_keeps_tokens_across_a_restart(server: Gatew
             return (await http.get("/api/v1/vms", headers=bearer(token))).status_code == 200
 
         await eventually(works)
-    log = server.log.read_text()
+    log = server.log_path.read_text()
     assert users.admin.name in log  # the log says who logged in ...
     assert users.admin.password not in log  # ... but never a password or a token
     assert pair["token"] not in log and pair["refresh_token"] not in log
