@@ -28,6 +28,7 @@ DEFAULTS: dict[str, Any] = {
     "SIGNING_KEY_SECRET": "vapor-gateway-signing-key",
     "ACTION_TIMEOUT": 30.0,  # seconds a power action waits for the agent, unless ?wait= says otherwise
     "MAX_CONTENT_LENGTH": 1 << 20,  # bytes of a request body
+    "DEFAULT_HOST": None,  # host (id or name) of host-scoped endpoints called without ?host=
     "RATE_LIMIT": 100,  # requests per minute per client address, as the contract says (0: no limit)
 }
 

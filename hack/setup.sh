@@ -10,10 +10,13 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # Debian packages: what the code and tests use from the host (libvirt and
 # QEMU for VMs, headers to build libvirt-python and systemd-python, PAM,
-# iproute2 and filesystem tools for host configuration).
+# iproute2 and filesystem tools for host configuration, Docker and containerd
+# for the container endpoints and image builds, systemd-journal-remote to
+# write fixture journals).
 packages=(python3-venv python3-dev gcc git make pkg-config
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils libvirt-dev
-  libsystemd-dev iproute2 util-linux xfsprogs e2fsprogs procps passwd)
+  libsystemd-dev iproute2 util-linux xfsprogs e2fsprogs procps passwd
+  docker.io busybox-static containerd docker-registry debootstrap systemd-journal-remote)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -18,6 +18,21 @@ VM_FINALIZER = f"{GROUP}/domain-cleanup"
 # Held by the agent while a Mount is mounted, so deleting it first unmounts.
 MOUNT_FINALIZER = f"{GROUP}/unmount"
 
+# Migrations: the operator labels a Migration with the two hosts when it
+# leaves the queue (phase PreparingTarget), so each agent watches only the
+# Migrations it takes part in, through a server-side selector.
+MIGRATION_SOURCE_LABEL = f"{GROUP}/source-host"
+MIGRATION_TARGET_LABEL = f"{GROUP}/target-host"
+# Held by the operator on a Migration that has started, so `kubectl delete`
+# of a running one aborts it (the VM stays on the source) before it goes.
+MIGRATION_FINALIZER = f"{GROUP}/migration-cleanup"
+# On a Migration the operator made to drain a Host in maintenance: the Host's name.
+DRAIN_LABEL = f"{GROUP}/drain"
+# On a VirtualMachine while a Migration moves it: that Migration's name. Set
+# by the operator at PreparingTarget, removed when the Migration ends; both
+# agents leave a VM with this annotation to the migration code.
+MIGRATING_ANNOTATION = f"{GROUP}/migration"
+
 # Who asked for a change through the REST gateway (the audit trail).
 REQUESTED_BY_ANNOTATION = f"{GROUP}/requested-by"
 # A restart request: the agent restarts the domain when this value differs
@@ -46,3 +61,6 @@ class ConditionType:
     DESTINATION_CAPACITY = "DestinationCapacity"  # Migration pre-flight checks
     CPU_COMPATIBLE = "CPUCompatible"
     STORAGE_COMPATIBLE = "StorageCompatible"
+    # Migration, written by the agents (server-side apply, one owner per type):
+    TARGET_READY = "TargetReady"  # target agent: networks and storage prepared (False: why not)
+    COMPLETED = "Completed"  # source agent: libvirt's job ended; True = moved, False = failed or aborted

@@ -1,0 +1,52 @@
+"""Which host a host-scoped endpoint acts on: ``?host=<id or name>``, else the only host, else the default.
+
+The contract's network, storage, container, user, system and log endpoints
+name no host: they were written for one server. In a fleet the caller says
+which with ``?host=``; when it does not, the gateway picks the only Host
+there is, or the one configured as ``VAPOR_DEFAULT_HOST``, and otherwise
+refuses with INVALID_INPUT listing the choices, rather than guess.
+"""
+
+from __future__ import annotations
+
+from quart import request
+
+from vapor.model import Host
+
+from ._errors import INVALID_INPUT, APIError
+from ._state import gateway
+from .hosts import find_host
+
+# Shown in the OpenAPI document of every host-scoped endpoint.
+HOST_PARAMETER_HELP = (
+    "Host to act on, by id (UUID) or name. May be left out when there is only one host, "
+    "or when the gateway has a default host (VAPOR_DEFAULT_HOST)."
+)
+
+MAX_NAMES_IN_ERROR = 10
+
+
+def scoped_host(host: str | None = None) -> Host:
+    """The Host this request is about (``host`` overrides the query string); NOT_FOUND or INVALID_INPUT otherwise."""
+    wanted = host if host is not None else request.args.get("host")
+    if wanted is not None:
+        wanted = wanted.strip()
+        if not wanted:
+            raise APIError(400, INVALID_INPUT, "query parameter 'host' is empty; give a host id or name")
+        return find_host(wanted)
+    state = gateway()
+    default = state.config.get("DEFAULT_HOST")
+    if default:
+        return find_host(str(default))
+    hosts = sorted(state.hosts.items(), key=lambda h: h.metadata.name)
+    if len(hosts) == 1:
+        return hosts[0]
+    if not hosts:
+        raise APIError(400, INVALID_INPUT, "there is no host yet: no agent has registered")
+    names = ", ".join(h.metadata.name for h in hosts[:MAX_NAMES_IN_ERROR])
+    more = f" and {len(hosts) - MAX_NAMES_IN_ERROR} more" if len(hosts) > MAX_NAMES_IN_ERROR else ""
+    raise APIError(
+        400,
+        INVALID_INPUT,
+        f"there are {len(hosts)} hosts; say which with ?host=<id or name> (one of: {names}{more})",
+    )
