@@ -30,6 +30,9 @@ class AgentConfig:
     reserved_memory: int = 512 * 2**20  # kept for the host, not offered to VMs
     log_level: str = "INFO"
     log_format: str = "json"
+    metrics_bind: str | None = None  # address:port of /metrics, /healthz, /readyz; None: not served
+    docker_host: str = "unix:///var/run/docker.sock"  # "" : do not use Docker
+    cri_sockets: tuple[str, ...] = ("/run/containerd/containerd.sock", "/run/crio/crio.sock")
 
     @property
     def disks_dir(self) -> Path:
@@ -53,6 +56,22 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--scan-interval", type=float, default=5.0, help="seconds between looks at the host's inventory")
     p.add_argument("--resync-interval", type=float, default=300.0, help="seconds between full VM reconciles")
     p.add_argument("--reserved-memory", default="512Mi", help="memory kept for the host, not offered to VMs")
+    p.add_argument(
+        "--docker-host",
+        default=os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock"),
+        help="Docker daemon for the container endpoints (default $DOCKER_HOST, else the usual socket; '' for none)",
+    )
+    p.add_argument(
+        "--cri-socket",
+        action="append",
+        dest="cri_sockets",
+        help="CRI runtime socket, tried after Docker (repeatable; default containerd's, then CRI-O's)",
+    )
+    p.add_argument(
+        "--metrics-bind",
+        default=os.environ.get("VAPOR_METRICS_BIND") or None,
+        help="serve /metrics, /healthz and /readyz on address:port, e.g. 0.0.0.0:9090 (default: off)",
+    )
     p.add_argument("--log-level", default=os.environ.get("VAPOR_LOG_LEVEL", "INFO"))
     p.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("VAPOR_LOG_FORMAT", "json"))
     return p
@@ -79,4 +98,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         reserved_memory=quantity_bytes(args.reserved_memory),
         log_level=args.log_level.upper(),
         log_format=args.log_format,
+        metrics_bind=args.metrics_bind,
+        docker_host=args.docker_host,
+        cri_sockets=tuple(args.cri_sockets) if args.cri_sockets is not None else AgentConfig.cri_sockets,
     )

@@ -17,6 +17,7 @@ import pytest
 
 from ..support.dockerd import Dockerd
 from ..support.registry import Registry
+from .containerd import Containerd
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +62,16 @@ def cleanup(docker_client: docker.DockerClient) -> Iterator[list[str]]:
     for ref in made:
         with contextlib.suppress(docker.errors.NotFound):
             docker_client.api.remove_container(ref, force=True)
+
+
+@pytest.fixture(scope="session")
+def containerd(dockerd: Dockerd, image: str) -> Iterator[Containerd]:
+    """A real containerd whose CRI has the pause and busybox images."""
+    daemon = Containerd()
+    try:
+        daemon.start()
+        pause = dockerd.import_image("vapor-test/pause", "1", cmd=["/bin/sleep", "1000000"])
+        daemon.load_images(dockerd, pause, image)
+        yield daemon
+    finally:
+        daemon.stop()
