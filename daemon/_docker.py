@@ -23,6 +23,8 @@ import docker  # type: ignore[import-untyped]
 import docker.errors  # type: ignore[import-untyped]
 import requests.exceptions
 
+from vapor.dockerspec import CreateContainerRequest, PullImageRequest
+
 from ._containers import (
     DOCKER_ERROR,
     NO_RUNTIME_AVAILABLE,
@@ -31,7 +33,6 @@ from ._containers import (
     check_ref,
     iso,
 )
-from ._docker_spec import CreateContainerRequest, PullImageRequest
 
 log = logging.getLogger("vapor.agent.docker")
 

@@ -11,7 +11,7 @@ import pytest
 
 from vapor.agent._containers import ContainerError, Containers
 from vapor.agent._docker import DockerRuntime
-from vapor.agent._docker_spec import CreateContainerRequest, PullImageRequest
+from vapor.dockerspec import CreateContainerRequest, PullImageRequest
 
 from ..support.dockerd import Dockerd
 from ..support.registry import Registry

@@ -65,9 +65,7 @@ def _port(text: str, what: str) -> int:
 class PortBinding(_Strict):
     """Where on the host a container port is published."""
 
-    hostPort: str = Field(
-        description='Host port, 1 to 65535, as a string ("8080") or a number.', examples=["8080"]
-    )
+    hostPort: str = Field(description='Host port, 1 to 65535, as a string ("8080") or a number.', examples=["8080"])
     hostIp: str | None = Field(
         default=None, description="Host address to bind (default: every address).", examples=["127.0.0.1"]
     )
