@@ -18,6 +18,7 @@ from ._config import AgentConfig
 from ._heartbeat import Heartbeat
 from ._host import HostReporter
 from ._libvirt import Libvirt
+from ._metrics import MetricsServer
 from ._vms import VMController
 
 log = logging.getLogger("vapor.agent")
@@ -35,6 +36,7 @@ class Agent:
         self.heartbeat: Heartbeat | None = None
         self.vms: VMController | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.started = False
 
     @staticmethod
     async def _register(reporter: HostReporter) -> Host:
@@ -75,10 +77,24 @@ class Agent:
         await self.vms.start()
         # After libvirtd restarts, look at every VM again: events may have been missed meanwhile.
         self._tasks.append(asyncio.create_task(self.libvirt.stay_connected(self.vms.resync_all), name="libvirt"))
+        self.started = True
         log.info("agent started", extra={"node": config.node_name, "host_id": self.host_id})
+
+    def not_ready(self) -> str | None:
+        """Why the agent is not ready (for /readyz), or None when it is."""
+        if not self.started:
+            return "starting: registering the host and connecting to libvirt"
+        if not self.libvirt.alive():
+            return "the libvirt connection is lost; reconnecting"
+        return None
+
+    def inventory_writes(self) -> int:
+        """Host status writes of the inventory so far."""
+        return self.reporter.writes if self.reporter is not None else 0
 
     async def stop(self) -> None:
         """Stop every task and close the connections; domains keep running."""
+        self.started = False
         if self.vms is not None:
             await self.vms.stop()
         for task in self._tasks:
@@ -100,6 +116,10 @@ async def run(config: AgentConfig) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     agent = Agent(config)
+    metrics = None
+    if config.metrics_bind:
+        metrics = MetricsServer(config.metrics_bind, agent.not_ready, agent.inventory_writes)
+        await metrics.start()
     starting = asyncio.create_task(agent.start())
     stopping = asyncio.create_task(stop.wait())
     await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -115,4 +135,6 @@ async def run(config: AgentConfig) -> int:
         await stopping
     stopping.cancel()
     await agent.stop()
+    if metrics is not None:
+        await metrics.stop()
     return code

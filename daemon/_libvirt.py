@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import libvirt  # type: ignore[import-untyped]
 
+from ._metrics import LIBVIRT_CALL_ERRORS, LIBVIRT_CALL_SECONDS
+
 log = logging.getLogger("vapor.agent.libvirt")
 
 T = TypeVar("T")
@@ -83,7 +85,7 @@ class Libvirt:
         start_event_loop()
         self._loop = asyncio.get_running_loop()
         self.closed.clear()
-        conn = await asyncio.to_thread(libvirt.open, self.uri)
+        conn = await self.call(libvirt.open, self.uri)
         conn.setKeepAlive(5, 3)  # notice a dead libvirtd within about 15 s
         conn.registerCloseCallback(self._on_close, None)
         self._callback_id = conn.domainEventRegisterAny(
@@ -145,8 +147,14 @@ class Libvirt:
         return self.conn
 
     async def call(self, func: Callable[..., T], *args: Any) -> T:
-        """Run a blocking libvirt call in a worker thread."""
-        return await asyncio.to_thread(func, *args)
+        """Run a blocking libvirt call in a worker thread (timed by call name in the agent's metrics)."""
+        name = getattr(func, "__name__", "call")
+        with LIBVIRT_CALL_SECONDS.labels(name).time():
+            try:
+                return await asyncio.to_thread(func, *args)
+            except Exception:
+                LIBVIRT_CALL_ERRORS.labels(name).inc()
+                raise
 
     # -- callbacks from libvirt's event thread ------------------------------------
     def _on_lifecycle(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import random
 import sys
 
 import kopf
@@ -23,7 +24,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--peering",
         action="store_true",
-        help="coordinate replicas through kopf peering (needs kopf's peering CRDs); default: standalone",
+        help="coordinate replicas through the ClusterKopfPeering vapor-operator (the chart creates it and its CRD): "
+        "one replica acts, the others wait paused; default: standalone",
+    )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=int(os.environ.get("VAPOR_OPERATOR_PRIORITY") or 0) or None,
+        help="peering priority: the replica with the highest acts (default $VAPOR_OPERATOR_PRIORITY, else random, "
+        "so that two replicas of one Deployment never tie: a tie pauses both)",
+    )
+    parser.add_argument(
+        "--metrics-bind", default=None, help="serve Prometheus metrics on address:port, e.g. 0.0.0.0:9090"
     )
     parser.add_argument(
         "--liveness", default=None, help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz"
@@ -39,10 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     if not args.verbose:  # kopf reports every successful handler call at INFO
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
-    from . import handlers  # noqa: F401  (registers the handlers with kopf)
+    from . import handlers, metrics, peering  # noqa: F401  (importing them registers their handlers with kopf)
     from ._state import Memo
 
-    kopf.run(clusterwide=True, standalone=not args.peering, liveness_endpoint=args.liveness, memo=Memo())
+    metrics.instrument()
+    if args.metrics_bind:
+        metrics.serve(args.metrics_bind)
+    priority = args.priority if args.priority is not None else random.randint(1, 1_000_000)
+    kopf.run(
+        clusterwide=True,
+        standalone=not args.peering,
+        peering_name="vapor-operator" if args.peering else None,
+        priority=priority if args.peering else None,
+        liveness_endpoint=args.liveness,
+        memo=Memo(),
+    )
     return 0
 
 

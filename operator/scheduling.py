@@ -21,6 +21,7 @@ from vapor.model import GROUP, VERSION, Condition, Host, VirtualMachine
 from vapor.model._meta import ConditionStatus
 from vapor.model.names import HOST_LABEL, ConditionType
 
+from . import metrics
 from ._state import Memo, VMKey
 from .placement import Request, choose_host
 from .settings import FIELD_MANAGER, RETRY_INTERVAL
@@ -133,6 +134,7 @@ async def place(vm: VirtualMachine, memo: Memo, hosts_index: Mapping[str, Any], 
             memo.reservations.pop(key, None)
             return None
     log.info("vm=%s/%s placed host=%s (%s)", key[0], vm.name, host.name, decision.message)
+    metrics.VMS_PLACED.inc()
     await kube.events.record(
         vm,
         reason="Scheduled",
