@@ -9,7 +9,7 @@ from typing import Any
 from quart import Quart
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
-from . import _metrics, _ratelimit, auth, containers, docker, hosts, vms
+from . import _ratelimit, auth, containers, docker, hosts, vms
 from ._errors import register_error_handlers
 from ._json import JSONRequest, OrjsonProvider
 from ._state import Gateway
@@ -55,7 +55,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.register_blueprint(containers.blueprint)
     app.register_blueprint(docker.blueprint)
     register_error_handlers(app)
-    _metrics.install(app)  # /metrics, /healthz, /readyz (no token); first, so it times the rate limiter too
     _ratelimit.install(app, int(app.config["RATE_LIMIT"]))
 
     @app.before_serving

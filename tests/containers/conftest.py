@@ -15,6 +15,18 @@ from collections.abc import Iterator
 import docker
 import pytest
 
+# The gateway app, its PAM users and logins, as the gateway tests make them.
+from ..gateway.conftest import (  # noqa: F401
+    Users,
+    app,
+    bearer,
+    client,
+    gateway_config,
+    login,
+    pam_service_name,
+    secret_namespace,
+    users,
+)
 from ..support.dockerd import Dockerd
 from ..support.registry import Registry
 from .containerd import Containerd
@@ -43,9 +55,9 @@ def registry() -> Iterator[Registry]:
 @pytest.fixture
 def docker_client(dockerd: Dockerd) -> Iterator[docker.DockerClient]:
     """The test's own view of the daemon, for what a user would check with the docker CLI."""
-    client = dockerd.client()
-    yield client
-    client.close()
+    sdk = dockerd.client()
+    yield sdk
+    sdk.close()
 
 
 @pytest.fixture
