@@ -128,3 +128,25 @@ async def test_no_daemon_is_no_runtime_available(tmp_path: object) -> None:
         await containers.list()
     assert none.value.code == "NO_RUNTIME_AVAILABLE" and none.value.status == 503
     assert "docker" in (none.value.details or "")
+
+
+async def test_node_api_dispatch_table(dockerd: Dockerd, image: str, cname: str, cleanup: list[str]) -> None:
+    from vapor.agent._config import AgentConfig
+    from vapor.agent._containers_api import ContainerEndpoints
+
+    cleanup.append(cname)
+    endpoints = ContainerEndpoints.from_config(AgentConfig(node_name="n", docker_host=dockerd.base_url, cri_sockets=()))
+    status, made = await endpoints.dispatch("POST", "/docker/containers", body={"name": cname, "image": image})
+    assert status == 201 and made["name"] == cname
+    status, listed = await endpoints.dispatch("GET", "/containers", {"runtime": "docker"})
+    assert status == 200 and cname in [c["name"] for c in listed["containers"]]
+    with pytest.raises(ContainerError) as bad:
+        await endpoints.dispatch("POST", "/docker/containers", body={"name": cname, "image": image, "x": 1})
+    assert bad.value.code == "INVALID_INPUT"
+    with pytest.raises(ContainerError) as bad:
+        await endpoints.dispatch("GET", f"/containers/{cname}/logs", {"tail": "many"})
+    assert bad.value.code == "INVALID_INPUT"
+    none = ContainerEndpoints.from_config(AgentConfig(node_name="n", docker_host="", cri_sockets=()))
+    with pytest.raises(ContainerError) as missing:
+        await none.dispatch("GET", "/docker/ps")
+    assert missing.value.code == "NO_RUNTIME_AVAILABLE"
