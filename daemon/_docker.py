@@ -16,7 +16,7 @@ import asyncio
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import docker  # type: ignore[import-untyped]
@@ -172,7 +172,7 @@ class DockerRuntime:
                 "name": (item.get("Names") or ["/"])[0].lstrip("/"),
                 "image": item.get("Image", ""),
                 "state": CRI_STATES.get(str(item.get("State", "")), "CONTAINER_UNKNOWN"),
-                "created_at": iso(datetime.fromtimestamp(int(item.get("Created", 0)))),
+                "created_at": iso(datetime.fromtimestamp(int(item.get("Created", 0)), UTC)),
                 "runtime": self.name,
             }
             for item in items
