@@ -153,4 +153,3 @@ def readable_kubeconfig(control_plane: object, tmp_path: Path) -> Path:
 def run_logs(container: docker.models.containers.Container) -> str:
     """Everything a container printed so far."""
     return str(container.logs(stdout=True, stderr=True).decode(errors="replace"))
-

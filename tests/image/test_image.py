@@ -87,7 +87,7 @@ def test_image_is_small_non_root_and_without_build_tools(docker_client: docker.D
             "-c",
             "id -u; for t in gcc cc pkg-config; do command -v $t && echo FOUND-$t; done;"
             " ls /usr/include/libvirt 2>/dev/null && echo FOUND-headers; ls /var/lib/apt/lists | wc -l;"
-            " command -v blkid qemu-img ip mkfs.xfs mkfs.ext4",
+            " for t in blkid qemu-img ip mkfs.xfs mkfs.ext4; do command -v $t; done",
         ],
     )
     assert code == 0, out
