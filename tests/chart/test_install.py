@@ -39,6 +39,8 @@ def test_rendered_manifests_apply_server_side(helm: Helm, kubectl: Kubectl, name
             f"deployment.apps/{release}-vapor-gateway",
             f"daemonset.apps/{release}-vapor-agent",
             f"service/{release}-vapor-gateway",
+            f"service/{release}-vapor-operator-metrics",
+            f"service/{release}-vapor-agent-metrics",
             f"ingress.networking.k8s.io/{release}-vapor-gateway",
             *(f"serviceaccount/{release}-vapor-{c}" for c in ("operator", "agent", "gateway")),
             *(f"role.rbac.authorization.k8s.io/{release}-vapor-{c}" for c in ("agent", "gateway")),

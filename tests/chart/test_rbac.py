@@ -216,7 +216,7 @@ def test_the_gateway_serves_with_its_own_account(
 
         def up() -> bool:
             try:
-                return http("GET", f"{url}/openapi.json")[0] == 200  # the readiness probe's path
+                return http("GET", f"{url}/readyz")[0] == 200  # the readiness probe's path
             except OSError:
                 return False
 
@@ -247,7 +247,7 @@ def test_the_operator_places_with_its_own_account(
     port = free_port()
     helm(
         "upgrade", installed, str(CHART), "--namespace", namespace, "--reuse-values",
-        "--set", f"operator.livenessPort={port}", cluster=True,
+        "--set", f"operator.livenessPort={port}", "--set", f"operator.metricsPort={free_port()}", cluster=True,
     )  # fmt: skip
     config = kubeconfig_as(control_plane, kubectl, namespace, f"{installed}-vapor-operator", tmp_path / "kubeconfig")
     args, env = as_in_its_pod(kubectl, namespace, f"{installed}-vapor-operator", config)
@@ -284,7 +284,11 @@ def test_the_agent_registers_its_host_with_its_own_account(
     config = kubeconfig_as(control_plane, kubectl, namespace, f"{installed}-vapor-agent", tmp_path / "kubeconfig")
     spec = kubectl.get_json("daemonset", f"{installed}-vapor-agent", "-n", namespace)["spec"]["template"]["spec"]
     # The chart's arguments, with a state folder and libvirt of this machine instead of the node's.
-    args = [a for a in spec["containers"][0]["args"] if not a.startswith(("--state-dir=", "--libvirt-uri="))]
+    args = [
+        a
+        for a in spec["containers"][0]["args"]
+        if not a.startswith(("--state-dir=", "--libvirt-uri=", "--metrics-bind="))
+    ]
     assert f"--lease-namespace={namespace}" in args
     node = f"chart-{installed}"
     state = qemu_reachable_dir()
@@ -298,6 +302,7 @@ def test_the_agent_registers_its_host_with_its_own_account(
             f"--libvirt-uri={daemon.uri}",
             "--scan-interval=1",
             "--lease-renew-interval=1",
+            f"--metrics-bind=127.0.0.1:{free_port()}",  # the node's port in the chart; any free one here
         ],
         tmp_path / "agent.log",
         {"NODE_NAME": node},

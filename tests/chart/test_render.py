@@ -62,6 +62,10 @@ def test_defaults_render_one_object_set_per_component(helm: Helm) -> None:
         ("ClusterRole", "vapor-operator"),
         ("ClusterRoleBinding", "vapor-operator"),
         ("Deployment", "vapor-operator"),
+        ("Service", "vapor-operator-metrics"),
+        ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"),
+        ("CustomResourceDefinition", "kopfpeerings.kopf.dev"),
+        ("Service", "vapor-agent-metrics"),
         ("ServiceAccount", "vapor-agent"),
         ("ClusterRole", "vapor-agent"),
         ("ClusterRoleBinding", "vapor-agent"),
@@ -83,11 +87,19 @@ def test_defaults_render_one_object_set_per_component(helm: Helm) -> None:
         assert container(deployment)["image"] == "ghcr.io/vapor/vapor:0.1.0"
         assert container(deployment)["command"] == [f"vapor-{component}"]
         assert deployment["spec"]["template"]["spec"]["serviceAccountName"] == f"vapor-{component}"
+    # Two operator replicas that peer: one acts, the other waits to take over.
     operator = objects[("Deployment", "vapor-operator")]
-    assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"] == {"type": "Recreate"}
-    assert "--peering" not in container(operator)["args"]
+    assert operator["spec"]["replicas"] == 2 and operator["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert "--peering" in container(operator)["args"]
+    assert container(operator)["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "liveness"}
+    peering_rules = [r for r in objects[("ClusterRole", "vapor-operator")]["rules"] if "kopf.dev" in r["apiGroups"]]
+    assert peering_rules == [
+        {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"], "verbs": ["list", "watch", "patch", "create"]}
+    ]
     gateway = objects[("Deployment", "vapor-gateway")]
     assert env_of(gateway)["VAPOR_SECRET_NAMESPACE"] == "vapor-system"
+    assert container(gateway)["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container(gateway)["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert gateway["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     assert objects[("Service", "vapor-gateway")]["spec"]["ports"][0]["targetPort"] == "http"
 
@@ -97,6 +109,9 @@ def test_agent_runs_privileged_on_the_node_with_its_paths(helm: Helm) -> None:
     pod = agent["spec"]["template"]["spec"]
     assert pod["hostNetwork"] is True and pod["hostPID"] is True
     assert container(agent)["securityContext"]["privileged"] is True
+    assert container(agent)["securityContext"]["runAsUser"] == 0  # the image's own user is not root
+    assert "--metrics-bind=0.0.0.0:9464" in container(agent)["args"]
+    assert container(agent)["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     assert container(agent)["command"] == ["vapor-agent"]
     assert "--lease-namespace=vapor-system" in container(agent)["args"]
     node_name = next(e for e in container(agent)["env"] if e["name"] == "NODE_NAME")
@@ -145,6 +160,44 @@ def test_other_values_reach_the_objects(helm: Helm) -> None:
     ingress = objects[("Ingress", "edge-vapor-gateway")]
     assert ingress["spec"]["rules"][0]["host"] == "vapor.test"
     assert ingress["spec"]["tls"] == [{"hosts": ["vapor.test"], "secretName": "vapor-tls"}]
+
+
+def test_one_operator_runs_standalone_without_peering_objects(helm: Helm) -> None:
+    objects = by_kind(helm.objects("vapor", "vapor-system", "--set", "operator.replicas=1"))
+    operator = objects[("Deployment", "vapor-operator")]
+    assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"] == {"type": "Recreate"}
+    assert "--peering" not in container(operator)["args"]
+    assert not [k for k in objects if k[0] == "CustomResourceDefinition"]
+    assert not any("kopf.dev" in r["apiGroups"] for r in objects[("ClusterRole", "vapor-operator")]["rules"])
+
+
+MONITORING = ["--api-versions", "monitoring.coreos.com/v1"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "monitors"),
+    [
+        ([], 0),  # off by default
+        (["--set", "serviceMonitor.enabled=true"], 0),  # asked for, but the cluster has no Prometheus Operator
+        (MONITORING, 0),  # the CRD is there, but not asked for
+        (["--set", "serviceMonitor.enabled=true", *MONITORING], 3),
+    ],
+)
+def test_service_monitors_only_when_enabled_and_served(helm: Helm, flags: list[str], monitors: int) -> None:
+    objects = helm.objects("vapor", "vapor-system", *flags)
+    found = {o["metadata"]["name"]: o for o in objects if o["kind"] == "ServiceMonitor"}
+    assert len(found) == monitors
+    if not monitors:
+        return
+    services = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Service"}
+    for component, port in (("operator", "metrics"), ("agent", "metrics"), ("gateway", "http")):
+        monitor = found[f"vapor-{component}"]
+        assert monitor["spec"]["endpoints"] == [{"port": port, "path": "/metrics", "interval": "30s"}]
+        # The selector finds exactly one Service, and it has the named port.
+        selector = monitor["spec"]["selector"]["matchLabels"]
+        matching = [s for s in services.values() if selector.items() <= s["metadata"]["labels"].items()]
+        assert len(matching) == 1, (component, [s["metadata"]["name"] for s in matching])
+        assert port in {p["name"] for p in matching[0]["spec"]["ports"]}
 
 
 def test_a_digest_pins_the_image(helm: Helm) -> None:
