@@ -20,6 +20,11 @@ HEALTH_INTERVAL = float(os.environ.get("VAPOR_HEALTH_INTERVAL", "5"))
 LEASE_NAMESPACE = os.environ.get("VAPOR_LEASE_NAMESPACE", names.LEASE_NAMESPACE)
 # How often a VM that could not be placed is tried again (seconds).
 RETRY_INTERVAL = float(os.environ.get("VAPOR_PLACEMENT_RETRY_INTERVAL", "5"))
+# Migration limits (KubeVirt's defaults): active migrations in the cluster, and leaving one host.
+PARALLEL_MIGRATIONS = int(os.environ.get("VAPOR_PARALLEL_MIGRATIONS", "5"))
+PARALLEL_OUTBOUND_PER_HOST = int(os.environ.get("VAPOR_PARALLEL_OUTBOUND_PER_HOST", "2"))
+# How often unfinished Migrations and draining Hosts are looked at again (seconds).
+MIGRATION_INTERVAL = float(os.environ.get("VAPOR_MIGRATION_INTERVAL", "5"))
 
 log = logging.getLogger("vapor.operator")
 

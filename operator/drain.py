@@ -1,0 +1,176 @@
+"""Host maintenance: moving every VM off a Host whose spec.maintenance is true.
+
+For each VM placed on the host the operator creates a Migration
+(``drain-<vm>-<suffix>``, labelled with the host's name), live for a running
+VM and offline for a stopped one, with the destination left to the operator;
+the limits and the queue of :mod:`.migration` apply to them as to any other.
+The Host's status.drain tells how far it is: Draining (VMs remaining),
+Drained (empty) or Failed (a VM could not be moved in ``DRAIN_ATTEMPTS``
+tries). Setting maintenance back to false clears it. Everything is read from
+the resources on each pass, so a restarted operator carries on.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+import kopf
+
+from vapor.kube import Conflict, Kube
+from vapor.model import GROUP, VERSION, Host, Migration, MigrationSpec, ObjectMeta, VirtualMachine
+from vapor.model.host import DrainStatus
+from vapor.model.names import DRAIN_LABEL
+
+from . import migration
+from .migration_rules import LIVE_VM_PHASES, is_terminal
+from .settings import FIELD_MANAGER, MIGRATION_INTERVAL
+
+log = logging.getLogger("vapor.operator.drain")
+CONTROLLER = "operator"
+# How many drain migrations of one VM may fail before the drain is Failed.
+DRAIN_ATTEMPTS = 3
+
+
+def drain_name(vm: str) -> str:
+    """A Migration name for draining ``vm``: drain-<vm>-<5 random hex digits>, within 253 characters."""
+    return f"drain-{vm[:240]}-{secrets.token_hex(3)[:5]}"
+
+
+def _drain_migration(vm: VirtualMachine, host: str) -> Migration:
+    live = vm.status is not None and vm.status.phase in LIVE_VM_PHASES
+    local_disks = any(d.size is not None for d in vm.spec.disks or [])
+    return Migration(
+        metadata=ObjectMeta(name=drain_name(vm.name), namespace=vm.metadata.namespace, labels={DRAIN_LABEL: host}),
+        spec=MigrationSpec(vm_name=vm.name, live=live, copy_storage="all" if local_disks else "none"),
+    )
+
+
+async def drain(kube: Kube, host: Host) -> DrainStatus:
+    """One pass over a host in maintenance: start the migrations it still needs; its drain status."""
+    async with migration.lock():
+        facts = await migration.gather(kube)
+        on_host = [
+            vm
+            for vm in facts.vms.values()
+            if vm.status is not None and vm.status.host == host.name and vm.metadata.deletion_timestamp is None
+        ]
+        moving = 0
+        given_up: list[str] = []
+        for vm in sorted(on_host, key=lambda v: (v.metadata.namespace or "", v.name)):
+            namespace = vm.metadata.namespace or ""
+            mine = [m for m in facts.migrations if m.metadata.namespace == namespace and m.spec.vm_name == vm.name]
+            if any(not is_terminal(m) for m in mine):
+                moving += 1
+                continue
+            tries = [m for m in mine if (m.metadata.labels or {}).get(DRAIN_LABEL) == host.name]
+            if len(tries) >= DRAIN_ATTEMPTS:
+                last = max(tries, key=lambda m: m.metadata.creation_timestamp or 0)
+                why = last.status.failure_reason if last.status and last.status.failure_reason else "no reason given"
+                given_up.append(f"{namespace}/{vm.name} ({why})")
+                continue
+            try:
+                created = await kube.resources(Migration).create(
+                    _drain_migration(vm, host.name), field_manager=FIELD_MANAGER
+                )
+            except Conflict:  # the random suffix was taken: the next pass tries another
+                continue
+            moving += 1
+            log.info(
+                "host=%s drain: migration %s/%s for vm %s",
+                host.name,
+                namespace,
+                created.name,
+                vm.name,
+                extra={"host": host.name, "migration": created.name, "vm": vm.name},
+            )
+            await kube.events.record(
+                host,
+                reason="DrainMigration",
+                note=f"Migration {namespace}/{created.name} moves {vm.name} off the host (attempt {len(tries) + 1})",
+                controller=CONTROLLER,
+                action="Drain",
+            )
+    remaining = len(on_host)
+    if remaining == 0:
+        return DrainStatus(phase="Drained", remaining=0, message="no VirtualMachines left on the host")
+    if given_up:
+        return DrainStatus(
+            phase="Failed",
+            remaining=remaining,
+            message=f"could not move after {DRAIN_ATTEMPTS} attempts: " + "; ".join(given_up),
+        )
+    return DrainStatus(
+        phase="Draining",
+        remaining=remaining,
+        message=f"{remaining} VirtualMachine(s) still on the host, {moving} migrating or queued",
+    )
+
+
+async def reconcile_host(kube: Kube, name: str) -> None:
+    """Drive a host's drain, or clear it when maintenance is off."""
+    hosts = kube.resources(Host)
+    host = await hosts.get(name)
+    current = host.status.drain if host.status else None
+    if not host.spec.maintenance or host.metadata.deletion_timestamp is not None:
+        if current is not None:
+            await hosts.patch_status(name, {"drain": None}, field_manager=FIELD_MANAGER)
+            await kube.events.record(
+                host,
+                reason="DrainCleared",
+                note="Maintenance ended; drain status cleared",
+                controller=CONTROLLER,
+                action="Drain",
+            )
+        return
+    wanted = await drain(kube, host)
+    if current is not None and current.model_dump() == wanted.model_dump():
+        return
+    await hosts.patch_status(name, {"drain": wanted.to_api()}, field_manager=FIELD_MANAGER)
+    if current is None:
+        await kube.events.record(
+            host, reason="DrainStarted", note=f"Maintenance: {wanted.message}", controller=CONTROLLER, action="Drain"
+        )
+    if wanted.phase != (current.phase if current else None) and wanted.phase != "Draining":
+        await kube.events.record(
+            host,
+            reason="Drained" if wanted.phase == "Drained" else "DrainFailed",
+            note=wanted.message or wanted.phase,
+            controller=CONTROLLER,
+            action="Drain",
+            type="Normal" if wanted.phase == "Drained" else "Warning",
+        )
+    log.info(
+        "host=%s drain %s: %s",
+        name,
+        wanted.phase,
+        wanted.message,
+        extra={"host": name, "drain": wanted.phase, "remaining": wanted.remaining},
+    )
+    if wanted.phase == "Draining":
+        await migration.schedule_pass(kube)
+
+
+def _draining(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
+    return bool(spec.get("maintenance")) or status.get("drain") is not None
+
+
+@kopf.on.event(GROUP, VERSION, "hosts", when=_draining)
+async def host_maintenance_changed(type: str, name: str, memo: Any, **_: Any) -> None:
+    """Start (or clear) a drain as soon as maintenance is switched."""
+    if type == "DELETED":
+        return
+    kube: Kube = memo.kube
+    try:
+        await reconcile_host(kube, name)
+    except kopf.PermanentError:
+        raise
+    except Exception as exc:  # the timer tries again
+        log.warning("host=%s drain pass failed: %s", name, exc)
+
+
+@kopf.timer(GROUP, VERSION, "hosts", interval=MIGRATION_INTERVAL, when=_draining)
+async def drain_progress(name: str, memo: Any, **_: Any) -> None:
+    """Keep a drain's progress true while its migrations run."""
+    await reconcile_host(memo.kube, name)

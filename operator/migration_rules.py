@@ -1,0 +1,285 @@
+"""Decisions about Migrations, without I/O: validation, pre-flight checks and the queue.
+
+The kopf side (:mod:`.migration`) gathers the facts from the API server and
+calls these functions; tests call them directly. Everything here is computed
+from resources only, so a restarted operator decides exactly as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from vapor.model import Condition, Host, Migration, VirtualMachine
+from vapor.model._meta import ConditionStatus
+from vapor.model.migration import TERMINAL_PHASES
+from vapor.model.names import ConditionType
+
+from .placement import Request, choose_host, evaluate, host_ready
+
+# Phases that hold a slot of the limits (the agents are at work).
+ACTIVE_PHASES = frozenset({"PreparingTarget", "Running"})
+# VM phases in which a live migration can start.
+LIVE_VM_PHASES = frozenset({"Running", "Paused"})
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+def is_terminal(m: Migration) -> bool:
+    """Whether the migration has ended (Succeeded, Failed or Cancelled)."""
+    return m.status is not None and m.status.phase in TERMINAL_PHASES
+
+
+def phase_of(m: Migration) -> str | None:
+    """The migration's phase, or None before the operator has seen it."""
+    return m.status.phase if m.status else None
+
+
+def creation_order(m: Migration) -> tuple[datetime, str, str]:
+    """Queue order: creation time, then namespace and name (stable across restarts)."""
+    return (m.metadata.creation_timestamp or _EPOCH, m.metadata.namespace or "", m.name)
+
+
+def find_host(hosts: Iterable[Host], name_or_id: str) -> Host | None:
+    """A Host by resource name or by its stable id."""
+    hosts = list(hosts)
+    by_name = next((h for h in hosts if h.name == name_or_id), None)
+    return by_name or next((h for h in hosts if h.status is not None and h.status.id == name_or_id), None)
+
+
+@dataclass
+class Check:
+    """The outcome of checking a Pending migration."""
+
+    refusal: str | None = None  # a reason to fail it at once
+    source: str | None = None
+    destination: Host | None = None
+    conditions: list[Condition] = field(default_factory=list)
+
+
+def _condition(current: Migration, ctype: str, status: ConditionStatus, reason: str, message: str) -> Condition:
+    return Condition.after(
+        current.condition(ctype),
+        type=ctype,
+        status=status,
+        reason=reason,
+        message=message,
+        observed_generation=current.metadata.generation,
+    )
+
+
+def cpu_compatibility(source: Host, destination: Host) -> tuple[ConditionStatus, str, str]:
+    """Whether a guest running on ``source`` can run on ``destination``, from both hosts' hypervisor info."""
+    src = source.status.hypervisor if source.status else None
+    dst = destination.status.hypervisor if destination.status else None
+    if src is None or dst is None or not src.cpu_model or not dst.cpu_model:
+        missing = source.name if src is None or not src.cpu_model else destination.name
+        return "Unknown", "NotReported", f"host {missing} has not reported its CPU model yet"
+    if src.arch and dst.arch and src.arch != dst.arch:
+        return "False", "ArchitectureMismatch", f"source is {src.arch}, destination is {dst.arch}"
+    if src.cpu_vendor and dst.cpu_vendor and src.cpu_vendor != dst.cpu_vendor:
+        return "False", "VendorMismatch", f"source CPU is {src.cpu_vendor}, destination CPU is {dst.cpu_vendor}"
+    missing_features = sorted(set(src.cpu_features or ()) - set(dst.cpu_features or ()))
+    if missing_features:
+        shown = ", ".join(missing_features[:10]) + (" ..." if len(missing_features) > 10 else "")
+        return (
+            "False",
+            "FeaturesMissing",
+            f"destination CPU ({dst.cpu_model}) lacks {len(missing_features)} feature(s) of the source's: {shown}",
+        )
+    if src.cpu_model != dst.cpu_model:
+        return "True", "FeaturesCovered", f"{src.cpu_model} -> {dst.cpu_model}: every source CPU feature is present"
+    return "True", "SameModel", f"both hosts have CPU model {src.cpu_model}"
+
+
+def storage_compatibility(vm: VirtualMachine, copy_storage: str) -> tuple[ConditionStatus, str, str]:
+    """Whether the VM's disks can follow it.
+
+    A disk with ``path`` is an existing image the user provided, taken to be on
+    storage both hosts share; a disk with ``size`` is an image the source's
+    agent created in its own storage, which only a copy (copyStorage all or
+    incremental) brings to the destination.
+    """
+    disks = vm.spec.disks or []
+    if not disks:
+        return "True", "NoDisks", "the VM has no disks"
+    if copy_storage != "none":
+        return "True", "CopyStorage", f"{len(disks)} disk(s) copied to the destination (copyStorage {copy_storage})"
+    local = [d.name for d in disks if d.size is not None]
+    if local:
+        return (
+            "False",
+            "LocalDisks",
+            f"disk(s) {', '.join(local)} are local images of the source host; set copyStorage to all or incremental",
+        )
+    return "True", "SharedStorage", "every disk is an existing image on shared storage"
+
+
+def in_flight_requests(
+    migrations: Iterable[Migration], vms: Mapping[tuple[str, str], VirtualMachine], exclude: Migration
+) -> dict[str, list[Request]]:
+    """What admitted migrations will bring to each destination (their VMs are still placed on the source)."""
+    arriving: dict[str, list[Request]] = {}
+    for other in migrations:
+        if other.metadata.uid == exclude.metadata.uid or phase_of(other) not in ACTIVE_PHASES:
+            continue
+        target = other.status.target_host if other.status else None
+        vm = vms.get((other.metadata.namespace or "", other.spec.vm_name))
+        if target and vm is not None:
+            arriving.setdefault(target, []).append(Request.of(vm))
+    return arriving
+
+
+def _unpinned(vm: VirtualMachine) -> VirtualMachine:
+    """The VM as placement should judge it for a move: spec.host names where it was asked to start, not a pin."""
+    return vm.model_copy(update={"spec": vm.spec.model_copy(update={"host": None})})
+
+
+def check(
+    m: Migration,
+    vm: VirtualMachine | None,
+    hosts: Sequence[Host],
+    placed: Mapping[str, Iterable[Request]],
+    others: Iterable[Migration],
+) -> Check:
+    """Validate a migration and compute its pre-flight conditions.
+
+    ``placed`` maps each host to what its placed VMs take, including what
+    admitted migrations are bringing to it; ``others`` are the other
+    Migrations of the cluster.
+    """
+    namespace = m.metadata.namespace or ""
+    result = Check()
+    if vm is None:
+        result.refusal = f"VirtualMachine {namespace}/{m.spec.vm_name} does not exist"
+        return result
+    if vm.metadata.deletion_timestamp is not None:
+        result.refusal = f"VirtualMachine {namespace}/{vm.name} is being deleted"
+        return result
+    source = vm.status.host if vm.status else None
+    if not source:
+        result.refusal = f"VirtualMachine {namespace}/{vm.name} is not placed on any host yet"
+        return result
+    result.source = source
+    vm_phase = vm.status.phase if vm.status else None
+    if m.spec.live and vm_phase not in LIVE_VM_PHASES:
+        result.refusal = (
+            f"a live migration needs a running VM; {vm.name} is {vm_phase or 'not started'} (set live to false)"
+        )
+        return result
+    rival = _earlier_active(m, others)
+    if rival is not None:
+        result.refusal = f"VirtualMachine {vm.name} already has an active migration: {rival}"
+        return result
+    movable = _unpinned(vm)
+    if m.spec.destination_host:
+        dest = find_host(hosts, m.spec.destination_host)
+        if dest is None:
+            result.refusal = f"destination host {m.spec.destination_host} does not exist"
+            return result
+        if dest.name == source:
+            result.refusal = f"the VM already runs on {dest.name}: destination and source are the same host"
+            return result
+        if not host_ready(dest):
+            result.refusal = f"destination host {dest.name} is not Ready"
+            return result
+        if dest.spec.maintenance:
+            result.refusal = f"destination host {dest.name} is in maintenance"
+            return result
+    else:
+        decision = choose_host(movable, [h for h in hosts if h.name != source], placed)
+        if decision.host is None:
+            result.conditions.append(
+                _condition(m, ConditionType.DESTINATION_CAPACITY, "False", "NoHostFits", decision.message)
+            )
+            result.refusal = f"no destination can take the VM: {decision.message}"
+            return result
+        dest = decision.host
+    result.destination = dest
+    fit = evaluate(movable, dest, placed.get(dest.name, ()))
+    if fit.fits:
+        capacity = _condition(
+            m,
+            ConditionType.DESTINATION_CAPACITY,
+            "True",
+            "Fits",
+            f"{dest.name} has {fit.free_cpu} CPU and {fit.free_memory // 2**20}Mi free",
+        )
+    else:
+        capacity = _condition(
+            m, ConditionType.DESTINATION_CAPACITY, "False", "Insufficient", f"{dest.name}: {', '.join(fit.reasons)}"
+        )
+    source_host = find_host(hosts, source)
+    if source_host is None:
+        cpu: tuple[ConditionStatus, str, str] = ("Unknown", "NotReported", f"source host {source} does not exist")
+    else:
+        cpu = cpu_compatibility(source_host, dest)
+    storage = storage_compatibility(vm, m.spec.copy_storage)
+    result.conditions = [
+        capacity,
+        _condition(m, ConditionType.CPU_COMPATIBLE, *cpu),
+        _condition(m, ConditionType.STORAGE_COMPATIBLE, *storage),
+    ]
+    failed = [c for c in result.conditions if c.status == "False"]
+    if failed:
+        result.refusal = "; ".join(f"{c.type}: {c.message}" for c in failed)
+    return result
+
+
+def _earlier_active(m: Migration, others: Iterable[Migration]) -> str | None:
+    """Another non-terminal Migration of the same VM that came first (or is already admitted)."""
+    mine = creation_order(m)
+    for other in others:
+        if other.metadata.uid == m.metadata.uid or other.metadata.namespace != m.metadata.namespace:
+            continue
+        if other.spec.vm_name != m.spec.vm_name or is_terminal(other) or other.metadata.deletion_timestamp:
+            continue
+        if phase_of(other) in ACTIVE_PHASES or creation_order(other) < mine:
+            return other.name
+    return None
+
+
+@dataclass
+class Plan:
+    """One scheduling pass: who starts now, and everyone else's place in the queue."""
+
+    admit: list[Migration] = field(default_factory=list)
+    positions: dict[str, int] = field(default_factory=dict)  # uid: 1..n
+    reasons: dict[str, str] = field(default_factory=dict)  # uid: what holds it back
+
+
+def plan_queue(migrations: Iterable[Migration], parallel: int, per_host: int) -> Plan:
+    """Admit queued migrations (phase Scheduling) in creation order within the limits.
+
+    ``parallel`` bounds the active migrations of the cluster, ``per_host`` the
+    active migrations leaving one source host. A migration held back only by
+    its source's limit does not hold back those behind it.
+    """
+    migrations = list(migrations)
+    active = [m for m in migrations if phase_of(m) in ACTIVE_PHASES]
+    outbound: dict[str, int] = {}
+    for m in active:
+        src = m.status.source_host if m.status else None
+        if src:
+            outbound[src] = outbound.get(src, 0) + 1
+    running = len(active)
+    plan = Plan()
+    waiting = sorted(
+        (m for m in migrations if phase_of(m) == "Scheduling" and m.metadata.deletion_timestamp is None),
+        key=creation_order,
+    )
+    for m in waiting:
+        src = (m.status.source_host if m.status else None) or ""
+        if running >= parallel:
+            plan.reasons[m.metadata.uid or ""] = f"{running} migrations running, the cluster allows {parallel}"
+        elif outbound.get(src, 0) >= per_host:
+            plan.reasons[m.metadata.uid or ""] = (
+                f"{outbound[src]} migrations leaving host {src}, a host allows {per_host}"
+            )
+        else:
+            plan.admit.append(m)
+            running += 1
+            outbound[src] = outbound.get(src, 0) + 1
+            continue
+        plan.positions[m.metadata.uid or ""] = len(plan.positions) + 1
+    return plan
