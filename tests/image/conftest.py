@@ -17,6 +17,7 @@ import logging
 import shutil
 import tarfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,9 +121,28 @@ def _build(client: docker.DockerClient, log_path: Path, **kwargs: object) -> Non
                 raise AssertionError(f"image build failed: {chunk['error']}\n{tail}")
 
 
+# What the build downloads from: Debian's mirror (apt in both stages) and PyPI (pip in the builder).
+MIRRORS = ("http://deb.debian.org/debian/dists/bookworm/Release", "https://pypi.org/simple/pip/")
+
+
+def _unreachable() -> list[str]:
+    """The mirrors the build needs that do not answer from here (through the host's network and CAs)."""
+    missing = []
+    for url in MIRRORS:
+        try:
+            with urllib.request.urlopen(url, timeout=20) as resp:
+                resp.read(1)
+        except OSError as exc:
+            missing.append(f"{url}: {exc}")
+    return missing
+
+
 @pytest.fixture(scope="session")
 def image(docker_client: docker.DockerClient, base_image: str, tmp_path_factory: pytest.TempPathFactory) -> Built:
     """The Containerfile built for real on top of the imported base (layers cached between sessions)."""
+    missing = _unreachable()
+    if missing:  # fail, not skip: the build needs them, and a silent skip would hide a broken image
+        pytest.fail("the image build needs Debian's mirror and PyPI; unreachable: " + "; ".join(missing))
     log_path = tmp_path_factory.mktemp("image") / "build.log"
     args = {"BASE_IMAGE": base_image}
     started = time.monotonic()
