@@ -227,14 +227,17 @@ def check(
 
 
 def _earlier_active(m: Migration, others: Iterable[Migration]) -> str | None:
-    """Another non-terminal Migration of the same VM that came first (or is already admitted)."""
-    mine = creation_order(m)
+    """Another Migration of the same VM that passed its checks and has not ended (queued or under way).
+
+    Pending ones do not count: they are checked one at a time, so of two
+    valid Migrations of one VM the first checked goes on and the other fails.
+    """
     for other in others:
         if other.metadata.uid == m.metadata.uid or other.metadata.namespace != m.metadata.namespace:
             continue
-        if other.spec.vm_name != m.spec.vm_name or is_terminal(other) or other.metadata.deletion_timestamp:
+        if other.spec.vm_name != m.spec.vm_name or other.metadata.deletion_timestamp:
             continue
-        if phase_of(other) in ACTIVE_PHASES or creation_order(other) < mine:
+        if phase_of(other) in ACTIVE_PHASES or phase_of(other) == "Scheduling":
             return other.name
     return None
 
