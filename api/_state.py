@@ -15,7 +15,7 @@ from typing import Any
 from quart import current_app
 
 from vapor.kube import Informer, Kube
-from vapor.model import Host, VirtualMachine
+from vapor.model import Host, Migration, VirtualMachine
 
 from ._bodies import ListBody
 from ._refresh import RefreshStore
@@ -33,6 +33,7 @@ class Gateway:
         self.config = config
         self.hosts: Informer[Host] = Informer(kube, Host)
         self.vms: Informer[VirtualMachine] = Informer(kube, VirtualMachine)
+        self.migrations: Informer[Migration] = Informer(kube, Migration)
         self.host_bodies = ListBody(self.hosts, host_view, "hosts")
         self.vm_bodies = ListBody(self.vms, vm_view, "vms")
         self.signer: TokenSigner | None = None
@@ -52,6 +53,7 @@ class Gateway:
             gateway.signer = TokenSigner(key, int(config["TOKEN_LIFETIME"]))
             await gateway.hosts.start()
             await gateway.vms.start()
+            await gateway.migrations.start()
             gateway._sweeper = asyncio.create_task(gateway._sweep(float(config["REFRESH_SWEEP_INTERVAL"])))
         except BaseException:
             await gateway.close()
@@ -78,6 +80,7 @@ class Gateway:
                 await self._sweeper
         await self.hosts.stop()
         await self.vms.stop()
+        await self.migrations.stop()
         await self.kube.close()
 
 

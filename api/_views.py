@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from vapor.model import Host, VirtualMachine, quantity_bytes
-from vapor.model.names import ConditionType
+from vapor.model import Host, Migration, VirtualMachine, quantity_bytes
+from vapor.model.names import REQUESTED_BY_ANNOTATION, ConditionType
 
-from ._schema import HostView, VMView
+from ._schema import HostView, MigrationProgressView, MigrationView, VMView
 
 HostState = Literal["connected", "disconnected", "unknown"]
 
@@ -77,4 +78,69 @@ def vm_view(vm: VirtualMachine) -> VMView:
         conditions=[_dump(c) for c in (status.conditions or [])] if status else [],
         created_at=vm.metadata.creation_timestamp.isoformat() if vm.metadata.creation_timestamp else None,
         deleting=vm.metadata.deletion_timestamp is not None,
+    )
+
+
+def _time(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def migration_view(m: Migration, hosts: Mapping[str, Host], vm: VirtualMachine | None) -> MigrationView:
+    """The REST form of a Migration; ``hosts`` by name (for their ids), ``vm`` the VM it moves if it exists."""
+    spec, status = m.spec, m.status
+    source = status.source_host if status else None
+    target = (status.target_host if status else None) or None
+    if target is None and spec.destination_host:  # not decided yet: what was asked, by name or id
+        asked = hosts.get(spec.destination_host) or next(
+            (h for h in hosts.values() if h.status is not None and h.status.id == spec.destination_host), None
+        )
+        target = asked.name if asked is not None else None
+
+    def host_id(name: str | None) -> str | None:
+        host = hosts.get(name) if name else None
+        return host.status.id if host is not None and host.status is not None else None
+
+    p = status.progress if status else None
+    progress = (
+        MigrationProgressView(
+            percent=p.percent,
+            data_total=p.data_total_bytes,
+            data_processed=p.data_processed_bytes,
+            data_remaining=p.data_remaining_bytes,
+            memory_iteration=p.memory_iteration,
+            memory_dirty_rate=p.memory_dirty_rate,
+            updated_at=_time(p.updated_at),
+        )
+        if p is not None
+        else None
+    )
+    uid = m.metadata.uid or ""
+    return MigrationView(
+        id=uid,
+        migration_id=uid,
+        name=m.name,
+        namespace=m.metadata.namespace or "",
+        vm_id=vm.metadata.uid if vm is not None else None,
+        vm_name=spec.vm_name,
+        phase=(status.phase if status else None) or "Pending",
+        live=spec.live,
+        persistent=spec.persistent,
+        undefine_source=spec.undefine_source,
+        copy_storage=spec.copy_storage,
+        bandwidth_mib_per_second=spec.bandwidth_mib_per_second,
+        source_host_id=host_id(source),
+        source_host_name=source,
+        destination_host_id=host_id(target),
+        destination_host_name=target,
+        queue_position=status.queue_position if status else None,
+        progress=progress,
+        start_time=_time(status.start_time) if status else None,
+        end_time=_time(status.end_time) if status else None,
+        downtime_ms=status.downtime_ms if status else None,
+        failure_reason=status.failure_reason if status else None,
+        cancel_requested=spec.cancel,
+        conditions=[_dump(c) for c in (status.conditions or [])] if status else [],
+        requested_by=(m.metadata.annotations or {}).get(REQUESTED_BY_ANNOTATION),
+        created_at=_time(m.metadata.creation_timestamp),
+        deleting=m.metadata.deletion_timestamp is not None,
     )
