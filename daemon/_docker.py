@@ -27,6 +27,7 @@ from vapor.dockerspec import CreateContainerRequest, PullImageRequest
 
 from ._containers import (
     DOCKER_ERROR,
+    INVALID_INPUT,
     NO_RUNTIME_AVAILABLE,
     NOT_FOUND,
     ContainerError,
@@ -274,7 +275,7 @@ class DockerRuntime:
         """Stop a container: SIGTERM, then SIGKILL after ``timeout`` seconds."""
         check_ref(ref)
         if not 0 <= timeout <= MAX_STOP_TIMEOUT:
-            raise ContainerError(400, "INVALID_INPUT", f"timeout must be 0 to {MAX_STOP_TIMEOUT} seconds")
+            raise ContainerError(400, INVALID_INPUT, f"timeout must be 0 to {MAX_STOP_TIMEOUT} seconds")
         await self._call("stop container", lambda c: c.stop(ref, timeout=timeout), ref)
         return await self._outcome(ref, "stopped")
 
