@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from vapor.kube import Kube, NotFound
+from vapor.kube import Conflict, Kube, NotFound
 from vapor.model import GROUP, VERSION, Condition, Host, Migration, VirtualMachine
 from vapor.model.names import (
     HOST_LABEL,
@@ -182,8 +182,8 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> None:
             return
         try:
             await _step(kube, m)
-        except NotFound:  # the Migration or its VM went away meanwhile: the next event decides again
-            log.info("migration=%s/%s: an object vanished while deciding", namespace, name)
+        except (NotFound, Conflict) as exc:  # changed or gone meanwhile: the next event or recheck decides again
+            log.info("migration=%s/%s: an object changed while deciding: %s", namespace, name, exc)
     await schedule_pass(kube)
 
 
@@ -380,7 +380,8 @@ async def schedule_pass(kube: Kube) -> None:
         for m in plan.admit:
             try:
                 await _admit(kube, m, facts)
-            except NotFound:
+            except (NotFound, Conflict) as exc:  # changed meanwhile: the next pass sees it as it is
+                log.info("migration=%s/%s not admitted this time: %s", m.metadata.namespace, m.name, exc)
                 continue
         for m in facts.migrations:
             uid = m.metadata.uid or ""
@@ -408,8 +409,8 @@ async def _admit(kube: Kube, m: Migration, facts: Facts) -> None:
     assert result.destination is not None and result.source is not None
     source, target = result.source, result.destination.name
     namespace = m.metadata.namespace or ""
-    vm = facts.vm_of(m)
-    assert vm is not None
+    vms = kube.resources(VirtualMachine)
+    vm = await vms.get(m.spec.vm_name, namespace)  # fresh: its agent writes its status all the time
     holder = (vm.metadata.annotations or {}).get(MIGRATING_ANNOTATION)
     if holder and holder != m.name:
         await _fail(kube, m, f"VirtualMachine {vm.name} is being moved by Migration {holder}", "MigrationRefused")
@@ -429,10 +430,9 @@ async def _admit(kube: Kube, m: Migration, facts: Facts) -> None:
         namespace=namespace,
         field_manager=FIELD_MANAGER,
     )
-    vms = kube.resources(VirtualMachine)
     await vms.patch(
         vm.name,
-        {"metadata": {"annotations": {MIGRATING_ANNOTATION: m.name}, "resourceVersion": vm.metadata.resource_version}},
+        {"metadata": {"annotations": {MIGRATING_ANNOTATION: m.name}}},
         namespace=namespace,
         field_manager=FIELD_MANAGER,
     )
