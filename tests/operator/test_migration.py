@@ -442,3 +442,20 @@ def test_offline_migration_picks_a_destination(scene: Scene, fleet: Fleet, agent
     agents.autopilot(scene.ns)
     scene.wait_phase("off", "Succeeded")
     assert scene.vm_obj("idle")["status"]["host"] == roomy
+
+
+def test_drain_fails_when_a_vm_cannot_be_moved(scene: Scene, fleet: Fleet, kubectl: Kubectl) -> None:
+    src = fleet.host("src", cpu=8, memory="8Gi")
+    fleet.host("small", cpu=8, memory="1Gi")
+    scene.vm("big", src, memory="4Gi")
+    kubectl("patch", "host", src, "--type=merge", "-p", '{"spec":{"maintenance":true}}')
+    failed = wait_until(
+        lambda: (d := kubectl.get_json("host", src)["status"].get("drain") or {}).get("phase") == "Failed" and d,
+        60,
+        what="drain Failed",
+    )
+    assert failed["remaining"] == 1 and "big" in failed["message"] and "3 attempts" in failed["message"]
+    tries = kubectl.get_json("vmig", "-n", scene.ns, "-l", f"vapor.io/drain={src}")["items"]
+    assert len(tries) == 3 and all(t["status"]["phase"] == "Failed" for t in tries)
+    assert "DrainFailed" in kubectl("describe", "host", src).stdout
+    assert scene.vm_obj("big")["status"]["host"] == src
