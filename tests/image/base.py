@@ -33,12 +33,22 @@ CACHE = Path(os.environ.get("VAPOR_CACHE", Path.home() / ".cache" / "vapor")) / 
 
 # Everything that decides what the base rootfs holds. Bump "revision" to force a rebuild.
 RECIPE: dict[str, object] = {
-    "revision": 1,
+    "revision": 2,
     "suite": "bookworm",
     "variant": "minbase",
     "mirror": "http://deb.debian.org/debian",
     "include": ["python3", "python3-venv", "ca-certificates"],
     # The same apt sources as the official Debian-based images (updates and security).
+    # As Debian's slim images (the official python:*-slim's base): no docs, manuals or translations.
+    "dpkg_excludes": [
+        "path-exclude /usr/share/doc/*",
+        "path-include /usr/share/doc/*/copyright",
+        "path-exclude /usr/share/man/*",
+        "path-exclude /usr/share/info/*",
+        "path-exclude /usr/share/groff/*",
+        "path-exclude /usr/share/lintian/*",
+        "path-exclude /usr/share/locale/*",
+    ],
     "sources": [
         "deb http://deb.debian.org/debian bookworm main",
         "deb http://deb.debian.org/debian bookworm-updates main",
@@ -72,6 +82,13 @@ def cache_lock(name: str, timeout: float = 1800.0) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
 def rootfs_tarball() -> Path:
     """The cached rootfs tarball of the recipe, made with debootstrap when missing (a few minutes)."""
     key = recipe_key()
@@ -98,6 +115,14 @@ def rootfs_tarball() -> Path:
                 stderr=subprocess.PIPE,
             )
             (root / "etc/apt/sources.list").write_text("\n".join(RECIPE["sources"]) + "\n")  # type: ignore[arg-type]
+            excludes: list[str] = RECIPE["dpkg_excludes"]  # type: ignore[assignment]
+            (root / "etc/dpkg/dpkg.cfg.d/slim").write_text("\n".join(excludes) + "\n")
+            for folder in ("man", "info", "groff", "lintian", "locale"):
+                for child in (root / "usr/share" / folder).glob("*"):
+                    _remove(child)
+            for child in (root / "usr/share/doc").glob("*/*"):
+                if child.name != "copyright":
+                    _remove(child)
             # What an image should not carry: apt's lists and caches, logs of the bootstrap.
             for junk in ("var/lib/apt/lists", "var/cache/apt/archives", "var/log"):
                 for child in (root / junk).glob("*"):

@@ -63,6 +63,10 @@ def base_image(docker_client: docker.DockerClient) -> str:
     """
     ca = HOST_CA_BUNDLE.read_bytes()
     tag = f"{BASE_REPOSITORY}:{recipe_key()}-{hashlib.sha256(ca).hexdigest()[:8]}"
+    for old in docker_client.images.list(BASE_REPOSITORY):  # bases of earlier recipes: free their space
+        for old_tag in old.tags:
+            if not old_tag.startswith(f"{BASE_REPOSITORY}:{recipe_key()}"):
+                docker_client.images.remove(old_tag, noprune=False)
     with contextlib.suppress(docker.errors.ImageNotFound):
         docker_client.images.get(tag)
         return tag
