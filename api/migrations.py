@@ -40,6 +40,7 @@ from ._schema import (
 )
 from ._state import gateway
 from ._views import migration_view
+from .docker import NoBody, optional_body
 from .hosts import find_host
 from .vms import CACHE_CATCH_UP, CONTROLLER, UID_RE, field_manager, vm_for_write
 
@@ -125,12 +126,12 @@ def _refuse_early(vm: VirtualMachine, data: MigrateRequest) -> Host | None:
 @tag(["migrations"])
 @validate_querystring(VMQuery)
 @validate_request(MigrateRequest)
-@validate_response(Success[MigrationStarted], 202)
+@validate_response(Success[MigrationStarted], 201)
 @document_response(Failure, 400)
 @document_response(Failure, 404)
 @document_response(Failure, 409)
 async def migrate_vm(vm_id: str, data: MigrateRequest, query_args: VMQuery) -> tuple[Success[MigrationStarted], int]:
-    """Move a virtual machine to another host (admin); answers 202 with the migration's id.
+    """Move a virtual machine to another host (admin); answers 201 with the new migration's id.
 
     The VM is named by id or by name (?namespace=, default "default");
     ``destination_host_id`` by host id or name (left out: the operator picks a
@@ -188,7 +189,7 @@ async def migrate_vm(vm_id: str, data: MigrateRequest, query_args: VMQuery) -> t
         destination_host_id=destination.status.id if destination is not None and destination.status else None,
         destination_host_name=destination.name if destination is not None else None,
     )
-    return Success[MigrationStarted](data=started), 202
+    return Success[MigrationStarted](data=started), 201
 
 
 def _matches(m: Migration, q: MigrationListQuery, hosts: dict[str, Host]) -> bool:
@@ -264,7 +265,7 @@ async def _cancel(migration_id: str, namespace: str) -> tuple[Success[MigrationV
     if phase in TERMINAL_PHASES:
         raise _conflict(f"migration {m.name!r} has already finished ({phase}); there is nothing to cancel")
     if m.spec.cancel:
-        return Success[MigrationView](data=view(m)), 202
+        return Success[MigrationView](data=view(m)), 200
     try:
         patched = await state.kube.resources(Migration).patch(
             m.name,
@@ -281,22 +282,24 @@ async def _cancel(migration_id: str, namespace: str) -> tuple[Success[MigrationV
         controller=CONTROLLER,
         action="Cancel",
     )
-    return Success[MigrationView](data=view(patched)), 202
+    return Success[MigrationView](data=view(patched)), 200
 
 
 @blueprint.post("/migrations/<migration_id>/cancel")
 @require("admin")
 @tag(["migrations"])
 @validate_querystring(VMQuery)
-@validate_response(Success[MigrationView], 202)
+@optional_body(NoBody)
+@validate_response(Success[MigrationView])
 @document_response(Failure, 404)
 @document_response(Failure, 409)
 async def cancel_migration(migration_id: str, query_args: VMQuery) -> tuple[Success[MigrationView], int]:
     """Cancel a migration that has not finished (admin): the VM keeps running where it was.
 
-    Answers 202: the operator (before the copy starts) or the source host's
-    agent (during it) carries the cancellation out; the phase becomes
-    Cancelled. 409 CONFLICT when the migration has already finished.
+    Answers once spec.cancel is set (cancel_requested true): the operator
+    (before the copy starts) or the source host's agent (during it) carries
+    it out and the phase becomes Cancelled. 409 CONFLICT when the migration
+    has already finished.
     """
     return await _cancel(migration_id, query_args.namespace)
 
@@ -305,7 +308,7 @@ async def cancel_migration(migration_id: str, query_args: VMQuery) -> tuple[Succ
 @require("admin")
 @tag(["migrations"])
 @validate_querystring(VMQuery)
-@validate_response(Success[MigrationView], 202)
+@validate_response(Success[MigrationView])
 @document_response(Failure, 404)
 @document_response(Failure, 409)
 async def delete_migration(migration_id: str, query_args: VMQuery) -> tuple[Success[MigrationView], int]:

@@ -113,7 +113,7 @@ async def test_migrate_creates_a_migration_and_get_follows_it(
         undefine_source=True, copy_storage="all", bandwidth_mib_per_second=100,
     )  # fmt: skip
     body = await response.get_json()
-    assert response.status_code == 202, body
+    assert response.status_code == 201, body
     assert body["status"] == "success"
     data = body["data"]
     assert data["status"] == "initiated" and data["migration_id"]
@@ -192,14 +192,14 @@ async def test_cancel_and_delete_set_spec_cancel_and_finished_ones_conflict(
     await _wait_cached(client, token, f"/api/v1/hosts/{world.dst}")
     first = (await (await _migrate(client, token, world, destination_host_id=world.dst)).get_json())["data"]
     response = await client.post(f"/api/v1/migrations/{first['migration_id']}/cancel", headers=bearer(token))
-    assert response.status_code == 202, await response.get_json()
+    assert response.status_code == 200, await response.get_json()
     assert (await response.get_json())["data"]["cancel_requested"] is True
     assert kubectl.get_json("vmig", first["name"], "-n", world.ns)["spec"]["cancel"] is True
 
     # A cancelled one no longer blocks the VM; DELETE does the same as cancel.
     second = (await (await _migrate(client, token, world, vm="idle", live=False)).get_json())["data"]
     response = await client.delete(f"/api/v1/migrations/{second['migration_id']}", headers=bearer(token))
-    assert response.status_code == 202
+    assert response.status_code == 200
     assert kubectl.get_json("vmig", second["name"], "-n", world.ns)["spec"]["cancel"] is True
 
     # Finished: nothing to cancel.
@@ -281,7 +281,7 @@ async def test_refusals_that_need_the_fleet(client: Client, users: Users, world:
     first = await client.post(
         f"/api/v1/vms/web/migrate?namespace={world.ns}", json={"destination_host_id": world.dst}, headers=bearer(token)
     )
-    assert first.status_code == 202
+    assert first.status_code == 201
     again = await client.post(
         f"/api/v1/vms/web/migrate?namespace={world.ns}", json={"destination_host_id": world.dst}, headers=bearer(token)
     )
@@ -316,4 +316,4 @@ async def test_openapi_documents_the_migration_endpoints(client: Client) -> None
     assert "delete" in paths["/api/v1/migrations/{migration_id}"]
     assert "post" in paths["/api/v1/migrations/{migration_id}/cancel"]
     responses = paths["/api/v1/vms/{vm_id}/migrate"]["post"]["responses"]
-    assert {"202", "400", "404", "409"} <= set(responses)
+    assert {"201", "400", "404", "409"} <= set(responses)
