@@ -32,6 +32,7 @@ from vapor.model.names import (
 
 from . import metrics
 from .migration_rules import (
+    ACTIVE_PHASES,
     check,
     find_host,
     in_flight_requests,
@@ -180,10 +181,17 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> None:
             m = await kube.resources(Migration).get(name, namespace)
         except NotFound:
             return
+        before = phase_of(m)
         try:
             await _step(kube, m)
         except (NotFound, Conflict) as exc:  # changed or gone meanwhile: the next event or recheck decides again
             log.info("migration=%s/%s: an object changed while deciding: %s", namespace, name, exc)
+        if before in ACTIVE_PHASES:  # a pass is needed only when this one ended and gave its slot back
+            try:
+                if not is_terminal(await kube.resources(Migration).get(name, namespace)):
+                    return
+            except NotFound:
+                pass
     await schedule_pass(kube)
 
 
@@ -465,10 +473,14 @@ async def migration_changed(type: str, namespace: str | None, name: str, body: k
     if type == "DELETED":
         await schedule_pass(kube)  # a slot may be free now
         return
-    phase = body.get("status", {}).get("phase")
+    status = body.get("status", {})
+    phase = status.get("phase")
     if phase in ("Succeeded", "Failed", "Cancelled") and MIGRATION_FINALIZER not in (body.meta.get("finalizers") or []):
         await schedule_pass(kube)  # nothing left to do for it, but its slot may be free now
         return
+    completed = any(c.get("type") == ConditionType.COMPLETED for c in status.get("conditions") or [])
+    if phase == "Running" and not completed:
+        return  # progress from the source agent: only its Completed condition concerns the operator
     await reconcile(kube, namespace or "", name)
 
 

@@ -111,6 +111,14 @@ class Scene:
             items = [e for e in items if e.get("reason") == reason]
         return sorted(items, key=lambda e: e.get("eventTime") or "")
 
+    def wait_unmarked(self, vm: str) -> dict[str, Any]:
+        """The VM once its migration annotation is gone (the operator removes it right after the end phase)."""
+        return wait_until(
+            lambda: ANNOTATION not in ((v := self.vm_obj(vm))["metadata"].get("annotations") or {}) and v,
+            20,
+            what=f"{vm} without {ANNOTATION}",
+        )
+
     def gone(self, name: str) -> bool:
         result = self.kubectl("get", "vmig", name, "-n", self.ns, check=False)
         return result.returncode != 0 and "NotFound" in result.stderr
@@ -149,7 +157,8 @@ def test_phases_in_order_and_the_vm_moves(scene: Scene, fleet: Fleet, agents: Ag
     assert vm["status"]["host"] == dst
     assert vm["status"]["hostId"] == scene.kubectl.get_json("host", dst)["status"]["id"]
     assert vm["metadata"]["labels"]["vapor.io/host"] == dst
-    assert ANNOTATION not in (vm["metadata"].get("annotations") or {})
+    # Then (in this order) the VM's annotation and the Migration's finalizer go.
+    wait_until(lambda: ANNOTATION not in (scene.vm_obj("web")["metadata"].get("annotations") or {}), 20)
     wait_until(lambda: FINALIZER not in (scene.get("web-move")["metadata"].get("finalizers") or []), 20)
     reasons = [e["reason"] for e in scene.events() if e["regarding"]["name"] == "web-move"]
     ordered = ["MigrationChecked", "MigrationStarted", "MigrationRunning", "MigrationSucceeded"]
@@ -307,9 +316,8 @@ def test_cancel_while_running_waits_for_the_source_agent(
     agents.completed(scene.ns, "m", ok=False, reason="Aborted", message="migration job aborted on request")
     status = scene.wait_phase("m", "Cancelled")
     assert "Aborted" in status["failureReason"]
-    vm = scene.vm_obj("web")
+    vm = scene.wait_unmarked("web")
     assert vm["status"]["host"] == src and vm["metadata"]["labels"]["vapor.io/host"] == src
-    assert ANNOTATION not in (vm["metadata"].get("annotations") or {})
 
 
 def test_kubectl_delete_of_a_running_migration_waits_for_the_abort(
@@ -363,7 +371,7 @@ def test_target_not_ready_and_lost_host_fail_the_migration(
     status = scene.wait_phase("m2", "Failed")
     assert f"host {fragile} became NotReady" in status["failureReason"]
     assert scene.events("HostNotReady")
-    assert ANNOTATION not in (scene.vm_obj("db")["metadata"].get("annotations") or {})
+    scene.wait_unmarked("db")
 
 
 def test_operator_restarted_mid_migration_finishes_it(
