@@ -48,50 +48,52 @@ def _drain_migration(vm: VirtualMachine, host: str) -> Migration:
 
 
 async def drain(kube: Kube, host: Host) -> DrainStatus:
-    """One pass over a host in maintenance: start the migrations it still needs; its drain status."""
-    async with migration.lock():
-        facts = await migration.gather(kube)
-        on_host = [
-            vm
-            for vm in facts.vms.values()
-            if vm.status is not None and vm.status.host == host.name and vm.metadata.deletion_timestamp is None
-        ]
-        moving = 0
-        given_up: list[str] = []
-        for vm in sorted(on_host, key=lambda v: (v.metadata.namespace or "", v.name)):
-            namespace = vm.metadata.namespace or ""
-            mine = [m for m in facts.migrations if m.metadata.namespace == namespace and m.spec.vm_name == vm.name]
-            if any(not is_terminal(m) for m in mine):
-                moving += 1
-                continue
-            tries = [m for m in mine if (m.metadata.labels or {}).get(DRAIN_LABEL) == host.name]
-            if len(tries) >= DRAIN_ATTEMPTS:
-                last = max(tries, key=lambda m: m.metadata.creation_timestamp or 0)
-                why = last.status.failure_reason if last.status and last.status.failure_reason else "no reason given"
-                given_up.append(f"{namespace}/{vm.name} ({why})")
-                continue
-            try:
-                created = await kube.resources(Migration).create(
-                    _drain_migration(vm, host.name), field_manager=FIELD_MANAGER
-                )
-            except Conflict:  # the random suffix was taken: the next pass tries another
-                continue
+    """One pass over a host in maintenance: start the migrations it still needs; its drain status.
+
+    The caller holds the migration lock, so two passes never create the same migrations.
+    """
+    facts = await migration.gather(kube)
+    on_host = [
+        vm
+        for vm in facts.vms.values()
+        if vm.status is not None and vm.status.host == host.name and vm.metadata.deletion_timestamp is None
+    ]
+    moving = 0
+    given_up: list[str] = []
+    for vm in sorted(on_host, key=lambda v: (v.metadata.namespace or "", v.name)):
+        namespace = vm.metadata.namespace or ""
+        mine = [m for m in facts.migrations if m.metadata.namespace == namespace and m.spec.vm_name == vm.name]
+        if any(not is_terminal(m) for m in mine):
             moving += 1
-            log.info(
-                "host=%s drain: migration %s/%s for vm %s",
-                host.name,
-                namespace,
-                created.name,
-                vm.name,
-                extra={"host": host.name, "migration": created.name, "vm": vm.name},
+            continue
+        tries = [m for m in mine if (m.metadata.labels or {}).get(DRAIN_LABEL) == host.name]
+        if len(tries) >= DRAIN_ATTEMPTS:
+            last = max(tries, key=lambda m: m.metadata.creation_timestamp or 0)
+            why = last.status.failure_reason if last.status and last.status.failure_reason else "no reason given"
+            given_up.append(f"{namespace}/{vm.name} ({why})")
+            continue
+        try:
+            created = await kube.resources(Migration).create(
+                _drain_migration(vm, host.name), field_manager=FIELD_MANAGER
             )
-            await kube.events.record(
-                host,
-                reason="DrainMigration",
-                note=f"Migration {namespace}/{created.name} moves {vm.name} off the host (attempt {len(tries) + 1})",
-                controller=CONTROLLER,
-                action="Drain",
-            )
+        except Conflict:  # the random suffix was taken: the next pass tries another
+            continue
+        moving += 1
+        log.info(
+            "host=%s drain: migration %s/%s for vm %s",
+            host.name,
+            namespace,
+            created.name,
+            vm.name,
+            extra={"host": host.name, "migration": created.name, "vm": vm.name},
+        )
+        await kube.events.record(
+            host,
+            reason="DrainMigration",
+            note=f"Migration {namespace}/{created.name} moves {vm.name} off the host (attempt {len(tries) + 1})",
+            controller=CONTROLLER,
+            action="Drain",
+        )
     remaining = len(on_host)
     if remaining == 0:
         return DrainStatus(phase="Drained", remaining=0, message="no VirtualMachines left on the host")
@@ -109,7 +111,14 @@ async def drain(kube: Kube, host: Host) -> DrainStatus:
 
 
 async def reconcile_host(kube: Kube, name: str) -> None:
-    """Drive a host's drain, or clear it when maintenance is off."""
+    """Drive a host's drain, or clear it when maintenance is off (one pass at a time)."""
+    async with migration.lock():
+        draining = await _reconcile_host(kube, name)
+    if draining:
+        await migration.schedule_pass(kube)
+
+
+async def _reconcile_host(kube: Kube, name: str) -> bool:
     hosts = kube.resources(Host)
     host = await hosts.get(name)
     current = host.status.drain if host.status else None
@@ -123,10 +132,10 @@ async def reconcile_host(kube: Kube, name: str) -> None:
                 controller=CONTROLLER,
                 action="Drain",
             )
-        return
+        return False
     wanted = await drain(kube, host)
     if current is not None and current.model_dump() == wanted.model_dump():
-        return
+        return wanted.phase == "Draining"
     await hosts.patch_status(name, {"drain": wanted.to_api()}, field_manager=FIELD_MANAGER)
     if current is None:
         await kube.events.record(
@@ -148,8 +157,7 @@ async def reconcile_host(kube: Kube, name: str) -> None:
         wanted.message,
         extra={"host": name, "drain": wanted.phase, "remaining": wanted.remaining},
     )
-    if wanted.phase == "Draining":
-        await migration.schedule_pass(kube)
+    return wanted.phase == "Draining"
 
 
 def _draining(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
