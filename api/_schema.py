@@ -393,3 +393,9 @@ class MigrationListQuery(BaseModel):
         None
     )
     active: bool | None = Field(default=None, description="true: only unfinished ones; false: only finished ones.")
+
+
+class CancelRequest(Strict):
+    """Why a migration is cancelled (optional; the body itself may be left out)."""
+
+    reason: str | None = Field(default=None, max_length=500, description="Recorded in the Migration's Event.")

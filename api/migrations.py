@@ -17,9 +17,14 @@ Migration's status.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
 
-from quart import Blueprint
-from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
+from pydantic import ValidationError
+from quart import Blueprint, request
+from quart_schema import DataSource, document_response, tag, validate_querystring, validate_request, validate_response
+from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE, RequestSchemaValidationError
 
 from vapor.kube import NotFound
 from vapor.model import Host, Migration, MigrationSpec, ObjectMeta, VirtualMachine
@@ -29,6 +34,7 @@ from vapor.model.names import REQUESTED_BY_ANNOTATION, ConditionType
 from ._errors import CONFLICT, INVALID_INPUT, INVALID_INPUT_STATUS, NOT_FOUND, APIError
 from ._guard import current_user, require
 from ._schema import (
+    CancelRequest,
     Failure,
     MigrateRequest,
     MigrationList,
@@ -40,7 +46,6 @@ from ._schema import (
 )
 from ._state import gateway
 from ._views import migration_view
-from .docker import NoBody, optional_body
 from .hosts import find_host
 from .vms import CACHE_CATCH_UP, CONTROLLER, UID_RE, field_manager, vm_for_write
 
@@ -48,6 +53,27 @@ blueprint = Blueprint("migrations", __name__, url_prefix="/api/v1")
 
 LIVE_PHASES = frozenset({"Running", "Paused"})
 _NAME_ROOM = 253 - 6  # "-" and five random characters
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+def cancel_body(func: F) -> F:
+    """Pass ``data``: the CancelRequest of the body, or an empty one when there is no body (curl -X POST)."""
+
+    @wraps(func)
+    async def wrapper(*args: Any, **kwargs: Any) -> Any:
+        raw = (await request.get_data()).strip()
+        data = CancelRequest()
+        if raw and raw != b"null":
+            try:
+                data = CancelRequest.model_validate(await request.get_json())
+            except ValidationError as exc:
+                raise RequestSchemaValidationError(exc) from None
+        return await func(*args, data=data, **kwargs)
+
+    setattr(wrapper, QUART_SCHEMA_REQUEST_ATTRIBUTE, (CancelRequest, DataSource.JSON))
+    return wrapper  # type: ignore[return-value]
 
 
 def migration_name(vm: str) -> str:
@@ -257,7 +283,7 @@ async def get_migration(migration_id: str, query_args: VMQuery) -> Success[Migra
     return Success[MigrationView](data=view(find_migration(migration_id, query_args.namespace)))
 
 
-async def _cancel(migration_id: str, namespace: str) -> tuple[Success[MigrationView], int]:
+async def _cancel(migration_id: str, namespace: str, reason: str | None) -> tuple[Success[MigrationView], int]:
     user = current_user()
     state = gateway()
     m = find_migration(migration_id, namespace)
@@ -278,7 +304,7 @@ async def _cancel(migration_id: str, namespace: str) -> tuple[Success[MigrationV
     await state.kube.events.record(
         patched,
         reason="CancelRequested",
-        note=f"User {user.username!r} cancelled the migration through the REST API",
+        note=f"User {user.username!r} cancelled the migration through the REST API" + (f": {reason}" if reason else ""),
         controller=CONTROLLER,
         action="Cancel",
     )
@@ -289,11 +315,14 @@ async def _cancel(migration_id: str, namespace: str) -> tuple[Success[MigrationV
 @require("admin")
 @tag(["migrations"])
 @validate_querystring(VMQuery)
-@optional_body(NoBody)
+@cancel_body
 @validate_response(Success[MigrationView])
+@document_response(Failure, 400)
 @document_response(Failure, 404)
 @document_response(Failure, 409)
-async def cancel_migration(migration_id: str, query_args: VMQuery) -> tuple[Success[MigrationView], int]:
+async def cancel_migration(
+    migration_id: str, query_args: VMQuery, data: CancelRequest
+) -> tuple[Success[MigrationView], int]:
     """Cancel a migration that has not finished (admin): the VM keeps running where it was.
 
     Answers once spec.cancel is set (cancel_requested true): the operator
@@ -301,7 +330,7 @@ async def cancel_migration(migration_id: str, query_args: VMQuery) -> tuple[Succ
     it out and the phase becomes Cancelled. 409 CONFLICT when the migration
     has already finished.
     """
-    return await _cancel(migration_id, query_args.namespace)
+    return await _cancel(migration_id, query_args.namespace, data.reason)
 
 
 @blueprint.delete("/migrations/<migration_id>")
@@ -313,4 +342,4 @@ async def cancel_migration(migration_id: str, query_args: VMQuery) -> tuple[Succ
 @document_response(Failure, 409)
 async def delete_migration(migration_id: str, query_args: VMQuery) -> tuple[Success[MigrationView], int]:
     """Abort a migration (admin), as POST /migrations/{id}/cancel does; the record stays for GET."""
-    return await _cancel(migration_id, query_args.namespace)
+    return await _cancel(migration_id, query_args.namespace, None)

@@ -191,8 +191,17 @@ async def test_cancel_and_delete_set_spec_cancel_and_finished_ones_conflict(
     token = (await login(client, users.admin))["token"]
     await _wait_cached(client, token, f"/api/v1/hosts/{world.dst}")
     first = (await (await _migrate(client, token, world, destination_host_id=world.dst)).get_json())["data"]
-    response = await client.post(f"/api/v1/migrations/{first['migration_id']}/cancel", headers=bearer(token))
+    bad = await client.post(
+        f"/api/v1/migrations/{first['migration_id']}/cancel", json={"why": "typo"}, headers=bearer(token)
+    )
+    assert bad.status_code == 400 and (await bad.get_json())["error"]["code"] == "INVALID_INPUT"
+    assert not kubectl.get_json("vmig", first["name"], "-n", world.ns)["spec"].get("cancel")
+    response = await client.post(
+        f"/api/v1/migrations/{first['migration_id']}/cancel", json={"reason": "window closed"}, headers=bearer(token)
+    )
     assert response.status_code == 200, await response.get_json()
+    events = kubectl.get_json("events.events.k8s.io", "-n", world.ns)["items"]
+    assert any(e["reason"] == "CancelRequested" and "window closed" in e["note"] for e in events)
     assert (await response.get_json())["data"]["cancel_requested"] is True
     assert kubectl.get_json("vmig", first["name"], "-n", world.ns)["spec"]["cancel"] is True
 
