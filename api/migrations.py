@@ -245,6 +245,7 @@ def _matches(m: Migration, q: MigrationListQuery, hosts: dict[str, Host]) -> boo
 @tag(["migrations"])
 @validate_querystring(MigrationListQuery)
 @validate_response(Success[MigrationList])
+@document_response(Failure, 400)
 async def list_migrations(query_args: MigrationListQuery) -> Success[MigrationList]:
     """Migrations, newest first.
 

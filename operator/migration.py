@@ -276,6 +276,13 @@ async def _watch_preparing(kube: Kube, m: Migration) -> None:
             "TargetNotReady",
         )
         return
+    try:
+        vm = await kube.resources(VirtualMachine).get(m.spec.vm_name, m.metadata.namespace)
+    except NotFound:
+        vm = None
+    if vm is None or vm.metadata.deletion_timestamp is not None:
+        await _fail(kube, m, f"VirtualMachine {m.spec.vm_name} was deleted before the move began", "VMDeleted")
+        return
     hosts, _ = await kube.resources(Host).list()
     lost = await _host_lost(
         hosts, m.status.source_host if m.status else None, m.status.target_host if m.status else None

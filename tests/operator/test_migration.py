@@ -467,3 +467,15 @@ def test_drain_fails_when_a_vm_cannot_be_moved(scene: Scene, fleet: Fleet, kubec
     assert len(tries) == 3 and all(t["status"]["phase"] == "Failed" for t in tries)
     assert "DrainFailed" in kubectl("describe", "host", src).stdout
     assert scene.vm_obj("big")["status"]["host"] == src
+
+
+def test_vm_deleted_while_the_target_prepares_fails_the_migration(scene: Scene, fleet: Fleet) -> None:
+    src = fleet.host("src", cpu=4, memory="4Gi")
+    dst = fleet.host("dst", cpu=4, memory="4Gi")
+    scene.vm("web", src)
+    scene.migrate("m", "web", dst)
+    scene.wait_phase("m", "PreparingTarget")
+    scene.kubectl("delete", "vvm", "web", "-n", scene.ns, "--wait=false")
+    status = scene.wait_phase("m", "Failed")
+    assert "was deleted" in status["failureReason"]
+    wait_until(lambda: FINALIZER not in (scene.get("m")["metadata"].get("finalizers") or []), 20, what="finalizer")
