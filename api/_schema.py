@@ -118,6 +118,10 @@ class HostView(BaseModel):
     hypervisor: dict[str, Any] | None
     capacity: dict[str, Any] | None
     maintenance: bool
+    drain: dict[str, Any] | None = Field(
+        default=None,
+        description="Progress of a maintenance drain: phase (Draining, Drained, Failed), remaining, message.",
+    )
     vm_count: int
     labels: dict[str, str]
 

@@ -48,6 +48,7 @@ def host_view(host: Host) -> HostView:
         hypervisor=_dump(status.hypervisor) if status else None,
         capacity=_dump(status.capacity) if status else None,
         maintenance=host.spec.maintenance,
+        drain=_dump(status.drain) if status else None,
         vm_count=(status.vm_count or 0) if status else 0,
         labels=host.metadata.labels or {},
     )

@@ -326,3 +326,18 @@ async def test_openapi_documents_the_migration_endpoints(client: Client) -> None
     assert "post" in paths["/api/v1/migrations/{migration_id}/cancel"]
     responses = paths["/api/v1/vms/{vm_id}/migrate"]["post"]["responses"]
     assert {"201", "400", "404", "409"} <= set(responses)
+
+
+async def test_a_draining_host_shows_its_progress(client: Client, users: Users, world: World, kube: Kube) -> None:
+    drain = {"phase": "Draining", "remaining": 2, "message": "2 VirtualMachine(s) still on the host"}
+    await kube.resources(Host).patch_status(world.resting, {"drain": drain}, field_manager=STAND_IN)
+    token = (await login(client, users.viewer))["token"]
+
+    async def shown() -> dict[str, Any] | None:
+        r = await client.get(f"/api/v1/hosts/{world.resting}", headers=bearer(token))
+        data = (await r.get_json()).get("data") or {}
+        return data if data.get("drain") else None
+
+    host = await eventually(shown, 20, what="drain in the host view")
+    assert host["maintenance"] is True
+    assert host["drain"] == {"phase": "Draining", "remaining": 2, "message": "2 VirtualMachine(s) still on the host"}
