@@ -6,12 +6,13 @@ VM and offline for a stopped one, with the destination left to the operator;
 the limits and the queue of :mod:`.migration` apply to them as to any other.
 The Host's status.drain tells how far it is: Draining (VMs remaining),
 Drained (empty) or Failed (a VM could not be moved in ``DRAIN_ATTEMPTS``
-tries). Setting maintenance back to false clears it. Everything is read from
+tries, ``DRAIN_RETRY_SECONDS`` apart). Setting maintenance back to false clears it. Everything is read from
 the resources on each pass, so a restarted operator carries on.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import secrets
 from typing import Any
@@ -28,9 +29,12 @@ from .migration_rules import LIVE_VM_PHASES, is_terminal
 from .settings import FIELD_MANAGER, MIGRATION_INTERVAL
 
 log = logging.getLogger("vapor.operator.drain")
+EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
 CONTROLLER = "operator"
-# How many drain migrations of one VM may fail before the drain is Failed.
+# How many drain migrations of one VM may fail before the drain is Failed,
+# and how long after the last attempt began the next one may start (seconds).
 DRAIN_ATTEMPTS = 3
+DRAIN_RETRY_SECONDS = 10.0
 
 
 def drain_name(vm: str) -> str:
@@ -53,6 +57,7 @@ async def drain(kube: Kube, host: Host) -> DrainStatus:
     The caller holds the migration lock, so two passes never create the same migrations.
     """
     facts = await migration.gather(kube)
+    now = dt.datetime.now(dt.UTC)
     on_host = [
         vm
         for vm in facts.vms.values()
@@ -67,10 +72,14 @@ async def drain(kube: Kube, host: Host) -> DrainStatus:
             moving += 1
             continue
         tries = [m for m in mine if (m.metadata.labels or {}).get(DRAIN_LABEL) == host.name]
-        if len(tries) >= DRAIN_ATTEMPTS:
-            last = max(tries, key=lambda m: m.metadata.creation_timestamp or 0)
+        last = max(tries, key=lambda m: m.metadata.creation_timestamp or EPOCH) if tries else None
+        if last is not None and len(tries) >= DRAIN_ATTEMPTS:
             why = last.status.failure_reason if last.status and last.status.failure_reason else "no reason given"
             given_up.append(f"{namespace}/{vm.name} ({why})")
+            continue
+        began = last.metadata.creation_timestamp if last is not None else None
+        if began is not None and (now - began).total_seconds() < DRAIN_RETRY_SECONDS:
+            moving += 1  # it failed a moment ago: give the fleet a little time before the next attempt
             continue
         try:
             created = await kube.resources(Migration).create(
