@@ -38,12 +38,12 @@ def scoped_host(host: str | None = None) -> Host:
     default = state.config.get("DEFAULT_HOST")
     if default:
         return find_host(str(default))
-    hosts = sorted(state.hosts.items(), key=lambda h: h.metadata.name)
+    hosts = sorted(state.hosts.items(), key=lambda h: h.name)
     if len(hosts) == 1:
         return hosts[0]
     if not hosts:
         raise APIError(400, INVALID_INPUT, "there is no host yet: no agent has registered")
-    names = ", ".join(h.metadata.name for h in hosts[:MAX_NAMES_IN_ERROR])
+    names = ", ".join(h.name for h in hosts[:MAX_NAMES_IN_ERROR])
     more = f" and {len(hosts) - MAX_NAMES_IN_ERROR} more" if len(hosts) > MAX_NAMES_IN_ERROR else ""
     raise APIError(
         400,

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+import orjson
 from kubernetes.aio import client, config, watch
 from kubernetes.aio.client.exceptions import ApiException
 
@@ -49,6 +50,40 @@ class Kube:
         else:
             config.load_incluster_config(client_configuration=configuration)
         return cls(client.ApiClient(configuration))
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> dict[str, Any]:
+        """Any API call by path, answered as the decoded JSON object (KubeError on a non-2xx answer).
+
+        For the kinds that have no model here (pods, deployments, CRDs): no
+        typed decode, so a list of thousands of pods costs one orjson parse.
+        """
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        serialized = await self.api.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=query,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = await self.api.call_api(*serialized, _request_timeout=timeout)
+        data = await response.read()
+        if not 200 <= response.status < 300:
+            text = data.decode("utf-8", "replace") if data else None
+            raise from_api_exception(ApiException(status=response.status, reason=response.reason, body=text))
+        decoded: Any = orjson.loads(data) if data else {}
+        return decoded if isinstance(decoded, dict) else {"items": decoded}
 
     def resources(self, kind: type[R]) -> Resources[R]:
         """Typed reads and writes of one kind."""

@@ -1,0 +1,492 @@
+"""/api/v1/kubernetes: pods, deployments, services and CRDs of the cluster Vapor runs in.
+
+Reads are one LIST per request, shaped like ``kubectl get``'s columns
+(ready "1/1", restarts, age "2d"). Unlike Hosts and VMs these kinds are not
+cached: a cluster can hold far more pods than the gateway should mirror in
+every replica, and these views are read by people, not polled by agents.
+
+Writes take a manifest in JSON or YAML and apply it with server-side apply,
+as ``kubectl apply --server-side`` does: the user's field manager owns the
+fields it sets, a field another manager owns is a CONFLICT (unless
+``?force=true``), and ``?dry_run=true`` shows the result without storing it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, request
+from quart_schema import document_request, document_response, tag, validate_querystring, validate_response
+
+from vapor.kube import KubeError
+from vapor.model.virtualmachine import DNS_LABEL_PATTERN
+
+from ._errors import CONFLICT, INVALID_INPUT, INVALID_INPUT_STATUS, NOT_FOUND, PERMISSION_DENIED, APIError
+from ._guard import current_user, require
+from ._schema import Failure, Success
+from ._state import gateway
+from .vms import field_manager
+
+blueprint = Blueprint("kubernetes", __name__, url_prefix="/api/v1/kubernetes")
+
+KUBERNETES_NOT_INSTALLED = "KUBERNETES_NOT_INSTALLED"
+JSON_TYPES = frozenset({"application/json"})
+YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml"})
+LIST_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind these endpoints write: where it lives in the API."""
+
+    kind: str
+    api_version: str
+
+    def collection(self, namespace: str | None) -> str:
+        """The collection URL path: of one namespace, or of all."""
+        prefix = "/api/v1" if self.api_version == "v1" else f"/apis/{self.api_version}"
+        plural = self.kind.lower() + "s"
+        return f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+
+
+POD = Kind("Pod", "v1")
+DEPLOYMENT = Kind("Deployment", "apps/v1")
+SERVICE = Kind("Service", "v1")
+
+
+# -- models -----------------------------------------------------------------------------------------
+
+
+class ListQuery(BaseModel):
+    """Which objects to list."""
+
+    namespace: str | None = Field(
+        default=None, pattern=DNS_LABEL_PATTERN, max_length=63, description="Only this namespace (default: all)."
+    )
+    label_selector: str | None = Field(
+        default=None, max_length=1024, description="A label selector, as kubectl -l takes it (app=web,tier!=db)."
+    )
+
+
+class ApplyQuery(BaseModel):
+    """How to apply."""
+
+    dry_run: bool = Field(default=False, description="Validate and answer the result, but store nothing.")
+    force: bool = Field(default=False, description="Take over fields another manager owns instead of a CONFLICT.")
+
+
+class Manifest(BaseModel):
+    """A Kubernetes object, as JSON or YAML (application/json, application/yaml or text/yaml)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    apiVersion: str = Field(description="v1 for pods and services, apps/v1 for deployments.")
+    kind: str = Field(description="Pod, Deployment or Service: the kind of the endpoint.")
+    metadata: dict[str, Any] = Field(description="name (required) and namespace (default: default).")
+
+
+class PodView(BaseModel):
+    """A pod, as kubectl get pods shows it."""
+
+    name: str
+    namespace: str
+    status: str = Field(description="Phase, or why it is not running (ContainerCreating, CrashLoopBackOff, ...).")
+    ready: str = Field(description="Ready containers out of all, for example 1/1.")
+    restarts: int = Field(description="Container restarts, summed.")
+    age: str = Field(description="Time since creation, for example 2d.")
+    ip: str | None = Field(default=None, description="The pod's IP, once it has one.")
+    node: str | None = Field(default=None, description="The node it runs on, once scheduled.")
+
+
+class PodList(BaseModel):
+    """Pods, by namespace and name."""
+
+    pods: list[PodView]
+
+
+class DeploymentView(BaseModel):
+    """A deployment, as kubectl get deployments shows it."""
+
+    name: str
+    namespace: str
+    ready: str = Field(description="Ready replicas out of desired, for example 3/3.")
+    up_to_date: int = Field(description="Replicas running the latest template.")
+    available: int = Field(description="Replicas available to serve.")
+    age: str
+    images: list[str] = Field(description="Container images of the template.")
+
+
+class DeploymentList(BaseModel):
+    """Deployments, by namespace and name."""
+
+    deployments: list[DeploymentView]
+
+
+class ServiceView(BaseModel):
+    """A service, as kubectl get services shows it."""
+
+    name: str
+    namespace: str
+    type: str = Field(description="ClusterIP, NodePort, LoadBalancer or ExternalName.")
+    cluster_ip: str | None = None
+    external_ip: str | None = Field(default=None, description="Load balancer or external addresses, comma-separated.")
+    ports: list[str] = Field(description="Ports as kubectl shows them, for example 80/TCP or 80:30080/TCP.")
+    age: str
+
+
+class ServiceList(BaseModel):
+    """Services, by namespace and name."""
+
+    services: list[ServiceView]
+
+
+class CRDView(BaseModel):
+    """A CustomResourceDefinition: what kind it adds, in which group and version."""
+
+    name: str
+    group: str
+    version: str = Field(description="The storage version.")
+    kind: str
+    scope: str = Field(description="Namespaced or Cluster.")
+    age: str
+
+
+class CRDList(BaseModel):
+    """CustomResourceDefinitions, by name."""
+
+    crds: list[CRDView]
+
+
+class Applied(BaseModel):
+    """The object as the API server stored it (or would, in a dry run)."""
+
+    name: str
+    namespace: str
+    kind: str
+    uid: str | None = None
+    resource_version: str | None = None
+    created: bool = Field(description="True when the apply created the object, false when it changed one.")
+    dry_run: bool
+    message: str
+    object: dict[str, Any] = Field(description="The full object the API server answered.")
+
+
+# -- views ------------------------------------------------------------------------------------------
+
+
+def age(timestamp: str | None, now: datetime | None = None) -> str:
+    """A short age like kubectl's: 45s, 12m, 5h, 3d, 2y."""
+    if not timestamp:
+        return "<unknown>"
+    try:
+        then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        return "<unknown>"
+    seconds = max(0, int(((now or datetime.now(UTC)) - then).total_seconds()))
+    for unit, size in (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size * (2 if unit == "m" else 1):
+            return f"{math.floor(seconds / size)}{unit}"
+    return f"{seconds}s"
+
+
+def pod_status(pod: dict[str, Any]) -> str:
+    """What kubectl shows in STATUS: the phase, unless a container says why it is not running."""
+    if pod["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    status = pod.get("status") or {}
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        reason = (state.get("waiting") or {}).get("reason") or (state.get("terminated") or {}).get("reason")
+        if reason:
+            return str(reason)
+    return str(status.get("reason") or status.get("phase") or "Unknown")
+
+
+def pod_view(pod: dict[str, Any], now: datetime) -> PodView:
+    """One pod's row."""
+    meta, spec, status = pod["metadata"], pod.get("spec") or {}, pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    ready = sum(1 for c in containers if c.get("ready"))
+    return PodView(
+        name=meta["name"],
+        namespace=meta.get("namespace", ""),
+        status=pod_status(pod),
+        ready=f"{ready}/{len(spec.get('containers') or [])}",
+        restarts=sum(int(c.get("restartCount") or 0) for c in containers),
+        age=age(meta.get("creationTimestamp"), now),
+        ip=status.get("podIP"),
+        node=spec.get("nodeName"),
+    )
+
+
+def deployment_view(deployment: dict[str, Any], now: datetime) -> DeploymentView:
+    """One deployment's row."""
+    meta, spec, status = deployment["metadata"], deployment.get("spec") or {}, deployment.get("status") or {}
+    desired = spec.get("replicas", 1)
+    template = ((spec.get("template") or {}).get("spec") or {}).get("containers") or []
+    return DeploymentView(
+        name=meta["name"],
+        namespace=meta.get("namespace", ""),
+        ready=f"{status.get('readyReplicas', 0)}/{desired}",
+        up_to_date=int(status.get("updatedReplicas", 0)),
+        available=int(status.get("availableReplicas", 0)),
+        age=age(meta.get("creationTimestamp"), now),
+        images=[str(c.get("image", "")) for c in template],
+    )
+
+
+def _port(port: dict[str, Any]) -> str:
+    node_port = f":{port['nodePort']}" if port.get("nodePort") else ""
+    return f"{port.get('port')}{node_port}/{port.get('protocol', 'TCP')}"
+
+
+def service_view(service: dict[str, Any], now: datetime) -> ServiceView:
+    """One service's row."""
+    meta, spec, status = service["metadata"], service.get("spec") or {}, service.get("status") or {}
+    ingress = (status.get("loadBalancer") or {}).get("ingress") or []
+    external = [str(i.get("ip") or i.get("hostname")) for i in ingress] + list(spec.get("externalIPs") or [])
+    if spec.get("type") == "ExternalName":
+        external.append(str(spec.get("externalName")))
+    return ServiceView(
+        name=meta["name"],
+        namespace=meta.get("namespace", ""),
+        type=str(spec.get("type", "ClusterIP")),
+        cluster_ip=spec.get("clusterIP"),
+        external_ip=",".join(external) or None,
+        ports=[_port(p) for p in spec.get("ports") or []],
+        age=age(meta.get("creationTimestamp"), now),
+    )
+
+
+def crd_view(crd: dict[str, Any], now: datetime) -> CRDView:
+    """One CRD's row."""
+    meta, spec = crd["metadata"], crd.get("spec") or {}
+    versions = spec.get("versions") or []
+    stored = next((v for v in versions if v.get("storage")), versions[0] if versions else {})
+    return CRDView(
+        name=meta["name"],
+        group=str(spec.get("group", "")),
+        version=str(stored.get("name", "")),
+        kind=str((spec.get("names") or {}).get("kind", "")),
+        scope=str(spec.get("scope", "")),
+        age=age(meta.get("creationTimestamp"), now),
+    )
+
+
+# -- calls ------------------------------------------------------------------------------------------
+
+
+async def _call(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+    """One API call, with the failures a client can act on turned into the contract's codes."""
+    try:
+        return await gateway().kube.request(method, path, timeout=LIST_TIMEOUT, **kwargs)
+    except KubeError as exc:
+        raise _refusal(exc) from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise APIError(503, KUBERNETES_NOT_INSTALLED, "the Kubernetes API server cannot be reached", str(exc)) from None
+
+
+def _refusal(exc: KubeError) -> APIError:
+    causes = (exc.body.get("details") or {}).get("causes") or []
+    details = "; ".join(f"{c.get('field', '')}: {c.get('message', '')}".lstrip(": ") for c in causes) or None
+    if exc.status in (400, 422):
+        message = f"the API server refused the object: {exc.message}"
+        return APIError(INVALID_INPUT_STATUS, INVALID_INPUT, message, details)
+    if exc.status == 404:
+        return APIError(404, NOT_FOUND, exc.message)
+    if exc.status == 409:
+        hint = "another manager owns these fields; apply with ?force=true to take them"
+        return APIError(409, CONFLICT, exc.message, hint)
+    if exc.status == 403:
+        return APIError(403, PERMISSION_DENIED, f"the gateway may not do this in the cluster: {exc.message}")
+    raise exc  # the generic KubeError handler: 502 KUBERNETES_ERROR, logged
+
+
+async def _list(kind_path: str, query: ListQuery) -> list[dict[str, Any]]:
+    params: list[tuple[str, Any]] = []
+    if query.label_selector:
+        params.append(("labelSelector", query.label_selector))
+    body = await _call("GET", kind_path, query=params)
+    items: list[dict[str, Any]] = body.get("items") or []
+    return sorted(items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
+
+
+@blueprint.get("/pods")
+@require("viewer")
+@tag(["kubernetes"])
+@validate_querystring(ListQuery)
+@validate_response(Success[PodList])
+@document_response(Failure, 503)
+async def list_pods(query_args: ListQuery) -> Success[PodList]:
+    """Pods of every namespace (or of ?namespace=), with kubectl's columns."""
+    now = datetime.now(UTC)
+    items = await _list(POD.collection(query_args.namespace), query_args)
+    return Success[PodList](data=PodList(pods=[pod_view(p, now) for p in items]))
+
+
+@blueprint.get("/deployments")
+@require("viewer")
+@tag(["kubernetes"])
+@validate_querystring(ListQuery)
+@validate_response(Success[DeploymentList])
+@document_response(Failure, 503)
+async def list_deployments(query_args: ListQuery) -> Success[DeploymentList]:
+    """Deployments of every namespace (or of ?namespace=)."""
+    now = datetime.now(UTC)
+    items = await _list(DEPLOYMENT.collection(query_args.namespace), query_args)
+    return Success[DeploymentList](data=DeploymentList(deployments=[deployment_view(d, now) for d in items]))
+
+
+@blueprint.get("/services")
+@require("viewer")
+@tag(["kubernetes"])
+@validate_querystring(ListQuery)
+@validate_response(Success[ServiceList])
+@document_response(Failure, 503)
+async def list_services(query_args: ListQuery) -> Success[ServiceList]:
+    """Services of every namespace (or of ?namespace=)."""
+    now = datetime.now(UTC)
+    items = await _list(SERVICE.collection(query_args.namespace), query_args)
+    return Success[ServiceList](data=ServiceList(services=[service_view(s, now) for s in items]))
+
+
+@blueprint.get("/crds")
+@require("viewer")
+@tag(["kubernetes"])
+@validate_response(Success[CRDList])
+@document_response(Failure, 503)
+async def list_crds() -> Success[CRDList]:
+    """Every CustomResourceDefinition of the cluster."""
+    now = datetime.now(UTC)
+    body = await _call("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+    items = sorted(body.get("items") or [], key=lambda c: c["metadata"]["name"])
+    return Success[CRDList](data=CRDList(crds=[crd_view(c, now) for c in items]))
+
+
+# -- apply ------------------------------------------------------------------------------------------
+
+
+def _bad(message: str, details: str | None = None) -> APIError:
+    return APIError(INVALID_INPUT_STATUS, INVALID_INPUT, message, details)
+
+
+async def manifest(expected: Kind) -> dict[str, Any]:
+    """The request body as one object of the ``expected`` kind, from JSON or YAML; INVALID_INPUT otherwise."""
+    content_type = (request.mimetype or "").lower()
+    raw = await request.get_data(as_text=False)
+    if not raw or not raw.strip():
+        raise _bad("the request body is empty; send a manifest in JSON or YAML")
+    if content_type in JSON_TYPES:
+        try:
+            obj = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise _bad("the body is not valid JSON", str(exc)) from None
+    elif content_type in YAML_TYPES:
+        try:
+            documents = [d for d in yaml.safe_load_all(raw) if d is not None]
+        except yaml.YAMLError as exc:
+            raise _bad("the body is not valid YAML", str(exc)) from None
+        if len(documents) != 1:
+            raise _bad(f"send exactly one object per request; the YAML holds {len(documents)}")
+        obj = documents[0]
+    else:
+        raise APIError(
+            415,
+            INVALID_INPUT,
+            "send the manifest as application/json, application/yaml or text/yaml",
+            f"Content-Type was {content_type or 'missing'}",
+        )
+    if not isinstance(obj, dict):
+        raise _bad("the manifest must be an object with apiVersion, kind and metadata")
+    if obj.get("kind") != expected.kind or obj.get("apiVersion") != expected.api_version:
+        raise _bad(
+            f"this endpoint applies {expected.kind} objects ({expected.api_version}); "
+            f"the manifest is {obj.get('kind')!r} ({obj.get('apiVersion')!r})"
+        )
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict) or not isinstance(metadata.get("name"), str) or not metadata["name"]:
+        raise _bad("metadata.name is required")
+    namespace = metadata.setdefault("namespace", "default")
+    if not isinstance(namespace, str) or not namespace:
+        raise _bad("metadata.namespace must be a namespace name")
+    # The API server owns these; sending them back (as kubectl get -o yaml gives them) would fail the apply.
+    for field in ("resourceVersion", "uid", "creationTimestamp", "managedFields", "generation"):
+        metadata.pop(field, None)
+    obj.pop("status", None)
+    return obj
+
+
+async def apply(expected: Kind, query: ApplyQuery) -> tuple[Success[Applied], int]:
+    """Server-side apply of the request's manifest as the user; 201 when it created the object."""
+    obj = await manifest(expected)
+    meta = obj["metadata"]
+    user = current_user()
+    params: list[tuple[str, Any]] = [
+        ("fieldManager", field_manager(user.username)),
+        ("force", str(query.force).lower()),
+    ]
+    if query.dry_run:
+        params.append(("dryRun", "All"))
+    path = f"{expected.collection(meta['namespace'])}/{meta['name']}"
+    status_before = await _exists(path)
+    stored = await _call("PATCH", path, query=params, body=obj, content_type="application/apply-patch+yaml")
+    stored_meta = stored.get("metadata") or {}
+    created = not status_before
+    verb = ("would be " if query.dry_run else "") + ("created" if created else "configured")
+    result = Applied(
+        name=meta["name"],
+        namespace=meta["namespace"],
+        kind=expected.kind,
+        uid=stored_meta.get("uid"),
+        resource_version=stored_meta.get("resourceVersion"),
+        created=created,
+        dry_run=query.dry_run,
+        message=f"{expected.kind} {meta['namespace']}/{meta['name']} {verb}",
+        object=stored,
+    )
+    return Success[Applied](data=result), 201 if created and not query.dry_run else 200
+
+
+async def _exists(path: str) -> bool:
+    try:
+        await gateway().kube.request("GET", path, timeout=LIST_TIMEOUT)
+    except KubeError as exc:
+        if exc.status == 404:
+            return False
+        raise _refusal(exc) from None
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise APIError(503, KUBERNETES_NOT_INSTALLED, "the Kubernetes API server cannot be reached", str(exc)) from None
+    return True
+
+
+def _apply_route(kind: Kind, name: str, doc: str) -> None:
+    async def route(query_args: ApplyQuery) -> tuple[Success[Applied], int]:
+        return await apply(kind, query_args)
+
+    route.__name__ = name
+    route.__doc__ = doc
+    decorated: Any = route
+    for status in (400, 403, 404, 409, 415):
+        decorated = document_response(Failure, status)(decorated)
+    decorated = validate_response(Success[Applied], 200)(decorated)
+    decorated = validate_response(Success[Applied], 201)(decorated)
+    decorated = document_request(Manifest)(decorated)
+    decorated = validate_querystring(ApplyQuery)(decorated)
+    decorated = tag(["kubernetes"])(decorated)
+    decorated = require("admin")(decorated)
+    blueprint.post(f"/{kind.kind.lower()}s")(decorated)
+
+
+for _kind in (POD, DEPLOYMENT, SERVICE):
+    _apply_route(
+        _kind,
+        f"apply_{_kind.kind.lower()}",
+        f"Create or update a {_kind.kind.lower()} with server-side apply (JSON or YAML body).",
+    )
