@@ -158,7 +158,7 @@ def from_kube_error(error: KubeError) -> APIError:
         if error.reason == "AlreadyExists":
             return APIError(409, ALREADY_EXISTS, error.message)
         return APIError(409, CONFLICT, error.message)
-    if error.status == 422:  # the CRD's schema or CEL rules refused the object; the message names the field
+    if error.status in (400, 422):  # a bad name or value from the request; the message names it
         return APIError(INVALID_INPUT_STATUS, INVALID_INPUT, error.message)
     log.error("the Kubernetes API refused a call: %s %s: %s", error.status, error.reason, error.message)
     return APIError(502, KUBERNETES_ERROR, f"the Kubernetes API answered {error.status} {error.reason}")

@@ -8,16 +8,20 @@ Kubernetes connection, the signing key and the watch caches.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from quart.typing import TestAppProtocol as TestApp
 from quart.typing import TestClientProtocol as Client
 
 from vapor.devenv import ControlPlane
+from vapor.devenv.processes import Component, free_port
 from vapor.gateway import create_app
 from vapor.kube import Kube
 from vapor.model import VirtualMachine
@@ -113,3 +117,36 @@ class StandInAgent:
 
     async def report(self, name: str, namespace: str, **status: Any) -> None:
         await self.vms.patch_status(name, status, namespace=namespace, field_manager=self.FIELD_MANAGER)
+
+
+class GatewayProcess(Component):
+    """``python -m vapor.gateway`` on a free loopback port, ready when its OpenAPI document answers."""
+
+    def __init__(self, kubeconfig: Path, env: dict[str, str], log: Path) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        super().__init__("vapor.gateway", ["--bind", f"127.0.0.1:{port}", "--kubeconfig", str(kubeconfig)], log, env)
+
+    def start(self) -> GatewayProcess:
+        super().start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and self.running():
+            try:
+                if httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200:
+                    return self
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.stop()  # never leave a half-started server behind
+        raise AssertionError(f"gateway did not start: {self.tail()}")
+
+
+@pytest.fixture
+def server(control_plane: ControlPlane, gateway_config: dict[str, Any], tmp_path: Path) -> Iterator[GatewayProcess]:
+    env = {
+        f"VAPOR_{k}": str(v)
+        for k, v in gateway_config.items()
+        if k in ("PAM_SERVICE", "ADMIN_GROUPS", "SECRET_NAMESPACE")
+    }
+    process = GatewayProcess(control_plane.kubeconfig, env, tmp_path / "gateway.log")
+    yield process.start()
+    process.stop()

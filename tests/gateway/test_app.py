@@ -6,32 +6,28 @@ with tokens that stay valid.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from quart.typing import TestClientProtocol as Client
 from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE, QUART_SCHEMA_RESPONSE_ATTRIBUTE
 
-from vapor.devenv import ControlPlane
-from vapor.devenv.processes import Component, free_port
 from vapor.gateway import create_app
 from vapor.gateway._guard import ROLE_ATTRIBUTE
 
 from ..conftest import Kubectl
 from ..support.wait import eventually
-from .conftest import Users, bearer, login
+from .conftest import GatewayProcess, Users, bearer, login
 
 PUBLIC = {"auth.login", "auth.refresh"}
 SCHEMA_ROUTES = {"openapi", "swagger_ui"}
+# Probes and Prometheus scrapes: outside /api/v1, no token, not in the OpenAPI document (tests/observability).
+OBSERVABILITY_ROUTES = {"observability.healthz", "observability.readyz", "observability.metrics"}
 
 
 def test_every_route_is_validated_documented_and_guarded() -> None:
     app = create_app()
-    rules = [r for r in app.url_map.iter_rules() if r.endpoint not in SCHEMA_ROUTES]
+    rules = [r for r in app.url_map.iter_rules() if r.endpoint not in SCHEMA_ROUTES | OBSERVABILITY_ROUTES]
     assert {r.endpoint for r in rules} >= {"auth.login", "vms.vm_action", "hosts.get_host"}
     for rule in rules:
         view = app.view_functions[rule.endpoint]
@@ -81,39 +77,6 @@ async def test_an_unexpected_failure_is_an_internal_error_without_a_trace(
 
 
 # -- the real server ---------------------------------------------------------------------------------
-
-
-class GatewayProcess(Component):
-    """``python -m vapor.gateway`` on a free loopback port, ready when its OpenAPI document answers."""
-
-    def __init__(self, kubeconfig: Path, env: dict[str, str], log: Path) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}"
-        super().__init__("vapor.gateway", ["--bind", f"127.0.0.1:{port}", "--kubeconfig", str(kubeconfig)], log, env)
-
-    def start(self) -> GatewayProcess:
-        super().start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and self.running():
-            try:
-                if httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200:
-                    return self
-            except httpx.TransportError:
-                time.sleep(0.1)
-        self.stop()  # never leave a half-started server behind
-        raise AssertionError(f"gateway did not start: {self.tail()}")
-
-
-@pytest.fixture
-def server(control_plane: ControlPlane, gateway_config: dict[str, Any], tmp_path: Path) -> Iterator[GatewayProcess]:
-    env = {
-        f"VAPOR_{k}": str(v)
-        for k, v in gateway_config.items()
-        if k in ("PAM_SERVICE", "ADMIN_GROUPS", "SECRET_NAMESPACE")
-    }
-    process = GatewayProcess(control_plane.kubeconfig, env, tmp_path / "gateway.log")
-    yield process.start()
-    process.stop()
 
 
 async def test_real_server_over_http_keeps_tokens_across_a_restart(server: GatewayProcess, users: Users) -> None:
