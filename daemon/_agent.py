@@ -19,6 +19,7 @@ from ._heartbeat import Heartbeat
 from ._host import HostReporter
 from ._libvirt import Libvirt
 from ._metrics import MetricsServer
+from ._network import NetworkReconciler
 from ._vms import VMController
 
 log = logging.getLogger("vapor.agent")
@@ -35,6 +36,7 @@ class Agent:
         self.reporter: HostReporter | None = None
         self.heartbeat: Heartbeat | None = None
         self.vms: VMController | None = None
+        self.network: NetworkReconciler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
 
@@ -73,6 +75,10 @@ class Agent:
             asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
             asyncio.create_task(reporter.run(), name="inventory"),
         ]
+        self.network = NetworkReconciler(self.kube, config, lambda: reporter.host)
+        if reporter.informer is not None:  # a spec edit starts a network pass at once
+            reporter.informer.on_change(lambda _event: self.network.wake() if self.network else None)
+        self._tasks.append(asyncio.create_task(self.network.run(), name="network"))
         self.vms = VMController(self.kube, config, self.libvirt)
         await self.vms.start()
         # After libvirtd restarts, look at every VM again: events may have been missed meanwhile.
@@ -101,6 +107,8 @@ class Agent:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
+        if self.network is not None:
+            await self.network.stop()
         if self.reporter is not None:
             await self.reporter.stop()
         await self.libvirt.close()

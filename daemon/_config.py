@@ -33,6 +33,10 @@ class AgentConfig:
     metrics_bind: str | None = None  # address:port of /metrics, /healthz, /readyz; None: not served
     docker_host: str = "unix:///var/run/docker.sock"  # "" : do not use Docker
     cri_sockets: tuple[str, ...] = ("/run/containerd/containerd.sock", "/run/crio/crio.sock")
+    netns: str | None = None  # network namespace whose interfaces the agent manages (None: its own)
+    network_probe: str | None = None  # host:port whose reach tells "cut off" (None: the API server)
+    network_resync: float = 30.0  # seconds between network passes without any event
+    network_rollback_grace: float = 60.0  # seconds cut off before a network change is undone
 
     @property
     def disks_dir(self) -> Path:
@@ -72,6 +76,20 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("VAPOR_METRICS_BIND") or None,
         help="serve /metrics, /healthz and /readyz on address:port, e.g. 0.0.0.0:9090 (default: off)",
     )
+    p.add_argument("--netns", default=None, help="manage the interfaces of this named network namespace")
+    p.add_argument(
+        "--network-probe",
+        default=None,
+        help="host:port whose reachability from the managed namespace means the node is connected "
+        "(default: the API server's); its route also names the guarded interface",
+    )
+    p.add_argument("--network-resync", type=float, default=30.0, help="seconds between network passes without events")
+    p.add_argument(
+        "--network-rollback-grace",
+        type=float,
+        default=60.0,
+        help="seconds a network change may cut the node off before it is undone",
+    )
     p.add_argument("--log-level", default=os.environ.get("VAPOR_LOG_LEVEL", "INFO"))
     p.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("VAPOR_LOG_FORMAT", "json"))
     return p
@@ -101,4 +119,8 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         metrics_bind=args.metrics_bind,
         docker_host=args.docker_host,
         cri_sockets=tuple(args.cri_sockets) if args.cri_sockets is not None else AgentConfig.cri_sockets,
+        netns=args.netns or None,
+        network_probe=args.network_probe or None,
+        network_resync=args.network_resync,
+        network_rollback_grace=args.network_rollback_grace,
     )

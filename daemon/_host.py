@@ -140,7 +140,7 @@ class HostReporter:
             **_inventory.system(),
             cpu=cpu,
             memory=memory,
-            interfaces=_inventory.interfaces(),
+            interfaces=None,  # the network reconciler (_network.py) owns status.interfaces
             disks=_inventory.disks(),
             capacity=HostCapacity(cpu=cpu.threads, memory=max(0, (memory.total or 0) - self.config.reserved_memory)),
         )

@@ -116,11 +116,17 @@ def _link_type(link: Any) -> str:
     return _LINK_TYPES.get(int(link["ifi_type"]), "unknown")
 
 
-def interfaces() -> list[InterfaceStatus]:
-    """Every network interface with its addresses (CIDR) and counters, read over netlink."""
-    with IPRoute() as ipr:
-        links = ipr.get_links()
-        addrs = ipr.get_addr()
+def interfaces(ipr: Any = None) -> list[InterfaceStatus]:
+    """Every network interface with its addresses (CIDR) and counters, read over netlink.
+
+    ``ipr``: an open pyroute2 IPRoute to read through (for example one in a
+    network namespace); by default a fresh one in the agent's own namespace.
+    """
+    if ipr is None:
+        with IPRoute() as own:
+            return interfaces(own)
+    links = ipr.get_links()
+    addrs = ipr.get_addr()
     by_index: dict[int, list[str]] = {}
     for addr in addrs:
         ip = addr.get_attr("IFA_LOCAL") or addr.get_attr("IFA_ADDRESS")

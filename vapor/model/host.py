@@ -27,6 +27,13 @@ class InterfaceSpec(Model):
         description="Kernel name of the interface (at most 15 characters), for example eth0.",
         pattern=INTERFACE_NAME_PATTERN,
     )
+    kind: Literal["bridge", "dummy", "bond"] | None = Field(
+        default=None,
+        description=(
+            "Create the interface as this kind of virtual link when it does not exist "
+            "(the agent reports a kernel without the driver). Left out: the interface must exist."
+        ),
+    )
     state: Literal["up", "down"] | None = Field(
         default=None, description="Administrative state: up or down. Left out: not managed."
     )
@@ -223,6 +230,13 @@ class HostStatus(Model):
         default=None,
         ge=0,
         description="Unix time of the last inventory the agent wrote: tells stale data at a glance.",
+    )
+    api_interface: str | None = Field(
+        default=None,
+        description=(
+            "Interface that carries the node's route to the Kubernetes API server (written by the agent); "
+            "the gateway refuses to bring it down or readdress it unless asked to force."
+        ),
     )
     conditions: list[Condition] | None = conditions_field("host")
 

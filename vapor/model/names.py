@@ -49,6 +49,8 @@ LEASE_NAMESPACE = "vapor-system"
 # Field manager names, so `kubectl get -o yaml --show-managed-fields` tells who owns what.
 FIELD_MANAGER_OPERATOR = "vapor-operator"
 FIELD_MANAGER_AGENT = "vapor-agent"
+# The agent's network reconciler: status.interfaces, apiInterface and its own conditions.
+FIELD_MANAGER_AGENT_NETWORK = "vapor-agent-network"
 FIELD_MANAGER_GATEWAY_PREFIX = "vapor-gateway"
 
 
@@ -58,6 +60,7 @@ class ConditionType:
     READY = "Ready"  # Host: Lease fresh (operator); VirtualMachine: domain as asked (agent)
     SCHEDULED = "Scheduled"  # VirtualMachine: the operator has placed it on a host
     NETWORK_ROLLED_BACK = "NetworkRolledBack"  # Host: a change cut the agent off and was undone
+    NETWORK_CONFIGURED = "NetworkConfigured"  # Host: spec.interfaces applied by the agent (False: why not)
     DESTINATION_CAPACITY = "DestinationCapacity"  # Migration pre-flight checks
     CPU_COMPATIBLE = "CPUCompatible"
     STORAGE_COMPATIBLE = "StorageCompatible"
