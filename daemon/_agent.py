@@ -19,6 +19,7 @@ from ._heartbeat import Heartbeat
 from ._host import HostReporter
 from ._libvirt import Libvirt
 from ._metrics import MetricsServer
+from ._migration import MigrationController
 from ._network import NetworkReconciler
 from ._vms import VMController
 
@@ -36,6 +37,7 @@ class Agent:
         self.reporter: HostReporter | None = None
         self.heartbeat: Heartbeat | None = None
         self.vms: VMController | None = None
+        self.migrations: MigrationController | None = None
         self.network: NetworkReconciler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
@@ -81,6 +83,8 @@ class Agent:
         self._tasks.append(asyncio.create_task(self.network.run(), name="network"))
         self.vms = VMController(self.kube, config, self.libvirt)
         await self.vms.start()
+        self.migrations = MigrationController(self.kube, config, self.libvirt)
+        await self.migrations.start()
         # After libvirtd restarts, look at every VM again: events may have been missed meanwhile.
         self._tasks.append(asyncio.create_task(self.libvirt.stay_connected(self.vms.resync_all), name="libvirt"))
         self.started = True
@@ -101,6 +105,8 @@ class Agent:
     async def stop(self) -> None:
         """Stop every task and close the connections; domains keep running."""
         self.started = False
+        if self.migrations is not None:
+            await self.migrations.stop()
         if self.vms is not None:
             await self.vms.stop()
         for task in self._tasks:

@@ -37,6 +37,7 @@ class AgentConfig:
     network_probe: str | None = None  # host:port whose reach tells "cut off" (None: the API server)
     network_resync: float = 30.0  # seconds between network passes without any event
     network_rollback_grace: float = 60.0  # seconds cut off before a network change is undone
+    migration_uri: str | None = None  # libvirt URI other hosts' libvirtd dial to migrate here (None: qemu+tcp://<fqdn>/system)
 
     @property
     def disks_dir(self) -> Path:
@@ -90,6 +91,12 @@ def _parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds a network change may cut the node off before it is undone",
     )
+    p.add_argument(
+        "--migration-uri",
+        default=os.environ.get("VAPOR_MIGRATION_URI") or None,
+        help="libvirt URI other hosts dial to migrate VMs here, published in Host status "
+        "(default $VAPOR_MIGRATION_URI, else qemu+tcp://<fqdn>/system)",
+    )
     p.add_argument("--log-level", default=os.environ.get("VAPOR_LOG_LEVEL", "INFO"))
     p.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("VAPOR_LOG_FORMAT", "json"))
     return p
@@ -123,4 +130,5 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         network_probe=args.network_probe or None,
         network_resync=args.network_resync,
         network_rollback_grace=args.network_rollback_grace,
+        migration_uri=args.migration_uri,
     )

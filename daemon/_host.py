@@ -126,7 +126,9 @@ class HostReporter:
         now = time.monotonic()
         if self._hypervisor is None or now - self._hypervisor_at >= self.config.inventory_interval:
             try:
-                self._hypervisor = await self.libvirt.call(_hypervisor.describe, self.libvirt.connection())
+                self._hypervisor = await self.libvirt.call(
+                    _hypervisor.describe, self.libvirt.connection(), self.config.migration_uri
+                )
                 self._hypervisor_at = now
             except Exception as exc:
                 log.warning("could not read libvirt capabilities", extra={"error": str(exc)})

@@ -58,7 +58,7 @@ def kvm_usable(caps_xml: str) -> bool:
     return "kvm" in domain_types(caps_xml) and kvm_device_usable()
 
 
-def describe(conn: libvirt.virConnect) -> HypervisorInfo:
+def describe(conn: libvirt.virConnect, migration_uri: str | None = None) -> HypervisorInfo:
     """The hypervisor's facts (blocking: call from a worker thread)."""
     caps = conn.getCapabilities()
     root = ET.fromstring(caps)
@@ -74,6 +74,6 @@ def describe(conn: libvirt.virConnect) -> HypervisorInfo:
         cpu_features=[f for f in features if f],
         kvm=kvm_usable(caps),
         domain_types=domain_types(caps),
-        # Placeholder until migrations land: the address other hosts would dial.
-        migration_uri=f"qemu+tcp://{socket.getfqdn()}/system",
+        # What other hosts' libvirtd dial to migrate a VM here (the agent's --migration-uri).
+        migration_uri=migration_uri or f"qemu+tcp://{socket.getfqdn()}/system",
     )

@@ -134,6 +134,11 @@ class VMController:
         if vm is None:
             self._failures.pop(key, None)
             return
+        migrating = (vm.metadata.annotations or {}).get(names.MIGRATING_ANNOTATION)
+        if migrating and vm.metadata.deletion_timestamp is None:
+            # A Migration owns the domain now (it may be leaving or arriving): hands off until it ends.
+            log.debug("VM is migrating; leaving it alone", extra={"vm": "/".join(key), "migration": migrating})
+            return
         try:
             if vm.metadata.deletion_timestamp is not None:
                 await self._finalize(vm)
