@@ -1,0 +1,220 @@
+"""Several libvirt hosts on this machine, for migration tests (the recipe of TESTBED.md).
+
+``Testbed(n)`` makes, with unique names and a random private subnet per run:
+
+- a hub network namespace holding one bridge, and per host a network
+  namespace whose ``eth0`` is a veth pair with its other end on that bridge
+  (everything is created inside the namespaces: the machine's own interfaces
+  are never touched);
+- per host a libvirtd in a private mount namespace that bind-mounts the
+  host's own copies of /etc/libvirt, /run/libvirt, /var/lib/libvirt,
+  /var/cache/libvirt (copied: QEMU's capabilities are cached, the daemon
+  starts fast) and /var/log/libvirt, listening on TCP at the host's address
+  with a distinct host UUID (qemu.conf: stdio_handler "file", no cgroup
+  controllers, no namespaces, migration_host = the address);
+- the root namespace reaches each daemon through its UNIX socket:
+  ``qemu+unix:///system?socket=<run dir>/libvirt-sock`` (``Host.uri``), and the
+  daemons reach each other at ``qemu+tcp://<address>/system``
+  (``Host.migration_uri``).
+
+``close()`` destroys every domain, stops the daemons, deletes the namespaces
+and the folders, even after a failure half-way; it is idempotent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import libvirt
+
+from .libvirtd import make_kvm_usable
+
+_MOUNTS = ("etc/libvirt", "run/libvirt", "var/lib/libvirt", "var/cache/libvirt", "var/log/libvirt")
+
+
+def _run(*args: str) -> None:
+    subprocess.run(args, check=True, capture_output=True, text=True)
+
+
+@dataclass
+class Host:
+    """One libvirt host: its network namespace, address, folder and libvirtd."""
+
+    index: int
+    netns: str
+    address: str
+    root: Path
+    process: subprocess.Popen[bytes] | None = None
+    host_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def uri(self) -> str:
+        """How the root namespace (the agent, the test) reaches this host's libvirtd."""
+        return f"qemu+unix:///system?socket={self.root / 'run/libvirt/libvirt-sock'}"
+
+    @property
+    def migration_uri(self) -> str:
+        """How the other hosts' libvirtd reach this one."""
+        return f"qemu+tcp://{self.address}/system"
+
+    def connect(self) -> libvirt.virConnect:
+        """A new connection to this host's libvirtd."""
+        return libvirt.open(self.uri)
+
+    def log(self) -> str:
+        """libvirtd's own log."""
+        try:
+            return (self.root / "libvirtd.log").read_text(errors="replace")
+        except OSError:
+            return ""
+
+
+class Testbed:
+    """``count`` hosts joined by one bridge; use as a context manager or call ``close()``."""
+
+    def __init__(self, count: int = 2, start_timeout: float = 60.0) -> None:
+        self.tag = uuid.uuid4().hex[:6]
+        self.base = Path(tempfile.mkdtemp(prefix=f"vapor-hosts-{self.tag}-", dir="/var/tmp"))
+        self.base.chmod(0o755)
+        self.hub = f"vhub-{self.tag}"
+        subnet = f"10.{random.randint(160, 250)}.{random.randint(0, 255)}"
+        self.hosts = [Host(i, f"vhost-{self.tag}-{i}", f"{subnet}.{i + 1}", self.base / f"h{i}") for i in range(count)]
+        self.start_timeout = start_timeout
+        self._namespaces: list[str] = []
+
+    def __enter__(self) -> Testbed:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def start(self) -> Testbed:
+        """Make the network, then start every libvirtd and wait until each answers."""
+        try:
+            make_kvm_usable()
+            self._network()
+            for host in self.hosts:
+                self._prepare(host)
+                self._launch(host)
+            for host in self.hosts:
+                self._wait(host)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    # -- network -------------------------------------------------------------------------------
+    def _netns(self, name: str) -> None:
+        _run("ip", "netns", "add", name)
+        self._namespaces.append(name)
+        _run("ip", "-n", name, "link", "set", "lo", "up")
+
+    def _network(self) -> None:
+        self._netns(self.hub)
+        _run("ip", "-n", self.hub, "link", "add", "br0", "type", "bridge")
+        _run("ip", "-n", self.hub, "link", "set", "br0", "up")
+        for host in self.hosts:
+            self._netns(host.netns)
+            port = f"p{host.index}"
+            # Made inside the hub; the peer goes straight into the host's namespace.
+            _run("ip", "-n", self.hub, "link", "add", port, "type", "veth", "peer", "name", "eth0", "netns", host.netns)
+            _run("ip", "-n", self.hub, "link", "set", port, "master", "br0", "up")
+            _run("ip", "-n", host.netns, "addr", "add", f"{host.address}/24", "dev", "eth0")
+            _run("ip", "-n", host.netns, "link", "set", "eth0", "up")
+
+    # -- libvirtd ------------------------------------------------------------------------------
+    def _prepare(self, host: Host) -> None:
+        root = host.root
+        root.mkdir(mode=0o755)
+        for parent in ("etc", "run", "var/lib", "var/cache", "var/log"):
+            (root / parent).mkdir(parents=True, exist_ok=True)
+        _run("cp", "-a", "/etc/libvirt", str(root / "etc/libvirt"))
+        _run("cp", "-a", "/var/lib/libvirt", str(root / "var/lib/libvirt"))
+        if Path("/var/cache/libvirt").exists():
+            _run("cp", "-a", "/var/cache/libvirt", str(root / "var/cache/libvirt"))
+        for empty in ("run/libvirt", "var/log/libvirt/qemu", "var/cache/libvirt"):
+            (root / empty).mkdir(parents=True, exist_ok=True)
+        for p in (root / "var/lib", root / "var", root / "etc", root / "run", root / "var/cache", root / "var/log"):
+            p.chmod(0o755)
+        # Nothing of the machine's own daemon: no defined domains, networks or pools start here.
+        etc = root / "etc/libvirt"
+        for pattern in ("qemu/*.xml", "qemu/autostart/*", "qemu/networks/autostart/*", "storage/autostart/*"):
+            for path in etc.glob(pattern):
+                path.unlink()
+        with (etc / "libvirtd.conf").open("a") as conf:
+            conf.write(
+                "\n# vapor testbed host\n"
+                'listen_tls = 0\nlisten_tcp = 1\nauth_tcp = "none"\n'
+                f'listen_addr = "{host.address}"\nhost_uuid = "{host.host_uuid}"\n'
+                f'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
+            )
+        with (etc / "qemu.conf").open("a") as conf:
+            conf.write(
+                "\n# vapor testbed host\n"
+                'stdio_handler = "file"\ncgroup_controllers = [ ]\nnamespaces = [ ]\n'
+                f'migration_host = "{host.address}"\n'
+            )
+
+    def _launch(self, host: Host) -> None:
+        root = host.root
+        binds = " && ".join(f"mount --bind {root / m} /{m}" for m in _MOUNTS)
+        script = f"{binds} && exec libvirtd --listen -f /etc/libvirt/libvirtd.conf -p {root / 'libvirtd.pid'}"
+        out = (root / "libvirtd.out").open("wb")
+        host.process = subprocess.Popen(
+            ["ip", "netns", "exec", host.netns, "unshare", "-m", "--propagation", "private", "sh", "-c", script],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        out.close()
+
+    def _wait(self, host: Host) -> None:
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                libvirt.open(host.uri).close()
+                return
+            except libvirt.libvirtError as exc:
+                assert host.process is not None
+                if host.process.poll() is not None or time.monotonic() > deadline:
+                    out = (host.root / "libvirtd.out").read_text(errors="replace")
+                    raise RuntimeError(f"libvirtd of host {host.index} did not start: {exc}\n{out}") from exc
+            time.sleep(0.1)
+
+    # -- teardown ------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Remove everything this testbed made (idempotent, survives half-made state)."""
+        for host in self.hosts:
+            if host.process is None:
+                continue
+            if host.process.poll() is None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    conn = host.connect()
+                    try:
+                        for dom in conn.listAllDomains(0):
+                            with contextlib.suppress(libvirt.libvirtError):
+                                if dom.isActive():
+                                    dom.destroy()
+                    finally:
+                        conn.close()
+                with contextlib.suppress(ProcessLookupError):
+                    host.process.send_signal(signal.SIGTERM)
+                try:
+                    host.process.wait(15)
+                except subprocess.TimeoutExpired:
+                    host.process.kill()
+                    host.process.wait(5)
+            host.process = None
+        for name in reversed(self._namespaces):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        self._namespaces.clear()
+        shutil.rmtree(self.base, ignore_errors=True)
