@@ -9,7 +9,7 @@ from typing import Any
 from quart import Quart
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
-from . import _ratelimit, auth, containers, docker, hosts, migrations, vms
+from . import _ratelimit, auth, containers, docker, hosts, migrations, storage, vms
 from ._errors import register_error_handlers
 from ._json import JSONRequest, OrjsonProvider
 from ._state import Gateway
@@ -55,6 +55,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.register_blueprint(migrations.blueprint)
     app.register_blueprint(containers.blueprint)
     app.register_blueprint(docker.blueprint)
+    app.register_blueprint(storage.blueprint)
     register_error_handlers(app)
     _ratelimit.install(app, int(app.config["RATE_LIMIT"]))
 

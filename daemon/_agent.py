@@ -13,13 +13,14 @@ from kubernetes.aio.client.exceptions import ApiException
 from vapor.kube import Kube, KubeError
 from vapor.model import Host
 
-from . import _hostid
+from . import _format, _hostid
 from ._config import AgentConfig
 from ._heartbeat import Heartbeat
 from ._host import HostReporter
 from ._libvirt import Libvirt
 from ._metrics import MetricsServer
 from ._migration import MigrationController
+from ._mounts import MountController
 from ._network import NetworkReconciler
 from ._vms import VMController
 
@@ -37,6 +38,7 @@ class Agent:
         self.reporter: HostReporter | None = None
         self.heartbeat: Heartbeat | None = None
         self.vms: VMController | None = None
+        self.mounts: MountController | None = None
         self.migrations: MigrationController | None = None
         self.network: NetworkReconciler | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -83,12 +85,22 @@ class Agent:
         self._tasks.append(asyncio.create_task(self.network.run(), name="network"))
         self.vms = VMController(self.kube, config, self.libvirt)
         await self.vms.start()
+        self.mounts = MountController(self.kube, config, lambda: reporter.host, self._vm_disks)
+        await self.mounts.start()
         self.migrations = MigrationController(self.kube, config, self.libvirt)
         await self.migrations.start()
         # After libvirtd restarts, look at every VM again: events may have been missed meanwhile.
         self._tasks.append(asyncio.create_task(self.libvirt.stay_connected(self.vms.resync_all), name="libvirt"))
         self.started = True
         log.info("agent started", extra={"node": config.node_name, "host_id": self.host_id})
+
+    def _vm_disks(self) -> set[str]:
+        """Disk sources of every libvirt domain (the format guard refuses them); Refused while libvirt is away."""
+        try:
+            return _format.libvirt_disk_sources(self.libvirt.connection())
+        except Exception as exc:  # libvirt raises its own errors and more
+            log.warning("cannot list the domains' disks", extra={"error": str(exc)})
+            raise _format.Refused(_format.CONFLICT, f"cannot tell which devices VMs use (libvirt: {exc})") from exc
 
     def not_ready(self) -> str | None:
         """Why the agent is not ready (for /readyz), or None when it is."""
@@ -107,6 +119,8 @@ class Agent:
         self.started = False
         if self.migrations is not None:
             await self.migrations.stop()
+        if self.mounts is not None:
+            await self.mounts.stop()
         if self.vms is not None:
             await self.vms.stop()
         for task in self._tasks:
