@@ -9,7 +9,8 @@ carry it too). For each one it:
   signature at all), behind every guard of :mod:`._format`;
 - mounts it with ``mount -t <fs> -o <options> -- <device> <dir>``, creating
   the directory; it refuses a system directory, a path through a symlink,
-  a device mounted elsewhere, another filesystem already on the directory, and
+  a device mounted elsewhere, the root or boot disk, a VM's disk (the same
+  guards as formatting), another filesystem already on the directory, and
   a directory that is not empty unless the options hold ``x-vapor.nonempty``
   (an ``x-`` option: mount(8) keeps it out of the kernel's options);
 - reports phase, mounted and message with server-side apply, and records an
@@ -101,6 +102,10 @@ def ensure_mounted(mount: Mount, facts: Callable[[], _format.Facts]) -> tuple[st
     elsewhere = [e.mount_point for e in table if e.devno == devno]
     if elsewhere:
         raise MountRefused(f"{spec.device} is already mounted at {elsewhere[0]}")
+    try:  # the root or boot disk, a VM's disk, swap, a device-mapper member: never mounted here
+        _format.check_device(spec.device, facts())
+    except _format.Refused as exc:
+        raise MountRefused(f"not mounted: {exc.message}") from None
     formatted = False
     if spec.format is not None:
         try:

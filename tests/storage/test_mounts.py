@@ -159,7 +159,7 @@ async def test_refusals_and_bad_input(
     other = loops.make()
     _format.format_device(device, "ext4", None, _format.gather_facts())
     _format.format_device(other, "ext4", None, _format.gather_facts())
-    start_agent(agent_factory, node)
+    agent = start_agent(agent_factory, node)
     headers = await admin_headers(client, users)
     await eventually(lambda: partition_of(client, headers, node, device), MOUNT_WAIT, "device listed")
     url = f"/api/v1/storage/mount?host={node}"
@@ -188,6 +188,17 @@ async def test_refusals_and_bad_input(
     )
     error = (await response.get_json())["error"]
     assert response.status_code == 409 and "already mounted" in error["message"]
+
+    # A loop device of a VM image in the agent's disks folder: refused, never mounted.
+    image = loops.make(backing=agent.storage_dir / "vtest-vm.img")
+    _format.format_device(image, "ext4", None, _format.gather_facts())
+    await eventually(lambda: partition_of(client, headers, node, image), MOUNT_WAIT, "image device listed")
+    response = await client.post(
+        url, json={"device": image, "mount_point": str(tmp_path / "vm"), "filesystem": "ext4"}, headers=headers
+    )
+    error = (await response.get_json())["error"]
+    assert response.status_code == 409 and "VM image" in error["message"]
+    assert not is_mounted(tmp_path / "vm")
 
     bad: list[tuple[dict[str, Any], str, int]] = [
         ({"device": "sdb", "mount_point": "/mnt/x", "filesystem": "ext4"}, "INVALID_INPUT", 400),
