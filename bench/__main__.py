@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import controlplane, gateway, vm_start
+from . import agent_idle, controlplane, gateway, vm_start
 
-BENCHMARKS = {"controlplane": controlplane.main, "gateway": gateway.main, "vm_start": vm_start.main}
+BENCHMARKS = {
+    "agent_idle": agent_idle.main,
+    "controlplane": controlplane.main,
+    "gateway": gateway.main,
+    "vm_start": vm_start.main,
+}
 
 
 def main() -> int:
