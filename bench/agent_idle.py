@@ -134,13 +134,17 @@ def _run(netns: str, baseline: list[float]) -> None:
         procs: list[Component] = [agent]
         try:
             time.sleep(5)  # let the fresh API server settle before the no-agent window
+            _say(f"API server alone for {IDLE_SECONDS:.0f} s")
             quiet, _, _ = _window(cp, IDLE_SECONDS, None)
+            _say("starting the agent")
             agent.start()
-            wait_until(lambda: _reported(cp, node), 60, what="agent reports interfaces")
+            wait_until(lambda: _reported(cp, node), 300, what="agent reports interfaces")
             time.sleep(5)  # past start-up writes
             assert agent.proc is not None
             proc = psutil.Process(agent.proc.pid)
+            _say(f"agent idle for {IDLE_SECONDS:.0f} s")
             busy, rss, cpu_s = _window(cp, IDLE_SECONDS, proc)
+            _say("PUT down/up rounds through the gateway")
 
             admins = accounts.group("admins")
             admin = accounts.user("adm", groups=(admins,))
@@ -200,6 +204,10 @@ def _print(
     print(f"  pyroute2 link set up alone              {b:7.1f} ms   (max {max(baseline) * 1000:.1f} ms)")
     print(f"  PUT .../va/up -> host matches           {r:7.1f} ms   (max {max(rest) * 1000:.1f} ms)")
     print(f"  Vapor's overhead over pyroute2          {r - b:7.1f} ms")
+
+
+def _say(what: str) -> None:
+    print(f"  [{time.strftime('%H:%M:%S')}] {what}", flush=True)
 
 
 def _reported(cp: ControlPlane, node: str) -> bool:
