@@ -131,7 +131,11 @@ def ensure_unmounted(mount: Mount) -> str | None:
     except OSError:
         devno = None
     here = [e for e in mount_table() if e.mount_point == spec.mount_point]
-    if not here or (devno is not None and here[-1].devno != devno):
+    if not here:
+        return None
+    # Only our device: another filesystem mounted there since (by hand) is left alone.
+    ours = here[-1].devno == devno if devno is not None else here[-1].source == os.path.realpath(spec.device)
+    if not ours:
         return None
     _run(["umount", "--", spec.mount_point])
     return f"Unmounted {spec.device} from {spec.mount_point}"
@@ -237,7 +241,8 @@ class MountController:
             done = await asyncio.to_thread(ensure_unmounted, mount)
         except (MountRefused, OSError, subprocess.TimeoutExpired) as exc:
             message = str(exc)
-            await self._event(mount, "UnmountFailed", message, "Unmount", "Warning")
+            if mount.status is None or mount.status.message != message:
+                await self._event(mount, "UnmountFailed", message, "Unmount", "Warning")
             await self._status(mount, "Unmounting", True, message)
             self.queue.add_after(key_of(mount), RETRY_SECONDS)
             return
