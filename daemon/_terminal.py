@@ -1,0 +1,116 @@
+"""A PTY login shell for one user: forked here, dropped to the user's uid/gid/groups before exec.
+
+The child never keeps root unless the user is root: ``initgroups`` sets the
+user's supplementary groups, then ``setgid`` and ``setuid`` (in that order),
+and the exec fails closed (the child exits 126) if any step fails.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import pwd
+import signal
+import struct
+import termios
+from dataclasses import dataclass
+from pathlib import Path
+
+SHELLS = Path("/etc/shells")
+
+
+class TerminalError(Exception):
+    """The shell cannot be started (unknown user, a shell not in /etc/shells)."""
+
+
+def allowed_shell(account: pwd.struct_passwd, shell: str | None) -> str:
+    """The shell to run: the requested one if /etc/shells lists it, else the user's login shell."""
+    if not shell:
+        return account.pw_shell or "/bin/sh"
+    listed = {line.strip() for line in SHELLS.read_text().splitlines()} if SHELLS.exists() else set()
+    if shell != account.pw_shell and shell not in listed:
+        raise TerminalError(f"shell {shell!r} is not listed in /etc/shells")
+    return shell
+
+
+@dataclass
+class Terminal:
+    """A running shell on a PTY: ``fd`` is the master side, ``pid`` the child."""
+
+    pid: int
+    fd: int
+
+    @classmethod
+    def open(cls, username: str, *, shell: str | None = None, cols: int = 80, rows: int = 24) -> Terminal:
+        try:
+            account = pwd.getpwnam(username)
+        except KeyError:
+            raise TerminalError(f"no such user on this host: {username!r}") from None
+        program = allowed_shell(account, shell)
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: become the user, then exec the login shell
+            try:
+                os.initgroups(account.pw_name, account.pw_gid)
+                os.setgid(account.pw_gid)
+                os.setuid(account.pw_uid)
+                if account.pw_uid != 0 and os.geteuid() == 0:
+                    os._exit(126)
+                home = account.pw_dir if os.path.isdir(account.pw_dir) else "/"
+                os.chdir(home)
+                env = {
+                    "HOME": home,
+                    "USER": account.pw_name,
+                    "LOGNAME": account.pw_name,
+                    "SHELL": program,
+                    "TERM": "xterm-256color",
+                    "PATH": "/usr/local/bin:/usr/bin:/bin"
+                    + (":/usr/local/sbin:/usr/sbin:/sbin" if not account.pw_uid else ""),
+                }
+                os.execve(program, ["-" + os.path.basename(program)], env)
+            finally:
+                os._exit(126)
+        terminal = cls(pid=pid, fd=fd)
+        terminal.resize(cols, rows)
+        os.set_blocking(fd, False)
+        return terminal
+
+    def resize(self, cols: int, rows: int) -> None:
+        fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+    def write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self.fd, view)
+            except BlockingIOError:
+                continue
+            view = view[written:]
+
+    def close(self) -> int | None:
+        """Hang up the shell (SIGHUP, then SIGKILL), reap it and close the PTY; its exit code if known."""
+        code: int | None = None
+        for sig in (signal.SIGHUP, signal.SIGKILL):
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:
+                break
+            try:
+                done, status = os.waitpid(self.pid, 0 if sig == signal.SIGKILL else os.WNOHANG)
+            except ChildProcessError:
+                break
+            if done:
+                code = os.waitstatus_to_exitcode(status)
+                break
+        with_fd, self.fd = self.fd, -1
+        if with_fd >= 0:
+            os.close(with_fd)
+        return code
+
+    def reap(self) -> int | None:
+        """The exit code if the shell has ended, else None."""
+        try:
+            done, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return 0
+        return os.waitstatus_to_exitcode(status) if done else None

@@ -1,0 +1,356 @@
+"""The agent's streaming endpoints (node-local API): /ws/metrics, /ws/logs and /ws/terminal.
+
+The gateway authenticates the client (the contract's ``auth`` message) and
+relays the rest of the conversation here; it forwards the client's
+``subscribe`` message first. Messages are JSON text frames:
+
+- /ws/metrics: ``{type: 'subscribe'}`` -> every second one
+  ``{type: 'metric', metric: cpu|memory|disk|network, timestamp, data}`` each.
+  One sampler per agent feeds every subscriber.
+- /ws/logs: ``{type: 'subscribe', payload: {filters: {unit, priority, follow, lines}}}``
+  -> ``{type: 'log', data: {timestamp, priority, unit, message, hostname, pid}}``
+  for the last ``lines`` (default 100) matching entries, then new ones while
+  ``follow`` (default true); without follow, ``{type: 'end'}`` and close.
+- /ws/terminal?user=<name>: ``{type: 'subscribe', payload: {cols, rows, shell}}``
+  -> a PTY login shell as that user (see _terminal); ``{type: 'input', data}``,
+  ``{type: 'resize', cols, rows}``; the agent sends ``{type: 'output', data}``
+  and ``{type: 'exit', code}`` when the shell ends. Closing the socket hangs up
+  the shell.
+
+A bad message gets ``{type: 'error', error: {code, message}}`` and the socket closes (1008).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import socket
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+from . import _metrics_stream
+from ._nodeapi import NodeContext
+from ._terminal import Terminal, TerminalError
+
+log = logging.getLogger("vapor.agent.ws")
+
+PRIORITIES = ["emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"]
+PRIORITY_ALIASES = {"emerg": 0, "crit": 2, "err": 3, "warn": 4}
+MAX_LINES = 10_000
+READ_CHUNK = 65536
+
+
+class BadMessage(Exception):
+    """The client's message does not follow the protocol."""
+
+
+async def _refuse(ws: web.WebSocketResponse, code: str, message: str) -> web.WebSocketResponse:
+    await ws.send_str(orjson.dumps({"type": "error", "error": {"code": code, "message": message}}).decode())
+    await ws.close(code=1008, message=message[:120].encode())
+    return ws
+
+
+async def _subscribe(ws: web.WebSocketResponse) -> dict[str, Any]:
+    """The payload of the first message, which must be ``{type: 'subscribe'}``."""
+    message = await ws.receive()
+    if message.type != WSMsgType.TEXT:
+        raise BadMessage("the first message must be a JSON text message {type: 'subscribe'}")
+    try:
+        body = orjson.loads(message.data)
+    except orjson.JSONDecodeError:
+        raise BadMessage("the message is not JSON") from None
+    if not isinstance(body, dict) or body.get("type") != "subscribe":
+        raise BadMessage("expected {type: 'subscribe'} first")
+    payload = body.get("payload") or {}
+    if not isinstance(payload, dict):
+        raise BadMessage("payload must be an object")
+    return payload
+
+
+# --- metrics ----------------------------------------------------------------------------------------------------
+
+
+class MetricsHub:
+    """Samples once a second while anyone listens, and hands each sample to every listener."""
+
+    def __init__(self) -> None:
+        self.listeners: set[asyncio.Queue[list[dict[str, Any]]]] = set()
+        self.task: asyncio.Task[None] | None = None
+
+    def join(self) -> asyncio.Queue[list[dict[str, Any]]]:
+        queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue(maxsize=5)
+        self.listeners.add(queue)
+        if self.task is None or self.task.done():
+            self.task = asyncio.create_task(self._run())
+        return queue
+
+    def leave(self, queue: asyncio.Queue[list[dict[str, Any]]]) -> None:
+        self.listeners.discard(queue)
+
+    async def _run(self) -> None:
+        while self.listeners:
+            messages = await asyncio.to_thread(_metrics_stream.sample)
+            for queue in list(self.listeners):
+                if queue.full():  # a slow reader loses its oldest sample, never blocks the others
+                    queue.get_nowait()
+                queue.put_nowait(messages)
+            await asyncio.sleep(_metrics_stream.INTERVAL)
+
+
+async def _ws_metrics(node: NodeContext, request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=30.0)
+    await ws.prepare(request)
+    try:
+        await _subscribe(ws)
+    except BadMessage as exc:
+        return await _refuse(ws, "INVALID_INPUT", str(exc))
+    hub: MetricsHub = node.extras.setdefault("metrics_hub", MetricsHub())
+    queue = hub.join()
+
+    async def send() -> None:
+        while True:
+            for message in await queue.get():
+                await ws.send_str(orjson.dumps(message).decode())
+
+    sender = asyncio.create_task(send())
+    try:
+        async for message in ws:  # the client's further messages are ignored
+            if message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                break
+    finally:
+        sender.cancel()
+        hub.leave(queue)
+        with contextlib.suppress(asyncio.CancelledError, ConnectionError, RuntimeError):
+            await sender
+    return ws
+
+
+# --- logs -------------------------------------------------------------------------------------------------------
+
+
+def _priority(value: Any) -> int | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and 0 <= value <= 7:
+        return value
+    if isinstance(value, str):
+        name = value.lower()
+        if name in PRIORITIES:
+            return PRIORITIES.index(name)
+        if name in PRIORITY_ALIASES:
+            return PRIORITY_ALIASES[name]
+    raise BadMessage(f"priority must be one of {', '.join(PRIORITIES)}")
+
+
+def _entry(raw: dict[str, Any]) -> dict[str, Any]:
+    stamp = raw.get("__REALTIME_TIMESTAMP")
+    level = raw.get("PRIORITY")
+    unit = raw.get("_SYSTEMD_UNIT") or raw.get("SYSLOG_IDENTIFIER") or ""
+    message = raw.get("MESSAGE", "")
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    return {
+        "timestamp": stamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if isinstance(stamp, dt.datetime)
+        else None,
+        "priority": PRIORITIES[level] if isinstance(level, int) and 0 <= level <= 7 else "info",
+        "unit": str(unit).removesuffix(".service"),
+        "message": str(message),
+        "hostname": raw.get("_HOSTNAME", socket.gethostname()),
+        "pid": raw.get("_PID"),
+    }
+
+
+class JournalFollower:
+    """A systemd journal reader filtered by unit and priority (blocking calls: use from a thread)."""
+
+    def __init__(self, unit: str | None, priority: int | None, path: str | None) -> None:
+        from systemd import journal  # the agent image has systemd-python; imported late for hosts without it
+
+        self.journal = journal
+        self.reader = journal.Reader(path=path) if path else journal.Reader()
+        if unit:
+            name = unit if "." in unit else f"{unit}.service"
+            self.reader.add_match(_SYSTEMD_UNIT=name)
+            self.reader.add_disjunction()
+            self.reader.add_match(SYSLOG_IDENTIFIER=unit)
+        if priority is not None:
+            self.reader.log_level(priority)
+
+    def last(self, lines: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        self.reader.seek_tail()
+        for _ in range(lines):
+            raw = self.reader.get_previous()
+            if not raw:
+                break
+            found.append(_entry(raw))
+        found.reverse()
+        self.reader.seek_tail()
+        self.reader.get_previous()
+        return found
+
+    def wait_new(self, timeout: float) -> list[dict[str, Any]]:
+        if self.reader.wait(timeout) == self.journal.NOP:
+            return []
+        return [_entry(raw) for raw in self.reader]
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+async def _ws_logs(node: NodeContext, request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=30.0)
+    await ws.prepare(request)
+    try:
+        payload = await _subscribe(ws)
+        filters = payload.get("filters") or {}
+        if not isinstance(filters, dict):
+            raise BadMessage("filters must be an object")
+        unit = filters.get("unit")
+        if unit is not None and (not isinstance(unit, str) or not unit or len(unit) > 256 or "\n" in unit):
+            raise BadMessage("unit must be a unit name")
+        priority = _priority(filters.get("priority"))
+        follow = filters.get("follow", True)
+        lines = filters.get("lines", 100)
+        if not isinstance(follow, bool):
+            raise BadMessage("follow must be true or false")
+        if not isinstance(lines, int) or isinstance(lines, bool) or not 0 <= lines <= MAX_LINES:
+            raise BadMessage(f"lines must be an integer from 0 to {MAX_LINES}")
+    except BadMessage as exc:
+        return await _refuse(ws, "INVALID_INPUT", str(exc))
+    path = request.query.get("journal_path") if request.app.get("allow_journal_path") else None
+    path = path or os.environ.get("VAPOR_JOURNAL_PATH")
+    try:
+        follower = await asyncio.to_thread(JournalFollower, unit, priority, path)
+    except (ImportError, OSError) as exc:
+        return await _refuse(ws, "INTERNAL_ERROR", f"the journal cannot be read: {exc}")
+    closed = asyncio.Event()
+
+    async def watch_close() -> None:
+        async for message in ws:
+            if message.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                break
+        closed.set()
+
+    watcher = asyncio.create_task(watch_close())
+    try:
+        for entry in await asyncio.to_thread(follower.last, lines):
+            await ws.send_str(orjson.dumps({"type": "log", "data": entry}).decode())
+        if not follow:
+            await ws.send_str('{"type":"end"}')
+        while follow and not closed.is_set() and not ws.closed:
+            for entry in await asyncio.to_thread(follower.wait_new, 1.0):
+                await ws.send_str(orjson.dumps({"type": "log", "data": entry}).decode())
+    except ConnectionError:
+        pass
+    finally:
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        await asyncio.to_thread(follower.close)
+        await ws.close()
+    return ws
+
+
+# --- terminal ---------------------------------------------------------------------------------------------------
+
+
+def _dimension(payload: dict[str, Any], name: str, default: int) -> int:
+    value = payload.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
+        raise BadMessage(f"{name} must be an integer from 1 to 1000")
+    return value
+
+
+async def _ws_terminal(node: NodeContext, request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse(heartbeat=30.0)
+    await ws.prepare(request)
+    user = request.query.get("user", "")
+    try:
+        payload = await _subscribe(ws)
+        cols, rows = _dimension(payload, "cols", 80), _dimension(payload, "rows", 24)
+        shell = payload.get("shell")
+        if shell is not None and not isinstance(shell, str):
+            raise BadMessage("shell must be a path")
+        terminal = Terminal.open(user, shell=shell, cols=cols, rows=rows)
+    except BadMessage as exc:
+        return await _refuse(ws, "INVALID_INPUT", str(exc))
+    except TerminalError as exc:
+        return await _refuse(ws, "INVALID_INPUT", str(exc))
+    log.info("terminal opened", extra={"user": user, "pid": terminal.pid})
+    loop = asyncio.get_running_loop()
+    output: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+    def readable() -> None:
+        try:
+            data = os.read(terminal.fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:  # EIO: the shell has gone
+            data = b""
+        if not data:
+            loop.remove_reader(terminal.fd)
+        output.put_nowait(data or None)
+
+    loop.add_reader(terminal.fd, readable)
+
+    async def pump_output() -> None:
+        while (data := await output.get()) is not None:
+            text = data.decode("utf-8", "replace")
+            await ws.send_str(orjson.dumps({"type": "output", "data": text}).decode())
+
+    async def pump_input() -> None:
+        async for message in ws:
+            if message.type != WSMsgType.TEXT:
+                break
+            try:
+                body = orjson.loads(message.data)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(body, dict):
+                continue
+            if body.get("type") == "input" and isinstance(body.get("data"), str):
+                await asyncio.to_thread(terminal.write, body["data"].encode())
+            elif body.get("type") == "resize":
+                with contextlib.suppress(BadMessage):
+                    terminal.resize(_dimension(body, "cols", 80), _dimension(body, "rows", 24))
+
+    tasks = [asyncio.create_task(pump_output()), asyncio.create_task(pump_input())]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(ValueError, OSError):
+            loop.remove_reader(terminal.fd)
+        code = terminal.reap()
+        if code is None:
+            code = await asyncio.to_thread(terminal.close)
+        else:
+            terminal.close()
+        log.info("terminal closed", extra={"user": user, "pid": terminal.pid, "exit_code": code})
+        if not ws.closed:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await ws.send_str(orjson.dumps({"type": "exit", "code": code}).decode())
+            await ws.close()
+    return ws
+
+
+def routes(node: NodeContext) -> list[web.RouteDef]:
+    async def metrics(request: web.Request) -> web.WebSocketResponse:
+        return await _ws_metrics(node, request)
+
+    async def logs(request: web.Request) -> web.WebSocketResponse:
+        return await _ws_logs(node, request)
+
+    async def terminal(request: web.Request) -> web.WebSocketResponse:
+        return await _ws_terminal(node, request)
+
+    return [web.get("/ws/metrics", metrics), web.get("/ws/logs", logs), web.get("/ws/terminal", terminal)]
