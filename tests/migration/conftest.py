@@ -1,0 +1,183 @@
+"""Two real libvirt hosts (tests/support/hosts.py), an agent on each, the real operator, one control plane.
+
+Every component is a real process: the agents reach their host's libvirtd
+through its socket and publish ``qemu+tcp://<address>/system`` as their
+migration URI; the libvirt daemons migrate domains to each other over the
+testbed's own bridge. VMs are placed on a host directly (label and
+status.host, as the operator's placement writes them).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import libvirt
+import pytest
+
+from vapor.devenv import ControlPlane
+from vapor.model.names import HOST_LABEL, LEASE_NAMESPACE
+
+from ..conftest import Kubectl
+from ..support.agent import AgentProcess
+from ..support.hosts import Host, Testbed
+from ..support.processes import ComponentProcess
+from ..support.wait import wait_until
+
+# A boot sector that rewrites 512 KiB of guest memory (0x10000-0x8ffff) in a loop, with a pass counter:
+# a guest whose memory never stops changing, so a throttled live migration cannot converge on its own.
+_DIRTY_LOOP = bytes.fromhex("FA31DBB800108EC031FFB900805089D8F3AB580500103D009072EB43EBE5")
+
+
+@dataclass
+class Cluster:
+    """The testbed, its agents and the operator."""
+
+    testbed: Testbed
+    agents: list[AgentProcess]
+    operator: ComponentProcess
+    nodes: list[str]
+    conns: list[libvirt.virConnect]
+    boot_image: Path
+    kubectl: Kubectl
+
+    def domain(self, index: int, name: str) -> libvirt.virDomain | None:
+        """The domain ``name`` on host ``index``, or None."""
+        try:
+            return self.conns[index].lookupByName(name)
+        except libvirt.libvirtError:
+            return None
+
+    def running_on(self, name: str) -> list[int]:
+        """Indexes of the hosts where the domain ``name`` runs."""
+        return [i for i in range(len(self.conns)) if (d := self.domain(i, name)) is not None and d.isActive()]
+
+    def vm(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.kubectl.get_json("vvm", name, "-n", namespace)
+
+    def migration(self, namespace: str, name: str) -> dict[str, Any]:
+        return self.kubectl.get_json("migrations.vapor.io", name, "-n", namespace)
+
+    def place_vm(self, namespace: str, name: str, host: int, **spec: Any) -> None:
+        """A VM placed on host ``index`` (what the operator's placement writes), running unless told."""
+        node = self.nodes[host]
+        manifest = {
+            "apiVersion": "vapor.io/v1alpha1",
+            "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": namespace, "labels": {HOST_LABEL: node}},
+            "spec": {"runStrategy": "Running", "memory": "64Mi", "cpu": 1, **spec},
+        }
+        self.kubectl.apply(manifest)
+        self.kubectl(
+            "patch", "vvm", name, "-n", namespace, "--subresource=status", "--type=merge",
+            "-p", f'{{"status":{{"host":"{node}"}}}}',
+        )  # fmt: skip
+
+    def dirty_vm_spec(self) -> dict[str, Any]:
+        """Spec fields of a VM that boots the memory-dirtying loop from a read-only disk both hosts see."""
+        return {"disks": [{"name": "boot", "path": str(self.boot_image), "readOnly": True, "bootOrder": 1}]}
+
+    def migrate(self, namespace: str, name: str, vm: str, host: int, **spec: Any) -> None:
+        self.kubectl.apply(
+            {
+                "apiVersion": "vapor.io/v1alpha1",
+                "kind": "Migration",
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"vmName": vm, "destinationHost": self.nodes[host], **spec},
+            }
+        )
+
+    def phase(self, namespace: str, name: str) -> str | None:
+        return (self.migration(namespace, name).get("status") or {}).get("phase")
+
+    def logs(self) -> str:
+        agents = "\n".join(f"--- agent {a.node_name}\n" + "\n".join(a.log().splitlines()[-40:]) for a in self.agents)
+        return f"--- operator\n{self.operator.tail(40)}\n{agents}"
+
+
+@pytest.fixture(scope="module")
+def cluster(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Cluster]:
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # failures reach the tests as exceptions
+    run = uuid.uuid4().hex[:6]
+    state = Path(tempfile.mkdtemp(prefix="vapor-mig-", dir="/var/tmp"))  # QEMU must reach the boot image
+    state.chmod(0o755)
+    boot = state / "dirty-loop.img"
+    boot.write_bytes((_DIRTY_LOOP + bytes(510 - len(_DIRTY_LOOP)) + b"\x55\xaa").ljust(1 << 20, b"\0"))
+    boot.chmod(0o644)
+    kubeconfig = str(control_plane.kubeconfig)
+    procs: list[Any] = []
+    conns: list[libvirt.virConnect] = []
+    testbed = Testbed(2)
+    nodes = [f"mig-{run}-{i}" for i in range(2)]
+    try:
+        testbed.start()
+        agents = []
+        for host, node in zip(testbed.hosts, nodes, strict=True):
+            agent = _agent(kubeconfig, node, state, host).start()
+            procs.append(agent)
+            agents.append(agent)
+        operator = ComponentProcess(
+            "vapor.operator",
+            ["--kubeconfig", kubeconfig],
+            state / "operator.log",
+            env={"VAPOR_HEALTH_INTERVAL": "1", "VAPOR_PLACEMENT_RETRY_INTERVAL": "1"},
+        ).start()
+        procs.append(operator)
+        conns = [h.connect() for h in testbed.hosts]
+        for node in nodes:
+            wait_until(lambda n=node: _ready(kubectl, n), 90, what=f"Host {node} Ready")
+        yield Cluster(testbed, agents, operator, nodes, conns, boot, kubectl)
+    finally:
+        for conn in conns:
+            conn.close()
+        for proc in reversed(procs):
+            proc.stop()
+        kubectl("delete", "hosts.vapor.io", *nodes, "--ignore-not-found", "--wait=false", check=False)
+        testbed.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _agent(kubeconfig: str, node: str, state: Path, host: Host) -> AgentProcess:
+    return AgentProcess(
+        kubeconfig,
+        node,
+        state / node,
+        lease_namespace=LEASE_NAMESPACE,
+        libvirt_uri=host.uri,
+        lease_renew_interval=1.0,
+        extra_args=("--lease-duration", "5", "--migration-uri", host.migration_uri),
+        env={"VAPOR_API_BIND": ""},  # no node-local API: two agents on one machine
+    )
+
+
+def _ready(kubectl: Kubectl, node: str) -> bool:
+    got = kubectl("get", "hosts.vapor.io", node, "-o", "json", check=False)
+    if got.returncode != 0:
+        return False
+    import json
+
+    status = json.loads(got.stdout).get("status") or {}
+    ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
+    return bool(ready and ready[0].get("status") == "True" and (status.get("hypervisor") or {}).get("migrationUri"))
+
+
+@pytest.fixture
+def vms(cluster: Cluster, namespace: str, kubectl: Kubectl) -> Iterator[str]:
+    """The test's namespace; afterwards its VMs are deleted while the agents run, and any domain left removed."""
+    yield namespace
+    kubectl("delete", "migrations.vapor.io", "--all", "-n", namespace, "--timeout=30s", check=False)
+    kubectl("delete", "vvm", "--all", "-n", namespace, "--timeout=60s", check=False)
+    for conn in cluster.conns:
+        for dom in conn.listAllDomains(0):
+            if dom.name().startswith(f"{namespace}_"):
+                try:
+                    if dom.isActive():
+                        dom.destroy()
+                    dom.undefine()
+                except libvirt.libvirtError:
+                    pass

@@ -1,0 +1,130 @@
+"""Migrations between two real libvirt hosts, driven by the real operator and the two real agents."""
+
+from __future__ import annotations
+
+import libvirt
+import pytest
+
+from vapor.model.names import HOST_LABEL, MIGRATING_ANNOTATION
+
+from ..support.wait import wait_until
+from .conftest import Cluster
+
+pytestmark = pytest.mark.migration
+
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+
+
+def _running_vm(cluster: Cluster, ns: str, name: str, host: int, **spec: object) -> str:
+    cluster.place_vm(ns, name, host, **spec)
+    dom = f"{ns}_{name}"
+    wait_until(lambda: cluster.running_on(dom) == [host], 60, what="domain running on the source")
+    wait_until(lambda: (cluster.vm(ns, name).get("status") or {}).get("phase") == "Running", 60, what="VM Running")
+    return dom
+
+
+def _settled(cluster: Cluster, ns: str, name: str) -> bool:
+    """The operator took the VM's migration annotation away: the agents act on it again."""
+    return MIGRATING_ANNOTATION not in (cluster.vm(ns, name)["metadata"].get("annotations") or {})
+
+
+def _end(cluster: Cluster, ns: str, name: str, timeout: float = 90) -> str:
+    try:
+        return str(wait_until(lambda: (p := cluster.phase(ns, name)) in TERMINAL and p, timeout, what=f"{name} ends"))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{cluster.migration(ns, name)}\n{cluster.logs()}") from exc
+
+
+def test_live_migration_moves_a_running_vm(cluster: Cluster, vms: str) -> None:
+    dom = _running_vm(cluster, vms, "live", 0)
+    cluster.migrate(vms, "move-live", "live", 1)
+    assert _end(cluster, vms, "move-live") == "Succeeded", cluster.migration(vms, "move-live")
+
+    assert cluster.running_on(dom) == [1]
+    assert cluster.domain(0, dom) is None  # undefineSource (the default)
+    target = cluster.domain(1, dom)
+    assert target is not None and target.isPersistent()  # persistent (the default)
+    status = cluster.migration(vms, "move-live")["status"]
+    assert status["startTime"] and status["endTime"] and status["downtimeMs"] >= 0
+    assert status["progress"]["percent"] == 100
+    completed = {c["type"]: c for c in status["conditions"]}["Completed"]
+    assert completed["status"] == "True" and completed["reason"] == "Migrated"
+    vm = cluster.vm(vms, "live")
+    assert vm["metadata"]["labels"][HOST_LABEL] == cluster.nodes[1]
+    assert vm["status"]["host"] == cluster.nodes[1]
+    # The target's agent adopts the domain: the VM stays Running, the annotation is gone, nobody restarts it.
+    wait_until(lambda: _settled(cluster, vms, "live"), 30, what="annotation gone")
+    wait_until(lambda: cluster.vm(vms, "live")["status"].get("phase") == "Running", 30, what="Running on target")
+    assert cluster.running_on(dom) == [1] and target.ID() == cluster.domain(1, dom).ID()  # type: ignore[union-attr]
+
+
+def test_cancel_mid_way_keeps_the_vm_on_the_source(cluster: Cluster, vms: str) -> None:
+    dom = _running_vm(cluster, vms, "busy", 0, **cluster.dirty_vm_spec())
+    source = cluster.domain(0, dom)
+    assert source is not None
+    # Wait until the guest's loop runs (its pass counter in guest memory moves), so the copy cannot converge.
+    wait_until(
+        lambda: source.memoryPeek(0x10000, 2, libvirt.VIR_MEMORY_PHYSICAL) != b"\0\0", 60, what="guest loop running"
+    )
+    cluster.migrate(vms, "move-busy", "busy", 1, bandwidthMiBPerSecond=1, completionTimeoutPerGiB=100000)
+    wait_until(
+        lambda: (
+            ((cluster.migration(vms, "move-busy").get("status") or {}).get("progress") or {}).get("memoryIteration", 0)
+            >= 2
+        ),
+        60,
+        what="migration under way",
+    )
+    assert cluster.phase(vms, "move-busy") == "Running"
+    cluster.kubectl(
+        "patch", "migrations.vapor.io", "move-busy", "-n", vms, "--type=merge", "-p", '{"spec":{"cancel":true}}'
+    )
+    assert _end(cluster, vms, "move-busy") == "Cancelled"
+
+    status = cluster.migration(vms, "move-busy")["status"]
+    completed = {c["type"]: c for c in status["conditions"]}["Completed"]
+    assert completed["status"] == "False" and completed["reason"] == "Aborted"
+    assert cluster.running_on(dom) == [0]
+    assert cluster.domain(1, dom) is None  # nothing left on the target
+    vm = cluster.vm(vms, "busy")
+    assert vm["metadata"]["labels"][HOST_LABEL] == cluster.nodes[0] and vm["status"]["host"] == cluster.nodes[0]
+    wait_until(lambda: _settled(cluster, vms, "busy"), 30, what="annotation gone")
+    assert cluster.running_on(dom) == [0]
+
+
+def test_offline_migration_of_a_stopped_vm(cluster: Cluster, vms: str) -> None:
+    cluster.place_vm(vms, "cold", 0, runStrategy="Halted")
+    dom = f"{vms}_cold"
+    wait_until(lambda: cluster.domain(0, dom) is not None, 60, what="domain defined on the source")
+    wait_until(lambda: (cluster.vm(vms, "cold").get("status") or {}).get("phase") == "Stopped", 60, what="Stopped")
+    cluster.migrate(vms, "move-cold", "cold", 1, live=False)
+    assert _end(cluster, vms, "move-cold") == "Succeeded", cluster.migration(vms, "move-cold")
+
+    assert cluster.domain(0, dom) is None
+    target = cluster.domain(1, dom)
+    assert target is not None and target.isPersistent() and not target.isActive()
+    assert cluster.vm(vms, "cold")["status"]["host"] == cluster.nodes[1]
+    wait_until(lambda: _settled(cluster, vms, "cold"), 30, what="annotation gone")
+    assert cluster.running_on(dom) == []  # Halted stays halted on its new host
+
+
+def test_source_agent_killed_mid_migration(cluster: Cluster, vms: str) -> None:
+    dom = _running_vm(cluster, vms, "crash", 0)
+    cluster.migrate(vms, "move-crash", "crash", 1, bandwidthMiBPerSecond=1)
+    wait_until(
+        lambda: (cluster.migration(vms, "move-crash").get("status") or {}).get("startTime"), 60, what="job started"
+    )
+    agent = cluster.agents[0]
+    agent.kill()
+    agent.start()
+    phase = _end(cluster, vms, "move-crash", timeout=120)
+    assert phase in ("Succeeded", "Failed")
+    status = cluster.migration(vms, "move-crash")["status"]
+    completed = {c["type"]: c for c in status["conditions"]}["Completed"]
+    vm = cluster.vm(vms, "crash")
+    where = 1 if phase == "Succeeded" else 0
+    assert completed["status"] == ("True" if phase == "Succeeded" else "False")
+    wait_until(lambda: cluster.running_on(dom) == [where], 30, what=f"the VM running on host {where} only")
+    assert vm["status"]["host"] == cluster.nodes[where]
+    wait_until(lambda: (cluster.vm(vms, "crash").get("status") or {}).get("phase") == "Running", 60, what="VM Running")
+    assert cluster.running_on(dom) == [where]
