@@ -82,6 +82,18 @@ class DiskList(BaseModel):
     disks: list[DiskView]
 
 
+class MountQuery(HostOnlyQuery):
+    """Which host, and how long to wait for its agent."""
+
+    wait: float | None = Field(
+        default=None, ge=0, le=300, description="Seconds to wait for the agent (default: the action timeout)."
+    )
+
+
+def _deadline(wait: float | None) -> float:
+    return time.monotonic() + (float(current_app.config["ACTION_TIMEOUT"]) if wait is None else wait)
+
+
 class MountRequest(BaseModel):
     """What to mount, and where."""
 
@@ -205,14 +217,14 @@ async def _wait(name: str, until: float) -> Mount | None:
 @blueprint.post("/mount")
 @require("admin")
 @tag(["storage"])
-@validate_querystring(HostOnlyQuery)
+@validate_querystring(MountQuery)
 @validate_request(MountRequest)
 @validate_response(Success[MountView], 200)
 @validate_response(Success[MountView], 202)
 @document_response(Failure, 400)
 @document_response(Failure, 404)
 @document_response(Failure, 409)
-async def mount(data: MountRequest, query_args: HostOnlyQuery) -> tuple[Success[MountView], int]:
+async def mount(data: MountRequest, query_args: MountQuery) -> tuple[Success[MountView], int]:
     """Mount a filesystem on the host (admin): writes a Mount resource that the host's agent carries out.
 
     Answers 200 when the agent reports it Mounted, 409 CONFLICT with the
@@ -257,7 +269,7 @@ async def mount(data: MountRequest, query_args: HostOnlyQuery) -> tuple[Success[
         controller=CONTROLLER,
         action="Mount",
     )
-    until = time.monotonic() + float(current_app.config["ACTION_TIMEOUT"])
+    until = _deadline(query_args.wait)
     now = await _wait(created.name, until) or created
     if now.status is not None and now.status.phase == "Failed":
         raise APIError(409, CONFLICT, now.status.message or "the mount failed", details=f"Mount {name}")
@@ -268,13 +280,13 @@ async def mount(data: MountRequest, query_args: HostOnlyQuery) -> tuple[Success[
 @blueprint.delete("/mount")
 @require("admin")
 @tag(["storage"])
-@validate_querystring(HostOnlyQuery)
+@validate_querystring(MountQuery)
 @validate_request(UnmountRequest)
 @validate_response(Success[MountView], 200)
 @validate_response(Success[MountView], 202)
 @document_response(Failure, 400)
 @document_response(Failure, 404)
-async def unmount(data: UnmountRequest, query_args: HostOnlyQuery) -> tuple[Success[MountView], int]:
+async def unmount(data: UnmountRequest, query_args: MountQuery) -> tuple[Success[MountView], int]:
     """Unmount (admin): deletes the host's Mount of ``mount_point``; the agent unmounts before it goes.
 
     Answers 200 once the Mount is gone (unmounted), 202 when the agent has
@@ -300,7 +312,7 @@ async def unmount(data: UnmountRequest, query_args: HostOnlyQuery) -> tuple[Succ
         await resources.delete(found.name)
     except NotFound:
         return Success[MountView](data=_view(found)), 200
-    until = time.monotonic() + float(current_app.config["ACTION_TIMEOUT"])
+    until = _deadline(query_args.wait)
     last = found
     while time.monotonic() < until:
         try:

@@ -233,3 +233,42 @@ async def test_refusals_and_bad_input(
     viewer = bearer((await login(client, users.viewer))["token"])
     response = await client.post(url, json=body, headers=viewer)
     assert response.status_code == 403
+
+
+async def test_a_busy_mount_stays_until_it_can_be_unmounted(
+    loops: LoopDevices,
+    tmp_path: Path,
+    agent_factory: Callable[..., AgentProcess],
+    mounts_of_node: str,
+    client: Client,
+    users: Users,
+    kubectl: Kubectl,
+) -> None:
+    node = mounts_of_node
+    device = loops.make()
+    _format.format_device(device, "ext4", None, _format.gather_facts())
+    start_agent(agent_factory, node)
+    headers = await admin_headers(client, users)
+    await eventually(lambda: partition_of(client, headers, node, device), MOUNT_WAIT, "device listed")
+    target = tmp_path / "busy"
+    url = f"/api/v1/storage/mount?host={node}"
+    response = await client.post(
+        url, json={"device": device, "mount_point": str(target), "filesystem": "ext4"}, headers=headers
+    )
+    assert response.status_code == 200, await response.get_json()
+    held = (target / "open-file").open("w")  # keeps the filesystem busy
+    try:
+        response = await client.delete(f"{url}&wait=3", json={"mount_point": str(target)}, headers=headers)
+        answer = await response.get_json()
+        assert response.status_code == 202, answer
+        assert answer["data"]["phase"] == "Unmounting" and answer["data"]["mounted"] is True
+        assert "busy" in (answer["data"]["message"] or "")
+        assert is_mounted(target)
+        assert kubectl("get", "mounts.vapor.io", "-l", f"vapor.io/host={node}", "-o", "name").stdout.strip()
+    finally:
+        held.close()
+    # Once nothing holds it, the agent's retry unmounts it and the Mount goes.
+    await eventually(lambda: not is_mounted(target), MOUNT_WAIT, "unmounted after the file was closed")
+    gone = lambda: kubectl("get", "mounts.vapor.io", "-l", f"vapor.io/host={node}", "-o", "name").stdout.strip() == ""  # noqa: E731
+    await eventually(gone, MOUNT_WAIT, "Mount deleted")
+    assert "UnmountFailed" in host_events(kubectl, node)
