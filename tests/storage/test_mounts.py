@@ -272,3 +272,11 @@ async def test_a_busy_mount_stays_until_it_can_be_unmounted(
     gone = lambda: kubectl("get", "mounts.vapor.io", "-l", f"vapor.io/host={node}", "-o", "name").stdout.strip() == ""  # noqa: E731
     await eventually(gone, MOUNT_WAIT, "Mount deleted")
     assert "UnmountFailed" in host_events(kubectl, node)
+
+
+async def test_openapi_documents_the_storage_endpoints(client: Client) -> None:
+    spec = await (await client.get("/openapi.json")).get_json()
+    assert "get" in spec["paths"]["/api/v1/storage/disks"]
+    assert {"post", "delete"} <= set(spec["paths"]["/api/v1/storage/mount"])
+    # Format needs the node-local API; until it is served there is no endpoint at all (no stand-in).
+    assert "/api/v1/storage/format" not in spec["paths"]
