@@ -1,0 +1,147 @@
+"""The contract's WebSockets: /ws/metrics, /ws/logs and /ws/terminal, relayed to the agent of ``?host=``.
+
+Protocol (JSON text messages):
+
+1. the client sends ``{type: 'auth', payload: {token: '<jwt>'}}`` first (within
+   AUTH_SECONDS); the gateway answers ``{type: 'auth', status: 'ok', user}``;
+2. then ``{type: 'subscribe', payload: {...}}``: the gateway forwards it to the
+   agent of the host (``?host=`` by id or name, else the default host) and
+   relays both ways until either side closes. What the agent streams is
+   described in vapor.agent._ws_api: ``metric`` messages every second,
+   ``log`` messages of the journal, ``output``/``exit`` of a PTY shell that
+   runs as the logged-in user (``input`` and ``resize`` from the client).
+
+Refusals are ``{type: 'error', error: {code, message}}`` followed by a close
+with code 1008 (4401 for UNAUTHORIZED, 4429 for RATE_LIMITED): a first message
+that is not a valid auth message is UNAUTHORIZED; an 11th concurrent socket
+from one client address is RATE_LIMITED (MAX_SOCKETS per client); an unknown
+host is NOT_FOUND; an unreachable agent AGENT_UNREACHABLE / AGENT_UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from typing import Any
+
+import orjson
+from quart import Blueprint, current_app, websocket
+
+from ._agents import relay_websocket
+from ._errors import INVALID_INPUT, RATE_LIMITED, UNAUTHORIZED, APIError
+from ._state import gateway
+from ._tokens import InvalidToken
+
+log = logging.getLogger("vapor.gateway.ws")
+
+blueprint = Blueprint("ws", __name__)
+
+MAX_SOCKETS = 10  # concurrent WebSockets per client address (the contract)
+AUTH_SECONDS = 10.0  # how long the gateway waits for the auth and subscribe messages
+CLOSE_CODES = {UNAUTHORIZED: 4401, RATE_LIMITED: 4429}
+EXTENSION = "vapor_ws_sockets"
+
+
+def _open_sockets() -> Counter[str]:
+    found: Counter[str] | None = current_app.extensions.get(EXTENSION)
+    if found is None:
+        found = current_app.extensions[EXTENSION] = Counter()
+    return found
+
+
+async def _refuse(code: str, message: str) -> None:
+    await websocket.send(orjson.dumps({"type": "error", "error": {"code": code, "message": message}}).decode())
+    await websocket.close(CLOSE_CODES.get(code, 1008), message[:120])
+
+
+async def _message(kind: str) -> tuple[dict[str, Any], str]:
+    """The next client message, which must be JSON ``{type: kind, ...}``; its body and raw text."""
+    try:
+        raw = await asyncio.wait_for(websocket.receive(), AUTH_SECONDS)
+    except TimeoutError:
+        raise APIError(400, INVALID_INPUT, f"no {kind!r} message within {AUTH_SECONDS:.0f} s") from None
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    try:
+        body = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        body = None
+    if not isinstance(body, dict) or body.get("type") != kind:
+        raise APIError(400, INVALID_INPUT, f"expected a JSON message {{type: {kind!r}}}")
+    return body, text
+
+
+async def _authenticate() -> str:
+    """The username of the auth message's token; UNAUTHORIZED otherwise."""
+    try:
+        body, _ = await _message("auth")
+    except APIError as exc:
+        raise APIError(401, UNAUTHORIZED, f"authenticate first: {exc.message}") from None
+    payload = body.get("payload")
+    token = payload.get("token") if isinstance(payload, dict) else None
+    if not isinstance(token, str) or not token:
+        raise APIError(401, UNAUTHORIZED, "the auth message needs payload.token")
+    signer = gateway().signer
+    assert signer is not None
+    try:
+        return signer.verify(token).username
+    except InvalidToken as exc:
+        raise APIError(401, UNAUTHORIZED, str(exc)) from None
+
+
+def _host() -> str | None:
+    """``?host=``, else the configured default host (None: the agent client picks the only one)."""
+    wanted = websocket.args.get("host")
+    if wanted is not None:
+        return wanted
+    default = gateway().config.get("DEFAULT_HOST")
+    if default:
+        return str(default)
+    hosts = list(gateway().hosts.items())
+    if len(hosts) == 1:
+        return str(hosts[0].metadata.name)
+    raise APIError(400, INVALID_INPUT, "give the host with ?host=<id or name>")
+
+
+async def _serve(path: str, *, as_user: bool) -> None:
+    client = websocket.remote_addr or ""
+    sockets = _open_sockets()
+    await websocket.accept()
+    if sockets[client] >= MAX_SOCKETS:
+        await _refuse(RATE_LIMITED, f"too many WebSockets: at most {MAX_SOCKETS} open at once per client")
+        return
+    sockets[client] += 1
+    try:
+        username = await _authenticate()
+        await websocket.send(orjson.dumps({"type": "auth", "status": "ok", "user": username}).decode())
+        _, subscribe = await _message("subscribe")
+        host = _host()
+        log.info("websocket relayed", extra={"path": path, "user": username, "host": host, "client": client})
+        await relay_websocket(path, host=host, params={"user": username} if as_user else None, first=[subscribe])
+    except APIError as exc:
+        await _refuse(exc.code, exc.message)
+    finally:
+        sockets[client] -= 1
+        if sockets[client] <= 0:
+            del sockets[client]
+        with contextlib.suppress(Exception):
+            await websocket.close(1000)
+
+
+@blueprint.websocket("/ws/metrics")
+async def ws_metrics() -> None:
+    """Live cpu, memory, disk and network metrics of a host, one message per metric every second."""
+    await _serve("/ws/metrics", as_user=False)
+
+
+@blueprint.websocket("/ws/logs")
+async def ws_logs() -> None:
+    """Live journal entries of a host, filtered by unit and priority (follow: keep streaming)."""
+    await _serve("/ws/logs", as_user=False)
+
+
+@blueprint.websocket("/ws/terminal")
+async def ws_terminal() -> None:
+    """An interactive PTY shell on the host as the logged-in user (input, output, resize)."""
+    await _serve("/ws/terminal", as_user=True)

@@ -1,0 +1,156 @@
+"""The contract's WebSockets end to end: gateway (auth, limits) -> node-local API -> PTY / psutil / journal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import subprocess
+from pathlib import Path
+
+import pytest
+from quart.typing import TestClientProtocol as Client
+from quart.typing import TestWebsocketConnectionProtocol as Socket
+
+from ..gateway.conftest import Users, login
+from .conftest import authenticate, receive, send
+
+METRICS = {"cpu", "memory", "disk", "network"}
+
+
+async def _output_until(ws: Socket, needle: str) -> str:
+    seen = ""
+    while needle not in seen:
+        message = await asyncio.wait_for(receive(ws), 30)
+        assert message["type"] in ("output", "exit"), message
+        if message["type"] == "exit":
+            break
+        seen += message["data"]
+    return seen
+
+
+async def test_terminal_runs_as_the_logged_in_user(gw_client: Client, users: Users) -> None:
+    token = (await login(gw_client, users.viewer))["token"]
+    async with gw_client.websocket("/ws/terminal") as ws:
+        await authenticate(ws, token)
+        await send(ws, {"type": "subscribe", "payload": {"cols": 100, "rows": 30}})
+        await send(ws, {"type": "input", "data": "echo who=$(id -un) groups=$(id -u); stty size\n"})
+        seen = await _output_until(ws, "30 100")
+        assert f"who={users.viewer.name}" in seen
+        assert "groups=0" not in seen  # not root
+        await send(ws, {"type": "resize", "cols": 90, "rows": 20})
+        await send(ws, {"type": "input", "data": "stty size\n"})
+        assert "20 90" in await _output_until(ws, "20 90")
+        await send(ws, {"type": "input", "data": "exit 3\n"})
+        while (message := await asyncio.wait_for(receive(ws), 30))["type"] != "exit":
+            pass
+        assert message["code"] == 3
+
+
+async def test_terminal_closed_by_the_client_hangs_up_the_shell(gw_client: Client, users: Users) -> None:
+    token = (await login(gw_client, users.viewer))["token"]
+    async with gw_client.websocket("/ws/terminal") as ws:
+        await authenticate(ws, token)
+        await send(ws, {"type": "subscribe", "payload": {}})
+        await send(ws, {"type": "input", "data": "sleep 1000 & echo started\n"})
+        await _output_until(ws, "started")
+        # the shell is a real process of the user
+        assert subprocess.run(["pgrep", "-u", users.viewer.name], capture_output=True).returncode == 0
+    for _ in range(100):  # teardown: the PTY closes and the session's processes get SIGHUP
+        if subprocess.run(["pgrep", "-u", users.viewer.name, "-x", "sh"], capture_output=True).returncode:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        pytest.fail("the user's shell still runs after the socket closed")
+    subprocess.run(["pkill", "-KILL", "-u", users.viewer.name], check=False)
+
+
+async def test_metrics_stream_every_metric(gw_client: Client, users: Users) -> None:
+    token = (await login(gw_client, users.viewer))["token"]
+    async with gw_client.websocket("/ws/metrics") as ws:
+        await authenticate(ws, token)
+        await send(ws, {"type": "subscribe"})
+        seen: dict[str, dict[str, object]] = {}
+        stamps = set()
+        while len(stamps) < 2 or set(seen) != METRICS:
+            message = await asyncio.wait_for(receive(ws), 30)
+            assert message["type"] == "metric"
+            seen[message["metric"]] = message["data"]
+            stamps.add(message["timestamp"])
+    assert 0 <= float(seen["cpu"]["usage_percent"]) <= 100  # type: ignore[arg-type]
+    assert int(seen["memory"]["total"]) > 0  # type: ignore[call-overload]
+    assert int(seen["disk"]["total"]) > 0  # type: ignore[call-overload]
+    assert int(seen["network"]["bytes_recv"]) >= 0  # type: ignore[call-overload]
+
+
+@pytest.fixture
+def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A journal written by systemd-journal-remote with entries of two units at several priorities."""
+    entries = []
+    for i, (unit, priority) in enumerate([("sshd", 6), ("sshd", 3), ("cron", 6), ("sshd", 7)]):
+        entries.append(
+            f"__REALTIME_TIMESTAMP={1_700_000_000_000_000 + i}\n_SYSTEMD_UNIT={unit}.service\n"
+            f"PRIORITY={priority}\nMESSAGE=entry {i} of {unit}\n_HOSTNAME=fixture\n_PID={100 + i}\n"
+            f"_BOOT_ID=0123456789abcdef0123456789abcdef\n__MONOTONIC_TIMESTAMP={i + 1}\n"
+        )
+    folder = tmp_path / "journal"
+    folder.mkdir()
+    subprocess.run(
+        ["/lib/systemd/systemd-journal-remote", f"--output={folder}/fixture.journal", "-"],
+        input="\n".join(entries).encode(),
+        check=True,
+        capture_output=True,
+    )
+    monkeypatch.setenv("VAPOR_JOURNAL_PATH", str(folder))
+    return folder
+
+
+async def test_logs_filtered_by_unit_and_priority(gw_client: Client, users: Users, journal: Path) -> None:
+    token = (await login(gw_client, users.viewer))["token"]
+    async with gw_client.websocket("/ws/logs") as ws:
+        await authenticate(ws, token)
+        filters = {"unit": "sshd", "priority": "info", "follow": False}
+        await send(ws, {"type": "subscribe", "payload": {"filters": filters}})
+        got = []
+        while (message := await asyncio.wait_for(receive(ws), 30))["type"] == "log":
+            got.append(message["data"])
+        assert message["type"] == "end"
+    assert [e["message"] for e in got] == ["entry 0 of sshd", "entry 1 of sshd"]
+    assert [e["priority"] for e in got] == ["info", "error"]
+    assert got[0]["unit"] == "sshd" and got[0]["hostname"] == "fixture" and got[0]["pid"] == 100
+
+
+async def test_bad_auth_message_is_refused(gw_client: Client) -> None:
+    for first in ({"type": "subscribe"}, {"type": "auth", "payload": {"token": "not-a-jwt"}}, {"type": "auth"}):
+        async with gw_client.websocket("/ws/metrics") as ws:
+            await send(ws, first)
+            answer = await receive(ws)
+            assert answer["type"] == "error" and answer["error"]["code"] == "UNAUTHORIZED", answer
+
+
+async def test_bad_subscribe_is_refused(gw_client: Client, users: Users) -> None:
+    token = (await login(gw_client, users.viewer))["token"]
+    async with gw_client.websocket("/ws/logs") as ws:
+        await authenticate(ws, token)
+        await send(ws, {"type": "subscribe", "payload": {"filters": {"priority": "loud"}}})
+        answer = await receive(ws)
+        assert answer["type"] == "error" and answer["error"]["code"] == "INVALID_INPUT", answer
+    async with gw_client.websocket("/ws/metrics?host=no-such-host") as ws:
+        await authenticate(ws, token)
+        await send(ws, {"type": "subscribe"})
+        answer = await receive(ws)
+        assert answer["type"] == "error" and answer["error"]["code"] == "NOT_FOUND", answer
+
+
+async def test_eleventh_socket_is_refused(gw_client: Client, users: Users) -> None:
+    token = (await login(gw_client, users.viewer))["token"]
+    async with contextlib.AsyncExitStack() as stack:
+        for _ in range(10):
+            ws = await stack.enter_async_context(gw_client.websocket("/ws/metrics"))
+            await authenticate(ws, token)
+            await send(ws, {"type": "subscribe"})
+            assert (await asyncio.wait_for(receive(ws), 30))["type"] == "metric"
+        async with gw_client.websocket("/ws/metrics") as eleventh:
+            answer = await receive(eleventh)
+            assert answer["type"] == "error" and answer["error"]["code"] == "RATE_LIMITED", answer
+    async with gw_client.websocket("/ws/metrics") as again:  # the others closed: room again
+        await authenticate(again, token)
