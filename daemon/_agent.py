@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 
 import aiohttp
@@ -137,12 +138,24 @@ class Agent:
         log.info("agent stopped", extra={"node": self.config.node_name})
 
 
+def _forget_signal_wakeup() -> None:
+    """In a forked child: signals must not reach the parent's event loop.
+
+    pyroute2 forks a short-lived child for each socket it opens in another network
+    namespace and SIGTERMs it when done; a child still holding asyncio's signal wakeup
+    fd would pass that SIGTERM on, and this agent would stop.
+    """
+    with contextlib.suppress(ValueError):
+        signal.set_wakeup_fd(-1)
+
+
 async def run(config: AgentConfig) -> int:
     """Run the agent until SIGTERM or SIGINT; exit code 0, or 1 when it could not start."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    os.register_at_fork(after_in_child=_forget_signal_wakeup)
     agent = Agent(config)
     metrics = None
     if config.metrics_bind:
