@@ -3,7 +3,8 @@
 Host-scoped (``?host=``, see _hostscope): the gateway asks the agent of that
 host over its node-local API and answers in the contract's envelope. The agent
 tries Docker first, then the CRI sockets; ``?runtime=`` picks one. No runtime
-on the host is 503 NO_RUNTIME_AVAILABLE.
+on the host is 503 NO_RUNTIME_AVAILABLE; an agent that cannot be reached is
+the gateway's 502/503/504 AGENT_* (see _agents).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from quart_schema import document_response, tag, validate_querystring, validate_
 
 from vapor.dockerspec import CONTAINER_REF_PATTERN
 
+from ._agents import ask_agent, documents_agent_errors
 from ._errors import INVALID_INPUT, APIError
 from ._guard import require
 from ._hostscope import HOST_PARAMETER_HELP
@@ -100,16 +102,6 @@ def container_ref(container_id: str) -> str:
     return container_id
 
 
-async def ask_agent(
-    method: str, path: str, *, host: str | None, params: dict[str, Any] | None = None, json: Any = None
-) -> Any:
-    """``data`` of the answer of the scoped host's agent to ``method path`` of its node-local API.
-
-    The agent's errors (NOT_FOUND, DOCKER_ERROR, NO_RUNTIME_AVAILABLE, ...) become the same APIError here.
-    """
-    raise APIError(501, "NOT_IMPLEMENTED", "the node-local API is not there yet")
-
-
 def _params(query: ContainersQuery) -> dict[str, Any]:
     return query.model_dump(exclude={"host"}, exclude_none=True)
 
@@ -119,7 +111,8 @@ def _params(query: ContainersQuery) -> dict[str, Any]:
 @tag(["containers"])
 @validate_querystring(ContainersQuery)
 @validate_response(Success[ContainerList])
-@document_response(Failure, 503)
+@documents_agent_errors
+@document_response(Failure, 400)
 async def list_containers(query_args: ContainersQuery) -> Success[ContainerList]:
     """Every container of the host, running or not, from its runtime (Docker, containerd or CRI-O)."""
     data = await ask_agent("GET", "/containers", params=_params(query_args), host=query_args.host)
@@ -132,7 +125,8 @@ async def list_containers(query_args: ContainersQuery) -> Success[ContainerList]
 @validate_querystring(ContainersQuery)
 @validate_response(Success[ContainerDetail])
 @document_response(Failure, 404)
-@document_response(Failure, 503)
+@documents_agent_errors
+@document_response(Failure, 400)
 async def get_container(container_id: str, query_args: ContainersQuery) -> Success[ContainerDetail]:
     """One container, by id, unique id prefix or (Docker) name."""
     ref = container_ref(container_id)
@@ -146,7 +140,8 @@ async def get_container(container_id: str, query_args: ContainersQuery) -> Succe
 @validate_querystring(LogsQuery)
 @validate_response(Success[ContainerLogs])
 @document_response(Failure, 404)
-@document_response(Failure, 503)
+@documents_agent_errors
+@document_response(Failure, 400)
 async def container_logs(container_id: str, query_args: LogsQuery) -> Success[ContainerLogs]:
     """The last lines a container wrote to stdout and stderr."""
     ref = container_ref(container_id)

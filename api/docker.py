@@ -11,18 +11,55 @@ Reads need a login; changes need role admin.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
+
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint
-from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
+from quart import Blueprint, request
+from quart_schema import DataSource, document_response, tag, validate_querystring, validate_request, validate_response
+from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE, RequestSchemaValidationError
 
 from vapor.dockerspec import CreateContainerRequest, PullImageRequest
 
+from ._agents import ask_agent, documents_agent_errors
 from ._guard import require
 from ._hostscope import HOST_PARAMETER_HELP
 from ._schema import Failure, Success
-from .containers import ask_agent, container_ref
+from .containers import container_ref
 
 blueprint = Blueprint("docker", __name__, url_prefix="/api/v1/docker")
+
+PULL_TIMEOUT = 900.0  # seconds a pull may take (a large image from a slow registry)
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+class NoBody(BaseModel):
+    """Nothing: the body may be left out, or be ``{}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+def optional_body(model: type[BaseModel]) -> Callable[[F], F]:
+    """Validate the JSON body with ``model`` when there is one (the contract sends none); documented as usual."""
+
+    def decorator(func: F) -> F:
+        @wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            raw = (await request.get_data()).strip()
+            if raw and raw != b"null":  # no body, or JSON null, is no body
+                try:
+                    model.model_validate(await request.get_json())
+                except ValueError as exc:  # pydantic's ValidationError is a ValueError
+                    raise RequestSchemaValidationError(exc) from None
+            return await func(*args, **kwargs)
+
+        setattr(wrapper, QUART_SCHEMA_REQUEST_ATTRIBUTE, (model, DataSource.JSON))
+        return wrapper  # type: ignore[return-value]
+
+    return decorator
 
 
 class HostQuery(BaseModel):
@@ -102,7 +139,8 @@ class PulledImage(BaseModel):
 @tag(["docker"])
 @validate_querystring(HostQuery)
 @validate_response(Success[DockerContainers])
-@document_response(Failure, 503)
+@documents_agent_errors
+@document_response(Failure, 400)
 async def ps(query_args: HostQuery) -> Success[DockerContainers]:
     """Every Docker container, running or not (docker ps -a)."""
     data = await ask_agent("GET", "/docker/ps", host=query_args.host)
@@ -117,7 +155,8 @@ async def ps(query_args: HostQuery) -> Success[DockerContainers]:
 @validate_response(Success[CreatedContainer], 201)
 @document_response(Failure, 400)
 @document_response(Failure, 409)
-@document_response(Failure, 503)
+@documents_agent_errors
+@document_response(Failure, 404)
 async def create_container(
     data: CreateContainerRequest, query_args: HostQuery
 ) -> tuple[Success[CreatedContainer], int]:
@@ -131,9 +170,12 @@ async def create_container(
 @require("admin")
 @tag(["docker"])
 @validate_querystring(HostQuery)
+@optional_body(NoBody)
 @validate_response(Success[ContainerOutcome])
 @document_response(Failure, 404)
-@document_response(Failure, 503)
+@documents_agent_errors
+@document_response(Failure, 400)
+@document_response(Failure, 409)
 async def start_container(container_id: str, query_args: HostQuery) -> Success[ContainerOutcome]:
     """Start a stopped container (a running one is left as it is)."""
     ref = container_ref(container_id)
@@ -145,14 +187,18 @@ async def start_container(container_id: str, query_args: HostQuery) -> Success[C
 @require("admin")
 @tag(["docker"])
 @validate_querystring(StopQuery)
+@optional_body(NoBody)
 @validate_response(Success[ContainerOutcome])
 @document_response(Failure, 404)
-@document_response(Failure, 503)
+@documents_agent_errors
+@document_response(Failure, 400)
+@document_response(Failure, 409)
 async def stop_container(container_id: str, query_args: StopQuery) -> Success[ContainerOutcome]:
     """Stop a running container: SIGTERM, then SIGKILL after ``timeout`` seconds."""
     ref = container_ref(container_id)
     params = {"timeout": query_args.timeout}
-    data = await ask_agent("POST", f"/docker/containers/{ref}/stop", params=params, host=query_args.host)
+    wait = query_args.timeout + 30.0  # the daemon may take the whole grace period
+    data = await ask_agent("POST", f"/docker/containers/{ref}/stop", params=params, host=query_args.host, timeout=wait)
     return Success[ContainerOutcome](data=ContainerOutcome.model_validate(data))
 
 
@@ -163,7 +209,8 @@ async def stop_container(container_id: str, query_args: StopQuery) -> Success[Co
 @validate_response(Success[RemovedContainer])
 @document_response(Failure, 404)
 @document_response(Failure, 409)
-@document_response(Failure, 503)
+@documents_agent_errors
+@document_response(Failure, 400)
 async def remove_container(container_id: str, query_args: HostQuery) -> Success[RemovedContainer]:
     """Remove a stopped container; a running one is refused (409 DOCKER_ERROR): stop it first."""
     ref = container_ref(container_id)
@@ -178,10 +225,11 @@ async def remove_container(container_id: str, query_args: HostQuery) -> Success[
 @validate_request(PullImageRequest)
 @validate_response(Success[PulledImage])
 @document_response(Failure, 400)
-@document_response(Failure, 502)
-@document_response(Failure, 503)
+@documents_agent_errors
+@document_response(Failure, 404)
+@document_response(Failure, 409)
 async def pull_image(data: PullImageRequest, query_args: HostQuery) -> Success[PulledImage]:
     """Pull imageName:tag from its registry (Docker Hub when the name has no registry)."""
     body = data.model_dump(mode="json")
-    pulled = await ask_agent("POST", "/docker/images/pull", json=body, host=query_args.host)
+    pulled = await ask_agent("POST", "/docker/images/pull", json=body, host=query_args.host, timeout=PULL_TIMEOUT)
     return Success[PulledImage](data=PulledImage.model_validate(pulled))

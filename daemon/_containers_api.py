@@ -14,7 +14,8 @@ Paths mirror the gateway's (without ``/api/v1``)::
 
 ``dispatch`` answers ``(status, data)`` or raises ContainerError (with the
 status and contract code the gateway passes on). Bodies are validated again
-here: the agent trusts the gateway's token, not its checks.
+here: the agent trusts the gateway's token, not its checks. ``routes(node)``
+plugs the table into the node-local API (daemon/_nodeapi.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from vapor.dockerspec import CreateContainerRequest, PullImageRequest
@@ -30,6 +32,7 @@ from ._config import AgentConfig
 from ._containers import INVALID_INPUT, NO_RUNTIME_AVAILABLE, NOT_FOUND, ContainerError, Containers, Runtime, check_ref
 from ._cri import CriRuntime
 from ._docker import DockerRuntime
+from ._nodeapi import NodeContext, dispatch_routes
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -112,3 +115,9 @@ class ContainerEndpoints:
             case "POST", ["docker", "images", "pull"]:
                 return 200, await self._docker().pull(_body(PullImageRequest, body))
         raise ContainerError(404, NOT_FOUND, f"no operation {method} {path}")
+
+
+def routes(node: NodeContext) -> list[web.RouteDef]:
+    """The node-local API's /containers and /docker routes, on the runtimes of the agent's flags."""
+    endpoints = ContainerEndpoints.from_config(node.config)
+    return dispatch_routes(["/containers", "/docker"], endpoints.dispatch)

@@ -22,6 +22,7 @@ from ..gateway.conftest import (  # noqa: F401
     bearer,
     client,
     gateway_config,
+    kube,
     login,
     pam_service_name,
     secret_namespace,

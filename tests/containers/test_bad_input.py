@@ -111,3 +111,11 @@ async def test_reads_need_a_token(client: Client, path: str) -> None:
     response = await client.get(f"/api/v1{path}")
     answer = await response.get_json()
     assert response.status_code == 401 and answer["error"]["code"] == "UNAUTHORIZED", answer
+
+
+async def test_start_takes_no_body_fields(client: Client, users: Users) -> None:
+    token = (await login(client, users.admin))["token"]
+    response = await client.post("/api/v1/docker/containers/web-1/start", json={"force": True}, headers=bearer(token))
+    answer = await response.get_json()
+    assert response.status_code == 400 and answer["error"]["code"] == "INVALID_INPUT", answer
+    assert "force" in str(answer["error"]), answer
