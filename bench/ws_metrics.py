@@ -108,6 +108,13 @@ async def _run(kubeconfig: Path, port: int, processes: dict[str, psutil.Process]
             token = await _viewer_token(kubeconfig)
             break
         await asyncio.sleep(0.2)
+    async with aiohttp.ClientSession() as session:
+        for _ in range(300):  # until the gateway listens and is ready
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"http://127.0.0.1:{port}/readyz") as response:
+                    if response.status == 200:
+                        break
+            await asyncio.sleep(0.2)
     print(f"  {MEASURE_SECONDS:g} s per row after {WARMUP_SECONDS:g} s warm-up; CPU in % of one core")
     rows = {n: await _measure(port, token, n, processes) for n in (1, 10)}
     idle = await _measure(port, token, 0, processes)  # last: both processes are past their start-up work
