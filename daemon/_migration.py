@@ -435,9 +435,13 @@ class MigrationController:
         dom: libvirt.virDomain,
         memory_kib: int,
         job: asyncio.Future[Any] | None,
+        elapsed: float = 0.0,
     ) -> str | None:
-        """Report progress until the job ends; enforce the timeouts. None when it succeeded, else libvirt's error."""
-        started = time.monotonic()
+        """Report progress until the job ends; enforce the timeouts. None when it succeeded, else libvirt's error.
+
+        ``elapsed``: seconds the job has run already (it was started by an earlier process).
+        """
+        started = time.monotonic() - elapsed
         limit = m.spec.completion_timeout_per_gib * max(memory_kib * 1024 / _GIB, 1 / 64)
         best: tuple[float, int] | None = None  # least data remaining so far, highest memory iteration
         last_progress = started
@@ -539,7 +543,8 @@ class MigrationController:
             if stats.get("type", libvirt.VIR_DOMAIN_JOB_NONE) != libvirt.VIR_DOMAIN_JOB_NONE:
                 log.info("following a migration job started before a restart", extra={"migration": m.name})
                 memory_kib = (await self.libvirt.call(dom.info))[1]
-                await self._watch(m, run, dom, memory_kib, None)
+                elapsed = (datetime.now(UTC) - status.start_time).total_seconds() if status.start_time else 0.0
+                await self._watch(m, run, dom, memory_kib, None, max(0.0, elapsed))
                 dom, left = await self._left(m)
                 if not left:
                     reason = run.abort_reason or "Failed"
