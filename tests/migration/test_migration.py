@@ -58,6 +58,18 @@ def test_live_migration_moves_a_running_vm(cluster: Cluster, vms: str) -> None:
     assert cluster.running_on(dom) == [1] and target.ID() == cluster.domain(1, dom).ID()  # type: ignore[union-attr]
 
 
+def test_transient_copy_keeps_the_source_definition(cluster: Cluster, vms: str) -> None:
+    """persistent false and undefineSource false: a transient domain arrives, the source keeps its definition."""
+    dom = _running_vm(cluster, vms, "keep", 0)
+    cluster.migrate(vms, "move-keep", "keep", 1, persistent=False, undefineSource=False)
+    assert _end(cluster, vms, "move-keep") == "Succeeded", cluster.migration(vms, "move-keep")
+    target, source = cluster.domain(1, dom), cluster.domain(0, dom)
+    assert target is not None and target.isActive() and not target.isPersistent()
+    assert source is not None and not source.isActive() and source.isPersistent()
+    wait_until(lambda: _settled(cluster, vms, "keep"), 30, what="annotation gone")
+    assert cluster.running_on(dom) == [1]  # the source's agent forgot the VM: it did not start it again
+
+
 def test_cancel_mid_way_keeps_the_vm_on_the_source(cluster: Cluster, vms: str) -> None:
     dom = _running_vm(cluster, vms, "busy", 0, **cluster.dirty_vm_spec())
     source = cluster.domain(0, dom)
