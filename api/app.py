@@ -9,7 +9,7 @@ from typing import Any
 from quart import Quart
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
-from . import _ratelimit, auth, containers, docker, hosts, migrations, storage, vms
+from . import _agents, _ratelimit, auth, containers, docker, hosts, migrations, storage, system, vms
 from ._errors import register_error_handlers
 from ._json import JSONRequest, OrjsonProvider
 from ._state import Gateway
@@ -30,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 1 << 20,  # bytes of a request body
     "DEFAULT_HOST": None,  # host (id or name) of host-scoped endpoints called without ?host=
     "RATE_LIMIT": 100,  # requests per minute per client address, as the contract says (0: no limit)
+    "AGENT_TIMEOUT": 30.0,  # seconds the gateway waits for an agent's node-local API
+    "AGENT_TOKEN_FILE": None,  # the gateway's token for agents (default: the pod's service-account token)
+    "AGENT_SERVICE_ACCOUNT": "vapor-system/vapor-gateway",  # else a TokenRequest for this (dev, tests)
 }
 
 
@@ -56,8 +59,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.register_blueprint(containers.blueprint)
     app.register_blueprint(docker.blueprint)
     app.register_blueprint(storage.blueprint)
+    app.register_blueprint(system.blueprint)
     register_error_handlers(app)
     _ratelimit.install(app, int(app.config["RATE_LIMIT"]))
+    _agents.install(app)  # closes the pool of connections to the agents' node-local APIs
 
     @app.before_serving
     async def start() -> None:

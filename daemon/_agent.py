@@ -23,6 +23,7 @@ from ._metrics import MetricsServer
 from ._migration import MigrationController
 from ._mounts import MountController
 from ._network import NetworkReconciler
+from ._nodeapi import NodeAPI
 from ._vms import VMController
 
 log = logging.getLogger("vapor.agent")
@@ -39,9 +40,10 @@ class Agent:
         self.reporter: HostReporter | None = None
         self.heartbeat: Heartbeat | None = None
         self.vms: VMController | None = None
-        self.mounts: MountController | None = None
         self.migrations: MigrationController | None = None
+        self.nodeapi: NodeAPI | None = None
         self.network: NetworkReconciler | None = None
+        self.mounts: MountController | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
 
@@ -76,6 +78,9 @@ class Agent:
         )
         self.heartbeat.owner = lambda: reporter.host  # follows the Host if it is deleted and made again
         await reporter.watch()
+        if config.api_bind:  # after the Host exists: the server publishes its endpoint there
+            self.nodeapi = NodeAPI(config, self.kube, host=lambda: reporter.host)
+            await self.nodeapi.start()
         self._tasks = [
             asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
             asyncio.create_task(reporter.run(), name="inventory"),
@@ -86,10 +91,10 @@ class Agent:
         self._tasks.append(asyncio.create_task(self.network.run(), name="network"))
         self.vms = VMController(self.kube, config, self.libvirt)
         await self.vms.start()
-        self.mounts = MountController(self.kube, config, lambda: reporter.host, self._vm_disks)
-        await self.mounts.start()
         self.migrations = MigrationController(self.kube, config, self.libvirt)
         await self.migrations.start()
+        self.mounts = MountController(self.kube, config, lambda: reporter.host, self._vm_disks)
+        await self.mounts.start()
         # After libvirtd restarts, look at every VM again: events may have been missed meanwhile.
         self._tasks.append(asyncio.create_task(self.libvirt.stay_connected(self.vms.resync_all), name="libvirt"))
         self.started = True
@@ -118,10 +123,12 @@ class Agent:
     async def stop(self) -> None:
         """Stop every task and close the connections; domains keep running."""
         self.started = False
-        if self.migrations is not None:
-            await self.migrations.stop()
+        if self.nodeapi is not None:
+            await self.nodeapi.stop()
         if self.mounts is not None:
             await self.mounts.stop()
+        if self.migrations is not None:
+            await self.migrations.stop()
         if self.vms is not None:
             await self.vms.stop()
         for task in self._tasks:

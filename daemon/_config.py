@@ -33,6 +33,9 @@ class AgentConfig:
     metrics_bind: str | None = None  # address:port of /metrics, /healthz, /readyz; None: not served
     docker_host: str = "unix:///var/run/docker.sock"  # "" : do not use Docker
     cri_sockets: tuple[str, ...] = ("/run/containerd/containerd.sock", "/run/crio/crio.sock")
+    api_bind: str = ""  # address:port of the node-local API ("": not served); the command line defaults it
+    api_allowed_user: str = "system:serviceaccount:vapor-system:vapor-gateway"  # the only caller of the node API
+    api_tls: bool = True  # self-signed certificate, fingerprint published in Host status
     netns: str | None = None  # network namespace whose interfaces the agent manages (None: its own)
     network_probe: str | None = None  # host:port whose reach tells "cut off" (None: the API server)
     network_resync: float = 30.0  # seconds between network passes without any event
@@ -77,6 +80,23 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("VAPOR_METRICS_BIND") or None,
         help="serve /metrics, /healthz and /readyz on address:port, e.g. 0.0.0.0:9090 (default: off)",
     )
+    p.add_argument(
+        "--api-bind",
+        default=os.environ.get("VAPOR_API_BIND"),
+        help="serve the node-local API on address:port (default $VAPOR_API_BIND, else $NODE_IP or the address "
+        "of the default route, port 9443; '' for none)",
+    )
+    p.add_argument(
+        "--api-allowed-user",
+        default=os.environ.get("VAPOR_API_ALLOWED_USER", AgentConfig.api_allowed_user),
+        help="the only identity (as a TokenReview names it) that may call the node-local API",
+    )
+    p.add_argument(
+        "--no-api-tls",
+        dest="api_tls",
+        action="store_false",
+        help="serve the node-local API over plain HTTP (debugging only; the bearer token then travels in clear)",
+    )
     p.add_argument("--netns", default=None, help="manage the interfaces of this named network namespace")
     p.add_argument(
         "--network-probe",
@@ -100,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default=os.environ.get("VAPOR_LOG_LEVEL", "INFO"))
     p.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("VAPOR_LOG_FORMAT", "json"))
     return p
+
+
+def _nodeapi_bind(flag: str | None) -> str:
+    if flag is not None:
+        return flag.strip()
+    from ._nodeapi import default_bind  # only when needed: it looks up the node's address
+
+    return default_bind()
 
 
 def parse_args(argv: list[str] | None = None) -> AgentConfig:
@@ -126,6 +154,9 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         metrics_bind=args.metrics_bind,
         docker_host=args.docker_host,
         cri_sockets=tuple(args.cri_sockets) if args.cri_sockets is not None else AgentConfig.cri_sockets,
+        api_bind=_nodeapi_bind(args.api_bind),
+        api_allowed_user=args.api_allowed_user,
+        api_tls=args.api_tls,
         netns=args.netns or None,
         network_probe=args.network_probe or None,
         network_resync=args.network_resync,

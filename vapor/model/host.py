@@ -192,6 +192,21 @@ class DrainStatus(Model):
     message: str | None = Field(default=None, description="What the drain is waiting for.")
 
 
+class AgentEndpoint(Model):
+    """Where the gateway reaches the host's agent (its node-local API), written by the agent."""
+
+    url: str = Field(
+        description="Base URL of the node-local API, for example https://10.0.0.5:9443.",
+        pattern=r"^https?://[^/\\s]+$",
+        max_length=300,
+    )
+    cert_sha256: str | None = Field(
+        default=None,
+        description="SHA-256 of the agent's self-signed serving certificate (DER, hex); the gateway pins it.",
+        pattern=r"^[0-9a-f]{64}$",
+    )
+
+
 class HostStatus(Model):
     """What the host's agent observed (the operator writes only Ready changes and drain)."""
 
@@ -230,6 +245,9 @@ class HostStatus(Model):
         default=None,
         ge=0,
         description="Unix time of the last inventory the agent wrote: tells stale data at a glance.",
+    )
+    agent_endpoint: AgentEndpoint | None = Field(
+        default=None, description="The agent's node-local API, which only the gateway may call."
     )
     api_interface: str | None = Field(
         default=None,
