@@ -170,6 +170,7 @@ def _run(netns: str, baseline: list[float]) -> None:
                 r = client.put("/network/interfaces/va/up", params={"host": node})
                 rest.append(time.perf_counter() - start)
                 assert r.status_code == 200, r.text
+                assert _link_up(netns, "va"), "PUT up answered but va is not up in the namespace"
         finally:
             for p in reversed(procs):
                 p.stop()
@@ -204,6 +205,11 @@ def _print(
     print(f"  pyroute2 link set up alone              {b:7.1f} ms   (max {max(baseline) * 1000:.1f} ms)")
     print(f"  PUT .../va/up -> host matches           {r:7.1f} ms   (max {max(rest) * 1000:.1f} ms)")
     print(f"  Vapor's overhead over pyroute2          {r - b:7.1f} ms")
+
+
+def _link_up(netns: str, name: str) -> bool:
+    with IPRoute(netns=netns) as ipr:
+        return bool(ipr.get_links(ifname=name)[0]["flags"] & 1)  # IFF_UP
 
 
 def _say(what: str) -> None:
