@@ -143,6 +143,7 @@ class _Vapor:
         )  # fmt: skip
         dom = f"{self.ns}_{name}"
         wait_until(lambda: self._active(host, dom), 90, what=f"{dom} running")
+        wait_until(lambda: (self.get("vvm", name).get("status") or {}).get("phase") == "Running", 90, what="Running")
         return dom
 
     def _active(self, host: int, dom: str) -> bool:
@@ -179,6 +180,7 @@ class _Vapor:
         status = self.get("migrations.vapor.io", mig)["status"]
         assert phase == "Succeeded", status
         wait_until(lambda: not (self.get("vvm", vm)["metadata"].get("annotations") or {}), 60, what="settled")
+        wait_until(lambda: (self.get("vvm", vm).get("status") or {}).get("phase") == "Running", 60, what="Running")
         return job or float("nan"), total, float(status.get("downtimeMs") or 0)
 
     def drain(self) -> float:

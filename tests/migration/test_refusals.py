@@ -22,6 +22,7 @@ def _running_vm(cluster: Cluster, ns: str, name: str, host: int, **spec: object)
     cluster.place_vm(ns, name, host, **spec)
     dom = f"{ns}_{name}"
     wait_until(lambda: cluster.running_on(dom) == [host], 60, what="domain running on the source")
+    wait_until(lambda: (cluster.vm(ns, name).get("status") or {}).get("phase") == "Running", 60, what="VM Running")
     return dom
 
 
