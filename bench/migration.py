@@ -28,6 +28,7 @@ from tests.support.wait import wait_until
 from vapor.devenv import ControlPlane
 from vapor.devenv.processes import Component
 from vapor.model.names import HOST_LABEL, LEASE_NAMESPACE
+from vapor.model.names import MIGRATING_ANNOTATION as MIGRATING
 
 ROUNDS = 3
 SIZES = (64, 512)
@@ -179,7 +180,9 @@ class _Vapor:
         total = time.perf_counter() - start
         status = self.get("migrations.vapor.io", mig)["status"]
         assert phase == "Succeeded", status
-        wait_until(lambda: not (self.get("vvm", vm)["metadata"].get("annotations") or {}), 60, what="settled")
+        wait_until(
+            lambda: MIGRATING not in (self.get("vvm", vm)["metadata"].get("annotations") or {}), 60, what="settled"
+        )
         wait_until(lambda: (self.get("vvm", vm).get("status") or {}).get("phase") == "Running", 60, what="Running")
         return job or float("nan"), total, float(status.get("downtimeMs") or 0)
 
