@@ -17,6 +17,7 @@ The namespace is created with a unique name and removed, even on failure.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -176,6 +177,7 @@ def _run(netns: str, baseline: list[float]) -> None:
                 p.stop()
             cp.kubectl_run("delete", "host", node, "--ignore-not-found", "--wait=false", check=False)
             cp.down()
+        shutil.rmtree(state, ignore_errors=True)  # only after a good run: logs stay for a failed one
     _print(quiet, busy, rss, cpu_s, baseline, rest)
 
 
