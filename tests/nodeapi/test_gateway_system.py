@@ -1,0 +1,58 @@
+"""/api/v1/system through the gateway: the gateway asks the host's real node API with its ServiceAccount token."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from quart.typing import TestClientProtocol as Client
+
+from ..gateway.conftest import Users, bearer, login
+from ..support.nodeapi import NodeAPIHarness
+
+pytestmark = pytest.mark.controlplane
+
+
+async def test_summary_cpu_and_memory_come_from_the_host(gw_client: Client, users: Users) -> None:
+    token = (await login(gw_client, users.viewer))["token"]
+    response = await gw_client.get("/api/v1/system/summary", headers=bearer(token))
+    body = await response.get_json()
+    assert response.status_code == 200, body
+    assert body["data"]["hostname"] == socket.gethostname()
+    assert body["data"]["uptime"] > 0 and len(body["data"]["load_average"]) == 3
+    response = await gw_client.get("/api/v1/system/cpu", headers=bearer(token))
+    cpu = (await response.get_json())["data"]
+    assert cpu["threads"] == len(cpu["per_cpu_percent"]) >= 1
+    response = await gw_client.get("/api/v1/system/memory", headers=bearer(token))
+    memory = (await response.get_json())["data"]
+    assert 0 < memory["available"] <= memory["total"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/api/v1/system/summary?host=no-such-host", 404, "NOT_FOUND"),
+        ("/api/v1/system/summary?host=", 400, "INVALID_INPUT"),
+        ("/api/v1/system/disk", 404, "NOT_FOUND"),
+    ],
+)
+async def test_bad_requests(gw_client: Client, users: Users, path: str, status: int, code: str) -> None:
+    token = (await login(gw_client, users.viewer))["token"]
+    response = await gw_client.get(path, headers=bearer(token))
+    body = await response.get_json()
+    assert (response.status_code, body["error"]["code"]) == (status, code), body
+
+
+async def test_without_a_login_the_agent_is_never_asked(gw_client: Client, node: NodeAPIHarness) -> None:
+    before = node.api.reviewer.reviews
+    response = await gw_client.get("/api/v1/system/summary")
+    assert response.status_code == 401
+    assert node.api.reviewer.reviews == before
+
+
+async def test_a_stopped_agent_is_a_502(gw_client: Client, users: Users, node: NodeAPIHarness) -> None:
+    token = (await login(gw_client, users.viewer))["token"]
+    await node.api.stop()
+    response = await gw_client.get("/api/v1/system/summary", headers=bearer(token))
+    body = await response.get_json()
+    assert (response.status_code, body["error"]["code"]) == (502, "AGENT_UNREACHABLE"), body
