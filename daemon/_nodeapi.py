@@ -82,6 +82,7 @@ ROUTE_MODULES: list[str] = [
     "vapor.agent._users_api",
     "vapor.agent._journal_api",
     "vapor.agent._containers_api",
+    "vapor.agent._storage_api",
 ]
 
 DEFAULT_PORT = 9443
