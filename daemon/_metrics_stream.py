@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import psutil
+import psutil  # type: ignore[import-untyped]
 
 INTERVAL = 1.0  # seconds between samples
 

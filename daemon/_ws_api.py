@@ -170,7 +170,8 @@ class JournalFollower:
     """A systemd journal reader filtered by unit and priority (blocking calls: use from a thread)."""
 
     def __init__(self, unit: str | None, priority: int | None, path: str | None) -> None:
-        from systemd import journal  # the agent image has systemd-python; imported late for hosts without it
+        # the agent image has systemd-python; imported late for hosts without it
+        from systemd import journal  # type: ignore[import-untyped]
 
         self.journal = journal
         self.reader = journal.Reader(path=path) if path else journal.Reader()
