@@ -52,7 +52,7 @@ from pydantic import BaseModel, Field
 from quart import Quart, current_app, websocket
 from quart_schema import document_response
 
-from vapor.kube import Kube
+from vapor.kube import Conflict, Kube, KubeError, NotFound
 from vapor.kube._client import call
 from vapor.model import Host
 
@@ -112,7 +112,19 @@ class GatewayToken:
         body = client.AuthenticationV1TokenRequest(
             spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=TOKEN_REQUEST_SECONDS)
         )
-        answer = await call(self.kube.core.create_namespaced_service_account_token(self.name, self.namespace, body))
+        request = self.kube.core.create_namespaced_service_account_token
+        try:
+            try:
+                answer = await call(request(self.name, self.namespace, body))
+            except NotFound:  # dev stack: nothing installed the ServiceAccount yet; the dev gateway may make it
+                account = client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=self.name))
+                with contextlib.suppress(Conflict):
+                    await call(self.kube.core.create_namespaced_service_account(self.namespace, account))
+                answer = await call(request(self.name, self.namespace, body))
+        except KubeError as exc:
+            raise APIError(
+                502, AGENT_AUTH_FAILED, "the gateway could not get its token for the agents", exc.message
+            ) from None
         log.info("got a token for the agents", extra={"service_account": f"{self.namespace}/{self.name}"})
         if answer.status is None or not answer.status.token:
             raise APIError(502, AGENT_AUTH_FAILED, "the Kubernetes API gave the gateway no token for the agents")
