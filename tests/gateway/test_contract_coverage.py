@@ -31,9 +31,6 @@ NOT_BUILT_YET: set[str] = {
     "PUT /api/v1/network/interfaces/{}/down",
     "POST /api/v1/network/interfaces/{}/address",
     "POST /api/v1/storage/format",
-    "WS /ws/metrics",
-    "WS /ws/logs",
-    "WS /ws/terminal",
 }
 
 
