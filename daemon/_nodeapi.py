@@ -83,6 +83,7 @@ ROUTE_MODULES: list[str] = [
     "vapor.agent._journal_api",
     "vapor.agent._containers_api",
     "vapor.agent._storage_api",
+    "vapor.agent._ws_api",  # /ws/metrics, /ws/logs, /ws/terminal
 ]
 
 DEFAULT_PORT = 9443
