@@ -32,6 +32,7 @@ from vapor.model.mount import (
     MountSpec,
 )
 
+from ._agents import ask_agent, documents_agent_errors
 from ._errors import ALREADY_EXISTS, CONFLICT, INVALID_INPUT, NOT_FOUND, APIError
 from ._guard import current_user, require
 from ._hostscope import HOST_PARAMETER_HELP, scoped_host
@@ -323,3 +324,65 @@ async def unmount(data: UnmountRequest, query_args: MountQuery) -> tuple[Success
             return Success[MountView](data=view), 200
         await asyncio.sleep(POLL_SECONDS)
     return Success[MountView](data=_view(last)), 202
+
+
+# -- format -----------------------------------------------------------------------------------------
+
+FORMAT_TIMEOUT = 300.0  # mkfs of a large disk takes a while; the agent answers when it is done
+
+
+class FormatRequest(BaseModel):
+    """What to format, and how."""
+
+    model_config = ConfigDict(extra="forbid")
+    device: str = Field(pattern=DEVICE_PATTERN, max_length=1024, examples=["/dev/sdb"])
+    filesystem: Filesystem = Field(examples=["ext4"])
+    label: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_.-]{1,16}$",
+        description="Filesystem label (letters, digits, _ . -; ext4 takes 16 characters, xfs 12).",
+        examples=["DATA"],
+    )
+
+
+class FormatResult(BaseModel):
+    """The formatted device."""
+
+    device: str
+    filesystem: str
+    label: str | None = None
+    message: str = Field(examples=["Formatted /dev/sdb as ext4"])
+
+
+@blueprint.post("/format")
+@require("admin")
+@tag(["storage"])
+@validate_querystring(HostOnlyQuery)
+@validate_request(FormatRequest)
+@validate_response(Success[FormatResult])
+@document_response(Failure, 400)
+@document_response(Failure, 403)
+@document_response(Failure, 404)
+@document_response(Failure, 409)
+@documents_agent_errors
+async def format_device(data: FormatRequest, query_args: HostOnlyQuery) -> Success[FormatResult]:
+    """Format a device of the host (all its data is lost).
+
+    The host's agent refuses a device that is mounted, holds a mounted
+    partition, backs a VM's disk, or is (or holds) the root or boot
+    filesystem, and anything that is not a block device under /dev; each
+    format is recorded as an Event on the Host, with the user who asked.
+    """
+    host = scoped_host(query_args.host)
+    user = current_user()
+    await gateway().kube.events.record(
+        host,
+        reason="FormatRequested",
+        note=f"User {user.username!r} asked to format {data.device} as {data.filesystem}",
+        controller=CONTROLLER,
+        action="Format",
+    )
+    answer = await ask_agent(
+        "POST", "/storage/format", host=host.name, json=data.model_dump(exclude_none=True), timeout=FORMAT_TIMEOUT
+    )
+    return Success[FormatResult](data=FormatResult.model_validate(answer))

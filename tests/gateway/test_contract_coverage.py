@@ -26,11 +26,6 @@ NOT_BUILT_YET: set[str] = {
     "GET /api/v1/users",
     "POST /api/v1/users",
     "POST /api/v1/users/{}/reset-password",
-    "GET /api/v1/network/interfaces",
-    "PUT /api/v1/network/interfaces/{}/up",
-    "PUT /api/v1/network/interfaces/{}/down",
-    "POST /api/v1/network/interfaces/{}/address",
-    "POST /api/v1/storage/format",
 }
 
 

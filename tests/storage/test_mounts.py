@@ -278,5 +278,4 @@ async def test_openapi_documents_the_storage_endpoints(client: Client) -> None:
     spec = await (await client.get("/openapi.json")).get_json()
     assert "get" in spec["paths"]["/api/v1/storage/disks"]
     assert {"post", "delete"} <= set(spec["paths"]["/api/v1/storage/mount"])
-    # Format needs the node-local API; until it is served there is no endpoint at all (no stand-in).
-    assert "/api/v1/storage/format" not in spec["paths"]
+    assert "post" in spec["paths"]["/api/v1/storage/format"]
