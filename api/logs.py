@@ -1,0 +1,132 @@
+"""/api/v1/logs: a page of a host's systemd journal, newest first, read by its agent.
+
+Host-scoped (``?host=``, see _hostscope). The query string is checked here
+strictly (unknown parameters too) before the agent is asked; the agent reads
+the journal with systemd-python and counts every matching entry
+(``total_count``) while reading only the requested page whole.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from quart import Blueprint
+from quart_schema import tag, validate_querystring, validate_response
+
+from ._agents import ask_agent, documents_agent_errors
+from ._errors import INVALID_INPUT, APIError
+from ._guard import require
+from ._hostscope import HOST_PARAMETER_HELP
+from ._schema import Success
+
+blueprint = Blueprint("logs", __name__, url_prefix="/api/v1/logs")
+
+MAX_PAGE_SIZE = 1000
+MAX_PAGE = 10_000_000
+# syslog levels, most severe first; the index is the journal's PRIORITY
+PRIORITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
+PRIORITY_SYNONYMS = {"emergency": 0, "critical": 2, "error": 3, "warn": 4}
+SERVICE_PATTERN = r"^[A-Za-z0-9:_.@\\-]{1,256}$"
+UNIX_SECONDS = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
+TIME_HELP = "ISO 8601 (UTC when no offset is given) or Unix seconds; inclusive."
+
+
+def _priority_level(text: str) -> int:
+    name = text.strip().lower()
+    if re.fullmatch(r"[0-7]", name):
+        return int(name)
+    if name in PRIORITY_NAMES:
+        return PRIORITY_NAMES.index(name)
+    if name in PRIORITY_SYNONYMS:
+        return PRIORITY_SYNONYMS[name]
+    raise ValueError(f"must be 0-7 or one of {', '.join(PRIORITY_NAMES)} (or emergency, critical, error, warn)")
+
+
+def _instant(text: str) -> str:
+    """The time as RFC 3339 in UTC with microseconds; ValueError when it is neither form or out of range."""
+    value = text.strip()
+    try:
+        if UNIX_SECONDS.match(value):
+            stamp = dt.datetime.fromtimestamp(float(value), dt.UTC)
+        else:
+            stamp = dt.datetime.fromisoformat(value)
+            stamp = stamp.astimezone(dt.UTC) if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
+        if stamp.year < 1970:
+            raise ValueError("before 1970")
+        return stamp.isoformat(timespec="microseconds")
+    except (ValueError, OverflowError, OSError):
+        raise ValueError("must be an ISO 8601 time (1970 or later) or Unix seconds") from None
+
+
+class LogsQuery(BaseModel):
+    """Which host, which entries and which page."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: str | None = Field(default=None, description=HOST_PARAMETER_HELP)
+    service: str | None = Field(
+        default=None,
+        pattern=SERVICE_PATTERN,
+        description="A systemd unit (`sshd` means `sshd.service`); entries logged as that syslog identifier match too.",
+        examples=["sshd"],
+    )
+    priority: str | None = Field(
+        default=None,
+        description="That level and more severe: 0-7 or emerg, alert, crit, err, warning, notice, info, debug.",
+        examples=["err"],
+    )
+    since: str | None = Field(default=None, description=TIME_HELP, examples=["2025-08-01T10:00:00Z"])
+    until: str | None = Field(default=None, description=TIME_HELP, examples=["1754042400"])
+    page: int = Field(default=1, ge=1, le=MAX_PAGE, description="From 1.")
+    page_size: int = Field(default=100, ge=1, le=MAX_PAGE_SIZE, description=f"Entries per page, 1-{MAX_PAGE_SIZE}.")
+
+    @field_validator("priority")
+    @classmethod
+    def _known_priority(cls, value: str | None) -> str | None:
+        return None if value is None else str(_priority_level(value))
+
+    @field_validator("since", "until")
+    @classmethod
+    def _a_time(cls, value: str | None) -> str | None:
+        return None if value is None else _instant(value)
+
+    def window_is_ordered(self) -> bool:
+        """Whether since <= until (both RFC 3339 UTC of the same width once validated)."""
+        return self.since is None or self.until is None or self.since <= self.until
+
+
+class LogEntry(BaseModel):
+    """One journal entry."""
+
+    timestamp: str | None = Field(description="When it was logged (RFC 3339, UTC).", examples=["2025-08-01T10:30:00Z"])
+    priority: str = Field(description="emergency, alert, critical, error, warning, notice, info or debug.")
+    unit: str = Field(description="The systemd unit without `.service`, else the syslog identifier.", examples=["sshd"])
+    message: str = Field(examples=["Accepted publickey for user"])
+    hostname: str | None = Field(default=None, examples=["server1"])
+    pid: int | None = Field(default=None, examples=[1234])
+
+
+class LogPage(BaseModel):
+    """A page of matching entries, newest first."""
+
+    logs: list[LogEntry]
+    total_count: int = Field(ge=0, description="How many entries match, on every page together.")
+    page: int = Field(ge=1)
+    page_size: int = Field(ge=1, le=MAX_PAGE_SIZE)
+
+
+@blueprint.get("")
+@require("viewer")
+@tag(["logs"])
+@validate_querystring(LogsQuery)
+@validate_response(Success[LogPage])
+@documents_agent_errors
+async def query_logs(query_args: LogsQuery) -> Success[LogPage]:
+    """Entries of the host's systemd journal filtered by service, priority and time, a page at a time."""
+    if not query_args.window_is_ordered():
+        raise APIError(400, INVALID_INPUT, "since must not be after until")
+    params = query_args.model_dump(exclude={"host"}, exclude_none=True)
+    data = await ask_agent("GET", "/logs", host=query_args.host, params=params)
+    return Success[LogPage](data=LogPage.model_validate(data))
