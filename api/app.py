@@ -9,7 +9,7 @@ from typing import Any
 from quart import Quart
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
-from . import _agents, _ratelimit, auth, containers, docker, hosts, logs, migrations, network, storage, system, vms, ws
+from . import _agents, _ratelimit, auth, containers, docker, hosts, migrations, network, storage, system, users, vms, ws
 from ._errors import register_error_handlers
 from ._json import JSONRequest, OrjsonProvider
 from ._state import Gateway
@@ -60,7 +60,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.register_blueprint(docker.blueprint)
     app.register_blueprint(storage.blueprint)
     app.register_blueprint(system.blueprint)
-    app.register_blueprint(logs.blueprint)
+    app.register_blueprint(users.blueprint)
     app.register_blueprint(network.blueprint)
     app.register_blueprint(ws.blueprint)  # /ws/metrics, /ws/logs, /ws/terminal
     register_error_handlers(app)
