@@ -17,14 +17,17 @@ import socket
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
+from quart.typing import TestAppProtocol as TestApp
+
+from vapor.gateway import create_app
 
 from ..agent.conftest import agent_factory, libvirtd, qemu_tmp, virt  # noqa: F401  (fixtures)
 from ..gateway.conftest import (  # noqa: F401  (fixtures)
-    app,
     client,
     gateway_config,
     kube,
@@ -153,3 +156,12 @@ def network_agent(
     ).start()  # fmt: skip
     yield agent
     print(agent.tail(60))  # shown when the test failed
+
+
+@pytest.fixture
+async def app(gateway_config: dict[str, Any]) -> AsyncIterator[TestApp]:  # noqa: F811
+    """The gateway app, with a startup timeout that allows for a busy shared machine (the default is 6 s)."""
+    test_app = create_app({**gateway_config, "NETWORK_WAIT": 60.0}).test_app()
+    test_app.startup_timeout = 60  # type: ignore[attr-defined]
+    async with test_app:
+        yield test_app
