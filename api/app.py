@@ -9,7 +9,24 @@ from typing import Any
 from quart import Quart
 from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
-from . import _agents, _ratelimit, auth, containers, docker, hosts, migrations, network, storage, system, users, vms, ws
+from . import (
+    _agents,
+    _metrics,
+    _ratelimit,
+    auth,
+    containers,
+    docker,
+    hosts,
+    kubernetes,
+    logs,
+    migrations,
+    network,
+    storage,
+    system,
+    users,
+    vms,
+    ws,
+)
 from ._errors import register_error_handlers
 from ._json import JSONRequest, OrjsonProvider
 from ._state import Gateway
@@ -27,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_NAMESPACE": "vapor-system",  # where the signing key and refresh-token families live
     "SIGNING_KEY_SECRET": "vapor-gateway-signing-key",
     "ACTION_TIMEOUT": 30.0,  # seconds a power action waits for the agent, unless ?wait= says otherwise
-    "MAX_CONTENT_LENGTH": 1 << 20,  # bytes of a request body
+    "MAX_CONTENT_LENGTH": 100 << 20,  # bytes of a request body: the contract's 100 MB (413 above it)
     "DEFAULT_HOST": None,  # host (id or name) of host-scoped endpoints called without ?host=
     "RATE_LIMIT": 100,  # requests per minute per client address, as the contract says (0: no limit)
     "AGENT_TIMEOUT": 30.0,  # seconds the gateway waits for an agent's node-local API
@@ -58,12 +75,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.register_blueprint(migrations.blueprint)
     app.register_blueprint(containers.blueprint)
     app.register_blueprint(docker.blueprint)
-    app.register_blueprint(storage.blueprint)
+    app.register_blueprint(kubernetes.blueprint)
     app.register_blueprint(system.blueprint)
+    app.register_blueprint(logs.blueprint)
     app.register_blueprint(users.blueprint)
     app.register_blueprint(network.blueprint)
+    app.register_blueprint(storage.blueprint)
     app.register_blueprint(ws.blueprint)  # /ws/metrics, /ws/logs, /ws/terminal
     register_error_handlers(app)
+    _metrics.install(app)  # /metrics, /healthz, /readyz (no token); first, so it times the rate limiter too
     _ratelimit.install(app, int(app.config["RATE_LIMIT"]))
     _agents.install(app)  # closes the pool of connections to the agents' node-local APIs
 
