@@ -3,8 +3,8 @@
 Every component is a real process: the agents reach their host's libvirtd
 through its socket and publish ``qemu+tcp://<address>/system`` as their
 migration URI; the libvirt daemons migrate domains to each other over the
-testbed's own bridge. VMs are placed on a host directly (label and
-status.host, as the operator's placement writes them).
+testbed's own bridge. VMs ask for their first host with spec.host and the
+operator places them there.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import libvirt
 import pytest
 
 from vapor.devenv import ControlPlane
-from vapor.model.names import HOST_LABEL, LEASE_NAMESPACE
+from vapor.model.names import LEASE_NAMESPACE
 
 from ..conftest import Kubectl
 from ..support.agent import AgentProcess
@@ -64,19 +64,14 @@ class Cluster:
         return self.kubectl.get_json("migrations.vapor.io", name, "-n", namespace)
 
     def place_vm(self, namespace: str, name: str, host: int, **spec: Any) -> None:
-        """A VM placed on host ``index`` (what the operator's placement writes), running unless told."""
-        node = self.nodes[host]
+        """A VM the operator places on host ``index`` (spec.host), running unless told otherwise."""
         manifest = {
             "apiVersion": "vapor.io/v1alpha1",
             "kind": "VirtualMachine",
-            "metadata": {"name": name, "namespace": namespace, "labels": {HOST_LABEL: node}},
-            "spec": {"runStrategy": "Running", "memory": "64Mi", "cpu": 1, **spec},
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"runStrategy": "Running", "memory": "64Mi", "cpu": 1, "host": self.nodes[host], **spec},
         }
         self.kubectl.apply(manifest)
-        self.kubectl(
-            "patch", "vvm", name, "-n", namespace, "--subresource=status", "--type=merge",
-            "-p", f'{{"status":{{"host":"{node}"}}}}',
-        )  # fmt: skip
 
     def dirty_vm_spec(self) -> dict[str, Any]:
         """Spec fields of a VM that boots the memory-dirtying loop from a read-only disk both hosts see."""

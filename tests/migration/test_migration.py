@@ -18,7 +18,10 @@ TERMINAL = ("Succeeded", "Failed", "Cancelled")
 def _running_vm(cluster: Cluster, ns: str, name: str, host: int, **spec: object) -> str:
     cluster.place_vm(ns, name, host, **spec)
     dom = f"{ns}_{name}"
-    wait_until(lambda: cluster.running_on(dom) == [host], 60, what="domain running on the source")
+    try:
+        wait_until(lambda: cluster.running_on(dom) == [host], 60, what="domain running on the source")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{cluster.vm(ns, name)}\n{cluster.logs()}") from exc
     wait_until(lambda: (cluster.vm(ns, name).get("status") or {}).get("phase") == "Running", 60, what="VM Running")
     return dom
 
@@ -155,3 +158,29 @@ def test_source_agent_killed_mid_migration(cluster: Cluster, vms: str) -> None:
     vm = cluster.vm(vms, "crash")
     assert vm["metadata"]["labels"][HOST_LABEL] == cluster.nodes[where] and vm["status"]["host"] == cluster.nodes[where]
     wait_until(lambda: cluster.vm(vms, "crash")["status"].get("phase") == "Running", 60, what="VM Running")
+
+
+def test_drain_moves_every_running_vm_off_a_host(cluster: Cluster, vms: str) -> None:
+    # Two VMs: this machine has 2 CPUs, so each testbed host has room for two 1-CPU VMs (no overcommit).
+    doms = [_running_vm(cluster, vms, f"d{i}", 0) for i in range(2)]
+    host = cluster.nodes[0]
+    cluster.kubectl("patch", "hosts.vapor.io", host, "--type=merge", "-p", '{"spec":{"maintenance":true}}')
+    try:
+
+        def drained() -> dict[str, object] | None:
+            drain = (cluster.kubectl.get_json("hosts.vapor.io", host).get("status") or {}).get("drain") or {}
+            return drain if drain.get("phase") in ("Drained", "Failed") else None
+
+        try:
+            drain = wait_until(drained, 120, what="host drained")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{cluster.logs()}") from exc
+        assert drain["phase"] == "Drained", drain
+        for i, dom in enumerate(doms):
+            assert cluster.running_on(dom) == [1]
+            assert cluster.domain(0, dom) is None
+            assert cluster.vm(vms, f"d{i}")["status"]["host"] == cluster.nodes[1]
+        moved = cluster.kubectl.get_json("migrations.vapor.io", "-n", vms, "-l", f"vapor.io/drain={host}")["items"]
+        assert sorted(m["spec"]["vmName"] for m in moved if m["status"]["phase"] == "Succeeded") == ["d0", "d1"]
+    finally:
+        cluster.kubectl("patch", "hosts.vapor.io", host, "--type=merge", "-p", '{"spec":{"maintenance":false}}')
