@@ -112,6 +112,7 @@ def read_page(query: LogQuery, path: str | None) -> dict[str, Any]:
             reader.add_match(_SYSTEMD_UNIT=name)
             reader.add_disjunction()
             reader.add_match(SYSLOG_IDENTIFIER=query.service)
+            reader.add_conjunction()  # (unit OR identifier) AND priority, not unit OR (identifier AND priority)
         if query.priority is not None:
             reader.log_level(query.priority)
         if query.until_us is not None:
