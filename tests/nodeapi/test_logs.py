@@ -23,6 +23,7 @@ from vapor.kube import Kube
 from ..conftest import Kubectl
 from ..gateway.conftest import Users, bearer, login
 from ..support.nodeapi import NodeAPIHarness, running_node_api
+from .test_auth import _get
 
 pytestmark = pytest.mark.controlplane
 
@@ -211,3 +212,20 @@ async def test_bad_queries_are_invalid_input(gw_client: Client, token: str, node
 async def test_a_login_is_required(gw_client: Client) -> None:
     response = await gw_client.get("/api/v1/logs")
     assert response.status_code == 401
+
+
+@pytest.mark.parametrize(
+    "query", ["page_size=1001", "priority=9", "since=noon", "page=0", "service=a%20b", "since=1700000100&until=1"]
+)
+async def test_the_agent_itself_refuses_bad_queries(node: NodeAPIHarness, query: str) -> None:
+    """Called directly as the gateway, the node API checks the query again (no journal read for bad input)."""
+    status, body = await _get(node, f"/logs?{query}", node.token())
+    assert (status, body["error"]["code"]) == (400, "INVALID_INPUT"), body
+
+
+async def test_the_agent_answers_the_contract_shape(node: NodeAPIHarness) -> None:
+    status, body = await _get(node, "/logs?service=nginx&page_size=2&page=2", node.token())
+    nginx = [e for e in FIXTURE if e.unit == "nginx"]
+    assert status == 200, body
+    assert body["data"]["total_count"] == len(nginx)
+    assert [e["message"] for e in body["data"]["logs"]] == newest_first(nginx)[2:4]
