@@ -13,13 +13,13 @@ import re
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart import Blueprint
-from quart_schema import tag, validate_querystring, validate_response
+from quart_schema import document_response, tag, validate_querystring, validate_response
 
 from ._agents import ask_agent, documents_agent_errors
 from ._errors import INVALID_INPUT, APIError
 from ._guard import require
 from ._hostscope import HOST_PARAMETER_HELP
-from ._schema import Success
+from ._schema import Failure, Success
 
 blueprint = Blueprint("logs", __name__, url_prefix="/api/v1/logs")
 
@@ -122,6 +122,7 @@ class LogPage(BaseModel):
 @tag(["logs"])
 @validate_querystring(LogsQuery)
 @validate_response(Success[LogPage])
+@document_response(Failure, 400)
 @documents_agent_errors
 async def query_logs(query_args: LogsQuery) -> Success[LogPage]:
     """Entries of the host's systemd journal filtered by service, priority and time, a page at a time."""
