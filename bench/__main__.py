@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import agent_idle, controlplane, gateway, migration, vm_start
+from . import agent_idle, controlplane, gateway, journal_logs, migration, vm_start
 
 BENCHMARKS = {
     "agent_idle": agent_idle.main,
     "controlplane": controlplane.main,
     "gateway": gateway.main,
+    "journal_logs": journal_logs.main,
     "migration": migration.main,
     "vm_start": vm_start.main,
 }
