@@ -175,6 +175,9 @@ class NetworkReconciler:
         wanted = list(host.spec.interfaces or [])
         if host.status and not self._conditions:  # a restarted agent keeps the transition times it wrote
             self._conditions = {c.type: c for c in host.status.conditions or []}
+            last = self._conditions.get(ConditionType.NETWORK_CONFIGURED)
+            if last and last.reason == "RolledBack" and last.observed_generation == generation:
+                self._rolled_back = (generation, last.message)  # do not apply the undone spec again
         conditions = []
         if self._rolled_back is not None and self._rolled_back[0] == generation:
             conditions.append(
