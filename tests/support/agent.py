@@ -14,7 +14,7 @@ import signal
 import tempfile
 from pathlib import Path
 
-from vapor.devenv.processes import Component
+from vapor.devenv.processes import Component, free_port
 
 
 def qemu_reachable_dir(prefix: str = "vapor-agent-test-") -> Path:
@@ -58,6 +58,10 @@ class AgentProcess(Component):
             "--log-level", "DEBUG",
             *extra_args,
         ]  # fmt: skip
+        if "--api-bind" not in extra_args:
+            # Its own port for the node-local API: the default (the node's address, port 9443) is one per
+            # machine, and tests run several agents at once or back to back.
+            args += ["--api-bind", f"127.0.0.1:{free_port()}"]
         super().__init__("vapor.agent", args, self.state_dir / "agent.log", env)
 
     @property
