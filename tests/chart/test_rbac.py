@@ -59,9 +59,18 @@ MAY: dict[str, list[Check]] = {
         ("patch", "virtualmachines.vapor.io/status", "other"),
         *((verb, "leases.coordination.k8s.io", "release") for verb in ("get", "create", "patch")),
         ("create", "events.events.k8s.io", "other"),
+        *((verb, "migrations.vapor.io", "other") for verb in ("get", "list", "watch")),
+        ("patch", "migrations.vapor.io/status", "other"),
+        *((verb, "mounts.vapor.io", "cluster") for verb in ("get", "list", "watch", "patch")),
+        ("patch", "mounts.vapor.io/status", "cluster"),
+        ("create", "tokenreviews.authentication.k8s.io", "cluster"),
     ],
     "gateway": [
-        *((verb, "hosts.vapor.io", "cluster") for verb in ("get", "list", "watch")),
+        *((verb, "hosts.vapor.io", "cluster") for verb in ("get", "list", "watch", "patch")),
+        *((verb, "mounts.vapor.io", "cluster") for verb in ("get", "list", "create", "delete")),
+        *((verb, "pods", "other") for verb in ("list", "create", "patch")),
+        *((verb, "deployments.apps", "other") for verb in ("list", "create", "patch")),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io", "cluster"),
         *(
             (verb, "virtualmachines.vapor.io", "other")
             for verb in ("get", "list", "watch", "create", "patch", "delete")
@@ -96,16 +105,17 @@ MUST_NOT: dict[str, list[Check]] = {
     ],
     "gateway": [
         ("delete", "hosts.vapor.io", "cluster"),
-        ("patch", "hosts.vapor.io", "cluster"),
         ("create", "hosts.vapor.io", "cluster"),
+        ("patch", "hosts.vapor.io/status", "cluster"),
         ("patch", "virtualmachines.vapor.io/status", "other"),
+        ("patch", "mounts.vapor.io/status", "cluster"),
+        ("delete", "pods", "other"),
         ("get", "secrets", "other"),
         ("create", "secrets", "other"),
         ("list", "secrets", "cluster"),
         ("get", "secrets", "kube-system"),
         ("create", "leases.coordination.k8s.io", "release"),
         ("create", "namespaces", "cluster"),
-        ("create", "pods", "other"),
     ],
 }
 
@@ -288,9 +298,10 @@ def test_the_agent_registers_its_host_with_its_own_account(
     args = [
         a
         for a in spec["containers"][0]["args"]
-        if not a.startswith(("--state-dir=", "--libvirt-uri=", "--metrics-bind="))
+        if not a.startswith(("--state-dir=", "--libvirt-uri=", "--metrics-bind=", "--api-bind="))
     ]
     assert f"--lease-namespace={namespace}" in args
+    assert f"--api-allowed-user=system:serviceaccount:{namespace}:{installed}-vapor-gateway" in args
     node = f"chart-{installed}"
     state = qemu_reachable_dir()
     daemon = Libvirtd().start()
@@ -304,6 +315,7 @@ def test_the_agent_registers_its_host_with_its_own_account(
             "--scan-interval=1",
             "--lease-renew-interval=1",
             f"--metrics-bind=127.0.0.1:{free_port()}",  # the node's port in the chart; any free one here
+            f"--api-bind=127.0.0.1:{free_port()}",  # $(NODE_IP):9443 in the chart
         ],
         tmp_path / "agent.log",
         {"NODE_NAME": node},
