@@ -11,18 +11,14 @@ Reads need a login; changes need role admin.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from functools import wraps
-from typing import Any, TypeVar
-
 from pydantic import BaseModel, ConfigDict, Field
-from quart import Blueprint, request
-from quart_schema import DataSource, document_response, tag, validate_querystring, validate_request, validate_response
-from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE, RequestSchemaValidationError
+from quart import Blueprint
+from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
 
 from vapor.dockerspec import CreateContainerRequest, PullImageRequest
 
 from ._agents import ask_agent, documents_agent_errors
+from ._bodyless import NoBody, optional_body
 from ._guard import require
 from ._hostscope import HOST_PARAMETER_HELP
 from ._schema import Failure, Success
@@ -31,35 +27,6 @@ from .containers import container_ref
 blueprint = Blueprint("docker", __name__, url_prefix="/api/v1/docker")
 
 PULL_TIMEOUT = 900.0  # seconds a pull may take (a large image from a slow registry)
-
-
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-class NoBody(BaseModel):
-    """Nothing: the body may be left out, or be ``{}``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-def optional_body(model: type[BaseModel]) -> Callable[[F], F]:
-    """Validate the JSON body with ``model`` when there is one (the contract sends none); documented as usual."""
-
-    def decorator(func: F) -> F:
-        @wraps(func)
-        async def wrapper(*args: Any, **kwargs: Any) -> Any:
-            raw = (await request.get_data()).strip()
-            if raw and raw != b"null":  # no body, or JSON null, is no body
-                try:
-                    model.model_validate(await request.get_json())
-                except ValueError as exc:  # pydantic's ValidationError is a ValueError
-                    raise RequestSchemaValidationError(exc) from None
-            return await func(*args, **kwargs)
-
-        setattr(wrapper, QUART_SCHEMA_REQUEST_ATTRIBUTE, (model, DataSource.JSON))
-        return wrapper  # type: ignore[return-value]
-
-    return decorator
 
 
 class HostQuery(BaseModel):

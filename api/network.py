@@ -30,6 +30,7 @@ from vapor.model import Host, names
 from vapor.model._meta import Condition
 from vapor.model.host import INTERFACE_NAME_PATTERN, InterfaceSpec, InterfaceStatus
 
+from ._bodyless import NoBody, optional_body
 from ._errors import CONFLICT, INVALID_INPUT, NOT_FOUND, APIError
 from ._guard import current_user, require
 from ._hostscope import HOST_PARAMETER_HELP, scoped_host
@@ -315,6 +316,7 @@ async def _set_state(name: str, state: Literal["up", "down"], query: WriteQuery)
 @blueprint.put("/interfaces/<name>/up")
 @require("admin")
 @tag(["network"])
+@optional_body(NoBody)
 @validate_querystring(WriteQuery)
 @validate_response(Success[NetworkChange])
 @document_response(Failure, 404)
@@ -326,6 +328,7 @@ async def interface_up(name: str, query_args: WriteQuery) -> Success[NetworkChan
 @blueprint.put("/interfaces/<name>/down")
 @require("admin")
 @tag(["network"])
+@optional_body(NoBody)
 @validate_querystring(WriteQuery)
 @validate_response(Success[NetworkChange])
 @document_response(Failure, 409)
