@@ -40,7 +40,9 @@ class AgentConfig:
     network_probe: str | None = None  # host:port whose reach tells "cut off" (None: the API server)
     network_resync: float = 30.0  # seconds between network passes without any event
     network_rollback_grace: float = 60.0  # seconds cut off before a network change is undone
-    migration_uri: str | None = None  # libvirt URI other hosts' libvirtd dial to migrate here (None: qemu+tcp://<fqdn>/system)
+    migration_uri: str | None = (
+        None  # libvirt URI other hosts' libvirtd dial to migrate here (None: qemu+tcp://<fqdn>/system)
+    )
 
     @property
     def disks_dir(self) -> Path:

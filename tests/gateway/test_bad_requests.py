@@ -206,7 +206,12 @@ CASES = {
     "unknown route": Bad("GET", "/api/v1/nothing-here", 404, "NOT_FOUND", ("no such endpoint",)),
     "body too large": Bad(
         # One byte over the contract's 100 MB: refused before the body is parsed.
-        "POST", "/api/v1/vms", 413, "INVALID_INPUT", ("too large",), raw=b'{"name": "' + b"x" * (100 << 20) + b'"}'
+        "POST",
+        "/api/v1/vms",
+        413,
+        "INVALID_INPUT",
+        ("too large",),
+        raw=b'{"name": "' + b"x" * (100 << 20) + b'"}',
     ),
     "wrong method": Bad("DELETE", "/api/v1/hosts", 405, "METHOD_NOT_ALLOWED", ("method",)),
 }
