@@ -180,6 +180,7 @@ class JournalFollower:
             self.reader.add_match(_SYSTEMD_UNIT=name)
             self.reader.add_disjunction()
             self.reader.add_match(SYSLOG_IDENTIFIER=unit)
+            self.reader.add_conjunction()  # (unit OR identifier) AND priority
         if priority is not None:
             self.reader.log_level(priority)
 
