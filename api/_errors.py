@@ -159,6 +159,8 @@ def from_kube_error(error: KubeError) -> APIError:
             return APIError(409, ALREADY_EXISTS, error.message)
         return APIError(409, CONFLICT, error.message)
     if error.status in (400, 422):  # a bad name or value from the request; the message names it
-        return APIError(INVALID_INPUT_STATUS, INVALID_INPUT, error.message)
+        causes = (error.body.get("details") or {}).get("causes") or []
+        details = "; ".join(f"{c.get('field', '')}: {c.get('message', '')}".lstrip(": ") for c in causes)
+        return APIError(INVALID_INPUT_STATUS, INVALID_INPUT, error.message, details or None)
     log.error("the Kubernetes API refused a call: %s %s: %s", error.status, error.reason, error.message)
     return APIError(502, KUBERNETES_ERROR, f"the Kubernetes API answered {error.status} {error.reason}")

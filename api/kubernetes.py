@@ -28,7 +28,7 @@ from quart_schema import document_request, document_response, tag, validate_quer
 from vapor.kube import KubeError
 from vapor.model.virtualmachine import DNS_LABEL_PATTERN
 
-from ._errors import CONFLICT, INVALID_INPUT, INVALID_INPUT_STATUS, NOT_FOUND, PERMISSION_DENIED, APIError
+from ._errors import CONFLICT, INVALID_INPUT, INVALID_INPUT_STATUS, PERMISSION_DENIED, APIError, from_kube_error
 from ._guard import current_user, require
 from ._schema import Failure, Success
 from ._state import gateway
@@ -283,10 +283,10 @@ def crd_view(crd: dict[str, Any], now: datetime) -> CRDView:
 # -- calls ------------------------------------------------------------------------------------------
 
 
-async def _call(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-    """One API call, with the failures a client can act on turned into the contract's codes."""
+async def _call(method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+    """One API call (status, body), with the failures a client can act on turned into the contract's codes."""
     try:
-        return await gateway().kube.request(method, path, timeout=LIST_TIMEOUT, **kwargs)
+        return await gateway().kube.request_with_status(method, path, timeout=LIST_TIMEOUT, **kwargs)
     except KubeError as exc:
         raise _refusal(exc) from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -294,26 +294,20 @@ async def _call(method: str, path: str, **kwargs: Any) -> dict[str, Any]:
 
 
 def _refusal(exc: KubeError) -> APIError:
-    causes = (exc.body.get("details") or {}).get("causes") or []
-    details = "; ".join(f"{c.get('field', '')}: {c.get('message', '')}".lstrip(": ") for c in causes) or None
-    if exc.status in (400, 422):
-        message = f"the API server refused the object: {exc.message}"
-        return APIError(INVALID_INPUT_STATUS, INVALID_INPUT, message, details)
-    if exc.status == 404:
-        return APIError(404, NOT_FOUND, exc.message)
-    if exc.status == 409:
-        hint = "another manager owns these fields; apply with ?force=true to take them"
-        return APIError(409, CONFLICT, exc.message, hint)
+    """The shared mapping of API-server refusals, with what these endpoints add: a hint on conflicts, 403."""
     if exc.status == 403:
         return APIError(403, PERMISSION_DENIED, f"the gateway may not do this in the cluster: {exc.message}")
-    raise exc  # the generic KubeError handler: 502 KUBERNETES_ERROR, logged
+    error = from_kube_error(exc)
+    if error.code == CONFLICT:
+        error.details = "another manager owns these fields; apply with ?force=true to take them"
+    return error
 
 
 async def _list(kind_path: str, query: ListQuery) -> list[dict[str, Any]]:
     params: list[tuple[str, Any]] = []
     if query.label_selector:
         params.append(("labelSelector", query.label_selector))
-    body = await _call("GET", kind_path, query=params)
+    _, body = await _call("GET", kind_path, query=params)
     items: list[dict[str, Any]] = body.get("items") or []
     return sorted(items, key=lambda o: (o["metadata"].get("namespace", ""), o["metadata"]["name"]))
 
@@ -365,7 +359,7 @@ async def list_services(query_args: ListQuery) -> Success[ServiceList]:
 async def list_crds() -> Success[CRDList]:
     """Every CustomResourceDefinition of the cluster."""
     now = datetime.now(UTC)
-    body = await _call("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
+    _, body = await _call("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
     items = sorted(body.get("items") or [], key=lambda c: c["metadata"]["name"])
     return Success[CRDList](data=CRDList(crds=[crd_view(c, now) for c in items]))
 
@@ -435,10 +429,9 @@ async def apply(expected: Kind, query: ApplyQuery) -> tuple[Success[Applied], in
     if query.dry_run:
         params.append(("dryRun", "All"))
     path = f"{expected.collection(meta['namespace'])}/{meta['name']}"
-    status_before = await _exists(path)
-    stored = await _call("PATCH", path, query=params, body=obj, content_type="application/apply-patch+yaml")
+    status, stored = await _call("PATCH", path, query=params, body=obj, content_type="application/apply-patch+yaml")
     stored_meta = stored.get("metadata") or {}
-    created = not status_before
+    created = status == 201
     verb = ("would be " if query.dry_run else "") + ("created" if created else "configured")
     result = Applied(
         name=meta["name"],
@@ -452,18 +445,6 @@ async def apply(expected: Kind, query: ApplyQuery) -> tuple[Success[Applied], in
         object=stored,
     )
     return Success[Applied](data=result), 201 if created and not query.dry_run else 200
-
-
-async def _exists(path: str) -> bool:
-    try:
-        await gateway().kube.request("GET", path, timeout=LIST_TIMEOUT)
-    except KubeError as exc:
-        if exc.status == 404:
-            return False
-        raise _refusal(exc) from None
-    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise APIError(503, KUBERNETES_NOT_INSTALLED, "the Kubernetes API server cannot be reached", str(exc)) from None
-    return True
 
 
 def _apply_route(kind: Kind, name: str, doc: str) -> None:

@@ -31,14 +31,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vapor.kube import Informer, Kube, KubeError, NotFound
+from vapor.kube import Kube, KubeError, NotFound
 from vapor.kube._informer import Key, key_of
 from vapor.model import Host, names
 from vapor.model.mount import FORBIDDEN_MOUNT_POINTS, Mount
 
 from . import _format
 from ._config import AgentConfig
-from ._workqueue import WorkQueue
+from ._controller import NodeController
 
 log = logging.getLogger("vapor.agent.mounts")
 
@@ -141,49 +141,22 @@ def ensure_unmounted(mount: Mount) -> str | None:
     return f"Unmounted {spec.device} from {spec.mount_point}"
 
 
-class MountController:
+class MountController(NodeController[Mount]):
     """Keeps the Mounts of this node as their resources ask."""
 
     def __init__(
         self, kube: Kube, config: AgentConfig, host: Callable[[], Host | None], vm_disks: Callable[[], set[str]]
     ) -> None:
-        self.kube = kube
-        self.config = config
+        super().__init__(kube, Mount, config)
         self.host = host
         self.vm_disks = vm_disks
         self.mounts = kube.resources(Mount)
-        self.informer: Informer[Mount] = Informer(kube, Mount, label_selector=f"{names.HOST_LABEL}={config.node_name}")
-        self.queue: WorkQueue[Key] = WorkQueue()
-        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         """Watch this node's Mounts and reconcile each one now (after a restart or reboot: mount them again)."""
-        self.informer.on_change(lambda event: self.queue.add(key_of(event.object)))
-        await self.informer.start()
-        self.resync_all()
-        self._tasks = [
-            asyncio.create_task(self.queue.worker(self.reconcile), name="mounts"),
-            asyncio.create_task(self._resync(), name="mounts-resync"),
-        ]
+        await self.watch()
+        self.run(self.reconcile, name="mounts")
         log.info("watching mounts", extra={"node": self.config.node_name})
-
-    async def stop(self) -> None:
-        """Stop working; what is mounted stays mounted."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        self.queue.close()
-        await self.informer.stop()
-
-    def resync_all(self) -> None:
-        for mount in self.informer.items():
-            self.queue.add(key_of(mount))
-
-    async def _resync(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.resync_interval)
-            self.resync_all()
 
     def facts(self) -> _format.Facts:
         return _format.gather_facts(vm_disks=self.vm_disks(), disks_dir=self.config.disks_dir)

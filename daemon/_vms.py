@@ -21,19 +21,19 @@ from typing import Any
 
 import libvirt  # type: ignore[import-untyped]
 
-from vapor.kube import Conflict, Informer, Kube, KubeError, NotFound
+from vapor.kube import Conflict, Kube, KubeError, NotFound
+from vapor.kube._informer import Key, key_of
 from vapor.model import VirtualMachine, names, quantity_bytes
 
 from . import _domain, _vmstatus
 from ._config import AgentConfig
+from ._controller import NodeController
 from ._hypervisor import kvm_usable
 from ._libvirt import EVENT_NAMES, Libvirt
 from ._vmstatus import ACTIVE, OFF, RUNNING, phase_of, ready_of
-from ._workqueue import WorkQueue
 
 log = logging.getLogger("vapor.agent.vms")
 
-Key = tuple[str, str]  # (namespace, name)
 CONTROLLER = "agent"
 _UNDEFINE_FLAGS = (
     libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
@@ -52,27 +52,16 @@ class VMError(Exception):
         self.message = message
 
 
-def key_of(vm: VirtualMachine) -> Key:
-    """The work-queue key of a VM."""
-    return (vm.metadata.namespace or "", vm.name)
-
-
-class VMController:
+class VMController(NodeController[VirtualMachine]):
     """Keeps the libvirt domains of this node's VirtualMachines as their resources ask."""
 
     def __init__(self, kube: Kube, config: AgentConfig, libvirt_conn: Libvirt, *, workers: int = 4) -> None:
-        self.kube = kube
-        self.config = config
+        super().__init__(kube, VirtualMachine, config)
         self.libvirt = libvirt_conn
         self.vms = kube.resources(VirtualMachine)
-        self.informer: Informer[VirtualMachine] = Informer(
-            kube, VirtualMachine, label_selector=f"{names.HOST_LABEL}={config.node_name}"
-        )
-        self.queue: WorkQueue[Key] = WorkQueue()
         self.domain_type = "qemu"
         self.arch = "x86_64"
         self._workers = workers
-        self._tasks: list[asyncio.Task[None]] = []
         self._stop_deadline: dict[str, float] = {}  # uid -> when a graceful stop turns into power-off
         self._restarted: dict[str, str] = {}  # uid -> restart request carried out (before the cache shows it)
         self._failures: dict[Key, int] = {}
@@ -83,33 +72,10 @@ class VMController:
         caps = await self.libvirt.call(self.libvirt.connection().getCapabilities)
         self.domain_type = "kvm" if kvm_usable(caps) else "qemu"
         self.libvirt.on_lifecycle(self._on_domain_event)
-        self.informer.on_change(lambda event: self.queue.add(key_of(event.object)))
-        await self.informer.start()
-        for vm in self.informer.items():
-            self.queue.add(key_of(vm))
+        await self.watch()
         await self._report_orphans()
-        self._tasks = [asyncio.create_task(self.queue.worker(self.reconcile)) for _ in range(self._workers)]
-        self._tasks.append(asyncio.create_task(self._resync()))
+        self.run(self.reconcile, workers=self._workers, name="vms")
         log.info("watching virtual machines", extra={"node": self.config.node_name, "domain_type": self.domain_type})
-
-    async def stop(self) -> None:
-        """Stop working (domains keep running: they belong to the VMs, not to this process)."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        self.queue.close()
-        await self.informer.stop()
-
-    def resync_all(self) -> None:
-        """Queue every VM of this node for a reconcile."""
-        for vm in self.informer.items():
-            self.queue.add(key_of(vm))
-
-    async def _resync(self) -> None:
-        while True:
-            await asyncio.sleep(self.config.resync_interval)
-            self.resync_all()
 
     def _on_domain_event(self, name: str, uuid: str, event: int, detail: int) -> None:
         key = _domain.key_of_domain(name)

@@ -66,6 +66,22 @@ class Kube:
         For the kinds that have no model here (pods, deployments, CRDs): no
         typed decode, so a list of thousands of pods costs one orjson parse.
         """
+        _, decoded = await self.request_with_status(
+            method, path, query=query, body=body, content_type=content_type, timeout=timeout
+        )
+        return decoded
+
+    async def request_with_status(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: list[tuple[str, Any]] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        """:meth:`request`, with the HTTP status too (an apply answers 201 when it created the object)."""
         headers = {"Accept": "application/json"}
         if content_type:
             headers["Content-Type"] = content_type
@@ -83,7 +99,7 @@ class Kube:
             text = data.decode("utf-8", "replace") if data else None
             raise from_api_exception(ApiException(status=response.status, reason=response.reason, body=text))
         decoded: Any = orjson.loads(data) if data else {}
-        return decoded if isinstance(decoded, dict) else {"items": decoded}
+        return response.status, decoded if isinstance(decoded, dict) else {"items": decoded}
 
     def resources(self, kind: type[R]) -> Resources[R]:
         """Typed reads and writes of one kind."""
