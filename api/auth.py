@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import time
 
-from quart import Blueprint, current_app
+from quart import Blueprint
 from quart_schema import document_response, tag, validate_request, validate_response
 
+from ._accounts import Account, lookup, verify
+from ._agents import documents_agent_errors
 from ._errors import UNAUTHORIZED, APIError
-from ._pam import Account, account, check_password
 from ._refresh import RefreshRefused
 from ._schema import Failure, LoginRequest, RefreshRequest, Success, TokenPair, UserInfo
 from ._state import gateway
@@ -40,21 +41,20 @@ def _pair(user: Account, refresh_token: str) -> TokenPair:
 @validate_request(LoginRequest)
 @validate_response(Success[TokenPair])
 @document_response(Failure, 401)
+@documents_agent_errors
 async def login(data: LoginRequest) -> Success[TokenPair]:
     """Log in as a Linux user of the host.
 
-    PAM checks the password. Members of the admin groups (sudo and wheel by
+    PAM checks the password on the host where the users live: this
+    machine, or the host named by VAPOR_AUTH_HOST, through its agent. Members of the admin groups (sudo and wheel by
     default) get role admin and may change resources; every other user gets
     role viewer and may only read. Returns a bearer token and a single-use
     refresh token.
     """
     state = gateway()
-    service = str(current_app.config["PAM_SERVICE"])
-    if not await check_password(service, data.username, data.password):
+    user = await verify(data.username, data.password)
+    if user is None:
         log.info("login refused for user %r", data.username)
-        raise APIError(401, UNAUTHORIZED, BAD_CREDENTIALS)
-    user = account(data.username, state.admin_groups)
-    if user is None:  # PAM knows the user but the passwd database does not (a remote directory gone away)
         raise APIError(401, UNAUTHORIZED, BAD_CREDENTIALS)
     refresh_token = await state.refresh.start_family(user.username)
     log.info("user %r logged in with role %s", user.username, user.role)
@@ -66,6 +66,7 @@ async def login(data: LoginRequest) -> Success[TokenPair]:
 @validate_request(RefreshRequest)
 @validate_response(Success[TokenPair])
 @document_response(Failure, 401)
+@documents_agent_errors
 async def refresh(data: RefreshRequest) -> Success[TokenPair]:
     """Trade a refresh token for a new token pair.
 
@@ -77,7 +78,7 @@ async def refresh(data: RefreshRequest) -> Success[TokenPair]:
         rotated = await state.refresh.rotate(data.refresh_token)
     except RefreshRefused as exc:
         raise APIError(401, UNAUTHORIZED, str(exc)) from None
-    user = account(rotated.username, state.admin_groups)  # the role follows group changes
+    user = await lookup(rotated.username)  # the role follows group changes
     if user is None:
         await state.refresh.revoke(rotated.refresh_token)
         raise APIError(401, UNAUTHORIZED, f"user {rotated.username!r} no longer exists")

@@ -36,6 +36,7 @@ class AgentConfig:
     api_bind: str = ""  # address:port of the node-local API ("": not served); the command line defaults it
     api_allowed_user: str = "system:serviceaccount:vapor-system:vapor-gateway"  # the only caller of the node API
     api_tls: bool = True  # self-signed certificate, fingerprint published in Host status
+    pam_service: str = "login"  # the PAM service that checks logins' passwords (node API /accounts)
     netns: str | None = None  # network namespace whose interfaces the agent manages (None: its own)
     network_probe: str | None = None  # host:port whose reach tells "cut off" (None: the API server)
     network_resync: float = 30.0  # seconds between network passes without any event
@@ -99,6 +100,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_false",
         help="serve the node-local API over plain HTTP (debugging only; the bearer token then travels in clear)",
     )
+    p.add_argument(
+        "--pam-service",
+        default=os.environ.get("VAPOR_PAM_SERVICE", AgentConfig.pam_service),
+        help="PAM service that checks the passwords of logins the gateway forwards (default $VAPOR_PAM_SERVICE, "
+        "else login)",
+    )
     p.add_argument("--netns", default=None, help="manage the interfaces of this named network namespace")
     p.add_argument(
         "--network-probe",
@@ -159,6 +166,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         api_bind=_nodeapi_bind(args.api_bind),
         api_allowed_user=args.api_allowed_user,
         api_tls=args.api_tls,
+        pam_service=args.pam_service,
         netns=args.netns or None,
         network_probe=args.network_probe or None,
         network_resync=args.network_resync,

@@ -79,15 +79,19 @@ def linux_accounts() -> Iterator[Accounts]:
 
 
 @contextmanager
-def pam_service() -> Iterator[str]:
-    """A PAM service checking /etc/shadow with pam_unix, without the failure delay; removed after."""
+def pam_service(*, refuse_all: bool = False) -> Iterator[str]:
+    """A PAM service checking /etc/shadow with pam_unix, without the failure delay; removed after.
+
+    ``refuse_all``: a service that refuses every password (pam_deny), to show
+    that a check happened somewhere else.
+    """
     name = f"vapor-test-{uuid.uuid4().hex[:8]}"
     path = PAM_DIR / name
-    path.write_text(
-        "# Vapor test service: pam_unix without the delay after a failure. Removed by the test.\n"
-        "auth     required pam_unix.so nodelay\n"
-        "account  required pam_unix.so\n"
-    )
+    if refuse_all:
+        rules = "auth     required pam_deny.so\naccount  required pam_deny.so\n"
+    else:
+        rules = "auth     required pam_unix.so nodelay\naccount  required pam_unix.so\n"
+    path.write_text("# Vapor test service. Removed by the test.\n" + rules)
     try:
         yield name
     finally:

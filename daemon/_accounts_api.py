@@ -1,0 +1,71 @@
+"""``/accounts`` of the node-local API: a login's password checked where the users live.
+
+In a cluster the gateway's pod has no users of its own; it asks the agent of
+the host named by ``VAPOR_AUTH_HOST`` instead (DESIGN: "in a cluster the
+gateway asks an agent"). The agent checks the password with PAM (service
+``--pam-service``, default ``login``) and reads the user's groups; the gateway
+decides the role from them.
+
+- ``POST /accounts/check`` ``{"username", "password"}`` answers
+  ``{"accepted": true, "username", "groups"}`` or ``{"accepted": false}``:
+  a refused password is an answer, not an error, so that the gateway can
+  tell it from a failure to ask.
+- ``GET /accounts/{username}`` answers ``{"username", "groups"}`` (the
+  gateway checks on each refresh that the user still exists, and takes the
+  role from the current groups), or 404 NOT_FOUND.
+
+Passwords are never logged. At most ``CONCURRENT_CHECKS`` PAM conversations
+run at once (each holds a thread, and PAM delays failures by seconds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from vapor.hostaccounts import MAX_USERNAME, Credentials, check_password, groups_of
+
+from ._nodeapi import CALLER, INVALID_INPUT, NOT_FOUND, NodeAPIError, NodeContext, ok, read_body
+
+log = logging.getLogger("vapor.agent.accounts")
+
+CONCURRENT_CHECKS = 8
+
+
+def routes(node: NodeContext) -> list[web.RouteDef]:
+    """Check a password, look an account up."""
+    service = node.config.pam_service
+    checks = asyncio.Semaphore(CONCURRENT_CHECKS)
+
+    async def post_check(request: web.Request) -> web.Response:
+        body = await read_body(request, Credentials)
+        async with checks:
+            accepted = await asyncio.to_thread(check_password, service, body.username, body.password)
+        groups = await asyncio.to_thread(groups_of, body.username) if accepted else None
+        # PAM may accept a user the group database does not know (a directory gone away): refuse.
+        accepted = groups is not None
+        log.info(
+            "password checked",
+            extra={"user": body.username, "accepted": accepted, "pam_service": service, "caller": request.get(CALLER)},
+        )
+        if not accepted:
+            return ok({"accepted": False})
+        return ok({"accepted": True, "username": body.username, "groups": groups})
+
+    async def get_account(request: web.Request) -> web.Response:
+        name = request.match_info["username"]
+        if not 0 < len(name) <= MAX_USERNAME:
+            raise NodeAPIError(400, INVALID_INPUT, f"a user name has 1 to {MAX_USERNAME} characters")
+        groups = await asyncio.to_thread(groups_of, name)
+        if groups is None:
+            raise NodeAPIError(404, NOT_FOUND, f"user {name[:64]!r} does not exist on this host")
+        answer: dict[str, Any] = {"username": name, "groups": groups}
+        return ok(answer)
+
+    return [
+        web.post("/accounts/check", post_check),
+        web.get("/accounts/{username}", get_account),
+    ]
