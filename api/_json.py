@@ -48,7 +48,10 @@ class JSONRequest(Request):
 
     async def get_json(self, force: bool = True, silent: bool = False, cache: bool = True) -> Any:
         """The body as JSON (``force`` defaults to True: curl -d sends form encoding by default)."""
-        return await super().get_json(force=force, silent=silent, cache=cache)
+        try:
+            return await super().get_json(force=force, silent=silent, cache=cache)
+        except UnicodeDecodeError as exc:  # Quart decodes the body as UTF-8 before parsing, outside its own check
+            return None if silent else self.on_json_loading_failed(exc)
 
     def on_json_loading_failed(self, error: Exception) -> Any:
         """Refuse a body that is not JSON with INVALID_INPUT."""

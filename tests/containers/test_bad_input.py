@@ -119,3 +119,14 @@ async def test_start_takes_no_body_fields(client: Client, users: Users) -> None:
     answer = await response.get_json()
     assert response.status_code == 400 and answer["error"]["code"] == "INVALID_INPUT", answer
     assert "force" in str(answer["error"]), answer
+
+
+@pytest.mark.parametrize("path", ["/docker/containers", "/docker/images/pull", "/docker/containers/web-1/start"])
+async def test_a_body_that_is_not_utf8_is_invalid_input(client: Client, users: Users, path: str) -> None:
+    # Found by the property-based run (tests/gateway/test_schemathesis.py): it was a 500.
+    token = (await login(client, users.admin))["token"]
+    headers = {**bearer(token), "Content-Type": "application/json"}
+    response = await client.post(f"/api/v1{path}", data=b"\xc5\x1eh\xff", headers=headers)
+    answer = await response.get_json()
+    assert response.status_code == 400 and answer["error"]["code"] == "INVALID_INPUT", answer
+    assert "not valid JSON" in answer["error"]["message"], answer

@@ -89,6 +89,18 @@ CASES = {
         auth="none",
     ),
     "create bad json": Bad("POST", "/api/v1/vms", 400, "INVALID_INPUT", ("not valid JSON",), raw=b"{name: web}"),
+    "create body not UTF-8": Bad(
+        "POST", "/api/v1/vms", 400, "INVALID_INPUT", ("not valid JSON", "utf-8"), raw=b"\xc5\x1eh\xff"
+    ),
+    "login body not UTF-8": Bad(
+        "POST",
+        "/api/v1/auth/login",
+        400,
+        "INVALID_INPUT",
+        ("not valid JSON",),
+        raw=b'{"username": "\xff"}',
+        auth="none",
+    ),
     "memory below 16Mi": Bad(
         "POST", "/api/v1/vms", 400, "INVALID_INPUT", ("memory", "16Mi"), json={**VM, "memory": "15Mi"}, field="memory"
     ),
