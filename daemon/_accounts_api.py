@@ -4,7 +4,7 @@ In a cluster the gateway's pod has no users of its own; it asks the agent of
 the host named by ``VAPOR_AUTH_HOST`` instead (DESIGN: "in a cluster the
 gateway asks an agent"). The agent checks the password with PAM (service
 ``--pam-service``, default ``login``) and reads the user's groups; the gateway
-decides the role from them.
+decides the role from them. Both run in the node's root (_hostroot).
 
 - ``POST /accounts/check`` ``{"username", "password"}`` answers
   ``{"accepted": true, "username", "groups"}`` or ``{"accepted": false}``:
@@ -26,8 +26,9 @@ from typing import Any
 
 from aiohttp import web
 
-from vapor.hostaccounts import MAX_USERNAME, Credentials, check_password, groups_of
+from vapor.hostaccounts import MAX_USERNAME, Credentials
 
+from ._hostroot import HostRoot
 from ._nodeapi import CALLER, INVALID_INPUT, NOT_FOUND, NodeAPIError, NodeContext, ok, read_body
 
 log = logging.getLogger("vapor.agent.accounts")
@@ -39,12 +40,13 @@ def routes(node: NodeContext) -> list[web.RouteDef]:
     """Check a password, look an account up."""
     service = node.config.pam_service
     checks = asyncio.Semaphore(CONCURRENT_CHECKS)
+    root = HostRoot(node.config.host_root)
 
     async def post_check(request: web.Request) -> web.Response:
         body = await read_body(request, Credentials)
         async with checks:
-            accepted = await asyncio.to_thread(check_password, service, body.username, body.password)
-        groups = await asyncio.to_thread(groups_of, body.username) if accepted else None
+            accepted = await root.call("check_password", service, body.username, body.password)
+        groups = await root.call("groups_of", body.username) if accepted else None
         # PAM may accept a user the group database does not know (a directory gone away): refuse.
         accepted = groups is not None
         log.info(
@@ -59,7 +61,7 @@ def routes(node: NodeContext) -> list[web.RouteDef]:
         name = request.match_info["username"]
         if not 0 < len(name) <= MAX_USERNAME:
             raise NodeAPIError(400, INVALID_INPUT, f"a user name has 1 to {MAX_USERNAME} characters")
-        groups = await asyncio.to_thread(groups_of, name)
+        groups = await root.call("groups_of", name)
         if groups is None:
             raise NodeAPIError(404, NOT_FOUND, f"user {name[:64]!r} does not exist on this host")
         answer: dict[str, Any] = {"username": name, "groups": groups}

@@ -36,6 +36,7 @@ class AgentConfig:
     api_bind: str = ""  # address:port of the node-local API ("": not served); the command line defaults it
     api_allowed_user: str = "system:serviceaccount:vapor-system:vapor-gateway"  # the only caller of the node API
     api_tls: bool = True  # self-signed certificate, fingerprint published in Host status
+    host_root: Path = Path("/")  # the node's root filesystem as the agent sees it ("/host" in the chart)
     pam_service: str = "login"  # the PAM service that checks logins' passwords (node API /accounts)
     netns: str | None = None  # network namespace whose interfaces the agent manages (None: its own)
     network_probe: str | None = None  # host:port whose reach tells "cut off" (None: the API server)
@@ -99,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
         dest="api_tls",
         action="store_false",
         help="serve the node-local API over plain HTTP (debugging only; the bearer token then travels in clear)",
+    )
+    p.add_argument(
+        "--host-root",
+        type=Path,
+        default=Path(os.environ.get("VAPOR_HOST_ROOT", "/")),
+        help="where the node's / is mounted when the agent runs in a container: accounts, logins and terminals "
+        "are handled in a chroot there (default $VAPOR_HOST_ROOT, else /)",
     )
     p.add_argument(
         "--pam-service",
@@ -166,6 +174,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         api_bind=_nodeapi_bind(args.api_bind),
         api_allowed_user=args.api_allowed_user,
         api_tls=args.api_tls,
+        host_root=args.host_root,
         pam_service=args.pam_service,
         netns=args.netns or None,
         network_probe=args.network_probe or None,

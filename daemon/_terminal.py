@@ -1,8 +1,12 @@
 """A PTY login shell for one user: forked here, dropped to the user's uid/gid/groups before exec.
 
-The child never keeps root unless the user is root: ``initgroups`` sets the
-user's supplementary groups, then ``setgid`` and ``setuid`` (in that order),
-and the exec fails closed (the child exits 126) if any step fails.
+The account (ids, home, shell, the shells /etc/shells lists) is read in the
+node's root (see _hostroot, ``login_account``). When that root is not the
+agent's own, the child chroots into it first, so the shell, its programs and
+its files are the node's. The child never keeps root unless the user is root:
+``initgroups`` sets the user's supplementary groups, then ``setgid`` and
+``setuid`` (in that order), and the exec fails closed (the child exits 126)
+if any step fails.
 """
 
 from __future__ import annotations
@@ -10,26 +14,39 @@ from __future__ import annotations
 import fcntl
 import os
 import pty
-import pwd
 import signal
 import struct
 import termios
 from dataclasses import dataclass
 from pathlib import Path
-
-SHELLS = Path("/etc/shells")
+from typing import Any
 
 
 class TerminalError(Exception):
     """The shell cannot be started (unknown user, a shell not in /etc/shells)."""
 
 
-def allowed_shell(account: pwd.struct_passwd, shell: str | None) -> str:
+@dataclass(frozen=True)
+class LoginAccount:
+    """The user a shell runs as, as the node's root describes them (``login_account``)."""
+
+    name: str
+    uid: int
+    gid: int
+    home: str
+    shell: str
+    shells: tuple[str, ...]
+
+    @classmethod
+    def from_dict(cls, found: dict[str, Any]) -> LoginAccount:
+        return cls(**{**found, "shells": tuple(found["shells"])})
+
+
+def allowed_shell(account: LoginAccount, shell: str | None) -> str:
     """The shell to run: the requested one if /etc/shells lists it, else the user's login shell."""
     if not shell:
-        return account.pw_shell or "/bin/sh"
-    listed = {line.strip() for line in SHELLS.read_text().splitlines()} if SHELLS.exists() else set()
-    if shell != account.pw_shell and shell not in listed:
+        return account.shell or "/bin/sh"
+    if shell != account.shell and shell not in account.shells:
         raise TerminalError(f"shell {shell!r} is not listed in /etc/shells")
     return shell
 
@@ -42,30 +59,38 @@ class Terminal:
     fd: int
 
     @classmethod
-    def open(cls, username: str, *, shell: str | None = None, cols: int = 80, rows: int = 24) -> Terminal:
-        try:
-            account = pwd.getpwnam(username)
-        except KeyError:
-            raise TerminalError(f"no such user on this host: {username!r}") from None
+    def open(
+        cls,
+        account: LoginAccount,
+        *,
+        root: Path = Path("/"),
+        shell: str | None = None,
+        cols: int = 80,
+        rows: int = 24,
+    ) -> Terminal:
         program = allowed_shell(account, shell)
+        chroot = root.resolve() != Path("/")
         pid, fd = pty.fork()
-        if pid == 0:  # the child: become the user, then exec the login shell
+        if pid == 0:  # the child: into the node's root, become the user, then exec the login shell
             try:
-                os.initgroups(account.pw_name, account.pw_gid)
-                os.setgid(account.pw_gid)
-                os.setuid(account.pw_uid)
-                if account.pw_uid != 0 and os.geteuid() == 0:
+                if chroot:
+                    os.chroot(root)
+                    os.chdir("/")
+                os.initgroups(account.name, account.gid)
+                os.setgid(account.gid)
+                os.setuid(account.uid)
+                if account.uid != 0 and os.geteuid() == 0:
                     os._exit(126)
-                home = account.pw_dir if os.path.isdir(account.pw_dir) else "/"
+                home = account.home if os.path.isdir(account.home) else "/"
                 os.chdir(home)
                 env = {
                     "HOME": home,
-                    "USER": account.pw_name,
-                    "LOGNAME": account.pw_name,
+                    "USER": account.name,
+                    "LOGNAME": account.name,
                     "SHELL": program,
                     "TERM": "xterm-256color",
                     "PATH": "/usr/local/bin:/usr/bin:/bin"
-                    + (":/usr/local/sbin:/usr/sbin:/sbin" if not account.pw_uid else ""),
+                    + (":/usr/local/sbin:/usr/sbin:/sbin" if not account.uid else ""),
                 }
                 os.execve(program, ["-" + os.path.basename(program)], env)
             finally:

@@ -34,8 +34,10 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from . import _metrics_stream
+from ._hostroot import HostRoot
 from ._nodeapi import NodeContext
-from ._terminal import Terminal, TerminalError
+from ._terminal import LoginAccount, Terminal, TerminalError
+from ._useraccounts import AccountError
 
 log = logging.getLogger("vapor.agent.ws")
 
@@ -280,11 +282,17 @@ async def _ws_terminal(node: NodeContext, request: web.Request) -> web.WebSocket
         shell = payload.get("shell")
         if shell is not None and not isinstance(shell, str):
             raise BadMessage("shell must be a path")
-        terminal = Terminal.open(user, shell=shell, cols=cols, rows=rows)
+        found = await HostRoot(node.config.host_root).call("login_account", user) if user else None
+        if found is None:
+            raise TerminalError(f"no such user on this host: {user[:64]!r}")
+        account = LoginAccount.from_dict(found)
+        terminal = Terminal.open(account, root=node.config.host_root, shell=shell, cols=cols, rows=rows)
     except BadMessage as exc:
         return await _refuse(ws, "INVALID_INPUT", str(exc))
     except TerminalError as exc:
         return await _refuse(ws, "INVALID_INPUT", str(exc))
+    except AccountError as exc:  # the node's root could not be asked
+        return await _refuse(ws, exc.code, exc.message)
     log.info("terminal opened", extra={"user": user, "pid": terminal.pid})
     loop = asyncio.get_running_loop()
     output: asyncio.Queue[bytes | None] = asyncio.Queue()

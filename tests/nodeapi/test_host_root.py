@@ -1,0 +1,172 @@
+"""An agent in a container works on the node's accounts, not its image's (``--host-root``).
+
+The chart mounts the node's ``/`` at ``/host`` and runs the agent with
+``--host-root=/host``. Here the "node" is a real Debian root filesystem
+(the cached debootstrap rootfs of the image tests) unpacked into a temporary
+directory, with its own /etc/passwd, PAM configuration, useradd and bash;
+this machine plays the agent's container. Users are made, logged in (the
+node's own ``login`` PAM service), re-keyed and given a terminal through the
+gateway, and each of them exists in the node's root only, never in this
+machine's accounts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import pwd
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from quart.typing import TestClientProtocol as Client
+
+from vapor.gateway import create_app
+from vapor.kube import Kube
+
+from ..conftest import Kubectl
+from ..image.base import rootfs_tarball
+from ..support.nodeapi import NodeAPIHarness, running_node_api
+from ..support.pam import linux_accounts, pam_service
+from ..websockets.conftest import authenticate, receive, send
+
+pytestmark = pytest.mark.controlplane
+
+MARKER = "this-is-the-node-root"
+
+
+def _in_root(root: Path, *args: str, stdin: str | None = None) -> None:
+    subprocess.run(["chroot", str(root), *args], input=stdin, text=True, check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def node_root() -> Iterator[Path]:
+    """A Debian root filesystem playing the node's ``/`` (removed after the module)."""
+    root = Path(tempfile.mkdtemp(prefix="vapor-node-root-"))
+    try:
+        subprocess.run(["tar", "--numeric-owner", "-C", str(root), "-xf", str(rootfs_tarball())], check=True)
+        (root / "etc/vapor-marker").write_text(MARKER + "\n")
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def node_admin(node_root: Path) -> Iterator[tuple[str, str, str]]:
+    """(name, password, admin group) of an admin that exists in the node's root only."""
+    suffix = uuid.uuid4().hex[:6]
+    name, group, password = f"nadmin{suffix}", f"nops{suffix}", f"Node-admin-{suffix}"
+    _in_root(node_root, "groupadd", group)
+    _in_root(node_root, "useradd", "-m", "-s", "/bin/bash", "-G", group, "--", name)
+    _in_root(node_root, "chpasswd", stdin=f"{name}:{password}\n")
+    yield name, password, group
+    subprocess.run(["chroot", str(node_root), "userdel", "-r", "-f", name], capture_output=True, check=False)
+    subprocess.run(["chroot", str(node_root), "groupdel", group], capture_output=True, check=False)
+
+
+@pytest.fixture
+async def node(kube: Kube, kubectl: Kubectl, namespace: str, node_root: Path) -> AsyncIterator[NodeAPIHarness]:
+    modules = ["vapor.agent._users_api", "vapor.agent._accounts_api", "vapor.agent._ws_api"]
+    name = f"root-{uuid.uuid4().hex[:8]}"
+    async with running_node_api(
+        kube, kubectl, namespace, name, modules=modules, host_root=node_root, pam_service="login"
+    ) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def client(
+    gateway_config: dict[str, Any], node: NodeAPIHarness, node_admin: tuple[str, str, str]
+) -> AsyncIterator[Client]:
+    """A gateway that logs users in on the node (its own PAM refuses everyone)."""
+    with pam_service(refuse_all=True) as refusing:
+        config = {
+            **gateway_config,
+            **node.gateway_config(),
+            "PAM_SERVICE": refusing,
+            "AUTH_HOST": node.node_name,
+            "ADMIN_GROUPS": node_admin[2],
+        }
+        async with create_app(config).test_app() as app:
+            yield app.test_client()
+
+
+async def _login(client: Client, name: str, password: str) -> tuple[int, Any]:
+    response = await client.post("/api/v1/auth/login", json={"username": name, "password": password})
+    return response.status_code, await response.get_json()
+
+
+def _on_this_machine(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+async def test_users_live_in_the_nodes_root(client: Client, node_root: Path, node_admin: tuple[str, str, str]) -> None:
+    status, body = await _login(client, node_admin[0], node_admin[1])
+    assert status == 200, body
+    assert body["data"]["user"]["role"] == "admin"
+    admin = {"Authorization": f"Bearer {body['data']['token']}"}
+    name = f"nu{uuid.uuid4().hex[:8]}"
+    try:
+        made = await client.post(
+            "/api/v1/users", json={"username": name, "password": "First-pass-1", "groups": "users"}, headers=admin
+        )
+        assert made.status_code == 201, await made.get_json()
+        assert f"{name}:" in (node_root / "etc/passwd").read_text()
+        assert (node_root / "home" / name).is_dir()
+        assert not _on_this_machine(name)
+
+        with linux_accounts() as accounts:  # a user of this machine is not one of the node's
+            here = accounts.user("here").name
+            listed = await (await client.get("/api/v1/users", headers=admin)).get_json()
+        names = {u["username"] for u in listed["data"]["users"]}
+        assert {name, node_admin[0]} <= names
+        assert here not in names
+
+        status, body = await _login(client, name, "First-pass-1")
+        assert status == 200 and body["data"]["user"]["role"] == "viewer", body
+        reset = await client.post(
+            f"/api/v1/users/{name}/reset-password", json={"password": "Second-pass-2"}, headers=admin
+        )
+        assert reset.status_code == 200, await reset.get_json()
+        assert (await _login(client, name, "First-pass-1"))[0] == 401
+        assert (await _login(client, name, "Second-pass-2"))[0] == 200
+    finally:
+        subprocess.run(["chroot", str(node_root), "userdel", "-r", "-f", name], capture_output=True, check=False)
+
+
+async def test_a_group_missing_on_the_node_is_refused(client: Client, node_admin: tuple[str, str, str]) -> None:
+    token = (await _login(client, node_admin[0], node_admin[1]))[1]["data"]["token"]
+    name = f"nu{uuid.uuid4().hex[:8]}"
+    with linux_accounts() as accounts:  # the group exists on this machine, not on the node
+        group = accounts.group("only-here")
+        made = await client.post(
+            "/api/v1/users",
+            json={"username": name, "password": "First-pass-1", "groups": group},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    body = await made.get_json()
+    assert made.status_code == 400, body
+    assert body["error"]["code"] == "INVALID_INPUT" and group in body["error"]["message"]
+
+
+async def test_the_terminal_is_a_shell_in_the_nodes_root(client: Client, node_admin: tuple[str, str, str]) -> None:
+    token = (await _login(client, node_admin[0], node_admin[1]))[1]["data"]["token"]
+    async with client.websocket("/ws/terminal") as ws:
+        await authenticate(ws, token)
+        await send(ws, {"type": "subscribe", "payload": {}})
+        await send(ws, {"type": "input", "data": "echo who=$(id -un) marker=$(cat /etc/vapor-marker)\n"})
+        seen = ""
+        while f"marker={MARKER}" not in seen:
+            message = await asyncio.wait_for(receive(ws), 30)
+            assert message["type"] == "output", message
+            seen += message["data"]
+        assert f"who={node_admin[0]}" in seen
+        await send(ws, {"type": "input", "data": "exit\n"})
