@@ -29,6 +29,8 @@ OTHER_VALUES = [
     "--set", "agent.nodeSelector.vapor\\.io/hypervisor=yes",
     "--set", "gateway.replicas=3",
     "--set", "gateway.hostUsers=true",
+    "--set", "gateway.authHost=node-1",
+    "--set", "agent.pamService=vapor-login",
     "--set", "gateway.rateLimit=0",
     "--set", "gateway.service.type=NodePort",
     "--set", "gateway.service.nodePort=30080",
@@ -121,15 +123,18 @@ def test_agent_runs_privileged_on_the_node_with_its_paths(helm: Helm) -> None:
         "/var/run/libvirt",
         "/dev",
         "/run/udev",
-        "/etc",
+        "/",
         "/var/log/journal",
         "/run/systemd/journal",
-        "/proc",
         "/sys",
         "/var/lib/vapor",
     } <= host_paths
     mounts = {m["name"]: m["mountPath"] for m in container(agent)["volumeMounts"]}
-    assert mounts["etc"] == "/host/etc" and mounts["machine-id"] == "/etc/machine-id"
+    assert mounts["root"] == "/host" and mounts["machine-id"] == "/etc/machine-id"
+    assert "--host-root=/host" in container(agent)["args"]  # users, logins and terminals are the node's
+    assert "--pam-service=login" in container(agent)["args"]
+    gateway = by_kind(helm.objects("vapor", "vapor-system"))[("Deployment", "vapor-gateway")]
+    assert "VAPOR_AUTH_HOST" not in env_of(gateway)  # unset by default: the gateway's own PAM
     assert mounts["state"] == "/var/lib/vapor"
 
 
@@ -142,6 +147,7 @@ def test_other_values_reach_the_objects(helm: Helm) -> None:
     assert gateway["metadata"]["labels"]["team"] == "infra"
     assert env_of(gateway)["VAPOR_RATE_LIMIT"] == "0"
     assert env_of(gateway)["VAPOR_SECRET_NAMESPACE"] == "infra"
+    assert env_of(gateway)["VAPOR_AUTH_HOST"] == "node-1"
     # hostUsers: the node's user files, read-only, and root to read the shadow file.
     assert gateway["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 0
     assert {m["mountPath"] for m in container(gateway)["volumeMounts"] if m.get("readOnly")} == {
@@ -154,6 +160,7 @@ def test_other_values_reach_the_objects(helm: Helm) -> None:
     assert env_of(operator)["VAPOR_HEALTH_INTERVAL"] == "2"
     agent = objects[("DaemonSet", "edge-vapor-agent")]
     assert "--log-format=text" in container(agent)["args"]
+    assert "--pam-service=vapor-login" in container(agent)["args"]
     assert agent["spec"]["template"]["spec"]["nodeSelector"] == {"vapor.io/hypervisor": "yes"}
     service = objects[("Service", "edge-vapor-gateway")]
     assert service["spec"]["type"] == "NodePort" and service["spec"]["ports"][0]["nodePort"] == 30080
