@@ -43,12 +43,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import aiohttp
 import orjson
 from kubernetes.aio import client
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, create_model
 from quart import Quart, current_app, websocket
 from quart_schema import document_response
 
@@ -58,7 +58,7 @@ from vapor.model import Host
 
 from ._errors import APIError
 from ._hostscope import HOST_PARAMETER_HELP, scoped_host
-from ._schema import Failure
+from ._schema import ErrorBody, Failure
 from ._state import gateway
 
 log = logging.getLogger("vapor.gateway.agents")
@@ -290,11 +290,57 @@ class HostQuery(BaseModel):
     host: str | None = Field(default=None, description=HOST_PARAMETER_HELP)
 
 
+# The codes of the 502, 503 and 504 answers of every endpoint that asks an agent: the gateway's own, and
+# AUTH_UNAVAILABLE, the agent's 503 when the Kubernetes API cannot review the gateway's token.
+AGENT_FAILURE_CODES: dict[int, tuple[str, ...]] = {
+    502: (AGENT_UNREACHABLE, AGENT_AUTH_FAILED),
+    503: (AGENT_UNAVAILABLE, "AUTH_UNAVAILABLE"),
+    504: (AGENT_TIMEOUT,),
+}
+
+
+def failure_with_codes(name: str, codes: tuple[str, ...], description: str) -> type[Failure]:
+    """A Failure whose ``error.code`` is one of ``codes``, listed in the OpenAPI document (an enum, or a const)."""
+    body = create_model(
+        f"{name}Error",
+        __base__=ErrorBody,
+        code=(Literal[codes], Field(description="One of " + ", ".join(codes) + ".")),  # type: ignore[arg-type]
+    )
+    model: type[Failure] = create_model(name, __base__=Failure, __doc__=description, error=(body, ...))
+    return model
+
+
+def agent_failures(name: str, extra: Mapping[int, tuple[str, ...]] | None = None) -> dict[int, type[Failure]]:
+    """The documented 502, 503 and 504 answers of an agent-backed endpoint, with ``extra`` codes by status."""
+    return {
+        status: failure_with_codes(
+            f"{name}{status}",
+            codes + tuple((extra or {}).get(status, ())),
+            f"The host's agent could not be asked, or failed ({status}).",
+        )
+        for status, codes in AGENT_FAILURE_CODES.items()
+    }
+
+
+def documents_failures(failures: Mapping[int, type[Failure]]) -> Callable[[F], F]:
+    """Add ``failures`` (status: model) to a route's OpenAPI responses, and the host scope's 400 and 404."""
+
+    def decorator(func: F) -> F:
+        for status in (400, 404):  # ?host= empty, no such host (see _hostscope)
+            func = document_response(Failure, status)(func)
+        for status, model in failures.items():
+            func = document_response(model, status)(func)
+        return func
+
+    return decorator
+
+
+AGENT_FAILURES = agent_failures("AgentFailure")
+
+
 def documents_agent_errors(func: F) -> F:
-    """Add the gateway-to-agent failures (502, 503, 504) to a route's OpenAPI responses."""
-    for status in (502, 503, 504):
-        func = document_response(Failure, status)(func)
-    return func
+    """Add the gateway-to-agent failures (502, 503, 504, with their codes) and the host scope's to a route's OpenAPI."""
+    return documents_failures(AGENT_FAILURES)(func)
 
 
 def agents() -> AgentClient:
@@ -381,10 +427,12 @@ async def relay_websocket(
 __all__ = [
     "AgentClient",
     "HostQuery",
+    "agent_failures",
     "agent_websocket",
     "agents",
     "ask_agent",
     "documents_agent_errors",
+    "documents_failures",
     "install",
     "relay_websocket",
 ]

@@ -18,7 +18,7 @@ from quart_schema import document_response, tag, validate_querystring, validate_
 
 from vapor.dockerspec import CONTAINER_REF_PATTERN
 
-from ._agents import ask_agent, documents_agent_errors
+from ._agents import agent_failures, ask_agent, documents_failures
 from ._errors import INVALID_INPUT, APIError
 from ._guard import require
 from ._hostscope import HOST_PARAMETER_HELP
@@ -29,6 +29,14 @@ blueprint = Blueprint("containers", __name__, url_prefix="/api/v1/containers")
 Runtime = Literal["docker", "containerd", "cri-o"]
 RUNTIME_HELP = "Runtime to ask (default: Docker when it answers, else the CRI runtime)."
 MAX_TAIL = 10000
+
+# The agent's own 502 and 503 answers about runtimes (daemon/_containers.py), passed on as they are.
+DOCKER_ERROR = "DOCKER_ERROR"
+RUNTIME_ERROR = "RUNTIME_ERROR"
+NO_RUNTIME_AVAILABLE = "NO_RUNTIME_AVAILABLE"
+documents_runtime_errors = documents_failures(
+    agent_failures("ContainersFailure", {502: (DOCKER_ERROR, RUNTIME_ERROR), 503: (NO_RUNTIME_AVAILABLE,)})
+)
 
 
 class ContainersQuery(BaseModel):
@@ -111,7 +119,7 @@ def _params(query: ContainersQuery) -> dict[str, Any]:
 @tag(["containers"])
 @validate_querystring(ContainersQuery)
 @validate_response(Success[ContainerList])
-@documents_agent_errors
+@documents_runtime_errors
 @document_response(Failure, 400)
 async def list_containers(query_args: ContainersQuery) -> Success[ContainerList]:
     """Every container of the host, running or not, from its runtime (Docker, containerd or CRI-O)."""
@@ -125,7 +133,7 @@ async def list_containers(query_args: ContainersQuery) -> Success[ContainerList]
 @validate_querystring(ContainersQuery)
 @validate_response(Success[ContainerDetail])
 @document_response(Failure, 404)
-@documents_agent_errors
+@documents_runtime_errors
 @document_response(Failure, 400)
 async def get_container(container_id: str, query_args: ContainersQuery) -> Success[ContainerDetail]:
     """One container, by id, unique id prefix or (Docker) name."""
@@ -140,7 +148,7 @@ async def get_container(container_id: str, query_args: ContainersQuery) -> Succe
 @validate_querystring(LogsQuery)
 @validate_response(Success[ContainerLogs])
 @document_response(Failure, 404)
-@documents_agent_errors
+@documents_runtime_errors
 @document_response(Failure, 400)
 async def container_logs(container_id: str, query_args: LogsQuery) -> Success[ContainerLogs]:
     """The last lines a container wrote to stdout and stderr."""

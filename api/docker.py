@@ -17,16 +17,19 @@ from quart_schema import document_response, tag, validate_querystring, validate_
 
 from vapor.dockerspec import CreateContainerRequest, PullImageRequest
 
-from ._agents import ask_agent, documents_agent_errors
+from ._agents import agent_failures, ask_agent, documents_failures
 from ._bodyless import NoBody, optional_body
 from ._guard import require
 from ._hostscope import HOST_PARAMETER_HELP
 from ._schema import Failure, Success
-from .containers import container_ref
+from .containers import DOCKER_ERROR, NO_RUNTIME_AVAILABLE, container_ref
 
 blueprint = Blueprint("docker", __name__, url_prefix="/api/v1/docker")
 
 PULL_TIMEOUT = 900.0  # seconds a pull may take (a large image from a slow registry)
+documents_docker_errors = documents_failures(
+    agent_failures("DockerFailure", {502: (DOCKER_ERROR,), 503: (NO_RUNTIME_AVAILABLE,)})
+)
 
 
 class HostQuery(BaseModel):
@@ -106,7 +109,7 @@ class PulledImage(BaseModel):
 @tag(["docker"])
 @validate_querystring(HostQuery)
 @validate_response(Success[DockerContainers])
-@documents_agent_errors
+@documents_docker_errors
 @document_response(Failure, 400)
 async def ps(query_args: HostQuery) -> Success[DockerContainers]:
     """Every Docker container, running or not (docker ps -a)."""
@@ -122,7 +125,7 @@ async def ps(query_args: HostQuery) -> Success[DockerContainers]:
 @validate_response(Success[CreatedContainer], 201)
 @document_response(Failure, 400)
 @document_response(Failure, 409)
-@documents_agent_errors
+@documents_docker_errors
 @document_response(Failure, 404)
 async def create_container(
     data: CreateContainerRequest, query_args: HostQuery
@@ -140,7 +143,7 @@ async def create_container(
 @optional_body(NoBody)
 @validate_response(Success[ContainerOutcome])
 @document_response(Failure, 404)
-@documents_agent_errors
+@documents_docker_errors
 @document_response(Failure, 400)
 @document_response(Failure, 409)
 async def start_container(container_id: str, query_args: HostQuery) -> Success[ContainerOutcome]:
@@ -157,7 +160,7 @@ async def start_container(container_id: str, query_args: HostQuery) -> Success[C
 @optional_body(NoBody)
 @validate_response(Success[ContainerOutcome])
 @document_response(Failure, 404)
-@documents_agent_errors
+@documents_docker_errors
 @document_response(Failure, 400)
 @document_response(Failure, 409)
 async def stop_container(container_id: str, query_args: StopQuery) -> Success[ContainerOutcome]:
@@ -176,7 +179,7 @@ async def stop_container(container_id: str, query_args: StopQuery) -> Success[Co
 @validate_response(Success[RemovedContainer])
 @document_response(Failure, 404)
 @document_response(Failure, 409)
-@documents_agent_errors
+@documents_docker_errors
 @document_response(Failure, 400)
 async def remove_container(container_id: str, query_args: HostQuery) -> Success[RemovedContainer]:
     """Remove a stopped container; a running one is refused (409 DOCKER_ERROR): stop it first."""
@@ -192,7 +195,7 @@ async def remove_container(container_id: str, query_args: HostQuery) -> Success[
 @validate_request(PullImageRequest)
 @validate_response(Success[PulledImage])
 @document_response(Failure, 400)
-@documents_agent_errors
+@documents_docker_errors
 @document_response(Failure, 404)
 @document_response(Failure, 409)
 async def pull_image(data: PullImageRequest, query_args: HostQuery) -> Success[PulledImage]:

@@ -296,6 +296,7 @@ def _addresses_now(host: Host, name: str, observed: InterfaceStatus) -> list[str
 @validate_querystring(HostQuery)
 @validate_response(Success[InterfaceList])
 @document_response(Failure, 400)
+@document_response(Failure, 404)
 async def list_interfaces(query_args: HostQuery) -> Success[InterfaceList]:
     """Every network interface of the host with its configuration and counters, as its agent reports them."""
     host = scoped_host(query_args.host)

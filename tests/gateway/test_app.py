@@ -67,6 +67,23 @@ async def test_openapi_and_docs_are_served(client: Client) -> None:
     assert "swagger" in (await docs.get_data(as_text=True)).lower()
 
 
+async def test_the_5xx_answers_of_host_endpoints_list_their_codes(client: Client) -> None:
+    spec = await (await client.get("/openapi.json")).get_json()
+    schemas = spec["components"]["schemas"]
+
+    def codes(path: str, method: str, status: int) -> set[str]:
+        answer = spec["paths"][path][method]["responses"][str(status)]["content"]["application/json"]["schema"]
+        code = schemas[answer["properties"]["error"]["$ref"].rpartition("/")[2]]["properties"]["code"]
+        return set(code.get("enum") or [code["const"]])
+
+    assert codes("/api/v1/docker/ps", "get", 503) == {"AGENT_UNAVAILABLE", "AUTH_UNAVAILABLE", "NO_RUNTIME_AVAILABLE"}
+    assert codes("/api/v1/containers", "get", 502) >= {"AGENT_UNREACHABLE", "DOCKER_ERROR", "RUNTIME_ERROR"}
+    assert codes("/api/v1/system/summary", "get", 503) == {"AGENT_UNAVAILABLE", "AUTH_UNAVAILABLE"}
+    assert codes("/api/v1/logs", "get", 504) == {"AGENT_TIMEOUT"}
+    for path in ("/api/v1/system/summary", "/api/v1/users", "/api/v1/network/interfaces"):
+        assert {"400", "404"} <= set(spec["paths"][path]["get"]["responses"]), path  # ?host= empty, no such host
+
+
 async def test_an_unexpected_failure_is_an_internal_error_without_a_trace(
     client: Client, users: Users, kubectl: Kubectl, gateway_config: dict[str, Any]
 ) -> None:
