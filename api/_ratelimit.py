@@ -1,5 +1,7 @@
 """The contract's rate limit: at most RATE_LIMIT requests per minute from one client address.
 
+The client address is the socket's peer, or what a trusted proxy forwarded (_clients).
+
 A fixed one-minute window per address, in memory: each replica counts on its
 own, so behind N replicas a client gets up to N times the limit. 0 turns it off.
 """
@@ -10,6 +12,7 @@ import time
 
 from quart import Quart, Response, request
 
+from ._clients import client_of
 from ._errors import RATE_LIMITED, APIError, error_response
 
 WINDOW = 60.0
@@ -47,7 +50,7 @@ def install(app: Quart, limit: int) -> None:
     async def rate_limit() -> Response | None:
         if not request.path.startswith("/api/"):
             return None
-        wait = limiter.hit(request.remote_addr or "")
+        wait = limiter.hit(client_of(request.remote_addr, request.headers))
         if not wait:
             return None
         response = error_response(

@@ -11,6 +11,7 @@ from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
 from . import (
     _agents,
+    _clients,
     _metrics,
     _ratelimit,
     auth,
@@ -48,6 +49,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 100 << 20,  # bytes of a request body: the contract's 100 MB (413 above it)
     "DEFAULT_HOST": None,  # host (id or name) of host-scoped endpoints called without ?host=
     "RATE_LIMIT": 100,  # requests per minute per client address, as the contract says (0: no limit)
+    "TRUSTED_PROXIES": "",  # CIDRs of proxies whose X-Forwarded-For names the client (see _clients)
     "AGENT_TIMEOUT": 30.0,  # seconds the gateway waits for an agent's node-local API
     "AGENT_TOKEN_FILE": None,  # the gateway's token for agents (default: the pod's service-account token)
     "AGENT_SERVICE_ACCOUNT": "vapor-system/vapor-gateway",  # else a TokenRequest for this (dev, tests)
@@ -68,6 +70,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         redoc_ui_path=None,
         scalar_ui_path=None,
     )
+    _clients.install(app)
     app.json = OrjsonProvider(app)
     app.request_class = JSONRequest
     app.register_blueprint(auth.blueprint)

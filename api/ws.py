@@ -30,6 +30,7 @@ import orjson
 from quart import Blueprint, current_app, websocket
 
 from ._agents import relay_websocket
+from ._clients import client_of
 from ._errors import INVALID_INPUT, RATE_LIMITED, UNAUTHORIZED, APIError
 from ._state import gateway
 from ._tokens import InvalidToken
@@ -105,7 +106,7 @@ def _host() -> str | None:
 
 
 async def _serve(path: str, *, as_user: bool) -> None:
-    client = websocket.remote_addr or ""
+    client = client_of(websocket.remote_addr, websocket.headers)
     sockets = _open_sockets()
     await websocket.accept()
     if sockets[client] >= MAX_SOCKETS:

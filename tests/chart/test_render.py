@@ -32,6 +32,7 @@ OTHER_VALUES = [
     "--set", "gateway.authHost=node-1",
     "--set", "agent.pamService=vapor-login",
     "--set", "gateway.rateLimit=0",
+    "--set", "gateway.trustedProxies=10.0.0.0/8",
     "--set", "gateway.service.type=NodePort",
     "--set", "gateway.service.nodePort=30080",
     "--set", "gateway.ingress.enabled=true",
@@ -148,6 +149,7 @@ def test_other_values_reach_the_objects(helm: Helm) -> None:
     assert env_of(gateway)["VAPOR_RATE_LIMIT"] == "0"
     assert env_of(gateway)["VAPOR_SECRET_NAMESPACE"] == "infra"
     assert env_of(gateway)["VAPOR_AUTH_HOST"] == "node-1"
+    assert env_of(gateway)["VAPOR_TRUSTED_PROXIES"] == "10.0.0.0/8"
     # hostUsers: the node's user files, read-only, and root to read the shadow file.
     assert gateway["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 0
     assert {m["mountPath"] for m in container(gateway)["volumeMounts"] if m.get("readOnly")} == {
