@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import agent_idle, controlplane, gateway, journal_logs, migration, vm_start
+from . import agent_idle, controlplane, gateway, journal_logs, login, migration, vm_start, ws_metrics
 
 BENCHMARKS = {
     "agent_idle": agent_idle.main,
     "controlplane": controlplane.main,
     "gateway": gateway.main,
     "journal_logs": journal_logs.main,
+    "login": login.main,
     "migration": migration.main,
     "vm_start": vm_start.main,
+    "ws_metrics": ws_metrics.main,
 }
 
 
