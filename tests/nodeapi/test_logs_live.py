@@ -15,42 +15,33 @@ from __future__ import annotations
 import datetime as dt
 import os
 import socket
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from ..support.journald import Journald, journal_for_the_agent
+from ..support import journald as live
+from ..support.journald import Journald
 from ..support.wait import eventually
-from .test_logs import NAMES, logs, node, token  # noqa: F401  (node and token are fixtures used here)
+from . import test_logs
+from .test_logs import NAMES, logs
 
 pytestmark = pytest.mark.controlplane
+
+# fixtures of other modules, under the names the tests ask for: test_logs' node asks for the live journal here
+journal, node, token = live.journal, test_logs.node, test_logs.token
 
 COUNT = 24
 
 
-@pytest.fixture
-def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[Journald]:
-    """The live journald the agent reads (overrides test_logs' fixture journal, which its ``node`` asks for)."""
-    with journal_for_the_agent(monkeypatch) as journald:
-        yield journald
-
-
-@pytest.fixture
-def identifier() -> str:
-    return f"vt-{uuid.uuid4().hex[:8]}"
-
-
-def send_batch(journal: Journald, identifier: str, count: int = COUNT, first: int = 0) -> list[str]:
+def send_batch(journald: Journald, count: int = COUNT, first: int = 0) -> list[str]:
     """``count`` entries at priorities 0..7 in turn; their messages, newest first."""
     for i in range(first, first + count):
-        journal.send(f"live {i}", identifier=identifier, priority=i % 8)
+        journald.send(f"live {i}", priority=i % 8)
     return [f"live {i}" for i in reversed(range(first, first + count))]
 
 
-async def settled(client: Client, token: str, count: int, **params: Any) -> dict[str, Any]:  # noqa: F811
+async def settled(client: Client, token: str, count: int, **params: Any) -> dict[str, Any]:
     """The answer (one page of up to 1000) once ``count`` entries match: journald writes a moment after a send."""
 
     async def probe() -> dict[str, Any] | None:
@@ -73,14 +64,11 @@ def messages(data: dict[str, Any]) -> list[str]:
 
 
 async def test_live_entries_newest_first_in_pages_with_the_total(
-    gw_client: Client,
-    token: str,  # noqa: F811
-    journal: Journald,
-    identifier: str,
+    gw_client: Client, token: str, journal: Journald
 ) -> None:
     before = dt.datetime.now(dt.UTC)
-    sent = send_batch(journal, identifier)
-    everything = await settled(gw_client, token, COUNT, service=identifier)
+    sent = send_batch(journal)
+    everything = await settled(gw_client, token, COUNT, service=journal.identifier)
     assert messages(everything) == sent
     stamps = [micros(e["timestamp"]) for e in everything["logs"]]
     assert stamps == sorted(stamps, reverse=True)
@@ -89,61 +77,47 @@ async def test_live_entries_newest_first_in_pages_with_the_total(
     assert top == {
         "timestamp": top["timestamp"],
         "priority": NAMES[(COUNT - 1) % 8],
-        "unit": identifier,
+        "unit": journal.identifier,
         "message": f"live {COUNT - 1}",
         "hostname": socket.gethostname(),
         "pid": os.getpid(),  # journald's view of the sender (SCM_CREDENTIALS), not a field the test wrote
     }
-    pages = [await logs(gw_client, token, service=identifier, page=n, page_size=10) for n in (1, 2, 3, 4)]
+    pages = [await logs(gw_client, token, service=journal.identifier, page=n, page_size=10) for n in (1, 2, 3, 4)]
     assert [p["total_count"] for p in pages] == [COUNT] * 4
     assert [messages(p) for p in pages] == [sent[:10], sent[10:20], sent[20:], []]
 
 
-async def test_without_filters_the_whole_journal_counts(
-    gw_client: Client,
-    token: str,  # noqa: F811
-    journal: Journald,
-    identifier: str,
-) -> None:
+async def test_without_filters_the_whole_journal_counts(gw_client: Client, token: str, journal: Journald) -> None:
     """journald's own entries ("Journal started") are in the same journal: every entry is counted once."""
-    sent = send_batch(journal, identifier)
-    await settled(gw_client, token, COUNT, service=identifier)
+    sent = send_batch(journal)
+    await settled(gw_client, token, COUNT, service=journal.identifier)
     own = await logs(gw_client, token, service="systemd-journald")
     assert own["total_count"] >= 1 and {e["unit"] for e in own["logs"]} == {"systemd-journald"}
     whole = await logs(gw_client, token)
     assert whole["total_count"] == COUNT + own["total_count"]
-    assert {e["unit"] for e in whole["logs"]} == {identifier, "systemd-journald"}
+    assert {e["unit"] for e in whole["logs"]} == {journal.identifier, "systemd-journald"}
     assert [m for m in messages(whole) if m.startswith("live ")] == sent
 
 
 @pytest.mark.parametrize("priority", ["err", "3"])
 async def test_priority_keeps_that_level_and_worse(
-    gw_client: Client,
-    token: str,  # noqa: F811
-    journal: Journald,
-    identifier: str,
-    priority: str,
+    gw_client: Client, token: str, journal: Journald, priority: str
 ) -> None:
-    sent = send_batch(journal, identifier)
+    sent = send_batch(journal)
     severe = [m for m in sent if int(m.split()[1]) % 8 <= 3]
     data = await settled(gw_client, token, len(severe), priority=priority)  # journald's own entries are info
     assert messages(data) == severe
     assert {e["priority"] for e in data["logs"]} == {"emergency", "alert", "critical", "error"}
-    second = await logs(gw_client, token, priority=priority, service=identifier, page=2, page_size=4)
+    second = await logs(gw_client, token, priority=priority, service=journal.identifier, page=2, page_size=4)
     assert (second["total_count"], messages(second)) == (len(severe), severe[4:8])
-    warnings = await logs(gw_client, token, priority="warning", service=identifier)
+    warnings = await logs(gw_client, token, priority="warning", service=journal.identifier)
     assert messages(warnings) == [m for m in sent if int(m.split()[1]) % 8 <= 4]
 
 
-async def test_since_and_until_on_journald_stamps(
-    gw_client: Client,
-    token: str,  # noqa: F811
-    journal: Journald,
-    identifier: str,
-) -> None:
+async def test_since_and_until_on_journald_stamps(gw_client: Client, token: str, journal: Journald) -> None:
     """Windows cut at the exact microsecond of live entries, in both forms; both ends inclusive."""
-    send_batch(journal, identifier)
-    newest_first = (await settled(gw_client, token, COUNT, service=identifier))["logs"]
+    send_batch(journal)
+    newest_first = (await settled(gw_client, token, COUNT, service=journal.identifier))["logs"]
     stamps = [micros(e["timestamp"]) for e in newest_first]
     low, high = stamps[14], stamps[5]  # the 10th .. 19th entry sent
 
@@ -153,13 +127,17 @@ async def test_since_and_until_on_journald_stamps(
     window = inside(low, high)
     assert len(window) >= 10
     iso = await logs(
-        gw_client, token, service=identifier, since=newest_first[14]["timestamp"], until=newest_first[5]["timestamp"]
+        gw_client,
+        token,
+        service=journal.identifier,
+        since=newest_first[14]["timestamp"],
+        until=newest_first[5]["timestamp"],
     )
     assert (iso["total_count"], messages(iso)) == (len(window), window)
     unix = await logs(
         gw_client,
         token,
-        service=identifier,
+        service=journal.identifier,
         since=f"{low // 1_000_000}.{low % 1_000_000:06d}",
         until=f"{high // 1_000_000}.{high % 1_000_000:06d}",
         page=2,
@@ -168,46 +146,40 @@ async def test_since_and_until_on_journald_stamps(
     assert (unix["total_count"], messages(unix)) == (len(window), window[4:8])
     one = await logs(gw_client, token, since=newest_first[9]["timestamp"], until=newest_first[9]["timestamp"])
     assert messages(one) == inside(stamps[9], stamps[9])
-    after = await logs(gw_client, token, service=identifier, since=newest_first[2]["timestamp"], priority="err")
+    after = await logs(gw_client, token, service=journal.identifier, since=newest_first[2]["timestamp"], priority="err")
     assert messages(after) == [m for m in inside(stamps[2], stamps[0]) if int(m.split()[1]) % 8 <= 3]
-    before = await logs(gw_client, token, service=identifier, until=newest_first[-2]["timestamp"])
+    before = await logs(gw_client, token, service=journal.identifier, until=newest_first[-2]["timestamp"])
     assert messages(before) == inside(0, stamps[-2])
 
 
 async def test_syslog_entries_from_logger_are_found_by_identifier(
-    gw_client: Client,
-    token: str,  # noqa: F811
-    journal: Journald,
-    identifier: str,
+    gw_client: Client, token: str, journal: Journald
 ) -> None:
-    other = f"{identifier}-other"
-    journal.logger("disk almost full", identifier=identifier, priority="daemon.err")
-    journal.logger("checked", identifier=identifier, priority="daemon.info")
+    other = f"{journal.identifier}-other"
+    journal.logger("disk almost full", priority="daemon.err")
+    journal.logger("checked", priority="daemon.info")
     journal.send("not mine", identifier=other, priority=3)
-    data = await settled(gw_client, token, 2, service=identifier)
+    data = await settled(gw_client, token, 2, service=journal.identifier)
     assert [(e["message"], e["priority"], e["unit"]) for e in data["logs"]] == [
-        ("checked", "info", identifier),
-        ("disk almost full", "error", identifier),
+        ("checked", "info", journal.identifier),
+        ("disk almost full", "error", journal.identifier),
     ]
     assert all(e["pid"] not in (None, os.getpid()) for e in data["logs"])  # logger's own PID
-    errors = await logs(gw_client, token, service=identifier, priority="err")
+    errors = await logs(gw_client, token, service=journal.identifier, priority="err")
     assert messages(errors) == ["disk almost full"]
     assert messages(await settled(gw_client, token, 1, service=other)) == ["not mine"]
 
 
 async def test_entries_written_later_and_after_a_rotation_are_read(
-    gw_client: Client,
-    token: str,  # noqa: F811
-    journal: Journald,
-    identifier: str,
+    gw_client: Client, token: str, journal: Journald
 ) -> None:
     """The agent opens the folder per request: new entries and the files of a rotation are seen, each once."""
-    older = send_batch(journal, identifier, count=5)
-    assert messages(await settled(gw_client, token, 5, service=identifier)) == older
+    older = send_batch(journal, count=5)
+    assert messages(await settled(gw_client, token, 5, service=journal.identifier)) == older
     journal.rotate()
     assert len(list(journal.directory.glob("*.journal"))) >= 2  # the archived file and the new one
-    newer = send_batch(journal, identifier, count=5, first=5)
-    data = await settled(gw_client, token, 10, service=identifier)
+    newer = send_batch(journal, count=5, first=5)
+    data = await settled(gw_client, token, 10, service=journal.identifier)
     assert messages(data) == newer + older
-    across = await logs(gw_client, token, service=identifier, page=2, page_size=3)
+    across = await logs(gw_client, token, service=journal.identifier, page=2, page_size=3)
     assert (across["total_count"], messages(across)) == (10, (newer + older)[3:6])

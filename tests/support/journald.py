@@ -20,13 +20,14 @@ entries are sent as native-protocol datagrams (``send``) or by the real
 
 ``stop()`` ends journald by its PID and removes its sockets, its journal files,
 the drop-in, and the folders it made (``/run/log/journal`` when it did not exist).
+The fixture ``journal`` (a Journald the agent reads) is imported by the test
+modules that use it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -39,6 +40,8 @@ from typing import Any
 import pytest
 
 from vapor.agent._journal_api import JOURNAL_PATH_ENV
+
+from .processes import terminate
 
 JOURNALD = "/lib/systemd/systemd-journald"
 RUNTIME_ROOT = Path("/run/systemd")
@@ -78,6 +81,7 @@ class Journald:
 
     def __init__(self) -> None:
         self.namespace = f"vapor-test-{uuid.uuid4().hex[:8]}"
+        self.identifier = f"vt-{uuid.uuid4().hex[:8]}"  # the syslog identifier entries are sent as by default
         machine_id = Path("/etc/machine-id").read_text().strip()
         self.directory = VOLATILE_ROOT / f"{machine_id}.{self.namespace}"
         self.sockets = RUNTIME_ROOT / f"journal.{self.namespace}"
@@ -118,18 +122,19 @@ class Journald:
             time.sleep(0.05)
         raise JournaldError(f"journald did not start within {timeout:.0f}s:\n{self.tail()}")
 
-    def send(self, message: str, *, identifier: str, priority: int = 6, **fields: str) -> None:
+    def send(self, message: str, *, priority: int = 6, identifier: str | None = None, **fields: str) -> None:
         """One entry over the native socket, as ``sd_journal_send`` would (the sender's PID is this process)."""
+        sender = identifier or self.identifier
         datagram = native_datagram(
-            {"MESSAGE": message, "PRIORITY": str(priority), "SYSLOG_IDENTIFIER": identifier, **fields}
+            {"MESSAGE": message, "PRIORITY": str(priority), "SYSLOG_IDENTIFIER": sender, **fields}
         )
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
             sender.sendto(datagram, str(self.sockets / "socket"))
 
-    def logger(self, message: str, *, identifier: str, priority: str = "user.info") -> None:
+    def logger(self, message: str, *, priority: str = "user.info", identifier: str | None = None) -> None:
         """One entry through the syslog socket, written by the real ``logger``."""
         target = ["--socket", str(self.sockets / "dev-log"), "--socket-errors=on"]
-        command = ["logger", *target, "--tag", identifier, "--priority", priority, "--", message]
+        command = ["logger", *target, "--tag", identifier or self.identifier, "--priority", priority, "--", message]
         subprocess.run(command, check=True, capture_output=True)
 
     def rotate(self) -> None:
@@ -150,13 +155,7 @@ class Journald:
 
     def stop(self) -> None:
         """Stop journald by its PID (SIGKILL after 10 s) and remove everything it and ``start`` made."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         for folder in (self.sockets, self.directory, self.dropin):
             shutil.rmtree(folder, ignore_errors=True)
         for folder in self._missing:
@@ -178,9 +177,9 @@ class Journald:
         self.stop()
 
 
-@contextlib.contextmanager
-def journal_for_the_agent(monkeypatch: pytest.MonkeyPatch) -> Iterator[Journald]:
-    """A live journald whose folder the agent's /logs and /ws/logs read for the block (``$VAPOR_JOURNAL_PATH``)."""
+@pytest.fixture
+def journal(monkeypatch: pytest.MonkeyPatch) -> Iterator[Journald]:
+    """A live journald whose folder the agent's /logs and /ws/logs read during the test (``$VAPOR_JOURNAL_PATH``)."""
     with Journald() as journald:
         monkeypatch.setenv(JOURNAL_PATH_ENV, str(journald.directory))
         yield journald

@@ -8,7 +8,6 @@ hermetic dockerd pulls from it as it is.
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -16,6 +15,8 @@ import time
 from pathlib import Path
 
 from vapor.devenv.processes import free_port
+
+from .processes import terminate
 
 CONFIG = """\
 version: 0.1
@@ -72,13 +73,7 @@ class Registry:
 
     def stop(self) -> None:
         """Stop it by its PID and remove its storage."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        terminate(self.proc)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Registry:
