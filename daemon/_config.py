@@ -37,6 +37,7 @@ class AgentConfig:
     api_allowed_user: str = "system:serviceaccount:vapor-system:vapor-gateway"  # the only caller of the node API
     api_tls: bool = True  # self-signed certificate, fingerprint published in Host status
     host_root: Path = Path("/")  # the node's root filesystem as the agent sees it ("/host" in the chart)
+    mount_namespace_pid: int | None = None  # Mounts are made in this process's mount namespace (chart: 1)
     pam_service: str = "login"  # the PAM service that checks logins' passwords (node API /accounts)
     netns: str | None = None  # network namespace whose interfaces the agent manages (None: its own)
     network_probe: str | None = None  # host:port whose reach tells "cut off" (None: the API server)
@@ -109,6 +110,13 @@ def _parser() -> argparse.ArgumentParser:
         "are handled in a chroot there (default $VAPOR_HOST_ROOT, else /)",
     )
     p.add_argument(
+        "--mount-namespace-pid",
+        type=int,
+        default=None,
+        help="mount and unmount Mounts in the mount namespace of this process, e.g. 1 (the node's init, with "
+        "hostPID) when the agent runs in a container (default: the agent's own)",
+    )
+    p.add_argument(
         "--pam-service",
         default=os.environ.get("VAPOR_PAM_SERVICE", AgentConfig.pam_service),
         help="PAM service that checks the passwords of logins the gateway forwards (default $VAPOR_PAM_SERVICE, "
@@ -175,6 +183,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         api_allowed_user=args.api_allowed_user,
         api_tls=args.api_tls,
         host_root=args.host_root,
+        mount_namespace_pid=args.mount_namespace_pid,
         pam_service=args.pam_service,
         netns=args.netns or None,
         network_probe=args.network_probe or None,

@@ -1,24 +1,31 @@
-"""The node's own accounts when the agent runs in a container: account work runs chrooted in the node's root.
+"""The node's own accounts and mounts when the agent runs in a container: the work runs in the node's context.
 
-In a container the agent's ``/`` is its image: ``/etc/passwd``, ``/etc/pam.d``,
-useradd and the login shells there are the image's, not the node's. The
-chart mounts the node's ``/`` at ``/host`` and passes ``--host-root=/host``.
-Every operation on the node's Linux accounts (the users routes, password
-checks for logins, the account a terminal runs as) then runs in a
-short-lived child, ``python -m vapor.agent._hostroot <root>``, which imports
-what it needs, chroots into the node's root and does the work there with the
-node's own files, PAM configuration and programs. The request (passwords
-included) travels on the child's standard input, never on its command line.
-With ``--host-root=/`` (the default: the agent runs on the host itself) the
-same functions run in a thread of the agent.
+In a container the agent's ``/`` is its image and its mount namespace its
+own: ``/etc/passwd``, ``/etc/pam.d``, useradd and the login shells there are
+the image's, and what it mounts only it sees. Two settings fix that, both
+set by the chart:
 
-Inside the chroot the child's import path is emptied: a module it forgot to
-import beforehand fails loudly instead of being found in the node's files.
+- ``--host-root=/host`` (the node's ``/`` is mounted there): account work
+  (the users routes, password checks for logins, the account a terminal runs
+  as) runs in a short-lived child, ``python -m vapor.agent._hostroot --root
+  <root>``, which imports what it needs, chroots into the node's root and
+  does the work with the node's files, PAM configuration and programs.
+- ``--mount-namespace-pid=1`` (the node's init, seen through hostPID):
+  Mounts are mounted and unmounted by a child that joins that process's
+  mount namespace first (``--mount-ns-of <pid>``), so the mount table, the
+  mount point's path and mount(8) are the node's and the node sees the result.
+
+The request (passwords included) travels on the child's standard input,
+never on its command line. With the defaults (the agent on the host itself)
+the same functions run in a thread of the agent. Inside the child the import
+path is emptied once it has moved: a module it forgot to import beforehand
+fails loudly instead of being found in the node's files.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import sys
 from collections.abc import Callable
@@ -29,6 +36,7 @@ import orjson
 
 from vapor import hostaccounts
 
+from ._mountops import MountRefused, mount_in_node, unmount_in_node
 from ._useraccounts import INTERNAL_ERROR, AccountError, create_user, list_users, login_account, reset_password
 
 OPERATIONS: dict[str, Callable[..., Any]] = {
@@ -38,31 +46,30 @@ OPERATIONS: dict[str, Callable[..., Any]] = {
     "create_user": create_user,
     "reset_password": reset_password,
     "login_account": login_account,
+    "mount_in_node": mount_in_node,
+    "unmount_in_node": unmount_in_node,
 }
 CHILD_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/", "LANG": "C.UTF-8"}
-CHILD_TIMEOUT = 120.0  # useradd -m can be slow on a busy disk; PAM delays failures
+CHILD_TIMEOUT = 180.0  # useradd -m or mkfs can be slow on a busy disk; PAM delays failures
+CLONE_NEWNS = 0x00020000
 
 
-class HostRoot:
-    """Where the node's root is, and how to run an account operation there."""
+class _Runner:
+    """Runs an operation in a thread (``where`` is None) or in a child moved to the node's context."""
 
-    def __init__(self, path: Path | str = "/") -> None:
-        self.path = Path(path)
-
-    @property
-    def is_own_root(self) -> bool:
-        """Whether the agent's own ``/`` is the node's (no chroot needed)."""
-        return self.path.resolve() == Path("/")
+    def __init__(self, where: list[str] | None, label: str) -> None:
+        self.where = where
+        self.label = label
 
     async def call(self, operation: str, *args: Any) -> Any:
-        """``OPERATIONS[operation](*args)`` on the node; its AccountError is raised here as it was there."""
-        if self.is_own_root:
+        """``OPERATIONS[operation](*args)``; its AccountError or MountRefused is raised here as it was there."""
+        if self.where is None:
             return await asyncio.to_thread(OPERATIONS[operation], *args)
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             __name__,
-            str(self.path),
+            *self.where,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
@@ -74,35 +81,72 @@ class HostRoot:
         except TimeoutError:
             child.kill()
             await child.wait()
-            raise AccountError(
-                500, INTERNAL_ERROR, f"{operation} in {self.path} did not finish in {CHILD_TIMEOUT:g} s"
-            ) from None
+            raise self._failure(operation, f"did not finish in {CHILD_TIMEOUT:g} s", None) from None
         try:
             answer = orjson.loads(out)
         except orjson.JSONDecodeError:
-            raise AccountError(
-                500,
-                INTERNAL_ERROR,
-                f"{operation} in {self.path} failed (exit status {child.returncode})",
-                err.decode(errors="replace").strip()[-300:],
-            ) from None
-        if "error" in answer:
-            raise AccountError(**answer["error"])
-        return answer["result"]
+            details = err.decode(errors="replace").strip()[-300:]
+            raise self._failure(operation, f"failed (exit status {child.returncode})", details) from None
+        error = answer.get("error")
+        if error is None:
+            return answer["result"]
+        if error.pop("kind") == "mount":
+            raise MountRefused(error["message"])
+        raise AccountError(**error)
+
+    def _failure(self, operation: str, what: str, details: str | None) -> Exception:
+        message = f"{operation} in {self.label} {what}"
+        if operation.endswith("_in_node"):
+            return MountRefused(message + (f": {details}" if details else ""))
+        return AccountError(500, INTERNAL_ERROR, message, details)
 
 
-def _serve(root: str) -> dict[str, Any]:
-    """In the child: read the request, chroot, run it, answer with its result or its refusal."""
+class HostRoot(_Runner):
+    """Account work in the node's root (``--host-root``; ``/``: the agent's own, no child)."""
+
+    def __init__(self, path: Path | str = "/") -> None:
+        self.path = Path(path)
+        own = self.path.resolve() == Path("/")
+        super().__init__(None if own else ["--root", str(self.path)], str(self.path))
+
+
+class NodeNamespace(_Runner):
+    """Mount work in the mount namespace of process ``pid`` (``--mount-namespace-pid``; None: the agent's own)."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        super().__init__(None if pid is None else ["--mount-ns-of", str(pid)], f"the mount namespace of pid {pid}")
+
+
+def _join_mount_namespace(pid: int) -> None:
+    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNS) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"setns into the mount namespace of pid {pid}: {os.strerror(error)}")
+    finally:
+        os.close(fd)
+    os.chdir("/")  # setns moved the root and the working directory to the namespace's
+
+
+def _serve(where: list[str]) -> dict[str, Any]:
+    """In the child: read the request, move into the node's context, run it, answer with its result or refusal."""
     request = orjson.loads(sys.stdin.buffer.read())
     operation = OPERATIONS[request["operation"]]
-    os.chroot(root)
-    os.chdir("/")
+    if where[0] == "--root":
+        os.chroot(where[1])
+        os.chdir("/")
+    else:
+        _join_mount_namespace(int(where[1]))
     sys.path.clear()
     try:
         return {"result": operation(*request["args"])}
     except AccountError as exc:
-        return {"error": {"status": exc.status, "code": exc.code, "message": exc.message, "details": exc.details}}
+        fields = {"status": exc.status, "code": exc.code, "message": exc.message, "details": exc.details}
+        return {"error": {"kind": "account", **fields}}
+    except MountRefused as exc:
+        return {"error": {"kind": "mount", "message": str(exc)}}
 
 
 if __name__ == "__main__":
-    sys.stdout.buffer.write(orjson.dumps(_serve(sys.argv[1])))
+    sys.stdout.buffer.write(orjson.dumps(_serve(sys.argv[1:3])))

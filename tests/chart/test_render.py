@@ -134,6 +134,7 @@ def test_agent_runs_privileged_on_the_node_with_its_paths(helm: Helm) -> None:
     assert mounts["root"] == "/host" and mounts["machine-id"] == "/etc/machine-id"
     assert "--host-root=/host" in container(agent)["args"]  # users, logins and terminals are the node's
     assert "--pam-service=login" in container(agent)["args"]
+    assert "--mount-namespace-pid=1" in container(agent)["args"]  # Mounts are the node's, not the container's
     assert "--docker-host=unix:///host/var/run/docker.sock" in container(agent)["args"]
     assert "--cri-socket=/host/run/containerd/containerd.sock" in container(agent)["args"]
     gateway = by_kind(helm.objects("vapor", "vapor-system"))[("Deployment", "vapor-gateway")]
