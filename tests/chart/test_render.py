@@ -126,6 +126,7 @@ def test_agent_runs_privileged_on_the_node_with_its_paths(helm: Helm) -> None:
         "/run/udev",
         "/",
         "/var/log/journal",
+        "/run/log/journal",
         "/run/systemd/journal",
         "/sys",
         "/var/lib/vapor",
