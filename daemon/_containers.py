@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from ._refusal import Refusal
+
 log = logging.getLogger("vapor.agent.containers")
 
 NO_RUNTIME_AVAILABLE = "NO_RUNTIME_AVAILABLE"
@@ -38,22 +40,8 @@ DEFAULT_TAIL = 1000
 MAX_TAIL = 10000
 
 
-class ContainerError(Exception):
-    """A failure the client should see: HTTP status, a contract code, a sentence and optional details."""
-
-    def __init__(self, status: int, code: str, message: str, details: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
-
-    def body(self) -> dict[str, Any]:
-        """The ``error`` object of the contract's envelope."""
-        error: dict[str, Any] = {"code": self.code, "message": self.message}
-        if self.details:
-            error["details"] = self.details
-        return error
+class ContainerError(Refusal):
+    """A container runtime refusal or failure (see _refusal)."""
 
 
 def check_ref(ref: str) -> str:

@@ -29,8 +29,8 @@ Adding endpoints (other modules of the agent)
 
     and add ``"vapor.agent._<area>_api"`` to ``ROUTE_MODULES`` below. Paths
     mirror the gateway's without ``/api/v1``. Raise ``NodeAPIError(status,
-    code, message, details)`` (or any exception with ``status``, ``code``,
-    ``message`` and optional ``details`` attributes, such as ContainerError)
+    code, message, details)`` (or any other Refusal of _refusal, such as
+    ContainerError or AccountError)
     and the client gets the contract's error envelope, which the gateway
     passes through unchanged. ``node.config`` is the AgentConfig, ``node.kube``
     the agent's Kubernetes connection, ``node.app.on_cleanup`` takes
@@ -73,6 +73,7 @@ from vapor.kube._client import call
 from vapor.model import Host
 
 from ._config import AgentConfig
+from ._refusal import Refusal
 
 log = logging.getLogger("vapor.agent.nodeapi")
 
@@ -109,15 +110,8 @@ M = TypeVar("M", bound=BaseModel)
 CALLER = web.RequestKey("caller", str)  # who called (the TokenReview's username), for handlers that log it
 
 
-class NodeAPIError(Exception):
-    """A failure the caller should see: HTTP status, a contract code, a sentence and optional details."""
-
-    def __init__(self, status: int, code: str, message: str, details: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
+class NodeAPIError(Refusal):
+    """A refusal of the node API itself (see _refusal)."""
 
 
 @dataclass
@@ -307,10 +301,9 @@ async def _envelope_middleware(
         return response
     except asyncio.CancelledError:
         raise
-    except Exception as exc:
-        status, what, text = (getattr(exc, a, None) for a in ("status", "code", "message"))
-        if isinstance(status, int) and isinstance(what, str) and isinstance(text, str):
-            return failure(status, what, text, getattr(exc, "details", None))
+    except Refusal as exc:
+        return failure(exc.status, exc.code, exc.message, exc.details)
+    except Exception:
         log.exception("node API request failed", extra={"path": request.path, "method": request.method})
         return failure(500, INTERNAL_ERROR, "internal error; the agent's log has the details")
 

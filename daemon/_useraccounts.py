@@ -25,6 +25,8 @@ from typing import Any
 
 from vapor.userspec import FIRST_HUMAN_UID, NOBODY, CreateUserRequest, ResetPasswordRequest
 
+from ._refusal import Refusal
+
 INVALID_INPUT = "INVALID_INPUT"
 NOT_FOUND = "NOT_FOUND"
 INTERNAL_ERROR = "INTERNAL_ERROR"
@@ -35,15 +37,8 @@ COMMAND_TIMEOUT = 60.0
 USERADD_NAME_IN_USE = 9  # useradd's exit status when the name is taken
 
 
-class AccountError(Exception):
-    """A refusal the client should see: HTTP status, a contract code, a sentence and optional details."""
-
-    def __init__(self, status: int, code: str, message: str, details: str | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
+class AccountError(Refusal):
+    """A refusal about the host's accounts (see _refusal)."""
 
 
 def _is_human(entry: pwd.struct_passwd) -> bool:

@@ -30,6 +30,12 @@ def _mounted_in(pid: int, target: Path) -> bool:
     return any(line.split()[4] == str(target) for line in lines)
 
 
+def _start_agent(agent_factory: Callable[..., AgentProcess], node: str, node_init: int) -> None:
+    """The agent as the chart runs it: Mounts in the mount namespace of the node's init."""
+    extra = ("--api-bind", "", "--mount-namespace-pid", str(node_init))
+    agent_factory(node, inventory_interval=1.0, extra_args=extra).start()
+
+
 def _phase(kubectl: Kubectl, name: str) -> str | None:
     out = kubectl("get", "mounts.vapor.io", name, "-o", "json").stdout
     return json.loads(out).get("status", {}).get("phase")
@@ -58,9 +64,7 @@ async def test_mounts_are_made_and_removed_in_the_nodes_namespace(
 ) -> None:
     node = mounts_of_node
     device, target = loops.make(), tmp_path / "in-node"
-    agent_factory(
-        node, inventory_interval=1.0, extra_args=("--api-bind", "", "--mount-namespace-pid", str(node_init))
-    ).start()
+    _start_agent(agent_factory, node, node_init)
     name = f"{node}-ns"
     kubectl.apply(mount_yaml(name, node, device, target, "ext4", label="NSDATA"))
     await eventually(lambda: _mounted_in(node_init, target), MOUNT_WAIT, "mounted in the node's namespace")
@@ -87,9 +91,7 @@ async def test_a_device_mounted_in_the_node_is_not_mounted_twice(
     elsewhere.mkdir()
     subprocess.run(["nsenter", "-t", str(node_init), "-m", "mount", device, str(elsewhere)], check=True)
     try:
-        agent_factory(
-            node, inventory_interval=1.0, extra_args=("--api-bind", "", "--mount-namespace-pid", str(node_init))
-        ).start()
+        _start_agent(agent_factory, node, node_init)
         name = f"{node}-twice"
         kubectl.apply(mount_yaml(name, node, device, target, "ext4"))
 
