@@ -9,7 +9,7 @@ refuses with INVALID_INPUT listing the choices, rather than guess.
 
 from __future__ import annotations
 
-from quart import request
+from quart import has_websocket_context, request, websocket
 
 from vapor.model import Host
 
@@ -28,7 +28,8 @@ MAX_NAMES_IN_ERROR = 10
 
 def scoped_host(host: str | None = None) -> Host:
     """The Host this request is about (``host`` overrides the query string); NOT_FOUND or INVALID_INPUT otherwise."""
-    wanted = host if host is not None else request.args.get("host")
+    query = websocket.args if has_websocket_context() else request.args  # WebSockets name a host the same way
+    wanted = host if host is not None else query.get("host")
     if wanted is not None:
         wanted = wanted.strip()
         if not wanted:

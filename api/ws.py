@@ -32,6 +32,7 @@ from quart import Blueprint, current_app, websocket
 from ._agents import relay_websocket
 from ._clients import client_of
 from ._errors import INVALID_INPUT, RATE_LIMITED, UNAUTHORIZED, APIError
+from ._hostscope import scoped_host
 from ._state import gateway
 from ._tokens import InvalidToken
 
@@ -91,20 +92,6 @@ async def _authenticate() -> str:
         raise APIError(401, UNAUTHORIZED, str(exc)) from None
 
 
-def _host() -> str | None:
-    """``?host=``, else the configured default host (None: the agent client picks the only one)."""
-    wanted = websocket.args.get("host")
-    if wanted is not None:
-        return wanted
-    default = gateway().config.get("DEFAULT_HOST")
-    if default:
-        return str(default)
-    hosts = list(gateway().hosts.items())
-    if len(hosts) == 1:
-        return str(hosts[0].metadata.name)
-    raise APIError(400, INVALID_INPUT, "give the host with ?host=<id or name>")
-
-
 async def _serve(path: str, *, as_user: bool) -> None:
     client = client_of(websocket.remote_addr, websocket.headers)
     sockets = _open_sockets()
@@ -117,7 +104,7 @@ async def _serve(path: str, *, as_user: bool) -> None:
         username = await _authenticate()
         await websocket.send(orjson.dumps({"type": "auth", "status": "ok", "user": username}).decode())
         _, subscribe = await _message("subscribe")
-        host = _host()
+        host = scoped_host().metadata.name
         log.info("websocket relayed", extra={"path": path, "user": username, "host": host, "client": client})
         await relay_websocket(path, host=host, params={"user": username} if as_user else None, first=[subscribe])
     except APIError as exc:
