@@ -50,11 +50,18 @@ async def following(client: Client, token: str, **filters: Any) -> AsyncIterator
         yield ws
 
 
-async def next_logs(ws: Socket, count: int) -> list[dict[str, Any]]:
-    """The next ``count`` messages, which must all be ``log``."""
+async def next_logs(ws: Socket, count: int, journald: Journald) -> list[dict[str, Any]]:
+    """The next ``count`` messages, which must all be ``log`` (else: what journald wrote, to tell who lost it)."""
     found = []
     for _ in range(count):
-        message = await asyncio.wait_for(receive(ws), DEADLINE)
+        try:
+            message = await asyncio.wait_for(receive(ws), DEADLINE)
+        except TimeoutError:
+            wrote = [(e["MESSAGE"], e["PRIORITY"]) for e in journald.entries()]
+            files = sorted(p.name for p in journald.directory.iterdir())
+            raise AssertionError(
+                f"no message in {DEADLINE:.0f}s after {found}; journald wrote {wrote} to {files}"
+            ) from None
         assert message["type"] == "log", message
         found.append(message["data"])
     return found
@@ -66,14 +73,15 @@ async def test_follow_delivers_entries_sent_after_the_subscription_filtered_by_p
     journal.send("before the subscription", priority=3)
     await written(journal, 1)
     async with following(gw_client, token, priority="warning", follow=True, lines=1) as ws:
-        (last,) = await next_logs(ws, 1)  # the newest entry at warning or worse (journald's own are info)
+        (last,) = await next_logs(ws, 1, journal)  # the newest entry at warning or worse (journald's own are info)
         assert last["message"] == "before the subscription"
         journal.send("too chatty", priority=6)
         journal.send("far too chatty", priority=7)
         journal.send("it broke", priority=3)
         journal.logger("it may break", priority="daemon.warning")
-        # had the filter let the first two through, they would come first: the journal is read in order
-        new = await next_logs(ws, 2)
+        # the native socket's entries are written in the order sent (the syslog socket's may come between them),
+        # so had the filter let the chatty ones through, one of them would be among the next two
+        new = sorted(await next_logs(ws, 2, journal), key=lambda e: str(e["message"]))
     assert [(e["message"], e["priority"], e["unit"]) for e in new] == [
         ("it broke", "error", journal.identifier),
         ("it may break", "warning", journal.identifier),
@@ -86,11 +94,11 @@ async def test_follow_by_identifier_and_priority_together(gw_client: Client, tok
     journal.send("mine, earlier", priority=2)
     await written(journal, 1)
     async with following(gw_client, token, unit=mine, priority="err", lines=5) as ws:
-        assert [e["message"] for e in await next_logs(ws, 1)] == ["mine, earlier"]
+        assert [e["message"] for e in await next_logs(ws, 1, journal)] == ["mine, earlier"]
         journal.send("someone else's error", priority=3, identifier=f"{mine}-other")
         journal.logger("mine, only info", priority="user.info")
         journal.logger("mine, an error", priority="user.err")
-        (new,) = await next_logs(ws, 1)
+        (new,) = await next_logs(ws, 1, journal)
     assert (new["message"], new["priority"], new["unit"]) == ("mine, an error", "error", mine)
 
 
@@ -99,11 +107,11 @@ async def test_follow_goes_on_after_the_journal_rotates(gw_client: Client, token
     journal.send("in file 1")
     await written(journal, 1)
     async with following(gw_client, token, unit=journal.identifier, follow=True, lines=1) as ws:
-        assert [e["message"] for e in await next_logs(ws, 1)] == ["in file 1"]
+        assert [e["message"] for e in await next_logs(ws, 1, journal)] == ["in file 1"]
         for n in (2, 3):
             journal.rotate()
             journal.send(f"in file {n}")
-            assert [e["message"] for e in await next_logs(ws, 1)] == [f"in file {n}"]
+            assert [e["message"] for e in await next_logs(ws, 1, journal)] == [f"in file {n}"]
     assert len(list(journal.directory.glob("*.journal"))) >= 3
 
 
@@ -112,7 +120,7 @@ async def test_without_follow_the_last_lines_then_end(gw_client: Client, token: 
         journal.send(f"line {i}", priority=i)
     await written(journal, 5)
     async with following(gw_client, token, unit=journal.identifier, follow=False, lines=3) as ws:
-        got = await next_logs(ws, 3)
+        got = await next_logs(ws, 3, journal)
         assert (await asyncio.wait_for(receive(ws), DEADLINE))["type"] == "end"
     assert [(e["message"], e["priority"]) for e in got] == [
         ("line 2", "critical"),
