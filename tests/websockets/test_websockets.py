@@ -51,7 +51,8 @@ async def test_terminal_closed_by_the_client_hangs_up_the_shell(gw_client: Clien
     async with gw_client.websocket("/ws/terminal") as ws:
         await authenticate(ws, token)
         await send(ws, {"type": "subscribe", "payload": {}})
-        await send(ws, {"type": "input", "data": "sleep 1000 & echo started\n"})
+        # st""arted: the terminal echoes the typed line at once; only the shell's output reads "started"
+        await send(ws, {"type": "input", "data": 'sleep 1000 & echo st""arted\n'})
         await _output_until(ws, "started")
         # the shell is a real process of the user
         assert subprocess.run(["pgrep", "-u", users.viewer.name], capture_output=True).returncode == 0
