@@ -63,13 +63,10 @@ async def verify(username: str, password: str) -> Account | None:
     auth_host = _auth_host()
     if auth_host is None:
         service = str(gateway().config["PAM_SERVICE"])
-        if not await asyncio.to_thread(hostaccounts.check_password, service, username, password):
-            return None
-        groups = await asyncio.to_thread(hostaccounts.groups_of, username)
+        groups = await asyncio.to_thread(hostaccounts.verify, service, username, password)
     else:
         answer = await _ask(auth_host, "POST", "/accounts/check", {"username": username, "password": password})
         groups = answer.get("groups") if isinstance(answer, dict) and answer.get("accepted") is True else None
-    # PAM may know a user the group database does not (a directory gone away): no login then.
     return None if groups is None else _account(username, list(groups))
 
 

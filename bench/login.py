@@ -55,13 +55,13 @@ async def _run(node_root: Path, service: str, name: str, password: str) -> None:
     own, chrooted = HostRoot("/"), HostRoot(node_root)
 
     async def direct() -> bool:
-        return hostaccounts.check_password(service, name, password)
+        return hostaccounts.verify(service, name, password) is not None
 
-    async def in_thread() -> bool:
-        return bool(await own.call("check_password", service, name, password))
+    async def in_thread() -> bool:  # what POST /accounts/check runs: the password, then the groups
+        return await own.call("verify", service, name, password) is not None
 
     async def in_node_root() -> bool:
-        return bool(await chrooted.call("check_password", service, name, password))
+        return await chrooted.call("verify", service, name, password) is not None
 
     for label, check in (
         ("baseline: PAM called directly", direct),

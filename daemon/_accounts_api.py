@@ -44,11 +44,9 @@ def routes(node: NodeContext) -> list[web.RouteDef]:
 
     async def post_check(request: web.Request) -> web.Response:
         body = await read_body(request, Credentials)
-        async with checks:
-            accepted = await root.call("check_password", service, body.username, body.password)
-        groups = await root.call("groups_of", body.username) if accepted else None
-        # PAM may accept a user the group database does not know (a directory gone away): refuse.
-        accepted = groups is not None
+        async with checks:  # one call (one child with --host-root): the password, then the groups
+            groups = await root.call("verify", service, body.username, body.password)
+        accepted = groups is not None  # PAM may accept a user the group database lacks: refused too
         log.info(
             "password checked",
             extra={"user": body.username, "accepted": accepted, "pam_service": service, "caller": request.get(CALLER)},

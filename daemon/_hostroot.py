@@ -41,6 +41,7 @@ from ._useraccounts import INTERNAL_ERROR, AccountError, create_user, list_users
 
 OPERATIONS: dict[str, Callable[..., Any]] = {
     "check_password": hostaccounts.check_password,
+    "verify": hostaccounts.verify,
     "groups_of": hostaccounts.groups_of,
     "list_users": list_users,
     "create_user": create_user,

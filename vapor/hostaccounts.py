@@ -54,3 +54,10 @@ def groups_of(username: str) -> list[str] | None:
         except KeyError:
             continue
     return sorted(names)
+
+
+def verify(service: str, username: str, password: str) -> list[str] | None:
+    """The user's groups if PAM accepts the password, else None (also for a user the group database lacks)."""
+    if not check_password(service, username, password):
+        return None
+    return groups_of(username)
