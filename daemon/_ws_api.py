@@ -228,8 +228,7 @@ async def _ws_logs(node: NodeContext, request: web.Request) -> web.WebSocketResp
             raise BadMessage(f"lines must be an integer from 0 to {MAX_LINES}")
     except BadMessage as exc:
         return await _refuse(ws, "INVALID_INPUT", str(exc))
-    path = request.query.get("journal_path") if request.app.get("allow_journal_path") else None
-    path = path or os.environ.get("VAPOR_JOURNAL_PATH")
+    path = os.environ.get("VAPOR_JOURNAL_PATH")  # a folder of .journal files instead of the system journal
     try:
         follower = await asyncio.to_thread(JournalFollower, unit, priority, path)
     except (ImportError, OSError) as exc:
