@@ -175,7 +175,6 @@ class JournalFollower:
         # the agent image has systemd-python; imported late for hosts without it
         from systemd import journal  # type: ignore[import-untyped]
 
-        self.journal = journal
         self.reader = journal.Reader(path=path) if path else journal.Reader()
         if unit:
             name = unit if "." in unit else f"{unit}.service"
@@ -200,8 +199,9 @@ class JournalFollower:
         return found
 
     def wait_new(self, timeout: float) -> list[dict[str, Any]]:
-        if self.reader.wait(timeout) == self.journal.NOP:
-            return []
+        # Read on after every wait, whatever it says: entries appended to an open file are visible
+        # without a change event, so a missed or merged event costs at most one wait, never an entry.
+        self.reader.wait(timeout)
         return [_entry(raw) for raw in self.reader]
 
     def close(self) -> None:
