@@ -21,12 +21,10 @@ from urllib.parse import quote
 from vapor import hostaccounts
 
 from ._agents import agents
-from ._errors import NOT_FOUND, APIError
+from ._errors import AUTH_UNAVAILABLE, NOT_FOUND, APIError
 from ._schema import Role
 from ._state import gateway
 from .hosts import find_host
-
-AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE"
 
 
 @dataclass(frozen=True)
@@ -44,8 +42,7 @@ def _account(username: str, groups: list[str]) -> Account:
 
 
 def _auth_host() -> str | None:
-    host = gateway().config.get("AUTH_HOST")
-    return str(host).strip() or None if host else None
+    return str(gateway().config.get("AUTH_HOST") or "").strip() or None
 
 
 async def _ask(auth_host: str, method: str, path: str, json: Any = None) -> Any:

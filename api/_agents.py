@@ -56,7 +56,7 @@ from vapor.kube import Conflict, Kube, KubeError, NotFound
 from vapor.kube._client import call
 from vapor.model import Host
 
-from ._errors import APIError
+from ._errors import AUTH_UNAVAILABLE, APIError
 from ._hostscope import HOST_PARAMETER_HELP, scoped_host
 from ._schema import ErrorBody, Failure
 from ._state import gateway
@@ -294,7 +294,7 @@ class HostQuery(BaseModel):
 # AUTH_UNAVAILABLE, the agent's 503 when the Kubernetes API cannot review the gateway's token.
 AGENT_FAILURE_CODES: dict[int, tuple[str, ...]] = {
     502: (AGENT_UNREACHABLE, AGENT_AUTH_FAILED),
-    503: (AGENT_UNAVAILABLE, "AUTH_UNAVAILABLE"),
+    503: (AGENT_UNAVAILABLE, AUTH_UNAVAILABLE),
     504: (AGENT_TIMEOUT,),
 }
 
@@ -322,11 +322,11 @@ def agent_failures(name: str, extra: Mapping[int, tuple[str, ...]] | None = None
     }
 
 
-def documents_failures(failures: Mapping[int, type[Failure]]) -> Callable[[F], F]:
+def documents_failures(failures: Mapping[int, type[Failure]], *, host_scoped: bool = True) -> Callable[[F], F]:
     """Add ``failures`` (status: model) to a route's OpenAPI responses, and the host scope's 400 and 404."""
 
     def decorator(func: F) -> F:
-        for status in (400, 404):  # ?host= empty, no such host (see _hostscope)
+        for status in (400, 404) if host_scoped else ():  # ?host= empty, no such host (see _hostscope)
             func = document_response(Failure, status)(func)
         for status, model in failures.items():
             func = document_response(model, status)(func)
@@ -378,17 +378,17 @@ async def ask_agent(
 
 @contextlib.asynccontextmanager
 async def agent_websocket(
-    path: str, *, host: str | None, params: Mapping[str, Any] | None = None
+    path: str, *, host: Host, params: Mapping[str, Any] | None = None
 ) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
-    """A WebSocket to the scoped host's agent (see ``AgentClient.websocket``)."""
-    async with agents().websocket(scoped_host(host), path, params=params) as ws:
+    """A WebSocket to ``host``'s agent (see ``AgentClient.websocket``)."""
+    async with agents().websocket(host, path, params=params) as ws:
         yield ws
 
 
 async def relay_websocket(
     path: str,
     *,
-    host: str | None,
+    host: Host,
     params: Mapping[str, Any] | None = None,
     first: list[str] = [],  # noqa: B006
 ) -> None:

@@ -38,6 +38,7 @@ METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
 RATE_LIMITED = "RATE_LIMITED"
 KUBERNETES_ERROR = "KUBERNETES_ERROR"
 INTERNAL_ERROR = "INTERNAL_ERROR"
+AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE"  # who the caller is cannot be checked now (login host, TokenReview)
 
 # Bad input is always 400, whether the JSON is broken or a field is out of range.
 INVALID_INPUT_STATUS = 400

@@ -10,6 +10,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from vapor.hostaccounts import Credentials
 from vapor.model import quantity_bytes
 from vapor.model.virtualmachine import DNS_LABEL_PATTERN, MIN_MEMORY
 
@@ -61,11 +62,8 @@ class Failure(BaseModel):
 # -- auth -------------------------------------------------------------------------------------------
 
 
-class LoginRequest(Strict):
-    """Credentials of a Linux user of the host."""
-
-    username: str = Field(min_length=1, max_length=256)
-    password: str = Field(min_length=1, max_length=4096)
+class LoginRequest(Credentials):
+    """Credentials of a Linux user of the host (the same model the agent checks them with)."""
 
 
 class RefreshRequest(Strict):

@@ -9,7 +9,7 @@ from quart import Blueprint
 from quart_schema import document_response, tag, validate_request, validate_response
 
 from ._accounts import Account, lookup, verify
-from ._agents import documents_agent_errors
+from ._agents import AGENT_FAILURES, documents_failures
 from ._errors import UNAUTHORIZED, APIError
 from ._refresh import RefreshRefused
 from ._schema import Failure, LoginRequest, RefreshRequest, Success, TokenPair, UserInfo
@@ -20,6 +20,8 @@ log = logging.getLogger("vapor.gateway.auth")
 blueprint = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
 BAD_CREDENTIALS = "invalid username or password"
+# With VAPOR_AUTH_HOST the login host's agent is asked: its failures, without a ?host= of the caller's.
+documents_login_host_errors = documents_failures(AGENT_FAILURES, host_scoped=False)
 
 
 def _pair(user: Account, refresh_token: str) -> TokenPair:
@@ -41,15 +43,15 @@ def _pair(user: Account, refresh_token: str) -> TokenPair:
 @validate_request(LoginRequest)
 @validate_response(Success[TokenPair])
 @document_response(Failure, 401)
-@documents_agent_errors
+@documents_login_host_errors
 async def login(data: LoginRequest) -> Success[TokenPair]:
     """Log in as a Linux user of the host.
 
     PAM checks the password on the host where the users live: this
-    machine, or the host named by VAPOR_AUTH_HOST, through its agent. Members of the admin groups (sudo and wheel by
-    default) get role admin and may change resources; every other user gets
-    role viewer and may only read. Returns a bearer token and a single-use
-    refresh token.
+    machine, or the host named by VAPOR_AUTH_HOST, through its agent.
+    Members of the admin groups (sudo and wheel by default) get role admin
+    and may change resources; every other user gets role viewer and may only
+    read. Returns a bearer token and a single-use refresh token.
     """
     state = gateway()
     user = await verify(data.username, data.password)
@@ -66,7 +68,7 @@ async def login(data: LoginRequest) -> Success[TokenPair]:
 @validate_request(RefreshRequest)
 @validate_response(Success[TokenPair])
 @document_response(Failure, 401)
-@documents_agent_errors
+@documents_login_host_errors
 async def refresh(data: RefreshRequest) -> Success[TokenPair]:
     """Trade a refresh token for a new token pair.
 

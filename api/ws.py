@@ -104,8 +104,10 @@ async def _serve(path: str, *, as_user: bool) -> None:
         username = await _authenticate()
         await websocket.send(orjson.dumps({"type": "auth", "status": "ok", "user": username}).decode())
         _, subscribe = await _message("subscribe")
-        host = scoped_host().metadata.name
-        log.info("websocket relayed", extra={"path": path, "user": username, "host": host, "client": client})
+        host = scoped_host()
+        log.info(
+            "websocket relayed", extra={"path": path, "user": username, "host": host.metadata.name, "client": client}
+        )
         await relay_websocket(path, host=host, params={"user": username} if as_user else None, first=[subscribe])
     except APIError as exc:
         await _refuse(exc.code, exc.message)

@@ -40,7 +40,6 @@ from ._mountops import MountRefused, mount_in_node, unmount_in_node
 from ._useraccounts import INTERNAL_ERROR, AccountError, create_user, list_users, login_account, reset_password
 
 OPERATIONS: dict[str, Callable[..., Any]] = {
-    "check_password": hostaccounts.check_password,
     "verify": hostaccounts.verify,
     "groups_of": hostaccounts.groups_of,
     "list_users": list_users,
@@ -62,6 +61,10 @@ class _Runner:
         self.where = where
         self.label = label
 
+    def failure(self, message: str, details: str | None) -> Exception:
+        """What a child that did not answer becomes (each runner raises its own area's refusal)."""
+        raise NotImplementedError
+
     async def call(self, operation: str, *args: Any) -> Any:
         """``OPERATIONS[operation](*args)``; its AccountError or MountRefused is raised here as it was there."""
         if self.where is None:
@@ -82,12 +85,13 @@ class _Runner:
         except TimeoutError:
             child.kill()
             await child.wait()
-            raise self._failure(operation, f"did not finish in {CHILD_TIMEOUT:g} s", None) from None
+            raise self.failure(f"{operation} in {self.label} did not finish in {CHILD_TIMEOUT:g} s", None) from None
         try:
             answer = orjson.loads(out)
         except orjson.JSONDecodeError:
             details = err.decode(errors="replace").strip()[-300:]
-            raise self._failure(operation, f"failed (exit status {child.returncode})", details) from None
+            what = f"{operation} in {self.label} failed (exit status {child.returncode})"
+            raise self.failure(what, details) from None
         error = answer.get("error")
         if error is None:
             return answer["result"]
@@ -95,20 +99,21 @@ class _Runner:
             raise MountRefused(error["message"])
         raise AccountError(**error)
 
-    def _failure(self, operation: str, what: str, details: str | None) -> Exception:
-        message = f"{operation} in {self.label} {what}"
-        if operation.endswith("_in_node"):
-            return MountRefused(message + (f": {details}" if details else ""))
-        return AccountError(500, INTERNAL_ERROR, message, details)
-
 
 class HostRoot(_Runner):
     """Account work in the node's root (``--host-root``; ``/``: the agent's own, no child)."""
 
     def __init__(self, path: Path | str = "/") -> None:
         self.path = Path(path)
-        own = self.path.resolve() == Path("/")
-        super().__init__(None if own else ["--root", str(self.path)], str(self.path))
+        super().__init__(None if self.chroot is None else ["--root", str(self.path)], str(self.path))
+
+    @property
+    def chroot(self) -> Path | None:
+        """The folder to chroot into, or None when the node's root is the agent's own."""
+        return None if self.path.resolve() == Path("/") else self.path
+
+    def failure(self, message: str, details: str | None) -> Exception:
+        return AccountError(500, INTERNAL_ERROR, message, details)
 
 
 class NodeNamespace(_Runner):
@@ -117,6 +122,9 @@ class NodeNamespace(_Runner):
     def __init__(self, pid: int | None) -> None:
         self.pid = pid
         super().__init__(None if pid is None else ["--mount-ns-of", str(pid)], f"the mount namespace of pid {pid}")
+
+    def failure(self, message: str, details: str | None) -> Exception:
+        return MountRefused(message + (f": {details}" if details else ""))
 
 
 def _join_mount_namespace(pid: int) -> None:

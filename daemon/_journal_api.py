@@ -28,14 +28,13 @@ from typing import Any
 from aiohttp import web
 
 from ._nodeapi import INVALID_INPUT, NodeAPIError, NodeContext, ok, query_int
-from ._ws_api import PRIORITIES, PRIORITY_ALIASES, _entry
+from ._ws_api import JOURNAL_PATH_ENV, PRIORITIES, PRIORITY_ALIASES, _entry
 
 log = logging.getLogger("vapor.agent.journal")
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
 MAX_PAGE = 10_000_000
-JOURNAL_PATH_ENV = "VAPOR_JOURNAL_PATH"
 UNIT_PATTERN = re.compile(r"^[A-Za-z0-9:_.@\\-]{1,256}$")
 
 

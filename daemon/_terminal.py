@@ -63,17 +63,16 @@ class Terminal:
         cls,
         account: LoginAccount,
         *,
-        root: Path = Path("/"),
+        root: Path | None = None,
         shell: str | None = None,
         cols: int = 80,
         rows: int = 24,
     ) -> Terminal:
         program = allowed_shell(account, shell)
-        chroot = root.resolve() != Path("/")
         pid, fd = pty.fork()
         if pid == 0:  # the child: into the node's root, become the user, then exec the login shell
             try:
-                if chroot:
+                if root is not None:  # the node's root (HostRoot.chroot), when it is not the agent's own
                     os.chroot(root)
                     os.chdir("/")
                 os.initgroups(account.name, account.gid)

@@ -41,6 +41,8 @@ from ._useraccounts import AccountError
 
 log = logging.getLogger("vapor.agent.ws")
 
+JOURNAL_PATH_ENV = "VAPOR_JOURNAL_PATH"  # a folder of .journal files to read instead of the system journal
+
 PRIORITIES = ["emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"]
 PRIORITY_ALIASES = {"emerg": 0, "crit": 2, "err": 3, "warn": 4}
 MAX_LINES = 10_000
@@ -228,7 +230,7 @@ async def _ws_logs(node: NodeContext, request: web.Request) -> web.WebSocketResp
             raise BadMessage(f"lines must be an integer from 0 to {MAX_LINES}")
     except BadMessage as exc:
         return await _refuse(ws, "INVALID_INPUT", str(exc))
-    path = os.environ.get("VAPOR_JOURNAL_PATH")  # a folder of .journal files instead of the system journal
+    path = os.environ.get(JOURNAL_PATH_ENV)  # a folder of .journal files instead of the system journal
     try:
         follower = await asyncio.to_thread(JournalFollower, unit, priority, path)
     except (ImportError, OSError) as exc:
@@ -281,11 +283,12 @@ async def _ws_terminal(node: NodeContext, request: web.Request) -> web.WebSocket
         shell = payload.get("shell")
         if shell is not None and not isinstance(shell, str):
             raise BadMessage("shell must be a path")
-        found = await HostRoot(node.config.host_root).call("login_account", user) if user else None
+        root = HostRoot(node.config.host_root)
+        found = await root.call("login_account", user) if user else None
         if found is None:
             raise TerminalError(f"no such user on this host: {user[:64]!r}")
         account = LoginAccount.from_dict(found)
-        terminal = Terminal.open(account, root=node.config.host_root, shell=shell, cols=cols, rows=rows)
+        terminal = Terminal.open(account, root=root.chroot, shell=shell, cols=cols, rows=rows)
     except BadMessage as exc:
         return await _refuse(ws, "INVALID_INPUT", str(exc))
     except TerminalError as exc:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import docker
 
+from .processes import log_tail
+
 BUSYBOX = Path("/bin/busybox")
 APPLETS = ("sh", "echo", "sleep", "cat", "ls", "true", "false", "env", "printf")
 
@@ -150,10 +152,7 @@ class Dockerd:
 
     def tail(self, lines: int = 30) -> str:
         """The end of dockerd's log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines)
 
     def __enter__(self) -> Dockerd:
         return self.start()

@@ -41,7 +41,7 @@ import pytest
 
 from vapor.agent._journal_api import JOURNAL_PATH_ENV
 
-from .processes import terminate
+from .processes import log_tail, terminate
 
 JOURNALD = "/lib/systemd/systemd-journald"
 RUNTIME_ROOT = Path("/run/systemd")
@@ -165,10 +165,7 @@ class Journald:
 
     def tail(self, lines: int = 30) -> str:
         """The end of journald's own log."""
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
+        return log_tail(self.log_path, lines)
 
     def __enter__(self) -> Journald:
         return self.start()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from pathlib import Path
 from typing import Any
 
 from vapor.devenv.processes import Component as ComponentProcess
 
-__all__ = ["ComponentProcess", "terminate"]
+__all__ = ["ComponentProcess", "log_tail", "terminate"]
 
 
 def terminate(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:
@@ -21,3 +22,11 @@ def terminate(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(5)
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    """The last ``lines`` of a daemon's log file ("" when there is none yet)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
