@@ -38,7 +38,8 @@ log = logging.getLogger("vapor.gateway")
 DEFAULTS: dict[str, Any] = {
     "KUBECONFIG": None,  # else $KUBECONFIG, else the in-cluster service account
     "PAM_SERVICE": "login",  # the PAM service that checks passwords (when the gateway runs where the users live)
-    "AUTH_HOST": None,  # host (id or name) whose agent checks passwords; None: PAM on the gateway's machine
+    "AUTH_HOSTS": "",  # hosts (ids or names, comma separated) whose agents check passwords, asked in order;
+    # none: PAM on the gateway's machine
     "ADMIN_GROUPS": "sudo,wheel",  # members of these Linux groups get role admin
     "TOKEN_LIFETIME": 3600,  # seconds a bearer token is valid
     "REFRESH_TOKEN_LIFETIME": 7 * 24 * 3600,  # seconds a refresh token is valid (renewed on each use)

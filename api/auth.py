@@ -8,7 +8,7 @@ import time
 from quart import Blueprint
 from quart_schema import document_response, tag, validate_request, validate_response
 
-from ._accounts import Account, lookup, verify
+from ._accounts import Account, AccountRefused, lookup, verify
 from ._agents import AGENT_FAILURES, documents_failures
 from ._errors import UNAUTHORIZED, APIError
 from ._refresh import RefreshRefused
@@ -20,7 +20,7 @@ log = logging.getLogger("vapor.gateway.auth")
 blueprint = Blueprint("auth", __name__, url_prefix="/api/v1/auth")
 
 BAD_CREDENTIALS = "invalid username or password"
-# With VAPOR_AUTH_HOST the login host's agent is asked: its failures, without a ?host= of the caller's.
+# With VAPOR_AUTH_HOSTS a login host's agent is asked: its failures, without a ?host= of the caller's.
 documents_login_host_errors = documents_failures(AGENT_FAILURES, host_scoped=False)
 
 
@@ -48,7 +48,8 @@ async def login(data: LoginRequest) -> Success[TokenPair]:
     """Log in as a Linux user of the host.
 
     PAM checks the password on the host where the users live: this
-    machine, or the host named by VAPOR_AUTH_HOST, through its agent.
+    machine, or the first login host of VAPOR_AUTH_HOSTS that answers,
+    through its agent.
     Members of the admin groups (sudo and wheel by default) get role admin
     and may change resources; every other user gets role viewer and may only
     read. Returns a bearer token and a single-use refresh token.
@@ -80,8 +81,10 @@ async def refresh(data: RefreshRequest) -> Success[TokenPair]:
         rotated = await state.refresh.rotate(data.refresh_token)
     except RefreshRefused as exc:
         raise APIError(401, UNAUTHORIZED, str(exc)) from None
-    user = await lookup(rotated.username)  # the role follows group changes
-    if user is None:
+    try:
+        user = await lookup(rotated.username)  # the role follows group changes
+    except AccountRefused as exc:
         await state.refresh.revoke(rotated.refresh_token)
-        raise APIError(401, UNAUTHORIZED, f"user {rotated.username!r} no longer exists")
+        log.info("refresh refused: %s", exc)
+        raise APIError(401, UNAUTHORIZED, str(exc)) from None
     return Success[TokenPair](data=_pair(user, rotated.refresh_token))

@@ -1,7 +1,7 @@
 """``/accounts`` of the node-local API: a login's password checked where the users live.
 
 In a cluster the gateway's pod has no users of its own; it asks the agent of
-the host named by ``VAPOR_AUTH_HOST`` instead (DESIGN: "in a cluster the
+a host of ``VAPOR_AUTH_HOSTS`` instead (DESIGN: "in a cluster the
 gateway asks an agent"). The agent checks the password with PAM (service
 ``--pam-service``, default ``login``) and reads the user's groups; the gateway
 decides the role from them. Both run in the node's root (_hostroot).
@@ -10,9 +10,11 @@ decides the role from them. Both run in the node's root (_hostroot).
   ``{"accepted": true, "username", "groups"}`` or ``{"accepted": false}``:
   a refused password is an answer, not an error, so that the gateway can
   tell it from a failure to ask.
-- ``GET /accounts/{username}`` answers ``{"username", "groups"}`` (the
-  gateway checks on each refresh that the user still exists, and takes the
-  role from the current groups), or 404 NOT_FOUND.
+- ``GET /accounts/{username}`` answers ``{"username", "groups", "refused"}``
+  or 404 NOT_FOUND. On each refresh the gateway checks that the user still
+  exists and that a login would not now be refused (``refused``: PAM's
+  account stage or a locked password, else null), and takes the role from
+  the current groups.
 
 Passwords are never logged. At most ``CONCURRENT_CHECKS`` PAM conversations
 run at once (each holds a thread, and PAM delays failures by seconds).
@@ -59,10 +61,12 @@ def routes(node: NodeContext) -> list[web.RouteDef]:
         name = request.match_info["username"]
         if not 0 < len(name) <= MAX_USERNAME:
             raise NodeAPIError(400, INVALID_INPUT, f"a user name has 1 to {MAX_USERNAME} characters")
-        groups = await root.call("groups_of", name)
-        if groups is None:
+        standing = await root.call("standing", service, name)
+        if standing is None:
             raise NodeAPIError(404, NOT_FOUND, f"user {name[:64]!r} does not exist on this host")
-        answer: dict[str, Any] = {"username": name, "groups": groups}
+        if standing["refused"]:
+            log.info("account may no longer log in", extra={"user": name, "reason": standing["refused"]})
+        answer: dict[str, Any] = {"username": name, **standing}
         return ok(answer)
 
     return [

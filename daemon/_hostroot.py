@@ -41,7 +41,7 @@ from ._useraccounts import INTERNAL_ERROR, AccountError, create_user, list_users
 
 OPERATIONS: dict[str, Callable[..., Any]] = {
     "verify": hostaccounts.verify,
-    "groups_of": hostaccounts.groups_of,
+    "standing": hostaccounts.standing,
     "list_users": list_users,
     "create_user": create_user,
     "reset_password": reset_password,

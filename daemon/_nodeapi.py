@@ -81,7 +81,7 @@ log = logging.getLogger("vapor.agent.nodeapi")
 ROUTE_MODULES: list[str] = [
     "vapor.agent._system_api",
     "vapor.agent._users_api",
-    "vapor.agent._accounts_api",  # password checks for logins (VAPOR_AUTH_HOST)
+    "vapor.agent._accounts_api",  # password checks for logins (VAPOR_AUTH_HOSTS)
     "vapor.agent._journal_api",
     "vapor.agent._containers_api",
     "vapor.agent._storage_api",

@@ -29,7 +29,7 @@ OTHER_VALUES = [
     "--set", "agent.nodeSelector.vapor\\.io/hypervisor=yes",
     "--set", "gateway.replicas=3",
     "--set", "gateway.hostUsers=true",
-    "--set", "gateway.authHost=node-1",
+    "--set", "gateway.authHosts={node-1,node-2}",
     "--set", "agent.pamService=vapor-login",
     "--set", "gateway.rateLimit=0",
     "--set", "gateway.trustedProxies=10.0.0.0/8",
@@ -139,7 +139,7 @@ def test_agent_runs_privileged_on_the_node_with_its_paths(helm: Helm) -> None:
     assert "--docker-host=unix:///host/var/run/docker.sock" in container(agent)["args"]
     assert "--cri-socket=/host/run/containerd/containerd.sock" in container(agent)["args"]
     gateway = by_kind(helm.objects("vapor", "vapor-system"))[("Deployment", "vapor-gateway")]
-    assert "VAPOR_AUTH_HOST" not in env_of(gateway)  # unset by default: the gateway's own PAM
+    assert "VAPOR_AUTH_HOSTS" not in env_of(gateway)  # unset by default: the gateway's own PAM
     assert mounts["state"] == "/var/lib/vapor"
 
 
@@ -152,7 +152,7 @@ def test_other_values_reach_the_objects(helm: Helm) -> None:
     assert gateway["metadata"]["labels"]["team"] == "infra"
     assert env_of(gateway)["VAPOR_RATE_LIMIT"] == "0"
     assert env_of(gateway)["VAPOR_SECRET_NAMESPACE"] == "infra"
-    assert env_of(gateway)["VAPOR_AUTH_HOST"] == "node-1"
+    assert env_of(gateway)["VAPOR_AUTH_HOSTS"] == "node-1,node-2"
     assert env_of(gateway)["VAPOR_TRUSTED_PROXIES"] == "10.0.0.0/8"
     # hostUsers: the node's user files, read-only, and root to read the shadow file.
     assert gateway["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 0

@@ -88,7 +88,7 @@ async def client(
             **gateway_config,
             **node.gateway_config(),
             "PAM_SERVICE": refusing,
-            "AUTH_HOST": node.node_name,
+            "AUTH_HOSTS": node.node_name,
             "ADMIN_GROUPS": node_admin[2],
         }
         async with create_app(config).test_app() as app:

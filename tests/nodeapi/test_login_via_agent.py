@@ -1,4 +1,4 @@
-"""Logins checked on a host through its agent (VAPOR_AUTH_HOST), as a gateway pod in a cluster does.
+"""Logins checked on a host through its agent (VAPOR_AUTH_HOSTS), as a gateway pod in a cluster does.
 
 The gateway's own PAM service in these tests refuses every password
 (pam_deny), and the agent's is the test's pam_unix one: a login that works
@@ -9,6 +9,7 @@ can be searched for the password.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 import uuid
@@ -20,7 +21,8 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 
 from vapor.gateway import create_app
-from vapor.kube import Kube
+from vapor.kube import Kube, NotFound
+from vapor.model import Host, HostSpec, ObjectMeta
 
 from ..conftest import Kubectl
 from ..gateway.conftest import Users
@@ -46,8 +48,8 @@ async def node(kube: Kube, kubectl: Kubectl, namespace: str, pam_service_name: s
         yield harness
 
 
-def _config(gateway_config: dict[str, Any], node: NodeAPIHarness, refusing: str, auth_host: str | None) -> Any:
-    return {**gateway_config, **node.gateway_config(), "PAM_SERVICE": refusing, "AUTH_HOST": auth_host}
+def _config(gateway_config: dict[str, Any], node: NodeAPIHarness, refusing: str, auth_hosts: str | None) -> Any:
+    return {**gateway_config, **node.gateway_config(), "PAM_SERVICE": refusing, "AUTH_HOSTS": auth_hosts}
 
 
 @pytest.fixture
@@ -122,6 +124,68 @@ async def test_refresh_of_a_user_removed_from_the_host_is_refused(client: Client
     assert "no longer exists" in refused["error"]["message"]
 
 
+async def _agent_post(node: NodeAPIHarness, path: str, body: Any, token: str) -> tuple[int, Any]:
+    return await _agent_call(node, "POST", path, token, body)
+
+
+async def _agent_get(node: NodeAPIHarness, path: str, token: str) -> tuple[int, Any]:
+    return await _agent_call(node, "GET", path, token)
+
+
+async def _agent_call(node: NodeAPIHarness, method: str, path: str, token: str, body: Any = None) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, node.url + path, json=body, headers=headers, ssl=False) as answer,
+    ):
+        return answer.status, await answer.json()
+
+
+ACCOUNT_CHANGES = {
+    "locked": (["usermod", "-L"], "the password is locked"),  # pam_unix ignores the lock without a password
+    "expired": (["chage", "-E", "0"], "may no longer log in"),  # PAM's account stage refuses
+    "must change password": (["chage", "-d", "0"], "new one required"),
+}
+
+
+@pytest.mark.parametrize("where", ["agent", "gateway"])
+@pytest.mark.parametrize("change", list(ACCOUNT_CHANGES))
+async def test_refresh_is_refused_once_a_login_would_be(
+    gateway_config: dict[str, Any],
+    node: NodeAPIHarness,
+    pam_service_name: str,
+    users: Users,
+    where: str,
+    change: str,
+) -> None:
+    """A refresh token does not outlive the account: locked, expired or aged out on the login host, it is refused."""
+    auth_hosts = node.node_name if where == "agent" else None
+    command, reason = ACCOUNT_CHANGES[change]
+    async with create_app(_config(gateway_config, node, pam_service_name, auth_hosts)).test_app() as app:
+        client = app.test_client()
+        status, body = await _login(client, users.viewer.name, users.viewer.password)
+        assert status == 200, body
+        subprocess.run([*command, users.viewer.name], check=True, capture_output=True)
+        response = await client.post("/api/v1/auth/refresh", json={"refresh_token": body["data"]["refresh_token"]})
+        refused = await response.get_json()
+        assert response.status_code == 401, refused
+        assert reason in refused["error"]["message"]
+        status, _ = await _login(client, users.viewer.name, users.viewer.password)
+        assert status == 401  # the same account state refuses a login too
+
+
+async def test_the_agent_tells_why_an_account_may_no_longer_log_in(node: NodeAPIHarness, users: Users) -> None:
+    token = node.token()
+    status, body = await _agent_get(node, f"/accounts/{users.viewer.name}", token)
+    assert status == 200, body
+    assert body["data"] == {"username": users.viewer.name, "groups": [users.viewer.name], "refused": None}
+    subprocess.run(["usermod", "-L", users.viewer.name], check=True, capture_output=True)
+    status, body = await _agent_get(node, f"/accounts/{users.viewer.name}", token)
+    assert status == 200 and body["data"]["refused"] == "the password is locked", body
+    status, body = await _agent_get(node, "/accounts/nosuchuser-vapor", token)
+    assert status == 404 and body["error"]["code"] == "NOT_FOUND", body
+
+
 async def test_an_unregistered_login_host_is_auth_unavailable(
     gateway_config: dict[str, Any], node: NodeAPIHarness, refusing_service: str, users: Users
 ) -> None:
@@ -133,24 +197,56 @@ async def test_an_unregistered_login_host_is_auth_unavailable(
     assert "no-such-host" in body["error"]["message"]
 
 
+@pytest.fixture
+async def host_without_agent(kube: Kube) -> AsyncIterator[str]:
+    """A registered Host whose agent has published no endpoint (never started, or gone)."""
+    name = f"silent-{uuid.uuid4().hex[:8]}"
+    hosts = kube.resources(Host)
+    await hosts.create(Host(metadata=ObjectMeta(name=name), spec=HostSpec()), field_manager="vapor-test")
+    try:
+        yield name
+    finally:
+        with contextlib.suppress(NotFound):
+            await hosts.delete(name)
+
+
+async def test_login_hosts_that_cannot_be_asked_pass_to_the_next(
+    gateway_config: dict[str, Any], node: NodeAPIHarness, refusing_service: str, users: Users, host_without_agent: str
+) -> None:
+    """An unregistered host and one without an agent are skipped, in order; the first that answers decides."""
+    login_hosts = f"no-such-host-{uuid.uuid4().hex[:6]}, {host_without_agent},{node.node_name}"
+    async with create_app(_config(gateway_config, node, refusing_service, login_hosts)).test_app() as app:
+        client = app.test_client()
+        status, body = await _login(client, users.admin.name, users.admin.password)
+        assert status == 200 and body["data"]["user"]["role"] == "admin", body
+        response = await client.post("/api/v1/auth/refresh", json={"refresh_token": body["data"]["refresh_token"]})
+        assert response.status_code == 200, await response.get_json()
+        status, body = await _login(client, users.admin.name, users.admin.password + "x")
+        assert status == 401 and body["error"]["code"] == "UNAUTHORIZED", body
+
+
+async def test_when_no_login_host_can_be_asked_the_last_ones_failure_is_the_answer(
+    gateway_config: dict[str, Any], node: NodeAPIHarness, pam_service_name: str, users: Users, host_without_agent: str
+) -> None:
+    """The gateway's own PAM would accept: still no login, and the error names the last host tried."""
+    login_hosts = f"no-such-host-{uuid.uuid4().hex[:6]},{host_without_agent}"
+    async with create_app(_config(gateway_config, node, pam_service_name, login_hosts)).test_app() as app:
+        status, body = await _login(app.test_client(), users.admin.name, users.admin.password)
+    assert status == 503, body
+    assert body["error"]["code"] == "AGENT_UNAVAILABLE"
+    assert host_without_agent in body["error"]["message"]
+
+
 async def test_a_login_host_that_does_not_answer_refuses_logins_without_falling_back(
     gateway_config: dict[str, Any], node: NodeAPIHarness, pam_service_name: str, users: Users
 ) -> None:
     """The gateway's own PAM would accept here, yet a login host that is down means no login."""
     await node.api.stop()
-    config = {**gateway_config, **node.gateway_config(), "PAM_SERVICE": pam_service_name, "AUTH_HOST": node.node_name}
+    config = {**gateway_config, **node.gateway_config(), "PAM_SERVICE": pam_service_name, "AUTH_HOSTS": node.node_name}
     async with create_app(config).test_app() as app:
         status, body = await _login(app.test_client(), users.admin.name, users.admin.password)
     assert status == 502, body
     assert body["error"]["code"] == "AGENT_UNREACHABLE"
-
-
-async def _agent_post(node: NodeAPIHarness, path: str, body: Any, token: str) -> tuple[int, Any]:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(node.url + path, json=body, headers={"Authorization": f"Bearer {token}"}, ssl=False) as answer,
-    ):
-        return answer.status, await answer.json()
 
 
 async def test_the_agent_never_logs_the_password(
