@@ -137,7 +137,15 @@ async def test_users_live_in_the_nodes_root(client: Client, node_root: Path, nod
         )
         assert reset.status_code == 200, await reset.get_json()
         assert (await _login(client, name, "First-pass-1"))[0] == 401
-        assert (await _login(client, name, "Second-pass-2"))[0] == 200
+        status, body = await _login(client, name, "Second-pass-2")
+        assert status == 200, body
+        refreshed = await client.post("/api/v1/auth/refresh", json={"refresh_token": body["data"]["refresh_token"]})
+        assert refreshed.status_code == 200, await refreshed.get_json()  # the account is read in the node's root
+        subprocess.run(["chroot", str(node_root), "usermod", "-L", name], check=True, capture_output=True)
+        refreshed = await client.post(
+            "/api/v1/auth/refresh", json={"refresh_token": (await refreshed.get_json())["data"]["refresh_token"]}
+        )
+        assert refreshed.status_code == 401, await refreshed.get_json()  # locked in the node's shadow file
     finally:
         subprocess.run(["chroot", str(node_root), "userdel", "-r", "-f", name], capture_output=True, check=False)
 
