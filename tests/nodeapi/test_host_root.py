@@ -12,11 +12,8 @@ machine's accounts.
 
 from __future__ import annotations
 
-import asyncio
 import pwd
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -29,43 +26,26 @@ from vapor.gateway import create_app
 from vapor.kube import Kube
 
 from ..conftest import Kubectl
-from ..image.base import rootfs_tarball
+from ..support import node as noderoot
+from ..support.node import NodeUser
 from ..support.nodeapi import NodeAPIHarness, running_node_api
 from ..support.pam import linux_accounts, pam_service
-from ..websockets.conftest import authenticate, receive, send
+from ..websockets.conftest import shell_output
 
 pytestmark = pytest.mark.controlplane
-
-MARKER = "this-is-the-node-root"
-
-
-def _in_root(root: Path, *args: str, stdin: str | None = None) -> None:
-    subprocess.run(["chroot", str(root), *args], input=stdin, text=True, check=True, capture_output=True)
 
 
 @pytest.fixture(scope="module")
 def node_root() -> Iterator[Path]:
     """A Debian root filesystem playing the node's ``/`` (removed after the module)."""
-    root = Path(tempfile.mkdtemp(prefix="vapor-node-root-"))
-    try:
-        subprocess.run(["tar", "--numeric-owner", "-C", str(root), "-xf", str(rootfs_tarball())], check=True)
-        (root / "etc/vapor-marker").write_text(MARKER + "\n")
+    with noderoot.node_root() as root:
         yield root
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
-def node_admin(node_root: Path) -> Iterator[tuple[str, str, str]]:
-    """(name, password, admin group) of an admin that exists in the node's root only."""
-    suffix = uuid.uuid4().hex[:6]
-    name, group, password = f"nadmin{suffix}", f"nops{suffix}", f"Node-admin-{suffix}"
-    _in_root(node_root, "groupadd", group)
-    _in_root(node_root, "useradd", "-m", "-s", "/bin/bash", "-G", group, "--", name)
-    _in_root(node_root, "chpasswd", stdin=f"{name}:{password}\n")
-    yield name, password, group
-    subprocess.run(["chroot", str(node_root), "userdel", "-r", "-f", name], capture_output=True, check=False)
-    subprocess.run(["chroot", str(node_root), "groupdel", group], capture_output=True, check=False)
+def node_admin(node_root: Path) -> Iterator[NodeUser]:
+    with noderoot.node_admin(node_root) as user:
+        yield user
 
 
 @pytest.fixture
@@ -79,9 +59,7 @@ async def node(kube: Kube, kubectl: Kubectl, namespace: str, node_root: Path) ->
 
 
 @pytest.fixture
-async def client(
-    gateway_config: dict[str, Any], node: NodeAPIHarness, node_admin: tuple[str, str, str]
-) -> AsyncIterator[Client]:
+async def client(gateway_config: dict[str, Any], node: NodeAPIHarness, node_admin: NodeUser) -> AsyncIterator[Client]:
     """A gateway that logs users in on the node (its own PAM refuses everyone)."""
     with pam_service(refuse_all=True) as refusing:
         config = {
@@ -89,7 +67,7 @@ async def client(
             **node.gateway_config(),
             "PAM_SERVICE": refusing,
             "AUTH_HOSTS": node.node_name,
-            "ADMIN_GROUPS": node_admin[2],
+            "ADMIN_GROUPS": node_admin.group,
         }
         async with create_app(config).test_app() as app:
             yield app.test_client()
@@ -108,8 +86,8 @@ def _on_this_machine(name: str) -> bool:
     return True
 
 
-async def test_users_live_in_the_nodes_root(client: Client, node_root: Path, node_admin: tuple[str, str, str]) -> None:
-    status, body = await _login(client, node_admin[0], node_admin[1])
+async def test_users_live_in_the_nodes_root(client: Client, node_root: Path, node_admin: NodeUser) -> None:
+    status, body = await _login(client, node_admin.name, node_admin.password)
     assert status == 200, body
     assert body["data"]["user"]["role"] == "admin"
     admin = {"Authorization": f"Bearer {body['data']['token']}"}
@@ -127,7 +105,7 @@ async def test_users_live_in_the_nodes_root(client: Client, node_root: Path, nod
             here = accounts.user("here").name
             listed = await (await client.get("/api/v1/users", headers=admin)).get_json()
         names = {u["username"] for u in listed["data"]["users"]}
-        assert {name, node_admin[0]} <= names
+        assert {name, node_admin.name} <= names
         assert here not in names
 
         status, body = await _login(client, name, "First-pass-1")
@@ -150,8 +128,8 @@ async def test_users_live_in_the_nodes_root(client: Client, node_root: Path, nod
         subprocess.run(["chroot", str(node_root), "userdel", "-r", "-f", name], capture_output=True, check=False)
 
 
-async def test_a_group_missing_on_the_node_is_refused(client: Client, node_admin: tuple[str, str, str]) -> None:
-    token = (await _login(client, node_admin[0], node_admin[1]))[1]["data"]["token"]
+async def test_a_group_missing_on_the_node_is_refused(client: Client, node_admin: NodeUser) -> None:
+    token = (await _login(client, node_admin.name, node_admin.password))[1]["data"]["token"]
     name = f"nu{uuid.uuid4().hex[:8]}"
     with linux_accounts() as accounts:  # the group exists on this machine, not on the node
         group = accounts.group("only-here")
@@ -165,16 +143,8 @@ async def test_a_group_missing_on_the_node_is_refused(client: Client, node_admin
     assert body["error"]["code"] == "INVALID_INPUT" and group in body["error"]["message"]
 
 
-async def test_the_terminal_is_a_shell_in_the_nodes_root(client: Client, node_admin: tuple[str, str, str]) -> None:
-    token = (await _login(client, node_admin[0], node_admin[1]))[1]["data"]["token"]
-    async with client.websocket("/ws/terminal") as ws:
-        await authenticate(ws, token)
-        await send(ws, {"type": "subscribe", "payload": {}})
-        await send(ws, {"type": "input", "data": "echo who=$(id -un) marker=$(cat /etc/vapor-marker)\n"})
-        seen = ""
-        while f"marker={MARKER}" not in seen:
-            message = await asyncio.wait_for(receive(ws), 30)
-            assert message["type"] == "output", message
-            seen += message["data"]
-        assert f"who={node_admin[0]}" in seen
-        await send(ws, {"type": "input", "data": "exit\n"})
+async def test_the_terminal_is_a_shell_in_the_nodes_root(client: Client, node_admin: NodeUser) -> None:
+    token = (await _login(client, node_admin.name, node_admin.password))[1]["data"]["token"]
+    line = "echo who=$(id -un) marker=$(cat /etc/vapor-marker)"
+    seen = await shell_output(client, token, line, until=f"marker={noderoot.MARKER}")
+    assert f"who={node_admin.name}" in seen

@@ -11,7 +11,6 @@ unmount it there.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -20,14 +19,10 @@ import pytest
 
 from ..conftest import Kubectl
 from ..support.agent import AgentProcess
+from ..support.node import mounted_in, node_init_process
 from ..support.wait import eventually
 from .loops import LoopDevices, blkid, is_mounted
 from .test_mounts import MOUNT_WAIT, mount_yaml
-
-
-def _mounted_in(pid: int, target: Path) -> bool:
-    lines = Path(f"/proc/{pid}/mountinfo").read_text().splitlines()
-    return any(line.split()[4] == str(target) for line in lines)
 
 
 def _start_agent(agent_factory: Callable[..., AgentProcess], node: str, node_init: int) -> None:
@@ -43,15 +38,8 @@ def _phase(kubectl: Kubectl, name: str) -> str | None:
 
 @pytest.fixture
 async def node_init() -> AsyncIterator[int]:
-    """The pid of a process in a mount namespace of its own (its mounts go when it is killed)."""
-    holder = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sleep", "infinity"])
-    try:
-        ours = os.readlink("/proc/self/ns/mnt")
-        await eventually(lambda: os.readlink(f"/proc/{holder.pid}/ns/mnt") != ours, 10, "a mount namespace of its own")
-        yield holder.pid
-    finally:
-        holder.kill()
-        holder.wait()
+    async with node_init_process() as pid:
+        yield pid
 
 
 async def test_mounts_are_made_and_removed_in_the_nodes_namespace(
@@ -67,13 +55,13 @@ async def test_mounts_are_made_and_removed_in_the_nodes_namespace(
     _start_agent(agent_factory, node, node_init)
     name = f"{node}-ns"
     kubectl.apply(mount_yaml(name, node, device, target, "ext4", label="NSDATA"))
-    await eventually(lambda: _mounted_in(node_init, target), MOUNT_WAIT, "mounted in the node's namespace")
+    await eventually(lambda: mounted_in(node_init, target), MOUNT_WAIT, "mounted in the node's namespace")
     assert not is_mounted(target)  # the agent's own namespace does not have it
     assert blkid(device)["LABEL"] == "NSDATA"  # formatted on the way, behind the guards that read the node's table
     await eventually(lambda: _phase(kubectl, name) == "Mounted", MOUNT_WAIT, "status Mounted")
 
     kubectl("delete", "mounts.vapor.io", name, "--wait=true", "--timeout=60s")
-    assert not _mounted_in(node_init, target)
+    assert not mounted_in(node_init, target)
 
 
 async def test_a_device_mounted_in_the_node_is_not_mounted_twice(
@@ -98,6 +86,6 @@ async def test_a_device_mounted_in_the_node_is_not_mounted_twice(
         await eventually(lambda: _phase(kubectl, name) == "Failed", MOUNT_WAIT, "the Mount refused")
         status = json.loads(kubectl("get", "mounts.vapor.io", name, "-o", "json").stdout)["status"]
         assert f"already mounted at {elsewhere}" in status["message"]
-        assert not _mounted_in(node_init, target)
+        assert not mounted_in(node_init, target)
     finally:
         subprocess.run(["nsenter", "-t", str(node_init), "-m", "umount", str(elsewhere)], check=False)

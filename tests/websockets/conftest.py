@@ -6,6 +6,7 @@ its PTY shells are real processes of this machine, run as the test's PAM users.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -66,3 +67,18 @@ async def authenticate(ws: Socket, token: str) -> None:
     await send(ws, {"type": "auth", "payload": {"token": token}})
     answer = await receive(ws)
     assert answer["type"] == "auth" and answer["status"] == "ok", answer
+
+
+async def shell_output(client: Client, token: str, line: str, until: str, timeout: float = 30.0) -> str:
+    """Open /ws/terminal as the token's user, type ``line``, and collect the output until it shows ``until``."""
+    async with client.websocket("/ws/terminal") as ws:
+        await authenticate(ws, token)
+        await send(ws, {"type": "subscribe", "payload": {}})
+        await send(ws, {"type": "input", "data": line + "\n"})
+        seen = ""
+        while until not in seen:
+            message = await asyncio.wait_for(receive(ws), timeout)
+            assert message["type"] == "output", message
+            seen += message["data"]
+        await send(ws, {"type": "input", "data": "exit\n"})
+    return seen
