@@ -21,6 +21,9 @@ import yaml
 
 from vapor.devenv import ControlPlane
 
+# The stand-ins of a containerized agent's node (tests/support/node.py), for every folder's tests.
+from .support.node import node_admin, node_init  # noqa: F401
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 

@@ -50,7 +50,7 @@ from tests.storage.conftest import loops  # noqa: F401
 from tests.storage.loops import LoopDevices, is_mounted
 from tests.storage.test_mounts import MOUNT_WAIT, mount_yaml
 from tests.support import node as stand_in
-from tests.support.node import NodeUser, mounted_in, node_init_process
+from tests.support.node import NodeUser, mounted_in
 from tests.support.pam import pam_service
 from tests.support.wait import eventually
 from tests.websockets.conftest import shell_output
@@ -166,18 +166,6 @@ def _get(url: str) -> int:
 def node_root() -> Iterator[Path]:
     with stand_in.node_root(shared=True) as root:
         yield root
-
-
-@pytest.fixture
-def node_admin(node_root: Path) -> Iterator[NodeUser]:
-    with stand_in.node_admin(node_root) as user:
-        yield user
-
-
-@pytest.fixture
-async def node_init() -> AsyncIterator[int]:
-    async with node_init_process() as pid:
-        yield pid
 
 
 @pytest.fixture

@@ -43,12 +43,6 @@ def node_root() -> Iterator[Path]:
 
 
 @pytest.fixture
-def node_admin(node_root: Path) -> Iterator[NodeUser]:
-    with noderoot.node_admin(node_root) as user:
-        yield user
-
-
-@pytest.fixture
 async def node(kube: Kube, kubectl: Kubectl, namespace: str, node_root: Path) -> AsyncIterator[NodeAPIHarness]:
     modules = ["vapor.agent._users_api", "vapor.agent._accounts_api", "vapor.agent._ws_api"]
     name = f"root-{uuid.uuid4().hex[:8]}"

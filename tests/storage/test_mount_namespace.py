@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
-
-import pytest
 
 from ..conftest import Kubectl
 from ..support.agent import AgentProcess
-from ..support.node import mounted_in, node_init_process
+from ..support.node import mounted_in
 from ..support.wait import eventually
 from .loops import LoopDevices, blkid, is_mounted
 from .test_mounts import MOUNT_WAIT, mount_yaml
@@ -34,12 +32,6 @@ def _start_agent(agent_factory: Callable[..., AgentProcess], node: str, node_ini
 def _phase(kubectl: Kubectl, name: str) -> str | None:
     out = kubectl("get", "mounts.vapor.io", name, "-o", "json").stdout
     return json.loads(out).get("status", {}).get("phase")
-
-
-@pytest.fixture
-async def node_init() -> AsyncIterator[int]:
-    async with node_init_process() as pid:
-        yield pid
 
 
 async def test_mounts_are_made_and_removed_in_the_nodes_namespace(

@@ -9,13 +9,15 @@ hand it this machine's own root or init, so:
   own /etc/passwd, PAM configuration, useradd and bash, and a marker file a
   shell can show; ``shared=True`` also makes it a shared mount point, as a
   node's ``/`` is under systemd (a container's ``rslave`` bind needs that).
-- ``node_admin(root)`` makes an admin (a user in a group of its own) that
+- ``admin_of(root)`` makes an admin (a user in a group of its own) that
   exists in that root only.
 - ``node_init_process()`` starts a ``sleep`` in a mount namespace of its own
   (``unshare --mount``) to play the node's init: its pid is what
   ``--mount-namespace-pid`` gets; its mounts go when it is killed.
 
-Everything is removed afterwards, even when the test fails.
+Everything is removed afterwards, even when the test fails. The fixtures
+``node_admin`` (an admin of the module's own ``node_root`` fixture) and
+``node_init`` wrap them for test modules to import.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from tests.image.base import rootfs_tarball
 
@@ -77,7 +81,7 @@ class NodeUser:
 
 
 @contextlib.contextmanager
-def node_admin(root: Path) -> Iterator[NodeUser]:
+def admin_of(root: Path) -> Iterator[NodeUser]:
     """An admin that exists in ``root`` only: a user with bash, a home and a group of its own (the admin group)."""
     suffix = uuid.uuid4().hex[:6]
     user = NodeUser(name=f"nadmin{suffix}", password=f"Node-admin-{suffix}", group=f"nops{suffix}")
@@ -102,3 +106,17 @@ async def node_init_process() -> AsyncIterator[int]:
     finally:
         holder.kill()
         holder.wait()
+
+
+@pytest.fixture
+def node_admin(node_root: Path) -> Iterator[NodeUser]:
+    """An admin of the test module's ``node_root`` only."""
+    with admin_of(node_root) as user:
+        yield user
+
+
+@pytest.fixture
+async def node_init() -> AsyncIterator[int]:
+    """The pid playing the node's init (``node_init_process``)."""
+    async with node_init_process() as pid:
+        yield pid
