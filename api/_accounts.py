@@ -9,8 +9,8 @@ members of an admin group get ``admin``, everyone else ``viewer``.
 
 Login hosts are asked in their order, and the first that answers decides: a
 refused password is final, only a host that cannot be asked (unregistered,
-no endpoint, unreachable, refusing the gateway, too slow) passes the question
-to the next. So the hosts must share their accounts (a directory, or
+no endpoint, unreachable, refusing the gateway, no answer within
+``VAPOR_AUTH_TIMEOUT``) passes the question to the next. So the hosts must share their accounts (a directory, or
 configuration management), which is what a list of them is for: logins that
 survive one node being down. When none can be asked, login and refresh fail
 with the last host's 502/503/504 error: a gateway never falls back to its own
@@ -69,7 +69,8 @@ async def _ask_host(name: str, method: str, path: str, json: Any) -> Any:
         host = find_host(name)
     except APIError:
         raise APIError(503, AUTH_UNAVAILABLE, f"the login host {name!r} (VAPOR_AUTH_HOSTS) is not registered") from None
-    return await agents().request(host, method, path, json=json)
+    timeout = float(gateway().config.get("AUTH_TIMEOUT") or 0) or None  # None: the agents' own timeout
+    return await agents().request(host, method, path, json=json, timeout=timeout)
 
 
 async def _ask(login_hosts: list[str], method: str, path: str, json: Any = None) -> Any:

@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
     "PAM_SERVICE": "login",  # the PAM service that checks passwords (when the gateway runs where the users live)
     "AUTH_HOSTS": "",  # hosts (ids or names, comma separated) whose agents check passwords, asked in order;
     # none: PAM on the gateway's machine
+    "AUTH_TIMEOUT": 10.0,  # seconds a login host's agent has to answer before the next login host is asked
     "ADMIN_GROUPS": "sudo,wheel",  # members of these Linux groups get role admin
     "TOKEN_LIFETIME": 3600,  # seconds a bearer token is valid
     "REFRESH_TOKEN_LIFETIME": 7 * 24 * 3600,  # seconds a refresh token is valid (renewed on each use)

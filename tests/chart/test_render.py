@@ -153,6 +153,7 @@ def test_other_values_reach_the_objects(helm: Helm) -> None:
     assert env_of(gateway)["VAPOR_RATE_LIMIT"] == "0"
     assert env_of(gateway)["VAPOR_SECRET_NAMESPACE"] == "infra"
     assert env_of(gateway)["VAPOR_AUTH_HOSTS"] == "node-1,node-2"
+    assert env_of(gateway)["VAPOR_AUTH_TIMEOUT"] == "10"
     assert env_of(gateway)["VAPOR_TRUSTED_PROXIES"] == "10.0.0.0/8"
     # hostUsers: the node's user files, read-only, and root to read the shadow file.
     assert gateway["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 0

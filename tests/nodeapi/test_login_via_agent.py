@@ -9,6 +9,7 @@ can be searched for the password.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import subprocess
@@ -223,6 +224,45 @@ async def test_login_hosts_that_cannot_be_asked_pass_to_the_next(
         assert response.status_code == 200, await response.get_json()
         status, body = await _login(client, users.admin.name, users.admin.password + "x")
         assert status == 401 and body["error"]["code"] == "UNAUTHORIZED", body
+
+
+@pytest.fixture
+async def host_that_hangs(kube: Kube) -> AsyncIterator[str]:
+    """A Host whose published endpoint takes connections and never answers (a hung agent)."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    name = f"hung-{uuid.uuid4().hex[:8]}"
+    hosts = kube.resources(Host)
+    await hosts.create(Host(metadata=ObjectMeta(name=name), spec=HostSpec()), field_manager="vapor-test")
+    endpoint = {"url": f"https://127.0.0.1:{port}", "certSha256": "0" * 64}
+    await hosts.apply_status(name, {"agentEndpoint": endpoint}, field_manager="vapor-test", force=True)
+    try:
+        yield name
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        with contextlib.suppress(NotFound):
+            await hosts.delete(name)
+
+
+async def test_a_login_host_that_hangs_passes_to_the_next_after_the_auth_timeout(
+    gateway_config: dict[str, Any], node: NodeAPIHarness, refusing_service: str, users: Users, host_that_hangs: str
+) -> None:
+    """VAPOR_AUTH_TIMEOUT, not the agents' (much longer) timeout, bounds how long a hung login host holds a login."""
+    config = {
+        **_config(gateway_config, node, refusing_service, f"{host_that_hangs},{node.node_name}"),
+        "AUTH_TIMEOUT": 1,
+        "AGENT_TIMEOUT": 3600,  # were it used, the test would hang until pytest's timeout
+    }
+    async with create_app(config).test_app() as app:
+        status, body = await _login(app.test_client(), users.admin.name, users.admin.password)
+    assert status == 200 and body["data"]["user"]["role"] == "admin", body
 
 
 async def test_when_no_login_host_can_be_asked_the_last_ones_failure_is_the_answer(
