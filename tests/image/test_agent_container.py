@@ -16,7 +16,8 @@ touched (tests/support/node.py):
 - ``/`` (``--host-root=/host``): a Debian root filesystem, a shared mount;
 - ``--mount-namespace-pid=1`` (with hostPID, the node's init): a ``sleep``
   in a mount namespace of its own, since pid 1 here is this machine's init;
-- the state folder, the journal folders, machine-id: temporary ones;
+- the state folder, the journal folders (with journal files written by
+  systemd-journal-remote), machine-id: temporary ones;
 - /dev, /sys, /run/udev and the libvirt socket: this machine's, read only
   by the agent (libvirtd is the session's real one).
 
@@ -50,6 +51,7 @@ from tests.storage.conftest import loops  # noqa: F401
 from tests.storage.loops import LoopDevices, is_mounted
 from tests.storage.test_mounts import MOUNT_WAIT, mount_yaml
 from tests.support import node as stand_in
+from tests.support.journald import write_journal
 from tests.support.node import NodeUser, mounted_in
 from tests.support.pam import pam_service
 from tests.support.wait import eventually
@@ -83,6 +85,8 @@ class AgentContainer:
     node_name: str
     gateway_account: str  # namespace/name: the one ServiceAccount the agent lets in
     ready_url: str
+    journals: dict[str, Path]  # the node's journal folders (hostPath -> stand-in) the chart mounts
+    machine_id: str  # the node's, which names the journal's own folder in each
 
 
 def _rendered_agent(chart: Helm, namespace: str, api_port: int, metrics_port: int) -> dict[str, Any]:
@@ -198,7 +202,8 @@ def agent_container(
     scratch = tmp_path / "node"
     for folder in ("state", "journal", "journal-volatile", "journal-socket", "udev"):
         (scratch / folder).mkdir(parents=True)  # the chart's DirectoryOrCreate
-    (scratch / "machine-id").write_text(secrets.token_hex(16) + "\n")
+    machine_id = secrets.token_hex(16)
+    (scratch / "machine-id").write_text(machine_id + "\n")
     provided = {
         "/": node_root,
         state_dir: scratch / "state",
@@ -246,6 +251,8 @@ def agent_container(
             node_name=node_name,
             gateway_account=f"{namespace}/{account}",
             ready_url=f"http://127.0.0.1:{ports[probe['port']]}{probe['path']}",
+            journals={path: provided[path] for path in ("/var/log/journal", "/run/log/journal")},
+            machine_id=machine_id,
         )
     finally:
         container.stop(timeout=30)
@@ -307,6 +314,41 @@ async def test_users_logins_and_terminals_are_the_nodes(client: Client, node_roo
         client, user["token"], "echo who=$(id -un) marker=$(cat /etc/vapor-marker)", until=f"marker={stand_in.MARKER}"
     )
     assert f"who={name}" in seen  # a shell as the user, in the node's root
+
+
+async def test_logs_are_the_nodes_journal_persistent_and_volatile(
+    client: Client, agent_container: AgentContainer, node_admin: NodeUser
+) -> None:
+    """GET /logs reads the node's journal through the chart's mounts of its folders and its machine-id."""
+    identifier = f"boxed-{uuid.uuid4().hex[:6]}"
+    for n, folder in enumerate(agent_container.journals.values()):
+        entries = [
+            {
+                "__REALTIME_TIMESTAMP": 1_700_000_000_000_000 + n * 1_000_000 + i,
+                "__MONOTONIC_TIMESTAMP": i + 1,
+                "_BOOT_ID": f"{n:032x}",
+                "SYSLOG_IDENTIFIER": identifier,
+                "PRIORITY": 4,
+                "MESSAGE": f"{folder.name} entry {i}",
+                "_HOSTNAME": agent_container.node_name,
+                "_PID": 100 + i,
+            }
+            for i in range(2)
+        ]
+        write_journal(folder / agent_container.machine_id / "system.journal", entries)
+    token = (await _token(client, node_admin.name, node_admin.password))["token"]
+    response = await client.get(
+        "/api/v1/logs", query_string={"service": identifier}, headers={"Authorization": f"Bearer {token}"}
+    )
+    body = await response.get_json()
+    assert response.status_code == 200, body
+    assert body["data"]["total_count"] == 4
+    assert sorted(e["message"] for e in body["data"]["logs"]) == [
+        "journal entry 0",
+        "journal entry 1",
+        "journal-volatile entry 0",
+        "journal-volatile entry 1",
+    ]
 
 
 async def test_mounts_are_made_in_the_nodes_mount_namespace(

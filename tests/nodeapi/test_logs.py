@@ -8,7 +8,6 @@ systemd as PID 1); the agent reads it through ``$VAPOR_JOURNAL_PATH``.
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from vapor.kube import Kube
 
 from ..conftest import Kubectl
 from ..gateway.conftest import Users, bearer, login
+from ..support.journald import write_journal
 from ..support.nodeapi import NodeAPIHarness, running_node_api
 from .test_auth import _get
 
@@ -58,21 +58,21 @@ def newest_first(entries: list[Logged]) -> list[str]:
 @pytest.fixture
 def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A journal folder with FIXTURE's entries, written by the real systemd-journal-remote."""
-    export = "".join(
-        f"__REALTIME_TIMESTAMP={e.stamp_us}\n__MONOTONIC_TIMESTAMP={e.index + 1}\n"
-        f"_BOOT_ID=00112233445566778899aabbccddeeff\n_SYSTEMD_UNIT={e.unit}.service\n"
-        f"PRIORITY={e.priority}\nMESSAGE={e.message}\n_HOSTNAME=fixture-host\n_PID={1000 + e.index}\n\n"
+    entries = [
+        {
+            "__REALTIME_TIMESTAMP": e.stamp_us,
+            "__MONOTONIC_TIMESTAMP": e.index + 1,
+            "_BOOT_ID": "00112233445566778899aabbccddeeff",
+            "_SYSTEMD_UNIT": f"{e.unit}.service",
+            "PRIORITY": e.priority,
+            "MESSAGE": e.message,
+            "_HOSTNAME": "fixture-host",
+            "_PID": 1000 + e.index,
+        }
         for e in FIXTURE
-    )
+    ]
     folder = tmp_path / "journal"
-    folder.mkdir()
-    done = subprocess.run(
-        ["/lib/systemd/systemd-journal-remote", f"--output={folder}/fixture.journal", "-"],
-        input=export.encode(),
-        capture_output=True,
-        check=True,
-    )
-    assert list(folder.glob("*.journal")), done.stderr
+    write_journal(folder / "fixture.journal", entries)
     monkeypatch.setenv("VAPOR_JOURNAL_PATH", str(folder))
     return folder
 

@@ -22,6 +22,10 @@ entries are sent as native-protocol datagrams (``send``) or by the real
 the drop-in, and the folders it made (``/run/log/journal`` when it did not exist).
 The fixture ``journal`` (a Journald the agent reads) is imported by the test
 modules that use it.
+
+``write_journal`` makes a journal file with given entries instead, through the
+real ``systemd-journal-remote`` reading journal export format: its entries
+can carry fields live ones lack here, such as ``_SYSTEMD_UNIT``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import struct
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +62,19 @@ ForwardToKMsg=no
 ForwardToConsole=no
 ForwardToWall=no
 """
+
+
+JOURNAL_REMOTE = "/lib/systemd/systemd-journal-remote"
+
+
+def write_journal(path: Path, entries: Iterable[Mapping[str, object]]) -> Path:
+    """A journal file at ``path`` (``*.journal``) holding ``entries``, each a mapping of journal fields."""
+    export = "".join("".join(f"{name}={value}\n" for name, value in entry.items()) + "\n" for entry in entries)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run([JOURNAL_REMOTE, f"--output={path}", "-"], input=export.encode(), capture_output=True)
+    if done.returncode != 0 or not path.exists():
+        raise JournaldError(f"systemd-journal-remote wrote no {path}: {done.stderr.decode(errors='replace')}")
+    return path
 
 
 class JournaldError(RuntimeError):

@@ -12,6 +12,7 @@ from quart.typing import TestClientProtocol as Client
 from quart.typing import TestWebsocketConnectionProtocol as Socket
 
 from ..gateway.conftest import Users, login
+from ..support.journald import write_journal
 from .conftest import authenticate, receive, send
 
 METRICS = {"cpu", "memory", "disk", "network"}
@@ -86,21 +87,21 @@ async def test_metrics_stream_every_metric(gw_client: Client, users: Users) -> N
 @pytest.fixture
 def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A journal written by systemd-journal-remote with entries of two units at several priorities."""
-    entries = []
-    for i, (unit, priority) in enumerate([("sshd", 6), ("sshd", 3), ("cron", 6), ("sshd", 7)]):
-        entries.append(
-            f"__REALTIME_TIMESTAMP={1_700_000_000_000_000 + i}\n_SYSTEMD_UNIT={unit}.service\n"
-            f"PRIORITY={priority}\nMESSAGE=entry {i} of {unit}\n_HOSTNAME=fixture\n_PID={100 + i}\n"
-            f"_BOOT_ID=0123456789abcdef0123456789abcdef\n__MONOTONIC_TIMESTAMP={i + 1}\n"
-        )
+    entries = [
+        {
+            "__REALTIME_TIMESTAMP": 1_700_000_000_000_000 + i,
+            "_SYSTEMD_UNIT": f"{unit}.service",
+            "PRIORITY": priority,
+            "MESSAGE": f"entry {i} of {unit}",
+            "_HOSTNAME": "fixture",
+            "_PID": 100 + i,
+            "_BOOT_ID": "0123456789abcdef0123456789abcdef",
+            "__MONOTONIC_TIMESTAMP": i + 1,
+        }
+        for i, (unit, priority) in enumerate([("sshd", 6), ("sshd", 3), ("cron", 6), ("sshd", 7)])
+    ]
     folder = tmp_path / "journal"
-    folder.mkdir()
-    subprocess.run(
-        ["/lib/systemd/systemd-journal-remote", f"--output={folder}/fixture.journal", "-"],
-        input="\n".join(entries).encode(),
-        check=True,
-        capture_output=True,
-    )
+    write_journal(folder / "fixture.journal", entries)
     monkeypatch.setenv("VAPOR_JOURNAL_PATH", str(folder))
     return folder
 
