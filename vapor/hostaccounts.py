@@ -128,10 +128,18 @@ def password_locked(username: str, shadow: Path = SHADOW) -> bool:
     return False
 
 
-def standing(service: str, username: str) -> Standing | None:
-    """The account's groups and whether a login would now be refused, or None when there is no such user."""
+def standing(service: str, username: str, shadow: Path = SHADOW) -> Standing | None:
+    """The account's groups and whether a login would now be refused, or None when there is no such user.
+
+    A shadow file that cannot be read refuses too: a lock that cannot be seen
+    is not taken for no lock.
+    """
     groups = groups_of(username)
     if groups is None:
         return None
-    refused = "the password is locked" if password_locked(username) else account_stage(service, username)
+    try:
+        locked = password_locked(username, shadow)
+    except OSError as exc:
+        return Standing(groups=groups, refused=f"cannot read {shadow} to check the password lock: {exc.strerror}")
+    refused = "the password is locked" if locked else account_stage(service, username)
     return Standing(groups=groups, refused=refused)
