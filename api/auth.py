@@ -74,7 +74,11 @@ async def refresh(data: RefreshRequest) -> Success[TokenPair]:
     """Trade a refresh token for a new token pair.
 
     Each refresh token works once. Presenting one that was already used
-    revokes every token of that login, the newest included.
+    revokes every token of that login, the newest included. The login host
+    is asked again: the role follows the user's current groups, and a user
+    who was removed, whose password was locked, whose account expired or
+    who must change the password gets 401 with the reason, and the login's
+    tokens are revoked.
     """
     state = gateway()
     try:
