@@ -29,6 +29,7 @@ from vapor import hostaccounts
 
 from ._agents import AGENT_AUTH_FAILED, AGENT_TIMEOUT, AGENT_UNAVAILABLE, AGENT_UNREACHABLE, agents
 from ._errors import AUTH_UNAVAILABLE, NOT_FOUND, APIError
+from ._metrics import LOGIN_HOST_FAILURES
 from ._schema import Role
 from ._state import gateway
 from .hosts import find_host
@@ -79,7 +80,10 @@ async def _ask(login_hosts: list[str], method: str, path: str, json: Any = None)
         try:
             return await _ask_host(name, method, path, json)
         except APIError as exc:
-            if exc.code not in UNASKABLE or position == len(login_hosts):
+            if exc.code not in UNASKABLE:
+                raise
+            LOGIN_HOST_FAILURES.labels(host=name, code=exc.code).inc()
+            if position == len(login_hosts):
                 raise
             log.warning("login host %r could not be asked (%s: %s); asking the next", name, exc.code, exc.message)
     raise AssertionError("no login hosts")

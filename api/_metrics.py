@@ -3,6 +3,7 @@
 - ``GET /metrics``: Prometheus text format. Requests are counted by method,
   route template (``/api/v1/vms/<namespace>/<name>``, never the raw path, so
   the number of series stays bounded) and status, and timed by method and route.
+  Login hosts that could not be asked are counted by host and error code.
 - ``GET /healthz``: 200 while the process serves requests (liveness).
 - ``GET /readyz``: 200 once the gateway has connected and its Host and
   VirtualMachine caches have synced, 503 before (readiness: a Service sends no
@@ -31,6 +32,12 @@ LATENCY = Histogram(
     "Time from receiving a request to having its response, by method and route template.",
     ["method", "route"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+LOGIN_HOST_FAILURES = Counter(
+    "vapor_gateway_login_host_failures",
+    "Password checks and account lookups a login host (VAPOR_AUTH_HOSTS) could not answer, by host and error code;"
+    " the next login host, if any, was asked instead.",
+    ["host", "code"],
 )
 UNMATCHED = "unmatched"  # requests no route took (404s): one series, whatever the path
 

@@ -224,6 +224,11 @@ async def test_login_hosts_that_cannot_be_asked_pass_to_the_next(
         assert response.status_code == 200, await response.get_json()
         status, body = await _login(client, users.admin.name, users.admin.password + "x")
         assert status == 401 and body["error"]["code"] == "UNAUTHORIZED", body
+        metrics = await (await client.get("/metrics")).get_data(as_text=True)
+    unregistered = login_hosts.split(",")[0]
+    for host, code in ((unregistered, "AUTH_UNAVAILABLE"), (host_without_agent, "AGENT_UNAVAILABLE")):
+        # asked for the login, the refresh and the wrong password: each time skipped, and counted
+        assert f'vapor_gateway_login_host_failures_total{{code="{code}",host="{host}"}} 3.0' in metrics
 
 
 @pytest.fixture
