@@ -1,13 +1,15 @@
 """Password checks for logins: in the agent's own root, and in the node's root through a chrooted child.
 
 An agent on the host checks a password in a thread of its own process; an
-agent in a container (``--host-root``) starts a short-lived child that
-chroots into the node's root for each check (vapor.agent._hostroot). This
-measures what that child costs: the median of ROUNDS accepted checks, each
+agent in a container (``--host-root``) hands it to a long-lived child that
+chrooted into the node's root (vapor.agent._hostroot). This measures what
+that costs: the median of ROUNDS accepted checks, each
 way, for a user that exists in each root, with a pam_unix service without
 the failure delay. Baseline: PAM called directly (vapor.hostaccounts), what
-the gateway does when it runs where the users live. The node's root is the
-Debian rootfs of the image tests (made with debootstrap when not cached).
+the gateway does when it runs where the users live. A refresh checks no
+password but the account's standing (PAM's account stage and the shadow
+lock), measured the same two ways. The node's root is the Debian rootfs of
+the image tests (made with debootstrap when not cached).
 """
 
 from __future__ import annotations
@@ -63,16 +65,25 @@ async def _run(node_root: Path, service: str, name: str, password: str) -> None:
     async def in_node_root() -> bool:
         return await chrooted.call("verify", service, name, password) is not None
 
+    async def refresh_in_thread() -> bool:  # what GET /accounts/{user} runs on a refresh: no password
+        return (await own.call("standing", service, name))["refused"] is None
+
+    async def refresh_in_node_root() -> bool:
+        return (await chrooted.call("standing", service, name))["refused"] is None
+
     for label, check in (
-        ("baseline: PAM called directly", direct),
-        ("agent on the host (thread)", in_thread),
-        ("agent in a container (chrooted child)", in_node_root),
+        ("login, baseline: PAM called directly", direct),
+        ("login, agent on the host (thread)", in_thread),
+        ("login, agent in a container (chrooted child)", in_node_root),
+        ("refresh, agent on the host (thread)", refresh_in_thread),
+        ("refresh, agent in a container (chrooted child)", refresh_in_node_root),
     ):
-        print(f"{label:42s} {await _median_ms(check):8.1f} ms per accepted check (median of {ROUNDS})")
+        print(f"{label:48s} {await _median_ms(check):8.1f} ms per accepted check (median of {ROUNDS})")
+    await chrooted.close()
 
 
 def main() -> None:
-    """Print the three figures, the baseline first."""
+    """Print the figures: logins, the baseline first, then refreshes (the account's standing, no password)."""
     node_root = Path(tempfile.mkdtemp(prefix="vapor-bench-root-"))
     service = f"vapor-bench-{uuid.uuid4().hex[:8]}"
     name, password = f"vb{uuid.uuid4().hex[:8]}", secrets.token_urlsafe(12)

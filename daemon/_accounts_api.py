@@ -30,7 +30,7 @@ from aiohttp import web
 
 from vapor.hostaccounts import MAX_USERNAME, Credentials
 
-from ._hostroot import HostRoot
+from ._hostroot import host_root_of
 from ._nodeapi import CALLER, INVALID_INPUT, NOT_FOUND, NodeAPIError, NodeContext, ok, read_body
 
 log = logging.getLogger("vapor.agent.accounts")
@@ -42,7 +42,7 @@ def routes(node: NodeContext) -> list[web.RouteDef]:
     """Check a password, look an account up."""
     service = node.config.pam_service
     checks = asyncio.Semaphore(CONCURRENT_CHECKS)
-    root = HostRoot(node.config.host_root)
+    root = host_root_of(node)
 
     async def post_check(request: web.Request) -> web.Response:
         body = await read_body(request, Credentials)

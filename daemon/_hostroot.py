@@ -6,16 +6,22 @@ the image's, and what it mounts only it sees. Two settings fix that, both
 set by the chart:
 
 - ``--host-root=/host`` (the node's ``/`` is mounted there): account work
-  (the users routes, password checks for logins, the account a terminal runs
-  as) runs in a short-lived child, ``python -m vapor.agent._hostroot --root
-  <root>``, which imports what it needs, chroots into the node's root and
-  does the work with the node's files, PAM configuration and programs.
+  (the users routes, password checks for logins and refreshes, the account a
+  terminal runs as) runs in a long-lived child, ``python -m
+  vapor.agent._hostroot --root <root> --serve``, which imports what it needs,
+  chroots into the node's root and does the work with the node's files, PAM
+  configuration and programs. It takes one JSON request a line on its
+  standard input and runs up to WORKER_THREADS at once (PAM delays a refused
+  password by seconds; the next login must not wait for it), answering each
+  with its id on a line of its standard output. It ends when its input does
+  (the agent stopped, or died); a child that ended is started again by the
+  next request, and the requests it was running fail.
 - ``--mount-namespace-pid=1`` (the node's init, seen through hostPID):
   Mounts are mounted and unmounted by a child that joins that process's
   mount namespace first (``--mount-ns-of <pid>``), so the mount table, the
   mount point's path and mount(8) are the node's and the node sees the result.
 
-The request (passwords included) travels on the child's standard input,
+The requests (passwords included) travel on the child's standard input,
 never on its command line. With the defaults (the agent on the host itself)
 the same functions run in a thread of the agent. Inside the child the import
 path is emptied once it has moved: a module it forgot to import beforehand
@@ -26,11 +32,14 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import itertools
 import os
 import sys
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -38,6 +47,11 @@ from vapor import hostaccounts
 
 from ._mountops import MountRefused, mount_in_node, unmount_in_node
 from ._useraccounts import INTERNAL_ERROR, AccountError, create_user, list_users, login_account, reset_password
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from ._nodeapi import NodeContext
 
 OPERATIONS: dict[str, Callable[..., Any]] = {
     "verify": hostaccounts.verify,
@@ -52,6 +66,8 @@ OPERATIONS: dict[str, Callable[..., Any]] = {
 CHILD_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/", "LANG": "C.UTF-8"}
 CHILD_TIMEOUT = 180.0  # useradd -m or mkfs can be slow on a busy disk; PAM delays failures
 CLONE_NEWNS = 0x00020000
+WORKER_THREADS = 8  # account operations the long-lived child runs at once
+ANSWER_LIMIT = 16 << 20  # bytes of one answer line (the list of a host's users)
 
 
 class _Runner:
@@ -69,6 +85,20 @@ class _Runner:
         """``OPERATIONS[operation](*args)``; its AccountError or MountRefused is raised here as it was there."""
         if self.where is None:
             return await asyncio.to_thread(OPERATIONS[operation], *args)
+        answer = await self._in_child(operation, list(args))
+        error = answer.get("error")
+        if error is None:
+            return answer["result"]
+        if error.pop("kind") == "mount":
+            raise MountRefused(error["message"])
+        raise AccountError(**error)
+
+    async def close(self) -> None:
+        """End what this runner started (nothing for a runner of one-shot children)."""
+
+    async def _in_child(self, operation: str, args: list[Any]) -> dict[str, Any]:
+        """The answer of a one-shot child that moves into the node's context and runs one operation."""
+        assert self.where is not None
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
@@ -79,7 +109,7 @@ class _Runner:
             stderr=asyncio.subprocess.PIPE,
             env=CHILD_ENV,
         )
-        request = orjson.dumps({"operation": operation, "args": list(args)})
+        request = orjson.dumps({"operation": operation, "args": args})
         try:
             out, err = await asyncio.wait_for(child.communicate(request), CHILD_TIMEOUT)
         except TimeoutError:
@@ -87,25 +117,28 @@ class _Runner:
             await child.wait()
             raise self.failure(f"{operation} in {self.label} did not finish in {CHILD_TIMEOUT:g} s", None) from None
         try:
-            answer = orjson.loads(out)
+            return dict(orjson.loads(out))
         except orjson.JSONDecodeError:
             details = err.decode(errors="replace").strip()[-300:]
             what = f"{operation} in {self.label} failed (exit status {child.returncode})"
             raise self.failure(what, details) from None
-        error = answer.get("error")
-        if error is None:
-            return answer["result"]
-        if error.pop("kind") == "mount":
-            raise MountRefused(error["message"])
-        raise AccountError(**error)
 
 
 class HostRoot(_Runner):
-    """Account work in the node's root (``--host-root``; ``/``: the agent's own, no child)."""
+    """Account work in the node's root (``--host-root``; ``/``: the agent's own, no child).
+
+    One long-lived child serves every call (see the module's docstring);
+    ``close()`` ends it. The node API holds one HostRoot for all its routes.
+    """
 
     def __init__(self, path: Path | str = "/") -> None:
         self.path = Path(path)
         super().__init__(None if self.chroot is None else ["--root", str(self.path)], str(self.path))
+        self._worker: asyncio.subprocess.Process | None = None
+        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
+        self._starting = asyncio.Lock()
+        self._reader: asyncio.Task[None] | None = None
 
     @property
     def chroot(self) -> Path | None:
@@ -114,6 +147,92 @@ class HostRoot(_Runner):
 
     def failure(self, message: str, details: str | None) -> Exception:
         return AccountError(500, INTERNAL_ERROR, message, details)
+
+    @property
+    def worker_pid(self) -> int | None:
+        """The pid of the long-lived child while it runs, else None."""
+        worker = self._worker
+        return worker.pid if worker is not None and worker.returncode is None else None
+
+    async def _in_child(self, operation: str, args: list[Any]) -> dict[str, Any]:
+        worker = await self._running_worker()
+        request_id = next(self._ids)
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = answer
+        try:
+            assert worker.stdin is not None
+            worker.stdin.write(orjson.dumps({"id": request_id, "operation": operation, "args": args}) + b"\n")
+            await worker.stdin.drain()
+            return await asyncio.wait_for(answer, CHILD_TIMEOUT)
+        except TimeoutError:
+            raise self.failure(f"{operation} in {self.label} did not finish in {CHILD_TIMEOUT:g} s", None) from None
+        except (ConnectionError, BrokenPipeError):
+            raise self.failure(f"the account worker in {self.label} is gone", None) from None
+        finally:
+            self._waiting.pop(request_id, None)
+
+    async def _running_worker(self) -> asyncio.subprocess.Process:
+        async with self._starting:
+            if self._worker is None or self._worker.returncode is not None:
+                assert self.where is not None
+                self._worker = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    __name__,
+                    *self.where,
+                    "--serve",
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    env=CHILD_ENV,
+                    limit=ANSWER_LIMIT,
+                )  # its standard error is the agent's: what it prints lands in the agent's log
+                self._reader = asyncio.create_task(self._read_answers(self._worker), name="hostroot-answers")
+            return self._worker
+
+    async def _read_answers(self, worker: asyncio.subprocess.Process) -> None:
+        assert worker.stdout is not None
+        try:
+            while line := await worker.stdout.readline():
+                answer = orjson.loads(line)
+                waiting = self._waiting.get(answer.pop("id"))
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(answer)
+        finally:
+            status = await worker.wait()
+            gone = self.failure(f"the account worker in {self.label} ended (exit status {status})", None)
+            for waiting in list(self._waiting.values()):
+                if not waiting.done():
+                    waiting.set_exception(gone)
+
+    async def close(self) -> None:
+        worker, self._worker = self._worker, None
+        if worker is not None and worker.returncode is None:
+            assert worker.stdin is not None
+            worker.stdin.close()  # its input ends: it finishes what it runs and exits
+            try:
+                await asyncio.wait_for(worker.wait(), 10)
+            except TimeoutError:
+                worker.kill()
+                await worker.wait()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+            self._reader = None
+
+
+def host_root_of(node: NodeContext) -> HostRoot:
+    """The node API's one HostRoot, made on first use; its worker ends with the API (aiohttp's on_cleanup).
+
+    Call it where the routes are made: the app's cleanup signals are frozen once it serves.
+    """
+    root = node.extras.get("host_root")
+    if not isinstance(root, HostRoot):
+        made = root = node.extras["host_root"] = HostRoot(node.config.host_root)
+
+        async def close(_app: web.Application) -> None:
+            await made.close()
+
+        node.app.on_cleanup.append(close)
+    return root
 
 
 class NodeNamespace(_Runner):
@@ -138,18 +257,20 @@ def _join_mount_namespace(pid: int) -> None:
     os.chdir("/")  # setns moved the root and the working directory to the namespace's
 
 
-def _serve(where: list[str]) -> dict[str, Any]:
-    """In the child: read the request, move into the node's context, run it, answer with its result or refusal."""
-    request = orjson.loads(sys.stdin.buffer.read())
-    operation = OPERATIONS[request["operation"]]
+def _move(where: list[str]) -> None:
+    """In the child: into the node's root or mount namespace; imports stop here (see the module's docstring)."""
     if where[0] == "--root":
         os.chroot(where[1])
         os.chdir("/")
     else:
         _join_mount_namespace(int(where[1]))
     sys.path.clear()
+
+
+def _run(request: dict[str, Any]) -> dict[str, Any]:
+    """In the child: one operation's result, or its refusal."""
     try:
-        return {"result": operation(*request["args"])}
+        return {"result": OPERATIONS[request["operation"]](*request["args"])}
     except AccountError as exc:
         fields = {"status": exc.status, "code": exc.code, "message": exc.message, "details": exc.details}
         return {"error": {"kind": "account", **fields}}
@@ -157,5 +278,37 @@ def _serve(where: list[str]) -> dict[str, Any]:
         return {"error": {"kind": "mount", "message": str(exc)}}
 
 
+def _serve_once(where: list[str]) -> None:
+    """In a one-shot child: read the request, move, run it, answer."""
+    request = orjson.loads(sys.stdin.buffer.read())
+    _move(where)
+    sys.stdout.buffer.write(orjson.dumps(_run(request)))
+
+
+def _serve_lines(where: list[str]) -> None:
+    """In the long-lived child: move once, then answer each request line, several at once, until the input ends."""
+    _move(where)
+    writing = threading.Lock()
+
+    def answer(request: dict[str, Any]) -> None:
+        try:
+            reply = {"id": request["id"], **_run(request)}
+        except Exception as exc:  # an operation that broke: its caller gets the reason, the child goes on
+            message = f"{request.get('operation')} failed: {type(exc).__name__}: {exc}"
+            reply = {"id": request["id"], "error": {"kind": "account", "status": 500, "code": INTERNAL_ERROR,
+                                                    "message": message, "details": None}}  # fmt: skip
+        line = orjson.dumps(reply) + b"\n"
+        with writing:
+            sys.stdout.buffer.write(line)
+            sys.stdout.buffer.flush()
+
+    with ThreadPoolExecutor(max_workers=WORKER_THREADS) as pool:
+        for line in sys.stdin.buffer:
+            pool.submit(answer, orjson.loads(line))
+
+
 if __name__ == "__main__":
-    sys.stdout.buffer.write(orjson.dumps(_serve(sys.argv[1:3])))
+    if "--serve" in sys.argv[3:]:
+        _serve_lines(sys.argv[1:3])
+    else:
+        _serve_once(sys.argv[1:3])

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from vapor.userspec import CreateUserRequest, ResetPasswordRequest, check_name
 
-from ._hostroot import HostRoot
+from ._hostroot import host_root_of
 from ._nodeapi import CALLER, INVALID_INPUT, NodeAPIError, NodeContext, ok, read_body
 
 log = logging.getLogger("vapor.agent.users")
@@ -32,7 +32,7 @@ def _username(request: web.Request) -> str:
 def routes(node: NodeContext) -> list[web.RouteDef]:
     """List, create, reset a password."""
     lock = asyncio.Lock()
-    root = HostRoot(node.config.host_root)
+    root = host_root_of(node)
 
     def who(request: web.Request) -> dict[str, Any]:
         return {"caller": request.get(CALLER), "requested_by": request.query.get("by")}

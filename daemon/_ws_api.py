@@ -34,7 +34,7 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from . import _metrics_stream
-from ._hostroot import HostRoot
+from ._hostroot import HostRoot, host_root_of
 from ._nodeapi import NodeContext
 from ._terminal import LoginAccount, Terminal, TerminalError
 from ._useraccounts import AccountError
@@ -273,7 +273,7 @@ def _dimension(payload: dict[str, Any], name: str, default: int) -> int:
     return value
 
 
-async def _ws_terminal(node: NodeContext, request: web.Request) -> web.WebSocketResponse:
+async def _ws_terminal(node: NodeContext, root: HostRoot, request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
     user = request.query.get("user", "")
@@ -283,7 +283,6 @@ async def _ws_terminal(node: NodeContext, request: web.Request) -> web.WebSocket
         shell = payload.get("shell")
         if shell is not None and not isinstance(shell, str):
             raise BadMessage("shell must be a path")
-        root = HostRoot(node.config.host_root)
         found = await root.call("login_account", user) if user else None
         if found is None:
             raise TerminalError(f"no such user on this host: {user[:64]!r}")
@@ -356,6 +355,8 @@ async def _ws_terminal(node: NodeContext, request: web.Request) -> web.WebSocket
 
 
 def routes(node: NodeContext) -> list[web.RouteDef]:
+    root = host_root_of(node)
+
     async def metrics(request: web.Request) -> web.WebSocketResponse:
         return await _ws_metrics(node, request)
 
@@ -363,6 +364,6 @@ def routes(node: NodeContext) -> list[web.RouteDef]:
         return await _ws_logs(node, request)
 
     async def terminal(request: web.Request) -> web.WebSocketResponse:
-        return await _ws_terminal(node, request)
+        return await _ws_terminal(node, root, request)
 
     return [web.get("/ws/metrics", metrics), web.get("/ws/logs", logs), web.get("/ws/terminal", terminal)]

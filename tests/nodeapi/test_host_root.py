@@ -12,7 +12,10 @@ machine's accounts.
 
 from __future__ import annotations
 
+import asyncio
+import os
 import pwd
+import signal
 import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -22,6 +25,7 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
+from vapor.agent._hostroot import HostRoot
 from vapor.gateway import create_app
 from vapor.kube import Kube
 
@@ -30,6 +34,7 @@ from ..support import node as noderoot
 from ..support.node import NodeUser
 from ..support.nodeapi import NodeAPIHarness, running_node_api
 from ..support.pam import linux_accounts, pam_service
+from ..support.wait import eventually
 from ..websockets.conftest import shell_output
 
 pytestmark = pytest.mark.controlplane
@@ -142,3 +147,36 @@ async def test_the_terminal_is_a_shell_in_the_nodes_root(client: Client, node_ad
     line = "echo who=$(id -un) marker=$(cat /etc/vapor-marker)"
     seen = await shell_output(client, token, line, until=f"marker={noderoot.MARKER}")
     assert f"who={node_admin.name}" in seen
+
+
+async def test_one_refused_password_does_not_hold_up_the_next_login(node_root: Path, node_admin: NodeUser) -> None:
+    """The node's login service delays a refusal by 3 s (pam_faildelay); the worker checks the next one meanwhile."""
+    root = HostRoot(node_root)
+    try:
+        refused = asyncio.create_task(root.call("verify", "login", node_admin.name, "not-the-password"))
+        accepted = asyncio.create_task(root.call("verify", "login", node_admin.name, node_admin.password))
+        done, _ = await asyncio.wait({refused, accepted}, return_when=asyncio.FIRST_COMPLETED)
+        assert accepted in done and not refused.done()
+        assert node_admin.group in accepted.result()
+        assert await refused is None
+    finally:
+        await root.close()
+
+
+async def test_the_account_worker_comes_back_after_it_dies_and_ends_on_close(
+    node_root: Path, node_admin: NodeUser
+) -> None:
+    root = HostRoot(node_root)
+    try:
+        assert (await root.call("standing", "login", node_admin.name))["refused"] is None
+        first = root.worker_pid
+        assert first is not None
+        os.kill(first, signal.SIGKILL)
+        await eventually(lambda: root.worker_pid is None, 10, "the worker seen gone")
+        assert (await root.call("standing", "login", node_admin.name))["refused"] is None  # a new worker
+        second = root.worker_pid
+        assert second not in (None, first)
+    finally:
+        await root.close()
+    assert root.worker_pid is None
+    assert not Path(f"/proc/{second}").exists()  # ended and reaped, not left behind
