@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import itertools
+import logging
 import os
 import sys
 import threading
@@ -47,6 +48,8 @@ from vapor import hostaccounts
 
 from ._mountops import MountRefused, mount_in_node, unmount_in_node
 from ._useraccounts import INTERNAL_ERROR, AccountError, create_user, list_users, login_account, reset_password
+
+log = logging.getLogger("vapor.agent.hostroot")
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -135,7 +138,8 @@ class HostRoot(_Runner):
         self.path = Path(path)
         super().__init__(None if self.chroot is None else ["--root", str(self.path)], str(self.path))
         self._worker: asyncio.subprocess.Process | None = None
-        self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        # request id -> (the worker it was sent to, its answer to come)
+        self._waiting: dict[int, tuple[asyncio.subprocess.Process, asyncio.Future[dict[str, Any]]]] = {}
         self._ids = itertools.count(1)
         self._starting = asyncio.Lock()
         self._reader: asyncio.Task[None] | None = None
@@ -158,7 +162,7 @@ class HostRoot(_Runner):
         worker = await self._running_worker()
         request_id = next(self._ids)
         answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = answer
+        self._waiting[request_id] = (worker, answer)
         try:
             assert worker.stdin is not None
             worker.stdin.write(orjson.dumps({"id": request_id, "operation": operation, "args": args}) + b"\n")
@@ -193,15 +197,20 @@ class HostRoot(_Runner):
         assert worker.stdout is not None
         try:
             while line := await worker.stdout.readline():
-                answer = orjson.loads(line)
-                waiting = self._waiting.get(answer.pop("id"))
+                try:
+                    answer = orjson.loads(line)
+                    sent_to, waiting = self._waiting.get(answer.pop("id"), (None, None))
+                except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
+                    stray = line[:200].decode(errors="replace")
+                    log.warning("the account worker wrote a line that is no answer", extra={"line": stray})
+                    continue
                 if waiting is not None and not waiting.done():
                     waiting.set_result(answer)
         finally:
             status = await worker.wait()
             gone = self.failure(f"the account worker in {self.label} ended (exit status {status})", None)
-            for waiting in list(self._waiting.values()):
-                if not waiting.done():
+            for sent_to, waiting in list(self._waiting.values()):
+                if sent_to is worker and not waiting.done():  # a worker started since has its own requests
                     waiting.set_exception(gone)
 
     async def close(self) -> None:
@@ -286,7 +295,14 @@ def _serve_once(where: list[str]) -> None:
 
 
 def _serve_lines(where: list[str]) -> None:
-    """In the long-lived child: move once, then answer each request line, several at once, until the input ends."""
+    """In the long-lived child: move once, then answer each request line, several at once, until the input ends.
+
+    The answers go to a copy of the standard output; the standard output
+    itself becomes the standard error, so that a program or PAM module that
+    prints cannot break the answers' lines.
+    """
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     _move(where)
     writing = threading.Lock()
 
@@ -299,8 +315,8 @@ def _serve_lines(where: list[str]) -> None:
                                                     "message": message, "details": None}}  # fmt: skip
         line = orjson.dumps(reply) + b"\n"
         with writing:
-            sys.stdout.buffer.write(line)
-            sys.stdout.buffer.flush()
+            answers.write(line)
+            answers.flush()
 
     with ThreadPoolExecutor(max_workers=WORKER_THREADS) as pool:
         for line in sys.stdin.buffer:
