@@ -10,9 +10,9 @@ members of an admin group get ``admin``, everyone else ``viewer``.
 Login hosts are asked in their order, and the first that answers decides: a
 refused password is final, only a host that cannot be asked (unregistered,
 no endpoint, unreachable, refusing the gateway, no answer within
-``VAPOR_AUTH_TIMEOUT``) passes the question to the next. So the hosts must share their accounts (a directory, or
-configuration management), which is what a list of them is for: logins that
-survive one node being down. When none can be asked, login and refresh fail
+``VAPOR_AUTH_TIMEOUT``) passes the question to the next. So the hosts must
+share their accounts (a directory, or configuration management), which is
+what a list of them is for: logins that survive one node being down. When none can be asked, login and refresh fail
 with the last host's 502/503/504 error: a gateway never falls back to its own
 users.
 """
@@ -58,13 +58,6 @@ def _account(username: str, groups: list[str]) -> Account:
     return Account(username=username, role=role, groups=tuple(sorted(set(groups))))
 
 
-def _auth_hosts() -> list[str]:
-    """The login hosts of ``VAPOR_AUTH_HOSTS``: names or ids, comma separated (or a list); none: this machine."""
-    setting = gateway().config.get("AUTH_HOSTS")
-    names = setting.split(",") if isinstance(setting, str) else list(setting or [])
-    return [str(name).strip() for name in names if str(name).strip()]
-
-
 async def _ask_host(name: str, method: str, path: str, json: Any) -> Any:
     try:
         host = find_host(name)
@@ -74,7 +67,7 @@ async def _ask_host(name: str, method: str, path: str, json: Any) -> Any:
     return await agents().request(host, method, path, json=json, timeout=timeout)
 
 
-async def _ask(login_hosts: list[str], method: str, path: str, json: Any = None) -> Any:
+async def _ask(login_hosts: tuple[str, ...], method: str, path: str, json: Any = None) -> Any:
     """The answer of the first login host that can be asked; the last host's failure when none can."""
     for position, name in enumerate(login_hosts, start=1):
         try:
@@ -91,7 +84,7 @@ async def _ask(login_hosts: list[str], method: str, path: str, json: Any = None)
 
 async def verify(username: str, password: str) -> Account | None:
     """The account if the password is right, else None."""
-    login_hosts = _auth_hosts()
+    login_hosts = gateway().auth_hosts
     if not login_hosts:
         service = str(gateway().config["PAM_SERVICE"])
         groups = await asyncio.to_thread(hostaccounts.verify, service, username, password)
@@ -103,7 +96,7 @@ async def verify(username: str, password: str) -> Account | None:
 
 async def lookup(username: str) -> Account:
     """The account as it is now (its role follows group changes); AccountRefused when it may no longer log in."""
-    login_hosts = _auth_hosts()
+    login_hosts = gateway().auth_hosts
     if not login_hosts:
         service = str(gateway().config["PAM_SERVICE"])
         standing = await asyncio.to_thread(hostaccounts.standing, service, username)

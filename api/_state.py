@@ -25,6 +25,12 @@ from ._views import host_view, vm_view
 log = logging.getLogger("vapor.gateway")
 
 
+def names(setting: object) -> list[str]:
+    """A setting's names: comma separated ("sudo,wheel"), or a list (VAPOR_ADMIN_GROUPS='["sudo"]'); blanks dropped."""
+    items = setting.split(",") if isinstance(setting, str) else list(setting or [])  # type: ignore[call-overload]
+    return [str(item).strip() for item in items if str(item).strip()]
+
+
 class Gateway:
     """The state of one gateway process, made in before_serving and closed in after_serving."""
 
@@ -39,9 +45,9 @@ class Gateway:
         self.signer: TokenSigner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.refresh = RefreshStore(kube, config["SECRET_NAMESPACE"], int(config["REFRESH_TOKEN_LIFETIME"]))
-        groups = config["ADMIN_GROUPS"]  # "sudo,wheel", or a list (VAPOR_ADMIN_GROUPS='["sudo"]')
-        names = groups.split(",") if isinstance(groups, str) else [str(g) for g in groups]
-        self.admin_groups = frozenset(g.strip() for g in names if g.strip())
+        self.admin_groups = frozenset(names(config["ADMIN_GROUPS"]))
+        # Login hosts, in the order they are asked (VAPOR_AUTH_HOSTS); none: PAM on this machine.
+        self.auth_hosts = tuple(names(config.get("AUTH_HOSTS")))
 
     @classmethod
     async def start(cls, config: dict[str, Any]) -> Gateway:

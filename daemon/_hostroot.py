@@ -96,9 +96,6 @@ class _Runner:
             raise MountRefused(error["message"])
         raise AccountError(**error)
 
-    async def close(self) -> None:
-        """End what this runner started (nothing for a runner of one-shot children)."""
-
     async def _in_child(self, operation: str, args: list[Any]) -> dict[str, Any]:
         """The answer of a one-shot child that moves into the node's context and runs one operation."""
         assert self.where is not None
@@ -199,7 +196,7 @@ class HostRoot(_Runner):
             while line := await worker.stdout.readline():
                 try:
                     answer = orjson.loads(line)
-                    sent_to, waiting = self._waiting.get(answer.pop("id"), (None, None))
+                    _, waiting = self._waiting.get(answer.pop("id"), (None, None))
                 except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError):
                     stray = line[:200].decode(errors="replace")
                     log.warning("the account worker wrote a line that is no answer", extra={"line": stray})
@@ -214,6 +211,7 @@ class HostRoot(_Runner):
                     waiting.set_exception(gone)
 
     async def close(self) -> None:
+        """End the long-lived child: its input closes, it finishes what it runs (killed after 10 s)."""
         worker, self._worker = self._worker, None
         if worker is not None and worker.returncode is None:
             assert worker.stdin is not None

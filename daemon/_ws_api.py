@@ -273,7 +273,7 @@ def _dimension(payload: dict[str, Any], name: str, default: int) -> int:
     return value
 
 
-async def _ws_terminal(node: NodeContext, root: HostRoot, request: web.Request) -> web.WebSocketResponse:
+async def _ws_terminal(root: HostRoot, request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse(heartbeat=30.0)
     await ws.prepare(request)
     user = request.query.get("user", "")
@@ -364,6 +364,6 @@ def routes(node: NodeContext) -> list[web.RouteDef]:
         return await _ws_logs(node, request)
 
     async def terminal(request: web.Request) -> web.WebSocketResponse:
-        return await _ws_terminal(node, root, request)
+        return await _ws_terminal(root, request)
 
     return [web.get("/ws/metrics", metrics), web.get("/ws/logs", logs), web.get("/ws/terminal", terminal)]

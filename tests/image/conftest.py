@@ -17,6 +17,7 @@ import logging
 import shutil
 import tarfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -177,3 +178,14 @@ def readable_kubeconfig(control_plane: object, tmp_path: Path) -> Path:
 def run_logs(container: docker.models.containers.Container) -> str:
     """Everything a container printed so far."""
     return str(container.logs(stdout=True, stderr=True).decode(errors="replace"))
+
+
+def http_get(url: str) -> tuple[int, str]:
+    """Status and body of a GET (0 and "" when nothing answers)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""

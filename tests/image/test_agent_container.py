@@ -30,8 +30,6 @@ from __future__ import annotations
 import re
 import secrets
 import subprocess
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -59,7 +57,7 @@ from tests.websockets.conftest import shell_output
 from vapor.devenv.processes import free_port
 from vapor.gateway import create_app
 
-from .conftest import Built, run_logs
+from .conftest import Built, http_get, run_logs
 
 pytestmark = [pytest.mark.image, pytest.mark.controlplane, pytest.mark.timeout(1800)]
 
@@ -154,16 +152,6 @@ def _privileged(docker_client: docker.DockerClient) -> dict[str, Any]:
     if any("apparmor" in option for option in docker_client.info().get("SecurityOptions") or []):
         security.append("apparmor=unconfined")
     return {"cap_add": have, "security_opt": security, "device_cgroup_rules": ["a *:* rwm"]}
-
-
-def _get(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return int(resp.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return 0
 
 
 @pytest.fixture
@@ -265,7 +253,7 @@ async def _ready(agent: AgentContainer) -> None:
     def ready() -> bool:
         agent.container.reload()
         assert agent.container.status != "exited", run_logs(agent.container)
-        return _get(agent.ready_url) == 200
+        return http_get(agent.ready_url)[0] == 200
 
     await eventually(ready, READY_WAIT, "the agent in its container to be ready", every=1.0)
 

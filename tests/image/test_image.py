@@ -9,8 +9,6 @@ Debian's mirror and PyPI through the host network.
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +20,7 @@ from tests.conftest import Kubectl
 from tests.support.wait import wait_until
 from vapor.devenv.processes import free_port
 
-from .conftest import Built, run_logs
+from .conftest import Built, http_get, run_logs
 
 pytestmark = [pytest.mark.image, pytest.mark.controlplane, pytest.mark.timeout(1800)]
 
@@ -63,16 +61,6 @@ def start_container(docker_client: docker.DockerClient, image: Built) -> Iterato
     for container in started:
         print(f"--- {container.name} ---\n{run_logs(container)[-4000:]}")
         container.remove(force=True)
-
-
-def _get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
 
 
 def test_image_is_small_non_root_and_without_build_tools(docker_client: docker.DockerClient, image: Built) -> None:
@@ -132,18 +120,18 @@ def test_gateway_starts_against_the_control_plane(
     def ready() -> bool:
         container.reload()
         assert container.status != "exited", run_logs(container)
-        return _get(f"{base}/readyz")[0] == 200
+        return http_get(f"{base}/readyz")[0] == 200
 
     wait_until(ready, timeout=90, what="the gateway in the image to be ready")
-    status, body = _get(f"{base}/openapi.json")
+    status, body = http_get(f"{base}/openapi.json")
     assert status == 200 and json.loads(body)["info"]["title"] == "Vapor"
     # Unauthenticated calls get the contract's envelope, from the real app.
-    status, body = _get(f"{base}/api/v1/hosts")
+    status, body = http_get(f"{base}/api/v1/hosts")
     assert status == 401, body
     # The gateway made its signing key Secret in the namespace it was given.
     secret = kubectl.get_json("secret", "signing-key", "-n", namespace)
     assert secret["data"]
-    assert "vapor_gateway_http_requests_total" in _get(f"{base}/metrics")[1]
+    assert "vapor_gateway_http_requests_total" in http_get(f"{base}/metrics")[1]
 
 
 def test_operator_starts_and_decides(
@@ -162,7 +150,7 @@ def test_operator_starts_and_decides(
     def alive() -> bool:
         container.reload()
         assert container.status != "exited", run_logs(container)
-        return _get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+        return http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
 
     wait_until(alive, timeout=90, what="the operator in the image to report ready")
     # It acts on the cluster: a VM pinned to a host that does not exist is declared unschedulable.
