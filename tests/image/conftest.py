@@ -27,6 +27,7 @@ import docker
 import pytest
 
 from tests.support.dockerd import Dockerd
+from tests.support.http import http_get  # noqa: F401  (the image tests probe endpoints with it)
 
 from .base import CACHE, cache_lock, recipe_key, rootfs_tarball
 
@@ -178,14 +179,3 @@ def readable_kubeconfig(control_plane: object, tmp_path: Path) -> Path:
 def run_logs(container: docker.models.containers.Container) -> str:
     """Everything a container printed so far."""
     return str(container.logs(stdout=True, stderr=True).decode(errors="replace"))
-
-
-def http_get(url: str) -> tuple[int, str]:
-    """Status and body of a GET (0 and "" when nothing answers)."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""

@@ -6,25 +6,12 @@ tests' own, reused here.
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
-
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.agent.conftest import agent_factory, libvirtd, node_name, qemu_tmp, virt
+from tests.support.http import http_get as get
 
 __all__ = ["agent_factory", "get", "libvirtd", "node_name", "qemu_tmp", "sample", "scrape", "virt"]
-
-
-def get(url: str) -> tuple[int, str]:
-    """Status and body of a GET (0 when nothing answers)."""
-    try:
-        with urllib.request.urlopen(url, timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
 
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
