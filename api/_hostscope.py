@@ -1,10 +1,13 @@
-"""Which host a host-scoped endpoint acts on: ``?host=<id or name>``, else the only host, else the default.
+"""Which host a host-scoped endpoint acts on: ``?host=<id or name>``, else the default, else the only one.
 
 The contract's network, storage, container, user, system and log endpoints
 name no host: they were written for one server. In a fleet the caller says
-which with ``?host=``; when it does not, the gateway picks the only Host
-there is, or the one configured as ``VAPOR_DEFAULT_HOST``, and otherwise
-refuses with INVALID_INPUT listing the choices, rather than guess.
+which with ``?host=``; when it does not, the gateway picks the one configured
+as ``VAPOR_DEFAULT_HOST`` (``make dev`` sets it to this machine), else the
+only Host there is, else the only connected (Ready) one: a Host written for
+a machine whose agent never came (``kubectl apply -k examples/``) does not
+break a client that knows no ``?host=``. Otherwise it refuses with
+INVALID_INPUT listing the choices, rather than guess.
 """
 
 from __future__ import annotations
@@ -15,12 +18,13 @@ from vapor.model import Host
 
 from ._errors import INVALID_INPUT, APIError
 from ._state import gateway
+from ._views import host_status
 from .hosts import find_host
 
 # Shown in the OpenAPI document of every host-scoped endpoint.
 HOST_PARAMETER_HELP = (
-    "Host to act on, by id (UUID) or name. May be left out when there is only one host, "
-    "or when the gateway has a default host (VAPOR_DEFAULT_HOST)."
+    "Host to act on, by id (UUID) or name. May be left out when the gateway has a default host "
+    "(VAPOR_DEFAULT_HOST), when there is only one host, or when only one host is connected."
 )
 
 MAX_NAMES_IN_ERROR = 10
@@ -42,12 +46,16 @@ def scoped_host(host: str | None = None) -> Host:
     hosts = sorted(state.hosts.items(), key=lambda h: h.name)
     if len(hosts) == 1:
         return hosts[0]
+    connected = [h for h in hosts if host_status(h) == "connected"]
+    if len(connected) == 1:
+        return connected[0]
     if not hosts:
         raise APIError(400, INVALID_INPUT, "there is no host yet: no agent has registered")
-    names = ", ".join(h.name for h in hosts[:MAX_NAMES_IN_ERROR])
+    names = ", ".join(f"{h.name} ({host_status(h)})" for h in hosts[:MAX_NAMES_IN_ERROR])
     more = f" and {len(hosts) - MAX_NAMES_IN_ERROR} more" if len(hosts) > MAX_NAMES_IN_ERROR else ""
     raise APIError(
         400,
         INVALID_INPUT,
-        f"there are {len(hosts)} hosts; say which with ?host=<id or name> (one of: {names}{more})",
+        f"there are {len(hosts)} hosts and {len(connected)} of them connected; "
+        f"say which with ?host=<id or name> (one of: {names}{more})",
     )

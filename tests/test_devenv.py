@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from vapor.devenv import ControlPlane
 from vapor.devenv.processes import free_port
@@ -126,19 +128,25 @@ def test_dev_runs_the_whole_system_until_interrupted(tmp_path: Path, control_pla
                 stderr=subprocess.STDOUT,
             )
         url = f"http://127.0.0.1:{port}/api/v1"
+        dev = ControlPlane(state, bin_dir=control_plane.bin_dir)
         try:
-            wait_until(lambda: _status(f"{url}/hosts") == 401, 120, what="the gateway")
+            wait_until(lambda: "Vapor is up" in (tmp_path / "dev.log").read_text(), 150, what="Vapor is up")
+            # Said only once this machine's Host is Ready: a VM made now finds its host.
+            host = json.loads(dev.kubectl_run("get", "hosts.vapor.io", node, "-o", "json").stdout)
+            assert {"type": "Ready", "status": "True"}.items() <= _condition(host, "Ready").items()
             login = httpx.post(f"{url}/auth/login", json={"username": user.name, "password": user.password})
             assert login.status_code == 200, login.text
             auth = {"Authorization": f"Bearer {login.json()['data']['token']}"}
-            wait_until(
-                lambda: any(
-                    h["name"] == node and h["status"] == "connected"
-                    for h in httpx.get(f"{url}/hosts", headers=auth).json()["data"]["hosts"]
-                ),
-                90,
-                what="this machine's Host, connected",
-            )
+            hosts = httpx.get(f"{url}/hosts", headers=auth).json()["data"]["hosts"]
+            assert [h["status"] for h in hosts if h["name"] == node] == ["connected"]
+
+            # The examples bring a Host whose machine has no agent; a client that knows no ?host=
+            # still gets this machine's answers.
+            dev.kubectl_run("apply", "-f", str(REPO / "examples" / "host.yaml"))
+            wait_until(lambda: len(httpx.get(f"{url}/hosts", headers=auth).json()["data"]["hosts"]) == 2, 30)
+            system = httpx.get(f"{url}/system/summary", headers=auth, timeout=30)
+            assert system.status_code == 200, system.text
+            assert system.json()["data"]["hostname"] == socket.gethostname()
         finally:
             proc.send_signal(signal.SIGINT)
             code = proc.wait(90)
@@ -147,6 +155,10 @@ def test_dev_runs_the_whole_system_until_interrupted(tmp_path: Path, control_pla
     assert not ControlPlane(state).running()
     leftover = subprocess.run(["pgrep", "-f", node], capture_output=True, text=True).stdout.split()
     assert not leftover, "the agent is gone"
+
+
+def _condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in obj.get("status", {}).get("conditions") or [] if c["type"] == kind), {})
 
 
 def _status(url: str) -> int | None:

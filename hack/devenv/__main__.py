@@ -8,6 +8,7 @@ and ``make cluster-down``; ``env`` prints the line to ``eval`` for KUBECONFIG;
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -20,6 +21,7 @@ from .controlplane import ControlPlane, ControlPlaneError, repo_root
 from .stack import Stack
 
 DEFAULT_STATE = repo_root() / ".vapor" / "cluster"
+READY_POLL = 0.5  # seconds between looks at this machine's Host while starting
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +78,8 @@ def _dev(cp: ControlPlane, *, bind: str, node_name: str) -> int:
     with cp:
         env = {"KUBECONFIG": str(cp.kubeconfig), "PATH": f"{cp.bin_dir}:{os.environ.get('PATH', '')}"}
         with Stack(cp.state_dir, env, bind=bind, node_name=node_name) as stack:
+            if not _wait_until_ready(cp, stack, node_name, stop):
+                return 0 if stop.is_set() and not stack.died() else 1
             log.info(
                 "Vapor is up: gateway http://%s, node %s. In another shell: export KUBECONFIG=%s",
                 bind,
@@ -89,6 +93,34 @@ def _dev(cp: ControlPlane, *, bind: str, node_name: str) -> int:
                     stop.set()
         log.info("stopped")
     return 0
+
+
+def _host_ready(cp: ControlPlane, node_name: str) -> bool:
+    """Whether the Host of this machine has the condition Ready=True (its agent registered and beats)."""
+    found = cp.kubectl_run("get", "hosts.vapor.io", node_name, "-o", "json", check=False)
+    if found.returncode != 0:
+        return False
+    conditions = json.loads(found.stdout).get("status", {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def _wait_until_ready(cp: ControlPlane, stack: Stack, node_name: str, stop: threading.Event) -> bool:
+    """Wait until this machine's Host is Ready (a VM made before would find no host); False if stopped first."""
+    log = logging.getLogger("vapor.devenv")
+    log.info("waiting for the Host %s to be Ready", node_name)
+    waited = 0.0
+    while not _host_ready(cp, node_name):
+        for name in stack.died():
+            log.error(
+                "%s exited before the Host %s was Ready; its log: %s", name, node_name, stack.components[name].log_path
+            )
+            return False
+        if stop.wait(READY_POLL):
+            return False
+        waited += READY_POLL
+        if waited % 30 < READY_POLL:
+            log.info("still waiting for the Host %s to be Ready (%.0f s)", node_name, waited)
+    return True
 
 
 if __name__ == "__main__":

@@ -32,7 +32,14 @@ class Stack:
                 env,
                 echo="agent",
             ),
-            "gateway": Component("vapor.gateway", ["--bind", bind], logs / "gateway.log", env, echo="gateway"),
+            # Host-scoped endpoints called without ?host= act on this machine, whatever else is applied.
+            "gateway": Component(
+                "vapor.gateway",
+                ["--bind", bind],
+                logs / "gateway.log",
+                {**env, "VAPOR_DEFAULT_HOST": node_name},
+                echo="gateway",
+            ),
         }
 
     def __enter__(self) -> Stack:

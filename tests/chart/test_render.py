@@ -33,6 +33,7 @@ OTHER_VALUES = [
     "--set", "agent.pamService=vapor-login",
     "--set", "gateway.rateLimit=0",
     "--set", "gateway.trustedProxies=10.0.0.0/8",
+    "--set", "gateway.defaultHost=node-2",
     "--set", "gateway.service.type=NodePort",
     "--set", "gateway.service.nodePort=30080",
     "--set", "gateway.ingress.enabled=true",
@@ -140,6 +141,7 @@ def test_agent_runs_privileged_on_the_node_with_its_paths(helm: Helm) -> None:
     assert "--cri-socket=/host/run/containerd/containerd.sock" in container(agent)["args"]
     gateway = by_kind(helm.objects("vapor", "vapor-system"))[("Deployment", "vapor-gateway")]
     assert "VAPOR_AUTH_HOSTS" not in env_of(gateway)  # unset by default: the gateway's own PAM
+    assert "VAPOR_DEFAULT_HOST" not in env_of(gateway)  # unset by default: the only (connected) host
     assert mounts["state"] == "/var/lib/vapor"
 
 
@@ -155,6 +157,7 @@ def test_other_values_reach_the_objects(helm: Helm) -> None:
     assert env_of(gateway)["VAPOR_AUTH_HOSTS"] == "node-1,node-2"
     assert env_of(gateway)["VAPOR_AUTH_TIMEOUT"] == "10"
     assert env_of(gateway)["VAPOR_TRUSTED_PROXIES"] == "10.0.0.0/8"
+    assert env_of(gateway)["VAPOR_DEFAULT_HOST"] == "node-2"
     # hostUsers: the node's user files, read-only, and root to read the shadow file.
     assert gateway["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == 0
     assert {m["mountPath"] for m in container(gateway)["volumeMounts"] if m.get("readOnly")} == {
