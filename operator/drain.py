@@ -20,12 +20,11 @@ from typing import Any
 import kopf
 
 from vapor.kube import Conflict, Kube
-from vapor.model import GROUP, VERSION, Host, Migration, MigrationSpec, ObjectMeta, VirtualMachine
+from vapor.model import GROUP, VERSION, Host, HostStatus, Migration, MigrationSpec, ObjectMeta, VirtualMachine
 from vapor.model.host import DrainStatus
 from vapor.model.names import DRAIN_LABEL
 
 from . import migration
-from .migration_rules import LIVE_VM_PHASES, is_terminal
 from .settings import FIELD_MANAGER, MIGRATION_INTERVAL
 
 log = logging.getLogger("vapor.operator.drain")
@@ -43,7 +42,7 @@ def drain_name(vm: str) -> str:
 
 
 def _drain_migration(vm: VirtualMachine, host: str) -> Migration:
-    live = vm.status is not None and vm.status.phase in LIVE_VM_PHASES
+    live = vm.can_live_migrate
     local_disks = any(d.size is not None for d in vm.spec.disks or [])
     return Migration(
         metadata=ObjectMeta(name=drain_name(vm.name), namespace=vm.metadata.namespace, labels={DRAIN_LABEL: host}),
@@ -68,7 +67,7 @@ async def drain(kube: Kube, host: Host) -> DrainStatus:
     for vm in sorted(on_host, key=lambda v: (v.metadata.namespace or "", v.name)):
         namespace = vm.metadata.namespace or ""
         mine = [m for m in facts.migrations if m.metadata.namespace == namespace and m.spec.vm_name == vm.name]
-        if any(not is_terminal(m) for m in mine):
+        if any(not m.is_terminal for m in mine):
             moving += 1
             continue
         tries = [m for m in mine if (m.metadata.labels or {}).get(DRAIN_LABEL) == host.name]
@@ -133,7 +132,7 @@ async def _reconcile_host(kube: Kube, name: str) -> bool:
     current = host.status.drain if host.status else None
     if not host.spec.maintenance or host.metadata.deletion_timestamp is not None:
         if current is not None:
-            await hosts.patch_status(name, {"drain": None}, field_manager=FIELD_MANAGER)
+            await hosts.patch_status(name, HostStatus(drain=None), field_manager=FIELD_MANAGER)
             await kube.events.record(
                 host,
                 reason="DrainCleared",
@@ -145,7 +144,7 @@ async def _reconcile_host(kube: Kube, name: str) -> bool:
     wanted = await drain(kube, host)
     if current is not None and current.model_dump() == wanted.model_dump():
         return wanted.phase == "Draining"
-    await hosts.patch_status(name, {"drain": wanted.to_api()}, field_manager=FIELD_MANAGER)
+    await hosts.patch_status(name, HostStatus(drain=wanted), field_manager=FIELD_MANAGER)
     if current is None:
         await kube.events.record(
             host, reason="DrainStarted", note=f"Maintenance: {wanted.message}", controller=CONTROLLER, action="Drain"

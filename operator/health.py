@@ -15,7 +15,7 @@ from typing import Any
 
 import kopf
 
-from vapor.model import GROUP, VERSION, Condition, Host, VirtualMachine
+from vapor.model import GROUP, VERSION, Host, HostStatus, VirtualMachine, VirtualMachineStatus
 from vapor.model.names import ConditionType
 
 from ._state import Memo, VMKey
@@ -56,18 +56,14 @@ async def check_host(
     verdict = judge(max(beats, key=lambda b: b.renewed) if beats else None, now)
     vm_keys = {key for key, _req in vms_by_host.get(name, [])}
     current = host.condition(ConditionType.READY)
-    wanted = Condition.after(
-        current,
-        type=ConditionType.READY,
-        status="True" if verdict.ready else "False",
-        reason=verdict.reason,
-        message=verdict.message,
+    wanted = host.condition_after(
+        ConditionType.READY, "True" if verdict.ready else "False", verdict.reason, verdict.message, observe=False
     )
     vm_count = host.status.vm_count if host.status else None
     if wanted.says_same_as(current) and vm_count == len(vm_keys):
         return
     await kube.resources(Host).apply_status(
-        name, {"conditions": [wanted.to_api()], "vmCount": len(vm_keys)}, field_manager=FIELD_MANAGER
+        name, HostStatus(conditions=[wanted], vm_count=len(vm_keys)), field_manager=FIELD_MANAGER
     )
     was_ready = current is not None and current.status == "True"
     if verdict.ready == was_ready and current is not None:
@@ -95,7 +91,9 @@ async def _mark_unknown(state: Memo, host: str, vm_keys: set[VMKey]) -> None:
             vm = await vms.get(name, namespace)
             if vm.status is not None and vm.status.phase == "Unknown":
                 continue
-            vm = await vms.patch_status(name, {"phase": "Unknown"}, namespace=namespace, field_manager=FIELD_MANAGER)
+            vm = await vms.patch_status(
+                name, VirtualMachineStatus(phase="Unknown"), namespace=namespace, field_manager=FIELD_MANAGER
+            )
         except kopf.PermanentError:
             raise
         except Exception as exc:  # one VM must not keep the others from being marked

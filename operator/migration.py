@@ -15,12 +15,24 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import kopf
 
 from vapor.kube import Conflict, Kube, NotFound
-from vapor.model import GROUP, VERSION, Condition, Host, Migration, VirtualMachine
+from vapor.model import (
+    GROUP,
+    VERSION,
+    Condition,
+    Host,
+    MetadataPatch,
+    Migration,
+    MigrationStatus,
+    VirtualMachine,
+    VirtualMachineStatus,
+    find_host,
+)
+from vapor.model.migration import TERMINAL_PHASES, MigrationPhase
 from vapor.model.names import (
     HOST_LABEL,
     MIGRATING_ANNOTATION,
@@ -31,16 +43,8 @@ from vapor.model.names import (
 )
 
 from . import metrics
-from .migration_rules import (
-    ACTIVE_PHASES,
-    check,
-    find_host,
-    in_flight_requests,
-    is_terminal,
-    phase_of,
-    plan_queue,
-)
-from .placement import Request, host_ready
+from .migration_rules import check, in_flight_requests, plan_queue
+from .placement import Request
 from .settings import (
     FIELD_MANAGER,
     MIGRATION_INTERVAL,
@@ -78,53 +82,50 @@ def _kube(memo: Any) -> Kube:
 # -- status ----------------------------------------------------------------------------------------
 
 
-def _owned_status(m: Migration) -> dict[str, Any]:
+class StatusChanges(TypedDict, total=False):
+    """What a step changes of the operator's status fields (None drops a field)."""
+
+    phase: MigrationPhase
+    source_host: str | None
+    target_host: str | None
+    queue_position: int | None
+    failure_reason: str | None
+    conditions: list[Condition] | None  # None or empty: the pre-flight conditions stay as they are
+
+
+def owned_status(m: Migration) -> MigrationStatus:
     """The status fields the operator owns, as they are now (server-side apply wants all of them every time)."""
-    s = m.status
-    out: dict[str, Any] = {}
-    if s is not None:
-        for key, value in (
-            ("phase", s.phase),
-            ("sourceHost", s.source_host),
-            ("targetHost", s.target_host),
-            ("queuePosition", s.queue_position),
-            ("failureReason", s.failure_reason),
-            ("observedGeneration", s.observed_generation),
-        ):
-            if value is not None:
-                out[key] = value
-    conditions = [c.to_api() for c in (s.conditions or []) if c.type in PRE_FLIGHT] if s else []
-    if conditions:
-        out["conditions"] = conditions
-    return out
+    s = m.status or MigrationStatus()
+    return MigrationStatus(
+        phase=s.phase,
+        source_host=s.source_host,
+        target_host=s.target_host,
+        queue_position=s.queue_position,
+        failure_reason=s.failure_reason,
+        observed_generation=s.observed_generation,
+        conditions=[c for c in s.conditions or [] if c.type in PRE_FLIGHT] or None,
+    )
 
 
-async def _write_status(kube: Kube, m: Migration, **changes: Any) -> Migration:
-    """Apply the operator's status with ``changes`` (camelCase keys; None drops a field); return the new object."""
-    status = _owned_status(m)
-    conditions: list[Condition] | None = changes.pop("conditions", None)
-    for key, value in changes.items():
-        if value is None:
-            status.pop(key, None)
-        else:
-            status[key] = value
-    if conditions is not None:
-        status["conditions"] = [c.to_api() for c in conditions]
-    status["observedGeneration"] = m.metadata.generation or 0
-    if status == _owned_status(m):
+async def _write_status(kube: Kube, m: Migration, **changes: Unpack[StatusChanges]) -> Migration:
+    """Apply the operator's status with ``changes``; return the new object (``m`` when nothing changed)."""
+    if not changes.get("conditions"):
+        changes.pop("conditions", None)
+    current = owned_status(m)
+    wanted = current.model_copy(update={**changes, "observed_generation": m.metadata.generation or 0})
+    if wanted.to_apply() == current.to_apply():
         return m
     namespace = m.metadata.namespace
     migrations = kube.resources(Migration)
-    await migrations.apply_status(m.name, status, namespace=namespace, field_manager=FIELD_MANAGER)
-    new_phase = status.get("phase")
-    if new_phase and new_phase != phase_of(m):
-        metrics.migration_entered(new_phase)
+    await migrations.apply_status(m.name, wanted, namespace=namespace, field_manager=FIELD_MANAGER)
+    if wanted.phase and wanted.phase != m.phase:
+        metrics.migration_entered(wanted.phase)
         log.info(
             "migration=%s/%s phase=%s",
             namespace,
             m.name,
-            new_phase,
-            extra={"migration": m.name, "namespace": namespace, "phase": new_phase},
+            wanted.phase,
+            extra={"migration": m.name, "namespace": namespace, "phase": wanted.phase},
         )
     return await migrations.get(m.name, namespace)
 
@@ -181,14 +182,14 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> None:
             m = await kube.resources(Migration).get(name, namespace)
         except NotFound:
             return
-        before = phase_of(m)
+        before = m
         try:
             await _step(kube, m)
         except (NotFound, Conflict) as exc:  # changed or gone meanwhile: the next event or recheck decides again
             log.info("migration=%s/%s: an object changed while deciding: %s", namespace, name, exc)
-        if before in ACTIVE_PHASES:  # a pass is needed only when this one ended and gave its slot back
+        if before.is_active:  # a pass is needed only when this one ended and gave its slot back
             try:
-                if not is_terminal(await kube.resources(Migration).get(name, namespace)):
+                if not (await kube.resources(Migration).get(name, namespace)).is_terminal:
                     return
             except NotFound:
                 pass
@@ -196,14 +197,14 @@ async def reconcile(kube: Kube, namespace: str, name: str) -> None:
 
 
 async def _step(kube: Kube, m: Migration) -> None:
-    phase = phase_of(m)
-    if is_terminal(m):
+    phase = m.phase
+    if m.is_terminal:
         await _finish(kube, m)
         return
     stopping = m.spec.cancel or m.metadata.deletion_timestamp is not None
     if phase in (None, "Pending", "Scheduling", "PreparingTarget") and stopping:
         why = "deleted" if m.metadata.deletion_timestamp is not None else "cancelled"
-        m = await _write_status(kube, m, phase="Cancelled", queuePosition=None)
+        m = await _write_status(kube, m, phase="Cancelled", queue_position=None)
         await _event(kube, m, "MigrationCancelled", f"Migration {why} before it started; the VM stays where it was")
         await _finish(kube, m)
         return
@@ -218,8 +219,12 @@ async def _step(kube: Kube, m: Migration) -> None:
         await _watch_running(kube, m)
 
 
-async def _fail(kube: Kube, m: Migration, reason: str, event: str, **extra: Any) -> Migration:
-    m = await _write_status(kube, m, phase="Failed", failureReason=reason[:4000], queuePosition=None, **extra)
+async def _fail(
+    kube: Kube, m: Migration, reason: str, event: str, conditions: list[Condition] | None = None
+) -> Migration:
+    m = await _write_status(
+        kube, m, phase="Failed", failure_reason=reason[:4000], queue_position=None, conditions=conditions
+    )
     log.warning(
         "migration=%s/%s failed: %s", m.metadata.namespace, m.name, reason, extra={"migration": m.name, "why": reason}
     )
@@ -240,8 +245,8 @@ async def _check_pending(kube: Kube, m: Migration) -> None:
         kube,
         m,
         phase="Scheduling",
-        sourceHost=result.source,
-        targetHost=result.destination.name,
+        source_host=result.source,
+        target_host=result.destination.name,
         conditions=conditions,
     )
     await _event(
@@ -259,7 +264,7 @@ async def _host_lost(hosts: list[Host], *names: str | None) -> str | None:
         host = find_host(hosts, name)
         if host is None:
             return f"host {name} no longer exists"
-        if not host_ready(host):
+        if not host.is_ready:
             ready = host.condition(ConditionType.READY)
             return f"host {name} became NotReady ({ready.message if ready else 'no heartbeat'})"
     return None
@@ -310,7 +315,7 @@ async def _watch_running(kube: Kube, m: Migration) -> None:
     cancelled = m.spec.cancel or m.metadata.deletion_timestamp is not None
     why = f"{completed.reason}: {completed.message}" if completed.message else completed.reason
     if cancelled and completed.reason == "Aborted":
-        m = await _write_status(kube, m, phase="Cancelled", failureReason=f"cancelled: {why}"[:4000])
+        m = await _write_status(kube, m, phase="Cancelled", failure_reason=f"cancelled: {why}"[:4000])
         await _event(kube, m, "MigrationCancelled", f"Migration aborted; {m.spec.vm_name} keeps running on the source")
         await _finish(kube, m)
         return
@@ -329,15 +334,18 @@ async def _move_vm(kube: Kube, m: Migration) -> None:
         return
     hosts, _ = await kube.resources(Host).list()
     target = find_host(hosts, status.target_host)
-    host_id = target.status.id if target is not None and target.status else None
-    if vm.status is None or vm.status.host != status.target_host:
+    host_id = target.host_id if target is not None else None
+    if vm.host != status.target_host:
         await vms.patch_status(
-            vm.name, {"host": status.target_host, "hostId": host_id}, namespace=namespace, field_manager=FIELD_MANAGER
+            vm.name,
+            VirtualMachineStatus(host=status.target_host, host_id=host_id),
+            namespace=namespace,
+            field_manager=FIELD_MANAGER,
         )
     if (vm.metadata.labels or {}).get(HOST_LABEL) != status.target_host:
         await vms.patch(
             vm.name,
-            {"metadata": {"labels": {HOST_LABEL: status.target_host}}},
+            metadata=MetadataPatch(labels={HOST_LABEL: status.target_host}),
             namespace=namespace,
             field_manager=FIELD_MANAGER,
         )
@@ -355,26 +363,26 @@ async def _finish(kube: Kube, m: Migration) -> None:
     except NotFound:
         vm = None
     if vm is not None and (vm.metadata.annotations or {}).get(MIGRATING_ANNOTATION) == m.name:
-        if phase_of(m) == "Succeeded":
+        if m.phase == "Succeeded":
             await _move_vm(kube, m)
         await vms.patch(
             vm.name,
-            {"metadata": {"annotations": {MIGRATING_ANNOTATION: None}}},
+            metadata=MetadataPatch(annotations={MIGRATING_ANNOTATION: None}),
             namespace=namespace,
             field_manager=FIELD_MANAGER,
         )
         if vm.status is not None and vm.status.migration == m.name:
-            await vms.patch_status(vm.name, {"migration": None}, namespace=namespace, field_manager=FIELD_MANAGER)
+            await vms.patch_status(
+                vm.name, VirtualMachineStatus(migration=None), namespace=namespace, field_manager=FIELD_MANAGER
+            )
     finalizers = m.metadata.finalizers or []
     if MIGRATION_FINALIZER in finalizers:
         await kube.resources(Migration).patch(
             m.name,
-            {
-                "metadata": {
-                    "finalizers": [f for f in finalizers if f != MIGRATION_FINALIZER],
-                    "resourceVersion": m.metadata.resource_version,
-                }
-            },
+            metadata=MetadataPatch(
+                finalizers=[f for f in finalizers if f != MIGRATION_FINALIZER],
+                resource_version=m.metadata.resource_version,
+            ),
             namespace=namespace,
             field_manager=FIELD_MANAGER,
         )
@@ -400,13 +408,13 @@ async def schedule_pass(kube: Kube) -> None:
                 continue
         for m in facts.migrations:
             uid = m.metadata.uid or ""
-            if phase_of(m) != "Scheduling" or uid not in plan.positions:
+            if m.phase != "Scheduling" or uid not in plan.positions:
                 continue
             position = plan.positions[uid]
             if m.status is not None and m.status.queue_position == position:
                 continue
             try:
-                await _write_status(kube, m, queuePosition=position)
+                await _write_status(kube, m, queue_position=position)
             except NotFound:
                 continue
             if m.status is None or m.status.queue_position is None:
@@ -435,31 +443,31 @@ async def _admit(kube: Kube, m: Migration, facts: Facts) -> None:
         finalizers.append(MIGRATION_FINALIZER)
     m = await kube.resources(Migration).patch(
         m.name,
-        {
-            "metadata": {
-                "labels": {MIGRATION_SOURCE_LABEL: source, MIGRATION_TARGET_LABEL: target},
-                "finalizers": finalizers,
-                "resourceVersion": m.metadata.resource_version,
-            }
-        },
+        metadata=MetadataPatch(
+            labels={MIGRATION_SOURCE_LABEL: source, MIGRATION_TARGET_LABEL: target},
+            finalizers=finalizers,
+            resource_version=m.metadata.resource_version,
+        ),
         namespace=namespace,
         field_manager=FIELD_MANAGER,
     )
     await vms.patch(
         vm.name,
-        {"metadata": {"annotations": {MIGRATING_ANNOTATION: m.name}}},
+        metadata=MetadataPatch(annotations={MIGRATING_ANNOTATION: m.name}),
         namespace=namespace,
         field_manager=FIELD_MANAGER,
     )
-    await vms.patch_status(vm.name, {"migration": m.name}, namespace=namespace, field_manager=FIELD_MANAGER)
+    await vms.patch_status(
+        vm.name, VirtualMachineStatus(migration=m.name), namespace=namespace, field_manager=FIELD_MANAGER
+    )
     m = await _write_status(
         kube,
         m,
         phase="PreparingTarget",
-        sourceHost=source,
-        targetHost=target,
-        queuePosition=None,
-        conditions=result.conditions or None,
+        source_host=source,
+        target_host=target,
+        queue_position=None,
+        conditions=result.conditions,
     )
     facts.migrations = [m if o.metadata.uid == m.metadata.uid else o for o in facts.migrations]
     await _event(kube, m, "MigrationStarted", f"Preparing host {target} to receive {vm.name} from {source}")
@@ -469,7 +477,7 @@ async def _admit(kube: Kube, m: Migration, facts: Facts) -> None:
 
 
 def _needs_attention(status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
-    terminal = status.get("phase") in ("Succeeded", "Failed", "Cancelled")
+    terminal = status.get("phase") in TERMINAL_PHASES
     return not terminal or MIGRATION_FINALIZER in (meta.get("finalizers") or [])
 
 
@@ -482,7 +490,7 @@ async def migration_changed(type: str, namespace: str | None, name: str, body: k
         return
     status = body.get("status", {})
     phase = status.get("phase")
-    if phase in ("Succeeded", "Failed", "Cancelled") and MIGRATION_FINALIZER not in (body.meta.get("finalizers") or []):
+    if phase in TERMINAL_PHASES and MIGRATION_FINALIZER not in (body.meta.get("finalizers") or []):
         await schedule_pass(kube)  # nothing left to do for it, but its slot may be free now
         return
     completed = any(c.get("type") == ConditionType.COMPLETED for c in status.get("conditions") or [])
@@ -501,7 +509,7 @@ async def migration_recheck(namespace: str | None, name: str, memo: Any, **_: An
 async def host_changed_for_migrations(type: str, name: str, body: kopf.Body, memo: Any, **_: Any) -> None:
     """A host that turns NotReady (or goes) fails the migrations preparing on it: look at them at once."""
     host = Host.from_api(dict(body))
-    if type != "DELETED" and host_ready(host):
+    if type != "DELETED" and host.is_ready:
         return
     kube = _kube(memo)
     found, _version = await kube.resources(Migration).list()

@@ -11,40 +11,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from vapor.model import Condition, Host, Migration, VirtualMachine
-from vapor.model._meta import ConditionStatus
-from vapor.model.migration import TERMINAL_PHASES
+from vapor.model import Condition, ConditionStatus, Host, Migration, VirtualMachine, find_host
 from vapor.model.names import ConditionType
 
-from .placement import Request, choose_host, evaluate, host_ready
+from .placement import Request, choose_host, evaluate
 
-# Phases that hold a slot of the limits (the agents are at work).
-ACTIVE_PHASES = frozenset({"PreparingTarget", "Running"})
-# VM phases in which a live migration can start.
-LIVE_VM_PHASES = frozenset({"Running", "Paused"})
 _EPOCH = datetime.min.replace(tzinfo=UTC)
-
-
-def is_terminal(m: Migration) -> bool:
-    """Whether the migration has ended (Succeeded, Failed or Cancelled)."""
-    return m.status is not None and m.status.phase in TERMINAL_PHASES
-
-
-def phase_of(m: Migration) -> str | None:
-    """The migration's phase, or None before the operator has seen it."""
-    return m.status.phase if m.status else None
 
 
 def creation_order(m: Migration) -> tuple[datetime, str, str]:
     """Queue order: creation time, then namespace and name (stable across restarts)."""
     return (m.metadata.creation_timestamp or _EPOCH, m.metadata.namespace or "", m.name)
-
-
-def find_host(hosts: Iterable[Host], name_or_id: str) -> Host | None:
-    """A Host by resource name or by its stable id."""
-    hosts = list(hosts)
-    by_name = next((h for h in hosts if h.name == name_or_id), None)
-    return by_name or next((h for h in hosts if h.status is not None and h.status.id == name_or_id), None)
 
 
 @dataclass
@@ -55,17 +32,6 @@ class Check:
     source: str | None = None
     destination: Host | None = None
     conditions: list[Condition] = field(default_factory=list)
-
-
-def _condition(current: Migration, ctype: str, status: ConditionStatus, reason: str, message: str) -> Condition:
-    return Condition.after(
-        current.condition(ctype),
-        type=ctype,
-        status=status,
-        reason=reason,
-        message=message,
-        observed_generation=current.metadata.generation,
-    )
 
 
 def cpu_compatibility(source: Host, destination: Host) -> tuple[ConditionStatus, str, str]:
@@ -121,7 +87,7 @@ def in_flight_requests(
     """What admitted migrations will bring to each destination (their VMs are still placed on the source)."""
     arriving: dict[str, list[Request]] = {}
     for other in migrations:
-        if other.metadata.uid == exclude.metadata.uid or phase_of(other) not in ACTIVE_PHASES:
+        if other.metadata.uid == exclude.metadata.uid or not other.is_active:
             continue
         target = other.status.target_host if other.status else None
         vm = vms.get((other.metadata.namespace or "", other.spec.vm_name))
@@ -161,10 +127,9 @@ def check(
         result.refusal = f"VirtualMachine {namespace}/{vm.name} is not placed on any host yet"
         return result
     result.source = source
-    vm_phase = vm.status.phase if vm.status else None
-    if m.spec.live and vm_phase not in LIVE_VM_PHASES:
+    if m.spec.live and not vm.can_live_migrate:
         result.refusal = (
-            f"a live migration needs a running VM; {vm.name} is {vm_phase or 'not started'} (set live to false)"
+            f"a live migration needs a running VM; {vm.name} is {vm.phase or 'not started'} (set live to false)"
         )
         return result
     rival = _earlier_active(m, others)
@@ -180,7 +145,7 @@ def check(
         if dest.name == source:
             result.refusal = f"the VM already runs on {dest.name}: destination and source are the same host"
             return result
-        if not host_ready(dest):
+        if not dest.is_ready:
             result.refusal = f"destination host {dest.name} is not Ready"
             return result
         if dest.spec.maintenance:
@@ -190,7 +155,7 @@ def check(
         decision = choose_host(movable, [h for h in hosts if h.name != source], placed)
         if decision.host is None:
             result.conditions.append(
-                _condition(m, ConditionType.DESTINATION_CAPACITY, "False", "NoHostFits", decision.message)
+                m.condition_after(ConditionType.DESTINATION_CAPACITY, "False", "NoHostFits", decision.message)
             )
             result.refusal = f"no destination can take the VM: {decision.message}"
             return result
@@ -198,16 +163,15 @@ def check(
     result.destination = dest
     fit = evaluate(movable, dest, placed.get(dest.name, ()))
     if fit.fits:
-        capacity = _condition(
-            m,
+        capacity = m.condition_after(
             ConditionType.DESTINATION_CAPACITY,
             "True",
             "Fits",
             f"{dest.name} has {fit.free_cpu} CPU and {fit.free_memory // 2**20}Mi free",
         )
     else:
-        capacity = _condition(
-            m, ConditionType.DESTINATION_CAPACITY, "False", "Insufficient", f"{dest.name}: {', '.join(fit.reasons)}"
+        capacity = m.condition_after(
+            ConditionType.DESTINATION_CAPACITY, "False", "Insufficient", f"{dest.name}: {', '.join(fit.reasons)}"
         )
     source_host = find_host(hosts, source)
     if source_host is None:
@@ -217,8 +181,8 @@ def check(
     storage = storage_compatibility(vm, m.spec.copy_storage)
     result.conditions = [
         capacity,
-        _condition(m, ConditionType.CPU_COMPATIBLE, *cpu),
-        _condition(m, ConditionType.STORAGE_COMPATIBLE, *storage),
+        m.condition_after(ConditionType.CPU_COMPATIBLE, *cpu),
+        m.condition_after(ConditionType.STORAGE_COMPATIBLE, *storage),
     ]
     failed = [c for c in result.conditions if c.status == "False"]
     if failed:
@@ -237,7 +201,7 @@ def _earlier_active(m: Migration, others: Iterable[Migration]) -> str | None:
             continue
         if other.spec.vm_name != m.spec.vm_name or other.metadata.deletion_timestamp:
             continue
-        if phase_of(other) in ACTIVE_PHASES or phase_of(other) == "Scheduling":
+        if other.is_active or other.phase == "Scheduling":
             return other.name
     return None
 
@@ -259,7 +223,7 @@ def plan_queue(migrations: Iterable[Migration], parallel: int, per_host: int) ->
     its source's limit does not hold back those behind it.
     """
     migrations = list(migrations)
-    active = [m for m in migrations if phase_of(m) in ACTIVE_PHASES]
+    active = [m for m in migrations if m.is_active]
     outbound: dict[str, int] = {}
     for m in active:
         src = m.status.source_host if m.status else None
@@ -268,7 +232,7 @@ def plan_queue(migrations: Iterable[Migration], parallel: int, per_host: int) ->
     running = len(active)
     plan = Plan()
     waiting = sorted(
-        (m for m in migrations if phase_of(m) == "Scheduling" and m.metadata.deletion_timestamp is None),
+        (m for m in migrations if m.phase == "Scheduling" and m.metadata.deletion_timestamp is None),
         key=creation_order,
     )
     for m in waiting:

@@ -10,7 +10,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from vapor.model import Host, VirtualMachine, quantity_bytes
-from vapor.model.names import ConditionType
 
 
 @dataclass(frozen=True)
@@ -41,12 +40,6 @@ class Fit:
         return not self.reasons
 
 
-def host_ready(host: Host) -> bool:
-    """Whether the host's Ready condition is True."""
-    ready = host.condition(ConditionType.READY)
-    return ready is not None and ready.status == "True"
-
-
 def _mib(n: int) -> str:
     """Bytes as a quantity a person reads at a glance (2Gi, 768Mi)."""
     if n and n % 2**30 == 0:
@@ -61,7 +54,7 @@ def evaluate(vm: VirtualMachine, host: Host, placed: Iterable[Request], request:
     if vm.spec.host and vm.spec.host != host.name:
         fit.reasons.append(f"the VM asks for host {vm.spec.host}")
         return fit
-    if not host_ready(host):
+    if not host.is_ready:
         fit.reasons.append("not Ready")
     if host.spec.maintenance:
         fit.reasons.append("in maintenance")

@@ -17,8 +17,7 @@ from typing import Any
 import kopf
 
 from vapor.kube import Kube, NotFound
-from vapor.model import GROUP, VERSION, Condition, Host, VirtualMachine
-from vapor.model._meta import ConditionStatus
+from vapor.model import GROUP, VERSION, ConditionStatus, Host, MetadataPatch, VirtualMachine, VirtualMachineStatus
 from vapor.model.names import HOST_LABEL, ConditionType
 
 from . import metrics
@@ -63,18 +62,11 @@ def placed_requests(
 async def _set_scheduled(kube: Kube, vm: VirtualMachine, status: ConditionStatus, reason: str, message: str) -> bool:
     """Apply the Scheduled condition; return whether it changed."""
     current = vm.condition(ConditionType.SCHEDULED)
-    wanted = Condition.after(
-        current,
-        type=ConditionType.SCHEDULED,
-        status=status,
-        reason=reason,
-        message=message,
-        observed_generation=vm.metadata.generation,
-    )
+    wanted = vm.condition_after(ConditionType.SCHEDULED, status, reason, message)
     if wanted.says_same_as(current):
         return False
     await kube.resources(VirtualMachine).apply_status(
-        vm.name, {"conditions": [wanted.to_api()]}, namespace=vm.metadata.namespace, field_manager=FIELD_MANAGER
+        vm.name, VirtualMachineStatus(conditions=[wanted]), namespace=vm.metadata.namespace, field_manager=FIELD_MANAGER
     )
     return True
 
@@ -100,7 +92,7 @@ async def place(vm: VirtualMachine, memo: Memo, hosts_index: Mapping[str, Any], 
             changed = await _set_scheduled(kube, vm, "False", "Unschedulable", decision.message)
             if vm.status is None or vm.status.phase in (None, "Pending"):
                 await vms.patch_status(
-                    vm.name, {"phase": "Unschedulable"}, namespace=key[0], field_manager=FIELD_MANAGER
+                    vm.name, VirtualMachineStatus(phase="Unschedulable"), namespace=key[0], field_manager=FIELD_MANAGER
                 )
             if changed:
                 log.info("vm=%s/%s unschedulable: %s", key[0], vm.name, decision.message)
@@ -115,18 +107,17 @@ async def place(vm: VirtualMachine, memo: Memo, hosts_index: Mapping[str, Any], 
             return None
         host = decision.host
         memo.reservations[key] = (host.name, Request.of(vm))
-        host_id = host.status.id if host.status else None
         try:
             await vms.patch_status(
                 vm.name,
-                {"host": host.name, "hostId": host_id, "phase": "Scheduled"},
+                VirtualMachineStatus(host=host.name, host_id=host.host_id, phase="Scheduled"),
                 namespace=key[0],
                 field_manager=FIELD_MANAGER,
             )
             await _set_scheduled(kube, vm, "True", "Scheduled", f"placed on host {host.name}")
             await vms.patch(
                 vm.name,
-                {"metadata": {"labels": {HOST_LABEL: host.name}}},
+                metadata=MetadataPatch(labels={HOST_LABEL: host.name}),
                 namespace=key[0],
                 field_manager=FIELD_MANAGER,
             )

@@ -7,8 +7,16 @@ from collections.abc import AsyncIterator
 import pytest
 
 from vapor.devenv import ControlPlane
-from vapor.kube import Informer, Kube, NotFound
-from vapor.model import Host, ObjectMeta, VirtualMachine, VirtualMachineSpec
+from vapor.kube import Conflict, Informer, Kube, NotFound
+from vapor.model import (
+    Condition,
+    Host,
+    MetadataPatch,
+    ObjectMeta,
+    VirtualMachine,
+    VirtualMachineSpec,
+    VirtualMachineStatus,
+)
 
 
 @pytest.fixture
@@ -26,7 +34,9 @@ async def test_create_get_patch_status_and_not_found(kube: Kube, namespace: str)
     vms = kube.resources(VirtualMachine)
     made = await vms.create(_vm("a", namespace), field_manager="test")
     assert made.metadata.uid and made.spec.run_strategy == "Halted"
-    patched = await vms.patch_status("a", {"phase": "Stopped"}, namespace=namespace, field_manager="test")
+    patched = await vms.patch_status(
+        "a", VirtualMachineStatus(phase="Stopped"), namespace=namespace, field_manager="test"
+    )
     assert patched.status is not None and patched.status.phase == "Stopped"
     listed, version = await vms.list(namespace)
     assert [v.name for v in listed] == ["a"] and version
@@ -52,7 +62,7 @@ async def test_informer_follows_creates_updates_and_deletes(kube: Kube, namespac
         made = await vms.create(_vm("c", namespace), field_manager="test")
         assert await informer.wait_for(lambda: informer.get("c", namespace) is not None, 10)
         assert informer.by_uid(made.metadata.uid or "") is not None
-        await vms.patch_status("c", {"phase": "Running"}, namespace=namespace, field_manager="test")
+        await vms.patch_status("c", VirtualMachineStatus(phase="Running"), namespace=namespace, field_manager="test")
         assert await informer.wait_for(
             lambda: (
                 (o := informer.get("c", namespace)) is not None and o.status is not None and o.status.phase == "Running"
@@ -93,3 +103,58 @@ async def test_event_names_who_did_what(kube: Kube, control_plane: ControlPlane,
     )
     out = control_plane.kubectl_run("describe", "host", host.name).stdout
     assert "MaintenanceRequested" in out and "alice put the host into maintenance" in out
+
+
+async def test_merge_patches_write_only_the_fields_set_and_none_removes(kube: Kube, namespace: str) -> None:
+    vms = kube.resources(VirtualMachine)
+    made = _vm("typed", namespace)
+    made.metadata.annotations = {"keep": "1", "drop": "2"}
+    await vms.create(made, field_manager="test")
+    await vms.patch_status(
+        "typed", VirtualMachineStatus(phase="Stopped", migration="m1"), namespace=namespace, field_manager="test"
+    )
+    after = await vms.patch_status(
+        "typed", VirtualMachineStatus(migration=None), namespace=namespace, field_manager="test"
+    )
+    assert after.status is not None and after.status.phase == "Stopped" and after.status.migration is None
+    patched = await vms.patch(
+        "typed",
+        metadata=MetadataPatch(labels={"vapor.io/host": "h1"}, annotations={"drop": None}),
+        spec=VirtualMachineSpec.partial(run_strategy="Running"),
+        namespace=namespace,
+        field_manager="test",
+    )
+    assert patched.metadata.labels == {"vapor.io/host": "h1"}
+    assert patched.metadata.annotations == {"keep": "1"}
+    assert patched.spec.run_strategy == "Running" and patched.spec.memory == "32Mi"
+    with pytest.raises(Conflict):  # resourceVersion: the object changed since it was read
+        await vms.patch(
+            "typed",
+            metadata=MetadataPatch(finalizers=["x/y"], resource_version=made.metadata.resource_version or "1"),
+            namespace=namespace,
+            field_manager="test",
+        )
+
+
+async def test_apply_status_owns_the_fields_set_and_gives_up_the_rest(kube: Kube, namespace: str) -> None:
+    vms = kube.resources(VirtualMachine)
+    await vms.create(_vm("owned", namespace), field_manager="test")
+    mine = Condition(type="Scheduled", status="True", reason="Scheduled", message="placed")
+    theirs = Condition(type="Ready", status="False", reason="Stopped", message="off")
+    await vms.apply_status(
+        "owned",
+        VirtualMachineStatus(phase="Scheduled", host="h1", conditions=[mine]),
+        namespace=namespace,
+        field_manager="one",
+    )
+    await vms.apply_status("owned", VirtualMachineStatus(conditions=[theirs]), namespace=namespace, field_manager="two")
+    # "one" applies again without phase (a None field is not sent): it gives phase up, keeps host
+    await vms.apply_status(
+        "owned",
+        VirtualMachineStatus(phase=None, host="h1", conditions=[mine]),
+        namespace=namespace,
+        field_manager="one",
+    )
+    got = await vms.get("owned", namespace)
+    assert got.status is not None and got.status.host == "h1" and got.status.phase is None
+    assert sorted(c.type for c in got.status.conditions or []) == ["Ready", "Scheduled"]

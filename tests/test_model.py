@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from kubernetes import client, config
+from pydantic import ValidationError
 
 from vapor.devenv import ControlPlane
 from vapor.model import (
@@ -14,13 +16,17 @@ from vapor.model import (
     Condition,
     DiskSpec,
     Host,
+    HostStatus,
     Migration,
+    MigrationSpec,
+    MigrationStatus,
     Mount,
     ObjectMeta,
     Resource,
     VirtualMachine,
     VirtualMachineSpec,
     VirtualMachineStatus,
+    find_host,
     parse_quantity,
     quantity_bytes,
 )
@@ -178,3 +184,65 @@ def test_every_kind_names_its_crd() -> None:
         "mounts.vapor.io",
     ]
     assert Host.namespaced() is False and Migration.namespaced() is True
+
+
+def test_condition_after_moves_the_transition_time_only_on_a_status_change() -> None:
+    then = datetime(2026, 1, 1, tzinfo=UTC)
+    current = Condition(type="Ready", status="True", reason="A", message="a", last_transition_time=then)
+    same = Condition.after(current, type="Ready", status="True", reason="B", message="b", observed_generation=3)
+    assert same.last_transition_time == then and same.reason == "B" and same.observed_generation == 3
+    flipped = Condition.after(current, type="Ready", status="False", reason="B", message="b")
+    assert flipped.last_transition_time is not None and flipped.last_transition_time > then
+    first = Condition.after(None, type="Ready", status="True", reason="A", message="x" * 40000)
+    assert first.last_transition_time is not None and len(first.message) == 32768  # cut to what the schema takes
+
+
+def test_resource_condition_after_reads_its_own_condition_and_generation() -> None:
+    then = datetime(2026, 1, 1, tzinfo=UTC)
+    vm = VirtualMachine(
+        metadata=ObjectMeta(name="v", generation=7),
+        spec=VirtualMachineSpec(memory="32Mi"),
+        status=VirtualMachineStatus(
+            conditions=[Condition(type="Scheduled", status="False", reason="X", last_transition_time=then)]
+        ),
+    )
+    kept = vm.condition_after("Scheduled", "False", "Unschedulable", "no room")
+    assert kept.last_transition_time == then and kept.observed_generation == 7
+    assert vm.condition_after("Scheduled", "False", "X", "", observe=False).observed_generation is None
+
+
+def test_predicates_live_on_the_model() -> None:
+    m = Migration(metadata=ObjectMeta(name="m"), spec=MigrationSpec(vm_name="v"))
+    assert m.phase is None and not m.is_terminal and not m.is_active
+    for phase, terminal, active in (
+        ("Scheduling", False, False),
+        ("Running", False, True),
+        ("PreparingTarget", False, True),
+        ("Cancelled", True, False),
+        ("Succeeded", True, False),
+    ):
+        m.status = MigrationStatus(phase=phase)
+        assert (m.is_terminal, m.is_active) == (terminal, active), phase
+    vm = VirtualMachine(metadata=ObjectMeta(name="v"), spec=VirtualMachineSpec(memory="32Mi"))
+    assert not vm.can_live_migrate and vm.host is None
+    for phase, live in (("Running", True), ("Paused", True), ("Stopped", False), ("Migrating", False)):
+        vm.status = VirtualMachineStatus(phase=phase, host="h")
+        assert vm.can_live_migrate is live and vm.host == "h", phase
+    host = Host(metadata=ObjectMeta(name="h1"), status=HostStatus(id="9d1c8d8e-0000-4000-8000-000000000001"))
+    assert not host.is_ready
+    host.status = host.status.model_copy(update={"conditions": [Condition(type="Ready", status="True")]})
+    assert host.is_ready
+    other = Host(metadata=ObjectMeta(name="9d1c8d8e-0000-4000-8000-000000000001"))
+    assert find_host([host, other], "h1") is host
+    assert find_host([host, other], "9d1c8d8e-0000-4000-8000-000000000001") is other  # a name wins over an id
+    assert find_host([host], "9d1c8d8e-0000-4000-8000-000000000001") is host
+    assert find_host([host], "nope") is None
+
+
+def test_partial_models_dump_only_what_was_set() -> None:
+    assert MigrationSpec.partial(cancel=True).to_api() == {"cancel": True}
+    with pytest.raises(ValidationError):
+        MigrationSpec.partial(cancel="not a bool")
+    status = VirtualMachineStatus(host="h1", host_id=None, migration=None)
+    assert status.to_api() == {"host": "h1", "hostId": None, "migration": None}  # merge patch: null removes
+    assert status.to_apply() == {"host": "h1"}  # apply: what is owned, nothing else

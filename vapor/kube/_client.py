@@ -11,7 +11,7 @@ import orjson
 from kubernetes.aio import client, config, watch
 from kubernetes.aio.client.exceptions import ApiException
 
-from ..model import Resource
+from ..model import MetadataPatch, Model, Resource
 from ._errors import KubeError, from_api_exception
 from ._events import EventRecorder
 
@@ -185,24 +185,45 @@ class Resources(Generic[R]):
             return await self.get(obj.name, obj.metadata.namespace)
         return self.kind.from_api(raw)
 
-    async def patch(self, name: str, patch: dict[str, Any], *, namespace: str | None = None, field_manager: str) -> R:
-        """JSON merge patch of the object (metadata and spec)."""
+    async def patch(
+        self,
+        name: str,
+        legacy: dict[str, Any] | None = None,
+        *,
+        metadata: MetadataPatch | None = None,
+        spec: Model | None = None,
+        namespace: str | None = None,
+        field_manager: str,
+    ) -> R:
+        """JSON merge patch of the object's metadata and spec: the fields set in the models, nothing else.
+
+        ``spec`` is usually a ``Spec.partial(...)``; a field set to None removes it.
+        (``legacy``, a hand-built dict, goes once every writer passes models.)
+        """
+        body: dict[str, Any] = dict(legacy or {})
+        if metadata is not None:
+            body["metadata"] = metadata.to_api()
+        if spec is not None:
+            body["spec"] = spec.to_api()
+        if not body:
+            raise ValueError("a patch needs metadata or spec")
         raw = await call(
             self._method("patch_{scope}_custom_object")(
-                *self._args(namespace), name, patch, field_manager=field_manager, _content_type=MERGE_PATCH
+                *self._args(namespace), name, body, field_manager=field_manager, _content_type=MERGE_PATCH
             )
         )
         return self.kind.from_api(raw)
 
     async def patch_status(
-        self, name: str, status: dict[str, Any], *, namespace: str | None = None, field_manager: str
+        self, name: str, status: Model | dict[str, Any], *, namespace: str | None = None, field_manager: str
     ) -> R:
-        """JSON merge patch of the status subresource (``status`` is the status object itself)."""
+        """JSON merge patch of the status subresource: the fields set in ``status`` (None removes one)."""
+        body = status.to_api() if isinstance(status, Model) else status
         raw = await call(
             self._method("patch_{scope}_custom_object_status")(
                 *self._args(namespace),
                 name,
-                {"status": status},
+                {"status": body},
                 field_manager=field_manager,
                 _content_type=MERGE_PATCH,
             )
@@ -212,14 +233,15 @@ class Resources(Generic[R]):
     async def apply_status(
         self,
         name: str,
-        status: dict[str, Any],
+        status: Model | dict[str, Any],
         *,
         namespace: str | None = None,
         field_manager: str,
         force: bool = True,
     ) -> None:
-        """Server-side apply of part of the status: ``field_manager`` owns exactly the fields given.
+        """Server-side apply of part of the status: ``field_manager`` owns exactly the fields set in ``status``.
 
+        Fields left unset (or None) are not sent, so the manager gives them up.
         Lists keyed by a field (conditions by type) merge entry by entry, so two
         writers can each own their own conditions of one object.
         """
@@ -227,7 +249,7 @@ class Resources(Generic[R]):
             "apiVersion": self.kind.group + "/" + self.kind.version,
             "kind": self.kind.__name__,
             "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
-            "status": status,
+            "status": status.to_apply() if isinstance(status, Model) else status,
         }
         await call(
             self._method("patch_{scope}_custom_object_status")(

@@ -6,9 +6,21 @@ classes (:mod:`vapor.crdgen`), so the two cannot drift apart.
 """
 
 from . import names
-from ._meta import API_VERSION, GROUP, VERSION, Condition, Model, ObjectMeta, Quantity, parse_quantity, quantity_bytes
+from ._meta import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    Condition,
+    ConditionStatus,
+    MetadataPatch,
+    Model,
+    ObjectMeta,
+    Quantity,
+    parse_quantity,
+    quantity_bytes,
+)
 from ._resource import CRDInfo, PrinterColumn, Resource
-from .host import Host, HostSpec, HostStatus, InterfaceSpec
+from .host import Host, HostSpec, HostStatus, InterfaceSpec, find_host
 from .migration import Migration, MigrationSpec, MigrationStatus
 from .mount import Mount, MountSpec, MountStatus
 from .virtualmachine import DiskSpec, NetworkSpec, VirtualMachine, VirtualMachineSpec, VirtualMachineStatus
@@ -22,11 +34,13 @@ __all__ = [
     "VERSION",
     "CRDInfo",
     "Condition",
+    "ConditionStatus",
     "DiskSpec",
     "Host",
     "HostSpec",
     "HostStatus",
     "InterfaceSpec",
+    "MetadataPatch",
     "Migration",
     "MigrationSpec",
     "MigrationStatus",
@@ -42,6 +56,7 @@ __all__ = [
     "VirtualMachine",
     "VirtualMachineSpec",
     "VirtualMachineStatus",
+    "find_host",
     "names",
     "parse_quantity",
     "quantity_bytes",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Self, cast
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from pydantic.alias_generators import to_camel
@@ -36,8 +36,28 @@ class Model(BaseModel):
     )
 
     def to_api(self) -> dict[str, Any]:
-        """Dump as the Kubernetes API expects it: camelCase keys, unset fields left out."""
+        """Dump as the Kubernetes API expects it: camelCase keys, unset fields left out.
+
+        A field set to None explicitly is written as null: in a merge patch
+        (``Resources.patch_status``) that removes it from the object.
+        """
         return self.model_dump(by_alias=True, exclude_unset=True, mode="json")
+
+    def to_apply(self) -> dict[str, Any]:
+        """Dump for server-side apply: camelCase keys, unset and None fields left out.
+
+        In an apply the fields sent are the ones the writer owns; leaving a
+        field out gives it up, so there is no null to send.
+        """
+        return self.model_dump(by_alias=True, exclude_unset=True, exclude_none=True, mode="json")
+
+    @classmethod
+    def partial(cls, **fields: Any) -> Self:
+        """Only ``fields`` (each validated), for a merge patch: required fields left out stay out of the dump."""
+        obj = cast(Self, cls.model_construct())
+        for name, value in fields.items():
+            setattr(obj, name, value)  # validate_assignment checks each value as it is set
+        return obj
 
 
 _QUANTITY_RE = re.compile(
@@ -111,6 +131,20 @@ Quantity = Annotated[
 ]
 
 
+class MetadataPatch(Model):
+    """The metadata a merge patch changes (``Resources.patch``).
+
+    A None value in ``labels`` or ``annotations`` removes that key; a
+    ``resource_version`` makes the patch fail with Conflict when the object
+    changed since it was read.
+    """
+
+    labels: dict[str, str | None] | None = None
+    annotations: dict[str, str | None] | None = None
+    finalizers: list[str] | None = None
+    resource_version: str | None = None
+
+
 class ObjectMeta(Model):
     """The parts of Kubernetes object metadata the components read and write."""
 
@@ -130,6 +164,8 @@ class ObjectMeta(Model):
 
 
 ConditionStatus = Literal["True", "False", "Unknown"]
+MAX_REASON = 1024
+MAX_MESSAGE = 32768
 
 
 class Condition(Model):
@@ -144,12 +180,12 @@ class Condition(Model):
     reason: str = Field(
         default="",
         description="One CamelCase word a program can match on, saying why the status is what it is.",
-        max_length=1024,
+        max_length=MAX_REASON,
     )
     message: str = Field(
         default="",
         description="What a person should know about this condition, in a sentence.",
-        max_length=32768,
+        max_length=MAX_MESSAGE,
     )
     last_transition_time: datetime | None = Field(
         default=None, description="When the status last changed from one value to another."
@@ -171,11 +207,22 @@ class Condition(Model):
         message: str,
         observed_generation: int | None = None,
     ) -> Condition:
-        """The condition as it should now be: lastTransitionTime moves only when the status changes."""
+        """The condition as it should now be: lastTransitionTime moves only when the status changes.
+
+        Every writer of a condition goes through here (a message longer than
+        the schema allows is cut).
+        """
         unchanged = current is not None and current.status == status and current.last_transition_time
         since = current.last_transition_time if unchanged and current else datetime.now(UTC).replace(microsecond=0)
         extra = {} if observed_generation is None else {"observed_generation": observed_generation}
-        return cls(type=type, status=status, reason=reason, message=message, last_transition_time=since, **extra)
+        return cls(
+            type=type,
+            status=status,
+            reason=reason[:MAX_REASON],
+            message=message[:MAX_MESSAGE],
+            last_transition_time=since,
+            **extra,
+        )
 
     def says_same_as(self, other: Condition | None) -> bool:
         """Whether ``other`` tells the same (status, reason, message): nothing to write."""

@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Generic, Literal, Self, TypeVar
 
 from pydantic import Field
 
-from ._meta import API_VERSION, GROUP, VERSION, Condition, Model, ObjectMeta
+from ._meta import API_VERSION, GROUP, VERSION, Condition, ConditionStatus, Model, ObjectMeta
 
 SpecT = TypeVar("SpecT", bound=Model)
 StatusT = TypeVar("StatusT", bound=Model)
@@ -94,6 +94,22 @@ class Resource(Model, Generic[SpecT, StatusT]):
         """The status condition of a type, or None."""
         conditions = getattr(self.status, "conditions", None) or []
         return next((c for c in conditions if c.type == ctype), None)
+
+    def condition_after(
+        self, ctype: str, status: ConditionStatus, reason: str, message: str, *, observe: bool = True
+    ) -> Condition:
+        """The condition ``ctype`` as it should now be (:meth:`Condition.after` of the current one).
+
+        ``observe`` records this object's metadata.generation in it.
+        """
+        return Condition.after(
+            self.condition(ctype),
+            type=ctype,
+            status=status,
+            reason=reason,
+            message=message,
+            observed_generation=self.metadata.generation if observe else None,
+        )
 
     @property
     def name(self) -> str:

@@ -7,6 +7,7 @@ REST API serves under ``/hosts``, ``/system``, ``/network`` and ``/storage``.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -14,6 +15,7 @@ from pydantic import Field, StringConstraints
 
 from ._meta import Condition, Model, Quantity, conditions_field
 from ._resource import AGE, CRDInfo, PrinterColumn, Resource
+from .names import ConditionType
 
 INTERFACE_NAME_PATTERN = r"^[a-zA-Z0-9_][a-zA-Z0-9_.:@-]{0,14}$"
 IP_ADDRESS_PATTERN = r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)$"
@@ -289,3 +291,21 @@ class Host(Resource[HostSpec, HostStatus]):
             AGE,
         ),
     )
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether the Ready condition is True (the agent's heartbeat is fresh)."""
+        ready = self.condition(ConditionType.READY)
+        return ready is not None and ready.status == "True"
+
+    @property
+    def host_id(self) -> str | None:
+        """status.id: the machine's stable id, once its agent reported it."""
+        return self.status.id if self.status else None
+
+
+def find_host(hosts: Iterable[Host], name_or_id: str) -> Host | None:
+    """A Host by resource name, else by its stable id (status.id)."""
+    hosts = list(hosts)
+    by_name = next((h for h in hosts if h.name == name_or_id), None)
+    return by_name or next((h for h in hosts if h.host_id == name_or_id), None)

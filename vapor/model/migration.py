@@ -17,6 +17,8 @@ from ._resource import AGE, CRDInfo, PrinterColumn, Resource
 
 MigrationPhase = Literal["Pending", "Scheduling", "PreparingTarget", "Running", "Succeeded", "Failed", "Cancelled"]
 TERMINAL_PHASES: frozenset[str] = frozenset({"Succeeded", "Failed", "Cancelled"})
+# Phases that hold a slot of the cluster's limits: the agents are at work.
+ACTIVE_PHASES: frozenset[str] = frozenset({"PreparingTarget", "Running"})
 CopyStorage = Literal["none", "all", "incremental"]
 
 
@@ -152,3 +154,23 @@ class Migration(Resource[MigrationSpec, MigrationStatus]):
             AGE,
         ),
     )
+
+    @property
+    def phase(self) -> MigrationPhase | None:
+        """status.phase, or None before the operator has seen the Migration."""
+        return self.status.phase if self.status else None
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the migration has ended: Succeeded, Failed or Cancelled."""
+        return self.phase in TERMINAL_PHASES
+
+    @property
+    def is_active(self) -> bool:
+        """Whether the agents are at work on it (PreparingTarget or Running): it holds a slot of the limits."""
+        return self.phase in ACTIVE_PHASES
+
+    @property
+    def target_host(self) -> str | None:
+        """status.targetHost: where the VM is moving to, once the operator chose it."""
+        return self.status.target_host if self.status else None

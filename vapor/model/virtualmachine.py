@@ -33,6 +33,8 @@ VMPhase = Literal[
     "Terminating",
 ]
 MIN_MEMORY = "16Mi"
+# VM phases in which a live migration can start (the domain is active).
+LIVE_MIGRATABLE_PHASES: frozenset[str] = frozenset({"Running", "Paused"})
 
 
 def _quantity_at_least(minimum: str, what: str) -> dict[str, JsonValue]:
@@ -200,3 +202,18 @@ class VirtualMachine(Resource[VirtualMachineSpec, VirtualMachineStatus]):
             AGE,
         ),
     )
+
+    @property
+    def phase(self) -> VMPhase | None:
+        """status.phase, or None before anyone reported it."""
+        return self.status.phase if self.status else None
+
+    @property
+    def host(self) -> str | None:
+        """status.host: the Host the operator placed the VM on, or None."""
+        return (self.status.host if self.status else None) or None
+
+    @property
+    def can_live_migrate(self) -> bool:
+        """Whether a live migration can start now: the domain runs (Running or Paused)."""
+        return self.phase in LIVE_MIGRATABLE_PHASES
