@@ -11,6 +11,7 @@ import os
 import subprocess
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import Kubectl
 from vapor.devenv import ControlPlane
 
 REPO = Path(__file__).resolve().parents[2]
@@ -84,3 +86,62 @@ def release(helm: Helm, namespace: str) -> Iterator[str]:
     name = release_name()
     yield name
     helm("uninstall", name, "--namespace", namespace, "--ignore-not-found", cluster=True, check=False)
+
+
+@pytest.fixture
+def installed(helm: Helm, kubectl: Kubectl, namespace: str, release: str) -> Iterator[str]:
+    """The chart installed in the test's namespace; what the components made there is removed after."""
+    helm("install", release, str(CHART), "--namespace", namespace, cluster=True)
+    yield release
+    kubectl("delete", "secrets,events,leases", "--all", "-n", namespace, "--wait=false", check=False)
+
+
+def _kubeconfig_with(control_plane: ControlPlane, token: str, path: Path) -> Path:
+    config: dict[str, Any] = yaml.safe_load(control_plane.kubeconfig.read_text())
+    for user in config["users"]:
+        user["user"] = {"token": token}
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def kubeconfig_as(control_plane: ControlPlane, kubectl: Kubectl, namespace: str, account: str, path: Path) -> Path:
+    """A kubeconfig that authenticates with a fresh token of the ServiceAccount (TokenRequest API)."""
+    token = kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+    return _kubeconfig_with(control_plane, token, path)
+
+
+@contextmanager
+def node_bound_kubeconfig(
+    control_plane: ControlPlane, kubectl: Kubectl, namespace: str, account: str, node: str, path: Path
+) -> Iterator[Path]:
+    """A kubeconfig with the token the kubelet mounts in the account's pod on ``node``.
+
+    No kubelet runs here, so the test does its part: a Node object, a Pod of
+    the account bound to it (never started), and a token bound to that Pod.
+    The API server then adds the Pod's node to every request's user info
+    (``authentication.kubernetes.io/node-name``), as for a DaemonSet pod.
+    Node and Pod are removed afterwards.
+    """
+    pod = f"agent-{node}"[:63]
+    kubectl.apply({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}})
+    kubectl.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": pod, "namespace": namespace},
+            "spec": {
+                "nodeName": node,
+                "serviceAccountName": account,
+                "containers": [{"name": "agent", "image": "vapor-agent-stand-in"}],
+            },
+        }
+    )
+    try:
+        token = kubectl(
+            "create", "token", account, "-n", namespace, "--duration=1h",
+            "--bound-object-kind=Pod", f"--bound-object-name={pod}",
+        ).stdout.strip()  # fmt: skip
+        yield _kubeconfig_with(control_plane, token, path)
+    finally:
+        kubectl("delete", "pod", pod, "-n", namespace, "--wait=false", "--grace-period=0", check=False)
+        kubectl("delete", "node", node, "--wait=false", check=False)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import Kubectl
 from tests.support.agent import qemu_reachable_dir
@@ -31,7 +30,7 @@ from tests.support.wait import wait_until
 from vapor.devenv import ControlPlane
 from vapor.devenv.processes import free_port
 
-from .conftest import CHART, Helm
+from .conftest import CHART, Helm, kubeconfig_as, node_bound_kubeconfig
 
 # A refusal by the API server in a component's log: "(403)", "status": 403, ... or "Forbidden"; not a
 # port, a timestamp or a hex id that happens to hold the digits 403.
@@ -148,14 +147,6 @@ def can_i(kubectl: Kubectl, account: str, check: Check, release_ns: str) -> bool
     return answer.stdout.strip() == "yes"
 
 
-@pytest.fixture
-def installed(helm: Helm, kubectl: Kubectl, namespace: str, release: str) -> Iterator[str]:
-    """The chart installed in the test's namespace; what the components made there is removed after."""
-    helm("install", release, str(CHART), "--namespace", namespace, cluster=True)
-    yield release
-    kubectl("delete", "secrets,events,leases", "--all", "-n", namespace, "--wait=false", check=False)
-
-
 @pytest.mark.parametrize("component", ["operator", "agent", "gateway"])
 def test_each_account_may_do_what_it_needs_and_nothing_else(
     kubectl: Kubectl, namespace: str, installed: str, component: str
@@ -165,16 +156,6 @@ def test_each_account_may_do_what_it_needs_and_nothing_else(
     assert missing == [], f"{component} lacks what it needs"
     extra = [c for c in MUST_NOT[component] if can_i(kubectl, account, c, namespace)]
     assert extra == [], f"{component} may do more than it should"
-
-
-def kubeconfig_as(control_plane: ControlPlane, kubectl: Kubectl, namespace: str, account: str, path: Path) -> Path:
-    """A kubeconfig that authenticates with a fresh token of the ServiceAccount (TokenRequest API)."""
-    token = kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
-    config: dict[str, Any] = yaml.safe_load(control_plane.kubeconfig.read_text())
-    for user in config["users"]:
-        user["user"] = {"token": token}
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 def http(method: str, url: str, body: dict[str, Any] | None = None, token: str | None = None) -> tuple[int, Any]:
@@ -302,7 +283,7 @@ def test_the_operator_places_with_its_own_account(
 def test_the_agent_registers_its_host_with_its_own_account(
     control_plane: ControlPlane, kubectl: Kubectl, namespace: str, installed: str, tmp_path: Path
 ) -> None:
-    config = kubeconfig_as(control_plane, kubectl, namespace, f"{installed}-vapor-agent", tmp_path / "kubeconfig")
+    node = f"chart-{installed}"
     spec = kubectl.get_json("daemonset", f"{installed}-vapor-agent", "-n", namespace)["spec"]["template"]["spec"]
     # The chart's arguments, with a state folder and libvirt of this machine instead of the node's.
     args = [
@@ -312,46 +293,70 @@ def test_the_agent_registers_its_host_with_its_own_account(
     ]
     assert f"--lease-namespace={namespace}" in args
     assert f"--api-allowed-user=system:serviceaccount:{namespace}:{installed}-vapor-gateway" in args
-    node = f"chart-{installed}"
+    # A VM the operator placed on this node (label and status, as placement writes them): the agent adds
+    # its finalizer and reports the VM's phase, through the chart's admission policy.
+    vm = {
+        "apiVersion": "vapor.io/v1alpha1",
+        "kind": "VirtualMachine",
+        "metadata": {"name": "rbac-probe", "namespace": namespace, "labels": {"vapor.io/host": node}},
+        "spec": {"runStrategy": "Halted", "cpu": 1, "memory": "64Mi"},
+    }
+    kubectl.apply(vm)
     state = qemu_reachable_dir()
     daemon = Libvirtd().start()
-    agent = ComponentProcess(
-        "vapor.agent",
-        [
-            *args,
-            f"--kubeconfig={config}",
-            f"--state-dir={state}",
-            f"--libvirt-uri={daemon.uri}",
-            "--scan-interval=1",
-            "--lease-renew-interval=1",
-            f"--metrics-bind=127.0.0.1:{free_port()}",  # the node's port in the chart; any free one here
-            f"--api-bind=127.0.0.1:{free_port()}",  # $(NODE_IP):9443 in the chart
-        ],
-        tmp_path / "agent.log",
-        {"NODE_NAME": node},
-    )
+    # The token the kubelet mounts in the agent's pod: bound to the pod and so to its node, which the
+    # chart's admission policy requires of every agent write.
+    bound = node_bound_kubeconfig(control_plane, kubectl, namespace, f"{installed}-vapor-agent", node, tmp_path / "kc")
     try:
-        with agent:
-
-            def registered() -> bool:
-                host = kubectl("get", "host", node, "-o", "json", check=False)
-                lease = kubectl("get", "lease", node, "-n", namespace, "-o", "name", check=False)
-                status = json.loads(host.stdout).get("status") or {} if host.returncode == 0 else {}
-                return bool(status.get("hostname")) and lease.returncode == 0
-
-            try:
-                wait_until(registered, timeout=60, what="the agent's Host with a status, and its Lease")
-            except AssertionError as error:
-                raise AssertionError(f"{error}; its log:\n{agent.tail()}") from None
-            # The heartbeat is renewed (a patch of the Lease), not only created.
-            first = kubectl.get_json("lease", node, "-n", namespace)["spec"]["renewTime"]
-            wait_until(
-                lambda: kubectl.get_json("lease", node, "-n", namespace)["spec"]["renewTime"] != first,
-                timeout=20,
-                what="a renewal of the Lease",
+        with bound as config:
+            agent = ComponentProcess(
+                "vapor.agent",
+                [
+                    *args,
+                    f"--kubeconfig={config}",
+                    f"--state-dir={state}",
+                    f"--libvirt-uri={daemon.uri}",
+                    "--scan-interval=1",
+                    "--lease-renew-interval=1",
+                    f"--metrics-bind=127.0.0.1:{free_port()}",  # the node's port in the chart; any free one here
+                    f"--api-bind=127.0.0.1:{free_port()}",  # $(NODE_IP):9443 in the chart
+                ],
+                tmp_path / "agent.log",
+                {"NODE_NAME": node},
             )
-            log = agent.tail(400)
-        assert not _refused(log), log
+            with agent:
+
+                def registered() -> bool:
+                    host = kubectl("get", "host", node, "-o", "json", check=False)
+                    lease = kubectl("get", "lease", node, "-n", namespace, "-o", "name", check=False)
+                    status = json.loads(host.stdout).get("status") or {} if host.returncode == 0 else {}
+                    return bool(status.get("hostname")) and lease.returncode == 0
+
+                def vm_reported() -> bool:
+                    got = kubectl.get_json("virtualmachine", "rbac-probe", "-n", namespace)
+                    return bool(got["metadata"].get("finalizers")) and bool((got.get("status") or {}).get("phase"))
+
+                try:
+                    wait_until(registered, timeout=60, what="the agent's Host with a status, and its Lease")
+                    wait_until(vm_reported, timeout=60, what="the agent's finalizer and phase on its VM")
+                except AssertionError as error:
+                    raise AssertionError(f"{error}; its log:\n{agent.tail()}") from None
+                # The heartbeat is renewed (a patch of the Lease), not only created.
+                first = kubectl.get_json("lease", node, "-n", namespace)["spec"]["renewTime"]
+                wait_until(
+                    lambda: kubectl.get_json("lease", node, "-n", namespace)["spec"]["renewTime"] != first,
+                    timeout=20,
+                    what="a renewal of the Lease",
+                )
+                # Deleted while the agent runs: it undefines the domain and removes its finalizer.
+                kubectl("delete", "virtualmachine", "rbac-probe", "-n", namespace, "--wait=false")
+                wait_until(
+                    lambda: kubectl("get", "virtualmachine", "rbac-probe", "-n", namespace, check=False).returncode,
+                    timeout=60,
+                    what="the agent to let its deleted VM go",
+                )
+                log = agent.tail(400)
+            assert not _refused(log), log
     finally:
         kubectl("delete", "--ignore-not-found", "--wait=false", f"hosts.vapor.io/{node}", check=False)
         daemon.stop()

@@ -76,6 +76,8 @@ def test_defaults_render_one_object_set_per_component(helm: Helm) -> None:
         ("Role", "vapor-agent"),
         ("RoleBinding", "vapor-agent"),
         ("DaemonSet", "vapor-agent"),
+        ("ValidatingAdmissionPolicy", "vapor-agent-node-identity"),
+        ("ValidatingAdmissionPolicyBinding", "vapor-agent-node-identity"),
         ("ServiceAccount", "vapor-gateway"),
         ("ClusterRole", "vapor-gateway"),
         ("ClusterRoleBinding", "vapor-gateway"),
