@@ -8,7 +8,13 @@ the ingress controller's pod network). Only when the peer is one of them is
 ``X-Forwarded-For`` read, from the right: each hop a trusted proxy added is
 skipped, and the first address not in a trusted network is the client. A
 header a client wrote itself therefore cannot move it into another's
-bucket: its own proxy's entry, to the right, is what counts.
+bucket: its own proxy's entry, to the right, is what counts. When every hop
+is in a trusted network, the rightmost one is the client (the address our
+proxy saw), never the leftmost, which whoever sent the request wrote.
+
+Every address in the trusted networks is believed to be a proxy: name the
+proxies' networks only, not those of clients (the chart requires them when
+its Ingress is on).
 """
 
 from __future__ import annotations
@@ -46,7 +52,10 @@ def _trusted(address: str, networks: tuple[Network, ...]) -> bool:
 
 
 def forwarded_client(peer: str, headers: Headers, networks: tuple[Network, ...]) -> str:
-    """The client's address: ``peer``, or the rightmost untrusted hop of X-Forwarded-For when ``peer`` is trusted."""
+    """The client's address: ``peer``, or the rightmost untrusted X-Forwarded-For hop when ``peer`` is trusted.
+
+    When every hop is trusted, the rightmost one.
+    """
     if not networks or not _trusted(peer, networks):
         return peer
     hops = [hop.strip() for line in headers.getlist("X-Forwarded-For") for hop in line.split(",") if hop.strip()]
@@ -56,7 +65,7 @@ def forwarded_client(peer: str, headers: Headers, networks: tuple[Network, ...])
                 return str(ipaddress.ip_address(hop))
             except ValueError:  # not an address: the proxy's header is broken, count the proxy
                 return peer
-    return hops[0] if hops else peer
+    return str(ipaddress.ip_address(hops[-1])) if hops else peer
 
 
 def install(app: Quart) -> None:

@@ -51,6 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "MAX_CONTENT_LENGTH": 100 << 20,  # bytes of a request body: the contract's 100 MB (413 above it)
     "DEFAULT_HOST": None,  # host (id or name) of host-scoped endpoints called without ?host=
     "RATE_LIMIT": 100,  # requests per minute per client address, as the contract says (0: no limit)
+    "LOGIN_RATE_LIMIT": 10,  # logins per minute per username and client address, outside RATE_LIMIT (0: no limit)
     "TRUSTED_PROXIES": "",  # CIDRs of proxies whose X-Forwarded-For names the client (see _clients)
     "AGENT_TIMEOUT": 30.0,  # seconds the gateway waits for an agent's node-local API
     "AGENT_TOKEN_FILE": None,  # the gateway's token for agents (default: the pod's service-account token)
@@ -90,7 +91,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.register_blueprint(ws.blueprint)  # /ws/metrics, /ws/logs, /ws/terminal
     register_error_handlers(app)
     _metrics.install(app)  # /metrics, /healthz, /readyz (no token); first, so it times the rate limiter too
-    _ratelimit.install(app, int(app.config["RATE_LIMIT"]))
+    _ratelimit.install(app, int(app.config["RATE_LIMIT"]), int(app.config["LOGIN_RATE_LIMIT"]))
     _agents.install(app)  # closes the pool of connections to the agents' node-local APIs
 
     @app.before_serving

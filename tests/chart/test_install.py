@@ -28,7 +28,9 @@ def names_of(kubectl: Kubectl, kinds: str, namespace: str | None, release: str) 
 
 def test_rendered_manifests_apply_server_side(helm: Helm, kubectl: Kubectl, namespace: str) -> None:
     release = release_name()
-    manifest = helm.template(release, namespace, "--set", "gateway.ingress.enabled=true")
+    manifest = helm.template(
+        release, namespace, "--set", "gateway.ingress.enabled=true", "--set", "gateway.trustedProxies=10.0.0.0/8"
+    )
     dry = kubectl("apply", "--server-side", "--dry-run=server", "-f", "-", input=manifest)
     assert f"deployment.apps/{release}-vapor-gateway serverside-applied (server dry run)" in dry.stdout
     assert names_of(kubectl, NAMESPACED, namespace, release) == set()  # a dry run stores nothing
@@ -78,7 +80,8 @@ def test_install_upgrade_uninstall(helm: Helm, kubectl: Kubectl, namespace: str,
 
     upgraded = helm(
         "upgrade", release, str(CHART), "--namespace", namespace, "--reuse-values",
-        "--set", "gateway.replicas=2", "--set", "gateway.ingress.enabled=true", cluster=True,
+        "--set", "gateway.replicas=2", "--set", "gateway.ingress.enabled=true",
+        "--set", "gateway.trustedProxies=10.0.0.0/8", cluster=True,
     )  # fmt: skip
     assert "STATUS: deployed" in upgraded.stdout and "REVISION: 2" in upgraded.stdout
     assert kubectl.get_json("deployment", f"{release}-vapor-gateway", "-n", namespace)["spec"]["replicas"] == 2

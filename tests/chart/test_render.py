@@ -32,6 +32,7 @@ OTHER_VALUES = [
     "--set", "gateway.authHosts={node-1,node-2}",
     "--set", "agent.pamService=vapor-login",
     "--set", "gateway.rateLimit=0",
+    "--set", "gateway.loginRateLimit=5",
     "--set", "gateway.trustedProxies=10.0.0.0/8",
     "--set", "gateway.defaultHost=node-2",
     "--set", "gateway.service.type=NodePort",
@@ -155,6 +156,7 @@ def test_other_values_reach_the_objects(helm: Helm) -> None:
     assert gateway["spec"]["template"]["spec"]["imagePullSecrets"] == [{"name": "pull-me"}]
     assert gateway["metadata"]["labels"]["team"] == "infra"
     assert env_of(gateway)["VAPOR_RATE_LIMIT"] == "0"
+    assert env_of(gateway)["VAPOR_LOGIN_RATE_LIMIT"] == "5"
     assert env_of(gateway)["VAPOR_SECRET_NAMESPACE"] == "infra"
     assert env_of(gateway)["VAPOR_AUTH_HOSTS"] == "node-1,node-2"
     assert env_of(gateway)["VAPOR_AUTH_TIMEOUT"] == "10"
@@ -235,6 +237,10 @@ def test_a_digest_pins_the_image(helm: Helm) -> None:
         (["--set", "agent.reservedMemory=lots"], "at '/agent/reservedMemory'"),
         (["--set", "gateway.service.type=External"], "at '/gateway/service/type'"),
         (["--set", "colour=blue"], "additional properties 'colour' not allowed"),
+        # Behind the chart's Ingress every request comes from the ingress controller: without the
+        # networks of its pods every user would share one client's rate limit.
+        (["--set", "gateway.ingress.enabled=true"], "at '/gateway/trustedProxies': minLength: got 0, want 1"),
+        (["--set", "gateway.loginRateLimit=-1"], "at '/gateway/loginRateLimit'"),
     ],
 )
 def test_the_schema_rejects_bad_values(helm: Helm, flags: list[str], message: str) -> None:

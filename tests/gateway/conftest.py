@@ -70,7 +70,8 @@ def gateway_config(
         "ADMIN_GROUPS": users.admin_group,
         "SECRET_NAMESPACE": secret_namespace,
         "TESTING": True,
-        "RATE_LIMIT": 0,  # many requests from one address; the limit has its own test
+        "RATE_LIMIT": 0,  # many requests from one address; the limits have their own tests
+        "LOGIN_RATE_LIMIT": 0,
     }
 
 

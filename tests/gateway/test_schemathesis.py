@@ -150,7 +150,8 @@ def start_gateway(
 ) -> GatewayProcess:
     """The gateway process with the test's PAM service, admin group and Secret namespace, and no rate limit."""
     env = {f"VAPOR_{k}": str(gateway_config[k]) for k in ("PAM_SERVICE", "ADMIN_GROUPS", "SECRET_NAMESPACE")}
-    env["VAPOR_RATE_LIMIT"] = "0"  # hundreds of requests from one address; the limit has its own test
+    env["VAPOR_RATE_LIMIT"] = "0"  # hundreds of requests from one address; the limits have their own tests
+    env["VAPOR_LOGIN_RATE_LIMIT"] = "0"
     env.update({f"VAPOR_{k}": v for k, v in more.items()})
     return GatewayProcess(control_plane.kubeconfig, env, log).start()
 
