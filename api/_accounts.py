@@ -29,10 +29,10 @@ from vapor import hostaccounts
 
 from ._agents import AGENT_AUTH_FAILED, AGENT_TIMEOUT, AGENT_UNAVAILABLE, AGENT_UNREACHABLE, agents
 from ._errors import AUTH_UNAVAILABLE, NOT_FOUND, APIError
+from ._lookups import find_host
 from ._metrics import LOGIN_HOST_FAILURES
 from ._schema import Role
 from ._state import gateway
-from .hosts import find_host
 
 log = logging.getLogger("vapor.gateway.accounts")
 

@@ -17,9 +17,9 @@ from quart import has_websocket_context, request, websocket
 from vapor.model import Host
 
 from ._errors import INVALID_INPUT, APIError
+from ._lookups import find_host
 from ._state import gateway
 from ._views import host_status
-from .hosts import find_host
 
 # Shown in the OpenAPI document of every host-scoped endpoint.
 HOST_PARAMETER_HELP = (

@@ -9,19 +9,16 @@ the gateway's 502/503/504 AGENT_* (see _agents).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
 from quart_schema import document_response, tag, validate_querystring, validate_response
 
-from vapor.dockerspec import CONTAINER_REF_PATTERN
-
 from ._agents import agent_failures, ask_agent, documents_failures
-from ._errors import INVALID_INPUT, APIError
 from ._guard import require
 from ._hostscope import HOST_PARAMETER_HELP
+from ._runtimes import DOCKER_ERROR, NO_RUNTIME_AVAILABLE, RUNTIME_ERROR, container_ref
 from ._schema import Failure, Success
 
 blueprint = Blueprint("containers", __name__, url_prefix="/api/v1/containers")
@@ -30,10 +27,6 @@ Runtime = Literal["docker", "containerd", "cri-o"]
 RUNTIME_HELP = "Runtime to ask (default: Docker when it answers, else the CRI runtime)."
 MAX_TAIL = 10000
 
-# The agent's own 502 and 503 answers about runtimes (daemon/_containers.py), passed on as they are.
-DOCKER_ERROR = "DOCKER_ERROR"
-RUNTIME_ERROR = "RUNTIME_ERROR"
-NO_RUNTIME_AVAILABLE = "NO_RUNTIME_AVAILABLE"
 documents_runtime_errors = documents_failures(
     agent_failures("ContainersFailure", {502: (DOCKER_ERROR, RUNTIME_ERROR), 503: (NO_RUNTIME_AVAILABLE,)})
 )
@@ -96,18 +89,6 @@ class ContainerLogs(BaseModel):
     logs: str
     runtime: str
     tail: int
-
-
-def container_ref(container_id: str) -> str:
-    """``container_id`` if it can name a container; INVALID_INPUT otherwise (checked before any host is asked)."""
-    if not re.match(CONTAINER_REF_PATTERN, container_id):
-        raise APIError(
-            400,
-            INVALID_INPUT,
-            f"{container_id[:80]!r} is not a container id or name",
-            "letters, digits, _ . - (at most 128), starting with a letter or digit",
-        )
-    return container_id
 
 
 def _params(query: ContainersQuery) -> dict[str, Any]:

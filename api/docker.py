@@ -21,8 +21,8 @@ from ._agents import agent_failures, ask_agent, documents_failures
 from ._bodyless import NoBody, optional_body
 from ._guard import require
 from ._hostscope import HOST_PARAMETER_HELP
+from ._runtimes import DOCKER_ERROR, NO_RUNTIME_AVAILABLE, container_ref
 from ._schema import Failure, Success
-from .containers import DOCKER_ERROR, NO_RUNTIME_AVAILABLE, container_ref
 
 blueprint = Blueprint("docker", __name__, url_prefix="/api/v1/docker")
 
@@ -146,7 +146,7 @@ async def create_container(
 @documents_docker_errors
 @document_response(Failure, 400)
 @document_response(Failure, 409)
-async def start_container(container_id: str, query_args: HostQuery) -> Success[ContainerOutcome]:
+async def start_container(container_id: str, data: NoBody, query_args: HostQuery) -> Success[ContainerOutcome]:
     """Start a stopped container (a running one is left as it is)."""
     ref = container_ref(container_id)
     data = await ask_agent("POST", f"/docker/containers/{ref}/start", host=query_args.host)
@@ -163,7 +163,7 @@ async def start_container(container_id: str, query_args: HostQuery) -> Success[C
 @documents_docker_errors
 @document_response(Failure, 400)
 @document_response(Failure, 409)
-async def stop_container(container_id: str, query_args: StopQuery) -> Success[ContainerOutcome]:
+async def stop_container(container_id: str, data: NoBody, query_args: StopQuery) -> Success[ContainerOutcome]:
     """Stop a running container: SIGTERM, then SIGKILL after ``timeout`` seconds."""
     ref = container_ref(container_id)
     params = {"timeout": query_args.timeout}

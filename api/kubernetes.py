@@ -32,7 +32,7 @@ from ._errors import CONFLICT, INVALID_INPUT, INVALID_INPUT_STATUS, PERMISSION_D
 from ._guard import current_user, require
 from ._schema import Failure, Success
 from ._state import gateway
-from .vms import field_manager
+from ._writes import field_manager
 
 blueprint = Blueprint("kubernetes", __name__, url_prefix="/api/v1/kubernetes")
 

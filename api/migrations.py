@@ -17,22 +17,19 @@ Migration's status.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
-from functools import wraps
-from typing import Any, TypeVar
 
-from pydantic import ValidationError
-from quart import Blueprint, request
-from quart_schema import DataSource, document_response, tag, validate_querystring, validate_request, validate_response
-from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE, RequestSchemaValidationError
+from quart import Blueprint
+from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
 
 from vapor.kube import NotFound
 from vapor.model import Host, Migration, MigrationSpec, ObjectMeta, VirtualMachine
 from vapor.model.migration import TERMINAL_PHASES
 from vapor.model.names import REQUESTED_BY_ANNOTATION, ConditionType
 
+from ._bodyless import optional_body
 from ._errors import CONFLICT, INVALID_INPUT, INVALID_INPUT_STATUS, NOT_FOUND, APIError
 from ._guard import current_user, require
+from ._lookups import find_host, find_migration, hosts_by_name, vm_for_write
 from ._schema import (
     CancelRequest,
     Failure,
@@ -46,8 +43,7 @@ from ._schema import (
 )
 from ._state import gateway
 from ._views import migration_view
-from .hosts import find_host
-from .vms import CACHE_CATCH_UP, CONTROLLER, UID_RE, field_manager, vm_for_write
+from ._writes import CACHE_CATCH_UP, field_manager, record_event
 
 blueprint = Blueprint("migrations", __name__, url_prefix="/api/v1")
 
@@ -55,40 +51,15 @@ LIVE_PHASES = frozenset({"Running", "Paused"})
 _NAME_ROOM = 253 - 6  # "-" and five random characters
 
 
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-
-def cancel_body(func: F) -> F:
-    """Pass ``data``: the CancelRequest of the body, or an empty one when there is no body (curl -X POST)."""
-
-    @wraps(func)
-    async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        raw = (await request.get_data()).strip()
-        data = CancelRequest()
-        if raw and raw != b"null":
-            try:
-                data = CancelRequest.model_validate(await request.get_json())
-            except ValidationError as exc:
-                raise RequestSchemaValidationError(exc) from None
-        return await func(*args, data=data, **kwargs)
-
-    setattr(wrapper, QUART_SCHEMA_REQUEST_ATTRIBUTE, (CancelRequest, DataSource.JSON))
-    return wrapper  # type: ignore[return-value]
-
-
 def migration_name(vm: str) -> str:
     """<vm>-<five random hex digits>: the Migration of one request."""
     return f"{vm[:_NAME_ROOM]}-{secrets.token_hex(3)[:5]}"
 
 
-def _hosts_by_name() -> dict[str, Host]:
-    return {h.name: h for h in gateway().hosts.items()}
-
-
 def view(m: Migration) -> MigrationView:
     """The REST form of a cached or fresh Migration."""
     vm = gateway().vms.get(m.spec.vm_name, m.metadata.namespace)
-    return migration_view(m, _hosts_by_name(), vm)
+    return migration_view(m, hosts_by_name(), vm)
 
 
 def _ready(host: Host) -> bool:
@@ -194,16 +165,8 @@ async def migrate_vm(vm_id: str, data: MigrateRequest, query_args: VMQuery) -> t
     created = await state.kube.resources(Migration).create(migration, field_manager=field_manager(user.username))
     where = destination.name if destination is not None else "a host the operator picks"
     note = f"User {user.username!r} asked through the REST API to move the VM to {where}"
-    await state.kube.events.record(
-        created, reason="MigrationRequested", note=note, controller=CONTROLLER, action="Migrate"
-    )
-    await state.kube.events.record(
-        vm,
-        reason="MigrationRequested",
-        note=f"{note} (Migration {created.name})",
-        controller=CONTROLLER,
-        action="Migrate",
-    )
+    await record_event(created, reason="MigrationRequested", note=note, action="Migrate")
+    await record_event(vm, reason="MigrationRequested", note=f"{note} (Migration {created.name})", action="Migrate")
     uid = created.metadata.uid or ""
     await state.migrations.wait_for(lambda: state.migrations.by_uid(uid) is not None, CACHE_CATCH_UP)
     started = MigrationStarted(
@@ -252,25 +215,13 @@ async def list_migrations(query_args: MigrationListQuery) -> Success[MigrationLi
     Filters: namespace, vm_id (a VM's id or name), host_id (source or
     destination, id or name), phase, active (true: unfinished only).
     """
-    hosts = _hosts_by_name()
+    hosts = hosts_by_name()
     found = [m for m in gateway().migrations.items() if _matches(m, query_args, hosts)]
     found.sort(
         key=lambda m: (m.metadata.creation_timestamp.timestamp() if m.metadata.creation_timestamp else 0, m.name)
     )
     views = [view(m) for m in reversed(found)]
     return Success[MigrationList](data=MigrationList(migrations=views, count=len(views)))
-
-
-def find_migration(migration_id: str, namespace: str) -> Migration:
-    """A Migration by uid, or by name in ``namespace``; NOT_FOUND otherwise."""
-    cache = gateway().migrations
-    m = cache.by_uid(migration_id) if UID_RE.match(migration_id) else None
-    m = m or cache.get(migration_id, namespace)
-    if m is None:
-        raise APIError(
-            404, NOT_FOUND, f"no migration with id {migration_id!r}, nor named so in namespace {namespace!r}"
-        )
-    return m
 
 
 @blueprint.get("/migrations/<migration_id>")
@@ -302,11 +253,10 @@ async def _cancel(migration_id: str, namespace: str, reason: str | None) -> tupl
         )
     except NotFound:
         raise APIError(404, NOT_FOUND, f"migration {m.name!r} no longer exists") from None
-    await state.kube.events.record(
+    await record_event(
         patched,
         reason="CancelRequested",
         note=f"User {user.username!r} cancelled the migration through the REST API" + (f": {reason}" if reason else ""),
-        controller=CONTROLLER,
         action="Cancel",
     )
     return Success[MigrationView](data=view(patched)), 200
@@ -316,7 +266,7 @@ async def _cancel(migration_id: str, namespace: str, reason: str | None) -> tupl
 @require("admin")
 @tag(["migrations"])
 @validate_querystring(VMQuery)
-@cancel_body
+@optional_body(CancelRequest)
 @validate_response(Success[MigrationView])
 @document_response(Failure, 400)
 @document_response(Failure, 404)

@@ -36,7 +36,7 @@ from ._guard import current_user, require
 from ._hostscope import HOST_PARAMETER_HELP, scoped_host
 from ._schema import Failure, Success
 from ._state import gateway
-from .vms import field_manager
+from ._writes import field_manager
 
 blueprint = Blueprint("network", __name__, url_prefix="/api/v1/network")
 
@@ -321,7 +321,7 @@ async def _set_state(name: str, state: Literal["up", "down"], query: WriteQuery)
 @validate_querystring(WriteQuery)
 @validate_response(Success[NetworkChange])
 @document_response(Failure, 404)
-async def interface_up(name: str, query_args: WriteQuery) -> Success[NetworkChange]:
+async def interface_up(name: str, data: NoBody, query_args: WriteQuery) -> Success[NetworkChange]:
     """Bring an interface up (written as state: up in the Host's spec.interfaces)."""
     return await _set_state(name, "up", query_args)
 
@@ -333,7 +333,7 @@ async def interface_up(name: str, query_args: WriteQuery) -> Success[NetworkChan
 @validate_querystring(WriteQuery)
 @validate_response(Success[NetworkChange])
 @document_response(Failure, 409)
-async def interface_down(name: str, query_args: WriteQuery) -> Success[NetworkChange]:
+async def interface_down(name: str, data: NoBody, query_args: WriteQuery) -> Success[NetworkChange]:
     """Bring an interface down; refused for the interface carrying the node's API traffic unless ?force=true."""
     return await _set_state(name, "down", query_args)
 

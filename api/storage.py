@@ -38,10 +38,9 @@ from ._guard import current_user, require
 from ._hostscope import HOST_PARAMETER_HELP, scoped_host
 from ._schema import Failure, Success
 from ._state import gateway
-from .vms import field_manager
+from ._writes import field_manager, record_event
 
 blueprint = Blueprint("storage", __name__, url_prefix="/api/v1/storage")
-CONTROLLER = "gateway"
 POLL_SECONDS = 0.3
 
 
@@ -263,11 +262,10 @@ async def mount(data: MountRequest, query_args: MountQuery) -> tuple[Success[Mou
         raise APIError(
             409, ALREADY_EXISTS, f"{data.mount_point} on host {host.name} already has a Mount ({name})"
         ) from None
-    await kube.events.record(
+    await record_event(
         host,
         reason="MountRequested",
         note=f"User {user.username!r} asked to mount {data.device} on {data.mount_point} (Mount {name})",
-        controller=CONTROLLER,
         action="Mount",
     )
     until = _deadline(query_args.wait)
@@ -302,11 +300,10 @@ async def unmount(data: UnmountRequest, query_args: MountQuery) -> tuple[Success
     if found is None:
         raise APIError(404, NOT_FOUND, f"host {host.name} has no Mount of {data.mount_point}")
     user = current_user()
-    await kube.events.record(
+    await record_event(
         host,
         reason="UnmountRequested",
         note=f"User {user.username!r} asked to unmount {data.mount_point} (Mount {found.name})",
-        controller=CONTROLLER,
         action="Unmount",
     )
     try:
@@ -375,11 +372,10 @@ async def format_device(data: FormatRequest, query_args: HostOnlyQuery) -> Succe
     """
     host = scoped_host(query_args.host)
     user = current_user()
-    await gateway().kube.events.record(
+    await record_event(
         host,
         reason="FormatRequested",
         note=f"User {user.username!r} asked to format {data.device} as {data.filesystem}",
-        controller=CONTROLLER,
         action="Format",
     )
     answer = await ask_agent(

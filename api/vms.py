@@ -7,7 +7,6 @@ A VM is named by its stable id (uid) or by its name with ``?namespace=``
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from quart import Blueprint, Response, current_app
@@ -15,11 +14,12 @@ from quart_schema import document_response, tag, validate_querystring, validate_
 
 from vapor.kube import Conflict, NotFound
 from vapor.model import DiskSpec, NetworkSpec, ObjectMeta, VirtualMachine, VirtualMachineSpec
-from vapor.model.names import FIELD_MANAGER_GATEWAY_PREFIX, REQUESTED_BY_ANNOTATION
+from vapor.model.names import REQUESTED_BY_ANNOTATION
 
 from ._actions import plan
 from ._errors import ALREADY_EXISTS, NOT_FOUND, APIError
 from ._guard import current_user, require
+from ._lookups import find_vm, vm_for_write, vm_not_found
 from ._schema import (
     ActionQuery,
     ActionRequest,
@@ -35,41 +35,9 @@ from ._schema import (
 )
 from ._state import gateway
 from ._views import vm_view
+from ._writes import CACHE_CATCH_UP, field_manager, record_event
 
 blueprint = Blueprint("vms", __name__, url_prefix="/api/v1/vms")
-
-UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-CONTROLLER = "gateway"
-# How long a create waits for the watch cache to show the new VM, so that a GET right after finds it.
-CACHE_CATCH_UP = 5.0
-
-
-def field_manager(username: str) -> str:
-    """The field manager of a user's writes."""
-    return f"{FIELD_MANAGER_GATEWAY_PREFIX}:{username}"[:128]
-
-
-def cached_vm(vm_id: str, namespace: str) -> VirtualMachine | None:
-    """A VM from the cache, by uid or by name in ``namespace``."""
-    cache = gateway().vms
-    vm = cache.by_uid(vm_id) if UID_RE.match(vm_id) else None
-    return vm or cache.get(vm_id, namespace)
-
-
-def not_found(vm_id: str, namespace: str) -> APIError:
-    """NOT_FOUND for a VM."""
-    return APIError(404, NOT_FOUND, f"no virtual machine with id {vm_id!r}, nor named so in namespace {namespace!r}")
-
-
-async def vm_for_write(vm_id: str, namespace: str) -> VirtualMachine:
-    """The VM to change: from the cache, or (just created, not cached yet) from the API server."""
-    vm = cached_vm(vm_id, namespace)
-    if vm is not None:
-        return vm
-    try:
-        return await gateway().kube.resources(VirtualMachine).get(vm_id, namespace)
-    except NotFound:
-        raise not_found(vm_id, namespace) from None
 
 
 @blueprint.get("")
@@ -90,10 +58,7 @@ async def list_vms(query_args: VMListQuery) -> Response:
 @document_response(Failure, 404)
 async def get_vm(vm_id: str, query_args: VMQuery) -> Success[VMView]:
     """One virtual machine, by id or by name (?namespace=, default "default")."""
-    vm = cached_vm(vm_id, query_args.namespace)
-    if vm is None:
-        raise not_found(vm_id, query_args.namespace)
-    return Success[VMView](data=vm_view(vm))
+    return Success[VMView](data=vm_view(find_vm(vm_id, query_args.namespace)))
 
 
 def _new_vm(data: CreateVMRequest, username: str) -> VirtualMachine:
@@ -135,11 +100,10 @@ async def create_vm(data: CreateVMRequest) -> tuple[Success[VMView], int]:
         raise APIError(
             409, ALREADY_EXISTS, f"a virtual machine named {data.name!r} already exists in namespace {data.namespace!r}"
         ) from None
-    await state.kube.events.record(
+    await record_event(
         created,
         reason="Created",
         note=f"User {user.username!r} created the virtual machine through the REST API",
-        controller=CONTROLLER,
         action="Create",
     )
     uid = created.metadata.uid or ""
@@ -159,17 +123,16 @@ async def delete_vm(vm_id: str, query_args: VMQuery) -> Success[DeleteResult]:
     state = gateway()
     vm = await vm_for_write(vm_id, query_args.namespace)
     namespace = vm.metadata.namespace or query_args.namespace
-    await state.kube.events.record(
+    await record_event(
         vm,
         reason="DeleteRequested",
         note=f"User {user.username!r} deleted the virtual machine through the REST API",
-        controller=CONTROLLER,
         action="Delete",
     )
     try:
         await state.kube.resources(VirtualMachine).delete(vm.name, namespace)
     except NotFound:
-        raise not_found(vm_id, namespace) from None
+        raise vm_not_found(vm_id, namespace) from None
     return Success[DeleteResult](
         data=DeleteResult(id=vm.metadata.uid or "", name=vm.name, namespace=namespace, message="deletion requested")
     )
@@ -201,12 +164,11 @@ async def vm_action(vm_id: str, data: ActionRequest, query_args: ActionQuery) ->
             vm.name, action_plan.patch, namespace=namespace, field_manager=field_manager(user.username)
         )
     except NotFound:
-        raise not_found(vm_id, namespace) from None
-    await state.kube.events.record(
+        raise vm_not_found(vm_id, namespace) from None
+    await record_event(
         patched,
         reason=f"{data.action.capitalize()}Requested",
         note=action_plan.describe(user.username),
-        controller=CONTROLLER,
         action=data.action.capitalize(),
     )
     wait = query_args.wait if query_args.wait is not None else float(current_app.config["ACTION_TIMEOUT"])

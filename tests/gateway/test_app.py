@@ -1,4 +1,5 @@
-"""The app's shape: every route validated, documented and guarded; OpenAPI served; failures in the envelope.
+"""The app's shape: every route validated, documented and guarded; route modules are leaves; OpenAPI served;
+failures in the envelope.
 
 Also the real server: ``python -m vapor.gateway`` on Hypercorn over HTTP, restarted
 with tokens that stay valid.
@@ -6,12 +7,15 @@ with tokens that stay valid.
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
 from typing import Any
 
 import httpx
 from quart.typing import TestClientProtocol as Client
 from quart_schema.validation import QUART_SCHEMA_REQUEST_ATTRIBUTE, QUART_SCHEMA_RESPONSE_ATTRIBUTE
 
+import vapor.gateway
 from vapor.gateway import create_app
 from vapor.gateway._guard import ROLE_ATTRIBUTE
 
@@ -52,6 +56,42 @@ def test_every_route_is_validated_documented_and_guarded() -> None:
             expected = "admin" if methods != {"GET"} or rule.endpoint in ADMIN_READS else "viewer"
             assert role == expected, rule
             assert 401 in responses, rule
+
+
+def _imported_modules(path: Path) -> set[str]:
+    """The gateway modules ``path`` imports, by full name (``from .vms import x``, ``from . import vms``, ...)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = "vapor.gateway" if node.level else (node.module or "")
+            module = f"{base}.{node.module}" if node.level and node.module else base
+            found.add(module)
+            found.update(f"{module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_route_modules_are_leaves() -> None:
+    """Only the app imports a route module (vms, hosts, ...); what routes share lives in helper modules.
+
+    Helper modules (``_metrics``: counters, and the probes it installs) may be imported by anything.
+    """
+    app = create_app()
+    route_modules = {
+        bp.import_name
+        for bp in app.blueprints.values()
+        if bp.import_name.startswith("vapor.gateway.") and not bp.import_name.rpartition(".")[2].startswith("_")
+    }
+    assert {"vapor.gateway.vms", "vapor.gateway.hosts", "vapor.gateway.migrations"} <= route_modules
+    folder = Path(vapor.gateway.__file__).parent
+    offenders = {
+        f"{path.name} imports {module}"
+        for path in folder.glob("*.py")
+        if path.name != "app.py"
+        for module in _imported_modules(path) & route_modules
+    }
+    assert not offenders
 
 
 async def test_openapi_and_docs_are_served(client: Client) -> None:

@@ -1,0 +1,78 @@
+"""What a request names, found in the watch caches: a Host by id or name, a VM or Migration by uid or name.
+
+A Host is named by its stable id (``status.id``) or its resource name. A VM
+or a Migration is named by its uid, or by its name in the namespace the
+query string gives (default ``default``). Each lookup answers NOT_FOUND in
+the contract's envelope when there is no such object.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TypeVar
+
+from vapor.kube import Informer, NotFound
+from vapor.model import Host, Migration, VirtualMachine
+
+from ._errors import NOT_FOUND, APIError
+from ._state import gateway
+
+UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+R = TypeVar("R", VirtualMachine, Migration)
+
+
+def _cached(cache: Informer[R], ident: str, namespace: str) -> R | None:
+    """An object by uid, else by name in ``namespace``."""
+    found = cache.by_uid(ident) if UID_RE.match(ident) else None
+    return found or cache.get(ident, namespace)
+
+
+def find_host(host_id: str) -> Host:
+    """A Host by its stable id (status.id) or by its resource name; NOT_FOUND otherwise."""
+    cache = gateway().hosts
+    host = cache.get(host_id)
+    if host is None:
+        host = next((h for h in cache.items() if h.status and h.status.id == host_id), None)
+    if host is None:
+        raise APIError(404, NOT_FOUND, f"no host with id or name {host_id!r}")
+    return host
+
+
+def hosts_by_name() -> dict[str, Host]:
+    """Every cached Host by resource name."""
+    return {h.name: h for h in gateway().hosts.items()}
+
+
+def vm_not_found(vm_id: str, namespace: str) -> APIError:
+    """NOT_FOUND for a VM."""
+    return APIError(404, NOT_FOUND, f"no virtual machine with id {vm_id!r}, nor named so in namespace {namespace!r}")
+
+
+def find_vm(vm_id: str, namespace: str) -> VirtualMachine:
+    """A VM from the cache, by uid or by name in ``namespace``; NOT_FOUND otherwise."""
+    vm = _cached(gateway().vms, vm_id, namespace)
+    if vm is None:
+        raise vm_not_found(vm_id, namespace)
+    return vm
+
+
+async def vm_for_write(vm_id: str, namespace: str) -> VirtualMachine:
+    """The VM to change: from the cache, or (just created, not cached yet) from the API server."""
+    vm = _cached(gateway().vms, vm_id, namespace)
+    if vm is not None:
+        return vm
+    try:
+        return await gateway().kube.resources(VirtualMachine).get(vm_id, namespace)
+    except NotFound:
+        raise vm_not_found(vm_id, namespace) from None
+
+
+def find_migration(migration_id: str, namespace: str) -> Migration:
+    """A Migration by uid, or by name in ``namespace``; NOT_FOUND otherwise."""
+    m = _cached(gateway().migrations, migration_id, namespace)
+    if m is None:
+        raise APIError(
+            404, NOT_FOUND, f"no migration with id {migration_id!r}, nor named so in namespace {namespace!r}"
+        )
+    return m
