@@ -1,4 +1,4 @@
-"""The gateway's client for the agents' node-local APIs (see vapor.agent._nodeapi).
+"""The gateway's client for the agents' node-local APIs (see vapor.agent.nodeapi.server).
 
 Use from a blueprint (host-scoped endpoints, ``?host=`` as in _hostscope)::
 

@@ -1,7 +1,7 @@
 """What the container endpoints share: the agent's runtime error codes and the check of a container reference.
 
 The codes are the agent's own 502 and 503 answers about container runtimes
-(daemon/_containers.py), passed on as they are; a container reference is
+(daemon/host/containers.py), passed on as they are; a container reference is
 checked before any host is asked.
 """
 

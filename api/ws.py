@@ -7,7 +7,7 @@ Protocol (JSON text messages):
 2. then ``{type: 'subscribe', payload: {...}}``: the gateway forwards it to the
    agent of the host (``?host=`` by id or name, else the default host) and
    relays both ways until either side closes. What the agent streams is
-   described in vapor.agent._ws_api: ``metric`` messages every second,
+   described in vapor.agent.nodeapi.ws: ``metric`` messages every second,
    ``log`` messages of the journal, ``output``/``exit`` of a PTY shell that
    runs as the logged-in user (``input`` and ``resize`` from the client).
 

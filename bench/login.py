@@ -2,7 +2,7 @@
 
 An agent on the host checks a password in a thread of its own process; an
 agent in a container (``--host-root``) hands it to a long-lived child that
-chrooted into the node's root (vapor.agent._hostroot). This measures what
+chrooted into the node's root (vapor.agent.host.hostroot). This measures what
 that costs: the median of ROUNDS accepted checks, each
 way, for a user that exists in each root, with a pam_unix service without
 the failure delay. Baseline: PAM called directly (vapor.hostaccounts), what
@@ -27,7 +27,7 @@ from pathlib import Path
 
 from tests.image.base import rootfs_tarball
 from vapor import hostaccounts
-from vapor.agent._hostroot import HostRoot
+from vapor.agent.host.hostroot import HostRoot
 
 ROUNDS = 30
 SERVICE_RULES = "auth required pam_unix.so nodelay\naccount required pam_unix.so\n"

@@ -14,17 +14,18 @@ from kubernetes.aio.client.exceptions import ApiException
 from vapor.kube import Kube, KubeError
 from vapor.model import Host
 
-from . import _format, _hostid
 from ._config import AgentConfig
-from ._heartbeat import Heartbeat
-from ._host import HostReporter
-from ._libvirt import Libvirt
 from ._metrics import MetricsServer
-from ._migration import MigrationController
-from ._mounts import MountController
-from ._network import NetworkReconciler
-from ._nodeapi import NodeAPI
-from ._vms import VMController
+from .controllers.heartbeat import Heartbeat
+from .controllers.host import HostReporter
+from .controllers.migration import MigrationController
+from .controllers.mounts import MountController
+from .controllers.network import NetworkReconciler
+from .controllers.vms import VMController
+from .host import format as _format
+from .host import hostid as _hostid
+from .host.libvirt import Libvirt
+from .nodeapi.server import NodeAPI
 
 log = logging.getLogger("vapor.agent")
 

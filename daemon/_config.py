@@ -150,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
 def _nodeapi_bind(flag: str | None) -> str:
     if flag is not None:
         return flag.strip()
-    from ._nodeapi import default_bind  # only when needed: it looks up the node's address
+    from .nodeapi.server import default_bind  # only when needed: it looks up the node's address
 
     return default_bind()
 

@@ -9,10 +9,10 @@ import libvirt
 import pytest
 
 from vapor.agent._config import parse_args
-from vapor.agent._domain import VaporMetadata, build_xml, domain_name, key_of_domain, spec_hash
-from vapor.agent._host import structural
-from vapor.agent._hostid import load_or_create
-from vapor.agent._vmstatus import phase_of, ready_of
+from vapor.agent.controllers.host import structural
+from vapor.agent.controllers.vmstatus import phase_of, ready_of
+from vapor.agent.host.domain import VaporMetadata, build_xml, domain_name, key_of_domain, spec_hash
+from vapor.agent.host.hostid import load_or_create
 from vapor.model import VirtualMachine, names
 
 from ..support.libvirtd import Libvirtd
@@ -136,7 +136,7 @@ def test_the_libvirtd_helper_is_idempotent(libvirtd: Libvirtd) -> None:
 
 
 def test_the_status_keeps_what_it_does_not_know_and_its_transition_time() -> None:
-    from vapor.agent import _vmstatus
+    from vapor.agent.controllers import vmstatus as _vmstatus
 
     current = vm()
     first = _vmstatus.build(current, phase="Running", ready=("True", "Running", "ok"), domain_uuid="d-1")
@@ -155,7 +155,7 @@ def test_kvm_is_used_only_when_qemus_user_may_open_the_device(tmp_path: Path) ->
     import grp
     import os
 
-    from vapor.agent._hypervisor import kvm_device_usable
+    from vapor.agent.host.hypervisor import kvm_device_usable
 
     device = tmp_path / "kvm"  # a file with the device's owner and mode stands in for /dev/kvm
     device.write_bytes(b"")

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import grpc
 
-from vapor.agent._cri_proto import call
+from vapor.agent.host.cri_proto import call
 
 from ..support.dockerd import Dockerd, unmount_all_under
 

@@ -50,7 +50,7 @@ async def rest_for_host(
 ) -> AsyncIterator[Rest]:
     """A gateway and one host whose agent has ``runtimes`` (docker_host=..., cri_sockets=(...))."""
     node = f"node-{uuid.uuid4().hex[:8]}"
-    modules = ["vapor.agent._containers_api"]
+    modules = ["vapor.agent.nodeapi.containers"]
     async with running_node_api(kube, kubectl, namespace, node, modules=modules, **runtimes) as harness:
         config = {**gateway_config, **harness.gateway_config()}
         async with create_app(config).test_app() as app:

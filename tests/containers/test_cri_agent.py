@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vapor.agent._containers import ContainerError, Containers
-from vapor.agent._cri import CriRuntime, parse_cri_log
-from vapor.agent._docker import DockerRuntime
+from vapor.agent.host.containers import ContainerError, Containers
+from vapor.agent.host.cri import CriRuntime, parse_cri_log
+from vapor.agent.host.docker import DockerRuntime
 
 from ..support.wait import eventually
 from .containerd import Containerd

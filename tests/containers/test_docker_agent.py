@@ -9,8 +9,8 @@ from __future__ import annotations
 import docker
 import pytest
 
-from vapor.agent._containers import ContainerError, Containers
-from vapor.agent._docker import DockerRuntime
+from vapor.agent.host.containers import ContainerError, Containers
+from vapor.agent.host.docker import DockerRuntime
 from vapor.dockerspec import CreateContainerRequest, PullImageRequest
 
 from ..support.dockerd import Dockerd
@@ -132,7 +132,7 @@ async def test_no_daemon_is_no_runtime_available(tmp_path: object) -> None:
 
 async def test_node_api_dispatch_table(dockerd: Dockerd, image: str, cname: str, cleanup: list[str]) -> None:
     from vapor.agent._config import AgentConfig
-    from vapor.agent._containers_api import ContainerEndpoints
+    from vapor.agent.nodeapi.containers import ContainerEndpoints
 
     cleanup.append(cname)
     endpoints = ContainerEndpoints.from_config(AgentConfig(node_name="n", docker_host=dockerd.base_url, cri_sockets=()))

@@ -57,9 +57,9 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import content_type_conformance, response_schema_conformance
 
-from vapor.agent._host import HostReporter
-from vapor.agent._journal_api import JOURNAL_PATH_ENV
-from vapor.agent._network import NetworkReconciler
+from vapor.agent.controllers.host import HostReporter
+from vapor.agent.controllers.network import NetworkReconciler
+from vapor.agent.nodeapi.journal import JOURNAL_PATH_ENV
 from vapor.devenv import ControlPlane
 from vapor.kube import Kube
 from vapor.model import Host
@@ -78,13 +78,13 @@ WRITABLE_AGENT_TAGS = {"docker"}  # writes that can run nothing on a host withou
 RUNTIME_TAGS = {"containers", "docker"}
 EXAMPLES_PER_OPERATION = 25
 NODE_MODULES = [  # no _storage_api: a generated request can never reach the agent's format
-    "vapor.agent._system_api",
-    "vapor.agent._users_api",
-    "vapor.agent._journal_api",
-    "vapor.agent._containers_api",
+    "vapor.agent.nodeapi.system",
+    "vapor.agent.nodeapi.users",
+    "vapor.agent.nodeapi.journal",
+    "vapor.agent.nodeapi.containers",
 ]
 NO_RUNTIME = "NO_RUNTIME_AVAILABLE"
-ABSENT_RUNTIME_SENTENCES = (  # the agent's words for a host with no runtime configured (daemon/_containers*.py)
+ABSENT_RUNTIME_SENTENCES = (  # the agent's words for a host with no runtime configured (daemon/host/containers.py)
     "this host's agent has no Docker daemon configured",
     "no container runtime answers on this host",
     "no docker runtime answers on this host",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from vapor.agent._migration import migration_flags, progress_of
+from vapor.agent.controllers.migration import migration_flags, progress_of
 from vapor.model import Migration
 
 pytestmark = pytest.mark.migration

@@ -39,7 +39,7 @@ async def node(
     namespace: str,
 ) -> AsyncIterator[NodeAPIHarness]:
     name = f"node-{uuid.uuid4().hex[:8]}"
-    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent._system_api"]) as harness:
+    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent.nodeapi.system"]) as harness:
         yield harness
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from vapor.agent._hostroot import HostRoot
+from vapor.agent.host.hostroot import HostRoot
 from vapor.gateway import create_app
 from vapor.kube import Kube
 
@@ -49,7 +49,7 @@ def node_root() -> Iterator[Path]:
 
 @pytest.fixture
 async def node(kube: Kube, kubectl: Kubectl, namespace: str, node_root: Path) -> AsyncIterator[NodeAPIHarness]:
-    modules = ["vapor.agent._users_api", "vapor.agent._accounts_api", "vapor.agent._ws_api"]
+    modules = ["vapor.agent.nodeapi.users", "vapor.agent.nodeapi.accounts", "vapor.agent.nodeapi.ws"]
     name = f"root-{uuid.uuid4().hex[:8]}"
     async with running_node_api(
         kube, kubectl, namespace, name, modules=modules, host_root=node_root, pam_service="login"

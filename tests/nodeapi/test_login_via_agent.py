@@ -44,7 +44,7 @@ async def node(kube: Kube, kubectl: Kubectl, namespace: str, pam_service_name: s
     """The login host's node API: the accounts routes, checking with the test's pam_unix service."""
     name = f"login-{uuid.uuid4().hex[:8]}"
     async with running_node_api(
-        kube, kubectl, namespace, name, modules=["vapor.agent._accounts_api"], pam_service=pam_service_name
+        kube, kubectl, namespace, name, modules=["vapor.agent.nodeapi.accounts"], pam_service=pam_service_name
     ) as harness:
         yield harness
 

@@ -86,7 +86,7 @@ async def node(
 ) -> AsyncIterator[NodeAPIHarness]:
     """The node API with only the journal routes (overrides the package's system-only ``node``)."""
     name = f"node-{uuid.uuid4().hex[:8]}"
-    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent._journal_api"]) as harness:
+    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent.nodeapi.journal"]) as harness:
         yield harness
 
 

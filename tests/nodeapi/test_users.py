@@ -31,7 +31,7 @@ pytestmark = pytest.mark.controlplane
 async def node(kube: Kube, kubectl: Kubectl, namespace: str) -> AsyncIterator[NodeAPIHarness]:
     """A node API serving the users routes (overrides the package's system-only one)."""
     name = f"node-{uuid.uuid4().hex[:8]}"
-    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent._users_api"]) as harness:
+    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent.nodeapi.users"]) as harness:
         yield harness
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import libvirt
 import pytest
 
-from vapor.agent import _format
-from vapor.agent._format import Facts, MountEntry, Refused
+from vapor.agent.host import format as _format
+from vapor.agent.host.format import Facts, MountEntry, Refused
 
 from .loops import LoopDevices, blkid, mount
 

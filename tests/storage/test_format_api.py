@@ -34,7 +34,7 @@ async def test_agent_formats_and_refuses(
         kubectl,
         namespace,
         unique("vtest-fmt"),
-        modules=["vapor.agent._storage_api"],
+        modules=["vapor.agent.nodeapi.storage"],
         tls=False,
         libvirt_uri="test:///default",
     ) as harness:
@@ -78,7 +78,7 @@ async def test_format_through_the_gateway(
     node = unique("vtest-gwfmt")
     async with (
         running_node_api(
-            kube, kubectl, namespace, node, modules=["vapor.agent._storage_api"], libvirt_uri="test:///default"
+            kube, kubectl, namespace, node, modules=["vapor.agent.nodeapi.storage"], libvirt_uri="test:///default"
         ) as harness,
         create_app({**gateway_config, **harness.gateway_config()}).test_app() as app,
     ):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vapor.agent._mountops import MountRefused, check_mount_point
+from vapor.agent.host.mountops import MountRefused, check_mount_point
 
 
 @pytest.mark.parametrize(

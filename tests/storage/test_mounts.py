@@ -15,7 +15,7 @@ from typing import Any
 
 from quart.typing import TestClientProtocol as Client
 
-from vapor.agent import _format
+from vapor.agent.host import format as _format
 
 from ..conftest import Kubectl
 from ..gateway.conftest import Users, bearer, login

@@ -43,7 +43,7 @@ from typing import Any
 
 import pytest
 
-from vapor.agent._journal_api import JOURNAL_PATH_ENV
+from vapor.agent.nodeapi.journal import JOURNAL_PATH_ENV
 
 from .processes import log_tail, terminate
 

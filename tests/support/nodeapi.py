@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from vapor.agent._config import AgentConfig
-from vapor.agent._nodeapi import NodeAPI, RouteFactory
+from vapor.agent.nodeapi.server import NodeAPI, RouteFactory
 from vapor.kube import Kube, NotFound
 from vapor.model import Host, HostSpec, ObjectMeta
 

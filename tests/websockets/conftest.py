@@ -1,4 +1,4 @@
-"""A gateway app and a real node-local API serving the agent's WebSockets (vapor.agent._ws_api).
+"""A gateway app and a real node-local API serving the agent's WebSockets (vapor.agent.nodeapi.ws).
 
 The agent's API runs in the test's event loop (tests/support/nodeapi.py), so
 its PTY shells are real processes of this machine, run as the test's PAM users.
@@ -37,7 +37,7 @@ from ..support.nodeapi import NodeAPIHarness, running_node_api
 @pytest.fixture
 async def node(kube: Kube, kubectl: Kubectl, namespace: str) -> AsyncIterator[NodeAPIHarness]:  # noqa: F811
     name = f"node-{uuid.uuid4().hex[:8]}"
-    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent._ws_api"]) as harness:
+    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent.nodeapi.ws"]) as harness:
         yield harness
 
 

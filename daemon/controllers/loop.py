@@ -17,8 +17,8 @@ from vapor.kube import Informer, Kube
 from vapor.kube._informer import Key, key_of
 from vapor.model import Resource, names
 
-from ._config import AgentConfig
-from ._workqueue import WorkQueue
+from .._config import AgentConfig
+from .workqueue import WorkQueue
 
 R = TypeVar("R", bound=Resource)  # type: ignore[type-arg]
 

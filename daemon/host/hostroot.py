@@ -8,7 +8,7 @@ set by the chart:
 - ``--host-root=/host`` (the node's ``/`` is mounted there): account work
   (the users routes, password checks for logins and refreshes, the account a
   terminal runs as) runs in a long-lived child, ``python -m
-  vapor.agent._hostroot --root <root> --serve``, which imports what it needs,
+  vapor.agent.host.hostroot --root <root> --serve``, which imports what it needs,
   chroots into the node's root and does the work with the node's files, PAM
   configuration and programs. It takes one JSON request a line on its
   standard input and runs up to WORKER_THREADS at once (PAM delays a refused
@@ -46,15 +46,15 @@ import orjson
 
 from vapor import hostaccounts
 
-from ._mountops import MountRefused, mount_in_node, unmount_in_node
-from ._useraccounts import INTERNAL_ERROR, AccountError, create_user, list_users, login_account, reset_password
+from .mountops import MountRefused, mount_in_node, unmount_in_node
+from .useraccounts import INTERNAL_ERROR, AccountError, create_user, list_users, login_account, reset_password
 
 log = logging.getLogger("vapor.agent.hostroot")
 
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from ._nodeapi import NodeContext
+    from ..nodeapi.server import NodeContext
 
 OPERATIONS: dict[str, Callable[..., Any]] = {
     "verify": hostaccounts.verify,
@@ -147,6 +147,7 @@ class HostRoot(_Runner):
         return None if self.path.resolve() == Path("/") else self.path
 
     def failure(self, message: str, details: str | None) -> Exception:
+        """An AccountError (500)."""
         return AccountError(500, INTERNAL_ERROR, message, details)
 
     @property
@@ -250,6 +251,7 @@ class NodeNamespace(_Runner):
         super().__init__(None if pid is None else ["--mount-ns-of", str(pid)], f"the mount namespace of pid {pid}")
 
     def failure(self, message: str, details: str | None) -> Exception:
+        """A MountRefused."""
         return MountRefused(message + (f": {details}" if details else ""))
 
 

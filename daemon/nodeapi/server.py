@@ -17,17 +17,17 @@ Security
     (``--no-api-tls`` serves plain HTTP, for debugging only).
 
 Adding endpoints (other modules of the agent)
-    Write a flat module ``daemon/_<area>_api.py`` with::
+    Write a module ``daemon/nodeapi/<area>.py`` with::
 
         from aiohttp import web
-        from ._nodeapi import NodeContext, NodeAPIError, ok, read_body, query_int
+        from .server import NodeContext, NodeAPIError, ok, read_body, query_int
 
         def routes(node: NodeContext) -> list[web.RouteDef]:
             async def summary(request: web.Request) -> web.Response:
                 return ok({"hostname": ...})            # {"status": "success", "data": ...}
             return [web.get("/system/summary", summary)]
 
-    and add ``"vapor.agent._<area>_api"`` to ``ROUTE_MODULES`` below. Paths
+    and add ``"vapor.agent.nodeapi.<area>"`` to ``ROUTE_MODULES`` below. Paths
     mirror the gateway's without ``/api/v1``. Raise ``NodeAPIError(status,
     code, message, details)`` (or any other Refusal of _refusal, such as
     ContainerError or AccountError)
@@ -72,20 +72,20 @@ from vapor.kube import Kube, KubeError
 from vapor.kube._client import call
 from vapor.model import Host
 
-from ._config import AgentConfig
-from ._refusal import Refusal
+from .._config import AgentConfig
+from .._refusal import Refusal
 
 log = logging.getLogger("vapor.agent.nodeapi")
 
 # The modules whose ``routes(node)`` make up the API, in order.
 ROUTE_MODULES: list[str] = [
-    "vapor.agent._system_api",
-    "vapor.agent._users_api",
-    "vapor.agent._accounts_api",  # password checks for logins (VAPOR_AUTH_HOSTS)
-    "vapor.agent._journal_api",
-    "vapor.agent._containers_api",
-    "vapor.agent._storage_api",
-    "vapor.agent._ws_api",  # /ws/metrics, /ws/logs, /ws/terminal
+    "vapor.agent.nodeapi.system",
+    "vapor.agent.nodeapi.users",
+    "vapor.agent.nodeapi.accounts",  # password checks for logins (VAPOR_AUTH_HOSTS)
+    "vapor.agent.nodeapi.journal",
+    "vapor.agent.nodeapi.containers",
+    "vapor.agent.nodeapi.storage",
+    "vapor.agent.nodeapi.ws",  # /ws/metrics, /ws/logs, /ws/terminal
 ]
 
 DEFAULT_PORT = 9443

@@ -25,12 +25,13 @@ from vapor.kube import Conflict, Kube, KubeError, NotFound
 from vapor.kube._informer import Key, key_of
 from vapor.model import VirtualMachine, names, quantity_bytes
 
-from . import _domain, _vmstatus
-from ._config import AgentConfig
-from ._controller import NodeController
-from ._hypervisor import kvm_usable
-from ._libvirt import EVENT_NAMES, Libvirt
-from ._vmstatus import ACTIVE, OFF, RUNNING, phase_of, ready_of
+from .._config import AgentConfig
+from ..host import domain as _domain
+from ..host.hypervisor import kvm_usable
+from ..host.libvirt import EVENT_NAMES, Libvirt
+from . import vmstatus as _vmstatus
+from .loop import NodeController
+from .vmstatus import ACTIVE, OFF, RUNNING, phase_of, ready_of
 
 log = logging.getLogger("vapor.agent.vms")
 

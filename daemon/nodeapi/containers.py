@@ -15,7 +15,7 @@ Paths mirror the gateway's (without ``/api/v1``)::
 ``dispatch`` answers ``(status, data)`` or raises ContainerError (with the
 status and contract code the gateway passes on). Bodies are validated again
 here: the agent trusts the gateway's token, not its checks. ``routes(node)``
-plugs the table into the node-local API (daemon/_nodeapi.py).
+plugs the table into the node-local API (daemon/nodeapi/server.py).
 """
 
 from __future__ import annotations
@@ -28,11 +28,19 @@ from pydantic import BaseModel, ValidationError
 
 from vapor.dockerspec import CreateContainerRequest, PullImageRequest
 
-from ._config import AgentConfig
-from ._containers import INVALID_INPUT, NO_RUNTIME_AVAILABLE, NOT_FOUND, ContainerError, Containers, Runtime, check_ref
-from ._cri import CriRuntime
-from ._docker import DockerRuntime
-from ._nodeapi import NodeContext, dispatch_routes
+from .._config import AgentConfig
+from ..host.containers import (
+    INVALID_INPUT,
+    NO_RUNTIME_AVAILABLE,
+    NOT_FOUND,
+    ContainerError,
+    Containers,
+    Runtime,
+    check_ref,
+)
+from ..host.cri import CriRuntime
+from ..host.docker import DockerRuntime
+from .server import NodeContext, dispatch_routes
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}

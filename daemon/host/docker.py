@@ -25,7 +25,7 @@ import requests.exceptions
 
 from vapor.dockerspec import CreateContainerRequest, PullImageRequest
 
-from ._containers import (
+from .containers import (
     DOCKER_ERROR,
     INVALID_INPUT,
     NO_RUNTIME_AVAILABLE,

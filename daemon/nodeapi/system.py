@@ -14,8 +14,8 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 from aiohttp import web
 
-from . import _inventory
-from ._nodeapi import NodeContext, ok
+from ..host import inventory as _inventory
+from .server import NodeContext, ok
 
 CPU_SAMPLE_SECONDS = 0.1  # usage is measured over this window, so no other caller's sampling skews it
 

@@ -22,9 +22,10 @@ from vapor.kube import Conflict, Informer, Kube, KubeError, NotFound, WatchEvent
 from vapor.model import Host, HostSpec, HostStatus, ObjectMeta, names
 from vapor.model.host import HostCapacity, HypervisorInfo
 
-from . import _hypervisor, _inventory
-from ._config import AgentConfig
-from ._libvirt import Libvirt
+from .._config import AgentConfig
+from ..host import hypervisor as _hypervisor
+from ..host import inventory as _inventory
+from ..host.libvirt import Libvirt
 
 log = logging.getLogger("vapor.agent.host")
 

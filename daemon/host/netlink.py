@@ -25,7 +25,7 @@ from pyroute2.netns import popns, pushns  # type: ignore[import-untyped]
 
 from vapor.model.host import InterfaceSpec, InterfaceStatus
 
-from . import _inventory
+from . import inventory as _inventory
 
 IFF_UP = 0x1
 AF_INET6 = socket.AF_INET6

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import libvirt  # type: ignore[import-untyped]
 
-from ._metrics import LIBVIRT_CALL_ERRORS, LIBVIRT_CALL_SECONDS
+from .._metrics import LIBVIRT_CALL_ERRORS, LIBVIRT_CALL_SECONDS
 
 log = logging.getLogger("vapor.agent.libvirt")
 

@@ -27,8 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
-from ._nodeapi import INVALID_INPUT, NodeAPIError, NodeContext, ok, query_int
-from ._ws_api import JOURNAL_PATH_ENV, PRIORITIES, PRIORITY_ALIASES, _entry
+from .server import INVALID_INPUT, NodeAPIError, NodeContext, ok, query_int
+from .ws import JOURNAL_PATH_ENV, PRIORITIES, PRIORITY_ALIASES, _entry
 
 log = logging.getLogger("vapor.agent.journal")
 

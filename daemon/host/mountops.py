@@ -17,7 +17,7 @@ from typing import Any
 
 from vapor.model.mount import FORBIDDEN_MOUNT_POINTS, Mount
 
-from . import _format
+from . import format as _format
 
 NONEMPTY_OPTION = "x-vapor.nonempty"
 COMMAND_TIMEOUT = 120

@@ -25,7 +25,7 @@ from typing import Any
 
 from vapor.userspec import FIRST_HUMAN_UID, NOBODY, CreateUserRequest, ResetPasswordRequest
 
-from ._refusal import Refusal
+from .._refusal import Refusal
 
 INVALID_INPUT = "INVALID_INPUT"
 NOT_FOUND = "NOT_FOUND"

@@ -15,8 +15,8 @@ from aiohttp import web
 
 from vapor.userspec import CreateUserRequest, ResetPasswordRequest, check_name
 
-from ._hostroot import host_root_of
-from ._nodeapi import CALLER, INVALID_INPUT, NodeAPIError, NodeContext, ok, read_body
+from ..host.hostroot import host_root_of
+from .server import CALLER, INVALID_INPUT, NodeAPIError, NodeContext, ok, read_body
 
 log = logging.getLogger("vapor.agent.users")
 

@@ -39,6 +39,7 @@ class LoginAccount:
 
     @classmethod
     def from_dict(cls, found: dict[str, Any]) -> LoginAccount:
+        """The account as the host root's worker answered it (a JSON object)."""
         return cls(**{**found, "shells": tuple(found["shells"])})
 
 
@@ -68,6 +69,7 @@ class Terminal:
         cols: int = 80,
         rows: int = 24,
     ) -> Terminal:
+        """Fork ``shell`` (or the account's) as the account on a new PTY of ``cols`` x ``rows``."""
         program = allowed_shell(account, shell)
         pid, fd = pty.fork()
         if pid == 0:  # the child: into the node's root, become the user, then exec the login shell
@@ -100,9 +102,11 @@ class Terminal:
         return terminal
 
     def resize(self, cols: int, rows: int) -> None:
+        """Set the PTY's window size."""
         fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
 
     def write(self, data: bytes) -> None:
+        """Write all of ``data`` to the shell's input."""
         view = memoryview(data)
         while view:
             try:

@@ -40,9 +40,9 @@ from vapor.kube import Informer, Kube, KubeError, NotFound
 from vapor.model import Host, Migration, VirtualMachine, names, quantity_bytes
 from vapor.model.migration import TERMINAL_PHASES
 
-from . import _domain
-from ._config import AgentConfig
-from ._libvirt import Libvirt
+from .._config import AgentConfig
+from ..host import domain as _domain
+from ..host.libvirt import Libvirt
 
 log = logging.getLogger("vapor.agent.migration")
 

@@ -32,10 +32,10 @@ from vapor.kube._informer import Key, key_of
 from vapor.model import Host, names
 from vapor.model.mount import Mount
 
-from ._config import AgentConfig
-from ._controller import NodeController
-from ._hostroot import NodeNamespace
-from ._mountops import MountRefused
+from .._config import AgentConfig
+from ..host.hostroot import NodeNamespace
+from ..host.mountops import MountRefused
+from .loop import NodeController
 
 log = logging.getLogger("vapor.agent.mounts")
 
@@ -62,6 +62,7 @@ class MountController(NodeController[Mount]):
         log.info("watching mounts", extra={"node": self.config.node_name})
 
     async def reconcile(self, key: Key) -> None:
+        """Mount, unmount or report one Mount of this host."""
         mount = self.informer.get(key[1], key[0])
         if mount is None or mount.spec.host != self.config.node_name:
             return

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from ._refusal import Refusal
+from .._refusal import Refusal
 
 log = logging.getLogger("vapor.agent.containers")
 

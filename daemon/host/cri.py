@@ -21,8 +21,8 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 
-from ._containers import NOT_FOUND, RUNTIME_ERROR, ContainerError, from_nanoseconds, iso
-from ._cri_proto import call
+from .containers import NOT_FOUND, RUNTIME_ERROR, ContainerError, from_nanoseconds, iso
+from .cri_proto import call
 
 log = logging.getLogger("vapor.agent.cri")
 

@@ -34,8 +34,8 @@ from vapor.model import Host, names
 from vapor.model._meta import Condition
 from vapor.model.host import InterfaceSpec
 
-from ._config import AgentConfig
-from ._network_netlink import EventWatch, Netlink, Outcome
+from .._config import AgentConfig
+from ..host.netlink import EventWatch, Netlink, Outcome
 
 log = logging.getLogger("vapor.agent.network")
 

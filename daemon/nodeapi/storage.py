@@ -18,8 +18,8 @@ from aiohttp import web
 from vapor.kube import KubeError
 from vapor.model import Host
 
-from . import _format
-from ._nodeapi import NodeAPIError, NodeContext, ok
+from ..host import format as _format
+from .server import NodeAPIError, NodeContext, ok
 
 STATUS = {_format.INVALID_INPUT: 400, _format.NOT_FOUND: 404, _format.CONFLICT: 409, _format.PERMISSION_DENIED: 403}
 

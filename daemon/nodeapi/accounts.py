@@ -30,8 +30,8 @@ from aiohttp import web
 
 from vapor.hostaccounts import MAX_USERNAME, Credentials
 
-from ._hostroot import host_root_of
-from ._nodeapi import CALLER, INVALID_INPUT, NOT_FOUND, NodeAPIError, NodeContext, ok, read_body
+from ..host.hostroot import host_root_of
+from .server import CALLER, INVALID_INPUT, NOT_FOUND, NodeAPIError, NodeContext, ok, read_body
 
 log = logging.getLogger("vapor.agent.accounts")
 

@@ -33,11 +33,11 @@ from typing import Any
 import orjson
 from aiohttp import WSMsgType, web
 
-from . import _metrics_stream
-from ._hostroot import HostRoot, host_root_of
-from ._nodeapi import NodeContext
-from ._terminal import LoginAccount, Terminal, TerminalError
-from ._useraccounts import AccountError
+from ..host import sample as _metrics_stream
+from ..host.hostroot import HostRoot, host_root_of
+from ..host.terminal import LoginAccount, Terminal, TerminalError
+from ..host.useraccounts import AccountError
+from .server import NodeContext
 
 log = logging.getLogger("vapor.agent.ws")
 
@@ -87,6 +87,7 @@ class MetricsHub:
         self.task: asyncio.Task[None] | None = None
 
     def join(self) -> asyncio.Queue[list[dict[str, Any]]]:
+        """A queue of new samples for one listener (the sampler starts with the first)."""
         queue: asyncio.Queue[list[dict[str, Any]]] = asyncio.Queue(maxsize=5)
         self.listeners.add(queue)
         if self.task is None or self.task.done():
@@ -94,6 +95,7 @@ class MetricsHub:
         return queue
 
     def leave(self, queue: asyncio.Queue[list[dict[str, Any]]]) -> None:
+        """Stop feeding ``queue`` (the sampler ends with the last listener)."""
         self.listeners.discard(queue)
 
     async def _run(self) -> None:
@@ -188,6 +190,7 @@ class JournalFollower:
             self.reader.log_level(priority)
 
     def last(self, lines: int) -> list[dict[str, Any]]:
+        """The newest ``lines`` matching entries, oldest first; reading goes on after them."""
         found: list[dict[str, Any]] = []
         self.reader.seek_tail()
         for _ in range(lines):
@@ -201,12 +204,14 @@ class JournalFollower:
         return found
 
     def wait_new(self, timeout: float) -> list[dict[str, Any]]:
+        """The entries written since the last read, waiting up to ``timeout`` seconds for a change."""
         # Read on after every wait, whatever it says: entries appended to an open file are visible
         # without a change event, so a missed or merged event costs at most one wait, never an entry.
         self.reader.wait(timeout)
         return [_entry(raw) for raw in self.reader]
 
     def close(self) -> None:
+        """Close the journal."""
         self.reader.close()
 
 
@@ -355,6 +360,7 @@ async def _ws_terminal(root: HostRoot, request: web.Request) -> web.WebSocketRes
 
 
 def routes(node: NodeContext) -> list[web.RouteDef]:
+    """``/ws/metrics``, ``/ws/logs`` and ``/ws/terminal``."""
     root = host_root_of(node)
 
     async def metrics(request: web.Request) -> web.WebSocketResponse:

@@ -1,0 +1,1 @@
+"""The machine itself, without Kubernetes: libvirt, container runtimes, accounts, mounts, disks, inventory."""
