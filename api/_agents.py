@@ -18,7 +18,8 @@ details): NOT_FOUND, DOCKER_ERROR, INVALID_INPUT and so on pass straight
 through. Failures between gateway and agent are the gateway's:
 
 - 503 AGENT_UNAVAILABLE: the Host publishes no ``status.agentEndpoint``
-  (agent not running, or started with ``--api-bind ''``);
+  (agent not running, or started with ``--api-bind ''``), or one without
+  TLS (the gateway talks to agents over https only);
 - 502 AGENT_UNREACHABLE: connection refused or reset, a TLS certificate
   that does not match the published fingerprint, an answer that is not the
   envelope;
@@ -27,10 +28,12 @@ through. Failures between gateway and agent are the gateway's:
 - 504 AGENT_TIMEOUT: no answer within ``timeout`` (``VAPOR_AGENT_TIMEOUT``,
   30 s by default).
 
-The gateway's identity: the token in ``VAPOR_AGENT_TOKEN_FILE`` (re-read as
-it rotates), else the projected service-account token of the pod, else
-(dev, tests) a token the gateway asks for through the TokenRequest API for
-``VAPOR_AGENT_SERVICE_ACCOUNT`` (``vapor-system/vapor-gateway``). TLS: the
+The gateway's identity: a token of the audience ``vapor-agent``, which the
+API server itself refuses (an agent cannot replay it against the Kubernetes
+API): the file ``VAPOR_AGENT_TOKEN_FILE`` (the chart projects one into the
+pod, re-read as the kubelet rotates it), else (dev, tests) a token the gateway
+asks for through the TokenRequest API for ``VAPOR_AGENT_SERVICE_ACCOUNT``
+(``vapor-system/vapor-gateway``). TLS: the
 agent's self-signed certificate is pinned by the SHA-256 fingerprint the
 agent publishes in ``status.agentEndpoint.certSha256``.
 """
@@ -54,7 +57,7 @@ from quart_schema import document_response
 
 from vapor.kube import Conflict, Kube, KubeError, NotFound
 from vapor.kube._client import call
-from vapor.model import Host
+from vapor.model import Host, names
 
 from ._errors import AUTH_UNAVAILABLE, APIError
 from ._hostscope import HOST_PARAMETER_HELP, scoped_host
@@ -70,7 +73,6 @@ AGENT_AUTH_FAILED = "AGENT_AUTH_FAILED"
 AGENT_TIMEOUT = "AGENT_TIMEOUT"
 
 DEFAULT_SERVICE_ACCOUNT = "vapor-system/vapor-gateway"
-IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
 TOKEN_REQUEST_SECONDS = 3600
 TOKEN_FILE_REREAD = 60.0  # kubelet rotates projected tokens well before they expire
 EXTENSION = "vapor.agents"
@@ -81,8 +83,7 @@ class GatewayToken:
 
     def __init__(self, kube: Kube, token_file: str | None, service_account: str) -> None:
         self.kube = kube
-        path = token_file or (str(IN_CLUSTER_TOKEN) if IN_CLUSTER_TOKEN.exists() else None)
-        self.path = Path(path) if path else None
+        self.path = Path(token_file) if token_file else None
         namespace, _, name = service_account.partition("/")
         if not namespace or not name:
             raise ValueError(f"AGENT_SERVICE_ACCOUNT must read namespace/name, got {service_account!r}")
@@ -110,7 +111,7 @@ class GatewayToken:
             text = await asyncio.to_thread(self.path.read_text)
             return text.strip(), TOKEN_FILE_REREAD
         body = client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=TOKEN_REQUEST_SECONDS)
+            spec=client.V1TokenRequestSpec(audiences=[names.AGENT_AUDIENCE], expiration_seconds=TOKEN_REQUEST_SECONDS)
         )
         request = self.kube.core.create_namespaced_service_account_token
         try:
@@ -141,11 +142,17 @@ def _endpoint(host: Host) -> tuple[str, aiohttp.Fingerprint | bool]:
             f"host {host.metadata.name!r} publishes no node API endpoint",
             "its agent is not running yet, or runs without --api-bind",
         )
-    if endpoint.url.startswith("https://"):
-        if not endpoint.cert_sha256:
-            raise APIError(503, AGENT_UNAVAILABLE, f"host {host.metadata.name!r} publishes no certificate fingerprint")
-        return endpoint.url, aiohttp.Fingerprint(bytes.fromhex(endpoint.cert_sha256))
-    return endpoint.url, True  # plain HTTP (agent with --no-api-tls): nothing to check
+    if not endpoint.url.startswith("https://"):
+        # The gateway sends its token and users' passwords to agents: never in clear.
+        raise APIError(
+            503,
+            AGENT_UNAVAILABLE,
+            f"host {host.metadata.name!r} publishes a node API without TLS; the gateway calls agents over https only",
+            "run its agent without --no-api-tls",
+        )
+    if not endpoint.cert_sha256:
+        raise APIError(503, AGENT_UNAVAILABLE, f"host {host.metadata.name!r} publishes no certificate fingerprint")
+    return endpoint.url, aiohttp.Fingerprint(bytes.fromhex(endpoint.cert_sha256))
 
 
 def _query(params: Mapping[str, Any] | None) -> dict[str, str]:

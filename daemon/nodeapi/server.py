@@ -6,8 +6,10 @@ WebSockets and TLS without a second ASGI server taking over signals).
 
 Security
     Every request needs ``Authorization: Bearer <token>``. The token is checked
-    with a Kubernetes TokenReview (results cached for ``CACHE_SECONDS``), and
-    only the identity of ``--api-allowed-user`` (default the gateway's
+    with a Kubernetes TokenReview for the audience ``vapor-agent`` (results
+    cached for ``CACHE_SECONDS``): a token the API server would accept for
+    itself is refused here, and the gateway's agent token is refused by the
+    API server. Only the identity of ``--api-allowed-user`` (default the gateway's
     ServiceAccount, ``system:serviceaccount:vapor-system:vapor-gateway``) may
     call: no token or a token the API server does not accept is 401
     UNAUTHORIZED, any other identity 403 PERMISSION_DENIED. The server speaks
@@ -70,7 +72,7 @@ from pydantic import BaseModel, ValidationError
 
 from vapor.kube import Kube, KubeError
 from vapor.kube._client import call
-from vapor.model import Host
+from vapor.model import Host, names
 
 from .._config import AgentConfig
 from .._refusal import Refusal
@@ -239,7 +241,9 @@ class TokenReviewer:
         answer = await call(self.api.create_token_review(body))
         self.reviews += 1
         status = answer.status
-        if status is not None and status.authenticated and status.user is not None:
+        # With audiences asked for, the API server authenticates a token only for one of them, and says which.
+        meant_for_us = self.audiences is None or bool(set(self.audiences) & set((status and status.audiences) or []))
+        if status is not None and status.authenticated and status.user is not None and meant_for_us:
             review = Review(True, status.user.username or "")
         else:
             review = Review(False, error=(status.error if status is not None else "") or "")
@@ -423,7 +427,7 @@ class NodeAPI:
         self.config = config
         self.kube = kube
         self.bind_host, self.port = split_bind(config.api_bind)
-        self.reviewer = TokenReviewer(kube)
+        self.reviewer = TokenReviewer(kube, audiences=[names.AGENT_AUDIENCE])
         self.app = web.Application(
             middlewares=[_envelope_middleware, _auth_middleware(self.reviewer, config.api_allowed_user)],
             client_max_size=MAX_BODY,

@@ -29,6 +29,7 @@ import pytest
 import yaml
 
 from tests.conftest import Kubectl
+from tests.support.wait import wait_until
 from vapor.devenv import ControlPlane
 
 from .conftest import kubeconfig_as, node_bound_kubeconfig
@@ -94,7 +95,9 @@ def lease(node: str, namespace: str) -> dict[str, Any]:
 
 
 @pytest.fixture
-def nodes(kubectl: Kubectl, namespace: str, installed: str) -> Iterator[tuple[str, str]]:
+def nodes(
+    control_plane: ControlPlane, kubectl: Kubectl, namespace: str, installed: str, tmp_path: Path
+) -> Iterator[tuple[str, str]]:
     """Two Hosts, a VM and a Mount on each, and a Migration to node B, made by an administrator."""
     suffix = uuid.uuid4().hex[:6]
     a, b = f"node-a-{suffix}", f"node-b-{suffix}"
@@ -127,6 +130,15 @@ def nodes(kubectl: Kubectl, namespace: str, installed: str) -> Iterator[tuple[st
             },
             "spec": {"vmName": f"vm-{b}", "destinationHost": b},
         }
+    )
+    # The API server loads a new policy a moment after it is created: wait until it refuses a token
+    # that names no node (an empty patch, which changes nothing if it went through).
+    account = f"{installed}-vapor-agent"
+    unbound = As.from_kubeconfig(kubeconfig_as(control_plane, kubectl, namespace, account, tmp_path / "probe"))
+    wait_until(
+        lambda: unbound.patch(f"{VAPOR}/hosts/{a}/status", {}).refused_by_policy,
+        timeout=30,
+        what="the chart's admission policy to be in force",
     )
     yield a, b
     for node in (a, b):

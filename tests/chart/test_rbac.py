@@ -211,6 +211,17 @@ def test_the_gateway_serves_with_its_own_account(
     config = kubeconfig_as(control_plane, kubectl, namespace, f"{installed}-vapor-gateway", tmp_path / "kubeconfig")
     args, env = as_in_its_pod(kubectl, namespace, f"{installed}-vapor-gateway", config)
     assert env["VAPOR_SECRET_NAMESPACE"] == namespace
+    # The kubelet's part: the projected token for the agents (audience vapor-agent) at the chart's path.
+    pod = kubectl.get_json("deployment", f"{installed}-vapor-gateway", "-n", namespace)["spec"]["template"]["spec"]
+    projected = next(v["projected"] for v in pod["volumes"] if v["name"] == "agent-token")
+    assert projected["sources"][0]["serviceAccountToken"]["audience"] == "vapor-agent"
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["name"] == "agent-token")
+    assert env["VAPOR_AGENT_TOKEN_FILE"] == f"{mount['mountPath']}/token"
+    agent_token = tmp_path / "agent-token"
+    agent_token.write_text(
+        kubectl("create", "token", f"{installed}-vapor-gateway", "-n", namespace, "--audience=vapor-agent").stdout
+    )
+    env["VAPOR_AGENT_TOKEN_FILE"] = str(agent_token)
     gateway = ComponentProcess("vapor.gateway", args, tmp_path / "gateway.log", env)
     url = f"http://127.0.0.1:{port}"
     with gateway:

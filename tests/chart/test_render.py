@@ -168,6 +168,7 @@ def test_other_values_reach_the_objects(helm: Helm) -> None:
         "/etc/passwd",
         "/etc/group",
         "/etc/shadow",
+        "/var/run/secrets/vapor/agent-token",  # its token for the agents (audience vapor-agent)
     }
     operator = objects[("Deployment", "edge-vapor-operator")]
     assert "--verbose" in container(operator)["args"]

@@ -120,3 +120,28 @@ async def test_the_endpoint_is_published_again_after_the_host_lost_it(node: Node
         return host.status is not None and host.status.agent_endpoint is not None
 
     await eventually(republished)
+
+
+async def test_a_token_meant_for_the_api_server_is_refused(node: NodeAPIHarness) -> None:
+    # The gateway's own ServiceAccount, but a token of the API server's audience (what any pod running
+    # as that account has mounted by default): agents take only tokens of the audience vapor-agent.
+    status, body = await _get(node, "/system/summary", node.token(audience=None))
+    assert (status, body["error"]["code"]) == (401, "UNAUTHORIZED")
+
+
+async def test_the_token_the_gateway_sends_agents_is_refused_by_the_api_server(
+    node: NodeAPIHarness, control_plane: Any
+) -> None:
+    # What a node that was taken over receives from the gateway cannot be replayed as the gateway.
+    from vapor.gateway._agents import GatewayToken
+
+    async with await Kube.connect(str(control_plane.kubeconfig)) as kube:
+        token = await GatewayToken(kube, None, f"{node.namespace}/gateway").get()
+    assert (await _get(node, "/system/summary", token))[0] == 200
+    server = control_plane.url
+    request = aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"})
+    async with (
+        request as session,
+        session.get(f"{server}/api/v1/namespaces/{node.namespace}/pods", ssl=False) as answer,
+    ):
+        assert answer.status == 401

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import socket
+import uuid
+from typing import Any
 
 import pytest
 from quart.typing import TestClientProtocol as Client
 
+from vapor.gateway import create_app
+from vapor.kube import Kube
+
+from ..conftest import Kubectl
 from ..gateway.conftest import Users, bearer, login
-from ..support.nodeapi import NodeAPIHarness
+from ..support.nodeapi import NodeAPIHarness, running_node_api
 
 pytestmark = pytest.mark.controlplane
 
@@ -56,3 +62,22 @@ async def test_a_stopped_agent_is_a_502(gw_client: Client, users: Users, node: N
     response = await gw_client.get("/api/v1/system/summary", headers=bearer(token))
     body = await response.get_json()
     assert (response.status_code, body["error"]["code"]) == (502, "AGENT_UNREACHABLE"), body
+
+
+async def test_the_gateway_never_calls_an_agent_without_tls(
+    kube: Kube, kubectl: Kubectl, namespace: str, gateway_config: dict[str, Any], users: Users
+) -> None:
+    # An agent that publishes a plain-HTTP endpoint (--no-api-tls) would receive the gateway's token
+    # and users' passwords in clear: the gateway refuses to call it.
+    name = f"node-{uuid.uuid4().hex[:8]}"
+    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent._system_api"], tls=False) as node:
+        assert node.url.startswith("http://")
+        async with create_app({**gateway_config, **node.gateway_config()}).test_app() as app:
+            client = app.test_client()
+            before = node.api.reviewer.reviews
+            token = (await login(client, users.viewer))["token"]
+            response = await client.get("/api/v1/system/summary", headers=bearer(token))
+            body = await response.get_json()
+            assert node.api.reviewer.reviews == before, "the gateway sent its token to a plain-HTTP agent"
+    assert (response.status_code, body["error"]["code"]) == (503, "AGENT_UNAVAILABLE"), body
+    assert "over https only" in body["error"]["message"]

@@ -22,7 +22,7 @@ from typing import Any
 from vapor.agent._config import AgentConfig
 from vapor.agent.nodeapi.server import NodeAPI, RouteFactory
 from vapor.kube import Kube, NotFound
-from vapor.model import Host, HostSpec, ObjectMeta
+from vapor.model import Host, HostSpec, ObjectMeta, names
 
 GATEWAY_SA = "gateway"
 OTHER_SA = "other"
@@ -41,9 +41,13 @@ class NodeAPIHarness:
     def url(self) -> str:
         return self.api.url
 
-    def token(self, service_account: str = GATEWAY_SA) -> str:
-        """A fresh token of a ServiceAccount of the test's namespace (TokenRequest through kubectl)."""
-        return str(self.kubectl("create", "token", service_account, "-n", self.namespace).stdout.strip())
+    def token(self, service_account: str = GATEWAY_SA, audience: str | None = names.AGENT_AUDIENCE) -> str:
+        """A fresh token of a ServiceAccount of the test's namespace (TokenRequest through kubectl).
+
+        Of the agents' audience by default, as the gateway's; ``audience=None``: the API server's own.
+        """
+        extra = [f"--audience={audience}"] if audience else []
+        return str(self.kubectl("create", "token", service_account, "-n", self.namespace, *extra).stdout.strip())
 
     def gateway_config(self) -> dict[str, Any]:
         """Settings that make a gateway app call this node API as the allowed ServiceAccount."""

@@ -33,6 +33,11 @@ DRAIN_LABEL = f"{GROUP}/drain"
 # agents leave a VM with this annotation to the migration code.
 MIGRATING_ANNOTATION = f"{GROUP}/migration"
 
+# The audience of the gateway's tokens for agents. The API server itself does
+# not accept a token of this audience, so an agent (or whoever took over its
+# node) cannot replay the gateway's token against the Kubernetes API.
+AGENT_AUDIENCE = "vapor-agent"
+
 # Who asked for a change through the REST gateway (the audit trail).
 REQUESTED_BY_ANNOTATION = f"{GROUP}/requested-by"
 # A restart request: the agent restarts the domain when this value differs
