@@ -23,13 +23,14 @@ from quart_schema import document_response, tag, validate_querystring, validate_
 from vapor.kube import Conflict, NotFound
 from vapor.model import ObjectMeta, names
 from vapor.model.mount import (
+    DEVICE_NOT_FOUND,
     DEVICE_PATTERN,
-    FORBIDDEN_MOUNT_POINTS,
     MOUNT_POINT_PATTERN,
     OPTIONS_PATTERN,
     Filesystem,
     Mount,
     MountSpec,
+    forbidden_mount_point,
 )
 
 from ._agents import ask_agent, documents_agent_errors
@@ -105,7 +106,10 @@ class MountRequest(BaseModel):
         default="defaults",
         pattern=OPTIONS_PATTERN,
         max_length=1024,
-        description="Comma-separated mount options; x-vapor.nonempty allows a directory that is not empty.",
+        description=(
+            "Comma-separated mount options; nosuid and nodev are added unless they say suid or dev; "
+            "x-vapor.nonempty allows a directory that is not empty."
+        ),
         examples=["rw,noatime"],
     )
 
@@ -157,7 +161,7 @@ def _check_mount_point(mount_point: str) -> None:
     parts = mount_point.split("/")
     if any(p in (".", "..") for p in parts):
         raise APIError(400, INVALID_INPUT, "mount_point must not contain . or .. parts")
-    if any(mount_point == p or mount_point.startswith(p + "/") for p in FORBIDDEN_MOUNT_POINTS):
+    if forbidden_mount_point(mount_point):
         raise APIError(400, INVALID_INPUT, f"{mount_point} is a system directory; mount somewhere else")
 
 
@@ -191,10 +195,6 @@ async def disks(query_args: HostOnlyQuery) -> Success[DiskList]:
     return Success[DiskList](data=DiskList(disks=views))
 
 
-def _known_device(host_disks: list[tuple[str, list[str]]], device: str) -> bool:
-    return any(device == disk or device in parts for disk, parts in host_disks)
-
-
 async def _wait(name: str, until: float) -> Mount | None:
     resources = gateway().kube.resources(Mount)
     while True:
@@ -214,6 +214,18 @@ async def _wait(name: str, until: float) -> Mount | None:
         await asyncio.sleep(POLL_SECONDS)
 
 
+async def _remove(name: str, until: float) -> None:
+    """Delete the Mount and wait (until ``until``) for the agent to let it go."""
+    resources = gateway().kube.resources(Mount)
+    try:
+        await resources.delete(name)
+        while time.monotonic() < until:
+            await resources.get(name)
+            await asyncio.sleep(POLL_SECONDS)
+    except NotFound:
+        pass
+
+
 @blueprint.post("/mount")
 @require("admin")
 @tag(["storage"])
@@ -227,18 +239,17 @@ async def _wait(name: str, until: float) -> Mount | None:
 async def mount(data: MountRequest, query_args: MountQuery) -> tuple[Success[MountView], int]:
     """Mount a filesystem on the host (admin): writes a Mount resource that the host's agent carries out.
 
-    Answers 200 when the agent reports it Mounted, 409 CONFLICT with the
-    agent's message when it refused or failed (the Mount stays, Failed, until
+    The host's agent decides whether the device exists (a disk attached a
+    moment ago is mounted even before /storage/disks lists it). Answers 200
+    when the agent reports it Mounted, 404 NOT_FOUND when the host has no
+    such device (the Mount is removed again), 409 CONFLICT with the agent's
+    message when it refused or failed (the Mount stays, Failed, until
     deleted), 202 when the agent has not answered within the action timeout.
+    Unless the options say suid or dev, the filesystem is mounted nosuid,nodev.
     """
     _check_mount_point(data.mount_point)
     _check_device(data.device)
     host = scoped_host(query_args.host)
-    reported = [
-        (d.path, [p.path for p in d.partitions or []]) for d in (host.status.disks if host.status else None) or []
-    ]
-    if reported and not data.device.startswith("/dev/disk/") and not _known_device(reported, data.device):
-        raise APIError(404, NOT_FOUND, f"host {host.name} has no device {data.device}")
     user = current_user()
     kube = gateway().kube
     name = mount_name(host.name, data.mount_point)
@@ -270,6 +281,10 @@ async def mount(data: MountRequest, query_args: MountQuery) -> tuple[Success[Mou
     )
     until = _deadline(query_args.wait)
     now = await _wait(created.name, until) or created
+    ready = now.condition(names.ConditionType.READY)
+    if ready is not None and ready.reason == DEVICE_NOT_FOUND:  # the agent sees every device: none to wait for
+        await _remove(now.name, until)
+        raise APIError(404, NOT_FOUND, f"host {host.name} has no device {data.device}: {ready.message}")
     if now.status is not None and now.status.phase == "Failed":
         raise APIError(409, CONFLICT, now.status.message or "the mount failed", details=f"Mount {name}")
     done = now.status is not None and now.status.phase == "Mounted"

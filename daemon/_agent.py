@@ -24,6 +24,7 @@ from .controllers.network import NetworkReconciler
 from .controllers.vms import VMController
 from .host import format as _format
 from .host import hostid as _hostid
+from .host.blockevents import BlockDeviceEvents
 from .host.libvirt import Libvirt
 from .nodeapi.server import NodeAPI
 
@@ -94,12 +95,20 @@ class Agent:
         await self.vms.start()
         self.migrations = MigrationController(self.kube, config, self.libvirt)
         await self.migrations.start()
-        self.mounts = MountController(self.kube, config, lambda: reporter.host, self._vm_disks)
+        self.mounts = MountController(self.kube, config, lambda: reporter.host, self._vm_disks, reporter.refresh)
         await self.mounts.start()
+        self._tasks.append(asyncio.create_task(BlockDeviceEvents(self._block_devices_changed).run(), name="uevents"))
         # After libvirtd restarts, look at every VM again: events may have been missed meanwhile.
         self._tasks.append(asyncio.create_task(self.libvirt.stay_connected(self.vms.resync_all), name="libvirt"))
         self.started = True
         log.info("agent started", extra={"node": config.node_name, "host_id": self.host_id})
+
+    def _block_devices_changed(self) -> None:
+        """A disk or partition came, went or changed: list it now, and try the Mounts that failed again."""
+        if self.reporter is not None:
+            self.reporter.refresh()
+        if self.mounts is not None:
+            self.mounts.retry_failed()
 
     def _vm_disks(self) -> set[str]:
         """Disk sources of every libvirt domain (the format guard refuses them); Refused while libvirt is away."""

@@ -1,16 +1,18 @@
 """Keeps this node's Host resource true: creates it, labels it with the id, writes the inventory.
 
-The inventory is looked at every ``scan_interval`` seconds but written only
-when it changed: a structural change (an interface, an address, a disk, a
-mount) at once, volatile numbers (counters, load, uptime, usage) at most every
-``inventory_interval`` seconds. The status is written by server-side apply of
-the agent's own fields, so the operator's fields (the Ready condition,
-vmCount, drain) are never touched.
+The inventory is looked at every ``scan_interval`` seconds, and at once when
+``refresh()`` is called (a block device appeared or went, a Mount was
+mounted or unmounted), but written only when it changed: a structural change
+(an interface, an address, a disk, a mount) at once, volatile numbers
+(counters, load, uptime, usage) at most every ``inventory_interval`` seconds.
+The status is written by server-side apply of the agent's own fields, so the
+operator's fields (the Ready condition, vmCount, drain) are never touched.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import logging
 import time
@@ -72,6 +74,11 @@ class HostReporter:
         self._last_full: dict[str, Any] | None = None
         self._hypervisor: HypervisorInfo | None = None
         self._hypervisor_at = 0.0
+        self._look_now = asyncio.Event()
+
+    def refresh(self) -> None:
+        """Look at the inventory now rather than at the next scan (the disks or mounts changed)."""
+        self._look_now.set()
 
     @property
     def name(self) -> str:
@@ -195,4 +202,6 @@ class HostReporter:
                 log.warning("host status write failed", extra={"error": str(exc)})
                 self._written = None  # try again at the next scan
                 self._lost = self._lost or isinstance(exc, NotFound)
-            await asyncio.sleep(self.config.scan_interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._look_now.wait(), self.config.scan_interval)
+            self._look_now.clear()

@@ -13,8 +13,14 @@ carry it too). For each one it:
   guards as formatting), another filesystem already on the directory, and
   a directory that is not empty unless the options hold ``x-vapor.nonempty``
   (an ``x-`` option: mount(8) keeps it out of the kernel's options);
-- reports phase, mounted and message with server-side apply, and records an
-  Event on the Host for each mount, unmount, format and failure.
+- reports phase, mounted, message and a Ready condition (True ``Mounted``, or
+  False with why: ``DeviceNotFound``, ``MountFailed``, ``Formatting``,
+  ``Unmounting``) with server-side apply, and records an Event on the Host
+  for each mount, unmount, format and failure;
+- tells the Host reporter after each mount, unmount and format, so the
+  disks in the Host's status show it at once, and tries a Failed Mount again
+  as soon as the kernel reports a block device added or changed (a Mount
+  written before its disk was attached mounts when it appears).
 
 The resource is the truth: every resync (and the start after a restart or a
 reboot) mounts again what is missing and remounts when the options changed.
@@ -29,7 +35,7 @@ from typing import Any
 
 from vapor.kube import Kube, KubeError, NotFound
 from vapor.kube._informer import Key, key_of
-from vapor.model import Host, names
+from vapor.model import Condition, Host, names
 from vapor.model.mount import Mount
 
 from .._config import AgentConfig
@@ -47,11 +53,17 @@ class MountController(NodeController[Mount]):
     """Keeps the Mounts of this node as their resources ask."""
 
     def __init__(
-        self, kube: Kube, config: AgentConfig, host: Callable[[], Host | None], vm_disks: Callable[[], set[str]]
+        self,
+        kube: Kube,
+        config: AgentConfig,
+        host: Callable[[], Host | None],
+        vm_disks: Callable[[], set[str]],
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
         super().__init__(kube, Mount, config)
         self.host = host
         self.vm_disks = vm_disks
+        self.changed = changed  # the node's disks or mounts changed: the Host's status should show it
         self.mounts = kube.resources(Mount)
         self.node = NodeNamespace(config.mount_namespace_pid)
 
@@ -60,6 +72,12 @@ class MountController(NodeController[Mount]):
         await self.watch()
         self.run(self.reconcile, name="mounts")
         log.info("watching mounts", extra={"node": self.config.node_name})
+
+    def retry_failed(self) -> None:
+        """Queue every Mount that failed (a block device appeared or changed: it may be there now)."""
+        for mount in self.informer.items():
+            if mount.status is not None and mount.status.phase == "Failed":
+                self.queue.add(key_of(mount))
 
     async def reconcile(self, key: Key) -> None:
         """Mount, unmount or report one Mount of this host."""
@@ -93,9 +111,11 @@ class MountController(NodeController[Mount]):
             if mount.status is None or mount.status.message != message:
                 log.warning("mount failed", extra={"mount": mount.name, "error": message})
                 await self._event(mount, "MountFailed", message, "Mount", "Warning")
-            await self._status(mount, "Failed", False, message)
+            await self._status(mount, "Failed", False, message, exc.reason)
             self.queue.add_after(key_of(mount), RETRY_SECONDS)
             return
+        if formatted or done.startswith(("Mounted", "Remounted")):
+            self.changed()
         if formatted:
             fs = mount.spec.filesystem
             await self._event(mount, "Formatted", f"Formatted {mount.spec.device} as {fs}", "Format")
@@ -122,6 +142,7 @@ class MountController(NodeController[Mount]):
             self.queue.add_after(key_of(mount), RETRY_SECONDS)
             return
         if done:
+            self.changed()
             log.info("unmounted", extra={"mount": mount.name, "at": mount.spec.mount_point})
             await self._event(mount, "Unmounted", done, "Unmount")
         with contextlib.suppress(NotFound):
@@ -131,18 +152,32 @@ class MountController(NodeController[Mount]):
                 field_manager=names.FIELD_MANAGER_AGENT,
             )
 
-    async def _status(self, mount: Mount, phase: str, mounted: bool, message: str) -> None:
+    async def _status(self, mount: Mount, phase: str, mounted: bool, message: str, reason: str | None = None) -> None:
         current = mount.status
         generation = mount.metadata.generation
+        ready = Condition.after(
+            mount.condition(names.ConditionType.READY),
+            type=names.ConditionType.READY,
+            status="True" if phase == "Mounted" else "False",
+            reason=reason or phase,
+            message=message,
+            observed_generation=generation,
+        )
         if (
             current is not None
             and current.phase == phase
             and current.mounted == mounted
             and current.message == message
             and current.observed_generation == generation
+            and ready.says_same_as(mount.condition(names.ConditionType.READY))
         ):
             return
-        status: dict[str, Any] = {"phase": phase, "mounted": mounted, "message": message}
+        status: dict[str, Any] = {
+            "phase": phase,
+            "mounted": mounted,
+            "message": message,
+            "conditions": [ready.to_api()],
+        }
         if generation is not None:
             status["observedGeneration"] = generation
         with contextlib.suppress(NotFound):

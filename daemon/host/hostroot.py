@@ -93,7 +93,7 @@ class _Runner:
         if error is None:
             return answer["result"]
         if error.pop("kind") == "mount":
-            raise MountRefused(error["message"])
+            raise MountRefused(error["message"], error["reason"])
         raise AccountError(**error)
 
     async def _in_child(self, operation: str, args: list[Any]) -> dict[str, Any]:
@@ -284,7 +284,7 @@ def _run(request: dict[str, Any]) -> dict[str, Any]:
         fields = {"status": exc.status, "code": exc.code, "message": exc.message, "details": exc.details}
         return {"error": {"kind": "account", **fields}}
     except MountRefused as exc:
-        return {"error": {"kind": "mount", "message": str(exc)}}
+        return {"error": {"kind": "mount", "message": str(exc), "reason": exc.reason}}
 
 
 def _serve_once(where: list[str]) -> None:

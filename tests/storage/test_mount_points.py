@@ -16,6 +16,10 @@ from vapor.agent.host.mountops import MountRefused, check_mount_point
         ("/etc", "system directory"),
         ("/usr/local/data", "system directory"),
         ("/proc/x", "system directory"),
+        ("/root/data", "system directory"),
+        ("/home", "system directory"),
+        ("/var/spool/cron/crontabs", "system directory"),
+        ("/var/lib/vapor/images", "system directory"),
         ("relative/dir", "absolute"),
         ("/mnt/a/../b", "absolute"),
     ],
@@ -31,3 +35,7 @@ def test_a_path_through_a_symlink_is_refused(tmp_path: Path) -> None:
     with pytest.raises(MountRefused, match="symlink"):
         check_mount_point(str(tmp_path / "link" / "data"))
     check_mount_point(str(tmp_path / "real" / "data"))  # a plain path is fine
+
+
+def test_a_folder_inside_home_is_fine() -> None:
+    check_mount_point("/home/vtest-nobody/data")

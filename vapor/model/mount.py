@@ -18,7 +18,9 @@ MountPhase = Literal["Pending", "Formatting", "Mounted", "Unmounting", "Failed"]
 DEVICE_PATTERN = r"^/dev/[A-Za-z0-9][A-Za-z0-9._:+-]*(/[A-Za-z0-9][A-Za-z0-9._:+-]*)*$"
 MOUNT_POINT_PATTERN = r"^/[A-Za-z0-9._@+-]+(/[A-Za-z0-9._@+-]+)*$"
 OPTIONS_PATTERN = r"^[A-Za-z0-9_=.:/@+-]+(,[A-Za-z0-9_=.:/@+-]+)*$"
-# Places no Mount may cover: the system's own trees.
+# Reason of the Ready condition when the host has no such device (the gateway answers NOT_FOUND).
+DEVICE_NOT_FOUND = "DeviceNotFound"
+# Places no Mount may cover: the system's own trees, root's home, cron's spool, Vapor's state.
 FORBIDDEN_MOUNT_POINTS = (
     "/proc",
     "/sys",
@@ -31,8 +33,26 @@ FORBIDDEN_MOUNT_POINTS = (
     "/sbin",
     "/lib",
     "/lib64",
+    "/root",
+    "/var/spool/cron",
     "/var/lib/kubelet",
+    "/var/lib/vapor",
 )
+# Folders that may not be covered themselves, though a folder inside them may (/home/alice/data).
+FORBIDDEN_EXACT_MOUNT_POINTS = ("/home",)
+
+
+def forbidden_mount_point(path: str) -> bool:
+    """Whether a Mount may not cover ``path`` (a clean absolute path): /, a system tree, or /home itself."""
+    return (
+        path == "/"
+        or path in FORBIDDEN_EXACT_MOUNT_POINTS
+        or any(path == p or path.startswith(p + "/") for p in FORBIDDEN_MOUNT_POINTS)
+    )
+
+
+def _listed(paths: tuple[str, ...]) -> str:
+    return "[" + ", ".join(f"'{p}'" for p in paths) + "]"
 
 
 class FormatSpec(Model):
@@ -48,9 +68,16 @@ class MountSpec(Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "[" + ", ".join(f"'{p}'" for p in FORBIDDEN_MOUNT_POINTS) + "]"
-                    ".all(p, self.mountPoint != p && !self.mountPoint.startsWith(p + '/'))",
-                    "message": "mountPoint must not be a system directory (/proc, /sys, /dev, /run, /boot, /etc, /usr, /bin, /sbin, /lib, /var/lib/kubelet)",
+                    "rule": _listed(FORBIDDEN_MOUNT_POINTS)
+                    + ".all(p, self.mountPoint != p && !self.mountPoint.startsWith(p + '/'))"
+                    + " && !(self.mountPoint in "
+                    + _listed(FORBIDDEN_EXACT_MOUNT_POINTS)
+                    + ")",
+                    "message": "mountPoint must not be a system directory ("
+                    + ", ".join(FORBIDDEN_MOUNT_POINTS)
+                    + " and what is under them) nor "
+                    + ", ".join(FORBIDDEN_EXACT_MOUNT_POINTS)
+                    + " itself",
                     "fieldPath": ".mountPoint",
                 },
                 {
@@ -85,7 +112,10 @@ class MountSpec(Model):
     filesystem: Filesystem = Field(description="Filesystem type: ext4, ext3, ext2, xfs, btrfs, vfat or exfat.")
     options: str = Field(
         default="defaults",
-        description="Mount options, comma-separated as in fstab (for example rw,noatime).",
+        description=(
+            "Mount options, comma-separated as in fstab (for example rw,noatime); nosuid and nodev are added "
+            "unless they say suid or dev; x-vapor.nonempty allows a directory that is not empty."
+        ),
         pattern=OPTIONS_PATTERN,
         max_length=1024,
     )
