@@ -1,4 +1,4 @@
-"""Power actions: the patch each one makes, and the status that tells it is done.
+"""Power actions: the metadata and spec each one patches, and the status that tells it is done.
 
 Plain functions, so that tests can check each action's plan without a server.
 """
@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import Any
 
-from vapor.model import VirtualMachine
+from vapor.model import MetadataPatch, VirtualMachine, VirtualMachineSpec
 from vapor.model.names import REQUESTED_BY_ANNOTATION, RESTART_ANNOTATION, STOP_MODE_ANNOTATION
+from vapor.model.virtualmachine import RunStrategy
 
 from ._schema import Action
 
@@ -21,7 +21,7 @@ TARGET_PHASE: dict[Action, str | None] = {
     "pause": "Paused",
     "restart": None,  # done when status.lastRestartRequest carries the request's value
 }
-RUN_STRATEGY: dict[Action, str | None] = {
+RUN_STRATEGY: dict[Action, RunStrategy | None] = {
     "start": "Running",
     "resume": "Running",
     "stop": "Halted",
@@ -36,7 +36,8 @@ class Plan:
 
     action: Action
     force: bool
-    patch: dict[str, Any]
+    metadata: MetadataPatch
+    spec: VirtualMachineSpec | None  # partial: only the run strategy, when the action changes it
     target_phase: str | None
     restart_value: str | None
 
@@ -88,21 +89,22 @@ def restart_value(previous: str | None) -> str:
 
 
 def plan(action: Action, force: bool, username: str, vm: VirtualMachine) -> Plan:
-    """The merge patch for ``action`` on ``vm``, made by ``username``."""
+    """The merge patch for ``action`` on ``vm``, made by ``username`` (a None annotation is removed)."""
     annotations: dict[str, str | None] = {REQUESTED_BY_ANNOTATION: username}
-    spec: dict[str, Any] = {}
     restart: str | None = None
     strategy = RUN_STRATEGY[action]
-    if strategy is not None:
-        spec["runStrategy"] = strategy
     if action == "stop":
-        annotations[STOP_MODE_ANNOTATION] = "force" if force else None  # None: the merge patch removes it
+        annotations[STOP_MODE_ANNOTATION] = "force" if force else None
     elif action in ("start", "resume"):
         annotations[STOP_MODE_ANNOTATION] = None
     elif action == "restart":
         restart = restart_value((vm.metadata.annotations or {}).get(RESTART_ANNOTATION))
         annotations[RESTART_ANNOTATION] = restart
-    patch: dict[str, Any] = {"metadata": {"annotations": annotations}}
-    if spec:
-        patch["spec"] = spec
-    return Plan(action=action, force=force, patch=patch, target_phase=TARGET_PHASE[action], restart_value=restart)
+    return Plan(
+        action=action,
+        force=force,
+        metadata=MetadataPatch(annotations=annotations),
+        spec=VirtualMachineSpec.partial(run_strategy=strategy) if strategy is not None else None,
+        target_phase=TARGET_PHASE[action],
+        restart_value=restart,
+    )

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 from vapor.kube import Informer, NotFound
 from vapor.model import Host, Migration, VirtualMachine
+from vapor.model import find_host as find_host_in
 
 from ._errors import NOT_FOUND, APIError
 from ._state import gateway
@@ -30,10 +31,7 @@ def _cached(cache: Informer[R], ident: str, namespace: str) -> R | None:
 
 def find_host(host_id: str) -> Host:
     """A Host by its stable id (status.id) or by its resource name; NOT_FOUND otherwise."""
-    cache = gateway().hosts
-    host = cache.get(host_id)
-    if host is None:
-        host = next((h for h in cache.items() if h.status and h.status.id == host_id), None)
+    host = find_host_in(gateway().hosts.items(), host_id)
     if host is None:
         raise APIError(404, NOT_FOUND, f"no host with id or name {host_id!r}")
     return host

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from vapor.model import Host, Migration, VirtualMachine, quantity_bytes
+from vapor.model import Host, Migration, VirtualMachine, find_host, quantity_bytes
 from vapor.model.names import REQUESTED_BY_ANNOTATION, ConditionType
 
 from ._schema import HostView, MigrationProgressView, MigrationView, VMView
@@ -22,10 +22,9 @@ def _dump(model: Any) -> Any:
 
 def host_status(host: Host) -> HostState:
     """Say connected when the Ready condition is True, disconnected when it is not, unknown without one."""
-    for condition in (host.status.conditions if host.status else None) or []:
-        if condition.type == ConditionType.READY:
-            return "connected" if condition.status == "True" else "disconnected"
-    return "unknown"
+    if host.condition(ConditionType.READY) is None:
+        return "unknown"
+    return "connected" if host.is_ready else "disconnected"
 
 
 def host_view(host: Host) -> HostView:
@@ -57,7 +56,7 @@ def host_view(host: Host) -> HostView:
 def vm_view(vm: VirtualMachine) -> VMView:
     """The REST form of a VirtualMachine."""
     spec, status = vm.spec, vm.status
-    phase = status.phase if status else None
+    phase = vm.phase
     return VMView(
         id=vm.metadata.uid or "",
         name=vm.name,
@@ -90,16 +89,14 @@ def migration_view(m: Migration, hosts: Mapping[str, Host], vm: VirtualMachine |
     """The REST form of a Migration; ``hosts`` by name (for their ids), ``vm`` the VM it moves if it exists."""
     spec, status = m.spec, m.status
     source = status.source_host if status else None
-    target = (status.target_host if status else None) or None
+    target = m.target_host or None
     if target is None and spec.destination_host:  # not decided yet: what was asked, by name or id
-        asked = hosts.get(spec.destination_host) or next(
-            (h for h in hosts.values() if h.status is not None and h.status.id == spec.destination_host), None
-        )
+        asked = find_host(hosts.values(), spec.destination_host)
         target = asked.name if asked is not None else None
 
     def host_id(name: str | None) -> str | None:
         host = hosts.get(name) if name else None
-        return host.status.id if host is not None and host.status is not None else None
+        return host.host_id if host is not None else None
 
     p = status.progress if status else None
     progress = (
@@ -123,7 +120,7 @@ def migration_view(m: Migration, hosts: Mapping[str, Host], vm: VirtualMachine |
         namespace=m.metadata.namespace or "",
         vm_id=vm.metadata.uid if vm is not None else None,
         vm_name=spec.vm_name,
-        phase=(status.phase if status else None) or "Pending",
+        phase=m.phase or "Pending",
         live=spec.live,
         persistent=spec.persistent,
         undefine_source=spec.undefine_source,

@@ -23,8 +23,7 @@ from quart_schema import document_response, tag, validate_querystring, validate_
 
 from vapor.kube import NotFound
 from vapor.model import Host, Migration, MigrationSpec, ObjectMeta, VirtualMachine
-from vapor.model.migration import TERMINAL_PHASES
-from vapor.model.names import REQUESTED_BY_ANNOTATION, ConditionType
+from vapor.model.names import REQUESTED_BY_ANNOTATION
 
 from ._bodyless import optional_body
 from ._errors import CONFLICT, INVALID_INPUT, INVALID_INPUT_STATUS, NOT_FOUND, APIError
@@ -47,7 +46,6 @@ from ._writes import CACHE_CATCH_UP, field_manager, record_event
 
 blueprint = Blueprint("migrations", __name__, url_prefix="/api/v1")
 
-LIVE_PHASES = frozenset({"Running", "Paused"})
 _NAME_ROOM = 253 - 6  # "-" and five random characters
 
 
@@ -62,18 +60,12 @@ def view(m: Migration) -> MigrationView:
     return migration_view(m, hosts_by_name(), vm)
 
 
-def _ready(host: Host) -> bool:
-    ready = host.condition(ConditionType.READY)
-    return ready is not None and ready.status == "True"
-
-
 def _active_migration(vm: VirtualMachine) -> Migration | None:
     namespace = vm.metadata.namespace
     for m in gateway().migrations.items():
         if m.metadata.namespace != namespace or m.spec.vm_name != vm.name:
             continue
-        phase = m.status.phase if m.status else None
-        if phase not in TERMINAL_PHASES and not m.spec.cancel and m.metadata.deletion_timestamp is None:
+        if not m.is_terminal and not m.spec.cancel and m.metadata.deletion_timestamp is None:
             return m
     return None
 
@@ -88,13 +80,12 @@ def _refuse_early(vm: VirtualMachine, data: MigrateRequest) -> Host | None:
         raise APIError(INVALID_INPUT_STATUS, INVALID_INPUT, "post_copy needs a live migration (live: true)")
     if vm.metadata.deletion_timestamp is not None:
         raise _conflict(f"virtual machine {vm.name!r} is being deleted")
-    source = vm.status.host if vm.status else None
+    source = vm.host
     if not source:
         raise _conflict(f"virtual machine {vm.name!r} is not placed on any host yet; there is nothing to move")
-    phase = vm.status.phase if vm.status else None
-    if data.live and phase not in LIVE_PHASES:
+    if data.live and not vm.can_live_migrate:
         raise _conflict(
-            f"virtual machine {vm.name!r} is {phase or 'not started'}: a live migration needs it running",
+            f"virtual machine {vm.name!r} is {vm.phase or 'not started'}: a live migration needs it running",
             "start it first, or ask for an offline migration with live: false",
         )
     destination = find_host(data.destination_host_id) if data.destination_host_id else None
@@ -105,7 +96,7 @@ def _refuse_early(vm: VirtualMachine, data: MigrateRequest) -> Host | None:
                 INVALID_INPUT,
                 f"virtual machine {vm.name!r} already runs on host {destination.name!r}: pick another destination",
             )
-        if not _ready(destination):
+        if not destination.is_ready:
             raise _conflict(f"destination host {destination.name!r} is not Ready (its agent is not reporting)")
         if destination.spec.maintenance:
             raise _conflict(f"destination host {destination.name!r} is in maintenance")
@@ -175,7 +166,7 @@ async def migrate_vm(vm_id: str, data: MigrateRequest, query_args: VMQuery) -> t
         namespace=namespace,
         vm_id=vm.metadata.uid or "",
         vm_name=vm.name,
-        destination_host_id=destination.status.id if destination is not None and destination.status else None,
+        destination_host_id=destination.host_id if destination is not None else None,
         destination_host_name=destination.name if destination is not None else None,
     )
     return Success[MigrationStarted](data=started), 201
@@ -183,12 +174,12 @@ async def migrate_vm(vm_id: str, data: MigrateRequest, query_args: VMQuery) -> t
 
 def _matches(m: Migration, q: MigrationListQuery, hosts: dict[str, Host]) -> bool:
     status = m.status
-    phase = (status.phase if status else None) or "Pending"
+    phase = m.phase or "Pending"
     if q.namespace and m.metadata.namespace != q.namespace:
         return False
     if q.phase and phase != q.phase:
         return False
-    if q.active is not None and (phase not in TERMINAL_PHASES) != q.active:
+    if q.active is not None and (not m.is_terminal) != q.active:
         return False
     if q.vm_id:
         vm = gateway().vms.get(m.spec.vm_name, m.metadata.namespace)
@@ -197,7 +188,7 @@ def _matches(m: Migration, q: MigrationListQuery, hosts: dict[str, Host]) -> boo
     if q.host_id:
         involved = {status.source_host, status.target_host} if status else set()
         involved.add(m.spec.destination_host)
-        ids = {hosts[n].status.id for n in involved if n in hosts and hosts[n].status}  # type: ignore[union-attr]
+        ids = {hosts[n].host_id for n in involved if n in hosts}
         if q.host_id not in involved and q.host_id not in ids:
             return False
     return True
@@ -239,15 +230,14 @@ async def _cancel(migration_id: str, namespace: str, reason: str | None) -> tupl
     user = current_user()
     state = gateway()
     m = find_migration(migration_id, namespace)
-    phase = (m.status.phase if m.status else None) or "Pending"
-    if phase in TERMINAL_PHASES:
-        raise _conflict(f"migration {m.name!r} has already finished ({phase}); there is nothing to cancel")
+    if m.is_terminal:
+        raise _conflict(f"migration {m.name!r} has already finished ({m.phase}); there is nothing to cancel")
     if m.spec.cancel:
         return Success[MigrationView](data=view(m)), 200
     try:
         patched = await state.kube.resources(Migration).patch(
             m.name,
-            {"spec": {"cancel": True}},
+            spec=MigrationSpec.partial(cancel=True),
             namespace=m.metadata.namespace,
             field_manager=field_manager(user.username),
         )

@@ -26,8 +26,7 @@ from quart import Blueprint
 from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
 
 from vapor.kube import KubeError
-from vapor.model import Host, names
-from vapor.model._meta import Condition
+from vapor.model import Condition, Host, HostSpec, MetadataPatch, names
 from vapor.model.host import INTERFACE_NAME_PATTERN, InterfaceSpec, InterfaceStatus
 
 from ._bodyless import NoBody, optional_body
@@ -184,10 +183,9 @@ def _guard(host: Host, name: str, what: str, force: bool) -> None:
 
 
 # -- writing and waiting ---------------------------------------------------------------------
-def _condition(host: Host | None, type_: str) -> Condition | None:
-    if host is None or host.status is None:
-        return None
-    return next((c for c in host.status.conditions or [] if c.type == type_), None)
+def _listed(host: Host, entry: InterfaceSpec) -> list[InterfaceSpec]:
+    """spec.interfaces with ``entry`` in place of its namesake (a None field is left out: the API server drops it)."""
+    return [*(i for i in host.spec.interfaces or [] if i.name != entry.name), entry]
 
 
 async def _write(host: Host, entry: InterfaceSpec, dry_run: bool) -> int:
@@ -196,39 +194,23 @@ async def _write(host: Host, entry: InterfaceSpec, dry_run: bool) -> int:
     The whole list goes in the apply: entries (and fields) this user's field
     manager applied before and left out would otherwise be removed.
     """
-    user = current_user()
-    listed = [*(i for i in host.spec.interfaces or [] if i.name != entry.name), entry]
-    body = {
-        "apiVersion": f"{Host.group}/{Host.version}",
-        "kind": "Host",
-        "metadata": {"name": host.name},
-        "spec": {"interfaces": [i.model_dump(by_alias=True, exclude_none=True, mode="json") for i in listed]},
-    }
-    query: list[tuple[str, Any]] = [("fieldManager", field_manager(user.username)), ("force", "true")]
-    if dry_run:
-        query.append(("dryRun", "All"))
-    raw = await gateway().kube.request(
-        "PATCH",
-        f"/apis/{Host.group}/{Host.version}/hosts/{host.name}",
-        query=query,
-        body=body,
-        content_type="application/apply-patch+yaml",
+    written = await gateway().kube.resources(Host).apply_spec(
+        host.name,
+        HostSpec.partial(interfaces=_listed(host, entry)),
+        field_manager=field_manager(current_user().username),
+        dry_run=dry_run,
     )
-    return int(raw.get("metadata", {}).get("generation") or 0)
+    return int(written.metadata.generation or 0)
 
 
 async def _replace(host: Host, entry: InterfaceSpec) -> int:
     """Merge patch of the whole spec.interfaces list (only way to drop an address another manager owns)."""
-    user = current_user()
-    others = [i for i in host.spec.interfaces or [] if i.name != entry.name]
-    listed = [*others, entry]
-    patch = {
-        "metadata": {"resourceVersion": host.metadata.resource_version},
-        "spec": {"interfaces": [i.model_dump(by_alias=True, exclude_none=True, mode="json") for i in listed]},
-    }
     try:
-        updated = (
-            await gateway().kube.resources(Host).patch(host.name, patch, field_manager=field_manager(user.username))
+        updated = await gateway().kube.resources(Host).patch(
+            host.name,
+            metadata=MetadataPatch(resource_version=host.metadata.resource_version),
+            spec=HostSpec.partial(interfaces=_listed(host, entry)),
+            field_manager=field_manager(current_user().username),
         )
     except KubeError as exc:
         if exc.status == 409:
@@ -241,8 +223,12 @@ async def _settled(host_name: str, generation: int) -> Host:
     """Wait for the agent's NetworkConfigured of ``generation`` (or later); errors for a failure or timeout."""
     cache = gateway().hosts
 
+    def configured() -> Condition | None:
+        host = cache.get(host_name)
+        return host.condition(names.ConditionType.NETWORK_CONFIGURED) if host is not None else None
+
     def done() -> bool:
-        cond = _condition(cache.get(host_name), names.ConditionType.NETWORK_CONFIGURED)
+        cond = configured()
         return cond is not None and (cond.observed_generation or 0) >= generation
 
     wait = float(gateway().config.get("NETWORK_WAIT", WAIT_SECONDS))
@@ -253,8 +239,7 @@ async def _settled(host_name: str, generation: int) -> Host:
             f"the agent of host {host_name} did not report generation {generation} of its network within "
             f"{wait:g} s; the change is recorded in the Host's spec and will be applied when the agent is back",
         )
-    host = cache.get(host_name)
-    cond = _condition(host, names.ConditionType.NETWORK_CONFIGURED)
+    host, cond = cache.get(host_name), configured()
     assert host is not None and cond is not None
     if cond.status != "True":
         word = "rolled the change back" if cond.reason == "RolledBack" else f"could not apply it ({cond.reason})"

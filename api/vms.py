@@ -161,7 +161,11 @@ async def vm_action(vm_id: str, data: ActionRequest, query_args: ActionQuery) ->
     action_plan = plan(data.action, data.force, user.username, vm)
     try:
         patched = await state.kube.resources(VirtualMachine).patch(
-            vm.name, action_plan.patch, namespace=namespace, field_manager=field_manager(user.username)
+            vm.name,
+            metadata=action_plan.metadata,
+            spec=action_plan.spec,
+            namespace=namespace,
+            field_manager=field_manager(user.username),
         )
     except NotFound:
         raise vm_not_found(vm_id, namespace) from None

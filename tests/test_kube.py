@@ -11,6 +11,8 @@ from vapor.kube import Conflict, Informer, Kube, NotFound
 from vapor.model import (
     Condition,
     Host,
+    HostSpec,
+    InterfaceSpec,
     MetadataPatch,
     ObjectMeta,
     VirtualMachine,
@@ -158,3 +160,28 @@ async def test_apply_status_owns_the_fields_set_and_gives_up_the_rest(kube: Kube
     got = await vms.get("owned", namespace)
     assert got.status is not None and got.status.host == "h1" and got.status.phase is None
     assert sorted(c.type for c in got.status.conditions or []) == ["Ready", "Scheduled"]
+
+
+async def test_apply_spec_merges_list_entries_by_key_and_dry_run_stores_nothing(
+    kube: Kube, unique, cluster_objects
+) -> None:
+    hosts = kube.resources(Host)
+    name = unique("spec")
+    await hosts.create(Host(metadata=ObjectMeta(name=name)), field_manager="test")
+    cluster_objects.append(f"host/{name}")
+    eth0 = InterfaceSpec(name="eth0", state="up", gateway=None)  # None: not sent, not owned
+    applied = await hosts.apply_spec(name, HostSpec.partial(interfaces=[eth0]), field_manager="one")
+    assert applied.metadata.generation == 2
+    eth1 = InterfaceSpec(name="eth1", mtu=9000)
+    await hosts.apply_spec(name, HostSpec.partial(interfaces=[eth1]), field_manager="two")
+    got = await hosts.get(name)
+    assert [(i.name, i.state, i.mtu, i.gateway) for i in got.spec.interfaces or []] == [
+        ("eth0", "up", None, None),
+        ("eth1", None, 9000, None),
+    ]
+    dry = await hosts.apply_spec(
+        name, HostSpec.partial(interfaces=[InterfaceSpec(name="eth2")]), field_manager="one", dry_run=True
+    )
+    # "one" applies eth2 without eth0: it gives eth0 up (only "one" owned it), "two" keeps eth1
+    assert [i.name for i in dry.spec.interfaces or []] == ["eth1", "eth2"]
+    assert [i.name for i in (await hosts.get(name)).spec.interfaces or []] == ["eth0", "eth1"]

@@ -37,8 +37,8 @@ def _vm(**status: object) -> VirtualMachine:
 )
 def test_power_plans(action: str, force: bool, strategy: str, stop_mode: str | None, target: str) -> None:
     p = plan(action, force, "alice", _vm())  # type: ignore[arg-type]
-    annotations = p.patch["metadata"]["annotations"]
-    assert p.patch["spec"] == {"runStrategy": strategy}
+    annotations = p.metadata.to_api()["annotations"]
+    assert p.spec is not None and p.spec.to_api() == {"runStrategy": strategy}
     assert annotations[REQUESTED_BY_ANNOTATION] == "alice"
     if stop_mode == "absent":
         assert STOP_MODE_ANNOTATION not in annotations
@@ -53,8 +53,8 @@ def test_power_plans(action: str, force: bool, strategy: str, stop_mode: str | N
 
 def test_restart_plan_sets_a_new_value_and_waits_for_it() -> None:
     p = plan("restart", False, "bob", _vm())
-    assert "spec" not in p.patch
-    value = p.patch["metadata"]["annotations"][RESTART_ANNOTATION]
+    assert p.spec is None
+    value = p.metadata.to_api()["annotations"][RESTART_ANNOTATION]
     assert value and value != "old"
     assert not p.done(_vm(phase="Running", lastRestartRequest="old"))
     assert p.done(_vm(phase="Running", lastRestartRequest=value))
