@@ -18,6 +18,7 @@ from vapor.kube import Informer, Kube
 from vapor.model import Host, Migration, VirtualMachine
 
 from ._bodies import ListBody
+from ._impersonation import UserConnections
 from ._refresh import RefreshStore
 from ._tokens import TokenSigner, load_signing_key
 from ._views import host_view, vm_view
@@ -46,6 +47,8 @@ class Gateway:
         self._sweeper: asyncio.Task[None] | None = None
         self.refresh = RefreshStore(kube, config["SECRET_NAMESPACE"], int(config["REFRESH_TOKEN_LIFETIME"]))
         self.admin_groups = frozenset(names(config["ADMIN_GROUPS"]))
+        # The Kubernetes endpoints act as the logged-in user (see _impersonation).
+        self.users = UserConnections(kube, str(config["IMPERSONATION_PREFIX"]))
         # Login hosts, in the order they are asked (VAPOR_AUTH_HOSTS); none: PAM on this machine.
         self.auth_hosts = tuple(names(config.get("AUTH_HOSTS")))
 
@@ -87,6 +90,7 @@ class Gateway:
         await self.hosts.stop()
         await self.vms.stop()
         await self.migrations.stop()
+        await self.users.close()
         await self.kube.close()
 
 

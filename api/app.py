@@ -53,6 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT": 100,  # requests per minute per client address, as the contract says (0: no limit)
     "LOGIN_RATE_LIMIT": 10,  # logins per minute per username and client address, outside RATE_LIMIT (0: no limit)
     "TRUSTED_PROXIES": "",  # CIDRs of proxies whose X-Forwarded-For names the client (see _clients)
+    "IMPERSONATION_PREFIX": "vapor:",  # a REST user alice acts on Kubernetes as vapor:alice (see _impersonation)
     "AGENT_TIMEOUT": 30.0,  # seconds the gateway waits for an agent's node-local API
     "AGENT_TOKEN_FILE": None,  # the gateway's token for agents, of audience vapor-agent (the chart projects one)
     "AGENT_SERVICE_ACCOUNT": "vapor-system/vapor-gateway",  # else a TokenRequest for this (dev, tests)

@@ -5,6 +5,11 @@ Reads are one LIST per request, shaped like ``kubectl get``'s columns
 cached: a cluster can hold far more pods than the gateway should mirror in
 every replica, and these views are read by people, not polled by agents.
 
+Every read and write is made as the logged-in user (impersonation, see
+``_impersonation``): what a user may see and change here is exactly what
+Kubernetes RBAC lets that user do; a refusal is 403 PERMISSION_DENIED with
+the API server's reason.
+
 Writes take a manifest in JSON or YAML and apply it with server-side apply,
 as ``kubectl apply --server-side`` does: the user's field manager owns the
 fields it sets, a field another manager owns is a CONFLICT (unless
@@ -284,9 +289,11 @@ def crd_view(crd: dict[str, Any], now: datetime) -> CRDView:
 
 
 async def _call(method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
-    """One API call (status, body), with the failures a client can act on turned into the contract's codes."""
+    """One API call as the user (status, body), failures a client can act on turned into the contract's codes."""
+    user = current_user()
+    kube = gateway().users.as_user(user.username, user.role)
     try:
-        return await gateway().kube.request_with_status(method, path, timeout=LIST_TIMEOUT, **kwargs)
+        return await kube.request_with_status(method, path, timeout=LIST_TIMEOUT, **kwargs)
     except KubeError as exc:
         raise _refusal(exc) from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -296,7 +303,8 @@ async def _call(method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, A
 def _refusal(exc: KubeError) -> APIError:
     """The shared mapping of API-server refusals, with what these endpoints add: a hint on conflicts, 403."""
     if exc.status == 403:
-        return APIError(403, PERMISSION_DENIED, f"the gateway may not do this in the cluster: {exc.message}")
+        who = current_user().username
+        return APIError(403, PERMISSION_DENIED, f"Kubernetes does not let user {who!r} do this: {exc.message}")
     error = from_kube_error(exc)
     if error.code == CONFLICT:
         error.details = "another manager owns these fields; apply with ?force=true to take them"

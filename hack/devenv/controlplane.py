@@ -29,6 +29,7 @@ from vapor.model.names import LEASE_NAMESPACE
 
 from . import _certs
 from .processes import free_port
+from .useraccess import user_access
 
 log = logging.getLogger("vapor.devenv")
 
@@ -214,6 +215,7 @@ class ControlPlane:
         self.kubectl_run(
             "apply", "--server-side", "--field-manager=vapor-devenv", "-f", "-", input=json.dumps(namespace)
         )
+        self.grant_user_access(["default"])
         names = sorted(yaml.safe_load(f.read_text())["metadata"]["name"] for f in files)
         deadline = time.monotonic() + timeout
         while True:
@@ -233,6 +235,13 @@ class ControlPlane:
                 raise ControlPlaneError(f"CRDs not Established after {timeout:.0f}s: {', '.join(waiting)}")
             time.sleep(0.2)
         log.info("CRDs established: %s", ", ".join(names))
+
+    def grant_user_access(self, namespaces: list[str]) -> None:
+        """Let REST users use the Kubernetes endpoints in ``namespaces`` (see ``useraccess``)."""
+        manifest = {"apiVersion": "v1", "kind": "List", "items": user_access(namespaces)}
+        self.kubectl_run(
+            "apply", "--server-side", "--field-manager=vapor-devenv", "-f", "-", input=json.dumps(manifest)
+        )
 
     # -- internals -------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], detach: bool) -> None:

@@ -77,9 +77,7 @@ MAY: dict[str, list[Check]] = {
     "gateway": [
         *((verb, "hosts.vapor.io", "cluster") for verb in ("get", "list", "watch", "patch")),
         *((verb, "mounts.vapor.io", "cluster") for verb in ("get", "list", "create", "delete")),
-        *((verb, "pods", "other") for verb in ("list", "create", "patch")),
-        *((verb, "deployments.apps", "other") for verb in ("list", "create", "patch")),
-        ("list", "customresourcedefinitions.apiextensions.k8s.io", "cluster"),
+        ("impersonate", "users", "cluster"),  # /api/v1/kubernetes acts as the logged-in user
         *(
             (verb, "virtualmachines.vapor.io", "other")
             for verb in ("get", "list", "watch", "create", "patch", "delete")
@@ -113,6 +111,10 @@ MUST_NOT: dict[str, list[Check]] = {
         ("create", "pods", "other"),
     ],
     "gateway": [
+        # The Kubernetes endpoints act as the user: the gateway itself may not touch workloads.
+        *((verb, "pods", "other") for verb in ("list", "create", "patch")),
+        *((verb, "deployments.apps", "other") for verb in ("list", "create", "patch")),
+        ("list", "customresourcedefinitions.apiextensions.k8s.io", "cluster"),
         ("delete", "hosts.vapor.io", "cluster"),
         ("create", "hosts.vapor.io", "cluster"),
         ("patch", "hosts.vapor.io/status", "cluster"),
@@ -206,7 +208,9 @@ def test_the_gateway_serves_with_its_own_account(
     helm(
         "upgrade", installed, str(CHART), "--namespace", namespace, "--reuse-values",
         "--set", f"gateway.pamService={service}", "--set", f"gateway.adminGroups={group}",
-        "--set", f"gateway.port={port}", cluster=True,
+        "--set", f"gateway.port={port}",
+        # The built-in "edit" is filled by kube-controller-manager, which does not run here.
+        "--set", "gateway.userAccess.adminClusterRole=vapor-users-edit", cluster=True,
     )  # fmt: skip
     config = kubeconfig_as(control_plane, kubectl, namespace, f"{installed}-vapor-gateway", tmp_path / "kubeconfig")
     args, env = as_in_its_pod(kubectl, namespace, f"{installed}-vapor-gateway", config)
@@ -251,7 +255,38 @@ def test_the_gateway_serves_with_its_own_account(
         status, body = http("DELETE", f"{url}/api/v1/vms/rbac-probe?namespace={namespace}", token=token)
         assert status in (200, 202, 204), body
         log = gateway.tail(400)
+        # /api/v1/kubernetes acts as the user, with the chart's user RBAC: a pod in the allow-listed
+        # namespace "default", none in the release namespace (where the gateway's own secrets are).
+        probe = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"probe-{installed}"},
+            "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+        }
+        try:
+            status, body = http("POST", f"{url}/api/v1/kubernetes/pods", {**probe, "metadata": {
+                **probe["metadata"], "namespace": "default"}}, token=token)  # fmt: skip
+            assert status == 201, body
+            status, body = http("POST", f"{url}/api/v1/kubernetes/pods", {**probe, "metadata": {
+                **probe["metadata"], "namespace": namespace}}, token=token)  # fmt: skip
+            assert (status, body["error"]["code"]) == (403, "PERMISSION_DENIED"), body
+            assert f"vapor:{user}" in body["error"]["message"]
+        finally:
+            kubectl("delete", "pod", f"probe-{installed}", "-n", "default", "--wait=false", "--force",
+                    "--grace-period=0", "--ignore-not-found", check=False)  # fmt: skip
     assert not _refused(log), log
+
+
+def test_the_gateway_may_impersonate_only_vapors_groups(kubectl: Kubectl, namespace: str, installed: str) -> None:
+    account = f"system:serviceaccount:{namespace}:{installed}-vapor-gateway"
+
+    def may(group: str) -> str:
+        return str(kubectl("auth", "can-i", "impersonate", f"groups/{group}", f"--as={account}", check=False).stdout)
+
+    assert may("vapor:admins").strip() == "yes"
+    assert may("vapor:viewers").strip() == "yes"
+    for group in ("system:masters", "system:nodes", "kubeadm:cluster-admins"):
+        assert may(group).strip() == "no", group
 
 
 def test_the_operator_places_with_its_own_account(

@@ -86,6 +86,11 @@ def test_defaults_render_one_object_set_per_component(helm: Helm) -> None:
         ("RoleBinding", "vapor-gateway"),
         ("Deployment", "vapor-gateway"),
         ("Service", "vapor-gateway"),
+        # What REST users may do through /api/v1/kubernetes (the gateway acts as them).
+        ("ClusterRole", "vapor-users-crds"),
+        ("ClusterRoleBinding", "vapor-users-crds"),
+        ("RoleBinding", "vapor-users-admins-edit"),
+        ("RoleBinding", "vapor-users-viewers-view"),
     }
     # No Secret: the gateway makes its signing key once, so upgrades keep it.
     assert not any(kind == "Secret" for kind, _ in objects)

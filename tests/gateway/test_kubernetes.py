@@ -2,6 +2,10 @@
 
 No scheduler or controller-manager runs on the test control plane, so pods stay
 Pending and deployments never get ready replicas: the tests assert exactly that.
+
+The gateway acts as the logged-in user (``vapor:<name>`` in ``vapor:admins`` or
+``vapor:viewers``), so each test namespace gets the RoleBindings the chart
+gives its allow-listed namespaces (``vapor.devenv.useraccess``).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import pytest
 import yaml
 from quart.typing import TestClientProtocol as Client
 
+from vapor.devenv import ControlPlane
+from vapor.devenv.useraccess import ADMINS, EDIT, VIEW, VIEWERS
 from vapor.gateway.kubernetes import age
 
 from ..conftest import Kubectl
@@ -23,9 +29,10 @@ pytestmark = pytest.mark.controlplane
 
 
 @pytest.fixture
-def k8s_namespace(kubectl: Kubectl, unique: Callable[[str], str]) -> Iterator[str]:
+def k8s_namespace(control_plane: ControlPlane, kubectl: Kubectl, unique: Callable[[str], str]) -> Iterator[str]:
     name = unique("k8s")
     kubectl("create", "namespace", name)
+    control_plane.grant_user_access([name])
     yield name
     for kind in ("pods", "deployments", "services"):
         kubectl("delete", kind, "--all", "-n", name, "--wait=false", "--grace-period=0", "--force", check=False)
@@ -65,6 +72,18 @@ def service(name: str, namespace: str) -> dict[str, Any]:
         "metadata": {"name": name, "namespace": namespace},
         "spec": {"type": "NodePort", "selector": {"app": name}, "ports": [{"port": 80, "protocol": "TCP"}]},
     }
+
+
+@pytest.fixture
+def cluster_wide(kubectl: Kubectl, unique: Callable[[str], str]) -> Iterator[None]:
+    """For one test: REST admins may edit, and viewers view, in every namespace (a ClusterRoleBinding each)."""
+    names = []
+    for group, role in ((ADMINS, EDIT), (VIEWERS, VIEW)):
+        name = unique(role)
+        kubectl("create", "clusterrolebinding", name, f"--clusterrole={role}", f"--group={group}")
+        names.append(f"clusterrolebinding/{name}")
+    yield
+    kubectl("delete", "--ignore-not-found", *names, check=False)
 
 
 async def admin_token(client: Client, users: Users) -> str:
@@ -141,7 +160,9 @@ async def test_text_yaml_deployment_and_service(client: Client, users: Users, k8
     assert row["ports"][0].startswith("80:") and row["ports"][0].endswith("/TCP")  # 80:<node port>/TCP
 
 
-async def test_all_namespaces_and_label_selector(client: Client, users: Users, k8s_namespace: str) -> None:
+async def test_all_namespaces_and_label_selector(
+    client: Client, users: Users, k8s_namespace: str, cluster_wide: None
+) -> None:
     token = await admin_token(client, users)
     for name in ("a", "b"):
         status, body = await post(client, "pods", token, json.dumps(pod(name, k8s_namespace)), "application/json")
@@ -210,7 +231,7 @@ async def test_bad_bodies(
     assert words in answer["error"]["message"]
 
 
-async def test_refusals_name_the_problem(client: Client, users: Users, k8s_namespace: str) -> None:
+async def test_refusals_name_the_problem(client: Client, users: Users, k8s_namespace: str, cluster_wide: None) -> None:
     token = await admin_token(client, users)
     # A Service sent to the pods endpoint.
     status, body = await post(client, "pods", token, json.dumps(service("s", k8s_namespace)), "application/json")
@@ -274,3 +295,41 @@ def test_age_reads_like_kubectl() -> None:
     assert age(stamp(timedelta(days=2, hours=5)), now) == "2d"
     assert age(stamp(timedelta(days=800)), now) == "2y"
     assert age(None, now) == "<unknown>"
+
+
+async def test_an_admin_acts_only_where_kubernetes_lets_that_user(
+    client: Client, users: Users, kubectl: Kubectl, unique: Callable[[str], str]
+) -> None:
+    # The escalation this closes: an admin of Vapor applying a pod as the gateway (a privileged pod with the
+    # node's / mounted, or one in vapor-system with the gateway's ServiceAccount) owned the cluster. The
+    # gateway now acts as the user, and the user has no rights in vapor-system or an unlisted namespace.
+    token = await admin_token(client, users)
+    team = unique("team-a")
+    kubectl("create", "namespace", team)
+    try:
+        escalation = pod("root", "vapor-system")
+        escalation["spec"]["serviceAccountName"] = "vapor-gateway"
+        status, body = await post(client, "pods", token, json.dumps(escalation), "application/json")
+        assert (status, body["error"]["code"]) == (403, "PERMISSION_DENIED"), body
+        assert f"vapor:{users.admin.name}" in body["error"]["message"]
+        status, body = await post(client, "pods", token, json.dumps(pod("web", team)), "application/json")
+        assert (status, body["error"]["code"]) == (403, "PERMISSION_DENIED"), body
+        status, body = await get(client, f"pods?namespace={team}", token)
+        assert (status, body["error"]["code"]) == (403, "PERMISSION_DENIED"), body
+        # A RoleBinding for that user in team-a: the same request goes through, as that user.
+        kubectl(
+            "create",
+            "rolebinding",
+            "alice-edits",
+            "-n",
+            team,
+            f"--clusterrole={EDIT}",
+            f"--user=vapor:{users.admin.name}",
+        )
+        status, body = await post(client, "pods", token, json.dumps(pod("web", team)), "application/json")
+        assert status == 201, body
+        assert kubectl.get_json("pod", "web", "-n", team)["metadata"]["name"] == "web"
+        assert kubectl("get", "pod", "root", "-n", "vapor-system", check=False).returncode != 0
+    finally:
+        kubectl("delete", "pods", "--all", "-n", team, "--wait=false", "--grace-period=0", "--force", check=False)
+        kubectl("delete", "namespace", team, "--wait=false", check=False)

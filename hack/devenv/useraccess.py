@@ -1,0 +1,78 @@
+"""What REST users may do on Kubernetes in the dev stack and the tests.
+
+The gateway acts on Kubernetes as the logged-in user (``vapor:<name>`` in the
+group ``vapor:admins`` or ``vapor:viewers``), so those groups need RBAC. The
+chart grants it in a cluster (``templates/user-rbac.yaml``, values
+``gateway.userAccess``); the local control plane gets the same defaults here:
+both groups may list CRDs, and in each granted namespace admins may edit and
+viewers read pods, deployments and services. A cluster uses the built-in
+ClusterRoles ``edit`` and ``view``; here they would be empty, because
+kube-controller-manager, which fills those aggregated roles, does not run on
+the local control plane, so ``vapor-users-edit`` and ``vapor-users-view`` spell
+out what the endpoints use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+PREFIX = "vapor:"
+ADMINS, VIEWERS = f"{PREFIX}admins", f"{PREFIX}viewers"
+RBAC = "rbac.authorization.k8s.io"
+
+
+def _group(name: str) -> dict[str, str]:
+    return {"apiGroup": RBAC, "kind": "Group", "name": name}
+
+
+EDIT, VIEW = "vapor-users-edit", "vapor-users-view"
+READ = ["get", "list", "watch"]
+WORKLOADS = [
+    {"apiGroups": [""], "resources": ["pods", "services"]},
+    {"apiGroups": ["apps"], "resources": ["deployments"]},
+]
+
+
+def _cluster_role(name: str, verbs: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": f"{RBAC}/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": [{**rule, "verbs": verbs} for rule in WORKLOADS],
+    }
+
+
+def user_access(namespaces: Iterable[str]) -> list[dict[str, Any]]:
+    """The ClusterRoles, ClusterRoleBinding and RoleBindings that give REST users their default access."""
+    objects: list[dict[str, Any]] = [
+        _cluster_role(EDIT, [*READ, "create", "update", "patch", "delete"]),
+        _cluster_role(VIEW, READ),
+        {
+            "apiVersion": f"{RBAC}/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "vapor-users-crds"},
+            "rules": [
+                {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list"]}
+            ],
+        },
+        {
+            "apiVersion": f"{RBAC}/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": "vapor-users-crds"},
+            "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "vapor-users-crds"},
+            "subjects": [_group(ADMINS), _group(VIEWERS)],
+        },
+    ]
+    for namespace in namespaces:
+        for group, role in ((ADMINS, EDIT), (VIEWERS, VIEW)):
+            objects.append(
+                {
+                    "apiVersion": f"{RBAC}/v1",
+                    "kind": "RoleBinding",
+                    "metadata": {"name": group.replace(":", "-"), "namespace": namespace},
+                    "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": role},
+                    "subjects": [_group(group)],
+                }
+            )
+    return objects
