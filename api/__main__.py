@@ -17,6 +17,8 @@ from hypercorn.config import Config
 
 from .app import create_app
 
+WEBSOCKET_MAX_MESSAGE = 1 << 20  # bytes of one WebSocket message (larger: closed with 1009)
+
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the flags and serve until SIGINT or SIGTERM."""
@@ -31,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     config = Config()
     config.bind = [args.bind]
     config.accesslog = None  # paths only would be safe, but keep the log to what the gateway says
+    # Hypercorn holds a WebSocket message whole before the app sees it; the first one comes before the
+    # token is checked. Ours are small JSON (a terminal's paste at most): 16 MiB by default, 1 MiB here.
+    config.websocket_max_message_size = WEBSOCKET_MAX_MESSAGE
     asyncio.run(_serve(app, config))
     return 0
 

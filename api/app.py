@@ -11,6 +11,7 @@ from quart_schema import HttpSecurityScheme, Info, QuartSchema
 
 from . import (
     _agents,
+    _bodysize,
     _clients,
     _metrics,
     _ratelimit,
@@ -29,7 +30,7 @@ from . import (
     ws,
 )
 from ._errors import register_error_handlers
-from ._json import JSONRequest, OrjsonProvider
+from ._json import OrjsonProvider
 from ._state import Gateway
 
 log = logging.getLogger("vapor.gateway")
@@ -48,7 +49,8 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_NAMESPACE": "vapor-system",  # where the signing key and refresh-token families live
     "SIGNING_KEY_SECRET": "vapor-gateway-signing-key",
     "ACTION_TIMEOUT": 30.0,  # seconds a power action waits for the agent, unless ?wait= says otherwise
-    "MAX_CONTENT_LENGTH": 100 << 20,  # bytes of a request body: the contract's 100 MB (413 above it)
+    "MAX_CONTENT_LENGTH": 10 << 20,  # bytes of a logged-in user's request body (413 above it; see _bodysize)
+    "AUTH_MAX_BODY": 8 << 10,  # bytes of a login or refresh body, and of any body without a valid token
     "DEFAULT_HOST": None,  # host (id or name) of host-scoped endpoints called without ?host=
     "RATE_LIMIT": 100,  # requests per minute per client address, as the contract says (0: no limit)
     "LOGIN_RATE_LIMIT": 10,  # logins per minute per username and client address, outside RATE_LIMIT (0: no limit)
@@ -76,7 +78,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     )
     _clients.install(app)
     app.json = OrjsonProvider(app)
-    app.request_class = JSONRequest
+    _bodysize.install(app)  # JSON requests, their body limit chosen by path and token
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(hosts.blueprint)
     app.register_blueprint(vms.blueprint)

@@ -153,6 +153,22 @@ def test_agent_runs_privileged_on_the_node_with_its_paths(helm: Helm) -> None:
     assert mounts["state"] == "/var/lib/vapor"
 
 
+def _bytes(quantity: str) -> int:
+    units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+    return int(quantity[:-2]) * units[quantity[-2:]] if quantity[-2:] in units else int(quantity)
+
+
+def test_every_component_has_memory_requests_and_limits(helm: Helm) -> None:
+    """No component can take a node's memory: each container asks for some and is held to a limit."""
+    workloads = [o for o in helm.objects("vapor", "vapor-system") if o["kind"] in ("Deployment", "DaemonSet")]
+    assert len(workloads) == 3
+    for workload in workloads:
+        for item in workload["spec"]["template"]["spec"]["containers"]:
+            memory = {k: item.get("resources", {}).get(k, {}).get("memory") for k in ("requests", "limits")}
+            assert memory["requests"] and memory["limits"], (workload["metadata"]["name"], memory)
+            assert _bytes(memory["requests"]) <= _bytes(memory["limits"])
+
+
 def test_other_values_reach_the_objects(helm: Helm) -> None:
     objects = by_kind(helm.objects("edge", "infra", *OTHER_VALUES))
     gateway = objects[("Deployment", "edge-vapor-gateway")]

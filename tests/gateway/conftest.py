@@ -133,7 +133,8 @@ class GatewayProcess(Component):
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and self.running():
             try:
-                if httpx.get(f"{self.url}/openapi.json", timeout=1).status_code == 200:
+                # The first answer builds the OpenAPI document: over 1 s on a busy machine.
+                if httpx.get(f"{self.url}/openapi.json", timeout=10).status_code == 200:
                     return self
             except httpx.TransportError:
                 time.sleep(0.1)
