@@ -40,6 +40,7 @@ MEASURE_SECONDS = 20.0
 async def _agent(kubeconfig: str, state: str) -> None:
     """The agent side: a NodeAPI serving vapor.agent.nodeapi.ws, published in Host ``NODE``."""
     from vapor.agent._config import AgentConfig
+    from vapor.agent.nodeapi import ws as ws_api
     from vapor.agent.nodeapi.server import NodeAPI
     from vapor.kube import Kube
     from vapor.model import Host, HostSpec, ObjectMeta
@@ -56,7 +57,7 @@ async def _agent(kubeconfig: str, state: str) -> None:
             docker_host="",
             cri_sockets=(),
         )
-        api = NodeAPI(settings, kube, modules=["vapor.agent.nodeapi.ws"])
+        api = NodeAPI(settings, kube, routes=[ws_api.routes])
         await api.start()
         await api.publish()
         print("ready", flush=True)

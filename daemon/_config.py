@@ -9,7 +9,10 @@ from pathlib import Path
 
 from vapor.model import names, quantity_bytes
 
+from .host.address import join_bind, node_address
+
 DEFAULT_STATE_DIR = Path("/var/lib/vapor")
+NODE_API_PORT = 9443  # the node-local API's port when --api-bind is not given
 
 
 @dataclass(frozen=True)
@@ -148,11 +151,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _nodeapi_bind(flag: str | None) -> str:
-    if flag is not None:
-        return flag.strip()
-    from .nodeapi.server import default_bind  # only when needed: it looks up the node's address
-
-    return default_bind()
+    """``--api-bind``, else ``<node address>:9443``."""
+    return flag.strip() if flag is not None else join_bind(node_address(), NODE_API_PORT)
 
 
 def parse_args(argv: list[str] | None = None) -> AgentConfig:

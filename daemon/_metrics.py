@@ -23,6 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Histogram,
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .host.address import split_bind
+
 log = logging.getLogger("vapor.agent.metrics")
 
 LIBVIRT_CALL_SECONDS = Histogram(
@@ -55,16 +57,11 @@ class InventoryWrites(Collector):
         yield family
 
 
-def _split_bind(bind: str) -> tuple[str, int]:
-    host, _, port = bind.rpartition(":")
-    return host.strip("[]") or "0.0.0.0", int(port)
-
-
 class MetricsServer:
     """``/metrics``, ``/healthz`` and ``/readyz`` on ``bind`` (``address:port``)."""
 
     def __init__(self, bind: str, readiness: Readiness, writes: Callable[[], int]) -> None:
-        self.host, self.port = _split_bind(bind)
+        self.host, self.port = split_bind(bind)
         self.readiness = readiness
         self._collector = InventoryWrites(writes)
         self._runner: web.AppRunner | None = None

@@ -1,10 +1,12 @@
 """The loop every per-node controller of the agent runs, written once.
 
-A watch of one kind restricted to this node (the ``vapor.io/host`` label, a
-server-side selector), a work queue fed by it, workers that call
-``reconcile(key)``, and a periodic resync that queues every object again.
-The VM controller and the Mount controller are both this, plus what they do
-with a key.
+A watch of one kind restricted to this node (the ``vapor.io/host`` label,
+or another label naming the node, as a server-side selector), a work queue
+fed by it, workers that call ``reconcile(key)``, and a periodic resync that
+queues every object again. The VM, Mount and both Migration controllers are
+this, plus what they do with a key; the work queue holds each key once and
+gives it to one worker at a time, so a change that comes in while its
+object is being worked on is worked on again right after.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ R = TypeVar("R", bound=Resource)  # type: ignore[type-arg]
 class NodeController(Generic[R]):
     """Informer + work queue + workers + resync for the objects of one kind on this node."""
 
-    def __init__(self, kube: Kube, kind: type[R], config: AgentConfig) -> None:
+    def __init__(self, kube: Kube, kind: type[R], config: AgentConfig, *, label_selector: str | None = None) -> None:
         self.kube = kube
         self.config = config
-        self.informer: Informer[R] = Informer(kube, kind, label_selector=f"{names.HOST_LABEL}={config.node_name}")
+        selector = label_selector or f"{names.HOST_LABEL}={config.node_name}"
+        self.informer: Informer[R] = Informer(kube, kind, label_selector=selector)
         self.queue: WorkQueue[Key] = WorkQueue()
         self._tasks: list[asyncio.Task[None]] = []
 

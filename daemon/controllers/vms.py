@@ -16,18 +16,18 @@ import asyncio
 import logging
 import shutil
 import time
-from pathlib import Path
 from typing import Any
 
 import libvirt  # type: ignore[import-untyped]
 
 from vapor.kube import Conflict, Kube, KubeError, NotFound
 from vapor.kube._informer import Key, key_of
-from vapor.model import VirtualMachine, names, quantity_bytes
+from vapor.model import VirtualMachine, names
 
 from .._config import AgentConfig
 from ..host import domain as _domain
 from ..host.hypervisor import kvm_usable
+from ..host.images import DiskMissing, ImageFailed, ensure_disks
 from ..host.libvirt import EVENT_NAMES, Libvirt
 from . import vmstatus as _vmstatus
 from .loop import NodeController
@@ -36,12 +36,6 @@ from .vmstatus import ACTIVE, OFF, RUNNING, phase_of, ready_of
 log = logging.getLogger("vapor.agent.vms")
 
 CONTROLLER = "agent"
-_UNDEFINE_FLAGS = (
-    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
-    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
-    | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
-)
 
 
 class VMError(Exception):
@@ -190,12 +184,9 @@ class VMController(NodeController[VirtualMachine]):
     async def find_domain(self, vm: VirtualMachine) -> tuple[libvirt.virDomain | None, _domain.VaporMetadata | None]:
         """The domain of ``vm`` (by name, checked against the uid in its metadata) and that metadata."""
         name = _domain.domain_name(vm.metadata.namespace or "", vm.name)
-        try:
-            dom = await self.libvirt.call(self.libvirt.connection().lookupByName, name)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return None, None
-            raise
+        dom = await self.libvirt.lookup(name)
+        if dom is None:
+            return None, None
         meta = await self._metadata(dom)
         if meta is None:
             raise VMError(
@@ -204,38 +195,22 @@ class VMController(NodeController[VirtualMachine]):
         if meta.uid != vm.metadata.uid:
             # Left by an earlier VM of the same name whose resource was removed while no agent ran.
             log.warning("replacing a stale domain", extra={"domain": name, "stale_uid": meta.uid})
-            await self._remove_domain(dom)
+            await self.libvirt.remove(dom)
             await asyncio.to_thread(shutil.rmtree, self.config.disks_dir / meta.uid, True)
             return None, None
         return dom, meta
-
-    async def _create_disks(self, vm: VirtualMachine) -> None:
-        for disk in vm.spec.disks or []:
-            if disk.size is None:
-                if not Path(disk.path or "").exists():
-                    raise VMError("DiskMissing", f"disk {disk.name}: {disk.path} does not exist on this host")
-                continue
-            path = _domain.created_disk_path(self.config.disks_dir, vm.metadata.uid or "", disk)
-            if path.exists():
-                continue
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.parent.chmod(0o711)  # QEMU runs as its own user: it must be able to reach the image
-            proc = await asyncio.create_subprocess_exec(
-                "qemu-img", "create", "-q", "-f", "qcow2", str(path), str(quantity_bytes(disk.size)),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
-            )  # fmt: skip
-            out, _ = await proc.communicate()
-            if proc.returncode != 0:
-                raise VMError("DiskCreateFailed", f"disk {disk.name}: qemu-img failed: {out.decode().strip()}")
-            log.info("created disk", extra={"vm": "/".join(key_of(vm)), "path": str(path)})
 
     async def _ensure_defined(self, vm: VirtualMachine) -> libvirt.virDomain:
         dom, meta = await self.find_domain(vm)
         wanted = _domain.spec_hash(vm, self.domain_type)
         if dom is not None and meta is not None and meta.spec_hash == wanted:
             return dom
-        await self._create_disks(vm)
+        try:
+            await ensure_disks(vm, self.config.disks_dir)
+        except DiskMissing as exc:
+            raise VMError("DiskMissing", str(exc)) from None
+        except ImageFailed as exc:
+            raise VMError("DiskCreateFailed", str(exc)) from None
         uuid = await self.libvirt.call(dom.UUIDString) if dom is not None else None
         xml = _domain.build_xml(
             vm, domain_type=self.domain_type, storage_dir=self.config.disks_dir, arch=self.arch, uuid=uuid
@@ -279,7 +254,7 @@ class VMController(NodeController[VirtualMachine]):
             self._stop_deadline.pop(uid, None)
         if restart is not None:
             if strategy != "Halted" and state in ACTIVE:
-                await self._destroy(dom)
+                await self.libvirt.power_off(dom)
                 await self._start(vm, dom, paused=strategy == "Paused")
                 await self._event(vm, "Restarted", "Restarted the domain (power cycle), as requested.", "Restart")
                 self._restarted[uid] = restart
@@ -308,7 +283,7 @@ class VMController(NodeController[VirtualMachine]):
         grace = vm.spec.graceful_shutdown_seconds
         deadline = self._stop_deadline.get(uid)
         if force or grace == 0 or state == libvirt.VIR_DOMAIN_PAUSED:
-            await self._destroy(dom)
+            await self.libvirt.power_off(dom)
             self._stop_deadline.pop(uid, None)
             await self._event(vm, "PoweredOff", "Powered the domain off.", "Stop")
         elif deadline is None:
@@ -316,34 +291,18 @@ class VMController(NodeController[VirtualMachine]):
                 await self.libvirt.call(dom.shutdown)  # the ACPI power button
             except libvirt.libvirtError as exc:
                 log.warning("graceful shutdown refused; powering off", extra={"vm": vm.name, "error": str(exc)})
-                await self._destroy(dom)
+                await self.libvirt.power_off(dom)
                 return
             self._stop_deadline[uid] = time.monotonic() + grace
             self.queue.add_after(key_of(vm), grace)
             await self._event(vm, "Stopping", f"Asked the guest to shut down; power-off after {grace} s.", "Stop")
         elif time.monotonic() >= deadline:
-            await self._destroy(dom)
+            await self.libvirt.power_off(dom)
             self._stop_deadline.pop(uid, None)
             note = f"The guest did not shut down within {grace} s; powered the domain off."
             await self._event(vm, "PoweredOff", note, "Stop")
         else:
             self.queue.add_after(key_of(vm), deadline - time.monotonic())
-
-    async def _destroy(self, dom: libvirt.virDomain) -> None:
-        try:
-            await self.libvirt.call(dom.destroy)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:  # already off
-                raise
-
-    async def _remove_domain(self, dom: libvirt.virDomain) -> None:
-        if await self.libvirt.call(dom.isActive):
-            await self._destroy(dom)
-        try:
-            await self.libvirt.call(dom.undefineFlags, _UNDEFINE_FLAGS)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise
 
     async def _finalize(self, vm: VirtualMachine) -> None:
         if names.VM_FINALIZER not in (vm.metadata.finalizers or []):
@@ -354,7 +313,7 @@ class VMController(NodeController[VirtualMachine]):
         except VMError:  # a domain of that name that Vapor did not make: not ours to remove
             dom = None
         if dom is not None:
-            await self._remove_domain(dom)
+            await self.libvirt.remove(dom)
         created = self.config.disks_dir / uid
         if created.exists():
             await asyncio.to_thread(shutil.rmtree, created)

@@ -40,7 +40,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
@@ -50,11 +50,6 @@ from .mountops import MountRefused, mount_in_node, unmount_in_node
 from .useraccounts import INTERNAL_ERROR, AccountError, create_user, list_users, login_account, reset_password
 
 log = logging.getLogger("vapor.agent.hostroot")
-
-if TYPE_CHECKING:
-    from aiohttp import web
-
-    from ..nodeapi.server import NodeContext
 
 OPERATIONS: dict[str, Callable[..., Any]] = {
     "verify": hostaccounts.verify,
@@ -225,22 +220,6 @@ class HostRoot(_Runner):
         if self._reader is not None:
             await asyncio.gather(self._reader, return_exceptions=True)
             self._reader = None
-
-
-def host_root_of(node: NodeContext) -> HostRoot:
-    """The node API's one HostRoot, made on first use; its worker ends with the API (aiohttp's on_cleanup).
-
-    Call it where the routes are made: the app's cleanup signals are frozen once it serves.
-    """
-    root = node.extras.get("host_root")
-    if not isinstance(root, HostRoot):
-        made = root = node.extras["host_root"] = HostRoot(node.config.host_root)
-
-        async def close(_app: web.Application) -> None:
-            await made.close()
-
-        node.app.on_cleanup.append(close)
-    return root
 
 
 class NodeNamespace(_Runner):

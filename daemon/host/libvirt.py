@@ -27,6 +27,15 @@ LifecycleHandler = Callable[[str, str, int, int], None]  # domain name, domain U
 _event_thread: threading.Thread | None = None
 _event_lock = threading.Lock()
 
+# Undefining a domain takes along everything libvirt keeps for it (a managed save image, snapshot and
+# checkpoint metadata, the NVRAM file): without them undefine refuses a domain that has any of those.
+UNDEFINE_FLAGS = (
+    libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+    | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA
+    | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+)
+
 # Names of libvirt's lifecycle events (VIR_DOMAIN_EVENT_*), for logs.
 EVENT_NAMES = {
     libvirt.VIR_DOMAIN_EVENT_DEFINED: "defined",
@@ -155,6 +164,38 @@ class Libvirt:
             except Exception:
                 LIBVIRT_CALL_ERRORS.labels(name).inc()
                 raise
+
+    # -- domains ------------------------------------------------------------------
+    async def lookup(self, name: str) -> libvirt.virDomain | None:
+        """The domain named ``name``, or None when there is none."""
+        try:
+            return await self.call(self.connection().lookupByName, name)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    async def power_off(self, dom: libvirt.virDomain) -> None:
+        """Destroy (power off) ``dom``; one that is off already is fine."""
+        try:
+            await self.call(dom.destroy)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_OPERATION_INVALID:
+                raise
+
+    async def undefine(self, dom: libvirt.virDomain) -> None:
+        """Remove ``dom``'s definition with everything libvirt keeps for it; one that is gone already is fine."""
+        try:
+            await self.call(dom.undefineFlags, UNDEFINE_FLAGS)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
+
+    async def remove(self, dom: libvirt.virDomain) -> None:
+        """Power ``dom`` off when it runs, then undefine it."""
+        if await self.call(dom.isActive):
+            await self.power_off(dom)
+        await self.undefine(dom)
 
     # -- callbacks from libvirt's event thread ------------------------------------
     def _on_lifecycle(self, _conn: Any, dom: Any, event: int, detail: int, _opaque: Any) -> None:

@@ -30,8 +30,8 @@ from aiohttp import web
 
 from vapor.hostaccounts import MAX_USERNAME, Credentials
 
-from ..host.hostroot import host_root_of
-from .server import CALLER, INVALID_INPUT, NOT_FOUND, NodeAPIError, NodeContext, ok, read_body
+from .context import CALLER, NodeContext, host_root_of, read_body
+from .envelope import INVALID_INPUT, NOT_FOUND, NodeAPIError, ok
 
 log = logging.getLogger("vapor.agent.accounts")
 

@@ -40,7 +40,7 @@ from ..host.containers import (
 )
 from ..host.cri import CriRuntime
 from ..host.docker import DockerRuntime
-from .server import NodeContext, dispatch_routes
+from .context import NodeContext, dispatch_routes, invalid_body
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -67,10 +67,7 @@ def _body(model: type[BaseModel], body: Any) -> Any:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = str(first["msg"]).removeprefix("Value error, ")
-        raise ContainerError(400, INVALID_INPUT, f"invalid body: {where}: {message}" if where else message) from None
+        raise ContainerError(400, INVALID_INPUT, invalid_body(exc)) from None
 
 
 class ContainerEndpoints:

@@ -27,7 +27,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .server import INVALID_INPUT, NodeAPIError, NodeContext, ok, query_int
+from .context import NodeContext, query_int
+from .envelope import INVALID_INPUT, NodeAPIError, ok
 from .ws import JOURNAL_PATH_ENV, PRIORITIES, PRIORITY_ALIASES, _entry
 
 log = logging.getLogger("vapor.agent.journal")

@@ -19,7 +19,8 @@ from vapor.kube import KubeError
 from vapor.model import Host
 
 from ..host import format as _format
-from .server import NodeAPIError, NodeContext, ok
+from .context import NodeContext
+from .envelope import NodeAPIError, ok
 
 STATUS = {_format.INVALID_INPUT: 400, _format.NOT_FOUND: 404, _format.CONFLICT: 409, _format.PERMISSION_DENIED: 403}
 

@@ -15,7 +15,8 @@ import psutil  # type: ignore[import-untyped]
 from aiohttp import web
 
 from ..host import inventory as _inventory
-from .server import NodeContext, ok
+from .context import NodeContext
+from .envelope import ok
 
 CPU_SAMPLE_SECONDS = 0.1  # usage is measured over this window, so no other caller's sampling skews it
 

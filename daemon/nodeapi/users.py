@@ -15,8 +15,8 @@ from aiohttp import web
 
 from vapor.userspec import CreateUserRequest, ResetPasswordRequest, check_name
 
-from ..host.hostroot import host_root_of
-from .server import CALLER, INVALID_INPUT, NodeAPIError, NodeContext, ok, read_body
+from .context import CALLER, NodeContext, host_root_of, read_body
+from .envelope import INVALID_INPUT, NodeAPIError, ok
 
 log = logging.getLogger("vapor.agent.users")
 

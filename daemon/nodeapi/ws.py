@@ -34,10 +34,10 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from ..host import sample as _metrics_stream
-from ..host.hostroot import HostRoot, host_root_of
+from ..host.hostroot import HostRoot
 from ..host.terminal import LoginAccount, Terminal, TerminalError
 from ..host.useraccounts import AccountError
-from .server import NodeContext
+from .context import NodeContext, host_root_of
 
 log = logging.getLogger("vapor.agent.ws")
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from quart.typing import TestClientProtocol as Client
 
+from vapor.agent.nodeapi import containers as containers_api
 from vapor.gateway import create_app
 from vapor.kube import Kube
 
@@ -50,8 +51,7 @@ async def rest_for_host(
 ) -> AsyncIterator[Rest]:
     """A gateway and one host whose agent has ``runtimes`` (docker_host=..., cri_sockets=(...))."""
     node = f"node-{uuid.uuid4().hex[:8]}"
-    modules = ["vapor.agent.nodeapi.containers"]
-    async with running_node_api(kube, kubectl, namespace, node, modules=modules, **runtimes) as harness:
+    async with running_node_api(kube, kubectl, namespace, node, routes=[containers_api.routes], **runtimes) as harness:
         config = {**gateway_config, **harness.gateway_config()}
         async with create_app(config).test_app() as app:
             client = app.test_client()

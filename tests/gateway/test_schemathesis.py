@@ -59,6 +59,10 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from vapor.agent.controllers.host import HostReporter
 from vapor.agent.controllers.network import NetworkReconciler
+from vapor.agent.nodeapi import containers as containers_api
+from vapor.agent.nodeapi import journal as journal_api
+from vapor.agent.nodeapi import system as system_api
+from vapor.agent.nodeapi import users as users_api
 from vapor.agent.nodeapi.journal import JOURNAL_PATH_ENV
 from vapor.devenv import ControlPlane
 from vapor.kube import Kube
@@ -77,11 +81,11 @@ AGENT_TAGS = "^(system|logs|containers|docker|users|network|storage)$"
 WRITABLE_AGENT_TAGS = {"docker"}  # writes that can run nothing on a host without a Docker engine
 RUNTIME_TAGS = {"containers", "docker"}
 EXAMPLES_PER_OPERATION = 25
-NODE_MODULES = [  # no _storage_api: a generated request can never reach the agent's format
-    "vapor.agent.nodeapi.system",
-    "vapor.agent.nodeapi.users",
-    "vapor.agent.nodeapi.journal",
-    "vapor.agent.nodeapi.containers",
+NODE_ROUTES = [  # no storage routes: a generated request can never reach the agent's format
+    system_api.routes,
+    users_api.routes,
+    journal_api.routes,
+    containers_api.routes,
 ]
 NO_RUNTIME = "NO_RUNTIME_AVAILABLE"
 ABSENT_RUNTIME_SENTENCES = (  # the agent's words for a host with no runtime configured (daemon/host/containers.py)
@@ -317,11 +321,11 @@ class AgentHost:
 async def agent_host(
     kube: Kube, kubectl: Kubectl, namespace: str, live_journal: Journald, network_namespace: str
 ) -> AsyncIterator[AgentHost]:
-    """A real node API (NODE_MODULES, no Docker, no CRI) and its Host's status as the agent's reporters write it."""
+    """A real node API (NODE_ROUTES, no Docker, no CRI) and its Host's status as the agent's reporters write it."""
     name = f"fuzz-{uuid.uuid4().hex[:8]}"
     host_id = str(uuid.uuid4())
     async with running_node_api(
-        kube, kubectl, namespace, name, modules=NODE_MODULES, netns=network_namespace, docker_host="", cri_sockets=()
+        kube, kubectl, namespace, name, routes=NODE_ROUTES, netns=network_namespace, docker_host="", cri_sockets=()
     ) as node:
         config = node.api.config
         assert await HostReporter(kube, config, host_id, None).sync_once(force=True)  # system, CPU, memory, disks

@@ -1,11 +1,11 @@
-"""How a Migration's spec turns into libvirt's flags, and libvirt's job statistics into status.progress."""
+"""How a Migration's spec turns into libvirt's flags, job statistics into status.progress, and when a job is aborted."""
 
 from __future__ import annotations
 
 import libvirt
 import pytest
 
-from vapor.agent.controllers.migration import migration_flags, progress_of
+from vapor.agent.controllers.migration.job import Watch, migration_flags, progress_of
 from vapor.model import Migration
 
 pytestmark = pytest.mark.migration
@@ -43,7 +43,29 @@ def test_not_live_and_shut_off() -> None:
 def test_progress_from_job_stats() -> None:
     stats = {"type": 2, "data_total": 1000, "data_processed": 300, "data_remaining": 250, "memory_iteration": 2}
     progress = progress_of(stats)
-    assert progress["percent"] == 75
-    assert progress["dataRemainingBytes"] == 250 and progress["memoryIteration"] == 2
-    assert "memoryDirtyRate" not in progress
-    assert progress_of({"type": 2})["percent"] == 0
+    assert progress.percent == 75
+    assert progress.data_remaining_bytes == 250 and progress.memory_iteration == 2
+    assert "memoryDirtyRate" not in progress.to_apply()
+    assert progress.to_apply()["dataRemainingBytes"] == 250
+    assert progress_of({"type": 2}).percent == 0
+
+
+def test_a_job_is_aborted_when_cancelled_too_slow_or_stuck() -> None:
+    m = _migration(completionTimeoutPerGiB=10, progressTimeoutSeconds=5)
+    watch = Watch(m, memory_kib=2 * 2**20, started=100.0)  # 2 GiB of guest memory: 20 s in all
+    assert watch.abort(m, 101.0) is None
+    assert watch.abort(_migration(cancel=True), 101.0) == ("Aborted", "cancelled by the user")
+    assert watch.abort(m, 106.0) == ("ProgressTimeout", "no progress for 5 s")
+    watch.saw({"data_remaining": 900, "memory_iteration": 1}, 104.0)  # less to copy: progress
+    watch.saw({"data_remaining": 950, "memory_iteration": 1}, 108.0)  # more again: none
+    assert watch.abort(m, 108.5) is None
+    assert watch.abort(m, 109.5) == ("ProgressTimeout", "no progress for 5 s")
+    watch.saw({"data_remaining": 960, "memory_iteration": 2}, 118.0)  # a new memory pass counts as progress
+    assert watch.abort(m, 121.0) == ("CompletionTimeout", "not done after 20 s (10 s per GiB)")
+
+
+def test_post_copy_is_asked_for_once_after_three_memory_passes() -> None:
+    watch = Watch(_migration(postCopy=True), memory_kib=2**20, started=0.0)
+    assert [watch.saw({"memory_iteration": i}, float(i)) for i in (1, 2, 3, 4)] == [False, False, True, False]
+    plain = Watch(_migration(), memory_kib=2**20, started=0.0)
+    assert not plain.saw({"memory_iteration": 5}, 1.0)

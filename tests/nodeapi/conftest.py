@@ -15,6 +15,7 @@ import pytest
 from quart.typing import TestAppProtocol as TestApp
 from quart.typing import TestClientProtocol as Client
 
+from vapor.agent.nodeapi import system as system_api
 from vapor.gateway import create_app
 from vapor.kube import Kube
 
@@ -39,7 +40,7 @@ async def node(
     namespace: str,
 ) -> AsyncIterator[NodeAPIHarness]:
     name = f"node-{uuid.uuid4().hex[:8]}"
-    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent.nodeapi.system"]) as harness:
+    async with running_node_api(kube, kubectl, namespace, name, routes=[system_api.routes]) as harness:
         yield harness
 
 

@@ -26,6 +26,9 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 
 from vapor.agent.host.hostroot import HostRoot
+from vapor.agent.nodeapi import accounts as accounts_api
+from vapor.agent.nodeapi import users as users_api
+from vapor.agent.nodeapi import ws as ws_api
 from vapor.gateway import create_app
 from vapor.kube import Kube
 
@@ -49,10 +52,10 @@ def node_root() -> Iterator[Path]:
 
 @pytest.fixture
 async def node(kube: Kube, kubectl: Kubectl, namespace: str, node_root: Path) -> AsyncIterator[NodeAPIHarness]:
-    modules = ["vapor.agent.nodeapi.users", "vapor.agent.nodeapi.accounts", "vapor.agent.nodeapi.ws"]
+    routes = [users_api.routes, accounts_api.routes, ws_api.routes]
     name = f"root-{uuid.uuid4().hex[:8]}"
     async with running_node_api(
-        kube, kubectl, namespace, name, modules=modules, host_root=node_root, pam_service="login"
+        kube, kubectl, namespace, name, routes=routes, host_root=node_root, pam_service="login"
     ) as harness:
         yield harness
 

@@ -21,6 +21,7 @@ import aiohttp
 import pytest
 from quart.typing import TestClientProtocol as Client
 
+from vapor.agent.nodeapi import accounts as accounts_api
 from vapor.gateway import create_app
 from vapor.kube import Kube, NotFound
 from vapor.model import Host, HostSpec, ObjectMeta
@@ -44,7 +45,7 @@ async def node(kube: Kube, kubectl: Kubectl, namespace: str, pam_service_name: s
     """The login host's node API: the accounts routes, checking with the test's pam_unix service."""
     name = f"login-{uuid.uuid4().hex[:8]}"
     async with running_node_api(
-        kube, kubectl, namespace, name, modules=["vapor.agent.nodeapi.accounts"], pam_service=pam_service_name
+        kube, kubectl, namespace, name, routes=[accounts_api.routes], pam_service=pam_service_name
     ) as harness:
         yield harness
 

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
+from vapor.agent.nodeapi import journal as journal_api
 from vapor.kube import Kube
 
 from ..conftest import Kubectl
@@ -86,7 +87,7 @@ async def node(
 ) -> AsyncIterator[NodeAPIHarness]:
     """The node API with only the journal routes (overrides the package's system-only ``node``)."""
     name = f"node-{uuid.uuid4().hex[:8]}"
-    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent.nodeapi.journal"]) as harness:
+    async with running_node_api(kube, kubectl, namespace, name, routes=[journal_api.routes]) as harness:
         yield harness
 
 

@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 from quart.typing import TestClientProtocol as Client
 
+from vapor.agent.nodeapi import users as users_api
 from vapor.kube import Kube
 
 from ..conftest import Kubectl
@@ -31,7 +32,7 @@ pytestmark = pytest.mark.controlplane
 async def node(kube: Kube, kubectl: Kubectl, namespace: str) -> AsyncIterator[NodeAPIHarness]:
     """A node API serving the users routes (overrides the package's system-only one)."""
     name = f"node-{uuid.uuid4().hex[:8]}"
-    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent.nodeapi.users"]) as harness:
+    async with running_node_api(kube, kubectl, namespace, name, routes=[users_api.routes]) as harness:
         yield harness
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import aiohttp
 
+from vapor.agent.nodeapi import storage as storage_api
 from vapor.gateway import create_app
 from vapor.kube import Kube
 
@@ -34,7 +35,7 @@ async def test_agent_formats_and_refuses(
         kubectl,
         namespace,
         unique("vtest-fmt"),
-        modules=["vapor.agent.nodeapi.storage"],
+        routes=[storage_api.routes],
         tls=False,
         libvirt_uri="test:///default",
     ) as harness:
@@ -78,7 +79,7 @@ async def test_format_through_the_gateway(
     node = unique("vtest-gwfmt")
     async with (
         running_node_api(
-            kube, kubectl, namespace, node, modules=["vapor.agent.nodeapi.storage"], libvirt_uri="test:///default"
+            kube, kubectl, namespace, node, routes=[storage_api.routes], libvirt_uri="test:///default"
         ) as harness,
         create_app({**gateway_config, **harness.gateway_config()}).test_app() as app,
     ):

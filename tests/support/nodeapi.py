@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from vapor.agent._config import AgentConfig
-from vapor.agent.nodeapi.server import NodeAPI, RouteFactory
+from vapor.agent.nodeapi.context import RouteFactory
+from vapor.agent.nodeapi.server import ROUTES, NodeAPI
 from vapor.kube import Kube, NotFound
 from vapor.model import Host, HostSpec, ObjectMeta, names
 
@@ -61,8 +62,7 @@ async def running_node_api(
     namespace: str,
     node_name: str,
     *,
-    modules: Iterable[str] | None = None,
-    extra_routes: Iterable[RouteFactory] = (),
+    routes: Iterable[RouteFactory] = ROUTES,
     tls: bool = True,
     **config: Any,
 ) -> AsyncIterator[NodeAPIHarness]:
@@ -81,7 +81,7 @@ async def running_node_api(
         docker_host="",
         cri_sockets=(),
     )
-    api = NodeAPI(replace(settings, **config), kube, modules=modules, extra_routes=extra_routes)
+    api = NodeAPI(replace(settings, **config), kube, routes=routes)
     try:
         await api.start()
         await api.publish()

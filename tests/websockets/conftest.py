@@ -17,6 +17,7 @@ from quart.typing import TestAppProtocol as TestApp
 from quart.typing import TestClientProtocol as Client
 from quart.typing import TestWebsocketConnectionProtocol as Socket
 
+from vapor.agent.nodeapi import ws as ws_api
 from vapor.gateway import create_app
 from vapor.kube import Kube
 
@@ -37,7 +38,7 @@ from ..support.nodeapi import NodeAPIHarness, running_node_api
 @pytest.fixture
 async def node(kube: Kube, kubectl: Kubectl, namespace: str) -> AsyncIterator[NodeAPIHarness]:  # noqa: F811
     name = f"node-{uuid.uuid4().hex[:8]}"
-    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent.nodeapi.ws"]) as harness:
+    async with running_node_api(kube, kubectl, namespace, name, routes=[ws_api.routes]) as harness:
         yield harness
 
 
