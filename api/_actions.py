@@ -12,7 +12,7 @@ from vapor.model import MetadataPatch, VirtualMachine, VirtualMachineSpec
 from vapor.model.names import REQUESTED_BY_ANNOTATION, RESTART_ANNOTATION, STOP_MODE_ANNOTATION
 from vapor.model.virtualmachine import RunStrategy
 
-from ._schema import Action
+from ._vmschema import Action
 
 TARGET_PHASE: dict[Action, str | None] = {
     "start": "Running",

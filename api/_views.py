@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from vapor.model import Host, Migration, VirtualMachine, find_host, quantity_bytes
 from vapor.model.names import REQUESTED_BY_ANNOTATION, ConditionType
 
-from ._schema import HostView, MigrationProgressView, MigrationView, VMView
-
-HostState = Literal["connected", "disconnected", "unknown"]
+from ._migrationschema import MigrationProgressView, MigrationView
+from ._schema import HostState, HostView
+from ._vmschema import VMView
 
 
 def _dump(model: Any) -> Any:

@@ -29,19 +29,18 @@ from ._bodyless import optional_body
 from ._errors import CONFLICT, INVALID_INPUT, INVALID_INPUT_STATUS, NOT_FOUND, APIError
 from ._guard import current_user, require
 from ._lookups import find_host, find_migration, hosts_by_name, vm_for_write
-from ._schema import (
+from ._migrationschema import (
     CancelRequest,
-    Failure,
     MigrateRequest,
     MigrationList,
     MigrationListQuery,
     MigrationStarted,
     MigrationView,
-    Success,
-    VMQuery,
 )
+from ._schema import Failure, Success
 from ._state import gateway
 from ._views import migration_view
+from ._vmschema import VMQuery
 from ._writes import CACHE_CATCH_UP, field_manager, record_event
 
 blueprint = Blueprint("migrations", __name__, url_prefix="/api/v1")

@@ -20,21 +20,20 @@ from ._actions import plan
 from ._errors import ALREADY_EXISTS, NOT_FOUND, APIError
 from ._guard import current_user, require
 from ._lookups import find_vm, vm_for_write, vm_not_found
-from ._schema import (
+from ._schema import Failure, Success
+from ._state import gateway
+from ._views import vm_view
+from ._vmschema import (
     ActionQuery,
     ActionRequest,
     ActionResult,
     CreateVMRequest,
     DeleteResult,
-    Failure,
-    Success,
     VMList,
     VMListQuery,
     VMQuery,
     VMView,
 )
-from ._state import gateway
-from ._views import vm_view
 from ._writes import CACHE_CATCH_UP, field_manager, record_event
 
 blueprint = Blueprint("vms", __name__, url_prefix="/api/v1/vms")

@@ -11,8 +11,8 @@ from pydantic import ValidationError
 from vapor.gateway._actions import plan
 from vapor.gateway._errors import invalid_input
 from vapor.gateway._ratelimit import RateLimiter
-from vapor.gateway._schema import CreateVMRequest
 from vapor.gateway._tokens import InvalidToken, TokenSigner
+from vapor.gateway._vmschema import CreateVMRequest
 from vapor.model import ObjectMeta, VirtualMachine, VirtualMachineSpec, VirtualMachineStatus
 from vapor.model.names import REQUESTED_BY_ANNOTATION, RESTART_ANNOTATION, STOP_MODE_ANNOTATION
 

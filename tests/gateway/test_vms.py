@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
-from vapor.gateway._schema import Success, VMList
+from vapor.gateway._schema import Success
+from vapor.gateway._vmschema import VMList
 from vapor.kube import Kube
 from vapor.model.names import REQUESTED_BY_ANNOTATION, RESTART_ANNOTATION, STOP_MODE_ANNOTATION
 

@@ -1,0 +1,172 @@
+"""Request and response models of /api/v1/vms: a new VM, power actions, and the VM as REST shows it.
+
+The request models take the model's types (vapor.model.virtualmachine), so
+the REST API and the CRD accept the same values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
+
+from vapor.model import quantity_bytes
+from vapor.model.virtualmachine import (
+    DNS_LABEL_PATTERN,
+    MAC_PATTERN,
+    MIN_MEMORY,
+    DiskBus,
+    NetworkType,
+    NICModel,
+    RunStrategy,
+)
+
+from ._schema import Strict
+
+Action = Literal["start", "stop", "restart", "pause", "resume"]
+
+
+class DiskRequest(Strict):
+    """A disk of a new VM: a new image of ``size``, or an existing image at ``path``."""
+
+    name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63)
+    size: str | None = Field(default=None, description="Size of a new qcow2 image, a quantity such as 10Gi.")
+    path: str | None = Field(default=None, pattern=r"^/", max_length=4096)
+    bus: DiskBus = "virtio"
+    read_only: bool = False
+    boot_order: int | None = Field(default=None, ge=1)
+
+    @field_validator("size")
+    @classmethod
+    def _size(cls, value: str | None) -> str | None:
+        if value is not None and quantity_or_error(value) < 2**20:
+            raise ValueError("disk size must be a quantity of at least 1Mi, for example 10Gi")
+        return value
+
+
+class NetworkRequest(Strict):
+    """A network card of a new VM."""
+
+    name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63)
+    type: NetworkType = "network"
+    source: str | None = Field(default=None, max_length=253)
+    model: NICModel = "virtio"
+    mac: str | None = Field(default=None, pattern=MAC_PATTERN)
+
+
+class CreateVMRequest(Strict):
+    """A new virtual machine.
+
+    ``memory`` is a Kubernetes quantity string ("512Mi", "2Gi") or an integer number of MiB (512);
+    either way at least 16Mi.
+    """
+
+    name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63)
+    namespace: str = Field(default="default", pattern=DNS_LABEL_PATTERN, max_length=63)
+    cpu: int = Field(default=1, ge=1, le=512, strict=True)
+    memory: str | int = Field(description='A quantity such as "512Mi", or an integer number of MiB.')
+    disks: list[DiskRequest] | None = Field(default=None, max_length=64)
+    networks: list[NetworkRequest] | None = Field(default=None, max_length=32)
+    run_strategy: RunStrategy = "Halted"
+    host_selector: dict[str, str] | None = None
+
+    @field_validator("memory")
+    @classmethod
+    def _memory(cls, value: str | int) -> str:
+        if isinstance(value, bool):
+            raise ValueError("memory must be a quantity string such as 512Mi or an integer number of MiB")
+        text = f"{value}Mi" if isinstance(value, int) else value
+        if quantity_or_error(text) < quantity_bytes(MIN_MEMORY):
+            raise ValueError(f"memory must be at least {MIN_MEMORY} (got {value!r})")
+        return text
+
+
+def quantity_or_error(value: str) -> int:
+    """Bytes of a quantity, or a ValueError a client can read."""
+    try:
+        return quantity_bytes(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a quantity; write for example 512Mi or 2Gi") from None
+
+
+class VMView(BaseModel):
+    """A virtual machine: what was asked (spec) and what is (status)."""
+
+    id: str = Field(description="Stable id (the resource's uid).")
+    name: str
+    namespace: str
+    status: str = Field(description="The phase, or Pending before the operator has seen the VM.")
+    phase: str | None
+    run_strategy: str
+    cpu: int
+    memory: str
+    memory_bytes: int
+    disks: list[dict[str, Any]]
+    networks: list[dict[str, Any]]
+    host_selector: dict[str, str] | None
+    host: str | None
+    host_id: str | None
+    domain_uuid: str | None
+    addresses: list[str]
+    last_restart_request: str | None
+    conditions: list[dict[str, Any]]
+    created_at: str | None
+    deleting: bool
+
+
+class VMList(BaseModel):
+    """Every virtual machine (in one namespace when asked)."""
+
+    vms: list[VMView]
+    count: int
+
+
+class VMQuery(BaseModel):
+    """Where a VM named by name lives."""
+
+    namespace: str = Field(default="default", pattern=DNS_LABEL_PATTERN, max_length=63)
+
+
+class VMListQuery(BaseModel):
+    """An optional namespace to list."""
+
+    namespace: str | None = Field(default=None, pattern=DNS_LABEL_PATTERN, max_length=63)
+
+
+class ActionQuery(BaseModel):
+    """Where the VM lives, and how long to wait for the agent."""
+
+    namespace: str = Field(default="default", pattern=DNS_LABEL_PATTERN, max_length=63)
+    wait: float | None = Field(
+        default=None, ge=0, le=300, description="Seconds to wait for the agent (default 30; 0: do not wait)."
+    )
+
+
+class ActionRequest(Strict):
+    """A power action."""
+
+    action: Action
+    force: bool = Field(default=False, description="With stop: power off at once instead of a guest shutdown.")
+
+
+class ActionResult(BaseModel):
+    """What became of a power action."""
+
+    id: str
+    name: str
+    namespace: str
+    action: Action
+    force: bool
+    completed: bool = Field(description="True once the agent reported the result; false when the wait ran out.")
+    phase: str | None = Field(description="The VM's phase when the answer was made.")
+    target_phase: str | None = Field(description="The phase that completes the action (None for restart).")
+    message: str
+
+
+class DeleteResult(BaseModel):
+    """A deletion that was asked for (the agent's finalizer may hold the VM for a moment)."""
+
+    id: str
+    name: str
+    namespace: str
+    message: str
