@@ -194,7 +194,8 @@ async def _write(host: Host, entry: InterfaceSpec, dry_run: bool) -> int:
     The whole list goes in the apply: entries (and fields) this user's field
     manager applied before and left out would otherwise be removed.
     """
-    written = await gateway().kube.resources(Host).apply_spec(
+    hosts = gateway().kube.resources(Host)
+    written = await hosts.apply_spec(
         host.name,
         HostSpec.partial(interfaces=_listed(host, entry)),
         field_manager=field_manager(current_user().username),
@@ -205,8 +206,9 @@ async def _write(host: Host, entry: InterfaceSpec, dry_run: bool) -> int:
 
 async def _replace(host: Host, entry: InterfaceSpec) -> int:
     """Merge patch of the whole spec.interfaces list (only way to drop an address another manager owns)."""
+    hosts = gateway().kube.resources(Host)
     try:
-        updated = await gateway().kube.resources(Host).patch(
+        updated = await hosts.patch(
             host.name,
             metadata=MetadataPatch(resource_version=host.metadata.resource_version),
             spec=HostSpec.partial(interfaces=_listed(host, entry)),

@@ -20,7 +20,7 @@ from quart.typing import TestClientProtocol as Client
 
 from vapor.devenv import ControlPlane
 from vapor.devenv.useraccess import ADMINS, EDIT, VIEW, VIEWERS
-from vapor.gateway.kubernetes import age
+from vapor.gateway._kubeviews import age
 
 from ..conftest import Kubectl
 from .conftest import Users, bearer, login

@@ -81,9 +81,7 @@ class DiskSpec(Model):
         pattern=ABSOLUTE_PATH_PATTERN,
         max_length=4096,
     )
-    bus: DiskBus = Field(
-        default="virtio", description="Bus the guest sees the disk on."
-    )
+    bus: DiskBus = Field(default="virtio", description="Bus the guest sees the disk on.")
     read_only: bool = Field(default=False, description="Attach the disk read-only.")
     boot_order: int | None = Field(default=None, ge=1, description="Boot priority: 1 boots first.")
 
