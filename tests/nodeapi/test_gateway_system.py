@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
+from vapor.agent.nodeapi import system as system_api
 from vapor.gateway import create_app
 from vapor.kube import Kube
 
@@ -70,7 +71,7 @@ async def test_the_gateway_never_calls_an_agent_without_tls(
     # An agent that publishes a plain-HTTP endpoint (--no-api-tls) would receive the gateway's token
     # and users' passwords in clear: the gateway refuses to call it.
     name = f"node-{uuid.uuid4().hex[:8]}"
-    async with running_node_api(kube, kubectl, namespace, name, modules=["vapor.agent._system_api"], tls=False) as node:
+    async with running_node_api(kube, kubectl, namespace, name, routes=[system_api.routes], tls=False) as node:
         assert node.url.startswith("http://")
         async with create_app({**gateway_config, **node.gateway_config()}).test_app() as app:
             client = app.test_client()
