@@ -45,7 +45,12 @@ class Gateway:
         self.vm_bodies = ListBody(self.vms, vm_view, "vms")
         self.signer: TokenSigner | None = None
         self._sweeper: asyncio.Task[None] | None = None
-        self.refresh = RefreshStore(kube, config["SECRET_NAMESPACE"], int(config["REFRESH_TOKEN_LIFETIME"]))
+        self.refresh = RefreshStore(
+            kube,
+            config["SECRET_NAMESPACE"],
+            int(config["REFRESH_TOKEN_LIFETIME"]),
+            int(config["REFRESH_FAMILY_LIFETIME"]),
+        )
         self.admin_groups = frozenset(names(config["ADMIN_GROUPS"]))
         # The Kubernetes endpoints act as the logged-in user (see _impersonation).
         self.users = UserConnections(kube, str(config["IMPERSONATION_PREFIX"]))

@@ -45,6 +45,7 @@ DEFAULTS: dict[str, Any] = {
     "ADMIN_GROUPS": "sudo,wheel",  # members of these Linux groups get role admin
     "TOKEN_LIFETIME": 3600,  # seconds a bearer token is valid
     "REFRESH_TOKEN_LIFETIME": 7 * 24 * 3600,  # seconds a refresh token is valid (renewed on each use)
+    "REFRESH_FAMILY_LIFETIME": 30 * 24 * 3600,  # seconds a login's refresh tokens last at most, however renewed
     "REFRESH_SWEEP_INTERVAL": 3600,  # seconds between removals of expired refresh-token families
     "SECRET_NAMESPACE": "vapor-system",  # where the signing key and refresh-token families live
     "SIGNING_KEY_SECRET": "vapor-gateway-signing-key",

@@ -24,7 +24,7 @@ BAD_CREDENTIALS = "invalid username or password"
 documents_login_host_errors = documents_failures(AGENT_FAILURES, host_scoped=False)
 
 
-def _pair(user: Account, refresh_token: str) -> TokenPair:
+def _pair(user: Account, refresh_token: str, refresh_expires_in: int) -> TokenPair:
     state = gateway()
     assert state.signer is not None
     token, expires_at = state.signer.issue(user.username, user.role)
@@ -33,7 +33,7 @@ def _pair(user: Account, refresh_token: str) -> TokenPair:
         expires_at=expires_at,
         expires_in=max(0, expires_at - int(time.time())),
         refresh_token=refresh_token,
-        refresh_expires_in=state.refresh.lifetime,
+        refresh_expires_in=refresh_expires_in,
         user=UserInfo(username=user.username, role=user.role, groups=list(user.groups)),
     )
 
@@ -61,7 +61,7 @@ async def login(data: LoginRequest) -> Success[TokenPair]:
         raise APIError(401, UNAUTHORIZED, BAD_CREDENTIALS)
     refresh_token = await state.refresh.start_family(user.username)
     log.info("user %r logged in with role %s", user.username, user.role)
-    return Success[TokenPair](data=_pair(user, refresh_token))
+    return Success[TokenPair](data=_pair(user, refresh_token, state.refresh.first_lifetime))
 
 
 @blueprint.post("/refresh")
@@ -77,8 +77,11 @@ async def refresh(data: RefreshRequest) -> Success[TokenPair]:
     revokes every token of that login, the newest included. The login host
     is asked again: the role follows the user's current groups, and a user
     who was removed, whose password was locked, whose account expired or
-    who must change the password gets 401 with the reason, and the login's
-    tokens are revoked.
+    who must change the password gets 401 with the reason, and the refresh
+    tokens of all of that user's logins are revoked (as they are when an
+    admin resets the user's password). However often it is renewed, a
+    login's refresh token ends VAPOR_REFRESH_FAMILY_LIFETIME (30 days) after
+    the login.
     """
     state = gateway()
     try:
@@ -88,7 +91,7 @@ async def refresh(data: RefreshRequest) -> Success[TokenPair]:
     try:
         user = await lookup(rotated.username)  # the role follows group changes
     except AccountRefused as exc:
-        await state.refresh.revoke(rotated.refresh_token)
+        await state.refresh.revoke_user(rotated.username)  # every login of the account, not only this one
         log.info("refresh refused: %s", exc)
         raise APIError(401, UNAUTHORIZED, str(exc)) from None
-    return Success[TokenPair](data=_pair(user, rotated.refresh_token))
+    return Success[TokenPair](data=_pair(user, rotated.refresh_token, rotated.expires_in))

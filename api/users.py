@@ -21,6 +21,7 @@ from ._agents import HostQuery, ask_agent, documents_agent_errors
 from ._errors import INVALID_INPUT, APIError
 from ._guard import current_user, require
 from ._schema import Failure, Success
+from ._state import gateway
 
 log = logging.getLogger("vapor.gateway.users")
 blueprint = Blueprint("users", __name__, url_prefix="/api/v1/users")
@@ -105,7 +106,11 @@ async def create_user(data: CreateUserRequest, query_args: HostQuery) -> tuple[S
 @document_response(Failure, 404)
 @documents_agent_errors
 async def reset_password(username: str, data: ResetPasswordRequest, query_args: HostQuery) -> Success[PasswordReset]:
-    """Set a new password for an existing account (never root or a system account)."""
+    """Set a new password for an existing account (never root or a system account).
+
+    Every refresh token of the account's logins is revoked: its sessions end
+    when their bearer tokens expire.
+    """
     name = _username(username)
     by = current_user().username
     log.info("resetting password", extra={"user": name, "requested_by": by})
@@ -117,4 +122,6 @@ async def reset_password(username: str, data: ResetPasswordRequest, query_args: 
         params={"by": by},
         timeout=USER_TIMEOUT,
     )
+    # Whoever holds one of the user's refresh tokens (a stolen one included) must log in with the new password.
+    await gateway().refresh.revoke_user(name)
     return Success[PasswordReset](data=PasswordReset.model_validate(done))

@@ -11,6 +11,10 @@ Protocol (JSON text messages):
    ``log`` messages of the journal, ``output``/``exit`` of a PTY shell that
    runs as the logged-in user (``input`` and ``resize`` from the client).
 
+A socket lasts as long as the token of its auth message: when the token
+expires the gateway sends UNAUTHORIZED and closes it with 4401 (the client
+opens a new one with a fresh token).
+
 Refusals are ``{type: 'error', error: {code, message}}`` followed by a close
 with code 1008 (4401 for UNAUTHORIZED, 4429 for RATE_LIMITED): a first message
 that is not a valid auth message is UNAUTHORIZED; an 11th concurrent socket
@@ -23,7 +27,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
+from collections.abc import Coroutine
 from typing import Any
 
 import orjson
@@ -34,7 +40,7 @@ from ._clients import client_of
 from ._errors import INVALID_INPUT, RATE_LIMITED, UNAUTHORIZED, APIError
 from ._hostscope import scoped_host
 from ._state import gateway
-from ._tokens import InvalidToken
+from ._tokens import Claims, InvalidToken
 
 log = logging.getLogger("vapor.gateway.ws")
 
@@ -74,8 +80,8 @@ async def _message(kind: str) -> tuple[dict[str, Any], str]:
     return body, text
 
 
-async def _authenticate() -> str:
-    """The username of the auth message's token; UNAUTHORIZED otherwise."""
+async def _authenticate() -> Claims:
+    """The claims of the auth message's token; UNAUTHORIZED otherwise."""
     try:
         body, _ = await _message("auth")
     except APIError as exc:
@@ -87,9 +93,22 @@ async def _authenticate() -> str:
     signer = gateway().signer
     assert signer is not None
     try:
-        return signer.verify(token).username
+        return signer.verify(token)
     except InvalidToken as exc:
         raise APIError(401, UNAUTHORIZED, str(exc)) from None
+
+
+async def _until_expiry(claims: Claims, relay: Coroutine[Any, Any, None]) -> None:
+    """Run the relay until the socket's token expires, then refuse with UNAUTHORIZED (4401)."""
+    deadline = asyncio.get_running_loop().time() + (claims.expires_at - time.time())
+    expiry = asyncio.timeout_at(deadline)
+    try:
+        async with expiry:
+            await relay
+    except TimeoutError:
+        if not expiry.expired():
+            raise  # the relay's own time-out, not the token's
+        raise APIError(401, UNAUTHORIZED, "the token has expired; open a new socket with a fresh token") from None
 
 
 async def _serve(path: str, *, as_user: bool) -> None:
@@ -101,14 +120,17 @@ async def _serve(path: str, *, as_user: bool) -> None:
         return
     sockets[client] += 1
     try:
-        username = await _authenticate()
+        claims = await _authenticate()
+        username = claims.username
         await websocket.send(orjson.dumps({"type": "auth", "status": "ok", "user": username}).decode())
         _, subscribe = await _message("subscribe")
         host = scoped_host()
         log.info(
             "websocket relayed", extra={"path": path, "user": username, "host": host.metadata.name, "client": client}
         )
-        await relay_websocket(path, host=host, params={"user": username} if as_user else None, first=[subscribe])
+        await _until_expiry(
+            claims, relay_websocket(path, host=host, params={"user": username} if as_user else None, first=[subscribe])
+        )
     except APIError as exc:
         await _refuse(exc.code, exc.message)
     finally:

@@ -33,6 +33,7 @@ OTHER_VALUES = [
     "--set", "agent.pamService=vapor-login",
     "--set", "gateway.rateLimit=0",
     "--set", "gateway.loginRateLimit=5",
+    "--set", "gateway.refreshFamilyLifetime=86400",
     "--set", "gateway.trustedProxies=10.0.0.0/8",
     "--set", "gateway.defaultHost=node-2",
     "--set", "gateway.service.type=NodePort",
@@ -178,6 +179,7 @@ def test_other_values_reach_the_objects(helm: Helm) -> None:
     assert gateway["metadata"]["labels"]["team"] == "infra"
     assert env_of(gateway)["VAPOR_RATE_LIMIT"] == "0"
     assert env_of(gateway)["VAPOR_LOGIN_RATE_LIMIT"] == "5"
+    assert env_of(gateway)["VAPOR_REFRESH_FAMILY_LIFETIME"] == "86400"
     assert env_of(gateway)["VAPOR_SECRET_NAMESPACE"] == "infra"
     assert env_of(gateway)["VAPOR_AUTH_HOSTS"] == "node-1,node-2"
     assert env_of(gateway)["VAPOR_AUTH_TIMEOUT"] == "10"

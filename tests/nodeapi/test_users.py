@@ -106,6 +106,19 @@ async def test_a_user_made_over_rest_logs_in_and_a_reset_password_replaces_the_o
     assert await _login_status(gw_client, fresh_name, first) == 401
 
 
+async def test_a_password_reset_revokes_the_refresh_tokens_of_the_users_logins(gw_client: Client, users: Users) -> None:
+    stolen = (await login(gw_client, users.viewer))["refresh_token"]
+    other = (await login(gw_client, users.admin))["refresh_token"]
+    status, body = await _reset(gw_client, await _admin(gw_client, users), users.viewer.name, "after-Reset-1")
+    assert status == 200, body
+    response = await gw_client.post("/api/v1/auth/refresh", json={"refresh_token": stolen})
+    assert response.status_code == 401
+    assert "revoked" in (await response.get_json())["error"]["message"]
+    response = await gw_client.post("/api/v1/auth/refresh", json={"refresh_token": other})
+    assert response.status_code == 200  # the admin's own login goes on
+    assert await _login_status(gw_client, users.viewer.name, "after-Reset-1") == 200
+
+
 async def test_a_viewer_may_neither_list_nor_change_users(gw_client: Client, users: Users, fresh_name: str) -> None:
     viewer = bearer((await login(gw_client, users.viewer))["token"])
     response = await gw_client.get("/api/v1/users", headers=viewer)
