@@ -19,6 +19,7 @@ from vapor.model.virtualmachine import (
     NetworkType,
     NICModel,
     RunStrategy,
+    disk_path_problem,
 )
 
 from ._schema import Strict
@@ -31,7 +32,17 @@ class DiskRequest(Strict):
 
     name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63)
     size: str | None = Field(default=None, description="Size of a new qcow2 image, a quantity such as 10Gi.")
-    path: str | None = Field(default=None, pattern=r"^/", max_length=4096)
+    path: str | None = Field(
+        default=None,
+        pattern=r"^/",
+        max_length=4096,
+        description=(
+            "An existing image or block device on the host: a plain absolute path outside the system folders "
+            "(/etc, /proc, /sys, /boot, /root, /run, /usr, ...). The host's agent accepts only images in its "
+            "image folders (by default /var/lib/vapor/images and /var/lib/libvirt/images) and the block devices "
+            "its admin lists; the VM is Failed with reason DiskPathRefused otherwise."
+        ),
+    )
     bus: DiskBus = "virtio"
     read_only: bool = False
     boot_order: int | None = Field(default=None, ge=1)
@@ -41,6 +52,14 @@ class DiskRequest(Strict):
     def _size(cls, value: str | None) -> str | None:
         if value is not None and quantity_or_error(value) < 2**20:
             raise ValueError("disk size must be a quantity of at least 1Mi, for example 10Gi")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str | None) -> str | None:
+        problem = disk_path_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 

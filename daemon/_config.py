@@ -13,6 +13,7 @@ from .host.address import join_bind, node_address
 
 DEFAULT_STATE_DIR = Path("/var/lib/vapor")
 NODE_API_PORT = 9443  # the node-local API's port when --api-bind is not given
+LIBVIRT_IMAGES = Path("/var/lib/libvirt/images")  # libvirt's default storage pool
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,15 @@ class AgentConfig:
     migration_uri: str | None = (
         None  # libvirt URI other hosts' libvirtd dial to migrate here (None: qemu+tcp://<fqdn>/system)
     )
+    image_dirs: tuple[Path, ...] | None = None  # where path disks may be (None: <state_dir>/images, libvirt's)
+    block_devices: tuple[str, ...] = ()  # block devices a path disk may name (the node admin's list)
+
+    @property
+    def disk_image_dirs(self) -> tuple[Path, ...]:
+        """The folders a VM disk's ``path`` may be in."""
+        if self.image_dirs is not None:
+            return self.image_dirs
+        return (self.state_dir / "images", LIBVIRT_IMAGES)
 
     @property
     def disks_dir(self) -> Path:
@@ -145,6 +155,21 @@ def _parser() -> argparse.ArgumentParser:
         help="libvirt URI other hosts dial to migrate VMs here, published in Host status "
         "(default $VAPOR_MIGRATION_URI, else qemu+tcp://<fqdn>/system)",
     )
+    p.add_argument(
+        "--image-dir",
+        action="append",
+        dest="image_dirs",
+        type=Path,
+        help="a folder whose images VM disks may name by path (repeatable; default <state-dir>/images and "
+        "/var/lib/libvirt/images); keep these folders writable by the node's admins only",
+    )
+    p.add_argument(
+        "--block-device",
+        action="append",
+        dest="block_devices",
+        default=[],
+        help="a block device a VM disk may name by path, e.g. /dev/disk/by-id/... (repeatable; default: none)",
+    )
     p.add_argument("--log-level", default=os.environ.get("VAPOR_LOG_LEVEL", "INFO"))
     p.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("VAPOR_LOG_FORMAT", "json"))
     return p
@@ -190,4 +215,6 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         network_resync=args.network_resync,
         network_rollback_grace=args.network_rollback_grace,
         migration_uri=args.migration_uri,
+        image_dirs=tuple(args.image_dirs) if args.image_dirs else None,
+        block_devices=tuple(args.block_devices),
     )

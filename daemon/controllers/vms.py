@@ -26,6 +26,7 @@ from vapor.model import VirtualMachine, names
 
 from .._config import AgentConfig
 from ..host import domain as _domain
+from ..host.diskpaths import DiskPathRefused, allowed_sources
 from ..host.hypervisor import kvm_usable
 from ..host.images import DiskMissing, ImageFailed, ensure_disks
 from ..host.libvirt import EVENT_NAMES, Libvirt
@@ -206,14 +207,22 @@ class VMController(NodeController[VirtualMachine]):
         if dom is not None and meta is not None and meta.spec_hash == wanted:
             return dom
         try:
+            sources = allowed_sources(self.config, vm)  # before anything is made or handed to libvirt
             await ensure_disks(vm, self.config.disks_dir)
+        except DiskPathRefused as exc:
+            raise VMError(exc.reason, exc.message) from None
         except DiskMissing as exc:
             raise VMError("DiskMissing", str(exc)) from None
         except ImageFailed as exc:
             raise VMError("DiskCreateFailed", str(exc)) from None
         uuid = await self.libvirt.call(dom.UUIDString) if dom is not None else None
         xml = _domain.build_xml(
-            vm, domain_type=self.domain_type, storage_dir=self.config.disks_dir, arch=self.arch, uuid=uuid
+            vm,
+            domain_type=self.domain_type,
+            storage_dir=self.config.disks_dir,
+            arch=self.arch,
+            uuid=uuid,
+            sources=sources,
         )
         try:
             new = await self.libvirt.call(self.libvirt.connection().defineXML, xml)

@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 import json
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from vapor.model import VirtualMachine, quantity_bytes
 from vapor.model.virtualmachine import DiskSpec
+
+from .diskpaths import DiskSource
 
 METADATA_NS = "https://vapor.io/xmlns/domain/v1alpha1"
 METADATA_PREFIX = "vapor"
@@ -101,8 +104,14 @@ def build_xml(
     storage_dir: Path,
     arch: str = "x86_64",
     uuid: str | None = None,
+    sources: Mapping[str, DiskSource] | None = None,
 ) -> str:
-    """The domain XML for ``vm`` (keeping ``uuid`` when redefining an existing domain)."""
+    """The domain XML for ``vm`` (keeping ``uuid`` when redefining an existing domain).
+
+    ``sources``: the path disks as this node resolved and allowed them (see
+    diskpaths), by disk name; a path disk without one is taken as the file
+    its spec names.
+    """
     ns, name, uid = vm.metadata.namespace or "", vm.name, vm.metadata.uid or ""
     spec = vm.spec
     root = ET.Element("domain", {"type": domain_type})
@@ -134,14 +143,19 @@ def build_xml(
     devices = _sub(root, "devices")
     counts: dict[str, int] = {}
     for disk in disks:
-        path = created_disk_path(storage_dir, uid, disk) if disk.size is not None else Path(disk.path or "")
+        given = (sources or {}).get(disk.name) or DiskSource(disk.path or "", False)
+        path = created_disk_path(storage_dir, uid, disk) if disk.size is not None else Path(given.path)
         fmt = "qcow2" if disk.size is not None else image_format(path)
         prefix = _TARGET_PREFIX[disk.bus]
         index = counts.get(prefix, 0)
         counts[prefix] = index + 1
-        el = _sub(devices, "disk", type="file", device="disk")
+        block = disk.size is None and given.block
+        el = _sub(devices, "disk", type="block" if block else "file", device="disk")
         _sub(el, "driver", name="qemu", type=fmt)
-        _sub(el, "source", file=str(path))
+        if block:
+            _sub(el, "source", dev=str(path))
+        else:
+            _sub(el, "source", file=str(path))
         _sub(el, "target", dev=prefix + chr(ord("a") + index), bus=disk.bus)
         _sub(el, "alias", name=f"ua-disk-{disk.name}")
         if disk.read_only:

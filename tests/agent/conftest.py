@@ -96,7 +96,7 @@ def agent_factory(
             qemu_tmp / node,
             lease_namespace=namespace,
             libvirt_uri=libvirtd.uri,
-            **kwargs,
+            **{"image_dirs": (qemu_tmp,), **kwargs},  # the test's own images are in qemu_tmp
         )
         made.append(agent)
         return agent

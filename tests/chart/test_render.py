@@ -31,6 +31,8 @@ OTHER_VALUES = [
     "--set", "gateway.hostUsers=true",
     "--set", "gateway.authHosts={node-1,node-2}",
     "--set", "agent.pamService=vapor-login",
+    "--set", "agent.imageDirs={/srv/images}",
+    "--set", "agent.blockDevices={/dev/disk/by-id/nvme-data}",
     "--set", "gateway.rateLimit=0",
     "--set", "gateway.loginRateLimit=5",
     "--set", "gateway.refreshFamilyLifetime=86400",
@@ -148,6 +150,13 @@ def test_agent_runs_privileged_on_the_node_with_its_paths(helm: Helm) -> None:
     assert "--mount-namespace-pid=1" in container(agent)["args"]  # Mounts are the node's, not the container's
     assert "--docker-host=unix:///host/var/run/docker.sock" in container(agent)["args"]
     assert "--cri-socket=/host/run/containerd/containerd.sock" in container(agent)["args"]
+    # VM disks named by path: images in the image folders (mounted at their node paths, read-only), no device.
+    assert {"--image-dir=/var/lib/vapor/images", "--image-dir=/var/lib/libvirt/images"} <= set(container(agent)["args"])
+    assert not [a for a in container(agent)["args"] if a.startswith("--block-device")]
+    assert {"/var/lib/vapor/images", "/var/lib/libvirt/images"} <= host_paths
+    images = {m["mountPath"] for m in container(agent)["volumeMounts"] if m["name"].startswith("image-dir-")}
+    assert images == {"/var/lib/vapor/images", "/var/lib/libvirt/images"}
+    assert all(m["readOnly"] for m in container(agent)["volumeMounts"] if m["name"].startswith("image-dir-"))
     gateway = by_kind(helm.objects("vapor", "vapor-system"))[("Deployment", "vapor-gateway")]
     assert "VAPOR_AUTH_HOSTS" not in env_of(gateway)  # unset by default: the gateway's own PAM
     assert "VAPOR_DEFAULT_HOST" not in env_of(gateway)  # unset by default: the only (connected) host
@@ -199,6 +208,11 @@ def test_other_values_reach_the_objects(helm: Helm) -> None:
     agent = objects[("DaemonSet", "edge-vapor-agent")]
     assert "--log-format=text" in container(agent)["args"]
     assert "--pam-service=vapor-login" in container(agent)["args"]
+    assert [a for a in container(agent)["args"] if a.startswith(("--image-dir", "--block-device"))] == [
+        "--image-dir=/srv/images",
+        "--block-device=/dev/disk/by-id/nvme-data",
+    ]
+    assert "/srv/images" in {v["hostPath"]["path"] for v in agent["spec"]["template"]["spec"]["volumes"]}
     assert agent["spec"]["template"]["spec"]["nodeSelector"] == {"vapor.io/hypervisor": "yes"}
     service = objects[("Service", "edge-vapor-gateway")]
     assert service["spec"]["type"] == "NodePort" and service["spec"]["ports"][0]["nodePort"] == 30080
@@ -265,6 +279,8 @@ def test_a_digest_pins_the_image(helm: Helm) -> None:
         # networks of its pods every user would share one client's rate limit.
         (["--set", "gateway.ingress.enabled=true"], "at '/gateway/trustedProxies': minLength: got 0, want 1"),
         (["--set", "gateway.loginRateLimit=-1"], "at '/gateway/loginRateLimit'"),
+        (["--set", "agent.imageDirs={images}"], "at '/agent/imageDirs/0'"),
+        (["--set", "agent.blockDevices={/etc/shadow}"], "at '/agent/blockDevices/0'"),
     ],
 )
 def test_the_schema_rejects_bad_values(helm: Helm, flags: list[str], message: str) -> None:

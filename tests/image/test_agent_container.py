@@ -188,7 +188,7 @@ def agent_container(
     state_dir = next(a.split("=", 1)[1] for a in argv if a.startswith("--state-dir="))
 
     scratch = tmp_path / "node"
-    for folder in ("state", "journal", "journal-volatile", "journal-socket", "udev"):
+    for folder in ("state", "journal", "journal-volatile", "journal-socket", "udev", "images", "libvirt-images"):
         (scratch / folder).mkdir(parents=True)  # the chart's DirectoryOrCreate
     machine_id = secrets.token_hex(16)
     (scratch / "machine-id").write_text(machine_id + "\n")
@@ -201,6 +201,8 @@ def agent_container(
         "/run/log/journal": scratch / "journal-volatile",
         "/run/systemd/journal": scratch / "journal-socket",
         "/run/udev": Path("/run/udev") if Path("/run/udev").is_dir() else scratch / "udev",
+        "/var/lib/vapor/images": scratch / "images",
+        "/var/lib/libvirt/images": scratch / "libvirt-images",
         "/var/run/libvirt": Path("/var/run/libvirt"),  # the session's libvirtd
         "/dev": Path("/dev"),
         "/sys": Path("/sys"),

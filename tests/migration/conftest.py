@@ -147,6 +147,7 @@ def _agent(kubeconfig: str, node: str, state: Path, host: Host) -> AgentProcess:
         lease_renew_interval=1.0,
         extra_args=("--lease-duration", "5", "--migration-uri", host.migration_uri),
         env={"VAPOR_API_BIND": ""},  # no node-local API: two agents on one machine
+        image_dirs=(state,),  # the boot image both hosts share
     )
 
 

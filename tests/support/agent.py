@@ -3,7 +3,8 @@
 ``AgentProcess`` runs ``python -m vapor.agent`` with its own node name, state
 folder and Lease namespace, so tests (and the integrator's end-to-end tests)
 can run several agents side by side against one control plane and one
-libvirtd. ``stop()`` sends SIGTERM like a DaemonSet would; ``kill()`` is a
+libvirtd. ``image_dirs`` are the folders whose images VM disks may name by
+path (``--image-dir``; the agent's defaults otherwise). ``stop()`` sends SIGTERM like a DaemonSet would; ``kill()`` is a
 crash. ``restart()`` keeps the state folder, so the host id survives. The
 state folder must be reachable by QEMU's user: see ``qemu_reachable_dir()``.
 """
@@ -43,6 +44,7 @@ class AgentProcess(Component):
         lease_renew_interval: float = 10.0,
         extra_args: tuple[str, ...] = (),
         env: dict[str, str] | None = None,
+        image_dirs: tuple[Path, ...] = (),
     ) -> None:
         self.node_name = node_name
         self.state_dir = Path(state_dir)
@@ -56,6 +58,7 @@ class AgentProcess(Component):
             "--inventory-interval", str(inventory_interval),
             "--lease-renew-interval", str(lease_renew_interval),
             "--log-level", "DEBUG",
+            *[arg for folder in image_dirs for arg in ("--image-dir", str(folder))],
             *extra_args,
         ]  # fmt: skip
         if "--api-bind" not in extra_args:

@@ -50,6 +50,38 @@ def _quantity_at_least(minimum: str, what: str) -> dict[str, JsonValue]:
     }
 
 
+# Host folders no VM disk's path may be in, whatever the host; each agent also allows only its image
+# folders and the block devices its admin lists (see the agent's --image-dir and --block-device).
+FORBIDDEN_DISK_TREES = (
+    "/etc",
+    "/proc",
+    "/sys",
+    "/boot",
+    "/root",
+    "/run",
+    "/var/run",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+    "/var/spool",
+    "/var/lib/kubelet",
+)
+_PLAIN_PATH_MESSAGE = "a disk path must be a plain absolute path, without ., .. or empty parts"
+_FORBIDDEN_DISK_MESSAGE = "a disk path must not be in a system folder (" + ", ".join(FORBIDDEN_DISK_TREES) + ")"
+
+
+def disk_path_problem(path: str) -> str | None:
+    """Why ``path`` can be no VM disk's path on any host (what the CRD's rules check), or None."""
+    parts = path.split("/")
+    if not path.startswith("/") or "" in parts[1:] or any(p in (".", "..") for p in parts):
+        return _PLAIN_PATH_MESSAGE
+    if any(path == tree or path.startswith(tree + "/") for tree in FORBIDDEN_DISK_TREES):
+        return _FORBIDDEN_DISK_MESSAGE
+    return None
+
+
 class DiskSpec(Model):
     """A virtual disk: a new qcow2 image of a given size, or an existing image file."""
 
@@ -76,10 +108,26 @@ class DiskSpec(Model):
         default=None,
         description=(
             "Absolute path of an existing disk image on the host (for example on shared storage); "
-            "the agent never deletes it."
+            "the agent never deletes it. It must be in one of the host's image folders (by default "
+            "/var/lib/vapor/images and /var/lib/libvirt/images), or be a block device the host's admin "
+            "lists; the VM is Failed with reason DiskPathRefused otherwise."
         ),
         pattern=ABSOLUTE_PATH_PATTERN,
         max_length=4096,
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!self.contains('//') && !self.endsWith('/') && !self.contains('/./') "
+                    "&& !self.endsWith('/.') && !self.contains('/../') && !self.endsWith('/..')",
+                    "message": _PLAIN_PATH_MESSAGE,
+                },
+                {
+                    "rule": "[" + ", ".join(f"'{t}'" for t in FORBIDDEN_DISK_TREES) + "]"
+                    ".all(t, self != t && !self.startsWith(t + '/'))",
+                    "message": _FORBIDDEN_DISK_MESSAGE,
+                },
+            ]
+        },
     )
     bus: DiskBus = Field(default="virtio", description="Bus the guest sees the disk on.")
     read_only: bool = Field(default=False, description="Attach the disk read-only.")

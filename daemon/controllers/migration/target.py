@@ -13,6 +13,7 @@ from vapor.kube import Kube, NotFound
 from vapor.model import Migration, MigrationStatus, VirtualMachine, names
 
 from ..._config import AgentConfig
+from ...host.diskpaths import DiskPathRefused, allowed_sources
 from ...host.images import DiskMissing, ImageFailed, ensure_disks
 from ...host.libvirt import Libvirt
 from .base import MigrationSide, NotReady
@@ -92,7 +93,14 @@ class MigrationTarget(MigrationSide):
                 log.info("started libvirt network for an arriving VM", extra={"network": source})
 
     async def _prepare_disks(self, m: Migration, vm: VirtualMachine) -> list[Path]:
-        """Empty images of the same size and format at the same paths, for copyStorage all/incremental."""
+        """Empty images of the same size and format at the same paths, for copyStorage all/incremental.
+
+        First of all, every path disk must be one this node allows (see diskpaths).
+        """
+        try:
+            allowed_sources(self.config, vm, missing_ok=True)
+        except DiskPathRefused as exc:
+            raise NotReady(exc.reason, exc.message) from None
         if m.spec.copy_storage == "none":
             return []
         try:
