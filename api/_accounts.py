@@ -27,8 +27,16 @@ from urllib.parse import quote
 
 from vapor import hostaccounts
 
-from ._agents import AGENT_AUTH_FAILED, AGENT_TIMEOUT, AGENT_UNAVAILABLE, AGENT_UNREACHABLE, agents
-from ._errors import AUTH_UNAVAILABLE, NOT_FOUND, APIError
+from ._agents import agents
+from ._errors import (
+    AGENT_AUTH_FAILED,
+    AGENT_TIMEOUT,
+    AGENT_UNAVAILABLE,
+    AGENT_UNREACHABLE,
+    AUTH_UNAVAILABLE,
+    NOT_FOUND,
+    APIError,
+)
 from ._lookups import find_host
 from ._metrics import LOGIN_HOST_FAILURES
 from ._schema import Role

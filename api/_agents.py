@@ -28,14 +28,10 @@ through. Failures between gateway and agent are the gateway's:
 - 504 AGENT_TIMEOUT: no answer within ``timeout`` (``VAPOR_AGENT_TIMEOUT``,
   30 s by default).
 
-The gateway's identity: a token of the audience ``vapor-agent``, which the
-API server itself refuses (an agent cannot replay it against the Kubernetes
-API): the file ``VAPOR_AGENT_TOKEN_FILE`` (the chart projects one into the
-pod, re-read as the kubelet rotates it), else (dev, tests) a token the gateway
-asks for through the TokenRequest API for ``VAPOR_AGENT_SERVICE_ACCOUNT``
-(``vapor-system/vapor-gateway``). TLS: the
-agent's self-signed certificate is pinned by the SHA-256 fingerprint the
-agent publishes in ``status.agentEndpoint.certSha256``.
+The gateway's identity: a token of the audience ``vapor-agent`` (see
+_agenttoken). TLS: the agent's self-signed certificate is pinned by the
+SHA-256 fingerprint the agent publishes in ``status.agentEndpoint.certSha256``.
+What the OpenAPI document says of these failures is in _agentdocs.
 """
 
 from __future__ import annotations
@@ -43,93 +39,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from pathlib import Path
-from typing import Any, Literal, TypeVar
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 import aiohttp
 import orjson
-from kubernetes.aio import client
-from pydantic import BaseModel, Field, create_model
 from quart import Quart, current_app, websocket
-from quart_schema import document_response
 
-from vapor.kube import Conflict, Kube, KubeError, NotFound
-from vapor.kube._client import call
-from vapor.model import Host, names
+from vapor.kube import Kube
+from vapor.model import Host
 
-from ._errors import AUTH_UNAVAILABLE, APIError
-from ._hostscope import HOST_PARAMETER_HELP, scoped_host
-from ._schema import ErrorBody, Failure
+from ._agenttoken import GatewayToken
+from ._errors import AGENT_AUTH_FAILED, AGENT_TIMEOUT, AGENT_UNAVAILABLE, AGENT_UNREACHABLE, APIError
+from ._hostscope import scoped_host
 from ._state import gateway
 
 log = logging.getLogger("vapor.gateway.agents")
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
-
-AGENT_UNAVAILABLE = "AGENT_UNAVAILABLE"
-AGENT_UNREACHABLE = "AGENT_UNREACHABLE"
-AGENT_AUTH_FAILED = "AGENT_AUTH_FAILED"
-AGENT_TIMEOUT = "AGENT_TIMEOUT"
 
 DEFAULT_SERVICE_ACCOUNT = "vapor-system/vapor-gateway"
-TOKEN_REQUEST_SECONDS = 3600
-TOKEN_FILE_REREAD = 60.0  # kubelet rotates projected tokens well before they expire
 EXTENSION = "vapor.agents"
-
-
-class GatewayToken:
-    """The gateway's bearer token for agents: a token file, or one from the TokenRequest API."""
-
-    def __init__(self, kube: Kube, token_file: str | None, service_account: str) -> None:
-        self.kube = kube
-        self.path = Path(token_file) if token_file else None
-        namespace, _, name = service_account.partition("/")
-        if not namespace or not name:
-            raise ValueError(f"AGENT_SERVICE_ACCOUNT must read namespace/name, got {service_account!r}")
-        self.namespace, self.name = namespace, name
-        self._token = ""
-        self._renew_at = 0.0
-        self._lock = asyncio.Lock()
-
-    async def get(self) -> str:
-        """A token valid for a while yet."""
-        if self._token and time.monotonic() < self._renew_at:
-            return self._token
-        async with self._lock:
-            if not self._token or time.monotonic() >= self._renew_at:
-                self._token, lifetime = await self._fetch()
-                self._renew_at = time.monotonic() + lifetime
-        return self._token
-
-    def forget(self) -> None:
-        """Drop the cached token (the agent refused it)."""
-        self._token, self._renew_at = "", 0.0
-
-    async def _fetch(self) -> tuple[str, float]:
-        if self.path is not None:
-            text = await asyncio.to_thread(self.path.read_text)
-            return text.strip(), TOKEN_FILE_REREAD
-        body = client.AuthenticationV1TokenRequest(
-            spec=client.V1TokenRequestSpec(audiences=[names.AGENT_AUDIENCE], expiration_seconds=TOKEN_REQUEST_SECONDS)
-        )
-        request = self.kube.core.create_namespaced_service_account_token
-        try:
-            try:
-                answer = await call(request(self.name, self.namespace, body))
-            except NotFound:  # dev stack: nothing installed the ServiceAccount yet; the dev gateway may make it
-                account = client.V1ServiceAccount(metadata=client.V1ObjectMeta(name=self.name))
-                with contextlib.suppress(Conflict):
-                    await call(self.kube.core.create_namespaced_service_account(self.namespace, account))
-                answer = await call(request(self.name, self.namespace, body))
-        except KubeError as exc:
-            raise APIError(
-                502, AGENT_AUTH_FAILED, "the gateway could not get its token for the agents", exc.message
-            ) from None
-        log.info("got a token for the agents", extra={"service_account": f"{self.namespace}/{self.name}"})
-        if answer.status is None or not answer.status.token:
-            raise APIError(502, AGENT_AUTH_FAILED, "the Kubernetes API gave the gateway no token for the agents")
-        return str(answer.status.token), TOKEN_REQUEST_SECONDS * 0.8
 
 
 def _endpoint(host: Host) -> tuple[str, aiohttp.Fingerprint | bool]:
@@ -291,65 +219,6 @@ class AgentClient:
             await ws.close()
 
 
-class HostQuery(BaseModel):
-    """Which host (the query string of a host-scoped endpoint without other parameters)."""
-
-    host: str | None = Field(default=None, description=HOST_PARAMETER_HELP)
-
-
-# The codes of the 502, 503 and 504 answers of every endpoint that asks an agent: the gateway's own, and
-# AUTH_UNAVAILABLE, the agent's 503 when the Kubernetes API cannot review the gateway's token.
-AGENT_FAILURE_CODES: dict[int, tuple[str, ...]] = {
-    502: (AGENT_UNREACHABLE, AGENT_AUTH_FAILED),
-    503: (AGENT_UNAVAILABLE, AUTH_UNAVAILABLE),
-    504: (AGENT_TIMEOUT,),
-}
-
-
-def failure_with_codes(name: str, codes: tuple[str, ...], description: str) -> type[Failure]:
-    """A Failure whose ``error.code`` is one of ``codes``, listed in the OpenAPI document (an enum, or a const)."""
-    body = create_model(
-        f"{name}Error",
-        __base__=ErrorBody,
-        code=(Literal[codes], Field(description="One of " + ", ".join(codes) + ".")),  # type: ignore[arg-type]
-    )
-    model: type[Failure] = create_model(name, __base__=Failure, __doc__=description, error=(body, ...))
-    return model
-
-
-def agent_failures(name: str, extra: Mapping[int, tuple[str, ...]] | None = None) -> dict[int, type[Failure]]:
-    """The documented 502, 503 and 504 answers of an agent-backed endpoint, with ``extra`` codes by status."""
-    return {
-        status: failure_with_codes(
-            f"{name}{status}",
-            codes + tuple((extra or {}).get(status, ())),
-            f"The host's agent could not be asked, or failed ({status}).",
-        )
-        for status, codes in AGENT_FAILURE_CODES.items()
-    }
-
-
-def documents_failures(failures: Mapping[int, type[Failure]], *, host_scoped: bool = True) -> Callable[[F], F]:
-    """Add ``failures`` (status: model) to a route's OpenAPI responses, and the host scope's 400 and 404."""
-
-    def decorator(func: F) -> F:
-        for status in (400, 404) if host_scoped else ():  # ?host= empty, no such host (see _hostscope)
-            func = document_response(Failure, status)(func)
-        for status, model in failures.items():
-            func = document_response(model, status)(func)
-        return func
-
-    return decorator
-
-
-AGENT_FAILURES = agent_failures("AgentFailure")
-
-
-def documents_agent_errors(func: F) -> F:
-    """Add the gateway-to-agent failures (502, 503, 504, with their codes) and the host scope's to a route's OpenAPI."""
-    return documents_failures(AGENT_FAILURES)(func)
-
-
 def agents() -> AgentClient:
     """The app's AgentClient (made at first use)."""
     app = current_app
@@ -433,13 +302,9 @@ async def relay_websocket(
 
 __all__ = [
     "AgentClient",
-    "HostQuery",
-    "agent_failures",
     "agent_websocket",
     "agents",
     "ask_agent",
-    "documents_agent_errors",
-    "documents_failures",
     "install",
     "relay_websocket",
 ]

@@ -39,6 +39,11 @@ RATE_LIMITED = "RATE_LIMITED"
 KUBERNETES_ERROR = "KUBERNETES_ERROR"
 INTERNAL_ERROR = "INTERNAL_ERROR"
 AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE"  # who the caller is cannot be checked now (login host, TokenReview)
+# Failures between the gateway and an agent (see _agents).
+AGENT_UNAVAILABLE = "AGENT_UNAVAILABLE"
+AGENT_UNREACHABLE = "AGENT_UNREACHABLE"
+AGENT_AUTH_FAILED = "AGENT_AUTH_FAILED"
+AGENT_TIMEOUT = "AGENT_TIMEOUT"
 
 # Bad input is always 400, whether the JSON is broken or a field is out of range.
 INVALID_INPUT_STATUS = 400

@@ -12,6 +12,7 @@ INVALID_INPUT listing the choices, rather than guess.
 
 from __future__ import annotations
 
+from pydantic import BaseModel, Field
 from quart import has_websocket_context, request, websocket
 
 from vapor.model import Host
@@ -28,6 +29,12 @@ HOST_PARAMETER_HELP = (
 )
 
 MAX_NAMES_IN_ERROR = 10
+
+
+class HostQuery(BaseModel):
+    """Which host (the query string of a host-scoped endpoint without other parameters)."""
+
+    host: str | None = Field(default=None, description=HOST_PARAMETER_HELP)
 
 
 def scoped_host(host: str | None = None) -> Host:

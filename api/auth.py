@@ -9,7 +9,7 @@ from quart import Blueprint
 from quart_schema import document_response, tag, validate_request, validate_response
 
 from ._accounts import Account, AccountRefused, lookup, verify
-from ._agents import AGENT_FAILURES, documents_failures
+from ._agentdocs import AGENT_FAILURES, documents_failures
 from ._errors import UNAUTHORIZED, APIError
 from ._refresh import RefreshRefused
 from ._schema import Failure, LoginRequest, RefreshRequest, Success, TokenPair, UserInfo

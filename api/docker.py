@@ -17,10 +17,11 @@ from quart_schema import document_response, tag, validate_querystring, validate_
 
 from vapor.dockerspec import CreateContainerRequest, PullImageRequest
 
-from ._agents import agent_failures, ask_agent, documents_failures
+from ._agentdocs import agent_failures, documents_failures
+from ._agents import ask_agent
 from ._bodyless import NoBody, optional_body
 from ._guard import require
-from ._hostscope import HOST_PARAMETER_HELP
+from ._hostscope import HostQuery
 from ._runtimes import DOCKER_ERROR, NO_RUNTIME_AVAILABLE, container_ref
 from ._schema import Failure, Success
 
@@ -30,12 +31,6 @@ PULL_TIMEOUT = 900.0  # seconds a pull may take (a large image from a slow regis
 documents_docker_errors = documents_failures(
     agent_failures("DockerFailure", {502: (DOCKER_ERROR,), 503: (NO_RUNTIME_AVAILABLE,)})
 )
-
-
-class HostQuery(BaseModel):
-    """Which host's Docker."""
-
-    host: str | None = Field(default=None, description=HOST_PARAMETER_HELP)
 
 
 class StopQuery(HostQuery):

@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart import Blueprint
 from quart_schema import document_response, tag, validate_querystring, validate_response
 
-from ._agents import ask_agent, documents_agent_errors
+from ._agentdocs import documents_agent_errors
+from ._agents import ask_agent
 from ._errors import INVALID_INPUT, APIError
 from ._guard import require
 from ._hostscope import HOST_PARAMETER_HELP

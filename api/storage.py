@@ -33,7 +33,8 @@ from vapor.model.mount import (
     forbidden_mount_point,
 )
 
-from ._agents import ask_agent, documents_agent_errors
+from ._agentdocs import documents_agent_errors
+from ._agents import ask_agent
 from ._errors import ALREADY_EXISTS, CONFLICT, INVALID_INPUT, NOT_FOUND, APIError
 from ._guard import current_user, require
 from ._hostscope import HOST_PARAMETER_HELP, scoped_host

@@ -11,8 +11,10 @@ from pydantic import BaseModel, Field
 from quart import Blueprint
 from quart_schema import tag, validate_querystring, validate_response
 
-from ._agents import HostQuery, ask_agent, documents_agent_errors
+from ._agentdocs import documents_agent_errors
+from ._agents import ask_agent
 from ._guard import require
+from ._hostscope import HostQuery
 from ._schema import Success
 
 blueprint = Blueprint("system", __name__, url_prefix="/api/v1/system")

@@ -17,9 +17,11 @@ from quart_schema import document_response, tag, validate_querystring, validate_
 
 from vapor.userspec import CreateUserRequest, ResetPasswordRequest, check_name
 
-from ._agents import HostQuery, ask_agent, documents_agent_errors
+from ._agentdocs import documents_agent_errors
+from ._agents import ask_agent
 from ._errors import INVALID_INPUT, APIError
 from ._guard import current_user, require
+from ._hostscope import HostQuery
 from ._schema import Failure, Success
 from ._state import gateway
 
