@@ -24,6 +24,16 @@ from .test_mounts import admin_headers, disks, partition_of
 SOON = 10.0  # well under the scan interval: only an event can explain it
 
 
+async def agent_without_scans(
+    agent_factory: Callable[..., AgentProcess], node: str, client: Client, users: Users
+) -> dict[str, str]:
+    """An agent that looks at its inventory once a minute, registered with its disks; an admin's headers."""
+    agent_factory(node, scan_interval=60.0, extra_args=("--api-bind", "")).start()
+    headers = await admin_headers(client, users)
+    await eventually(lambda: disks(client, headers, node), 60, "the host registered with its disks")
+    return headers
+
+
 async def test_a_disk_attached_after_the_agent_started_is_mounted_through_rest_at_once(
     loops: LoopDevices,
     tmp_path: Path,
@@ -33,9 +43,7 @@ async def test_a_disk_attached_after_the_agent_started_is_mounted_through_rest_a
     users: Users,
 ) -> None:
     node = mounts_of_node
-    agent_factory(node, scan_interval=60.0, extra_args=("--api-bind", "")).start()
-    headers = await admin_headers(client, users)
-    await eventually(lambda: disks(client, headers, node), 60, "the host registered with its disks")
+    headers = await agent_without_scans(agent_factory, node, client, users)
 
     device = loops.make()
     _format.format_device(device, "ext4", "HOTPLUG", _format.gather_facts())
@@ -61,9 +69,7 @@ async def test_a_device_the_host_does_not_have_is_not_found_and_leaves_no_mount(
     tmp_path: Path,
 ) -> None:
     node = mounts_of_node
-    agent_factory(node, scan_interval=60.0, extra_args=("--api-bind", "")).start()
-    headers = await admin_headers(client, users)
-    await eventually(lambda: disks(client, headers, node), 60, "the host registered with its disks")
+    headers = await agent_without_scans(agent_factory, node, client, users)
     body = {"device": "/dev/vtest-no-such-disk", "mount_point": str(tmp_path / "never"), "filesystem": "ext4"}
     response = await client.post(f"/api/v1/storage/mount?host={node}", json=body, headers=headers)
     answer = await response.get_json()
