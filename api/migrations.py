@@ -130,19 +130,10 @@ async def migrate_vm(vm_id: str, data: MigrateRequest, query_args: VMQuery) -> t
     vm = await vm_for_write(vm_id, query_args.namespace)
     namespace = vm.metadata.namespace or query_args.namespace
     destination = _refuse_early(vm, data)
-    spec = MigrationSpec(
+    spec = MigrationSpec(  # the request's fields are the spec's, but for the destination (an id or name)
         vm_name=vm.name,
         destination_host=destination.name if destination is not None else None,
-        live=data.live,
-        persistent=data.persistent,
-        undefine_source=data.undefine_source,
-        copy_storage=data.copy_storage,
-        bandwidth_mib_per_second=data.bandwidth_mib_per_second,
-        max_downtime_ms=data.max_downtime_ms,
-        auto_converge=data.auto_converge,
-        post_copy=data.post_copy,
-        completion_timeout_per_gib=data.completion_timeout_per_gib,
-        progress_timeout_seconds=data.progress_timeout_seconds,
+        **data.model_dump(exclude={"destination_host_id"}),
     )
     migration = Migration(
         metadata=ObjectMeta(
