@@ -15,6 +15,8 @@ import sys
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from vapor.logs import add_format_flag, setup_logging
+
 from .app import create_app
 
 WEBSOCKET_MAX_MESSAGE = 1 << 20  # bytes of one WebSocket message (larger: closed with 1009)
@@ -26,13 +28,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bind", default="0.0.0.0:8080", help="address:port to listen on (default 0.0.0.0:8080)")
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, then in-cluster)")
     parser.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    add_format_flag(parser)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.log_level, args.log_format)
     overrides = {"KUBECONFIG": args.kubeconfig} if args.kubeconfig else None
     app = create_app(overrides)
     config = Config()
     config.bind = [args.bind]
     config.accesslog = None  # paths only would be safe, but keep the log to what the gateway says
+    config.errorlog = logging.getLogger("hypercorn.error")  # Hypercorn's own lines in the one format too
     # Hypercorn holds a WebSocket message whole before the app sees it; the first one comes before the
     # token is checked. Ours are small JSON (a terminal's paste at most): 16 MiB by default, 1 MiB here.
     config.websocket_max_message_size = WEBSOCKET_MAX_MESSAGE

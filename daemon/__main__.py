@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import sys
 
+from vapor.logs import setup_logging
+
 from ._agent import run
 from ._config import parse_args
-from ._logging import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:

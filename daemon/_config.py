@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from vapor.logs import add_format_flag
 from vapor.model import names, quantity_bytes
 
 from .host.address import join_bind, node_address
@@ -171,7 +172,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a block device a VM disk may name by path, e.g. /dev/disk/by-id/... (repeatable; default: none)",
     )
     p.add_argument("--log-level", default=os.environ.get("VAPOR_LOG_LEVEL", "INFO"))
-    p.add_argument("--log-format", choices=("json", "text"), default=os.environ.get("VAPOR_LOG_FORMAT", "json"))
+    add_format_flag(p)
     return p
 
 

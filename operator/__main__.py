@@ -14,6 +14,8 @@ import sys
 
 import kopf
 
+from vapor.logs import add_format_flag, setup_logging
+
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the flags and run kopf with Vapor's handlers."""
@@ -41,14 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         "--liveness", default=None, help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz"
     )
     parser.add_argument("--verbose", action="store_true", help="debug logs")
+    add_format_flag(parser)
     args = parser.parse_args(argv)
     if args.kubeconfig:
         os.environ["KUBECONFIG"] = args.kubeconfig
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO, args.log_format)
     if not args.verbose:  # kopf reports every successful handler call at INFO
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     from . import handlers, metrics, peering  # noqa: F401  (importing them registers their handlers with kopf)

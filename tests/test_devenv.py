@@ -104,6 +104,7 @@ def test_dev_runs_the_whole_system_until_interrupted(tmp_path: Path, control_pla
             **os.environ,
             "VAPOR_PAM_SERVICE": service,
             "VAPOR_ADMIN_GROUPS": admins,
+            "VAPOR_LOG_FORMAT": "json",  # for a log shipper: one JSON object a line, in all three
             "KUBE_APISERVER": str(control_plane.bin_dir / "kube-apiserver"),
             "ETCD": str(control_plane.bin_dir / "etcd"),
             "KUBECTL": str(control_plane.bin_dir / "kubectl"),
@@ -151,6 +152,14 @@ def test_dev_runs_the_whole_system_until_interrupted(tmp_path: Path, control_pla
             proc.send_signal(signal.SIGINT)
             code = proc.wait(90)
     assert code == 0, (tmp_path / "dev.log").read_text()[-3000:]
+    # One log format: every line of each component is one JSON object with the same first keys.
+    for component in ("operator", "agent", "gateway"):
+        lines = (state / "logs" / f"{component}.log").read_text().splitlines()
+        assert lines, component
+        for line in lines:
+            entry = json.loads(line)
+            assert list(entry)[:4] == ["ts", "level", "logger", "msg"], (component, line)
+            assert entry["level"] in ("debug", "info", "warning", "error", "critical"), (component, line)
     assert _status(f"{url}/hosts") is None, "the gateway is gone"
     assert not ControlPlane(state).running()
     leftover = subprocess.run(["pgrep", "-f", node], capture_output=True, text=True).stdout.split()

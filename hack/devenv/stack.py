@@ -7,8 +7,11 @@ systemd runs it as a service; the development machines here do not).
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from types import TracebackType
+
+from vapor.logs import FORMAT_ENV
 
 from .libvirtd import Libvirtd
 from .processes import Component
@@ -23,11 +26,13 @@ class Stack:
         logs = state_dir / "logs"
         agent_dir = state_dir / "agent"
         self.libvirtd = Libvirtd()
+        # One format for the three (vapor.logs): key=value for a terminal, unless VAPOR_LOG_FORMAT says otherwise.
+        env = {**env, FORMAT_ENV: os.environ.get(FORMAT_ENV) or "logfmt"}
         self.components = {
             "operator": Component("vapor.operator", [], logs / "operator.log", env, echo="operator"),
             "agent": Component(
                 "vapor.agent",
-                ["--node-name", node_name, "--state-dir", str(agent_dir), "--log-format", "text"],
+                ["--node-name", node_name, "--state-dir", str(agent_dir)],
                 logs / "agent.log",
                 env,
                 echo="agent",

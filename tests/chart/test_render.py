@@ -168,6 +168,16 @@ def _bytes(quantity: str) -> int:
     return int(quantity[:-2]) * units[quantity[-2:]] if quantity[-2:] in units else int(quantity)
 
 
+@pytest.mark.parametrize(("flags", "formats"), [([], ["json"] * 3), (["--set", "logFormat=logfmt"], ["logfmt"] * 3)])
+def test_one_log_format_for_every_component(helm: Helm, flags: list[str], formats: list[str]) -> None:
+    workloads = sorted(
+        (o for o in helm.objects("vapor", "vapor-system", *flags) if o["kind"] in ("Deployment", "DaemonSet")),
+        key=lambda o: o["metadata"]["name"],
+    )
+    chosen = [a.split("=", 1)[1] for o in workloads for a in container(o)["args"] if a.startswith("--log-format=")]
+    assert chosen == formats
+
+
 def test_every_component_has_memory_requests_and_limits(helm: Helm) -> None:
     """No component can take a node's memory: each container asks for some and is held to a limit."""
     workloads = [o for o in helm.objects("vapor", "vapor-system") if o["kind"] in ("Deployment", "DaemonSet")]
@@ -271,7 +281,8 @@ def test_a_digest_pins_the_image(helm: Helm) -> None:
     [
         (["--set", "gateway.replcas=2"], "at '/gateway': additional properties 'replcas' not allowed"),
         (["--set", "gateway.replicas=-1"], "at '/gateway/replicas': minimum: got -1, want 0"),
-        (["--set", "agent.logFormat=xml"], "at '/agent/logFormat': value must be one of 'json', 'text'"),
+        (["--set", "agent.logFormat=xml"], "at '/agent/logFormat': value must be one of '', 'json', 'logfmt', 'text'"),
+        (["--set", "logFormat=xml"], "at '/logFormat': value must be one of 'json', 'logfmt', 'text'"),
         (["--set", "agent.reservedMemory=lots"], "at '/agent/reservedMemory'"),
         (["--set", "gateway.service.type=External"], "at '/gateway/service/type'"),
         (["--set", "colour=blue"], "additional properties 'colour' not allowed"),
