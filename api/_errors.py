@@ -160,6 +160,8 @@ def from_kube_error(error: KubeError) -> APIError:
     """The client-facing form of a refusal by the API server."""
     if error.status == 404:
         return APIError(404, NOT_FOUND, error.message)
+    if error.status == 403:  # the gateway writes as the user: Kubernetes RBAC refused that user
+        return APIError(403, PERMISSION_DENIED, f"Kubernetes refused this: {error.message}")
     if error.status == 409:
         if error.reason == "AlreadyExists":
             return APIError(409, ALREADY_EXISTS, error.message)

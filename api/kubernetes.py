@@ -32,7 +32,7 @@ from quart_schema import document_request, document_response, tag, validate_quer
 from vapor.kube import KubeError
 from vapor.model.virtualmachine import DNS_LABEL_PATTERN
 
-from ._errors import CONFLICT, INVALID_INPUT, INVALID_INPUT_STATUS, PERMISSION_DENIED, APIError, from_kube_error
+from ._errors import CONFLICT, INVALID_INPUT, INVALID_INPUT_STATUS, APIError, from_kube_error
 from ._guard import current_user, require
 from ._kubeviews import (
     CRDList,
@@ -45,8 +45,7 @@ from ._kubeviews import (
     service_view,
 )
 from ._schema import Failure, Success
-from ._state import gateway
-from ._writes import field_manager
+from ._writes import as_user, field_manager
 
 blueprint = Blueprint("kubernetes", __name__, url_prefix="/api/v1/kubernetes")
 
@@ -125,10 +124,8 @@ class Applied(BaseModel):
 
 async def _call(method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, Any]]:
     """One API call as the user (status, body), failures a client can act on turned into the contract's codes."""
-    user = current_user()
-    kube = gateway().users.as_user(user.username, user.role)
     try:
-        return await kube.request_with_status(method, path, timeout=LIST_TIMEOUT, **kwargs)
+        return await as_user().request_with_status(method, path, timeout=LIST_TIMEOUT, **kwargs)
     except KubeError as exc:
         raise _refusal(exc) from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
@@ -136,10 +133,7 @@ async def _call(method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, A
 
 
 def _refusal(exc: KubeError) -> APIError:
-    """The shared mapping of API-server refusals, with what these endpoints add: a hint on conflicts, 403."""
-    if exc.status == 403:
-        who = current_user().username
-        return APIError(403, PERMISSION_DENIED, f"Kubernetes does not let user {who!r} do this: {exc.message}")
+    """The shared mapping of API-server refusals, with what these endpoints add: a hint on conflicts."""
     error = from_kube_error(exc)
     if error.code == CONFLICT:
         error.details = "another manager owns these fields; apply with ?force=true to take them"

@@ -41,7 +41,7 @@ from ._schema import Failure, Success
 from ._state import gateway
 from ._views import migration_view
 from ._vmschema import VMQuery
-from ._writes import CACHE_CATCH_UP, field_manager, record_event
+from ._writes import CACHE_CATCH_UP, as_user, field_manager, record_event
 
 blueprint = Blueprint("migrations", __name__, url_prefix="/api/v1")
 
@@ -143,7 +143,7 @@ async def migrate_vm(vm_id: str, data: MigrateRequest, query_args: VMQuery) -> t
         ),
         spec=spec,
     )
-    created = await state.kube.resources(Migration).create(migration, field_manager=field_manager(user.username))
+    created = await as_user().resources(Migration).create(migration, field_manager=field_manager(user.username))
     where = destination.name if destination is not None else "a host the operator picks"
     note = f"User {user.username!r} asked through the REST API to move the VM to {where}"
     await record_event(created, reason="MigrationRequested", note=note, action="Migrate")
@@ -218,14 +218,13 @@ async def get_migration(migration_id: str, query_args: VMQuery) -> Success[Migra
 
 async def _cancel(migration_id: str, namespace: str, reason: str | None) -> tuple[Success[MigrationView], int]:
     user = current_user()
-    state = gateway()
     m = find_migration(migration_id, namespace)
     if m.is_terminal:
         raise _conflict(f"migration {m.name!r} has already finished ({m.phase}); there is nothing to cancel")
     if m.spec.cancel:
         return Success[MigrationView](data=view(m)), 200
     try:
-        patched = await state.kube.resources(Migration).patch(
+        patched = await as_user().resources(Migration).patch(
             m.name,
             spec=MigrationSpec.partial(cancel=True),
             namespace=m.metadata.namespace,

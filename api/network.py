@@ -35,7 +35,7 @@ from ._guard import current_user, require
 from ._hostscope import HOST_PARAMETER_HELP, scoped_host
 from ._schema import Failure, Success
 from ._state import gateway
-from ._writes import field_manager
+from ._writes import as_user, field_manager
 
 blueprint = Blueprint("network", __name__, url_prefix="/api/v1/network")
 
@@ -194,8 +194,7 @@ async def _write(host: Host, entry: InterfaceSpec, dry_run: bool) -> int:
     The whole list goes in the apply: entries (and fields) this user's field
     manager applied before and left out would otherwise be removed.
     """
-    hosts = gateway().kube.resources(Host)
-    written = await hosts.apply_spec(
+    written = await as_user().resources(Host).apply_spec(
         host.name,
         HostSpec.partial(interfaces=_listed(host, entry)),
         field_manager=field_manager(current_user().username),
@@ -206,9 +205,8 @@ async def _write(host: Host, entry: InterfaceSpec, dry_run: bool) -> int:
 
 async def _replace(host: Host, entry: InterfaceSpec) -> int:
     """Merge patch of the whole spec.interfaces list (only way to drop an address another manager owns)."""
-    hosts = gateway().kube.resources(Host)
     try:
-        updated = await hosts.patch(
+        updated = await as_user().resources(Host).patch(
             host.name,
             metadata=MetadataPatch(resource_version=host.metadata.resource_version),
             spec=HostSpec.partial(interfaces=_listed(host, entry)),

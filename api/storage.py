@@ -40,7 +40,7 @@ from ._guard import current_user, require
 from ._hostscope import HOST_PARAMETER_HELP, scoped_host
 from ._schema import Failure, Success
 from ._state import gateway
-from ._writes import field_manager, record_event
+from ._writes import as_user, field_manager, record_event
 
 blueprint = Blueprint("storage", __name__, url_prefix="/api/v1/storage")
 POLL_SECONDS = 0.3
@@ -216,8 +216,8 @@ async def _wait(name: str, until: float) -> Mount | None:
 
 
 async def _remove(name: str, until: float) -> None:
-    """Delete the Mount and wait (until ``until``) for the agent to let it go."""
-    resources = gateway().kube.resources(Mount)
+    """Delete the Mount (as the user) and wait (until ``until``) for the agent to let it go."""
+    resources = as_user().resources(Mount)
     try:
         await resources.delete(name)
         while time.monotonic() < until:
@@ -252,7 +252,7 @@ async def mount(data: MountRequest, query_args: MountQuery) -> tuple[Success[Mou
     _check_device(data.device)
     host = scoped_host(query_args.host)
     user = current_user()
-    kube = gateway().kube
+    kube = as_user()
     name = mount_name(host.name, data.mount_point)
     obj = Mount(
         metadata=ObjectMeta(
@@ -323,7 +323,7 @@ async def unmount(data: UnmountRequest, query_args: MountQuery) -> tuple[Success
         action="Unmount",
     )
     try:
-        await resources.delete(found.name)
+        await as_user().resources(Mount).delete(found.name)
     except NotFound:
         return Success[MountView](data=_view(found)), 200
     until = _deadline(query_args.wait)

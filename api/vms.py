@@ -34,7 +34,7 @@ from ._vmschema import (
     VMQuery,
     VMView,
 )
-from ._writes import CACHE_CATCH_UP, field_manager, record_event
+from ._writes import CACHE_CATCH_UP, as_user, field_manager, record_event
 
 blueprint = Blueprint("vms", __name__, url_prefix="/api/v1/vms")
 
@@ -90,7 +90,7 @@ async def create_vm(data: CreateVMRequest) -> tuple[Success[VMView], int]:
     user = current_user()
     state = gateway()
     try:
-        created = await state.kube.resources(VirtualMachine).create(
+        created = await as_user().resources(VirtualMachine).create(
             _new_vm(data, user.username), field_manager=field_manager(user.username)
         )
     except NotFound:
@@ -119,7 +119,6 @@ async def create_vm(data: CreateVMRequest) -> tuple[Success[VMView], int]:
 async def delete_vm(vm_id: str, query_args: VMQuery) -> Success[DeleteResult]:
     """Delete a virtual machine (admin); its host's agent removes the domain and disks first."""
     user = current_user()
-    state = gateway()
     vm = await vm_for_write(vm_id, query_args.namespace)
     namespace = vm.metadata.namespace or query_args.namespace
     await record_event(
@@ -129,7 +128,7 @@ async def delete_vm(vm_id: str, query_args: VMQuery) -> Success[DeleteResult]:
         action="Delete",
     )
     try:
-        await state.kube.resources(VirtualMachine).delete(vm.name, namespace)
+        await as_user().resources(VirtualMachine).delete(vm.name, namespace)
     except NotFound:
         raise vm_not_found(vm_id, namespace) from None
     return Success[DeleteResult](
@@ -159,7 +158,7 @@ async def vm_action(vm_id: str, data: ActionRequest, query_args: ActionQuery) ->
     namespace = vm.metadata.namespace or query_args.namespace
     action_plan = plan(data.action, data.force, user.username, vm)
     try:
-        patched = await state.kube.resources(VirtualMachine).patch(
+        patched = await as_user().resources(VirtualMachine).patch(
             vm.name,
             metadata=action_plan.metadata,
             spec=action_plan.spec,

@@ -4,7 +4,8 @@ The gateway acts on Kubernetes as the logged-in user (``vapor:<name>`` in the
 group ``vapor:admins`` or ``vapor:viewers``), so those groups need RBAC. The
 chart grants it in a cluster (``templates/user-rbac.yaml``, values
 ``gateway.userAccess``); the local control plane gets the same defaults here:
-both groups may list CRDs, and in each granted namespace admins may edit and
+admins may write Vapor's kinds (VMs, Migrations, Mounts, a Host's spec) in
+every namespace, both groups may list CRDs, and in each granted namespace admins may edit and
 viewers read pods, deployments and services. A cluster uses the built-in
 ClusterRoles ``edit`` and ``view``; here they would be empty, because
 kube-controller-manager, which fills those aggregated roles, does not run on
@@ -26,7 +27,14 @@ def _group(name: str) -> dict[str, str]:
     return {"apiGroup": RBAC, "kind": "Group", "name": name}
 
 
-EDIT, VIEW = "vapor-users-edit", "vapor-users-view"
+EDIT, VIEW, VAPOR_ADMIN = "vapor-users-edit", "vapor-users-view", "vapor-users-vapor-admin"
+# What an admin's REST writes of Vapor's own kinds need, in every namespace (the chart's users-vapor-admin).
+VAPOR_WRITES = [
+    {"apiGroups": ["vapor.io"], "resources": ["virtualmachines"], "verbs": ["get", "create", "patch", "delete"]},
+    {"apiGroups": ["vapor.io"], "resources": ["migrations"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": ["vapor.io"], "resources": ["mounts"], "verbs": ["get", "create", "delete"]},
+    {"apiGroups": ["vapor.io"], "resources": ["hosts"], "verbs": ["get", "patch"]},
+]
 READ = ["get", "list", "watch"]
 WORKLOADS = [
     {"apiGroups": [""], "resources": ["pods", "services"]},
@@ -48,6 +56,19 @@ def user_access(namespaces: Iterable[str]) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = [
         _cluster_role(EDIT, [*READ, "create", "update", "patch", "delete"]),
         _cluster_role(VIEW, READ),
+        {
+            "apiVersion": f"{RBAC}/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": VAPOR_ADMIN},
+            "rules": VAPOR_WRITES,
+        },
+        {
+            "apiVersion": f"{RBAC}/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": VAPOR_ADMIN},
+            "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": VAPOR_ADMIN},
+            "subjects": [_group(ADMINS)],
+        },
         {
             "apiVersion": f"{RBAC}/v1",
             "kind": "ClusterRole",

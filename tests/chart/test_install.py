@@ -51,7 +51,7 @@ def test_rendered_manifests_apply_server_side(helm: Helm, kubectl: Kubectl, name
         assert names_of(kubectl, "clusterroles,clusterrolebindings", None, release) == {
             f"{kind}.rbac.authorization.k8s.io/{release}-vapor-{c}"
             for kind in ("clusterrole", "clusterrolebinding")
-            for c in ("operator", "agent", "gateway", "users-crds")
+            for c in ("operator", "agent", "gateway", "users-crds", "users-vapor-admin")
         }
         # A second apply of the same manifests changes nothing.
         again = kubectl("apply", "--server-side", "-f", "-", input=manifest)

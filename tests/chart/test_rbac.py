@@ -75,13 +75,11 @@ MAY: dict[str, list[Check]] = {
         ("create", "tokenreviews.authentication.k8s.io", "cluster"),
     ],
     "gateway": [
-        *((verb, "hosts.vapor.io", "cluster") for verb in ("get", "list", "watch", "patch")),
-        *((verb, "mounts.vapor.io", "cluster") for verb in ("get", "list", "create", "delete")),
-        ("impersonate", "users", "cluster"),  # /api/v1/kubernetes acts as the logged-in user
-        *(
-            (verb, "virtualmachines.vapor.io", "other")
-            for verb in ("get", "list", "watch", "create", "patch", "delete")
-        ),
+        *((verb, "hosts.vapor.io", "cluster") for verb in ("get", "list", "watch")),
+        *((verb, "mounts.vapor.io", "cluster") for verb in ("get", "list", "watch")),
+        *((verb, "virtualmachines.vapor.io", "other") for verb in ("get", "list", "watch")),
+        *((verb, "migrations.vapor.io", "other") for verb in ("get", "list", "watch")),
+        ("impersonate", "users", "cluster"),  # every write is made as the logged-in user
         *((verb, "secrets", "release") for verb in ("get", "list", "create", "update", "patch", "delete")),
         ("create", "events.events.k8s.io", "other"),
     ],
@@ -111,7 +109,11 @@ MUST_NOT: dict[str, list[Check]] = {
         ("create", "pods", "other"),
     ],
     "gateway": [
-        # The Kubernetes endpoints act as the user: the gateway itself may not touch workloads.
+        # Writes are made as the user: the gateway itself may not write VMs, Mounts, Hosts or workloads.
+        *((verb, "virtualmachines.vapor.io", "other") for verb in ("create", "patch", "delete")),
+        *((verb, "migrations.vapor.io", "other") for verb in ("create", "patch")),
+        *((verb, "mounts.vapor.io", "cluster") for verb in ("create", "delete")),
+        ("patch", "hosts.vapor.io", "cluster"),
         *((verb, "pods", "other") for verb in ("list", "create", "patch")),
         *((verb, "deployments.apps", "other") for verb in ("list", "create", "patch")),
         ("list", "customresourcedefinitions.apiextensions.k8s.io", "cluster"),

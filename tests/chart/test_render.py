@@ -92,6 +92,8 @@ def test_defaults_render_one_object_set_per_component(helm: Helm) -> None:
         # What REST users may do through /api/v1/kubernetes (the gateway acts as them).
         ("ClusterRole", "vapor-users-crds"),
         ("ClusterRoleBinding", "vapor-users-crds"),
+        ("ClusterRole", "vapor-users-vapor-admin"),
+        ("ClusterRoleBinding", "vapor-users-vapor-admin"),
         ("RoleBinding", "vapor-users-admins-edit"),
         ("RoleBinding", "vapor-users-viewers-view"),
     }
