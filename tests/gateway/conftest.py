@@ -130,7 +130,7 @@ class GatewayProcess(Component):
 
     def start(self) -> GatewayProcess:
         super().start()
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60  # a wait for readiness, not a measure of it
         while time.monotonic() < deadline and self.running():
             try:
                 # The first answer builds the OpenAPI document: over 1 s on a busy machine.
