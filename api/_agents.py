@@ -47,7 +47,7 @@ import orjson
 from quart import Quart, current_app, websocket
 
 from vapor.kube import Kube
-from vapor.model import Host
+from vapor.model import Host, names
 
 from ._agenttoken import GatewayToken
 from ._errors import AGENT_AUTH_FAILED, AGENT_TIMEOUT, AGENT_UNAVAILABLE, AGENT_UNREACHABLE, APIError
@@ -151,12 +151,19 @@ class AgentClient:
                 ) as response:
                     raw = await response.read()
                     status = response.status
+                    answered_as = response.headers.get(names.AGENT_NODE_HEADER)
             except TimeoutError:
                 raise APIError(
                     504, AGENT_TIMEOUT, f"the agent of host {host.metadata.name!r} did not answer in {wait:g} s"
                 ) from None
             except aiohttp.ClientError as exc:
                 raise _unreachable(host, exc) from None
+            if answered_as != host.metadata.name:  # a Host whose status points at another node's agent
+                raise APIError(
+                    502,
+                    AGENT_UNREACHABLE,
+                    f"the node API at {base} answered as node {answered_as!r}, not as host {host.metadata.name!r}",
+                )
             if status == 401 and attempt == 1:  # a rotated or revoked token: once more with a fresh one
                 self.token.forget()
                 continue

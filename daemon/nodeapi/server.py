@@ -75,12 +75,16 @@ class NodeAPI:
             middlewares=[envelope_middleware, auth_middleware(self.reviewer, config.api_allowed_user)],
             client_max_size=MAX_BODY,
         )
+        self.app.on_response_prepare.append(self._name_the_node)
         self.node = NodeContext(config=config, kube=kube, app=self.app)
         for factory in routes:
             self.app.add_routes(factory(self.node))
         self.publisher = EndpointPublisher(kube, config.node_name, host)
         self._runner: web.AppRunner | None = None
         self._publishing: asyncio.Task[None] | None = None
+
+    async def _name_the_node(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers[names.AGENT_NODE_HEADER] = self.config.node_name
 
     @property
     def url(self) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import uuid
 from typing import Any
@@ -82,3 +83,24 @@ async def test_the_gateway_never_calls_an_agent_without_tls(
             assert node.api.reviewer.reviews == before, "the gateway sent its token to a plain-HTTP agent"
     assert (response.status_code, body["error"]["code"]) == (503, "AGENT_UNAVAILABLE"), body
     assert "over https only" in body["error"]["message"]
+
+
+async def test_an_answer_is_taken_only_from_the_host_the_gateway_asked(
+    gw_client: Client, users: Users, node: NodeAPIHarness, kubectl: Kubectl, cluster_objects: list[str]
+) -> None:
+    # A Host whose status names another node's agent (its address and certificate): the gateway must
+    # not take that agent's answers, logins or data for the Host it meant to ask.
+    ghost = f"ghost-{uuid.uuid4().hex[:8]}"
+    kubectl.apply({"apiVersion": "vapor.io/v1alpha1", "kind": "Host", "metadata": {"name": ghost}, "spec": {}})
+    cluster_objects.append(f"hosts.vapor.io/{ghost}")
+    endpoint = {"url": node.url, "certSha256": node.api.fingerprint}
+    kubectl("patch", "host", ghost, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"agentEndpoint": endpoint}}))  # fmt: skip
+    token = (await login(gw_client, users.viewer))["token"]
+    response = await gw_client.get(f"/api/v1/system/summary?host={ghost}", headers=bearer(token))
+    body = await response.get_json()
+    assert (response.status_code, body["error"]["code"]) == (502, "AGENT_UNREACHABLE"), body
+    assert f"answered as node {node.node_name!r}, not as host {ghost!r}" in body["error"]["message"]
+    # The same agent, asked for its own host, answers.
+    response = await gw_client.get(f"/api/v1/system/summary?host={node.node_name}", headers=bearer(token))
+    assert response.status_code == 200, await response.get_json()

@@ -37,6 +37,10 @@ MIGRATING_ANNOTATION = f"{GROUP}/migration"
 # not accept a token of this audience, so an agent (or whoever took over its
 # node) cannot replay the gateway's token against the Kubernetes API.
 AGENT_AUDIENCE = "vapor-agent"
+# On every answer of an agent's node API: the node it serves. The gateway takes
+# an answer only from the host it meant to ask (a Host whose status names
+# another agent's address gets 502, not that agent's users or data).
+AGENT_NODE_HEADER = "X-Vapor-Node"
 
 # Who asked for a change through the REST gateway (the audit trail).
 REQUESTED_BY_ANNOTATION = f"{GROUP}/requested-by"
