@@ -188,8 +188,10 @@ def agent_container(
     state_dir = next(a.split("=", 1)[1] for a in argv if a.startswith("--state-dir="))
 
     scratch = tmp_path / "node"
-    for folder in ("state", "journal", "journal-volatile", "journal-socket", "udev", "images", "libvirt-images"):
+    for folder in ("state", "journal", "journal-volatile", "journal-socket", "udev"):
         (scratch / folder).mkdir(parents=True)  # the chart's DirectoryOrCreate
+    for folder in ("var/lib/vapor/images", "var/lib/libvirt/images"):
+        (node_root / folder).mkdir(parents=True, exist_ok=True)  # the chart's DirectoryOrCreate
     machine_id = secrets.token_hex(16)
     (scratch / "machine-id").write_text(machine_id + "\n")
     provided = {
@@ -201,8 +203,9 @@ def agent_container(
         "/run/log/journal": scratch / "journal-volatile",
         "/run/systemd/journal": scratch / "journal-socket",
         "/run/udev": Path("/run/udev") if Path("/run/udev").is_dir() else scratch / "udev",
-        "/var/lib/vapor/images": scratch / "images",
-        "/var/lib/libvirt/images": scratch / "libvirt-images",
+        # The image folders are followed into the container (HostToContainer): the node's own, in its shared root.
+        "/var/lib/vapor/images": node_root / "var/lib/vapor/images",
+        "/var/lib/libvirt/images": node_root / "var/lib/libvirt/images",
         "/var/run/libvirt": Path("/var/run/libvirt"),  # the session's libvirtd
         "/dev": Path("/dev"),
         "/sys": Path("/sys"),
