@@ -54,6 +54,8 @@ class Gateway:
         self.admin_groups = frozenset(names(config["ADMIN_GROUPS"]))
         # The Kubernetes endpoints act as the logged-in user (see _impersonation).
         self.users = UserConnections(kube, str(config["IMPERSONATION_PREFIX"]))
+        # Besides the admins, members of these groups may open /ws/terminal (VAPOR_TERMINAL_GROUPS).
+        self.terminal_groups = frozenset(names(config.get("TERMINAL_GROUPS")))
         # Login hosts, in the order they are asked (VAPOR_AUTH_HOSTS); none: PAM on this machine.
         self.auth_hosts = tuple(names(config.get("AUTH_HOSTS")))
 

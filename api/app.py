@@ -43,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
     # none: PAM on the gateway's machine
     "AUTH_TIMEOUT": 10.0,  # seconds a login host's agent has to answer before the next login host is asked
     "ADMIN_GROUPS": "sudo,wheel",  # members of these Linux groups get role admin
+    "TERMINAL_GROUPS": "",  # besides the admins, members of these groups may open /ws/terminal
+    "VIEWER_LOG_UNITS": "",  # systemd units whose logs viewers may read (none: logs are admin-only)
     "TOKEN_LIFETIME": 3600,  # seconds a bearer token is valid
     "REFRESH_TOKEN_LIFETIME": 7 * 24 * 3600,  # seconds a refresh token is valid (renewed on each use)
     "REFRESH_FAMILY_LIFETIME": 30 * 24 * 3600,  # seconds a login's refresh tokens last at most, however renewed

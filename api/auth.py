@@ -8,6 +8,8 @@ import time
 from quart import Blueprint
 from quart_schema import document_response, tag, validate_request, validate_response
 
+from vapor.redact import name_mark
+
 from ._accounts import Account, AccountRefused, lookup, verify
 from ._agentdocs import AGENT_FAILURES, documents_failures
 from ._errors import UNAUTHORIZED, APIError
@@ -57,7 +59,8 @@ async def login(data: LoginRequest) -> Success[TokenPair]:
     state = gateway()
     user = await verify(data.username, data.password)
     if user is None:
-        log.info("login refused for user %r", data.username)
+        # never the name in clear: it is often a password typed into the wrong field
+        log.info("login refused for user %s", name_mark(data.username))
         raise APIError(401, UNAUTHORIZED, BAD_CREDENTIALS)
     refresh_token = await state.refresh.start_family(user.username)
     log.info("user %r logged in with role %s", user.username, user.role)

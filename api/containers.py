@@ -125,7 +125,7 @@ async def get_container(container_id: str, query_args: ContainersQuery) -> Succe
 
 
 @blueprint.get("/<container_id>/logs")
-@require("viewer")
+@require("admin")
 @tag(["containers"])
 @validate_querystring(LogsQuery)
 @validate_response(Success[ContainerLogs])
@@ -133,7 +133,7 @@ async def get_container(container_id: str, query_args: ContainersQuery) -> Succe
 @documents_runtime_errors
 @document_response(Failure, 400)
 async def container_logs(container_id: str, query_args: LogsQuery) -> Success[ContainerLogs]:
-    """The last lines a container wrote to stdout and stderr."""
+    """The last lines a container wrote to stdout and stderr (role admin: they may hold secrets)."""
     ref = container_ref(container_id)
     params = _params(query_args)
     params["timestamps"] = "true" if query_args.timestamps else "false"

@@ -3,7 +3,8 @@
 Host-scoped (``?host=``, see _hostscope). The query string is checked here
 strictly (unknown parameters too) before the agent is asked; the agent reads
 the journal with systemd-python and counts every matching entry
-(``total_count``) while reading only the requested page whole.
+(``total_count``) while reading only the requested page whole. Viewers
+read only the units the gateway allows them (see _logscope).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from quart_schema import document_response, tag, validate_querystring, validate_
 from ._agentdocs import documents_agent_errors
 from ._agents import ask_agent
 from ._errors import INVALID_INPUT, APIError
-from ._guard import require
+from ._guard import current_user, require
 from ._hostscope import HOST_PARAMETER_HELP
+from ._logscope import check_log_access
 from ._schema import Failure, Success
 
 blueprint = Blueprint("logs", __name__, url_prefix="/api/v1/logs")
@@ -124,9 +126,17 @@ class LogPage(BaseModel):
 @validate_querystring(LogsQuery)
 @validate_response(Success[LogPage])
 @document_response(Failure, 400)
+@document_response(Failure, 403)
 @documents_agent_errors
 async def query_logs(query_args: LogsQuery) -> Success[LogPage]:
-    """Entries of the host's systemd journal filtered by service, priority and time, a page at a time."""
+    """Entries of the host's systemd journal filtered by service, priority and time, a page at a time.
+
+    Role admin reads every entry. A viewer gets 403 PERMISSION_DENIED unless
+    `service` names one of the units the gateway lets viewers read
+    (VAPOR_VIEWER_LOG_UNITS, chart gateway.viewerLogUnits; none by default).
+    """
+    user = current_user()
+    check_log_access(user.username, user.role, query_args.service)
     if not query_args.window_is_ordered():
         raise APIError(400, INVALID_INPUT, "since must not be after until")
     params = query_args.model_dump(exclude={"host"}, exclude_none=True)

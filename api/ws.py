@@ -15,8 +15,17 @@ A socket lasts as long as the token of its auth message: when the token
 expires the gateway sends UNAUTHORIZED and closes it with 4401 (the client
 opens a new one with a fresh token).
 
+Who may: /ws/metrics every logged-in user; /ws/logs admins, and viewers for
+one unit of VAPOR_VIEWER_LOG_UNITS (see _logscope); /ws/terminal members of
+the admin groups or of VAPOR_TERMINAL_GROUPS, as the login host sees the
+account when the socket opens (a locked or removed account is refused). The
+agent runs the account's own login shell through the node's PAM (account
+and session stages) and hangs it up when the token expires or the account
+may no longer log in.
+
 Refusals are ``{type: 'error', error: {code, message}}`` followed by a close
-with code 1008 (4401 for UNAUTHORIZED, 4429 for RATE_LIMITED): a first message
+with code 1008 (4401 for UNAUTHORIZED, 4403 for PERMISSION_DENIED, 4429 for
+RATE_LIMITED): a first message
 that is not a valid auth message is UNAUTHORIZED; an 11th concurrent socket
 from one client address is RATE_LIMITED (MAX_SOCKETS per client); an unknown
 host is NOT_FOUND; an unreachable agent AGENT_UNREACHABLE / AGENT_UNAVAILABLE.
@@ -35,10 +44,12 @@ from typing import Any
 import orjson
 from quart import Blueprint, current_app, websocket
 
+from ._accounts import AccountRefused, lookup
 from ._agents import relay_websocket
 from ._clients import client_of
-from ._errors import INVALID_INPUT, RATE_LIMITED, UNAUTHORIZED, APIError
+from ._errors import INVALID_INPUT, PERMISSION_DENIED, RATE_LIMITED, UNAUTHORIZED, APIError
 from ._hostscope import scoped_host
+from ._logscope import check_log_access
 from ._state import gateway
 from ._tokens import Claims, InvalidToken
 
@@ -48,7 +59,7 @@ blueprint = Blueprint("ws", __name__)
 
 MAX_SOCKETS = 10  # concurrent WebSockets per client address (the contract)
 AUTH_SECONDS = 10.0  # how long the gateway waits for the auth and subscribe messages
-CLOSE_CODES = {UNAUTHORIZED: 4401, RATE_LIMITED: 4429}
+CLOSE_CODES = {UNAUTHORIZED: 4401, PERMISSION_DENIED: 4403, RATE_LIMITED: 4429}
 EXTENSION = "vapor_ws_sockets"
 
 
@@ -111,7 +122,31 @@ async def _until_expiry(claims: Claims, relay: Coroutine[Any, Any, None]) -> Non
         raise APIError(401, UNAUTHORIZED, "the token has expired; open a new socket with a fresh token") from None
 
 
-async def _serve(path: str, *, as_user: bool) -> None:
+async def _check_terminal_user(username: str) -> None:
+    """A terminal is for admins and the terminal groups, as the login host sees the account now."""
+    try:
+        account = await lookup(username)  # a locked or removed account is refused here, not only at refresh
+    except AccountRefused as exc:
+        raise APIError(401, UNAUTHORIZED, str(exc)) from None
+    state = gateway()
+    if account.role == "admin" or state.terminal_groups.intersection(account.groups):
+        return
+    groups = ", ".join(sorted(state.admin_groups | state.terminal_groups)) or "(none configured)"
+    raise APIError(
+        403, PERMISSION_DENIED, f"user {username!r} may not open a terminal: that needs a member of: {groups}"
+    )
+
+
+def _subscribed_unit(subscribe: str) -> str | None:
+    """The unit a /ws/logs subscribe message asks for (the agent checks the message's form)."""
+    body = orjson.loads(subscribe)
+    payload = body.get("payload")
+    filters = payload.get("filters") if isinstance(payload, dict) else None
+    unit = filters.get("unit") if isinstance(filters, dict) else None
+    return unit if isinstance(unit, str) else None
+
+
+async def _serve(path: str) -> None:
     client = client_of(websocket.remote_addr, websocket.headers)
     sockets = _open_sockets()
     await websocket.accept()
@@ -122,15 +157,20 @@ async def _serve(path: str, *, as_user: bool) -> None:
     try:
         claims = await _authenticate()
         username = claims.username
+        params: dict[str, str] | None = None
+        if path == "/ws/terminal":
+            await _check_terminal_user(username)
+            # the agent runs the shell as this user and hangs it up when the token expires
+            params = {"user": username, "expires": str(claims.expires_at)}
         await websocket.send(orjson.dumps({"type": "auth", "status": "ok", "user": username}).decode())
         _, subscribe = await _message("subscribe")
+        if path == "/ws/logs":
+            check_log_access(username, claims.role, _subscribed_unit(subscribe))
         host = scoped_host()
         log.info(
             "websocket relayed", extra={"path": path, "user": username, "host": host.metadata.name, "client": client}
         )
-        await _until_expiry(
-            claims, relay_websocket(path, host=host, params={"user": username} if as_user else None, first=[subscribe])
-        )
+        await _until_expiry(claims, relay_websocket(path, host=host, params=params, first=[subscribe]))
     except APIError as exc:
         await _refuse(exc.code, exc.message)
     finally:
@@ -144,16 +184,16 @@ async def _serve(path: str, *, as_user: bool) -> None:
 @blueprint.websocket("/ws/metrics")
 async def ws_metrics() -> None:
     """Live cpu, memory, disk and network metrics of a host, one message per metric every second."""
-    await _serve("/ws/metrics", as_user=False)
+    await _serve("/ws/metrics")
 
 
 @blueprint.websocket("/ws/logs")
 async def ws_logs() -> None:
     """Live journal entries of a host, filtered by unit and priority (follow: keep streaming)."""
-    await _serve("/ws/logs", as_user=False)
+    await _serve("/ws/logs")
 
 
 @blueprint.websocket("/ws/terminal")
 async def ws_terminal() -> None:
     """An interactive PTY shell on the host as the logged-in user (input, output, resize)."""
-    await _serve("/ws/terminal", as_user=True)
+    await _serve("/ws/terminal")

@@ -43,7 +43,9 @@ class AgentConfig:
     api_tls: bool = True  # self-signed certificate, fingerprint published in Host status
     host_root: Path = Path("/")  # the node's root filesystem as the agent sees it ("/host" in the chart)
     mount_namespace_pid: int | None = None  # Mounts are made in this process's mount namespace (chart: 1)
-    pam_service: str = "login"  # the PAM service that checks logins' passwords (node API /accounts)
+    pam_service: str = "login"  # the PAM service of logins (node API /accounts) and terminals (/ws/terminal)
+    terminal_allow_root: bool = False  # whether an account with uid 0 may have a terminal
+    terminal_check_interval: float = 30.0  # seconds between checks that a terminal's account may still log in
     netns: str | None = None  # network namespace whose interfaces the agent manages (None: its own)
     network_probe: str | None = None  # host:port whose reach tells "cut off" (None: the API server)
     network_resync: float = 30.0  # seconds between network passes without any event
@@ -133,8 +135,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--pam-service",
         default=os.environ.get("VAPOR_PAM_SERVICE", AgentConfig.pam_service),
-        help="PAM service that checks the passwords of logins the gateway forwards (default $VAPOR_PAM_SERVICE, "
-        "else login)",
+        help="PAM service that checks the passwords of logins the gateway forwards and runs terminals' account "
+        "and session stages (default $VAPOR_PAM_SERVICE, else login)",
+    )
+    p.add_argument(
+        "--terminal-allow-root",
+        action="store_true",
+        default=os.environ.get("VAPOR_TERMINAL_ALLOW_ROOT", "").lower() in ("1", "true", "yes"),
+        help="let accounts with uid 0 have a terminal (default: refused; $VAPOR_TERMINAL_ALLOW_ROOT=true)",
+    )
+    p.add_argument(
+        "--terminal-check-interval",
+        type=float,
+        default=AgentConfig.terminal_check_interval,
+        help="seconds between checks that a terminal's account may still log in (locked, expired, removed: "
+        "the terminal is hung up)",
     )
     p.add_argument("--netns", default=None, help="manage the interfaces of this named network namespace")
     p.add_argument(
@@ -211,6 +226,8 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         host_root=args.host_root,
         mount_namespace_pid=args.mount_namespace_pid,
         pam_service=args.pam_service,
+        terminal_allow_root=args.terminal_allow_root,
+        terminal_check_interval=args.terminal_check_interval,
         netns=args.netns or None,
         network_probe=args.network_probe or None,
         network_resync=args.network_resync,

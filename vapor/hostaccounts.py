@@ -3,9 +3,11 @@
 Shared by the two places a password can be checked: the agent's node-local
 API (in a cluster the gateway asks the agent of a configured host, where the
 users live) and the gateway itself when it runs on that host (``make dev``).
-The check goes through PAM (python-pam), never through ``su``: run as root,
-``su`` accepts any password (pam_rootok). Both calls block (PAM delays a
-failure on purpose): run them in a thread.
+The check goes through PAM (python-pam, see vapor.pamstack), never through
+``su``: run as root, ``su`` accepts any password (pam_rootok). Both calls
+block for as long as PAM's modules work: run them in a thread. A refused
+password does not wait out PAM's failure delay here: the caller delays the
+answer (vapor.loginguard) without holding the thread.
 
 A refresh has no password to check, yet must not outlive what a login would
 now refuse: ``standing`` runs PAM's account stage (expiry, pam_access and
@@ -16,23 +18,15 @@ given (OpenSSH checks it the same way for key logins).
 
 from __future__ import annotations
 
-import ctypes
 import grp
 import os
 import pwd
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
-import pam  # type: ignore[import-untyped]
-from pam.__internals import (  # type: ignore[import-untyped]
-    PAM_CONV_ERR,
-    PAM_SILENT,
-    PAM_SUCCESS,
-    PamConv,
-    PamHandle,
-    conv_func,
-)
 from pydantic import BaseModel, ConfigDict, Field
+
+from .pamstack import account_stage, authenticate
 
 MAX_USERNAME = 256
 MAX_PASSWORD = 4096
@@ -49,12 +43,8 @@ class Credentials(BaseModel):
 
 
 def check_password(service: str, username: str, password: str) -> bool:
-    """Whether PAM service ``service`` accepts ``password`` for ``username``."""
-    try:
-        # A fresh authenticator per call: safe from several threads at once.
-        return bool(pam.PamAuthenticator().authenticate(username, password, service=service, resetcreds=False))
-    except ValueError:  # NUL in a field
-        return False
+    """Whether PAM service ``service`` accepts ``password`` for ``username`` (a refusal returns at once)."""
+    return authenticate(service, username, password)
 
 
 def groups_of(username: str) -> list[str] | None:
@@ -86,33 +76,6 @@ class Standing(TypedDict):
 
     groups: list[str]
     refused: str | None
-
-
-@conv_func  # type: ignore[untyped-decorator]
-def _no_conversation(_count: int, _messages: Any, _responses: Any, _data: Any) -> int:
-    """The account stage asks nothing of a user who is not there: any prompt fails the stage."""
-    return int(PAM_CONV_ERR)
-
-
-_CONVERSATION = PamConv(_no_conversation, None)
-
-
-def account_stage(service: str, username: str) -> str | None:
-    """PAM's account management for ``username`` under ``service``: None if it accepts, else its reason."""
-    if "\x00" in username or "\x00" in service:
-        return "a NUL in the user or service name"
-    authenticator = pam.PamAuthenticator()
-    handle = PamHandle()
-    status = authenticator.pam_start(
-        service.encode(), username.encode(), ctypes.byref(_CONVERSATION), ctypes.byref(handle)
-    )
-    if status != PAM_SUCCESS:
-        return f"PAM could not start service {service!r} (status {status})"
-    try:
-        status = authenticator.pam_acct_mgmt(handle, PAM_SILENT)
-        return None if status == PAM_SUCCESS else str(authenticator.pam_strerror(handle, status).decode())
-    finally:
-        authenticator.pam_end(handle, status)
 
 
 def password_locked(username: str, shadow: Path = SHADOW) -> bool:

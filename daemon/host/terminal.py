@@ -1,25 +1,35 @@
-"""A PTY login shell for one user: forked here, dropped to the user's uid/gid/groups before exec.
+"""A PTY terminal for one user: the session program (.session) on a PTY, which runs the login shell.
 
-The account (ids, home, shell, the shells /etc/shells lists) is read in the
-node's root (see _hostroot, ``login_account``). When that root is not the
-agent's own, the child chroots into it first, so the shell, its programs and
-its files are the node's. The child never keeps root unless the user is root:
-``initgroups`` sets the user's supplementary groups, then ``setgid`` and
-``setuid`` (in that order), and the exec fails closed (the child exits 126)
-if any step fails.
+The agent checks what it can tell the client clearly before a terminal
+opens (``refusal``: no such user, root, no login shell; the PAM account
+stage through ``standing``), then forks on a new PTY and execs ``python -m
+vapor.agent.host.session``: PAM's account and session stages on the node, the
+account's own shell from the node's passwd (chrooted into the node's root
+with ``--host-root``), and the end of every process of the session when the
+shell ends. ``close`` hangs the session up (SIGHUP), gives the session
+program CLOSE_GRACE to close the PAM session, then kills it and whatever is
+left in its session.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import pty
 import signal
 import struct
+import sys
 import termios
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .session import end_session, shell_refusal
+
+CLOSE_GRACE = 5.0  # seconds the session program has to end after a hang-up
+SESSION_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 
 class TerminalError(Exception):
@@ -42,19 +52,16 @@ class LoginAccount:
         """The account as the host root's worker answered it (a JSON object)."""
         return cls(**{**found, "shells": tuple(found["shells"])})
 
-
-def allowed_shell(account: LoginAccount, shell: str | None) -> str:
-    """The shell to run: the requested one if /etc/shells lists it, else the user's login shell."""
-    if not shell:
-        return account.shell or "/bin/sh"
-    if shell != account.shell and shell not in account.shells:
-        raise TerminalError(f"shell {shell!r} is not listed in /etc/shells")
-    return shell
+    def refusal(self, *, allow_root: bool) -> str | None:
+        """Why this account gets no terminal (None: it may have one, if PAM agrees)."""
+        if self.uid == 0 and not allow_root:
+            return f"{self.name!r} has uid 0: root gets no terminal through Vapor (the agent's --terminal-allow-root)"
+        return shell_refusal(self.shell, self.shells)
 
 
 @dataclass
 class Terminal:
-    """A running shell on a PTY: ``fd`` is the master side, ``pid`` the child."""
+    """A running session program on a PTY: ``fd`` is the master side, ``pid`` the program (its session's id)."""
 
     pid: int
     fd: int
@@ -64,36 +71,22 @@ class Terminal:
         cls,
         account: LoginAccount,
         *,
+        service: str,
         root: Path | None = None,
-        shell: str | None = None,
+        allow_root: bool = False,
         cols: int = 80,
         rows: int = 24,
     ) -> Terminal:
-        """Fork ``shell`` (or the account's) as the account on a new PTY of ``cols`` x ``rows``."""
-        program = allowed_shell(account, shell)
+        """Start the session program for ``account`` on a new PTY of ``cols`` x ``rows``."""
+        argv = [sys.executable, "-m", "vapor.agent.host.session", "--service", service, "--user", account.name]
+        if root is not None:  # the node's root (HostRoot.chroot), when it is not the agent's own
+            argv += ["--root", str(root)]
+        if allow_root:
+            argv.append("--allow-root")
         pid, fd = pty.fork()
-        if pid == 0:  # the child: into the node's root, become the user, then exec the login shell
+        if pid == 0:  # the child: only exec (the agent has threads; nothing else is safe here)
             try:
-                if root is not None:  # the node's root (HostRoot.chroot), when it is not the agent's own
-                    os.chroot(root)
-                    os.chdir("/")
-                os.initgroups(account.name, account.gid)
-                os.setgid(account.gid)
-                os.setuid(account.uid)
-                if account.uid != 0 and os.geteuid() == 0:
-                    os._exit(126)
-                home = account.home if os.path.isdir(account.home) else "/"
-                os.chdir(home)
-                env = {
-                    "HOME": home,
-                    "USER": account.name,
-                    "LOGNAME": account.name,
-                    "SHELL": program,
-                    "TERM": "xterm-256color",
-                    "PATH": "/usr/local/bin:/usr/bin:/bin"
-                    + (":/usr/local/sbin:/usr/sbin:/sbin" if not account.uid else ""),
-                }
-                os.execve(program, ["-" + os.path.basename(program)], env)
+                os.execve(sys.executable, argv, SESSION_ENV)
             finally:
                 os._exit(126)
         terminal = cls(pid=pid, fd=fd)
@@ -115,28 +108,26 @@ class Terminal:
                 continue
             view = view[written:]
 
-    def close(self) -> int | None:
-        """Hang up the shell (SIGHUP, then SIGKILL), reap it and close the PTY; its exit code if known."""
+    def close(self, grace: float = CLOSE_GRACE) -> int | None:
+        """Hang up (SIGHUP), wait ``grace`` for the session program, kill it and its session's rest; its code."""
         code: int | None = None
-        for sig in (signal.SIGHUP, signal.SIGKILL):
-            try:
-                os.kill(self.pid, sig)
-            except ProcessLookupError:
-                break
-            try:
-                done, status = os.waitpid(self.pid, 0 if sig == signal.SIGKILL else os.WNOHANG)
-            except ChildProcessError:
-                break
-            if done:
-                code = os.waitstatus_to_exitcode(status)
-                break
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGHUP)
+        deadline = time.monotonic() + grace
+        while (code := self.reap()) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if code is None:
+            os.kill(self.pid, signal.SIGKILL)
+            _, status = os.waitpid(self.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+        end_session(self.pid)  # what the session program could not end (it was killed)
         with_fd, self.fd = self.fd, -1
         if with_fd >= 0:
             os.close(with_fd)
         return code
 
     def reap(self) -> int | None:
-        """The exit code if the shell has ended, else None."""
+        """The exit code if the session program has ended, else None."""
         try:
             done, status = os.waitpid(self.pid, os.WNOHANG)
         except ChildProcessError:

@@ -26,6 +26,7 @@ from typing import Any
 from vapor.userspec import FIRST_HUMAN_UID, NOBODY, CreateUserRequest, ResetPasswordRequest
 
 from .._refusal import Refusal
+from .session import login_shells
 
 INVALID_INPUT = "INVALID_INPUT"
 NOT_FOUND = "NOT_FOUND"
@@ -147,12 +148,11 @@ def login_account(name: str) -> dict[str, Any] | None:
         entry = pwd.getpwnam(name)
     except KeyError:
         return None
-    shells = [s.strip() for s in SHELLS.read_text().splitlines()] if SHELLS.exists() else []
     return {
         "name": entry.pw_name,
         "uid": entry.pw_uid,
         "gid": entry.pw_gid,
         "home": entry.pw_dir,
         "shell": entry.pw_shell,
-        "shells": [s for s in shells if s.startswith("/")],
+        "shells": login_shells(SHELLS),
     }

@@ -16,7 +16,8 @@ decides the role from them. Both run in the node's root (_hostroot).
   account stage or a locked password, else null), and takes the role from
   the current groups.
 
-Passwords are never logged. At most ``CONCURRENT_CHECKS`` PAM conversations
+Passwords are never logged, nor the name of a refused login (a mark instead,
+see vapor.redact). At most ``CONCURRENT_CHECKS`` PAM conversations
 run at once (each holds a thread, and PAM delays failures by seconds).
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from vapor.hostaccounts import MAX_USERNAME, Credentials
+from vapor.redact import name_mark
 
 from .context import CALLER, NodeContext, host_root_of, read_body
 from .envelope import INVALID_INPUT, NOT_FOUND, NodeAPIError, ok
@@ -49,9 +51,10 @@ def routes(node: NodeContext) -> list[web.RouteDef]:
         async with checks:  # one call (one child with --host-root): the password, then the groups
             groups = await root.call("verify", service, body.username, body.password)
         accepted = groups is not None  # PAM may accept a user the group database lacks: refused too
+        user = body.username if accepted else name_mark(body.username)  # a refused name may be a password
         log.info(
             "password checked",
-            extra={"user": body.username, "accepted": accepted, "pam_service": service, "caller": request.get(CALLER)},
+            extra={"user": user, "accepted": accepted, "pam_service": service, "caller": request.get(CALLER)},
         )
         if not accepted:
             return ok({"accepted": False})

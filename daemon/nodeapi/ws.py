@@ -11,11 +11,11 @@ relays the rest of the conversation here; it forwards the client's
   -> ``{type: 'log', data: {timestamp, priority, unit, message, hostname, pid}}``
   for the last ``lines`` (default 100) matching entries, then new ones while
   ``follow`` (default true); without follow, ``{type: 'end'}`` and close.
-- /ws/terminal?user=<name>: ``{type: 'subscribe', payload: {cols, rows, shell}}``
-  -> a PTY login shell as that user (see _terminal); ``{type: 'input', data}``,
-  ``{type: 'resize', cols, rows}``; the agent sends ``{type: 'output', data}``
-  and ``{type: 'exit', code}`` when the shell ends. Closing the socket hangs up
-  the shell.
+- /ws/terminal?user=<name>&expires=<unix seconds>: ``{type: 'subscribe',
+  payload: {cols, rows}}`` -> a PTY login session as that user through the
+  node's PAM (see .terminal); ``{type: 'input', data}``, ``{type: 'resize',
+  cols, rows}``; the agent sends ``{type: 'output', data}`` and ``{type:
+  'exit', code}`` when the shell ends. Closing the socket hangs up the session.
 
 A bad message gets ``{type: 'error', error: {code, message}}`` and the socket closes (1008).
 """
@@ -34,9 +34,6 @@ import orjson
 from aiohttp import WSMsgType, web
 
 from ..host import sample as _metrics_stream
-from ..host.hostroot import HostRoot
-from ..host.terminal import LoginAccount, Terminal, TerminalError
-from ..host.useraccounts import AccountError
 from .context import NodeContext, host_root_of
 
 log = logging.getLogger("vapor.agent.ws")
@@ -268,7 +265,7 @@ async def _ws_logs(node: NodeContext, request: web.Request) -> web.WebSocketResp
     return ws
 
 
-# --- terminal ---------------------------------------------------------------------------------------------------
+# --- terminal (see .terminal) ---------------------------------------------------------------------------------
 
 
 def _dimension(payload: dict[str, Any], name: str, default: int) -> int:
@@ -276,87 +273,6 @@ def _dimension(payload: dict[str, Any], name: str, default: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1000:
         raise BadMessage(f"{name} must be an integer from 1 to 1000")
     return value
-
-
-async def _ws_terminal(root: HostRoot, request: web.Request) -> web.WebSocketResponse:
-    ws = web.WebSocketResponse(heartbeat=30.0)
-    await ws.prepare(request)
-    user = request.query.get("user", "")
-    try:
-        payload = await _subscribe(ws)
-        cols, rows = _dimension(payload, "cols", 80), _dimension(payload, "rows", 24)
-        shell = payload.get("shell")
-        if shell is not None and not isinstance(shell, str):
-            raise BadMessage("shell must be a path")
-        found = await root.call("login_account", user) if user else None
-        if found is None:
-            raise TerminalError(f"no such user on this host: {user[:64]!r}")
-        account = LoginAccount.from_dict(found)
-        terminal = Terminal.open(account, root=root.chroot, shell=shell, cols=cols, rows=rows)
-    except BadMessage as exc:
-        return await _refuse(ws, "INVALID_INPUT", str(exc))
-    except TerminalError as exc:
-        return await _refuse(ws, "INVALID_INPUT", str(exc))
-    except AccountError as exc:  # the node's root could not be asked
-        return await _refuse(ws, exc.code, exc.message)
-    log.info("terminal opened", extra={"user": user, "pid": terminal.pid})
-    loop = asyncio.get_running_loop()
-    output: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-    def readable() -> None:
-        try:
-            data = os.read(terminal.fd, READ_CHUNK)
-        except BlockingIOError:
-            return
-        except OSError:  # EIO: the shell has gone
-            data = b""
-        if not data:
-            loop.remove_reader(terminal.fd)
-        output.put_nowait(data or None)
-
-    loop.add_reader(terminal.fd, readable)
-
-    async def pump_output() -> None:
-        while (data := await output.get()) is not None:
-            text = data.decode("utf-8", "replace")
-            await ws.send_str(orjson.dumps({"type": "output", "data": text}).decode())
-
-    async def pump_input() -> None:
-        async for message in ws:
-            if message.type != WSMsgType.TEXT:
-                break
-            try:
-                body = orjson.loads(message.data)
-            except orjson.JSONDecodeError:
-                continue
-            if not isinstance(body, dict):
-                continue
-            if body.get("type") == "input" and isinstance(body.get("data"), str):
-                await asyncio.to_thread(terminal.write, body["data"].encode())
-            elif body.get("type") == "resize":
-                with contextlib.suppress(BadMessage):
-                    terminal.resize(_dimension(body, "cols", 80), _dimension(body, "rows", 24))
-
-    tasks = [asyncio.create_task(pump_output()), asyncio.create_task(pump_input())]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(ValueError, OSError):
-            loop.remove_reader(terminal.fd)
-        code = terminal.reap()
-        if code is None:
-            code = await asyncio.to_thread(terminal.close)
-        else:
-            terminal.close()
-        log.info("terminal closed", extra={"user": user, "pid": terminal.pid, "exit_code": code})
-        if not ws.closed:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                await ws.send_str(orjson.dumps({"type": "exit", "code": code}).decode())
-            await ws.close()
-    return ws
 
 
 def routes(node: NodeContext) -> list[web.RouteDef]:
@@ -369,7 +285,11 @@ def routes(node: NodeContext) -> list[web.RouteDef]:
     async def logs(request: web.Request) -> web.WebSocketResponse:
         return await _ws_logs(node, request)
 
+    from .terminal import TerminalSettings, ws_terminal  # it builds on this module's helpers
+
+    settings = TerminalSettings.of(node.config)
+
     async def terminal(request: web.Request) -> web.WebSocketResponse:
-        return await _ws_terminal(root, request)
+        return await ws_terminal(root, settings, request)
 
     return [web.get("/ws/metrics", metrics), web.get("/ws/logs", logs), web.get("/ws/terminal", terminal)]

@@ -95,6 +95,10 @@ async def test_viewer_reads_but_does_not_change(rest: Rest, image: str, cname: s
     assert status == 200 and any(c["names"] == [f"/{cname}"] for c in body["data"]["containers"])
     status, body = await rest.call("POST", f"/docker/containers/{cname}/start", as_viewer=True)
     assert status == 403 and body["error"]["code"] == "PERMISSION_DENIED"
+    # a container's output may hold secrets: its logs are for admins
+    status, body = await rest.call("GET", f"/containers/{cname}/logs", as_viewer=True)
+    assert status == 403 and body["error"]["code"] == "PERMISSION_DENIED", body
+    assert (await rest.call("GET", f"/containers/{cname}/logs"))[0] == 200
 
 
 async def test_daemon_refusals_are_docker_errors(rest: Rest, image: str, cname: str, cleanup: list[str]) -> None:

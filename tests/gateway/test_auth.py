@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import jwt
+import pytest
 from quart.typing import TestClientProtocol as Client
 
 from vapor.gateway import create_app
@@ -40,6 +42,23 @@ async def test_wrong_password_and_unknown_user_are_refused_alike(client: Client,
             "status": "error",
             "error": {"code": "UNAUTHORIZED", "message": "invalid username or password"},
         }
+
+
+async def test_a_refused_login_never_logs_the_name_in_clear(
+    client: Client, users: Users, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A name that is refused is often a password typed into the wrong field: the log holds a mark instead."""
+    caplog.set_level(logging.DEBUG)
+    typed = "Hunter2-typed-as-a-name"
+    for _ in range(2):
+        response = await client.post("/api/v1/auth/login", json={"username": typed, "password": "whatever"})
+        assert response.status_code == 401
+    lines = [record.getMessage() + repr(record.__dict__) for record in caplog.records]
+    assert not [line for line in lines if typed in line]
+    refused = [r.getMessage() for r in caplog.records if "login refused" in r.getMessage()]
+    assert len(refused) == 2 and refused[0] == refused[1]  # the same name gives the same mark
+    assert (await login(client, users.admin))["user"]["username"] == users.admin.name
+    assert any(f"{users.admin.name!r} logged in" in record.getMessage() for record in caplog.records)
 
 
 async def test_login_without_a_field_names_it(client: Client, users: Users) -> None:

@@ -306,11 +306,16 @@ async def test_the_agent_never_logs_the_password(
         )
         assert status == 200, body
     assert body["data"] == {"accepted": False}
+    typed = "Hunter2-typed-as-a-name"  # a refused name is often a password typed into the wrong field
+    status, body = await _agent_post(node, "/accounts/check", {"username": typed, "password": "whatever"}, token)
+    assert (status, body["data"]) == (200, {"accepted": False})
     checked = [r for r in caplog.records if r.name == "vapor.agent.accounts"]
-    assert [r.__dict__.get("accepted") for r in checked] == [True, False]
+    assert [r.__dict__.get("accepted") for r in checked] == [True, False, False]
+    assert checked[0].__dict__["user"] == users.admin.name  # an accepted login names its user
     for record in caplog.records:
         text = record.getMessage() + repr(record.__dict__)
         assert users.admin.password not in text and "Not-the-password-42" not in text
+        assert typed not in text
 
 
 @pytest.mark.parametrize(

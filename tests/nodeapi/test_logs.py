@@ -18,6 +18,7 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 
 from vapor.agent.nodeapi import journal as journal_api
+from vapor.gateway import create_app
 from vapor.kube import Kube
 
 from ..conftest import Kubectl
@@ -93,7 +94,7 @@ async def node(
 
 @pytest.fixture
 async def token(gw_client: Client, users: Users) -> str:
-    return str((await login(gw_client, users.viewer))["token"])
+    return str((await login(gw_client, users.admin))["token"])
 
 
 async def logs(client: Client, token: str, **params: Any) -> dict[str, Any]:
@@ -213,6 +214,36 @@ async def test_bad_queries_are_invalid_input(gw_client: Client, token: str, node
 async def test_a_login_is_required(gw_client: Client) -> None:
     response = await gw_client.get("/api/v1/logs")
     assert response.status_code == 401
+
+
+async def _status_and_code(client: Client, token: str, query: str) -> tuple[int, str | None]:
+    response = await client.get(f"/api/v1/logs?{query}", headers=bearer(token))
+    body = await response.get_json()
+    return response.status_code, body["error"]["code"] if response.status_code != 200 else None
+
+
+async def test_viewers_read_no_logs_by_default(gw_client: Client, users: Users) -> None:
+    """The journal holds sshd's "Invalid user <a password typed as a name>": not for every user."""
+    viewer = str((await login(gw_client, users.viewer))["token"])
+    for query in ("", "service=sshd", "service=cron&priority=err"):
+        assert await _status_and_code(gw_client, viewer, query) == (403, "PERMISSION_DENIED"), query
+
+
+async def test_viewers_read_the_units_the_gateway_allows(
+    gateway_config: dict[str, Any], node: NodeAPIHarness, users: Users
+) -> None:
+    config = {**gateway_config, **node.gateway_config(), "VIEWER_LOG_UNITS": "cron, nginx.service"}
+    async with create_app(config).test_app() as app:
+        client = app.test_client()
+        viewer = str((await login(client, users.viewer))["token"])
+        cron = [e for e in FIXTURE if e.unit == "cron"]
+        for service in ("cron", "cron.service"):
+            data = await logs(client, viewer, service=service)
+            assert [e["message"] for e in data["logs"]] == newest_first(cron)
+        nginx = await logs(client, viewer, service="nginx")
+        assert nginx["total_count"] == len([e for e in FIXTURE if e.unit == "nginx"])
+        for query in ("", "service=sshd", "priority=err"):  # every unit, or one not listed
+            assert await _status_and_code(client, viewer, query) == (403, "PERMISSION_DENIED"), query
 
 
 @pytest.mark.parametrize(

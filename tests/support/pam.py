@@ -79,18 +79,19 @@ def linux_accounts() -> Iterator[Accounts]:
 
 
 @contextmanager
-def pam_service(*, refuse_all: bool = False) -> Iterator[str]:
+def pam_service(*, refuse_all: bool = False, extra: str = "") -> Iterator[str]:
     """A PAM service checking /etc/shadow with pam_unix, without the failure delay; removed after.
 
     ``refuse_all``: a service that refuses every password (pam_deny), to show
-    that a check happened somewhere else.
+    that a check happened somewhere else. ``extra``: more lines of rules
+    (an account or session stage to watch).
     """
     name = f"vapor-test-{uuid.uuid4().hex[:8]}"
     path = PAM_DIR / name
     if refuse_all:
         rules = "auth     required pam_deny.so\naccount  required pam_deny.so\n"
     else:
-        rules = "auth     required pam_unix.so nodelay\naccount  required pam_unix.so\n"
+        rules = "auth     required pam_unix.so nodelay\naccount  required pam_unix.so\n" + extra
     path.write_text("# Vapor test service. Removed by the test.\n" + rules)
     try:
         yield name

@@ -33,7 +33,7 @@ DEADLINE = 60.0  # generous: a live entry reaches the socket within a second or 
 
 @pytest.fixture
 async def token(gw_client: Client, users: Users) -> str:
-    return str((await login(gw_client, users.viewer))["token"])
+    return str((await login(gw_client, users.admin))["token"])
 
 
 async def written(journald: Journald, count: int) -> None:

@@ -6,13 +6,18 @@ import asyncio
 import contextlib
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from quart.typing import TestClientProtocol as Client
 from quart.typing import TestWebsocketConnectionProtocol as Socket
 
+from vapor.gateway import create_app
+
 from ..gateway.conftest import Users, login
 from ..support.journald import write_journal
+from ..support.nodeapi import NodeAPIHarness
+from ..support.wait import eventually
 from .conftest import authenticate, receive, send
 
 METRICS = {"cpu", "memory", "disk", "network"}
@@ -30,13 +35,13 @@ async def _output_until(ws: Socket, needle: str) -> str:
 
 
 async def test_terminal_runs_as_the_logged_in_user(gw_client: Client, users: Users) -> None:
-    token = (await login(gw_client, users.viewer))["token"]
+    token = (await login(gw_client, users.admin))["token"]
     async with gw_client.websocket("/ws/terminal") as ws:
         await authenticate(ws, token)
         await send(ws, {"type": "subscribe", "payload": {"cols": 100, "rows": 30}})
         await send(ws, {"type": "input", "data": "echo who=$(id -un) groups=$(id -u); stty size\n"})
         seen = await _output_until(ws, "30 100")
-        assert f"who={users.viewer.name}" in seen
+        assert f"who={users.admin.name}" in seen
         assert "groups=0" not in seen  # not root
         await send(ws, {"type": "resize", "cols": 90, "rows": 20})
         await send(ws, {"type": "input", "data": "stty size\n"})
@@ -47,23 +52,29 @@ async def test_terminal_runs_as_the_logged_in_user(gw_client: Client, users: Use
         assert message["code"] == 3
 
 
-async def test_terminal_closed_by_the_client_hangs_up_the_shell(gw_client: Client, users: Users) -> None:
-    token = (await login(gw_client, users.viewer))["token"]
-    async with gw_client.websocket("/ws/terminal") as ws:
-        await authenticate(ws, token)
-        await send(ws, {"type": "subscribe", "payload": {}})
-        # st""arted: the terminal echoes the typed line at once; only the shell's output reads "started"
-        await send(ws, {"type": "input", "data": 'sleep 1000 & echo st""arted\n'})
-        await _output_until(ws, "started")
-        # the shell is a real process of the user
-        assert subprocess.run(["pgrep", "-u", users.viewer.name], capture_output=True).returncode == 0
-    for _ in range(100):  # teardown: the PTY closes and the session's processes get SIGHUP
-        if subprocess.run(["pgrep", "-u", users.viewer.name, "-x", "sh"], capture_output=True).returncode:
-            break
-        await asyncio.sleep(0.1)
-    else:
-        pytest.fail("the user's shell still runs after the socket closed")
-    subprocess.run(["pkill", "-KILL", "-u", users.viewer.name], check=False)
+def _processes_of(user: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-a", "-u", user], capture_output=True, text=True).stdout
+    return found.splitlines()
+
+
+async def test_terminal_closed_by_the_client_ends_the_whole_session(gw_client: Client, users: Users) -> None:
+    """A hang-up ends the shell and what it left running: a background job, and one that ignores SIGHUP."""
+    token = (await login(gw_client, users.admin))["token"]
+    try:
+        async with gw_client.websocket("/ws/terminal") as ws:
+            await authenticate(ws, token)
+            await send(ws, {"type": "subscribe", "payload": {}})
+            # st""arted: the terminal echoes the typed line at once; only the shell's output reads "started"
+            line = "sleep 1000 & (trap '' HUP; exec sleep 1001) & echo st\"\"arted\n"
+            await send(ws, {"type": "input", "data": line})
+            await _output_until(ws, "started")
+            running = await eventually(
+                lambda: len(_processes_of(users.admin.name)) >= 3 and _processes_of(users.admin.name), 10
+            )
+            assert any("sleep 1000" in p for p in running) and any("sleep 1001" in p for p in running), running
+        await eventually(lambda: not _processes_of(users.admin.name), 15, "every process of the session gone")
+    finally:
+        subprocess.run(["pkill", "-KILL", "-u", users.admin.name], check=False)
 
 
 async def test_metrics_stream_every_metric(gw_client: Client, users: Users) -> None:
@@ -107,7 +118,7 @@ def journal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 async def test_logs_filtered_by_unit_and_priority(gw_client: Client, users: Users, journal: Path) -> None:
-    token = (await login(gw_client, users.viewer))["token"]
+    token = (await login(gw_client, users.admin))["token"]
     async with gw_client.websocket("/ws/logs") as ws:
         await authenticate(ws, token)
         filters = {"unit": "sshd", "priority": "info", "follow": False}
@@ -121,6 +132,32 @@ async def test_logs_filtered_by_unit_and_priority(gw_client: Client, users: User
     assert got[0]["unit"] == "sshd" and got[0]["hostname"] == "fixture" and got[0]["pid"] == 100
 
 
+async def _first_log_message(client: Client, token: str, filters: dict[str, object]) -> dict[str, Any]:
+    async with client.websocket("/ws/logs") as ws:
+        await authenticate(ws, token)
+        await send(ws, {"type": "subscribe", "payload": {"filters": {**filters, "follow": False}}})
+        return await asyncio.wait_for(receive(ws), 30)
+
+
+async def test_viewers_follow_only_the_units_the_gateway_allows(
+    gateway_config: dict[str, Any], node: NodeAPIHarness, users: Users, journal: Path
+) -> None:
+    async with create_app({**gateway_config, **node.gateway_config()}).test_app() as app:  # no units for viewers
+        client = app.test_client()
+        viewer = (await login(client, users.viewer))["token"]
+        for filters in ({}, {"unit": "sshd"}):
+            answer = await _first_log_message(client, viewer, filters)
+            assert answer["type"] == "error" and answer["error"]["code"] == "PERMISSION_DENIED", answer
+    async with create_app({**gateway_config, **node.gateway_config(), "VIEWER_LOG_UNITS": "cron"}).test_app() as app:
+        client = app.test_client()
+        viewer = (await login(client, users.viewer))["token"]
+        first = await _first_log_message(client, viewer, {"unit": "cron"})
+        assert first["type"] == "log" and first["data"]["message"] == "entry 2 of cron", first
+        for filters in ({}, {"unit": "sshd"}):
+            answer = await _first_log_message(client, viewer, filters)
+            assert answer["type"] == "error" and answer["error"]["code"] == "PERMISSION_DENIED", answer
+
+
 async def test_bad_auth_message_is_refused(gw_client: Client) -> None:
     for first in ({"type": "subscribe"}, {"type": "auth", "payload": {"token": "not-a-jwt"}}, {"type": "auth"}):
         async with gw_client.websocket("/ws/metrics") as ws:
@@ -130,7 +167,7 @@ async def test_bad_auth_message_is_refused(gw_client: Client) -> None:
 
 
 async def test_bad_subscribe_is_refused(gw_client: Client, users: Users) -> None:
-    token = (await login(gw_client, users.viewer))["token"]
+    token = (await login(gw_client, users.admin))["token"]
     async with gw_client.websocket("/ws/logs") as ws:
         await authenticate(ws, token)
         await send(ws, {"type": "subscribe", "payload": {"filters": {"priority": "loud"}}})
