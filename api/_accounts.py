@@ -19,13 +19,14 @@ users.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from vapor import hostaccounts
+from vapor.loginguard import LoginBackoff, in_pool
 
 from ._agents import agents
 from ._errors import (
@@ -35,6 +36,7 @@ from ._errors import (
     AGENT_UNREACHABLE,
     AUTH_UNAVAILABLE,
     NOT_FOUND,
+    RATE_LIMITED,
     APIError,
 )
 from ._lookups import find_host
@@ -90,12 +92,25 @@ async def _ask(login_hosts: tuple[str, ...], method: str, path: str, json: Any =
     raise AssertionError("no login hosts")
 
 
+async def _verify_here(username: str, password: str) -> list[str] | None:
+    """The groups if this machine's PAM accepts the password, under the account's guard (vapor.loginguard)."""
+    state = gateway()
+    service = str(state.config["PAM_SERVICE"])
+
+    def check() -> Awaitable[list[str] | None]:
+        return in_pool("password", hostaccounts.verify, service, username, password)
+
+    try:
+        return await state.login_guard.check(username, check)
+    except LoginBackoff as exc:
+        raise APIError(429, RATE_LIMITED, str(exc)) from None
+
+
 async def verify(username: str, password: str) -> Account | None:
-    """The account if the password is right, else None."""
+    """The account if the password is right, else None; 429 RATE_LIMITED while the account backs off."""
     login_hosts = gateway().auth_hosts
     if not login_hosts:
-        service = str(gateway().config["PAM_SERVICE"])
-        groups = await asyncio.to_thread(hostaccounts.verify, service, username, password)
+        groups = await _verify_here(username, password)
     else:
         answer = await _ask(login_hosts, "POST", "/accounts/check", {"username": username, "password": password})
         groups = answer.get("groups") if isinstance(answer, dict) and answer.get("accepted") is True else None
@@ -107,7 +122,7 @@ async def lookup(username: str) -> Account:
     login_hosts = gateway().auth_hosts
     if not login_hosts:
         service = str(gateway().config["PAM_SERVICE"])
-        standing = await asyncio.to_thread(hostaccounts.standing, service, username)
+        standing = await in_pool("lookup", hostaccounts.standing, service, username)
     else:
         try:
             standing = await _ask(login_hosts, "GET", "/accounts/" + quote(username, safe=""))

@@ -15,6 +15,7 @@ from typing import Any
 from quart import current_app
 
 from vapor.kube import Informer, Kube
+from vapor.loginguard import LoginGuard
 from vapor.model import Host, Migration, VirtualMachine
 
 from ._bodies import ListBody
@@ -54,6 +55,10 @@ class Gateway:
         self.admin_groups = frozenset(names(config["ADMIN_GROUPS"]))
         # The Kubernetes endpoints act as the logged-in user (see _impersonation).
         self.users = UserConnections(kube, str(config["IMPERSONATION_PREFIX"]))
+        # Password checks on this machine (no AUTH_HOSTS): per-account backoff, see vapor.loginguard.
+        self.login_guard = LoginGuard(
+            fail_delay=float(config["LOGIN_FAIL_DELAY"]), backoff_max=float(config["LOGIN_BACKOFF_MAX"])
+        )
         # Besides the admins, members of these groups may open /ws/terminal (VAPOR_TERMINAL_GROUPS).
         self.terminal_groups = frozenset(names(config.get("TERMINAL_GROUPS")))
         # Login hosts, in the order they are asked (VAPOR_AUTH_HOSTS); none: PAM on this machine.

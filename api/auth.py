@@ -45,6 +45,7 @@ def _pair(user: Account, refresh_token: str, refresh_expires_in: int) -> TokenPa
 @validate_request(LoginRequest)
 @validate_response(Success[TokenPair])
 @document_response(Failure, 401)
+@document_response(Failure, 429)
 @documents_login_host_errors
 async def login(data: LoginRequest) -> Success[TokenPair]:
     """Log in as a Linux user of the host.
@@ -55,6 +56,11 @@ async def login(data: LoginRequest) -> Success[TokenPair]:
     Members of the admin groups (sudo and wheel by default) get role admin
     and may change resources; every other user gets role viewer and may only
     read. Returns a bearer token and a single-use refresh token.
+
+    A refused password is answered after a delay (2 s), one check of an
+    account at a time; after three refusals in a row the account is not
+    checked for a while, doubling up to a minute, even with the right
+    password: 429 RATE_LIMITED says how long. Other accounts are not held.
     """
     state = gateway()
     user = await verify(data.username, data.password)

@@ -46,6 +46,8 @@ class AgentConfig:
     pam_service: str = "login"  # the PAM service of logins (node API /accounts) and terminals (/ws/terminal)
     terminal_allow_root: bool = False  # whether an account with uid 0 may have a terminal
     terminal_check_interval: float = 30.0  # seconds between checks that a terminal's account may still log in
+    login_fail_delay: float = 2.0  # seconds a refused password's answer waits (per account; see vapor.loginguard)
+    login_backoff_max: float = 60.0  # the longest an account that keeps failing is not checked
     netns: str | None = None  # network namespace whose interfaces the agent manages (None: its own)
     network_probe: str | None = None  # host:port whose reach tells "cut off" (None: the API server)
     network_resync: float = 30.0  # seconds between network passes without any event
@@ -151,6 +153,19 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds between checks that a terminal's account may still log in (locked, expired, removed: "
         "the terminal is hung up)",
     )
+    p.add_argument(
+        "--login-fail-delay",
+        type=float,
+        default=AgentConfig.login_fail_delay,
+        help="seconds a refused password's answer waits, one check per account at a time; after 3 refusals in a "
+        "row the account is not checked for this long, doubling up to --login-backoff-max",
+    )
+    p.add_argument(
+        "--login-backoff-max",
+        type=float,
+        default=AgentConfig.login_backoff_max,
+        help="the longest an account that keeps failing is not checked (seconds)",
+    )
     p.add_argument("--netns", default=None, help="manage the interfaces of this named network namespace")
     p.add_argument(
         "--network-probe",
@@ -228,6 +243,8 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         pam_service=args.pam_service,
         terminal_allow_root=args.terminal_allow_root,
         terminal_check_interval=args.terminal_check_interval,
+        login_fail_delay=args.login_fail_delay,
+        login_backoff_max=args.login_backoff_max,
         netns=args.netns or None,
         network_probe=args.network_probe or None,
         network_resync=args.network_resync,

@@ -11,9 +11,12 @@ set by the chart:
   vapor.agent.host.hostroot --root <root> --serve``, which imports what it needs,
   chroots into the node's root and does the work with the node's files, PAM
   configuration and programs. It takes one JSON request a line on its
-  standard input and runs up to WORKER_THREADS at once (PAM delays a refused
-  password by seconds; the next login must not wait for it), answering each
-  with its id on a line of its standard output. It ends when its input does
+  standard input and answers each with its id on a line of its standard
+  output, several at once: password checks in one pool of threads, every
+  other operation (a refresh's account, a terminal's, the users routes) in
+  another (vapor.loginguard), so that a burst of logins never queues them.
+  A refused password returns at once (PAM's failure delay is the agent's,
+  on its event loop: see vapor.loginguard). It ends when its input does
   (the agent stopped, or died); a child that ended is started again by the
   next request, and the requests it was running fail.
 - ``--mount-namespace-pid=1`` (the node's init, seen through hostPID):
@@ -23,7 +26,7 @@ set by the chart:
 
 The requests (passwords included) travel on the child's standard input,
 never on its command line. With the defaults (the agent on the host itself)
-the same functions run in a thread of the agent. Inside the child the import
+the same functions run in the agent's own two pools. Inside the child the import
 path is emptied once it has moved: a module it forgot to import beforehand
 fails loudly instead of being found in the node's files.
 """
@@ -38,13 +41,13 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from vapor import hostaccounts
+from vapor.loginguard import in_pool, pool
 
 from .mountops import MountRefused, mount_in_node, unmount_in_node
 from .useraccounts import INTERNAL_ERROR, AccountError, create_user, list_users, login_account, reset_password
@@ -64,7 +67,7 @@ OPERATIONS: dict[str, Callable[..., Any]] = {
 CHILD_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/", "LANG": "C.UTF-8"}
 CHILD_TIMEOUT = 180.0  # useradd -m or mkfs can be slow on a busy disk; PAM delays failures
 CLONE_NEWNS = 0x00020000
-WORKER_THREADS = 8  # account operations the long-lived child runs at once
+PASSWORD_OPERATIONS = frozenset({"verify"})  # run in the password-check pool; the rest in the lookup pool
 ANSWER_LIMIT = 16 << 20  # bytes of one answer line (the list of a host's users)
 
 
@@ -82,7 +85,7 @@ class _Runner:
     async def call(self, operation: str, *args: Any) -> Any:
         """``OPERATIONS[operation](*args)``; its AccountError or MountRefused is raised here as it was there."""
         if self.where is None:
-            return await asyncio.to_thread(OPERATIONS[operation], *args)
+            return await in_pool(_pool_kind(operation), OPERATIONS[operation], *args)
         answer = await self._in_child(operation, list(args))
         error = answer.get("error")
         if error is None:
@@ -297,9 +300,15 @@ def _serve_lines(where: list[str]) -> None:
             answers.write(line)
             answers.flush()
 
-    with ThreadPoolExecutor(max_workers=WORKER_THREADS) as pool:
-        for line in sys.stdin.buffer:
-            pool.submit(answer, orjson.loads(line))
+    for line in sys.stdin.buffer:
+        request = orjson.loads(line)
+        pool(_pool_kind(str(request.get("operation")))).submit(answer, request)
+    for kind in ("password", "lookup"):  # the input ended: finish what runs, then exit
+        pool(kind).shutdown(wait=True)
+
+
+def _pool_kind(operation: str) -> str:
+    return "password" if operation in PASSWORD_OPERATIONS else "lookup"
 
 
 if __name__ == "__main__":

@@ -30,10 +30,13 @@ from typing import Any
 from aiohttp import web
 
 from vapor.hostaccounts import MAX_USERNAME, Credentials
+from vapor.loginguard import LoginBackoff, LoginGuard
 from vapor.redact import name_mark
 
 from .context import CALLER, NodeContext, host_root_of, read_body
 from .envelope import INVALID_INPUT, NOT_FOUND, NodeAPIError, ok
+
+RATE_LIMITED = "RATE_LIMITED"
 
 log = logging.getLogger("vapor.agent.accounts")
 
@@ -45,18 +48,28 @@ def routes(node: NodeContext) -> list[web.RouteDef]:
     service = node.config.pam_service
     checks = asyncio.Semaphore(CONCURRENT_CHECKS)
     root = host_root_of(node)
+    guard = LoginGuard(fail_delay=node.config.login_fail_delay, backoff_max=node.config.login_backoff_max)
 
     async def post_check(request: web.Request) -> web.Response:
         body = await read_body(request, Credentials)
-        async with checks:  # one call (one child with --host-root): the password, then the groups
-            groups = await root.call("verify", service, body.username, body.password)
-        accepted = groups is not None  # PAM may accept a user the group database lacks: refused too
-        user = body.username if accepted else name_mark(body.username)  # a refused name may be a password
-        log.info(
-            "password checked",
-            extra={"user": user, "accepted": accepted, "pam_service": service, "caller": request.get(CALLER)},
-        )
-        if not accepted:
+
+        async def check() -> list[str] | None:
+            async with checks:  # one call (one child with --host-root): the password, then the groups
+                groups: list[str] | None = await root.call("verify", service, body.username, body.password)
+            accepted = groups is not None  # PAM may accept a user the group database lacks: refused too
+            user = body.username if accepted else name_mark(body.username)  # a refused name may be a password
+            log.info(
+                "password checked",
+                extra={"user": user, "accepted": accepted, "pam_service": service, "caller": request.get(CALLER)},
+            )
+            return groups
+
+        try:
+            groups = await guard.check(body.username, check)
+        except LoginBackoff as exc:
+            log.info("password not checked: the account backs off", extra={"user": name_mark(body.username)})
+            raise NodeAPIError(429, RATE_LIMITED, str(exc)) from None
+        if groups is None:
             return ok({"accepted": False})
         return ok({"accepted": True, "username": body.username, "groups": groups})
 

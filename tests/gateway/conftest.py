@@ -72,6 +72,7 @@ def gateway_config(
         "TESTING": True,
         "RATE_LIMIT": 0,  # many requests from one address; the limits have their own tests
         "LOGIN_RATE_LIMIT": 0,
+        "LOGIN_FAIL_DELAY": 0.1,  # refused passwords are answered soon; the delay and backoff have their own tests
     }
 
 

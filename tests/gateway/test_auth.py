@@ -61,6 +61,27 @@ async def test_a_refused_login_never_logs_the_name_in_clear(
     assert any(f"{users.admin.name!r} logged in" in record.getMessage() for record in caplog.records)
 
 
+async def test_a_guessed_account_backs_off_without_holding_a_thread(
+    gateway_config: dict[str, Any], users: Users
+) -> None:
+    """PAM on the gateway's machine: three wrong passwords, then even the right one waits; other accounts do not."""
+    async with create_app({**gateway_config, "LOGIN_FAIL_DELAY": 1.0}).test_app() as app:
+        client = app.test_client()
+        wrong = {"username": users.admin.name, "password": "a-wrong-guess"}
+        for _ in range(3):
+            assert (await client.post("/api/v1/auth/login", json=wrong)).status_code == 401
+        right = {"username": users.admin.name, "password": users.admin.password}
+        response = await client.post("/api/v1/auth/login", json=right)
+        body = await response.get_json()
+        assert (response.status_code, body["error"]["code"]) == (429, "RATE_LIMITED"), body
+        assert (await login(client, users.viewer))["user"]["username"] == users.viewer.name
+        guesses = [client.post("/api/v1/auth/login", json={**wrong, "username": users.viewer.name}) for _ in range(4)]
+        statuses = sorted([(await answer).status_code for answer in asyncio.as_completed(guesses)])
+        assert statuses == [401, 429, 429, 429]  # one guess of an account at a time
+        await asyncio.sleep(1.5)
+        assert (await login(client, users.admin))["user"]["role"] == "admin"
+
+
 async def test_login_without_a_field_names_it(client: Client, users: Users) -> None:
     response = await client.post("/api/v1/auth/login", json={"username": users.admin.name})
     assert response.status_code == 400
