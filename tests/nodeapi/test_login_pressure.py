@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from quart.typing import TestClientProtocol as Client
 
+from vapor.agent.nodeapi import accounts as accounts_api
+from vapor.agent.nodeapi import ws as ws_api
 from vapor.gateway import create_app
 from vapor.kube import Kube
 
@@ -49,10 +51,10 @@ def second_admin(node_root: Path) -> Iterator[NodeUser]:
 
 @pytest.fixture
 async def node(kube: Kube, kubectl: Kubectl, namespace: str, node_root: Path) -> AsyncIterator[NodeAPIHarness]:
-    modules = ["vapor.agent.nodeapi.accounts", "vapor.agent.nodeapi.ws"]
+    routes = [accounts_api.routes, ws_api.routes]
     name = f"press-{uuid.uuid4().hex[:8]}"
     async with running_node_api(
-        kube, kubectl, namespace, name, modules=modules, host_root=node_root, pam_service="login", login_fail_delay=1.0
+        kube, kubectl, namespace, name, routes=routes, host_root=node_root, pam_service="login", login_fail_delay=1.0
     ) as harness:
         yield harness
 
