@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from vapor.model import quantity_bytes
 from vapor.model.virtualmachine import (
+    ABSOLUTE_PATH_PATTERN,
     DNS_LABEL_PATTERN,
     MAC_PATTERN,
     MIN_MEMORY,
@@ -34,7 +35,7 @@ class DiskRequest(Strict):
     size: str | None = Field(default=None, description="Size of a new qcow2 image, a quantity such as 10Gi.")
     path: str | None = Field(
         default=None,
-        pattern=r"^/",
+        pattern=ABSOLUTE_PATH_PATTERN,
         max_length=4096,
         description=(
             "An existing image or block device on the host: a plain absolute path outside the system folders "

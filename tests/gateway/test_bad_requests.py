@@ -162,6 +162,15 @@ CASES = {
         json={**VM, "disks": [{"name": "root", "size": "0"}]},
         field="disks[0].size",
     ),
+    "disk path with a NUL byte": Bad(
+        "POST",
+        "/api/v1/vms",
+        400,
+        "INVALID_INPUT",
+        ("disks[0].path",),
+        json={**VM, "disks": [{"name": "root", "path": "/var/lib/vapor/images/a\u0000.qcow2"}]},
+        field="disks[0].path",
+    ),
     "disk without size or path (CEL rule)": Bad(
         "POST",
         "/api/v1/vms",
