@@ -21,9 +21,10 @@ answers 429 RATE_LIMITED. The state is per process and bounded
 names back off like real ones, so the answers tell nothing about which
 accounts exist.
 
-Thread pools: password checks run in ``PASSWORD_CHECKS`` and every other
-account lookup (a refresh's standing, a terminal's account) in
-``ACCOUNT_LOOKUPS``, so that checks never queue the lookups.
+Thread pools (``pool``): password checks run in one, account look-ups (a
+refresh's standing, a terminal's account) in another, so that checks never
+queue the look-ups; the agent's chrooted worker runs the rest (useradd,
+chpasswd) in a third.
 """
 
 from __future__ import annotations
@@ -38,22 +39,22 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-PASSWORD_THREADS = 8
-LOOKUP_THREADS = 4
+POOL_THREADS = {"password": 8, "lookup": 4, "work": 4}
 _pools: dict[str, ThreadPoolExecutor] = {}
 
 
 def pool(kind: str) -> ThreadPoolExecutor:
-    """The process's pool for ``kind``: "password" (PAM password checks) or "lookup" (everything else)."""
+    """The process's pool for ``kind``: "password" (PAM password checks), "lookup" (account look-ups), "work"."""
     found = _pools.get(kind)
     if found is None:
-        size = PASSWORD_THREADS if kind == "password" else LOOKUP_THREADS
-        found = _pools[kind] = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"accounts-{kind}")
+        found = _pools[kind] = ThreadPoolExecutor(max_workers=POOL_THREADS[kind], thread_name_prefix=f"accounts-{kind}")
     return found
 
 
 async def in_pool(kind: str, function: Callable[..., T], *args: Any) -> T:
-    """``function(*args)`` in the pool for ``kind`` (see ``pool``)."""
+    """``function(*args)`` in the pool for ``kind`` (see ``pool``); "work" outside the worker: the default threads."""
+    if kind == "work":
+        return await asyncio.to_thread(function, *args)
     return await asyncio.get_running_loop().run_in_executor(pool(kind), function, *args)
 
 

@@ -12,9 +12,10 @@ set by the chart:
   chroots into the node's root and does the work with the node's files, PAM
   configuration and programs. It takes one JSON request a line on its
   standard input and answers each with its id on a line of its standard
-  output, several at once: password checks in one pool of threads, every
-  other operation (a refresh's account, a terminal's, the users routes) in
-  another (vapor.loginguard), so that a burst of logins never queues them.
+  output, several at once: password checks in one pool of threads, account
+  lookups (a refresh's, a terminal's, the list of users) in another, the
+  rest (useradd, chpasswd) in a third (vapor.loginguard), so that a burst
+  of logins or a slow useradd never queues a refresh.
   A refused password returns at once (PAM's failure delay is the agent's,
   on its event loop: see vapor.loginguard). It ends when its input does
   (the agent stopped, or died); a child that ended is started again by the
@@ -26,7 +27,8 @@ set by the chart:
 
 The requests (passwords included) travel on the child's standard input,
 never on its command line. With the defaults (the agent on the host itself)
-the same functions run in the agent's own two pools. Inside the child the import
+the same functions run in the agent's own pools (mounts in its default
+threads). Inside the child the import
 path is emptied once it has moved: a module it forgot to import beforehand
 fails loudly instead of being found in the node's files.
 """
@@ -67,7 +69,8 @@ OPERATIONS: dict[str, Callable[..., Any]] = {
 CHILD_ENV = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/", "LANG": "C.UTF-8"}
 CHILD_TIMEOUT = 180.0  # useradd -m or mkfs can be slow on a busy disk; PAM delays failures
 CLONE_NEWNS = 0x00020000
-PASSWORD_OPERATIONS = frozenset({"verify"})  # run in the password-check pool; the rest in the lookup pool
+# Which pool of threads runs an operation (vapor.loginguard): password checks, account lookups, the rest.
+POOLS = {"verify": "password", "standing": "lookup", "login_account": "lookup", "list_users": "lookup"}
 ANSWER_LIMIT = 16 << 20  # bytes of one answer line (the list of a host's users)
 
 
@@ -85,7 +88,7 @@ class _Runner:
     async def call(self, operation: str, *args: Any) -> Any:
         """``OPERATIONS[operation](*args)``; its AccountError or MountRefused is raised here as it was there."""
         if self.where is None:
-            return await in_pool(_pool_kind(operation), OPERATIONS[operation], *args)
+            return await in_pool(POOLS.get(operation, "work"), OPERATIONS[operation], *args)
         answer = await self._in_child(operation, list(args))
         error = answer.get("error")
         if error is None:
@@ -302,13 +305,9 @@ def _serve_lines(where: list[str]) -> None:
 
     for line in sys.stdin.buffer:
         request = orjson.loads(line)
-        pool(_pool_kind(str(request.get("operation")))).submit(answer, request)
-    for kind in ("password", "lookup"):  # the input ended: finish what runs, then exit
+        pool(POOLS.get(str(request.get("operation")), "work")).submit(answer, request)
+    for kind in ("password", "lookup", "work"):  # the input ended: finish what runs, then exit
         pool(kind).shutdown(wait=True)
-
-
-def _pool_kind(operation: str) -> str:
-    return "password" if operation in PASSWORD_OPERATIONS else "lookup"
 
 
 if __name__ == "__main__":
