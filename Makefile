@@ -25,9 +25,10 @@ binaries: ## Build (once) and cache kube-apiserver, etcd, kubectl and helm
 generate: install ## Write crds/ from the model in vapor/model
 	$(PY) -m vapor.crdgen
 
-lint: install ## ruff and mypy
+lint: install ## ruff and mypy (operator/ checked as vapor.operator: hack/mypy_operator.py)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
+	$(PY) hack/mypy_operator.py
 
 test: install binaries lint ## The whole suite (lint, then pytest against a real control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -116,6 +116,17 @@ class HostView(BaseModel):
     disks: list[dict[str, Any]]
     hypervisor: dict[str, Any] | None
     capacity: dict[str, Any] | None
+    allocatable: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "What the operator may give to VMs on this host: cpu (vCPUs: logical CPUs times the CPU "
+            "allocation ratio) and memory (bytes, never over-committed)."
+        ),
+    )
+    allocated: dict[str, Any] | None = Field(
+        default=None,
+        description="What the VMs placed here and those migrating here take: cpu (vCPUs) and memory (bytes).",
+    )
     maintenance: bool
     drain: dict[str, Any] | None = Field(
         default=None,

@@ -46,6 +46,8 @@ def host_view(host: Host) -> HostView:
         disks=[_dump(d) for d in (status.disks or [])] if status else [],
         hypervisor=_dump(status.hypervisor) if status else None,
         capacity=_dump(status.capacity) if status else None,
+        allocatable=_dump(status.allocatable) if status else None,
+        allocated=_dump(status.allocated) if status else None,
         maintenance=host.spec.maintenance,
         drain=_dump(status.drain) if status else None,
         vm_count=(status.vm_count or 0) if status else 0,

@@ -6,14 +6,11 @@ so a restarted operator rebuilds this from its watches and changes nothing.
 
 from __future__ import annotations
 
-import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vapor.kube import Kube
 
-from .placement import Request
-
-VMKey = tuple[str, str]  # (namespace, name)
+from .ledger import Ledger
 
 
 @dataclass
@@ -21,7 +18,10 @@ class Memo:
     """The operator's shared state, handed to every handler as ``memo``."""
 
     kube: Kube | None = None
-    # Placements made by this process that the VM index may not show yet, so
-    # that two VMs placed at once cannot both take a host's last free memory.
-    reservations: dict[VMKey, tuple[str, Request]] = field(default_factory=dict)
-    placement_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    ledger: Ledger | None = None  # started with the operator: the one account of hosts, VMs and migrations
+
+    @property
+    def books(self) -> Ledger:
+        """The ledger (it exists once the operator has started)."""
+        assert self.ledger is not None, "the operator has not started"
+        return self.ledger

@@ -6,8 +6,8 @@ VM and offline for a stopped one, with the destination left to the operator;
 the limits and the queue of :mod:`.migration` apply to them as to any other.
 The Host's status.drain tells how far it is: Draining (VMs remaining),
 Drained (empty) or Failed (a VM could not be moved in ``DRAIN_ATTEMPTS``
-tries, ``DRAIN_RETRY_SECONDS`` apart). Setting maintenance back to false clears it. Everything is read from
-the resources on each pass, so a restarted operator carries on.
+tries, ``DRAIN_RETRY_SECONDS`` apart). Setting maintenance back to false clears it. Each pass reads the
+ledger, which the watches keep, so a restarted operator carries on.
 """
 
 from __future__ import annotations
@@ -19,12 +19,14 @@ from typing import Any
 
 import kopf
 
-from vapor.kube import Conflict, Kube
+from vapor.kube import Conflict
 from vapor.model import GROUP, VERSION, Host, HostStatus, Migration, MigrationSpec, ObjectMeta, VirtualMachine
 from vapor.model.host import DrainStatus
 from vapor.model.names import DRAIN_LABEL
 
-from . import migration
+from ._state import Memo
+from .ledger import Ledger
+from .migration_queue import schedule_pass
 from .settings import FIELD_MANAGER, MIGRATION_INTERVAL
 
 log = logging.getLogger("vapor.operator.drain")
@@ -50,23 +52,20 @@ def _drain_migration(vm: VirtualMachine, host: str) -> Migration:
     )
 
 
-async def drain(kube: Kube, host: Host) -> DrainStatus:
+async def drain(ledger: Ledger, host: Host) -> DrainStatus:
     """One pass over a host in maintenance: start the migrations it still needs; its drain status.
 
-    The caller holds the migration lock, so two passes never create the same migrations.
+    The caller holds the ledger's lock, so two passes never create the same migrations.
     """
-    facts = await migration.gather(kube)
+    kube = ledger.kube
     now = dt.datetime.now(dt.UTC)
-    on_host = [
-        vm
-        for vm in facts.vms.values()
-        if vm.status is not None and vm.status.host == host.name and vm.metadata.deletion_timestamp is None
-    ]
+    on_host = [vm for vm in ledger.on_host(host.name) if vm.metadata.deletion_timestamp is None]
+    migrations = ledger.migrations()
     moving = 0
     given_up: list[str] = []
     for vm in sorted(on_host, key=lambda v: (v.metadata.namespace or "", v.name)):
         namespace = vm.metadata.namespace or ""
-        mine = [m for m in facts.migrations if m.metadata.namespace == namespace and m.spec.vm_name == vm.name]
+        mine = [m for m in migrations if m.metadata.namespace == namespace and m.spec.vm_name == vm.name]
         if any(not m.is_terminal for m in mine):
             moving += 1
             continue
@@ -86,6 +85,7 @@ async def drain(kube: Kube, host: Host) -> DrainStatus:
             )
         except Conflict:  # the random suffix was taken: the next pass tries another
             continue
+        ledger.wrote(created)  # the next pass sees it before the watch brings it
         moving += 1
         log.info(
             "host=%s drain: migration %s/%s for vm %s",
@@ -118,15 +118,16 @@ async def drain(kube: Kube, host: Host) -> DrainStatus:
     )
 
 
-async def reconcile_host(kube: Kube, name: str) -> None:
+async def reconcile_host(ledger: Ledger, name: str) -> None:
     """Drive a host's drain, or clear it when maintenance is off (one pass at a time)."""
-    async with migration.lock():
-        draining = await _reconcile_host(kube, name)
+    async with ledger.lock:
+        draining = await _reconcile_host(ledger, name)
     if draining:
-        await migration.schedule_pass(kube)
+        await schedule_pass(ledger)
 
 
-async def _reconcile_host(kube: Kube, name: str) -> bool:
+async def _reconcile_host(ledger: Ledger, name: str) -> bool:
+    kube = ledger.kube
     hosts = kube.resources(Host)
     host = await hosts.get(name)
     current = host.status.drain if host.status else None
@@ -141,7 +142,7 @@ async def _reconcile_host(kube: Kube, name: str) -> bool:
                 action="Drain",
             )
         return False
-    wanted = await drain(kube, host)
+    wanted = await drain(ledger, host)
     if current is not None and current.model_dump() == wanted.model_dump():
         return wanted.phase == "Draining"
     await hosts.patch_status(name, HostStatus(drain=wanted), field_manager=FIELD_MANAGER)
@@ -173,13 +174,12 @@ def _draining(spec: kopf.Spec, status: kopf.Status, **_: Any) -> bool:
 
 
 @kopf.on.event(GROUP, VERSION, "hosts", when=_draining)
-async def host_maintenance_changed(type: str, name: str, memo: Any, **_: Any) -> None:
+async def host_maintenance_changed(type: str, name: str, memo: Memo, **_: Any) -> None:
     """Start (or clear) a drain as soon as maintenance is switched."""
     if type == "DELETED":
         return
-    kube: Kube = memo.kube
     try:
-        await reconcile_host(kube, name)
+        await reconcile_host(memo.books, name)
     except kopf.PermanentError:
         raise
     except Exception as exc:  # the timer tries again
@@ -187,6 +187,6 @@ async def host_maintenance_changed(type: str, name: str, memo: Any, **_: Any) ->
 
 
 @kopf.timer(GROUP, VERSION, "hosts", interval=MIGRATION_INTERVAL, when=_draining)
-async def drain_progress(name: str, memo: Any, **_: Any) -> None:
+async def drain_progress(name: str, memo: Memo, **_: Any) -> None:
     """Keep a drain's progress true while its migrations run."""
-    await reconcile_host(memo.kube, name)
+    await reconcile_host(memo.books, name)

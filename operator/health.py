@@ -4,7 +4,8 @@ The Leases are indexed from their watch, so checking a host costs no call to
 the API server. When a host turns NotReady its VMs are marked Unknown (their
 agent can no longer say what they are), and the change is recorded as an
 Event; when the Lease is renewed the host is Ready again and its agent
-reports its VMs' real phases. The operator also keeps ``status.vmCount``.
+reports its VMs' real phases. The operator also keeps ``status.vmCount``,
+``status.allocatable`` and ``status.allocated`` (from the ledger).
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import Any
 import kopf
 
 from vapor.model import GROUP, VERSION, Host, HostStatus, VirtualMachine, VirtualMachineStatus
+from vapor.model.host import HostResources
 from vapor.model.names import ConditionType
 
-from ._state import Memo, VMKey
+from ._state import Memo
 from .lease import Heartbeat, heartbeat_of, judge
-from .placement import Request
+from .ledger import VMKey, vm_key
 from .settings import FIELD_MANAGER, HEALTH_INTERVAL, LEASE_NAMESPACE
 
 log = logging.getLogger("vapor.operator.health")
@@ -41,29 +43,38 @@ def heartbeats(name: str, body: kopf.Body, **_: Any) -> dict[str, Heartbeat] | N
 async def check_host(
     name: str,
     body: kopf.Body,
-    memo: Any,
-    heartbeats: kopf.Index[str, Heartbeat],
-    vms_by_host: kopf.Index[str, tuple[VMKey, Request]],
-    **_: Any,
+    memo: Memo,
+    **kwargs: Any,
 ) -> None:
-    """Keep the Host's Ready condition and VM count true; mark VMs Unknown when the host is lost."""
-    state: Memo = memo
-    kube = state.kube
-    assert kube is not None
+    """Keep the Host's Ready condition, VM count and allocation true; mark VMs Unknown when the host is lost."""
+    heartbeats: kopf.Index[str, Heartbeat] = kwargs["heartbeats"]  # kopf hands every index over by its name
+    state = memo
+    ledger = state.books
+    kube = ledger.kube
     host = Host.from_api(dict(body))
     now = dt.datetime.now(dt.UTC)
     beats = list(heartbeats.get(name, []))
     verdict = judge(max(beats, key=lambda b: b.renewed) if beats else None, now)
-    vm_keys = {key for key, _req in vms_by_host.get(name, [])}
+    vm_keys = {vm_key(vm) for vm in ledger.on_host(name)}
+    offered, given = ledger.allocation(host)
+    allocatable = HostResources(cpu=offered.cpu, memory=offered.memory) if offered else None
+    allocated = HostResources(cpu=given.cpu, memory=given.memory)
     current = host.condition(ConditionType.READY)
     wanted = host.condition_after(
         ConditionType.READY, "True" if verdict.ready else "False", verdict.reason, verdict.message, observe=False
     )
-    vm_count = host.status.vm_count if host.status else None
-    if wanted.says_same_as(current) and vm_count == len(vm_keys):
+    written = host.status or HostStatus()
+    if (
+        wanted.says_same_as(current)
+        and written.vm_count == len(vm_keys)
+        and written.allocatable == allocatable
+        and written.allocated == allocated
+    ):
         return
     await kube.resources(Host).apply_status(
-        name, HostStatus(conditions=[wanted], vm_count=len(vm_keys)), field_manager=FIELD_MANAGER
+        name,
+        HostStatus(conditions=[wanted], vm_count=len(vm_keys), allocatable=allocatable, allocated=allocated),
+        field_manager=FIELD_MANAGER,
     )
     was_ready = current is not None and current.status == "True"
     if verdict.ready == was_ready and current is not None:
@@ -83,8 +94,7 @@ async def check_host(
 
 async def _mark_unknown(state: Memo, host: str, vm_keys: set[VMKey]) -> None:
     """The VMs of a lost host: phase Unknown, with an Event each."""
-    kube = state.kube
-    assert kube is not None
+    kube = state.books.kube
     vms = kube.resources(VirtualMachine)
     for namespace, name in sorted(vm_keys):
         try:

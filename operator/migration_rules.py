@@ -1,6 +1,6 @@
 """Decisions about Migrations, without I/O: validation, pre-flight checks and the queue.
 
-The kopf side (:mod:`.migration`) gathers the facts from the API server and
+The kopf side (:mod:`.migration`, :mod:`.migration_queue`) takes the facts from the ledger and
 calls these functions; tests call them directly. Everything here is computed
 from resources only, so a restarted operator decides exactly as before.
 """
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from vapor.model import Condition, ConditionStatus, Host, Migration, VirtualMachine, find_host
+from vapor.model.host import DEFAULT_CPU_ALLOCATION_RATIO
 from vapor.model.names import ConditionType
 
 from .placement import Request, choose_host, evaluate
@@ -81,21 +82,6 @@ def storage_compatibility(vm: VirtualMachine, copy_storage: str) -> tuple[Condit
     return "True", "SharedStorage", "every disk is an existing image on shared storage"
 
 
-def in_flight_requests(
-    migrations: Iterable[Migration], vms: Mapping[tuple[str, str], VirtualMachine], exclude: Migration
-) -> dict[str, list[Request]]:
-    """What admitted migrations will bring to each destination (their VMs are still placed on the source)."""
-    arriving: dict[str, list[Request]] = {}
-    for other in migrations:
-        if other.metadata.uid == exclude.metadata.uid or not other.is_active:
-            continue
-        target = other.status.target_host if other.status else None
-        vm = vms.get((other.metadata.namespace or "", other.spec.vm_name))
-        if target and vm is not None:
-            arriving.setdefault(target, []).append(Request.of(vm))
-    return arriving
-
-
 def _unpinned(vm: VirtualMachine) -> VirtualMachine:
     """The VM as placement should judge it for a move: spec.host names where it was asked to start, not a pin."""
     return vm.model_copy(update={"spec": vm.spec.model_copy(update={"host": None})})
@@ -107,6 +93,7 @@ def check(
     hosts: Sequence[Host],
     placed: Mapping[str, Iterable[Request]],
     others: Iterable[Migration],
+    cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
 ) -> Check:
     """Validate a migration and compute its pre-flight conditions.
 
@@ -152,7 +139,7 @@ def check(
             result.refusal = f"destination host {dest.name} is in maintenance"
             return result
     else:
-        decision = choose_host(movable, [h for h in hosts if h.name != source], placed)
+        decision = choose_host(movable, [h for h in hosts if h.name != source], placed, cpu_ratio)
         if decision.host is None:
             result.conditions.append(
                 m.condition_after(ConditionType.DESTINATION_CAPACITY, "False", "NoHostFits", decision.message)
@@ -161,7 +148,7 @@ def check(
             return result
         dest = decision.host
     result.destination = dest
-    fit = evaluate(movable, dest, placed.get(dest.name, ()))
+    fit = evaluate(movable, dest, placed.get(dest.name, ()), cpu_ratio=cpu_ratio)
     if fit.fits:
         capacity = m.condition_after(
             ConditionType.DESTINATION_CAPACITY,

@@ -1,7 +1,9 @@
 """Where a VirtualMachine should run: a plain decision over hosts and their placed VMs.
 
-No I/O here: the kopf handlers gather the facts, :func:`choose_host` decides,
-and tests call it directly.
+No I/O here: the ledger (:mod:`.ledger`) holds the facts, :func:`choose_host`
+decides, and tests call it directly. A host gives out its logical CPUs times
+the CPU allocation ratio (the Host's spec.cpuAllocationRatio, else the
+operator's) as vCPUs, and its memory as it is (never over-committed).
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from vapor.model import Host, VirtualMachine, quantity_bytes
+from vapor.model.host import DEFAULT_CPU_ALLOCATION_RATIO
 
 
 @dataclass(frozen=True)
 class Request:
-    """What one VM takes from a host."""
+    """What one VM takes from a host (or, summed, what a host gives or has given)."""
 
     cpu: int
     memory: int  # bytes
@@ -23,6 +26,24 @@ class Request:
     def of(cls, vm: VirtualMachine) -> Request:
         """The resources a VM's spec asks for."""
         return cls(cpu=vm.spec.cpu, memory=quantity_bytes(vm.spec.memory))
+
+    @classmethod
+    def total(cls, requests: Iterable[Request]) -> Request:
+        """The sum of some requests."""
+        cpu = memory = 0
+        for r in requests:
+            cpu += r.cpu
+            memory += r.memory
+        return cls(cpu=cpu, memory=memory)
+
+
+def allocatable(host: Host, cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO) -> Request | None:
+    """What ``host`` may give to VMs (``cpu_ratio``: the cluster's ratio), or None before it reported capacity."""
+    capacity = host.status.capacity if host.status else None
+    if capacity is None or capacity.cpu is None or capacity.memory is None:
+        return None
+    ratio = host.spec.cpu_allocation_ratio or cpu_ratio
+    return Request(cpu=capacity.cpu * ratio, memory=quantity_bytes(capacity.memory))
 
 
 @dataclass
@@ -47,7 +68,13 @@ def _mib(n: int) -> str:
     return f"{n // 2**20}Mi"
 
 
-def evaluate(vm: VirtualMachine, host: Host, placed: Iterable[Request], request: Request | None = None) -> Fit:
+def evaluate(
+    vm: VirtualMachine,
+    host: Host,
+    placed: Iterable[Request],
+    request: Request | None = None,
+    cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
+) -> Fit:
     """How ``host`` stands for ``vm``, given the requests of the VMs already placed there."""
     request = request or Request.of(vm)
     fit = Fit(host.name)
@@ -63,18 +90,15 @@ def evaluate(vm: VirtualMachine, host: Host, placed: Iterable[Request], request:
         if labels.get(key) != value:
             fit.reasons.append(f"label {key}={value} missing")
             break
-    capacity = host.status.capacity if host.status else None
-    if capacity is None or capacity.cpu is None or capacity.memory is None:
+    offered = allocatable(host, cpu_ratio)
+    if offered is None:
         fit.reasons.append("no capacity reported yet")
         return fit
-    used_cpu = used_memory = 0
-    for other in placed:
-        used_cpu += other.cpu
-        used_memory += other.memory
-    fit.free_cpu = capacity.cpu - used_cpu
-    fit.free_memory = quantity_bytes(capacity.memory) - used_memory
+    used = Request.total(placed)
+    fit.free_cpu = offered.cpu - used.cpu
+    fit.free_memory = offered.memory - used.memory
     if fit.free_cpu < request.cpu:
-        fit.reasons.append(f"{fit.free_cpu} CPU free, {request.cpu} needed")
+        fit.reasons.append(f"{max(fit.free_cpu, 0)} CPU free, {request.cpu} needed")
     if fit.free_memory < request.memory:
         fit.reasons.append(f"{_mib(max(fit.free_memory, 0))} memory free, {_mib(request.memory)} needed")
     return fit
@@ -88,7 +112,12 @@ class Decision:
     message: str
 
 
-def choose_host(vm: VirtualMachine, hosts: Iterable[Host], placed: Mapping[str, Iterable[Request]]) -> Decision:
+def choose_host(
+    vm: VirtualMachine,
+    hosts: Iterable[Host],
+    placed: Mapping[str, Iterable[Request]],
+    cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
+) -> Decision:
     """Pick the fitting host with the most memory free (spreading load), ties broken by name.
 
     ``placed`` maps a host name to the requests of the VMs already on it (this
@@ -99,7 +128,7 @@ def choose_host(vm: VirtualMachine, hosts: Iterable[Host], placed: Mapping[str, 
     ruled_out: list[str] = []
     request = Request.of(vm)
     for host in sorted(hosts, key=lambda h: h.name):
-        fit = evaluate(vm, host, placed.get(host.name, ()), request)
+        fit = evaluate(vm, host, placed.get(host.name, ()), request, cpu_ratio)
         if fit.fits:
             fits.append((fit, host))
         else:

@@ -10,10 +10,12 @@ import kopf
 
 from vapor.kube import Kube
 from vapor.model import GROUP, names
+from vapor.model.host import DEFAULT_CPU_ALLOCATION_RATIO
 
 from ._state import Memo
+from .ledger import Ledger
 
-FIELD_MANAGER = "vapor-operator"
+FIELD_MANAGER = names.FIELD_MANAGER_OPERATOR
 # How often each Host's Ready condition is checked against its Lease (seconds).
 HEALTH_INTERVAL = float(os.environ.get("VAPOR_HEALTH_INTERVAL", "5"))
 # Where the agents' heartbeat Leases are (the chart's release namespace).
@@ -25,6 +27,10 @@ PARALLEL_MIGRATIONS = int(os.environ.get("VAPOR_PARALLEL_MIGRATIONS", "5"))
 PARALLEL_OUTBOUND_PER_HOST = int(os.environ.get("VAPOR_PARALLEL_OUTBOUND_PER_HOST", "2"))
 # How often unfinished Migrations and draining Hosts are looked at again (seconds).
 MIGRATION_INTERVAL = float(os.environ.get("VAPOR_MIGRATION_INTERVAL", "5"))
+# vCPUs a host gives out per logical CPU unless its spec.cpuAllocationRatio says otherwise.
+CPU_ALLOCATION_RATIO = int(os.environ.get("VAPOR_CPU_ALLOCATION_RATIO") or DEFAULT_CPU_ALLOCATION_RATIO)
+if not 1 <= CPU_ALLOCATION_RATIO <= 100:
+    raise SystemExit(f"VAPOR_CPU_ALLOCATION_RATIO must be 1 to 100, not {CPU_ALLOCATION_RATIO}")
 
 log = logging.getLogger("vapor.operator")
 
@@ -46,13 +52,22 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.peering.name = "vapor-operator"
     state: Memo = memo
     state.kube = await Kube.connect()
-    log.info("operator connected; health every %.0fs, placement retry every %.0fs", HEALTH_INTERVAL, RETRY_INTERVAL)
+    state.ledger = Ledger(state.kube, CPU_ALLOCATION_RATIO)
+    await state.ledger.start()
+    log.info(
+        "operator connected; health every %.0fs, placement retry every %.0fs, CPU allocation ratio %d",
+        HEALTH_INTERVAL,
+        RETRY_INTERVAL,
+        CPU_ALLOCATION_RATIO,
+    )
 
 
 @kopf.on.cleanup()
 async def disconnect(memo: Any, **_: Any) -> None:
     """Close the API connection on shutdown."""
     state: Memo = memo
+    if state.ledger:
+        await state.ledger.stop()
     if state.kube:
         await state.kube.close()
 

@@ -160,6 +160,14 @@ async def test_apply_status_owns_the_fields_set_and_gives_up_the_rest(kube: Kube
     got = await vms.get("owned", namespace)
     assert got.status is not None and got.status.host == "h1" and got.status.phase is None
     assert sorted(c.type for c in got.status.conditions or []) == ["Ready", "Scheduled"]
+    # With the version it was decided on, an apply fails once the object moved on.
+    stale = got.metadata.resource_version
+    await vms.patch_status("owned", VirtualMachineStatus(migration="m"), namespace=namespace, field_manager="x")
+    with pytest.raises(Conflict):
+        await vms.apply_status(
+            "owned", VirtualMachineStatus(host="h2"), namespace=namespace, field_manager="one", resource_version=stale
+        )
+    assert (await vms.get("owned", namespace)).host == "h1"
 
 
 async def test_apply_spec_merges_list_entries_by_key_and_dry_run_stores_nothing(

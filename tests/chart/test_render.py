@@ -25,6 +25,7 @@ OTHER_VALUES = [
     "--set", "commonLabels.team=infra",
     "--set", "operator.verbose=true",
     "--set", "operator.healthInterval=2",
+    "--set", "operator.cpuAllocationRatio=4",
     "--set", "agent.logFormat=text",
     "--set", "agent.nodeSelector.vapor\\.io/hypervisor=yes",
     "--set", "gateway.replicas=3",
@@ -217,6 +218,7 @@ def test_other_values_reach_the_objects(helm: Helm) -> None:
     operator = objects[("Deployment", "edge-vapor-operator")]
     assert "--verbose" in container(operator)["args"]
     assert env_of(operator)["VAPOR_HEALTH_INTERVAL"] == "2"
+    assert env_of(operator)["VAPOR_CPU_ALLOCATION_RATIO"] == "4"
     agent = objects[("DaemonSet", "edge-vapor-agent")]
     assert "--log-format=text" in container(agent)["args"]
     assert "--pam-service=vapor-login" in container(agent)["args"]
@@ -294,6 +296,7 @@ def test_a_digest_pins_the_image(helm: Helm) -> None:
         (["--set", "gateway.loginRateLimit=-1"], "at '/gateway/loginRateLimit'"),
         (["--set", "agent.imageDirs={images}"], "at '/agent/imageDirs/0'"),
         (["--set", "agent.blockDevices={/etc/shadow}"], "at '/agent/blockDevices/0'"),
+        (["--set", "operator.cpuAllocationRatio=0"], "at '/operator/cpuAllocationRatio'"),
     ],
 )
 def test_the_schema_rejects_bad_values(helm: Helm, flags: list[str], message: str) -> None:

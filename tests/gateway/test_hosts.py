@@ -48,6 +48,8 @@ INVENTORY: dict[str, Any] = {
     ],
     "hypervisor": {"driver": "QEMU", "kvm": True},
     "capacity": {"cpu": 8, "memory": "12Gi"},
+    "allocatable": {"cpu": 80, "memory": 12 * 2**30},
+    "allocated": {"cpu": 3, "memory": 3 * 2**30},
     "vmCount": 2,
     "syncCursor": 1716999901,
 }
@@ -106,6 +108,8 @@ async def test_hosts_list_and_get_by_id_and_name(
     assert host["disks"][0]["partitions"][0]["mount_point"] == "/boot"
     assert host["hypervisor"]["kvm"] is True
     assert host["capacity"] == {"cpu": 8, "memory": "12Gi"}
+    assert host["allocatable"] == {"cpu": 80, "memory": 12 * 2**30}
+    assert host["allocated"] == {"cpu": 3, "memory": 3 * 2**30}
     assert host["vm_count"] == 2
     assert host["maintenance"] is False
     for key in (ids["True"], names["True"]):

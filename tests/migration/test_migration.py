@@ -161,8 +161,8 @@ def test_source_agent_killed_mid_migration(cluster: Cluster, vms: str) -> None:
 
 
 def test_drain_moves_every_running_vm_off_a_host(cluster: Cluster, vms: str) -> None:
-    # Two VMs: this machine has 2 CPUs, so each testbed host has room for two 1-CPU VMs (no overcommit).
-    doms = [_running_vm(cluster, vms, f"d{i}", 0) for i in range(2)]
+    # Four 1-vCPU VMs on a host of this 2-CPU machine: more vCPUs than CPUs, as the allocation ratio allows.
+    doms = [_running_vm(cluster, vms, f"d{i}", 0) for i in range(4)]
     host = cluster.nodes[0]
     cluster.kubectl("patch", "hosts.vapor.io", host, "--type=merge", "-p", '{"spec":{"maintenance":true}}')
     try:
@@ -181,6 +181,13 @@ def test_drain_moves_every_running_vm_off_a_host(cluster: Cluster, vms: str) -> 
             assert cluster.domain(0, dom) is None
             assert cluster.vm(vms, f"d{i}")["status"]["host"] == cluster.nodes[1]
         moved = cluster.kubectl.get_json("migrations.vapor.io", "-n", vms, "-l", f"vapor.io/drain={host}")["items"]
-        assert sorted(m["spec"]["vmName"] for m in moved if m["status"]["phase"] == "Succeeded") == ["d0", "d1"]
+        assert sorted(m["spec"]["vmName"] for m in moved if m["status"]["phase"] == "Succeeded") == [
+            "d0",
+            "d1",
+            "d2",
+            "d3",
+        ]
+        allocated = cluster.kubectl.get_json("hosts.vapor.io", cluster.nodes[1])["status"]["allocated"]
+        assert allocated["cpu"] >= 4
     finally:
         cluster.kubectl("patch", "hosts.vapor.io", host, "--type=merge", "-p", '{"spec":{"maintenance":false}}')

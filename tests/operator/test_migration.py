@@ -270,6 +270,36 @@ def test_limits_queue_in_order_and_slots_are_given_on(
     assert scene.status("q6")["phase"] == "Scheduling"
 
 
+def test_a_vm_created_while_a_migration_is_admitted_does_not_take_its_room(
+    scene: Scene, fleet: Fleet, agents: AgentConditionsStandIn, kubectl: Kubectl
+) -> None:
+    src = fleet.host("src", cpu=4, memory="1Gi")
+    dst = fleet.host("dst", cpu=4, memory="1Gi")
+    scene.vm("mover", src, memory="768Mi")
+    scene.migrate("move", "mover", dst)
+    scene.wait_phase("move", "PreparingTarget")
+    # dst is promised the 768Mi arriving; src still holds the mover: neither has 512Mi free.
+    kubectl.apply(fleet.vm_manifest("late", scene.ns, cpu=1, memory="512Mi"))
+    status = wait_until(
+        lambda: (s := vm_status(kubectl, "late", scene.ns)).get("phase") == "Unschedulable" and s,
+        30,
+        what="late Unschedulable",
+    )
+    message = condition(status, "Scheduled")["message"]
+    assert f"{dst}: 256Mi memory free, 512Mi needed" in message and f"{src}: 256Mi memory free" in message
+    allocated = wait_until(
+        lambda: kubectl.get_json("host", dst)["status"].get("allocated", {}).get("memory") == 768 * 2**20, 20
+    )
+    assert allocated
+    assert vm_status(kubectl, "late", scene.ns).get("host") is None
+    # Once the VM has moved, its old host has room and the late VM lands there.
+    agents.target_ready(scene.ns, "move")
+    scene.wait_phase("move", "Running")
+    agents.completed(scene.ns, "move")
+    scene.wait_phase("move", "Succeeded")
+    assert wait_until(lambda: vm_status(kubectl, "late", scene.ns).get("host"), 30, what="late placed") == src
+
+
 def test_two_outbound_per_host_and_cancel_while_queued(scene: Scene, fleet: Fleet) -> None:
     src = fleet.host("busy", cpu=8, memory="8Gi")
     dst = fleet.host("dst", cpu=8, memory="8Gi")

@@ -126,8 +126,8 @@ def test_vm_is_placed_on_the_ready_host_with_room(kubectl: Kubectl, fleet: Fleet
 
 
 def test_unschedulable_vm_says_why_then_lands_when_room_appears(kubectl: Kubectl, fleet: Fleet, namespace: str) -> None:
-    only = fleet.host("only", cpu=2, memory="2Gi")
-    kubectl.apply(fleet.vm_manifest("huge", namespace, cpu=16, memory="1Gi"))
+    only = fleet.host("only", cpu=2, memory="2Gi")  # 20 vCPUs at the default allocation ratio of 10
+    kubectl.apply(fleet.vm_manifest("huge", namespace, cpu=32, memory="1Gi"))
     status = wait_until(
         lambda: (s := vm_status(kubectl, "huge", namespace)).get("phase") == "Unschedulable" and s,
         30,
@@ -135,9 +135,9 @@ def test_unschedulable_vm_says_why_then_lands_when_room_appears(kubectl: Kubectl
     )
     scheduled = condition(status, "Scheduled")
     assert scheduled["status"] == "False" and scheduled["reason"] == "Unschedulable"
-    assert f"{only}: 2 CPU free, 16 needed" in scheduled["message"]
+    assert f"{only}: 20 CPU free, 32 needed" in scheduled["message"]
     events = kubectl("get", "events", "-n", namespace, "--field-selector", "reason=FailedScheduling", "-o", "json")
-    assert any("16 needed" in (e.get("note") or e.get("message") or "") for e in json.loads(events.stdout)["items"])
+    assert any("32 needed" in (e.get("note") or e.get("message") or "") for e in json.loads(events.stdout)["items"])
     # Room appears: the operator tries again by itself.
     kubectl(
         "patch",
@@ -150,6 +150,31 @@ def test_unschedulable_vm_says_why_then_lands_when_room_appears(kubectl: Kubectl
     )
     assert wait_until(placed(kubectl, "huge", namespace), 30) == only
     assert condition(vm_status(kubectl, "huge", namespace), "Scheduled")["status"] == "True"
+
+
+def test_host_status_shows_what_it_may_give_and_has_given(kubectl: Kubectl, fleet: Fleet, namespace: str) -> None:
+    host = fleet.host("acct", cpu=2, memory="4Gi")
+
+    def resources() -> tuple[dict[str, Any], dict[str, Any]]:
+        status = kubectl.get_json("host", host)["status"]
+        return status.get("allocatable") or {}, status.get("allocated") or {}
+
+    wait_until(lambda: resources()[0] == {"cpu": 20, "memory": 4 * 2**30}, 20, what="allocatable at ratio 10")
+    for i in range(3):  # three 1-vCPU VMs on a 2-CPU host: over-committed, as the ratio allows
+        kubectl.apply(fleet.vm_manifest(f"small{i}", namespace, cpu=1, memory="512Mi"))
+    for i in range(3):
+        assert wait_until(placed(kubectl, f"small{i}", namespace), 30) == host
+    wait_until(lambda: resources()[1] == {"cpu": 3, "memory": 3 * 512 * 2**20}, 20, what="allocated 3 vCPUs")
+    # The Host's own ratio wins over the operator's: 1 gives out only its 2 logical CPUs.
+    kubectl("patch", "host", host, "--type=merge", "-p", '{"spec":{"cpuAllocationRatio":1}}')
+    wait_until(lambda: resources()[0] == {"cpu": 2, "memory": 4 * 2**30}, 20, what="allocatable at ratio 1")
+    kubectl.apply(fleet.vm_manifest("one-more", namespace, cpu=1, memory="256Mi"))
+    status = wait_until(
+        lambda: (s := vm_status(kubectl, "one-more", namespace)).get("phase") == "Unschedulable" and s, 30
+    )
+    assert f"{host}: 0 CPU free, 1 needed" in condition(status, "Scheduled")["message"]
+    explained = kubectl("explain", "hosts.spec.cpuAllocationRatio").stdout
+    assert "per logical CPU" in explained and "Memory is never over-committed" in explained
 
 
 def test_selector_maintenance_and_readiness_are_respected(kubectl: Kubectl, fleet: Fleet, namespace: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vapor.model import Condition, Host, HostSpec, HostStatus, ObjectMeta, VirtualMachine, VirtualMachineSpec
 from vapor.model.host import HostCapacity
-from vapor.operator.placement import Request, choose_host
+from vapor.operator.placement import Request, allocatable, choose_host
 
 
 def host(name: str, cpu: int = 8, memory: str = "8Gi", ready: bool = True, **kw: object) -> Host:
@@ -43,11 +43,12 @@ def test_not_ready_maintenance_selector_and_capacity_each_rule_a_host_out() -> N
         host("small", cpu=1),
         host("other-rack", labels={"rack": "r2"}),
     ]
-    decision = choose_host(vm(cpu=2, host_selector={"rack": "r1"}), hosts, {})
+    decision = choose_host(vm(cpu=11, host_selector={"rack": "r1"}), hosts, {})
     assert decision.host is None
     assert "down: not Ready" in decision.message
     assert "busy: in maintenance" in decision.message
-    assert "small:" in decision.message and "1 CPU free, 2 needed" in decision.message
+    # 1 logical CPU gives 10 vCPUs at the default allocation ratio
+    assert "small:" in decision.message and "10 CPU free, 11 needed" in decision.message
     assert "other-rack: label rack=r1 missing" in decision.message
 
 
@@ -63,3 +64,19 @@ def test_memory_must_fit_exactly_in_bytes() -> None:
 
 def test_no_hosts_at_all_says_so() -> None:
     assert choose_host(vm(), [], {}).message == "no Host exists yet"
+
+
+def test_cpu_is_over_committed_by_the_ratio_and_memory_is_not() -> None:
+    two_cores = host("a", cpu=2, memory="8Gi")
+    nineteen = {"a": [Request(cpu=1, memory=2**20)] * 19}
+    assert allocatable(two_cores) == Request(cpu=20, memory=8 * 2**30)  # default ratio 10
+    assert choose_host(vm(cpu=1, memory="1Mi"), [two_cores], nineteen).host is not None  # the 20th vCPU
+    assert "0 CPU free" in choose_host(vm(cpu=1), [two_cores], {"a": [Request(cpu=1, memory=2**20)] * 20}).message
+    assert choose_host(vm(cpu=3), [two_cores], {}, cpu_ratio=1).host is None  # the operator's ratio
+    strict = two_cores.model_copy(update={"spec": HostSpec(cpu_allocation_ratio=1)})
+    assert allocatable(strict, cpu_ratio=10) == Request(cpu=2, memory=8 * 2**30)  # the Host's own ratio wins
+    assert "2 CPU free, 3 needed" in choose_host(vm(cpu=3), [strict], {}).message
+    roomy = two_cores.model_copy(update={"spec": HostSpec(cpu_allocation_ratio=4)})
+    assert allocatable(roomy, cpu_ratio=1) == Request(cpu=8, memory=8 * 2**30)
+    full_memory = {"a": [Request(cpu=1, memory=8 * 2**30)]}
+    assert "0Mi memory free, 1Gi needed" in choose_host(vm(cpu=1), [two_cores], full_memory).message

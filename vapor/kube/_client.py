@@ -252,15 +252,19 @@ class Resources(Generic[R]):
         namespace: str | None = None,
         field_manager: str,
         force: bool = True,
-    ) -> None:
+        resource_version: str | None = None,
+    ) -> R:
         """Server-side apply of part of the status: ``field_manager`` owns exactly the fields set in ``status``.
 
         Fields left unset (or None) are not sent, so the manager gives them up.
         Lists keyed by a field (conditions by type) merge entry by entry, so two
-        writers can each own their own conditions of one object.
+        writers can each own their own conditions of one object. With
+        ``resource_version`` the apply fails with Conflict when the object
+        changed since that version. Returns the object after the apply.
         """
-        body = self._apply_body(name, namespace, "status", status.to_apply() if isinstance(status, Model) else status)
-        await call(
+        value = status.to_apply() if isinstance(status, Model) else status
+        body = self._apply_body(name, namespace, "status", value, resource_version)
+        raw = await call(
             self._method("patch_{scope}_custom_object_status")(
                 *self._args(namespace),
                 name,
@@ -270,6 +274,7 @@ class Resources(Generic[R]):
                 _content_type=APPLY_PATCH,
             )
         )
+        return self.kind.from_api(raw)
 
     async def apply_spec(
         self,
@@ -303,12 +308,15 @@ class Resources(Generic[R]):
             return await self.get(name, namespace)
         return self.kind.from_api(raw)
 
-    def _apply_body(self, name: str, namespace: str | None, part: str, value: dict[str, Any]) -> dict[str, Any]:
-        """An apply configuration naming the object and one part of it (spec or status)."""
+    def _apply_body(
+        self, name: str, namespace: str | None, part: str, value: dict[str, Any], resource_version: str | None = None
+    ) -> dict[str, Any]:
+        """An apply configuration naming the object (and the version it expects) and one part of it."""
+        metadata = {"name": name, "namespace": namespace, "resourceVersion": resource_version}
         return {
             "apiVersion": self.kind.group + "/" + self.kind.version,
             "kind": self.kind.__name__,
-            "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
+            "metadata": {k: v for k, v in metadata.items() if v},
             part: value,
         }
 

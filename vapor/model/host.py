@@ -19,6 +19,9 @@ from .names import ConditionType
 
 INTERFACE_NAME_PATTERN = r"^[a-zA-Z0-9_][a-zA-Z0-9_.:@-]{0,14}$"
 IP_ADDRESS_PATTERN = r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|[0-9a-fA-F:]*:[0-9a-fA-F:.]*)$"
+# vCPUs a host offers per logical CPU when neither the Host nor the operator says otherwise
+# (as KubeVirt's cpuAllocationRatio); memory is never over-committed.
+DEFAULT_CPU_ALLOCATION_RATIO = 10
 CIDR_PATTERN = r"^([0-9]{1,3}(\.[0-9]{1,3}){3}/([0-9]|[12][0-9]|3[0-2])|[0-9a-fA-F:]*:[0-9a-fA-F:.]*/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8]))$"
 
 
@@ -64,6 +67,16 @@ class HostSpec(Model):
         description=(
             "Put the host in maintenance: no new VirtualMachine is placed on it and the "
             "operator migrates its running VMs to other hosts."
+        ),
+    )
+    cpu_allocation_ratio: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description=(
+            "Virtual CPUs this host may give to VMs per logical CPU (1: no over-commit). Left out: the "
+            f"operator's cluster-wide ratio (chart value operator.cpuAllocationRatio, default {DEFAULT_CPU_ALLOCATION_RATIO}). "
+            "Memory is never over-committed."
         ),
     )
     interfaces: list[InterfaceSpec] | None = Field(
@@ -182,8 +195,19 @@ class HypervisorInfo(Model):
 class HostCapacity(Model):
     """Resources a host offers to virtual machines."""
 
-    cpu: int | None = Field(default=None, ge=0, description="Virtual CPUs that VMs may use.")
+    cpu: int | None = Field(
+        default=None,
+        ge=0,
+        description="Logical CPUs that VMs may use; the operator gives out this many times the CPU allocation ratio as vCPUs.",
+    )
     memory: Quantity | None = Field(default=None, description="Memory that VMs may use (a quantity, for example 30Gi).")
+
+
+class HostResources(Model):
+    """CPU and memory of a host, as the operator counts them for placement."""
+
+    cpu: int = Field(default=0, ge=0, description="Virtual CPUs.")
+    memory: int = Field(default=0, ge=0, description="Memory in bytes.")
 
 
 class DrainStatus(Model):
@@ -242,6 +266,20 @@ class HostStatus(Model):
     vm_count: int | None = Field(
         default=None, ge=0, description="VirtualMachines placed on this host (written by the operator)."
     )
+    allocatable: HostResources | None = Field(
+        default=None,
+        description=(
+            "What the operator may give to VMs here (written by the operator): capacity.cpu times the "
+            "CPU allocation ratio, and capacity.memory."
+        ),
+    )
+    allocated: HostResources | None = Field(
+        default=None,
+        description=(
+            "What the VMs placed here and the VMs admitted migrations are bringing here take "
+            "(written by the operator); placement keeps it within allocatable."
+        ),
+    )
     drain: DrainStatus | None = Field(default=None, description="Progress of a maintenance drain (operator).")
     sync_cursor: int | None = Field(
         default=None,
@@ -283,8 +321,12 @@ class Host(Resource[HostSpec, HostStatus]):
             ),
             PrinterColumn("Hostname", ".status.hostname"),
             PrinterColumn("VMs", ".status.vmCount", "integer", "VirtualMachines placed here."),
-            PrinterColumn("CPU", ".status.capacity.cpu", "integer", "Virtual CPUs offered to VMs."),
+            PrinterColumn("CPU", ".status.capacity.cpu", "integer", "Logical CPUs offered to VMs."),
             PrinterColumn("Memory", ".status.capacity.memory", description="Memory offered to VMs."),
+            PrinterColumn("vCPUs", ".status.allocated.cpu", "integer", "Virtual CPUs given to VMs.", priority=1),
+            PrinterColumn(
+                "Allocatable", ".status.allocatable.cpu", "integer", "Virtual CPUs the host may give.", priority=1
+            ),
             PrinterColumn("Maintenance", ".spec.maintenance", "boolean", priority=1),
             PrinterColumn("Kernel", ".status.kernel", priority=1),
             PrinterColumn("ID", ".status.id", priority=1),

@@ -1,0 +1,214 @@
+"""The operator's one account of the fleet: what each Host has, has been promised and is receiving.
+
+Three watch caches (Hosts, VirtualMachines, Migrations) feed it, so a decision
+costs no LIST; every decision that gives out room (placing a VM, checking or
+admitting a Migration, a drain pass) is taken under its one lock. What this
+process wrote a moment ago may not have come back through the watches yet:
+the answer of every write is kept as a promise over the cached object until
+the watch delivers that version or a later one (resourceVersions are etcd's
+revisions, which only grow), so the next decision already sees it.
+
+A host carries the VMs placed on it (status.host) and the VMs that admitted
+migrations are bringing to it; while a VM moves it counts on both hosts, so
+a VM created meanwhile cannot take the room its migration was promised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Generic, TypeVar
+
+from vapor.kube import Informer, Kube, WatchEvent
+from vapor.model import (
+    Condition,
+    Host,
+    MetadataPatch,
+    Migration,
+    Resource,
+    VirtualMachine,
+    VirtualMachineStatus,
+    find_host,
+)
+from vapor.model.host import DEFAULT_CPU_ALLOCATION_RATIO
+from vapor.model.names import FIELD_MANAGER_OPERATOR as FIELD_MANAGER
+from vapor.model.names import HOST_LABEL
+from vapor.model.virtualmachine import VMPhase
+
+from .placement import Request, allocatable
+
+R = TypeVar("R", bound=Resource)  # type: ignore[type-arg]
+VMKey = tuple[str, str]  # (namespace, name)
+PROMISE_SECONDS = 60.0  # a promise the watch never confirmed (history compacted meanwhile) is dropped after this
+
+
+def vm_key(vm: VirtualMachine) -> VMKey:
+    """(namespace, name) of a VM."""
+    return (vm.metadata.namespace or "", vm.name)
+
+
+def _version(obj: Resource) -> int:  # type: ignore[type-arg]
+    """metadata.resourceVersion as a number (etcd's revision, which only grows), -1 when it is not one."""
+    rv = obj.metadata.resource_version or ""
+    return int(rv) if rv.isdigit() else -1
+
+
+class _Promised(Generic[R]):
+    """One kind's watch cache with the objects this process wrote laid over it until the watch catches up."""
+
+    def __init__(self, kube: Kube, kind: type[R]) -> None:
+        self.cache: Informer[R] = Informer(kube, kind)
+        self._wrote: dict[str, tuple[R, float]] = {}  # uid: (the write's answer, when)
+        self.cache.on_change(self._delivered)
+
+    def _delivered(self, event: WatchEvent[R]) -> None:
+        if event.type == "DELETED":
+            self._wrote.pop(event.object.metadata.uid or "", None)
+
+    def _fresher(self, obj: R) -> bool:
+        cached = self.cache.by_uid(obj.metadata.uid or "")
+        return cached is None or _version(obj) > _version(cached)
+
+    def wrote(self, obj: R) -> None:
+        """Keep ``obj`` (a write's answer) until the watch delivers that version or a later one."""
+        gone = obj.metadata.deletion_timestamp is not None and not obj.metadata.finalizers
+        if not gone and self._fresher(obj):
+            self._wrote[obj.metadata.uid or ""] = (obj, time.monotonic())
+
+    def _promised(self) -> list[R]:
+        now = time.monotonic()
+        for uid, (obj, at) in list(self._wrote.items()):
+            if now - at > PROMISE_SECONDS or not self._fresher(obj):
+                del self._wrote[uid]
+        return [obj for obj, _at in self._wrote.values()]
+
+    def items(self) -> list[R]:
+        """Every object, as this process last knows it."""
+        by_uid = {o.metadata.uid or "": o for o in self.cache.items()}
+        by_uid.update({o.metadata.uid or "": o for o in self._promised()})
+        return list(by_uid.values())
+
+    def get(self, name: str, namespace: str | None = None) -> R | None:
+        """One object by name, as this process last knows it."""
+        for obj in self._promised():
+            if obj.name == name and (obj.metadata.namespace or None) == (namespace or None):
+                return obj
+        return self.cache.get(name, namespace)
+
+
+class Ledger:
+    """Hosts, VMs and Migrations as the operator knows them, and what each host carries."""
+
+    def __init__(self, kube: Kube, cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO) -> None:
+        self.kube = kube
+        self.cpu_ratio = cpu_ratio
+        self.lock = asyncio.Lock()  # every decision that gives out room or slots is taken under it
+        self._hosts = _Promised(kube, Host)
+        self._vms = _Promised(kube, VirtualMachine)
+        self._migrations = _Promised(kube, Migration)
+        self._writes = 0  # with the caches' generations: whether the last carried() still holds
+        self._carried: tuple[tuple[int, int, int], dict[str, list[Request]]] | None = None
+
+    async def start(self) -> None:
+        """Fill the caches (the first lists) and follow the watches."""
+        await asyncio.gather(*(p.cache.start() for p in (self._hosts, self._vms, self._migrations)))
+
+    async def stop(self) -> None:
+        """Stop the watches."""
+        for p in (self._hosts, self._vms, self._migrations):
+            await p.cache.stop()
+
+    # -- reading ---------------------------------------------------------------------------------
+    def hosts(self) -> list[Host]:
+        """Every Host."""
+        return self._hosts.items()
+
+    def host(self, name_or_id: str) -> Host | None:
+        """A Host by name or stable id."""
+        return self._hosts.get(name_or_id) or find_host(self._hosts.items(), name_or_id)
+
+    def vms(self) -> list[VirtualMachine]:
+        """Every VirtualMachine."""
+        return self._vms.items()
+
+    def vm(self, namespace: str, name: str) -> VirtualMachine | None:
+        """A VirtualMachine by namespace and name."""
+        return self._vms.get(name, namespace)
+
+    def vm_of(self, m: Migration) -> VirtualMachine | None:
+        """The VM a Migration moves, if it exists."""
+        return self.vm(m.metadata.namespace or "", m.spec.vm_name)
+
+    def migrations(self) -> list[Migration]:
+        """Every Migration."""
+        return self._migrations.items()
+
+    def on_host(self, host: str) -> list[VirtualMachine]:
+        """The VMs placed on ``host``."""
+        return [vm for vm in self.vms() if vm.host == host]
+
+    def carried(self, exclude: VMKey | None = None) -> dict[str, list[Request]]:
+        """What each host carries: its placed VMs and the VMs admitted migrations bring (``exclude`` left out)."""
+        if exclude is None:  # every host's health check asks: count once per change
+            now = (self._vms.cache.generation, self._migrations.cache.generation, self._writes)
+            if self._carried is None or self._carried[0] != now:
+                self._carried = (now, self._count(None))
+            return self._carried[1]
+        return self._count(exclude)
+
+    def _count(self, exclude: VMKey | None) -> dict[str, list[Request]]:
+        vms = {vm_key(vm): vm for vm in self.vms()}
+        out: dict[str, list[Request]] = {}
+        for key, vm in vms.items():
+            if key != exclude and vm.host:
+                out.setdefault(vm.host, []).append(Request.of(vm))
+        for m in self.migrations():
+            key = (m.metadata.namespace or "", m.spec.vm_name)
+            moving = vms.get(key)
+            if m.is_active and m.target_host and moving and key != exclude and moving.host != m.target_host:
+                out.setdefault(m.target_host, []).append(Request.of(moving))
+        return out
+
+    def allocation(self, host: Host) -> tuple[Request | None, Request]:
+        """What ``host`` may give (None before it reported capacity) and what it has given."""
+        return allocatable(host, self.cpu_ratio), Request.total(self.carried().get(host.name, ()))
+
+    # -- writing ---------------------------------------------------------------------------------
+    def wrote(self, obj: Host | VirtualMachine | Migration) -> None:
+        """Count a write's answer at once (the watch brings it a moment later)."""
+        self._writes += 1
+        if isinstance(obj, Host):
+            self._hosts.wrote(obj)
+        elif isinstance(obj, VirtualMachine):
+            self._vms.wrote(obj)
+        else:
+            self._migrations.wrote(obj)
+
+    async def bind_vm(
+        self, vm: VirtualMachine, host: Host, *, phase: VMPhase | None = None, condition: Condition | None = None
+    ) -> VirtualMachine:
+        """Place ``vm`` on ``host``: status.host and hostId (and ``phase``, ``condition``), then the host label.
+
+        The label comes last because the host's agent selects on it: it sees
+        the VM only once it is fully placed. Used by placement and by a
+        migration that moved the VM. NotFound when the VM went meanwhile.
+        """
+        vms = self.kube.resources(VirtualMachine)
+        namespace = vm.metadata.namespace
+        status = VirtualMachineStatus(host=host.name, host_id=host.host_id)
+        if phase is not None:
+            status.phase = phase
+        if vm.host != host.name or phase is not None:
+            vm = await vms.patch_status(vm.name, status, namespace=namespace, field_manager=FIELD_MANAGER)
+            self.wrote(vm)
+        if condition is not None:
+            await vms.apply_status(
+                vm.name, VirtualMachineStatus(conditions=[condition]), namespace=namespace, field_manager=FIELD_MANAGER
+            )
+        if (vm.metadata.labels or {}).get(HOST_LABEL) != host.name:
+            vm = await vms.patch(
+                vm.name, metadata=MetadataPatch(labels={HOST_LABEL: host.name}), namespace=namespace,
+                field_manager=FIELD_MANAGER,
+            )  # fmt: skip
+            self.wrote(vm)
+        return vm
