@@ -31,7 +31,7 @@ from tests.support.hosts import Testbed
 from tests.support.wait import wait_until
 from vapor.devenv import ControlPlane
 from vapor.devenv.processes import Component
-from vapor.model.names import HOST_LABEL, LEASE_NAMESPACE
+from vapor.model.names import LEASE_NAMESPACE
 from vapor.model.names import MIGRATING_ANNOTATION as MIGRATING
 
 ROUNDS = 3
@@ -165,18 +165,14 @@ class _Vapor:
 
     def place(self, name: str, host: int, mib: int) -> str:
         node = self.nodes[host]
-        self.apply(
+        self.apply(  # pinned: the operator places it there (and counts it), as tests/migration does
             {
                 "apiVersion": "vapor.io/v1alpha1",
                 "kind": "VirtualMachine",
-                "metadata": {"name": name, "namespace": self.ns, "labels": {HOST_LABEL: node}},
-                "spec": {"runStrategy": "Running", "memory": f"{mib}Mi", "cpu": 1},
+                "metadata": {"name": name, "namespace": self.ns},
+                "spec": {"runStrategy": "Running", "memory": f"{mib}Mi", "cpu": 1, "host": node},
             }
         )
-        self.kubectl(
-            "patch", "vvm", name, "-n", self.ns, "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": {"host": node}}),
-        )  # fmt: skip
         dom = f"{self.ns}_{name}"
         wait_until(lambda: self._active(host, dom), 90, what=f"{dom} running")
         wait_until(lambda: (self.get("vvm", name).get("status") or {}).get("phase") == "Running", 90, what="Running")
@@ -238,7 +234,7 @@ class _Vapor:
         wait_until(drained, 600, what="drained")
         took = time.perf_counter() - start
         drain = (self.get("hosts.vapor.io", self.nodes[0], ns=False).get("status") or {}).get("drain") or {}
-        if drain.get("phase") != "Drained":  # e.g. no CPU left: placement does not overcommit the 2 CPUs here
+        if drain.get("phase") != "Drained":
             raise AssertionError(f"drain {drain.get('phase')} after {took:.1f} s: {drain.get('message', '')[:300]}")
         self.kubectl("patch", "hosts.vapor.io", self.nodes[0], "--type=merge", "-p", '{"spec":{"maintenance":false}}')
         return took
