@@ -1,9 +1,13 @@
 """The Vapor operator (kopf): cluster-wide decisions, never touching a host.
 
 It places VirtualMachines on Ready hosts with room (:mod:`.placement` decides,
-:mod:`.scheduling` wires it to kopf), keeps each Host's Ready condition in
-step with its agent's Lease and marks the VMs of a lost host Unknown
-(:mod:`.health`). Entry point: ``vapor-operator`` (:mod:`.__main__`).
+:mod:`.scheduling` wires it to kopf), moves them (:mod:`.migration`,
+:mod:`.migration_queue`, :mod:`.migration_status`; decisions in
+:mod:`.migration_rules`), drains hosts in maintenance (:mod:`.drain`), keeps
+each Host's Ready condition in step with its agent's Lease and marks the VMs
+of a lost host Unknown (:mod:`.health`). Every decision that gives out room
+reads one account of the fleet under one lock (:mod:`.ledger`). Entry point:
+``vapor-operator`` (:mod:`.__main__`).
 """
 
 if __name__ == "operator":  # pragma: no cover - only when the checkout's root is on sys.path
