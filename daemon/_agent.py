@@ -84,6 +84,8 @@ class Agent:
             self.nodeapi = NodeAPI(config, self.kube, host=lambda: reporter.host)
             await self.nodeapi.start()
         self._tasks = [
+            # Listening before the first inventory: a disk attached after it is an event, not a wait for a scan.
+            asyncio.create_task(BlockDeviceEvents(self._block_devices_changed).run(), name="uevents"),
             asyncio.create_task(self.heartbeat.run(), name="heartbeat"),
             asyncio.create_task(reporter.run(), name="inventory"),
         ]
@@ -97,7 +99,6 @@ class Agent:
         await self.migrations.start()
         self.mounts = MountController(self.kube, config, lambda: reporter.host, self._vm_disks, reporter.refresh)
         await self.mounts.start()
-        self._tasks.append(asyncio.create_task(BlockDeviceEvents(self._block_devices_changed).run(), name="uevents"))
         # After libvirtd restarts, look at every VM again: events may have been missed meanwhile.
         self._tasks.append(asyncio.create_task(self.libvirt.stay_connected(self.vms.resync_all), name="libvirt"))
         self.started = True

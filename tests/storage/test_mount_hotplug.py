@@ -8,7 +8,7 @@ the kernel's block-device events.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from quart.typing import TestClientProtocol as Client
@@ -79,3 +79,26 @@ async def test_a_device_the_host_does_not_have_is_not_found_and_leaves_no_mount(
     assert listed.status_code == 200
     again = await client.post(f"/api/v1/storage/mount?host={node}", json=body, headers=headers)
     assert again.status_code == 404, await again.get_json()  # no Failed Mount was left behind to say ALREADY_EXISTS
+
+
+async def test_a_disk_attached_or_detached_shows_in_the_listing_within_seconds(
+    loops: LoopDevices,
+    agent_factory: Callable[..., AgentProcess],
+    mounts_of_node: str,
+    client: Client,
+    users: Users,
+) -> None:
+    node = mounts_of_node
+    headers = await agent_without_scans(agent_factory, node, client, users)
+
+    async def listed(device: str) -> bool:
+        return any(d["path"] == device for d in await disks(client, headers, node))
+
+    device = loops.make()
+    await eventually(lambda: listed(device), SOON, f"{device} listed after it was attached")
+    loops.cleanup()  # detached
+    await eventually(lambda: not_(listed(device)), SOON, f"{device} gone from the listing after it was detached")
+
+
+async def not_(listed: Awaitable[bool]) -> bool:
+    return not await listed
