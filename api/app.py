@@ -44,7 +44,7 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_TIMEOUT": 10.0,  # seconds a login host's agent has to answer before the next login host is asked
     "ADMIN_GROUPS": "sudo,wheel",  # members of these Linux groups get role admin
     "LOGIN_FAIL_DELAY": 2.0,  # seconds a refused password's answer waits, per account (when PAM runs here)
-    "LOGIN_BACKOFF_MAX": 60.0,  # the longest an account that keeps failing is not checked (when PAM runs here)
+    "LOGIN_BACKOFF_MAX": 60.0,  # the longest an account that keeps failing is not checked (PAM here; 0: no backoff)
     "TERMINAL_GROUPS": "",  # besides the admins, members of these groups may open /ws/terminal
     "VIEWER_LOG_UNITS": "",  # systemd units whose logs viewers may read (none: logs are admin-only)
     "TOKEN_LIFETIME": 3600,  # seconds a bearer token is valid

@@ -27,7 +27,7 @@ PUBLIC = {"auth.login", "auth.refresh"}
 SCHEMA_ROUTES = {"openapi", "swagger_ui"}
 # Probes and Prometheus scrapes: outside /api/v1, no token, not in the OpenAPI document (tests/observability).
 # Reads that only admins may make: the host's accounts.
-ADMIN_READS = {"users.list_users"}
+ADMIN_READS = {"users.list_users", "containers.container_logs"}  # a container's output may hold secrets
 OBSERVABILITY_ROUTES = {"observability.healthz", "observability.readyz", "observability.metrics"}
 
 
