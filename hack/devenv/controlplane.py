@@ -234,6 +234,14 @@ class ControlPlane:
                 waiting = sorted(set(names) - set(established))
                 raise ControlPlaneError(f"CRDs not Established after {timeout:.0f}s: {', '.join(waiting)}")
             time.sleep(0.2)
+        # Established is not served yet: the API server answers 429 "storage is (re)initializing" until
+        # each new kind's watch cache is filled. Wait for a list of each, so the first watch of a
+        # component started right after this does not fail.
+        for name in names:
+            while self.kubectl_run("get", name, "--all-namespaces", "-o", "name", check=False).returncode != 0:
+                if time.monotonic() > deadline:
+                    raise ControlPlaneError(f"{name} not served after {timeout:.0f}s")
+                time.sleep(0.2)
         log.info("CRDs established: %s", ", ".join(names))
 
     def grant_user_access(self, namespaces: list[str]) -> None:
