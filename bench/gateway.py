@@ -33,7 +33,7 @@ from vapor.devenv import ControlPlane
 from vapor.devenv.processes import free_port
 from vapor.gateway._tokens import TokenSigner, load_signing_key
 from vapor.kube import Kube
-from vapor.model import VirtualMachine
+from vapor.model import VirtualMachine, VirtualMachineStatus
 
 from ._samples import typical_vm
 
@@ -166,7 +166,7 @@ async def _churn(kubeconfig: Path, per_second: float, stop: asyncio.Event) -> in
         while not stop.is_set():
             phase = "Running" if changes % 2 else "Starting"
             name = f"vm-{changes % N_VMS:04d}"
-            await vms.patch_status(name, {"phase": phase}, namespace="bench", field_manager="bench")
+            await vms.patch_status(name, VirtualMachineStatus(phase=phase), namespace="bench", field_manager="bench")
             changes += 1
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1 / per_second)

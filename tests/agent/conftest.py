@@ -21,7 +21,7 @@ import pytest
 
 from vapor.devenv import ControlPlane
 from vapor.kube import Kube, NotFound
-from vapor.model import Host, ObjectMeta, VirtualMachine, VirtualMachineSpec, names
+from vapor.model import Host, ObjectMeta, VirtualMachine, VirtualMachineSpec, VirtualMachineStatus, names
 
 from ..conftest import Kubectl
 from ..support.agent import AgentProcess, qemu_reachable_dir
@@ -143,7 +143,9 @@ async def place_vm(
     )
     vms = kube.resources(VirtualMachine)
     made = await vms.create(vm, field_manager="test-operator-stand-in")
-    await vms.patch_status(name, {"host": node}, namespace=namespace, field_manager="test-operator-stand-in")
+    await vms.patch_status(
+        name, VirtualMachineStatus(host=node), namespace=namespace, field_manager="test-operator-stand-in"
+    )
     return made
 
 

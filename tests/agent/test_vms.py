@@ -11,12 +11,11 @@ import subprocess
 import uuid
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 import libvirt
 
 from vapor.kube import Kube, NotFound
-from vapor.model import VirtualMachine, names
+from vapor.model import MetadataPatch, VirtualMachine, VirtualMachineSpec, names
 
 from ..conftest import Kubectl
 from ..support.agent import AgentProcess
@@ -73,8 +72,18 @@ async def reasons(kube: Kube, namespace: str, name: str, reason: str, count: int
     return [e.reason for e in events.items if e.involved_object.name == name].count(reason) >= count
 
 
-async def patch(kube: Kube, namespace: str, name: str, body: dict[str, Any]) -> None:
-    await kube.resources(VirtualMachine).patch(name, body, namespace=namespace, field_manager="test-user")
+async def patch(
+    kube: Kube,
+    namespace: str,
+    name: str,
+    *,
+    metadata: MetadataPatch | None = None,
+    spec: VirtualMachineSpec | None = None,
+) -> None:
+    """A user's merge patch of the VM."""
+    await kube.resources(VirtualMachine).patch(
+        name, metadata=metadata, spec=spec, namespace=namespace, field_manager="test-user"
+    )
 
 
 async def test_a_placed_vm_is_defined_and_runs(
@@ -107,16 +116,16 @@ async def test_pause_resume_and_restart_act_on_the_domain(
     vm = await reaches(kube, namespace, name, "Running", agent)
     dom = domain_of(virt, vm)
 
-    await patch(kube, namespace, name, {"spec": {"runStrategy": "Paused"}})
+    await patch(kube, namespace, name, spec=VirtualMachineSpec.partial(run_strategy="Paused"))
     vm = await reaches(kube, namespace, name, "Paused", agent)
     assert state(dom) == libvirt.VIR_DOMAIN_PAUSED and ready(vm) == ("True", "Paused")
 
-    await patch(kube, namespace, name, {"spec": {"runStrategy": "Running"}})
+    await patch(kube, namespace, name, spec=VirtualMachineSpec.partial(run_strategy="Running"))
     vm = await reaches(kube, namespace, name, "Running", agent)
     assert state(dom) == libvirt.VIR_DOMAIN_RUNNING
 
     before = qemu_id(virt, dom)  # the running instance; a power cycle gives a new one
-    await patch(kube, namespace, name, {"metadata": {"annotations": {names.RESTART_ANNOTATION: "r1"}}})
+    await patch(kube, namespace, name, metadata=MetadataPatch(annotations={names.RESTART_ANNOTATION: "r1"}))
 
     async def restarted() -> VirtualMachine | None:
         vm = await vm_status(kube, namespace, name)
@@ -135,7 +144,7 @@ async def test_graceful_stop_powers_off_after_the_grace_period(
     await place_vm(kube, namespace, name, agent.node_name, graceful_shutdown_seconds=2)
     vm = await reaches(kube, namespace, name, "Running", agent)
     dom = domain_of(virt, vm)
-    await patch(kube, namespace, name, {"spec": {"runStrategy": "Halted"}})
+    await patch(kube, namespace, name, spec=VirtualMachineSpec.partial(run_strategy="Halted"))
     vm = await reaches(kube, namespace, name, "Stopped", agent)
     assert state(dom) == libvirt.VIR_DOMAIN_SHUTOFF and ready(vm) == ("True", "Stopped")
     # Asked the guest first, then powered off (the Events are what `kubectl describe` shows).
@@ -155,7 +164,8 @@ async def test_force_stop_powers_off_at_once(
         kube,
         namespace,
         name,
-        {"metadata": {"annotations": {names.STOP_MODE_ANNOTATION: "force"}}, "spec": {"runStrategy": "Halted"}},
+        metadata=MetadataPatch(annotations={names.STOP_MODE_ANNOTATION: "force"}),
+        spec=VirtualMachineSpec.partial(run_strategy="Halted"),
     )
     await reaches(kube, namespace, name, "Stopped", agent)
     assert state(dom) == libvirt.VIR_DOMAIN_SHUTOFF
@@ -225,7 +235,7 @@ async def test_a_restarted_agent_adopts_its_running_domains(
     assert state(dom) == libvirt.VIR_DOMAIN_RUNNING  # a stopped agent leaves its VMs running
     agent.start()
     # The new agent has caught up once it reacts to a change made after its restart.
-    await patch(kube, namespace, halted, {"spec": {"runStrategy": "Running"}})
+    await patch(kube, namespace, halted, spec=VirtualMachineSpec.partial(run_strategy="Running"))
     await reaches(kube, namespace, halted, "Running", agent)
     after = await vm_status(kube, namespace, running)
     assert after.status and after.status.phase == "Running"
@@ -259,7 +269,7 @@ async def test_cpu_and_memory_changes_apply_to_the_next_boot(
     await place_vm(kube, namespace, name, agent.node_name)
     vm = await reaches(kube, namespace, name, "Running", agent)
     dom = domain_of(virt, vm)
-    await patch(kube, namespace, name, {"spec": {"cpu": 2, "memory": "48Mi"}})
+    await patch(kube, namespace, name, spec=VirtualMachineSpec.partial(cpu=2, memory="48Mi"))
 
     async def redefined() -> bool:
         vm = await vm_status(kube, namespace, name)

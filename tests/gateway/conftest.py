@@ -24,7 +24,7 @@ from vapor.devenv import ControlPlane
 from vapor.devenv.processes import Component, free_port
 from vapor.gateway import create_app
 from vapor.kube import Kube
-from vapor.model import VirtualMachine
+from vapor.model import VirtualMachine, VirtualMachineStatus
 
 from ..conftest import Kubectl
 from ..support.pam import LinuxUser, linux_accounts, pam_service
@@ -118,7 +118,8 @@ class StandInAgent:
         self.vms = kube.resources(VirtualMachine)
 
     async def report(self, name: str, namespace: str, **status: Any) -> None:
-        await self.vms.patch_status(name, status, namespace=namespace, field_manager=self.FIELD_MANAGER)
+        written = VirtualMachineStatus.model_validate(status)  # camelCase keys, as the agent's wire form
+        await self.vms.patch_status(name, written, namespace=namespace, field_manager=self.FIELD_MANAGER)
 
 
 class GatewayProcess(Component):

@@ -12,7 +12,7 @@ from typing import Any
 from quart.typing import TestClientProtocol as Client
 
 from vapor.kube import Kube
-from vapor.model import Host
+from vapor.model import Host, HostStatus
 
 from ..conftest import Kubectl
 from ..support.wait import eventually
@@ -63,7 +63,9 @@ async def _host(kube: Kube, kubectl: Kubectl, name: str, ready: str | None, host
         status["conditions"] = [
             {"type": "Ready", "status": ready, "reason": "Test", "lastTransitionTime": "2026-01-01T00:00:00Z"}
         ]
-    await kube.resources(Host).patch_status(name, status, field_manager="test-stand-in-agent")
+    await kube.resources(Host).patch_status(
+        name, HostStatus.model_validate(status), field_manager="test-stand-in-agent"
+    )
 
 
 async def test_hosts_list_and_get_by_id_and_name(

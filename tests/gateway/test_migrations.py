@@ -19,7 +19,7 @@ import pytest
 from quart.typing import TestClientProtocol as Client
 
 from vapor.kube import Kube
-from vapor.model import Host, Migration
+from vapor.model import Host, HostStatus, Migration, MigrationStatus
 from vapor.model.names import REQUESTED_BY_ANNOTATION
 
 from ..conftest import Kubectl
@@ -64,7 +64,9 @@ async def _host(
         "conditions": [{"type": "Ready", "status": "True" if ready else "False", "reason": "Test",
                         "lastTransitionTime": "2026-01-01T00:00:00Z"}],
     }  # fmt: skip
-    await kube.resources(Host).patch_status(name, status, field_manager="test-stand-in-agent")
+    await kube.resources(Host).patch_status(
+        name, HostStatus.model_validate(status), field_manager="test-stand-in-agent"
+    )
     return name, host_id
 
 
@@ -138,19 +140,21 @@ async def test_migrate_creates_a_migration_and_get_follows_it(
     # What the operator and the source agent write shows up (stand-in writes).
     await kube.resources(Migration).patch_status(
         data["name"],
-        {
-            "phase": "Running",
-            "sourceHost": world.src,
-            "targetHost": world.dst,
-            "startTime": "2026-01-01T10:00:00Z",
-            "progress": {
-                "percent": 42,
-                "dataTotalBytes": 1000,
-                "dataProcessedBytes": 420,
-                "dataRemainingBytes": 580,
-                "memoryIteration": 2,
-            },
-        },
+        MigrationStatus.model_validate(
+            {
+                "phase": "Running",
+                "sourceHost": world.src,
+                "targetHost": world.dst,
+                "startTime": "2026-01-01T10:00:00Z",
+                "progress": {
+                    "percent": 42,
+                    "dataTotalBytes": 1000,
+                    "dataProcessedBytes": 420,
+                    "dataRemainingBytes": 580,
+                    "memoryIteration": 2,
+                },
+            }
+        ),
         namespace=world.ns,
         field_manager=STAND_IN,
     )
@@ -213,7 +217,7 @@ async def test_cancel_and_delete_set_spec_cancel_and_finished_ones_conflict(
 
     # Finished: nothing to cancel.
     await kube.resources(Migration).patch_status(
-        first["name"], {"phase": "Cancelled"}, namespace=world.ns, field_manager=STAND_IN
+        first["name"], MigrationStatus(phase="Cancelled"), namespace=world.ns, field_manager=STAND_IN
     )
 
     async def finished() -> bool:
@@ -330,7 +334,9 @@ async def test_openapi_documents_the_migration_endpoints(client: Client) -> None
 
 async def test_a_draining_host_shows_its_progress(client: Client, users: Users, world: World, kube: Kube) -> None:
     drain = {"phase": "Draining", "remaining": 2, "message": "2 VirtualMachine(s) still on the host"}
-    await kube.resources(Host).patch_status(world.resting, {"drain": drain}, field_manager=STAND_IN)
+    await kube.resources(Host).patch_status(
+        world.resting, HostStatus.model_validate({"drain": drain}), field_manager=STAND_IN
+    )
     token = (await login(client, users.viewer))["token"]
 
     async def shown() -> dict[str, Any] | None:

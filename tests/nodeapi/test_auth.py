@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from vapor.kube import Kube
-from vapor.model import Host
+from vapor.model import Host, HostStatus
 
 from ..support.nodeapi import NodeAPIHarness
 from ..support.wait import eventually
@@ -112,7 +112,7 @@ async def test_a_different_certificate_is_refused_by_a_pinning_client(node: Node
 
 async def test_the_endpoint_is_published_again_after_the_host_lost_it(node: NodeAPIHarness, kube: Kube) -> None:
     hosts = kube.resources(Host)
-    await hosts.patch_status(node.node_name, {"agentEndpoint": None}, field_manager="vapor-test")
+    await hosts.patch_status(node.node_name, HostStatus(agent_endpoint=None), field_manager="vapor-test")
 
     async def republished() -> bool:
         await node.api.publish()

@@ -24,7 +24,8 @@ from quart.typing import TestClientProtocol as Client
 from vapor.agent.nodeapi import accounts as accounts_api
 from vapor.gateway import create_app
 from vapor.kube import Kube, NotFound
-from vapor.model import Host, HostSpec, ObjectMeta
+from vapor.model import Host, HostSpec, HostStatus, ObjectMeta
+from vapor.model.host import AgentEndpoint
 
 from ..conftest import Kubectl
 from ..gateway.conftest import Users
@@ -245,8 +246,8 @@ async def host_that_hangs(kube: Kube) -> AsyncIterator[str]:
     name = f"hung-{uuid.uuid4().hex[:8]}"
     hosts = kube.resources(Host)
     await hosts.create(Host(metadata=ObjectMeta(name=name), spec=HostSpec()), field_manager="vapor-test")
-    endpoint = {"url": f"https://127.0.0.1:{port}", "certSha256": "0" * 64}
-    await hosts.apply_status(name, {"agentEndpoint": endpoint}, field_manager="vapor-test", force=True)
+    endpoint = AgentEndpoint(url=f"https://127.0.0.1:{port}", cert_sha256="0" * 64)
+    await hosts.apply_status(name, HostStatus(agent_endpoint=endpoint), field_manager="vapor-test", force=True)
     try:
         yield name
     finally:
