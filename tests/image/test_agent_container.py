@@ -297,12 +297,12 @@ async def test_users_logins_and_terminals_are_the_nodes(client: Client, node_roo
     name = f"boxed{uuid.uuid4().hex[:6]}"
     made = await client.post(
         "/api/v1/users",
-        json={"username": name, "password": "Boxed-pass-1", "groups": "users"},
+        json={"username": name, "password": "Boxed-pass-1", "groups": f"users,{node_admin.group}"},
         headers={"Authorization": f"Bearer {admin['token']}"},
     )
     assert made.status_code == 201, await made.get_json()
     assert f"{name}:" in (node_root / "etc/passwd").read_text()  # the node's accounts, not the image's
-    user = await _token(client, name, "Boxed-pass-1")
+    user = await _token(client, name, "Boxed-pass-1")  # an admin of the node (terminals are for admins)
     seen = await shell_output(
         client, user["token"], "echo who=$(id -un) marker=$(cat /etc/vapor-marker)", until=f"marker={stand_in.MARKER}"
     )
