@@ -26,10 +26,7 @@ from typing import Any
 from urllib.parse import quote
 
 from vapor import hostaccounts
-from vapor.loginguard import LoginBackoff, in_pool
-
-from ._agents import agents
-from ._errors import (
+from vapor.agentapi.errors import (
     AGENT_AUTH_FAILED,
     AGENT_TIMEOUT,
     AGENT_UNAVAILABLE,
@@ -37,8 +34,11 @@ from ._errors import (
     AUTH_UNAVAILABLE,
     NOT_FOUND,
     RATE_LIMITED,
-    APIError,
 )
+from vapor.loginguard import LoginBackoff, in_pool
+
+from ._agents import agents
+from ._errors import APIError
 from ._lookups import find_host
 from ._metrics import LOGIN_HOST_FAILURES
 from ._schema import Role

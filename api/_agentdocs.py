@@ -14,7 +14,14 @@ from typing import Any, Literal, TypeVar
 from pydantic import Field, create_model
 from quart_schema import document_response
 
-from ._errors import AGENT_AUTH_FAILED, AGENT_TIMEOUT, AGENT_UNAVAILABLE, AGENT_UNREACHABLE, AUTH_UNAVAILABLE
+from vapor.agentapi.errors import (
+    AGENT_AUTH_FAILED,
+    AGENT_TIMEOUT,
+    AGENT_UNAVAILABLE,
+    AGENT_UNREACHABLE,
+    AUTH_UNAVAILABLE,
+)
+
 from ._schema import ErrorBody, Failure
 
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])

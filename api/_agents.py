@@ -46,11 +46,20 @@ import aiohttp
 import orjson
 from quart import Quart, current_app, websocket
 
+from vapor.agentapi import envelope
+from vapor.agentapi.errors import (
+    AGENT_AUTH_FAILED,
+    AGENT_TIMEOUT,
+    AGENT_UNAVAILABLE,
+    AGENT_UNREACHABLE,
+    NOT_FOUND,
+    Refusal,
+)
 from vapor.kube import Kube
 from vapor.model import Host, names
 
 from ._agenttoken import GatewayToken
-from ._errors import AGENT_AUTH_FAILED, AGENT_TIMEOUT, AGENT_UNAVAILABLE, AGENT_UNREACHABLE, APIError
+from ._errors import APIError
 from ._hostscope import scoped_host
 from ._state import gateway
 
@@ -176,20 +185,17 @@ class AgentClient:
             body = orjson.loads(raw)
         except orjson.JSONDecodeError:
             body = None
-        if not isinstance(body, dict) or body.get("status") not in ("success", "error"):
-            raise APIError(502, AGENT_UNREACHABLE, f"the agent of host {host.metadata.name!r} answered {status}")
-        if body["status"] == "success":
-            return body.get("data")
-        error = body.get("error") or {}
-        code = str(error.get("code") or "AGENT_ERROR")
-        message = str(error.get("message") or "the agent refused the request")
-        if status in (401, 403):
-            log.error("an agent refused the gateway's token", extra={"host": host.metadata.name, "error": message})
-            raise APIError(
-                502, AGENT_AUTH_FAILED, f"the agent of host {host.metadata.name!r} refused the gateway: {message}"
-            )
-        return_details = error.get("details")
-        raise APIError(status, code, message, str(return_details) if return_details is not None else None)
+        name = host.metadata.name
+        try:
+            return envelope.unwrap(status, body)
+        except envelope.NotAnEnvelope:
+            raise APIError(502, AGENT_UNREACHABLE, f"the agent of host {name!r} answered {status}") from None
+        except Refusal as refused:
+            if status in (401, 403):
+                log.error("an agent refused the gateway's token", extra={"host": name, "error": refused.message})
+                message = f"the agent of host {name!r} refused the gateway: {refused.message}"
+                raise APIError(502, AGENT_AUTH_FAILED, message) from None
+            raise APIError(refused.status, refused.code, refused.message, refused.details) from None
 
     @contextlib.asynccontextmanager
     async def websocket(
@@ -214,7 +220,7 @@ class AgentClient:
                     502, AGENT_AUTH_FAILED, f"the agent of host {host.metadata.name!r} refused the gateway"
                 ) from None
             if exc.status == 404:
-                raise APIError(404, "NOT_FOUND", f"the agent of host {host.metadata.name!r} has no {path}") from None
+                raise APIError(404, NOT_FOUND, f"the agent of host {host.metadata.name!r} has no {path}") from None
             raise _unreachable(host, exc) from None
         except TimeoutError:
             raise APIError(504, AGENT_TIMEOUT, f"the agent of host {host.metadata.name!r} did not answer") from None

@@ -17,11 +17,12 @@ from pathlib import Path
 
 from kubernetes.aio import client
 
+from vapor.agentapi.errors import AGENT_AUTH_FAILED
 from vapor.kube import Conflict, Kube, KubeError, NotFound
 from vapor.kube._client import call
 from vapor.model import names
 
-from ._errors import AGENT_AUTH_FAILED, APIError
+from ._errors import APIError
 
 log = logging.getLogger("vapor.gateway.agents")
 

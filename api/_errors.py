@@ -21,36 +21,32 @@ from quart import Quart, Response, current_app
 from quart_schema import RequestSchemaValidationError, ResponseSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
+from vapor.agentapi.errors import (
+    ALREADY_EXISTS,
+    CONFLICT,
+    INTERNAL_ERROR,
+    INVALID_INPUT,
+    KUBERNETES_ERROR,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    PERMISSION_DENIED,
+    UNAUTHORIZED,
+    Refusal,
+)
 from vapor.kube import KubeError
 
 from ._schema import ErrorBody, Failure, FieldError
 
 log = logging.getLogger("vapor.gateway")
 
-# The codes of the contract, and the few the gateway adds.
-UNAUTHORIZED = "UNAUTHORIZED"
-INVALID_INPUT = "INVALID_INPUT"
-NOT_FOUND = "NOT_FOUND"
-PERMISSION_DENIED = "PERMISSION_DENIED"
-ALREADY_EXISTS = "ALREADY_EXISTS"
-CONFLICT = "CONFLICT"
-METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
-RATE_LIMITED = "RATE_LIMITED"
-KUBERNETES_ERROR = "KUBERNETES_ERROR"
-INTERNAL_ERROR = "INTERNAL_ERROR"
-AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE"  # who the caller is cannot be checked now (login host, TokenReview)
 # Failures between the gateway and an agent (see _agents).
-AGENT_UNAVAILABLE = "AGENT_UNAVAILABLE"
-AGENT_UNREACHABLE = "AGENT_UNREACHABLE"
-AGENT_AUTH_FAILED = "AGENT_AUTH_FAILED"
-AGENT_TIMEOUT = "AGENT_TIMEOUT"
 
 # Bad input is always 400, whether the JSON is broken or a field is out of range.
 INVALID_INPUT_STATUS = 400
 
 
-class APIError(Exception):
-    """A failure the client should see: HTTP status, a contract code and a sentence."""
+class APIError(Refusal):
+    """A failure the client should see: HTTP status, a contract code, a sentence, and the bad fields if any."""
 
     def __init__(
         self,
@@ -60,11 +56,7 @@ class APIError(Exception):
         details: str | None = None,
         fields: list[FieldError] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details
+        super().__init__(status, code, message, details)
         self.fields = fields
 
 

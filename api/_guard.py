@@ -10,7 +10,9 @@ from typing import Any, TypeVar, cast
 from quart import g, request
 from quart_schema import document_response, security_scheme
 
-from ._errors import PERMISSION_DENIED, UNAUTHORIZED, APIError
+from vapor.agentapi.errors import PERMISSION_DENIED, UNAUTHORIZED
+
+from ._errors import APIError
 from ._schema import Failure, Role
 from ._state import gateway
 from ._tokens import InvalidToken

@@ -15,9 +15,10 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 from quart import has_websocket_context, request, websocket
 
+from vapor.agentapi.errors import INVALID_INPUT
 from vapor.model import Host
 
-from ._errors import INVALID_INPUT, APIError
+from ._errors import APIError
 from ._lookups import find_host
 from ._state import gateway
 from ._views import host_status

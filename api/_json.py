@@ -10,7 +10,9 @@ from pydantic_core import to_jsonable_python
 from quart import Request, Response
 from quart.json.provider import JSONProvider
 
-from ._errors import INVALID_INPUT, INVALID_INPUT_STATUS, APIError
+from vapor.agentapi.errors import INVALID_INPUT
+
+from ._errors import INVALID_INPUT_STATUS, APIError
 
 
 def _default(obj: Any) -> Any:

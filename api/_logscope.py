@@ -11,7 +11,9 @@ Container logs are admin-only (a container is no unit). ``sshd`` and
 
 from __future__ import annotations
 
-from ._errors import PERMISSION_DENIED, APIError
+from vapor.agentapi.errors import PERMISSION_DENIED
+
+from ._errors import APIError
 from ._state import gateway, names
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import re
 from typing import TypeVar
 
+from vapor.agentapi.errors import NOT_FOUND
 from vapor.kube import Informer, NotFound
 from vapor.model import Host, Migration, VirtualMachine
 from vapor.model import find_host as find_host_in
 
-from ._errors import NOT_FOUND, APIError
+from ._errors import APIError
 from ._state import gateway
 
 UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

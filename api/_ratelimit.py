@@ -19,8 +19,10 @@ import time
 
 from quart import Quart, Response, request
 
+from vapor.agentapi.errors import RATE_LIMITED
+
 from ._clients import client_of
-from ._errors import RATE_LIMITED, APIError, error_response
+from ._errors import APIError, error_response
 
 WINDOW = 60.0
 LOGIN_PATH = "/api/v1/auth/login"

@@ -1,21 +1,18 @@
-"""What the container endpoints share: the agent's runtime error codes and the check of a container reference.
+"""What the container endpoints share: the check of a container reference, before any host is asked.
 
-The codes are the agent's own 502 and 503 answers about container runtimes
-(daemon/host/containers.py), passed on as they are; a container reference is
-checked before any host is asked.
+The runtime error codes (DOCKER_ERROR, RUNTIME_ERROR, NO_RUNTIME_AVAILABLE)
+are the agent's own 502 and 503 answers, passed on as they are; they are
+declared with every other code in vapor.agentapi.errors.
 """
 
 from __future__ import annotations
 
 import re
 
-from vapor.dockerspec import CONTAINER_REF_PATTERN
+from vapor.agentapi.dockerspec import CONTAINER_REF_PATTERN
+from vapor.agentapi.errors import INVALID_INPUT
 
-from ._errors import INVALID_INPUT, APIError
-
-DOCKER_ERROR = "DOCKER_ERROR"
-RUNTIME_ERROR = "RUNTIME_ERROR"
-NO_RUNTIME_AVAILABLE = "NO_RUNTIME_AVAILABLE"
+from ._errors import APIError
 
 
 def container_ref(container_id: str) -> str:

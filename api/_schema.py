@@ -9,10 +9,15 @@ or ``Failure`` (``{"status": "error", "error": {...}}``).
 
 from __future__ import annotations
 
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+# The contract's envelope is shared with the agents (vapor.agentapi.envelope); the gateway documents it.
+from vapor.agentapi.envelope import ErrorBody as ErrorBody
+from vapor.agentapi.envelope import Failure as Failure
+from vapor.agentapi.envelope import FieldError as FieldError
+from vapor.agentapi.envelope import Success as Success
 from vapor.hostaccounts import Credentials
 
 T = TypeVar("T")
@@ -25,39 +30,6 @@ class Strict(BaseModel):
     """A request model: unknown fields are refused, so a typo is an error rather than silently ignored."""
 
     model_config = ConfigDict(extra="forbid")
-
-
-# -- envelope ---------------------------------------------------------------------------------------
-
-
-class Success(BaseModel, Generic[T]):
-    """A successful answer: the result is in ``data``."""
-
-    status: Literal["success"] = "success"
-    data: T
-
-
-class FieldError(BaseModel):
-    """One field that failed validation."""
-
-    field: str = Field(description="Dotted path of the field, for example disks[0].size.")
-    message: str
-
-
-class ErrorBody(BaseModel):
-    """What went wrong."""
-
-    code: str = Field(description="UNAUTHORIZED, INVALID_INPUT, NOT_FOUND, PERMISSION_DENIED, ALREADY_EXISTS, ...")
-    message: str = Field(description="A sentence for people.")
-    details: str | None = Field(default=None, description="More about the failure, when there is more.")
-    fields: list[FieldError] | None = Field(default=None, description="Each bad field (INVALID_INPUT only).")
-
-
-class Failure(BaseModel):
-    """A failed answer."""
-
-    status: Literal["error"] = "error"
-    error: ErrorBody
 
 
 # -- auth -------------------------------------------------------------------------------------------

@@ -8,11 +8,12 @@ import time
 from quart import Blueprint
 from quart_schema import document_response, tag, validate_request, validate_response
 
+from vapor.agentapi.errors import UNAUTHORIZED
 from vapor.redact import name_mark
 
 from ._accounts import Account, AccountRefused, lookup, verify
 from ._agentdocs import AGENT_FAILURES, documents_failures
-from ._errors import UNAUTHORIZED, APIError
+from ._errors import APIError
 from ._refresh import RefreshRefused
 from ._schema import Failure, LoginRequest, RefreshRequest, Success, TokenPair, UserInfo
 from ._state import gateway

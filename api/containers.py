@@ -15,11 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
 from quart_schema import document_response, tag, validate_querystring, validate_response
 
+from vapor.agentapi.errors import DOCKER_ERROR, NO_RUNTIME_AVAILABLE, RUNTIME_ERROR
+
 from ._agentdocs import agent_failures, documents_failures
 from ._agents import ask_agent
 from ._guard import require
 from ._hostscope import HOST_PARAMETER_HELP
-from ._runtimes import DOCKER_ERROR, NO_RUNTIME_AVAILABLE, RUNTIME_ERROR, container_ref
+from ._runtimes import container_ref
 from ._schema import Failure, Success
 
 blueprint = Blueprint("containers", __name__, url_prefix="/api/v1/containers")

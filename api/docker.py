@@ -15,14 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint
 from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
 
-from vapor.dockerspec import CreateContainerRequest, PullImageRequest
+from vapor.agentapi.dockerspec import CreateContainerRequest, PullImageRequest
+from vapor.agentapi.errors import DOCKER_ERROR, NO_RUNTIME_AVAILABLE
 
 from ._agentdocs import agent_failures, documents_failures
 from ._agents import ask_agent
 from ._bodyless import NoBody, optional_body
 from ._guard import require
 from ._hostscope import HostQuery
-from ._runtimes import DOCKER_ERROR, NO_RUNTIME_AVAILABLE, container_ref
+from ._runtimes import container_ref
 from ._schema import Failure, Success
 
 blueprint = Blueprint("docker", __name__, url_prefix="/api/v1/docker")

@@ -29,10 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, request
 from quart_schema import document_request, document_response, tag, validate_querystring, validate_response
 
+from vapor.agentapi.errors import CONFLICT, INVALID_INPUT, KUBERNETES_NOT_INSTALLED
 from vapor.kube import KubeError
 from vapor.model.virtualmachine import DNS_LABEL_PATTERN
 
-from ._errors import CONFLICT, INVALID_INPUT, INVALID_INPUT_STATUS, APIError, from_kube_error
+from ._errors import INVALID_INPUT_STATUS, APIError, from_kube_error
 from ._guard import current_user, require
 from ._kubeviews import (
     CRDList,
@@ -49,7 +50,6 @@ from ._writes import as_user, field_manager
 
 blueprint = Blueprint("kubernetes", __name__, url_prefix="/api/v1/kubernetes")
 
-KUBERNETES_NOT_INSTALLED = "KUBERNETES_NOT_INSTALLED"
 JSON_TYPES = frozenset({"application/json"})
 YAML_TYPES = frozenset({"application/yaml", "text/yaml", "application/x-yaml", "text/x-yaml"})
 LIST_TIMEOUT = 30.0

@@ -9,58 +9,22 @@ read only the units the gateway allows them (see _logscope).
 
 from __future__ import annotations
 
-import datetime as dt
-import re
-
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from quart import Blueprint
 from quart_schema import document_response, tag, validate_querystring, validate_response
 
+from vapor.agentapi.errors import INVALID_INPUT
+from vapor.agentapi.journalquery import MAX_PAGE, MAX_PAGE_SIZE, SERVICE_PATTERN, TIME_HELP, parse_priority, parse_time
+
 from ._agentdocs import documents_agent_errors
 from ._agents import ask_agent
-from ._errors import INVALID_INPUT, APIError
+from ._errors import APIError
 from ._guard import current_user, require
 from ._hostscope import HOST_PARAMETER_HELP
 from ._logscope import check_log_access
 from ._schema import Failure, Success
 
 blueprint = Blueprint("logs", __name__, url_prefix="/api/v1/logs")
-
-MAX_PAGE_SIZE = 1000
-MAX_PAGE = 10_000_000
-# syslog levels, most severe first; the index is the journal's PRIORITY
-PRIORITY_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "debug")
-PRIORITY_SYNONYMS = {"emergency": 0, "critical": 2, "error": 3, "warn": 4}
-SERVICE_PATTERN = r"^[A-Za-z0-9:_.@\\-]{1,256}$"
-UNIX_SECONDS = re.compile(r"^\d{1,12}(\.\d{1,6})?$")
-TIME_HELP = "ISO 8601 (UTC when no offset is given) or Unix seconds; inclusive."
-
-
-def _priority_level(text: str) -> int:
-    name = text.strip().lower()
-    if re.fullmatch(r"[0-7]", name):
-        return int(name)
-    if name in PRIORITY_NAMES:
-        return PRIORITY_NAMES.index(name)
-    if name in PRIORITY_SYNONYMS:
-        return PRIORITY_SYNONYMS[name]
-    raise ValueError(f"must be 0-7 or one of {', '.join(PRIORITY_NAMES)} (or emergency, critical, error, warn)")
-
-
-def _instant(text: str) -> str:
-    """The time as RFC 3339 in UTC with microseconds; ValueError when it is neither form or out of range."""
-    value = text.strip()
-    try:
-        if UNIX_SECONDS.match(value):
-            stamp = dt.datetime.fromtimestamp(float(value), dt.UTC)
-        else:
-            stamp = dt.datetime.fromisoformat(value)
-            stamp = stamp.astimezone(dt.UTC) if stamp.tzinfo else stamp.replace(tzinfo=dt.UTC)
-        if stamp.year < 1970:
-            raise ValueError("before 1970")
-        return stamp.isoformat(timespec="microseconds")
-    except (ValueError, OverflowError, OSError):
-        raise ValueError("must be an ISO 8601 time (1970 or later) or Unix seconds") from None
 
 
 class LogsQuery(BaseModel):
@@ -88,12 +52,12 @@ class LogsQuery(BaseModel):
     @field_validator("priority")
     @classmethod
     def _known_priority(cls, value: str | None) -> str | None:
-        return None if value is None else str(_priority_level(value))
+        return None if value is None else str(parse_priority(value))
 
     @field_validator("since", "until")
     @classmethod
     def _a_time(cls, value: str | None) -> str | None:
-        return None if value is None else _instant(value)
+        return None if value is None else parse_time(value).isoformat(timespec="microseconds")
 
     def window_is_ordered(self) -> bool:
         """Whether since <= until (both RFC 3339 UTC of the same width once validated)."""

@@ -21,12 +21,13 @@ import secrets
 from quart import Blueprint
 from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
 
+from vapor.agentapi.errors import CONFLICT, INVALID_INPUT, NOT_FOUND
 from vapor.kube import NotFound
 from vapor.model import Host, Migration, MigrationSpec, ObjectMeta, VirtualMachine
 from vapor.model.names import REQUESTED_BY_ANNOTATION
 
 from ._bodyless import optional_body
-from ._errors import CONFLICT, INVALID_INPUT, INVALID_INPUT_STATUS, NOT_FOUND, APIError
+from ._errors import INVALID_INPUT_STATUS, APIError
 from ._guard import current_user, require
 from ._lookups import find_host, find_migration, hosts_by_name, vm_for_write
 from ._migrationschema import (

@@ -25,12 +25,13 @@ from pydantic import BaseModel, Field, field_validator
 from quart import Blueprint
 from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
 
+from vapor.agentapi.errors import CONFLICT, INVALID_INPUT, NOT_FOUND, TIMEOUT
 from vapor.kube import KubeError
 from vapor.model import Condition, Host, HostSpec, MetadataPatch, names
 from vapor.model.host import INTERFACE_NAME_PATTERN, InterfaceSpec, InterfaceStatus
 
 from ._bodyless import NoBody, optional_body
-from ._errors import CONFLICT, INVALID_INPUT, NOT_FOUND, APIError
+from ._errors import APIError
 from ._guard import current_user, require
 from ._hostscope import HOST_PARAMETER_HELP, scoped_host
 from ._schema import Failure, Success
@@ -39,7 +40,6 @@ from ._writes import as_user, field_manager
 
 blueprint = Blueprint("network", __name__, url_prefix="/api/v1/network")
 
-TIMEOUT = "TIMEOUT"  # the agent did not report the change in time (504)
 WAIT_SECONDS = 30.0
 MAX_NETMASK = {4: 32, 6: 128}
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, current_app
 from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
 
+from vapor.agentapi.errors import ALREADY_EXISTS, CONFLICT, INVALID_INPUT, NOT_FOUND
 from vapor.kube import Conflict, NotFound
 from vapor.model import ObjectMeta, names
 from vapor.model.mount import (
@@ -35,7 +36,7 @@ from vapor.model.mount import (
 
 from ._agentdocs import documents_agent_errors
 from ._agents import ask_agent
-from ._errors import ALREADY_EXISTS, CONFLICT, INVALID_INPUT, NOT_FOUND, APIError
+from ._errors import APIError
 from ._guard import current_user, require
 from ._hostscope import HOST_PARAMETER_HELP, scoped_host
 from ._schema import Failure, Success

@@ -2,7 +2,7 @@
 
 Admin only, reading included (the list shows every account of the host).
 Host-scoped (``?host=``, see _hostscope). Bodies are checked here with the
-models of vapor.userspec and again by the agent, which also checks what only
+models of vapor.agentapi.userspec and again by the agent, which also checks what only
 the host knows (groups exist, the account does or does not). The gateway
 logs who asked for what, never the password.
 """
@@ -15,11 +15,12 @@ from pydantic import BaseModel, Field
 from quart import Blueprint
 from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
 
-from vapor.userspec import CreateUserRequest, ResetPasswordRequest, check_name
+from vapor.agentapi.errors import INVALID_INPUT
+from vapor.agentapi.userspec import CreateUserRequest, ResetPasswordRequest, check_name
 
 from ._agentdocs import documents_agent_errors
 from ._agents import ask_agent
-from ._errors import INVALID_INPUT, APIError
+from ._errors import APIError
 from ._guard import current_user, require
 from ._hostscope import HostQuery
 from ._schema import Failure, Success

@@ -12,12 +12,13 @@ from typing import Any
 from quart import Blueprint, Response, current_app
 from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
 
+from vapor.agentapi.errors import ALREADY_EXISTS, NOT_FOUND
 from vapor.kube import Conflict, NotFound
 from vapor.model import DiskSpec, NetworkSpec, ObjectMeta, VirtualMachine, VirtualMachineSpec
 from vapor.model.names import REQUESTED_BY_ANNOTATION
 
 from ._actions import plan
-from ._errors import ALREADY_EXISTS, NOT_FOUND, APIError
+from ._errors import APIError
 from ._guard import current_user, require
 from ._lookups import find_vm, vm_for_write, vm_not_found
 from ._schema import Failure, Success

@@ -44,10 +44,12 @@ from typing import Any
 import orjson
 from quart import Blueprint, current_app, websocket
 
+from vapor.agentapi.errors import INVALID_INPUT, PERMISSION_DENIED, RATE_LIMITED, UNAUTHORIZED
+
 from ._accounts import AccountRefused, lookup
 from ._agents import relay_websocket
 from ._clients import client_of
-from ._errors import INVALID_INPUT, PERMISSION_DENIED, RATE_LIMITED, UNAUTHORIZED, APIError
+from ._errors import APIError
 from ._hostscope import scoped_host
 from ._logscope import check_log_access
 from ._state import gateway

@@ -2,7 +2,7 @@
 
 Writes a journal of ENTRIES entries (three units, all priorities) with the
 real systemd-journal-remote, then times the agent's own read
-(``vapor.agent.nodeapi.journal.read_page``, what the node API runs in a thread)
+(``vapor.agent.host.journal.read_page``, what the node API runs in a thread)
 for page 1 and page 500, without and with a unit filter. Baseline: reading
 every matching entry whole with ``journal.Reader`` (``get_previous``), the
 naive way, which the endpoint avoids by reading only timestamps to count.
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vapor.agent.nodeapi.journal import LogQuery, read_page
+from vapor.agent.host.journal import LogQuery, read_page
 
 ENTRIES = 100_000
 ROUNDS = 5

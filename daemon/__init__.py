@@ -6,7 +6,7 @@ Host resource, heartbeats through a Lease, and runs the VirtualMachines the
 operator placed on this node through libvirt.
 
 The names below load on first use, so that a small helper of the agent (the
-child that works inside the node's root, see ``_hostroot``) starts without
+child that works inside the node's root, see ``host.hostroot``) starts without
 the whole agent.
 """
 

@@ -11,6 +11,7 @@ import signal
 import aiohttp
 from kubernetes.aio.client.exceptions import ApiException
 
+from vapor.agentapi.errors import CONFLICT
 from vapor.kube import Kube, KubeError
 from vapor.model import Host
 
@@ -117,7 +118,7 @@ class Agent:
             return _format.libvirt_disk_sources(self.libvirt.connection())
         except Exception as exc:  # libvirt raises its own errors and more
             log.warning("cannot list the domains' disks", extra={"error": str(exc)})
-            raise _format.Refused(_format.CONFLICT, f"cannot tell which devices VMs use (libvirt: {exc})") from exc
+            raise _format.Refused(CONFLICT, f"cannot tell which devices VMs use (libvirt: {exc})") from exc
 
     def not_ready(self) -> str | None:
         """Why the agent is not ready (for /readyz), or None when it is."""

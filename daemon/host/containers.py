@@ -23,25 +23,21 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from .._refusal import Refusal
+from vapor.agentapi.dockerspec import CONTAINER_REF_PATTERN
+from vapor.agentapi.errors import INVALID_INPUT, NO_RUNTIME_AVAILABLE, Refusal
 
 log = logging.getLogger("vapor.agent.containers")
 
-NO_RUNTIME_AVAILABLE = "NO_RUNTIME_AVAILABLE"
-NOT_FOUND = "NOT_FOUND"
-INVALID_INPUT = "INVALID_INPUT"
-DOCKER_ERROR = "DOCKER_ERROR"
-RUNTIME_ERROR = "RUNTIME_ERROR"
 
 RUNTIMES = ("docker", "containerd", "cri-o")
 # What a container id (or name, or id prefix) in a URL may look like.
-CONTAINER_REF_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+CONTAINER_REF_RE = re.compile(CONTAINER_REF_PATTERN)
 DEFAULT_TAIL = 1000
 MAX_TAIL = 10000
 
 
 class ContainerError(Refusal):
-    """A container runtime refusal or failure (see _refusal)."""
+    """A container runtime refusal or failure."""
 
 
 def check_ref(ref: str) -> str:

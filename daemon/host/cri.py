@@ -21,7 +21,9 @@ from typing import Any
 
 import grpc  # type: ignore[import-untyped]
 
-from .containers import NOT_FOUND, RUNTIME_ERROR, ContainerError, from_nanoseconds, iso
+from vapor.agentapi.errors import NOT_FOUND, RUNTIME_ERROR
+
+from .containers import ContainerError, from_nanoseconds, iso
 from .cri_proto import call
 
 log = logging.getLogger("vapor.agent.cri")

@@ -23,17 +23,10 @@ import docker  # type: ignore[import-untyped]
 import docker.errors  # type: ignore[import-untyped]
 import requests.exceptions
 
-from vapor.dockerspec import CreateContainerRequest, PullImageRequest
+from vapor.agentapi.dockerspec import CreateContainerRequest, PullImageRequest
+from vapor.agentapi.errors import DOCKER_ERROR, INVALID_INPUT, NO_RUNTIME_AVAILABLE, NOT_FOUND
 
-from .containers import (
-    DOCKER_ERROR,
-    INVALID_INPUT,
-    NO_RUNTIME_AVAILABLE,
-    NOT_FOUND,
-    ContainerError,
-    check_ref,
-    iso,
-)
+from .containers import ContainerError, check_ref, iso
 
 log = logging.getLogger("vapor.agent.docker")
 

@@ -30,6 +30,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vapor.agentapi.errors import CONFLICT, INVALID_INPUT, NOT_FOUND, PERMISSION_DENIED
+
 log = logging.getLogger("vapor.agent.format")
 
 SYS_CLASS_BLOCK = Path("/sys/class/block")
@@ -48,11 +50,6 @@ MKFS: dict[str, tuple[str, tuple[str, ...], int]] = {
 LABEL_PATTERN = re.compile(r"^[A-Za-z0-9_.-]+$")
 # Where the system lives: the disks under these are never formatted.
 SYSTEM_MOUNT_POINTS = ("/", "/boot", "/boot/efi", "/usr", "/var")
-
-INVALID_INPUT = "INVALID_INPUT"
-NOT_FOUND = "NOT_FOUND"
-CONFLICT = "CONFLICT"
-PERMISSION_DENIED = "PERMISSION_DENIED"
 
 
 class Refused(Exception):

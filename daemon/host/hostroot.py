@@ -49,10 +49,11 @@ from typing import Any
 import orjson
 
 from vapor import hostaccounts
+from vapor.agentapi.errors import INTERNAL_ERROR
 from vapor.loginguard import in_pool, pool
 
 from .mountops import MountRefused, mount_in_node, unmount_in_node
-from .useraccounts import INTERNAL_ERROR, AccountError, create_user, list_users, login_account, reset_password
+from .useraccounts import AccountError, create_user, list_users, login_account, reset_password
 
 log = logging.getLogger("vapor.agent.hostroot")
 

@@ -2,7 +2,7 @@
 
 Plain functions without the agent's Kubernetes client, so that they can also
 run in the short-lived child that works in the node's mount namespace when
-the agent runs in a container (``--mount-namespace-pid``, see _hostroot):
+the agent runs in a container (``--mount-namespace-pid``, see hostroot):
 there, ``/proc/self/mountinfo``, the mount point's path and the ``mount``
 program are the node's, and what is mounted is seen by the node.
 
@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from vapor.agentapi.errors import NOT_FOUND
 from vapor.model.mount import DEVICE_NOT_FOUND, Mount, forbidden_mount_point
 
 from . import format as _format
@@ -71,7 +72,7 @@ def _resolve(device: str) -> str:
     try:
         real, _name = _format.resolve_device(device)
     except _format.Refused as exc:
-        raise MountRefused(exc.message, DEVICE_NOT_FOUND if exc.code == _format.NOT_FOUND else MOUNT_FAILED) from None
+        raise MountRefused(exc.message, DEVICE_NOT_FOUND if exc.code == NOT_FOUND else MOUNT_FAILED) from None
     return real
 
 

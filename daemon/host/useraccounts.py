@@ -1,10 +1,10 @@
 """The host's human accounts, read and changed with the host's own tools (useradd, chpasswd, userdel).
 
 Plain functions without the agent's web stack, so that they also run in the
-short-lived child that works inside the node's root (see _hostroot). Human
+short-lived child that works inside the node's root (see hostroot). Human
 accounts are those with a uid of 1000 or more, except ``nobody``; root and the
 system's own accounts are never changed here. Requests are validated again
-with vapor.userspec (the gateway already did), then against the host:
+with vapor.agentapi.userspec (the gateway already did), then against the host:
 supplementary groups must exist (INVALID_INPUT naming the group), a new name
 must be free (409 ALREADY_EXISTS), a reset needs an existing human account
 (404 NOT_FOUND; root and system accounts are INVALID_INPUT).
@@ -23,15 +23,11 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from vapor.userspec import FIRST_HUMAN_UID, NOBODY, CreateUserRequest, ResetPasswordRequest
+from vapor.agentapi.errors import ALREADY_EXISTS, INTERNAL_ERROR, INVALID_INPUT, NOT_FOUND, Refusal
+from vapor.agentapi.userspec import FIRST_HUMAN_UID, NOBODY, CreateUserRequest, ResetPasswordRequest
 
-from .._refusal import Refusal
 from .session import login_shells
 
-INVALID_INPUT = "INVALID_INPUT"
-NOT_FOUND = "NOT_FOUND"
-INTERNAL_ERROR = "INTERNAL_ERROR"
-ALREADY_EXISTS = "ALREADY_EXISTS"
 SHELL = "/bin/bash"
 SHELLS = Path("/etc/shells")
 COMMAND_TIMEOUT = 60.0
@@ -39,7 +35,7 @@ USERADD_NAME_IN_USE = 9  # useradd's exit status when the name is taken
 
 
 class AccountError(Refusal):
-    """A refusal about the host's accounts (see _refusal)."""
+    """A refusal about the host's accounts."""
 
 
 def _is_human(entry: pwd.struct_passwd) -> bool:

@@ -4,7 +4,7 @@ In a cluster the gateway's pod has no users of its own; it asks the agent of
 a host of ``VAPOR_AUTH_HOSTS`` instead (DESIGN: "in a cluster the
 gateway asks an agent"). The agent checks the password with PAM (service
 ``--pam-service``, default ``login``) and reads the user's groups; the gateway
-decides the role from them. Both run in the node's root (_hostroot).
+decides the role from them. Both run in the node's root (host/hostroot).
 
 - ``POST /accounts/check`` ``{"username", "password"}`` answers
   ``{"accepted": true, "username", "groups"}`` or ``{"accepted": false}``:
@@ -29,14 +29,13 @@ from typing import Any
 
 from aiohttp import web
 
+from vapor.agentapi.errors import INVALID_INPUT, NOT_FOUND, RATE_LIMITED
 from vapor.hostaccounts import MAX_USERNAME, Credentials
 from vapor.loginguard import LoginBackoff, LoginGuard
 from vapor.redact import name_mark
 
 from .context import CALLER, NodeContext, host_root_of, read_body
-from .envelope import INVALID_INPUT, NOT_FOUND, NodeAPIError, ok
-
-RATE_LIMITED = "RATE_LIMITED"
+from .envelope import NodeAPIError, ok
 
 log = logging.getLogger("vapor.agent.accounts")
 

@@ -22,11 +22,12 @@ from typing import Any
 from aiohttp import web
 from kubernetes.aio import client
 
+from vapor.agentapi.errors import AUTH_UNAVAILABLE, PERMISSION_DENIED, UNAUTHORIZED
 from vapor.kube import Kube, KubeError
 from vapor.kube._client import call
 
 from .context import CALLER
-from .envelope import AUTH_UNAVAILABLE, PERMISSION_DENIED, UNAUTHORIZED, NodeAPIError
+from .envelope import NodeAPIError
 
 log = logging.getLogger("vapor.agent.nodeapi")
 

@@ -26,18 +26,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from vapor.dockerspec import CreateContainerRequest, PullImageRequest
+from vapor.agentapi.dockerspec import CreateContainerRequest, PullImageRequest
+from vapor.agentapi.errors import INVALID_INPUT, NO_RUNTIME_AVAILABLE, NOT_FOUND
 
 from .._config import AgentConfig
-from ..host.containers import (
-    INVALID_INPUT,
-    NO_RUNTIME_AVAILABLE,
-    NOT_FOUND,
-    ContainerError,
-    Containers,
-    Runtime,
-    check_ref,
-)
+from ..host.containers import ContainerError, Containers, Runtime, check_ref
 from ..host.cri import CriRuntime
 from ..host.docker import DockerRuntime
 from .context import NodeContext, dispatch_routes, invalid_body

@@ -34,11 +34,12 @@ import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from vapor.agentapi.errors import INVALID_INPUT
 from vapor.kube import Kube
 
 from .._config import AgentConfig
 from ..host.hostroot import HostRoot
-from .envelope import INVALID_INPUT, NodeAPIError, ok
+from .envelope import NodeAPIError, ok
 
 M = TypeVar("M", bound=BaseModel)
 CALLER = web.RequestKey("caller", str)  # who called (the TokenReview's username), for handlers that log it

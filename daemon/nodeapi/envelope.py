@@ -17,21 +17,22 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from .._refusal import Refusal
+from vapor.agentapi import envelope
+from vapor.agentapi.errors import (
+    INTERNAL_ERROR,
+    INVALID_INPUT,
+    METHOD_NOT_ALLOWED,
+    NOT_FOUND,
+    PERMISSION_DENIED,
+    UNAUTHORIZED,
+    Refusal,
+)
 
 log = logging.getLogger("vapor.agent.nodeapi")
 
-UNAUTHORIZED = "UNAUTHORIZED"
-PERMISSION_DENIED = "PERMISSION_DENIED"
-INVALID_INPUT = "INVALID_INPUT"
-NOT_FOUND = "NOT_FOUND"
-METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
-INTERNAL_ERROR = "INTERNAL_ERROR"
-AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE"
-
 
 class NodeAPIError(Refusal):
-    """A refusal of the node API itself (see _refusal)."""
+    """A refusal of the node API itself."""
 
 
 def _dumps(value: Any) -> bytes:
@@ -40,19 +41,13 @@ def _dumps(value: Any) -> bytes:
 
 def ok(data: Any, status: int = 200) -> web.Response:
     """``{"status": "success", "data": data}``."""
-    return web.Response(
-        status=status, body=_dumps({"status": "success", "data": data}), content_type="application/json"
-    )
+    return web.Response(status=status, body=_dumps(envelope.success(data)), content_type="application/json")
 
 
 def failure(status: int, code: str, message: str, details: str | None = None) -> web.Response:
     """The contract's error envelope."""
-    error: dict[str, Any] = {"code": code, "message": message}
-    if details:
-        error["details"] = details
-    return web.Response(
-        status=status, body=_dumps({"status": "error", "error": error}), content_type="application/json"
-    )
+    body = _dumps(envelope.error(code, message, details))
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 @web.middleware

@@ -1,4 +1,4 @@
-"""``POST /storage/format`` of the node-local API: format a device of this host, behind every guard of _format.
+"""``POST /storage/format`` of the node-local API: format a device of this host, behind every guard of host/format.
 
 The body is the contract's ``{device, filesystem, label}``. The guards read
 the mount tables, swap, and the disk sources of every libvirt domain (a
@@ -15,6 +15,7 @@ from typing import Any
 import libvirt  # type: ignore[import-untyped]
 from aiohttp import web
 
+from vapor.agentapi.errors import CONFLICT, INVALID_INPUT, NOT_FOUND, PERMISSION_DENIED
 from vapor.kube import KubeError
 from vapor.model import Host
 
@@ -22,14 +23,14 @@ from ..host import format as _format
 from .context import NodeContext
 from .envelope import NodeAPIError, ok
 
-STATUS = {_format.INVALID_INPUT: 400, _format.NOT_FOUND: 404, _format.CONFLICT: 409, _format.PERMISSION_DENIED: 403}
+STATUS = {INVALID_INPUT: 400, NOT_FOUND: 404, CONFLICT: 409, PERMISSION_DENIED: 403}
 
 
 def _format_now(node: NodeContext, device: str, filesystem: str, label: str | None) -> dict[str, Any]:
     try:
         conn = libvirt.open(node.config.libvirt_uri)
     except libvirt.libvirtError as exc:
-        raise _format.Refused(_format.CONFLICT, f"cannot tell which devices VMs use (libvirt: {exc})") from None
+        raise _format.Refused(CONFLICT, f"cannot tell which devices VMs use (libvirt: {exc})") from None
     try:
         sources = _format.libvirt_disk_sources(conn)
     finally:
@@ -51,14 +52,14 @@ def routes(node: NodeContext) -> list[web.RouteDef]:
         try:
             body = await request.json()
         except ValueError:
-            raise NodeAPIError(400, _format.INVALID_INPUT, "the body must be JSON") from None
+            raise NodeAPIError(400, INVALID_INPUT, "the body must be JSON") from None
         if not isinstance(body, dict) or set(body) - {"device", "filesystem", "label"}:
-            raise NodeAPIError(400, _format.INVALID_INPUT, "the body takes device, filesystem and label only")
+            raise NodeAPIError(400, INVALID_INPUT, "the body takes device, filesystem and label only")
         device, filesystem, label = body.get("device"), body.get("filesystem"), body.get("label")
         if not isinstance(device, str) or not isinstance(filesystem, str):
-            raise NodeAPIError(400, _format.INVALID_INPUT, "device and filesystem are required strings")
+            raise NodeAPIError(400, INVALID_INPUT, "device and filesystem are required strings")
         if label is not None and not isinstance(label, str):
-            raise NodeAPIError(400, _format.INVALID_INPUT, "label must be a string")
+            raise NodeAPIError(400, INVALID_INPUT, "label must be a string")
         try:
             result = await asyncio.to_thread(_format_now, node, device, filesystem, label)
         except _format.Refused as exc:

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import WSMsgType, web
 
+from vapor.agentapi.errors import INVALID_INPUT, PERMISSION_DENIED, UNAUTHORIZED
+
 from ..host.hostroot import HostRoot
 from ..host.terminal import LoginAccount, Terminal
 from ..host.useraccounts import AccountError
@@ -40,9 +42,6 @@ if TYPE_CHECKING:
     from .._config import AgentConfig
 
 log = logging.getLogger("vapor.agent.ws")
-
-PERMISSION_DENIED = "PERMISSION_DENIED"
-UNAUTHORIZED = "UNAUTHORIZED"
 
 
 @dataclass(frozen=True)
@@ -129,7 +128,7 @@ async def ws_terminal(root: HostRoot, node: TerminalSettings, request: web.Reque
         expires = _expires(request)
         terminal = await _open(root, node, user, await _subscribe(ws))
     except BadMessage as exc:
-        return await _refuse(ws, "INVALID_INPUT", str(exc))
+        return await _refuse(ws, INVALID_INPUT, str(exc))
     except Refused as exc:
         return await _refuse(ws, exc.code, exc.message)
     except AccountError as exc:  # the node's root could not be asked

@@ -1,7 +1,7 @@
 """``/users`` of the node-local API: the host's human accounts, made and re-keyed with useradd and chpasswd.
 
-The work itself is in _useraccounts (what is checked, how commands run,
-how a failed create is undone); it runs in the node's root (_hostroot).
+The work itself is in host/useraccounts (what is checked, how commands run,
+how a failed create is undone); it runs in the node's root (host/hostroot).
 Changes are serialised per agent; passwords are never logged.
 """
 
@@ -13,10 +13,11 @@ from typing import Any
 
 from aiohttp import web
 
-from vapor.userspec import CreateUserRequest, ResetPasswordRequest, check_name
+from vapor.agentapi.errors import INVALID_INPUT
+from vapor.agentapi.userspec import CreateUserRequest, ResetPasswordRequest, check_name
 
 from .context import CALLER, NodeContext, host_root_of, read_body
-from .envelope import INVALID_INPUT, NodeAPIError, ok
+from .envelope import NodeAPIError, ok
 
 log = logging.getLogger("vapor.agent.users")
 

@@ -24,24 +24,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import logging
-import os
-import socket
 from typing import Any
 
 import orjson
 from aiohttp import WSMsgType, web
 
+from vapor.agentapi.errors import INTERNAL_ERROR, INVALID_INPUT
+from vapor.agentapi.journalquery import parse_priority
+
 from ..host import sample as _metrics_stream
+from ..host.journal import JournalFollower, journal_path
 from .context import NodeContext, host_root_of
 
 log = logging.getLogger("vapor.agent.ws")
 
-JOURNAL_PATH_ENV = "VAPOR_JOURNAL_PATH"  # a folder of .journal files to read instead of the system journal
-
-PRIORITIES = ["emergency", "alert", "critical", "error", "warning", "notice", "info", "debug"]
-PRIORITY_ALIASES = {"emerg": 0, "crit": 2, "err": 3, "warn": 4}
 MAX_LINES = 10_000
 READ_CHUNK = 65536
 
@@ -111,7 +108,7 @@ async def _ws_metrics(node: NodeContext, request: web.Request) -> web.WebSocketR
     try:
         await _subscribe(ws)
     except BadMessage as exc:
-        return await _refuse(ws, "INVALID_INPUT", str(exc))
+        return await _refuse(ws, INVALID_INPUT, str(exc))
     hub: MetricsHub = node.extras.setdefault("metrics_hub", MetricsHub())
     queue = hub.join()
 
@@ -139,77 +136,10 @@ async def _ws_metrics(node: NodeContext, request: web.Request) -> web.WebSocketR
 def _priority(value: Any) -> int | None:
     if value is None or value == "":
         return None
-    if isinstance(value, int) and 0 <= value <= 7:
-        return value
-    if isinstance(value, str):
-        name = value.lower()
-        if name in PRIORITIES:
-            return PRIORITIES.index(name)
-        if name in PRIORITY_ALIASES:
-            return PRIORITY_ALIASES[name]
-    raise BadMessage(f"priority must be one of {', '.join(PRIORITIES)}")
-
-
-def _entry(raw: dict[str, Any]) -> dict[str, Any]:
-    stamp = raw.get("__REALTIME_TIMESTAMP")
-    level = raw.get("PRIORITY")
-    unit = raw.get("_SYSTEMD_UNIT") or raw.get("SYSLOG_IDENTIFIER") or ""
-    message = raw.get("MESSAGE", "")
-    if isinstance(message, bytes):
-        message = message.decode("utf-8", "replace")
-    return {
-        "timestamp": stamp.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        if isinstance(stamp, dt.datetime)
-        else None,
-        "priority": PRIORITIES[level] if isinstance(level, int) and 0 <= level <= 7 else "info",
-        "unit": str(unit).removesuffix(".service"),
-        "message": str(message),
-        "hostname": raw.get("_HOSTNAME", socket.gethostname()),
-        "pid": raw.get("_PID"),
-    }
-
-
-class JournalFollower:
-    """A systemd journal reader filtered by unit and priority (blocking calls: use from a thread)."""
-
-    def __init__(self, unit: str | None, priority: int | None, path: str | None) -> None:
-        # the agent image has systemd-python; imported late for hosts without it
-        from systemd import journal  # type: ignore[import-untyped]
-
-        self.reader = journal.Reader(path=path) if path else journal.Reader()
-        if unit:
-            name = unit if "." in unit else f"{unit}.service"
-            self.reader.add_match(_SYSTEMD_UNIT=name)
-            self.reader.add_disjunction()
-            self.reader.add_match(SYSLOG_IDENTIFIER=unit)
-            self.reader.add_conjunction()  # (unit OR identifier) AND priority
-        if priority is not None:
-            self.reader.log_level(priority)
-
-    def last(self, lines: int) -> list[dict[str, Any]]:
-        """The newest ``lines`` matching entries, oldest first; reading goes on after them."""
-        found: list[dict[str, Any]] = []
-        self.reader.seek_tail()
-        for _ in range(lines):
-            raw = self.reader.get_previous()
-            if not raw:
-                break
-            found.append(_entry(raw))
-        found.reverse()
-        self.reader.seek_tail()
-        self.reader.get_previous()
-        return found
-
-    def wait_new(self, timeout: float) -> list[dict[str, Any]]:
-        """The entries written since the last read, waiting up to ``timeout`` seconds for a change."""
-        # Read on after every wait, whatever it says: entries appended to an open file are visible
-        # without a change event, so a missed or merged event costs at most one wait, never an entry.
-        self.reader.wait(timeout)
-        return [_entry(raw) for raw in self.reader]
-
-    def close(self) -> None:
-        """Close the journal."""
-        self.reader.close()
+    try:
+        return parse_priority(value)
+    except ValueError as exc:
+        raise BadMessage(f"priority {exc}") from None
 
 
 async def _ws_logs(node: NodeContext, request: web.Request) -> web.WebSocketResponse:
@@ -231,12 +161,12 @@ async def _ws_logs(node: NodeContext, request: web.Request) -> web.WebSocketResp
         if not isinstance(lines, int) or isinstance(lines, bool) or not 0 <= lines <= MAX_LINES:
             raise BadMessage(f"lines must be an integer from 0 to {MAX_LINES}")
     except BadMessage as exc:
-        return await _refuse(ws, "INVALID_INPUT", str(exc))
-    path = os.environ.get(JOURNAL_PATH_ENV)  # a folder of .journal files instead of the system journal
+        return await _refuse(ws, INVALID_INPUT, str(exc))
+    path = journal_path()
     try:
         follower = await asyncio.to_thread(JournalFollower, unit, priority, path)
     except (ImportError, OSError) as exc:
-        return await _refuse(ws, "INTERNAL_ERROR", f"the journal cannot be read: {exc}")
+        return await _refuse(ws, INTERNAL_ERROR, f"the journal cannot be read: {exc}")
     closed = asyncio.Event()
 
     async def watch_close() -> None:

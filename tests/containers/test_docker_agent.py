@@ -11,7 +11,7 @@ import pytest
 
 from vapor.agent.host.containers import ContainerError, Containers
 from vapor.agent.host.docker import DockerRuntime
-from vapor.dockerspec import CreateContainerRequest, PullImageRequest
+from vapor.agentapi.dockerspec import CreateContainerRequest, PullImageRequest
 
 from ..support.dockerd import Dockerd
 from ..support.registry import Registry

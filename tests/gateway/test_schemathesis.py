@@ -59,11 +59,11 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from vapor.agent.controllers.host import HostReporter
 from vapor.agent.controllers.network import NetworkReconciler
+from vapor.agent.host.journal import JOURNAL_PATH_ENV
 from vapor.agent.nodeapi import containers as containers_api
 from vapor.agent.nodeapi import journal as journal_api
 from vapor.agent.nodeapi import system as system_api
 from vapor.agent.nodeapi import users as users_api
-from vapor.agent.nodeapi.journal import JOURNAL_PATH_ENV
 from vapor.devenv import ControlPlane
 from vapor.kube import Kube
 from vapor.model import Host

@@ -43,7 +43,7 @@ from typing import Any
 
 import pytest
 
-from vapor.agent.nodeapi.journal import JOURNAL_PATH_ENV
+from vapor.agent.host.journal import JOURNAL_PATH_ENV
 
 from .processes import log_tail, terminate
 
