@@ -21,7 +21,7 @@ from typing import Any
 from kubernetes.aio.client.exceptions import ApiException
 
 from vapor.kube import Conflict, Informer, Kube, KubeError, NotFound, WatchEvent
-from vapor.model import Host, HostSpec, HostStatus, ObjectMeta, names
+from vapor.model import Host, HostSpec, HostStatus, MetadataPatch, ObjectMeta, names
 from vapor.model.host import HostCapacity, HypervisorInfo
 
 from .._config import AgentConfig
@@ -102,7 +102,7 @@ class HostReporter:
         if (host.metadata.labels or {}).get(names.HOST_ID_LABEL) != self.host_id:
             host = await self.hosts.patch(
                 self.name,
-                {"metadata": {"labels": {names.HOST_ID_LABEL: self.host_id}}},
+                metadata=MetadataPatch(labels={names.HOST_ID_LABEL: self.host_id}),
                 field_manager=names.FIELD_MANAGER_AGENT,
             )
         self.host = host

@@ -6,7 +6,7 @@ carry it too). For each one it:
 
 - holds the ``vapor.io/unmount`` finalizer, so deleting the Mount unmounts first;
 - formats the device when ``spec.format`` asks and the device is blank (no
-  signature at all), behind every guard of :mod:`._format`;
+  signature at all), behind every guard of :mod:`..host.format`;
 - mounts it with ``mount -t <fs> -o <options> -- <device> <dir>``, creating
   the directory; it refuses a system directory, a path through a symlink,
   a device mounted elsewhere, the root or boot disk, a VM's disk (the same
@@ -31,12 +31,11 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from vapor.kube import Kube, KubeError, NotFound
 from vapor.kube._informer import Key, key_of
-from vapor.model import Condition, Host, names
-from vapor.model.mount import Mount
+from vapor.model import Host, MetadataPatch, MountStatus, names
+from vapor.model.mount import Mount, MountPhase
 
 from .._config import AgentConfig
 from ..host.hostroot import NodeNamespace
@@ -98,7 +97,7 @@ class MountController(NodeController[Mount]):
         if names.MOUNT_FINALIZER not in finalizers:
             await self.mounts.patch(
                 mount.name,
-                {"metadata": {"finalizers": [*finalizers, names.MOUNT_FINALIZER]}},
+                metadata=MetadataPatch(finalizers=[*finalizers, names.MOUNT_FINALIZER]),
                 field_manager=names.FIELD_MANAGER_AGENT,
             )
         if mount.spec.format is not None and (mount.status is None or mount.status.phase in (None, "Pending")):
@@ -148,20 +147,17 @@ class MountController(NodeController[Mount]):
         with contextlib.suppress(NotFound):
             await self.mounts.patch(
                 mount.name,
-                {"metadata": {"finalizers": [f for f in finalizers if f != names.MOUNT_FINALIZER] or None}},
+                metadata=MetadataPatch(finalizers=[f for f in finalizers if f != names.MOUNT_FINALIZER] or None),
                 field_manager=names.FIELD_MANAGER_AGENT,
             )
 
-    async def _status(self, mount: Mount, phase: str, mounted: bool, message: str, reason: str | None = None) -> None:
+    async def _status(
+        self, mount: Mount, phase: MountPhase, mounted: bool, message: str, reason: str | None = None
+    ) -> None:
         current = mount.status
         generation = mount.metadata.generation
-        ready = Condition.after(
-            mount.condition(names.ConditionType.READY),
-            type=names.ConditionType.READY,
-            status="True" if phase == "Mounted" else "False",
-            reason=reason or phase,
-            message=message,
-            observed_generation=generation,
+        ready = mount.condition_after(
+            names.ConditionType.READY, "True" if phase == "Mounted" else "False", reason or phase, message
         )
         if (
             current is not None
@@ -172,14 +168,9 @@ class MountController(NodeController[Mount]):
             and ready.says_same_as(mount.condition(names.ConditionType.READY))
         ):
             return
-        status: dict[str, Any] = {
-            "phase": phase,
-            "mounted": mounted,
-            "message": message,
-            "conditions": [ready.to_api()],
-        }
-        if generation is not None:
-            status["observedGeneration"] = generation
+        status = MountStatus(
+            phase=phase, mounted=mounted, message=message, observed_generation=generation, conditions=[ready]
+        )
         with contextlib.suppress(NotFound):
             await self.mounts.apply_status(mount.name, status, field_manager=names.FIELD_MANAGER_AGENT)
 

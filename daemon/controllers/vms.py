@@ -16,13 +16,12 @@ import asyncio
 import logging
 import shutil
 import time
-from typing import Any
 
 import libvirt  # type: ignore[import-untyped]
 
 from vapor.kube import Conflict, Kube, KubeError, NotFound
 from vapor.kube._informer import Key, key_of
-from vapor.model import VirtualMachine, names
+from vapor.model import MetadataPatch, VirtualMachine, VirtualMachineStatus, names
 
 from .._config import AgentConfig
 from ..host import domain as _domain
@@ -165,14 +164,11 @@ class VMController(NodeController[VirtualMachine]):
         finalizers = list(vm.metadata.finalizers or [])
         if names.VM_FINALIZER in finalizers:
             return vm
-        patch = {
-            "metadata": {
-                "finalizers": [*finalizers, names.VM_FINALIZER],
-                "resourceVersion": vm.metadata.resource_version,
-            }
-        }
+        patch = MetadataPatch(
+            finalizers=[*finalizers, names.VM_FINALIZER], resource_version=vm.metadata.resource_version
+        )
         return await self.vms.patch(
-            vm.name, patch, namespace=vm.metadata.namespace, field_manager=names.FIELD_MANAGER_AGENT
+            vm.name, metadata=patch, namespace=vm.metadata.namespace, field_manager=names.FIELD_MANAGER_AGENT
         )
 
     async def _metadata(self, dom: libvirt.virDomain) -> _domain.VaporMetadata | None:
@@ -331,7 +327,7 @@ class VMController(NodeController[VirtualMachine]):
         finalizers = [f for f in vm.metadata.finalizers or [] if f != names.VM_FINALIZER]
         await self.vms.patch(
             vm.name,
-            {"metadata": {"finalizers": finalizers, "resourceVersion": vm.metadata.resource_version}},
+            metadata=MetadataPatch(finalizers=finalizers, resource_version=vm.metadata.resource_version),
             namespace=vm.metadata.namespace,
             field_manager=names.FIELD_MANAGER_AGENT,
         )
@@ -374,11 +370,11 @@ class VMController(NodeController[VirtualMachine]):
         if state in RUNNING and vm.spec.networks and not addresses:
             self.queue.add_after(key_of(vm), 15.0)  # addresses come from DHCP later, without a lifecycle event
 
-    async def _apply_status(self, vm: VirtualMachine, status: dict[str, Any]) -> None:
+    async def _apply_status(self, vm: VirtualMachine, status: VirtualMachineStatus) -> None:
         """Server-side apply of the agent's status fields, when they differ from what is stored."""
         if _vmstatus.unchanged(vm, status):
             return
         await self.vms.apply_status(
             vm.name, status, namespace=vm.metadata.namespace, field_manager=names.FIELD_MANAGER_AGENT, force=True
         )
-        log.info("status", extra={"vm": "/".join(key_of(vm)), "phase": status["phase"]})
+        log.info("status", extra={"vm": "/".join(key_of(vm)), "phase": status.phase})

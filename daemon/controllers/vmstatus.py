@@ -7,11 +7,12 @@ the Scheduled condition belong to the operator and are never written here.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import libvirt  # type: ignore[import-untyped]
 
-from vapor.model import Condition, VirtualMachine, names
+from vapor.model import VirtualMachine, VirtualMachineStatus, names
+from vapor.model.virtualmachine import VMPhase
 
 ACTIVE = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED, libvirt.VIR_DOMAIN_PAUSED)
 RUNNING = (libvirt.VIR_DOMAIN_RUNNING, libvirt.VIR_DOMAIN_BLOCKED)
@@ -19,7 +20,7 @@ OFF = (libvirt.VIR_DOMAIN_SHUTOFF, libvirt.VIR_DOMAIN_CRASHED, libvirt.VIR_DOMAI
 Ready = tuple[Literal["True", "False", "Unknown"], str, str]  # status, reason, message
 
 
-def phase_of(state: int | None, strategy: str, stopping: bool) -> str:
+def phase_of(state: int | None, strategy: str, stopping: bool) -> VMPhase:
     """The VM's phase from its domain's state (None: no domain) and what it should be."""
     if state is None:
         return "Stopped" if strategy == "Halted" else "Starting"
@@ -45,49 +46,40 @@ def ready_of(state: int | None, strategy: str, phase: str) -> Ready:
 def build(
     vm: VirtualMachine,
     *,
-    phase: str,
+    phase: VMPhase,
     ready: Ready,
     domain_uuid: str | None = None,
     addresses: list[str] | None = None,
     restart_done: str | None = None,
-) -> dict[str, Any]:
-    """The agent's part of the status (camelCase, as server-side apply sends it).
+) -> VirtualMachineStatus:
+    """The agent's part of the status: every field it owns, set (None where it has nothing to say).
 
     Keeps the domain UUID and the last restart request already stored when
     none is given, and the Ready condition's transition time while its status
-    stays the same.
+    stays the same. A server-side apply sends the fields that are not None;
+    the others the agent gives up.
     """
     previous = vm.status
-    generation = vm.metadata.generation
-    status: dict[str, Any] = {"phase": phase, "observedGeneration": generation}
-    if uuid := domain_uuid or (previous.domain_uuid if previous else None):
-        status["domainUuid"] = uuid
-    if addresses:
-        status["addresses"] = addresses
-    if restart := restart_done or (previous.last_restart_request if previous else None):
-        status["lastRestartRequest"] = restart
-    ready_now = Condition.after(
-        vm.condition(names.ConditionType.READY),
-        type=names.ConditionType.READY,
-        status=ready[0],
-        reason=ready[1],
-        message=ready[2],
-        observed_generation=generation,
+    return VirtualMachineStatus(
+        phase=phase,
+        observed_generation=vm.metadata.generation,
+        domain_uuid=domain_uuid or (previous.domain_uuid if previous else None),
+        addresses=addresses or None,
+        last_restart_request=restart_done or (previous.last_restart_request if previous else None),
+        conditions=[vm.condition_after(names.ConditionType.READY, *ready)],
     )
-    status["conditions"] = [ready_now.to_api()]
-    return status
 
 
-def unchanged(vm: VirtualMachine, status: dict[str, Any]) -> bool:
+def unchanged(vm: VirtualMachine, status: VirtualMachineStatus) -> bool:
     """Whether the stored status already says what ``status`` says (the transition time aside)."""
-    if vm.status is None:
+    stored = vm.status
+    if stored is None:
         return False
-    stored = vm.status.to_api()
-    for key in ("phase", "observedGeneration", "domainUuid", "addresses", "lastRestartRequest"):
-        if stored.get(key) != status.get(key):
-            return False
-    wanted = Condition.model_validate(status["conditions"][0])
-    current = vm.condition(names.ConditionType.READY)
+    owned = status.model_fields_set - {"conditions"}
+    if any(getattr(stored, name) != getattr(status, name) for name in owned):
+        return False
+    wanted = (status.conditions or [])[0]
+    current = vm.condition(wanted.type)
     return (
         wanted.says_same_as(current)
         and current is not None

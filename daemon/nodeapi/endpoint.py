@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
 
 from vapor.kube import Kube, KubeError
-from vapor.model import Host
+from vapor.model import Host, HostStatus
+from vapor.model.host import AgentEndpoint
 
 log = logging.getLogger("vapor.agent.nodeapi")
 
@@ -33,25 +33,21 @@ class EndpointPublisher:
         self.url = ""
         self.fingerprint: str | None = None
 
-    def endpoint(self) -> dict[str, Any]:
+    def endpoint(self) -> AgentEndpoint:
         """``Host.status.agentEndpoint`` as written."""
-        out: dict[str, Any] = {"url": self.url}
-        if self.fingerprint:
-            out["certSha256"] = self.fingerprint
-        return out
+        return AgentEndpoint(url=self.url, cert_sha256=self.fingerprint or None)
 
     async def publish(self) -> bool:
         """Write the endpoint into the Host's status when it is not there yet; whether it wrote."""
         host = self._host() if self._host is not None else None
         wanted = self.endpoint()
-        if host is not None and host.status is not None:
-            current = host.status.agent_endpoint
-            if current is not None and current.model_dump(by_alias=True, exclude_none=True) == wanted:
-                return False
+        current = host.status.agent_endpoint if host is not None and host.status is not None else None
+        if current is not None and current.to_apply() == wanted.to_apply():
+            return False
         await self.kube.resources(Host).apply_status(
-            self.node_name, {"agentEndpoint": wanted}, field_manager=FIELD_MANAGER, force=True
+            self.node_name, HostStatus(agent_endpoint=wanted), field_manager=FIELD_MANAGER, force=True
         )
-        log.info("published the node API endpoint", extra=wanted)
+        log.info("published the node API endpoint", extra=wanted.to_apply())
         return True
 
     async def run(self) -> None:

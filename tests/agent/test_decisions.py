@@ -140,15 +140,29 @@ def test_the_status_keeps_what_it_does_not_know_and_its_transition_time() -> Non
 
     current = vm()
     first = _vmstatus.build(current, phase="Running", ready=("True", "Running", "ok"), domain_uuid="d-1")
-    assert first["domainUuid"] == "d-1" and first["observedGeneration"] == 3
-    stored = VirtualMachine.from_api({**current.to_api(), "status": {**first, "host": "n1"}})
+    sent = first.to_apply()  # what the server-side apply sends
+    assert sent["domainUuid"] == "d-1" and sent["observedGeneration"] == 3
+    assert "addresses" not in sent and "lastRestartRequest" not in sent  # nothing to say: the field is given up
+    stored = VirtualMachine.from_api({**current.to_api(), "status": {**sent, "host": "n1"}})
     again = _vmstatus.build(stored, phase="Running", ready=("True", "Running", "ok"))
-    assert again["domainUuid"] == "d-1"  # kept from the stored status
-    assert "host" not in again  # the operator's field is not the agent's to write
-    assert again["conditions"][0]["lastTransitionTime"] == first["conditions"][0]["lastTransitionTime"]
+    assert again.domain_uuid == "d-1"  # kept from the stored status
+    assert "host" not in again.to_apply()  # the operator's field is not the agent's to write
+    assert again.conditions and first.conditions
+    assert again.conditions[0].last_transition_time == first.conditions[0].last_transition_time
     assert _vmstatus.unchanged(stored, again)
     stopped = _vmstatus.build(stored, phase="Stopping", ready=("False", "Stopping", "no"), restart_done="r1")
-    assert not _vmstatus.unchanged(stored, stopped) and stopped["lastRestartRequest"] == "r1"
+    assert not _vmstatus.unchanged(stored, stopped) and stopped.last_restart_request == "r1"
+
+
+def test_addresses_that_went_away_are_written_away() -> None:
+    from vapor.agent.controllers import vmstatus as _vmstatus
+
+    ready = ("True", "Running", "ok")
+    seen = _vmstatus.build(vm(), phase="Running", ready=ready, domain_uuid="d-1", addresses=["10.0.0.2"])
+    stored = VirtualMachine.from_api({**vm().to_api(), "status": seen.to_apply()})
+    assert _vmstatus.unchanged(stored, _vmstatus.build(stored, phase="Running", ready=ready, addresses=["10.0.0.2"]))
+    gone = _vmstatus.build(stored, phase="Running", ready=ready)  # the guest lost its lease
+    assert not _vmstatus.unchanged(stored, gone) and "addresses" not in gone.to_apply()
 
 
 def test_kvm_is_used_only_when_qemus_user_may_open_the_device(tmp_path: Path) -> None:
