@@ -19,7 +19,6 @@ import kopf
 
 from vapor.kube import Conflict, NotFound
 from vapor.model import GROUP, VERSION, Host, Migration
-from vapor.model.migration import TERMINAL_PHASES
 from vapor.model.names import MIGRATION_FINALIZER, ConditionType
 
 from ._state import Memo
@@ -154,9 +153,13 @@ async def _watch_running(ledger: Ledger, m: Migration) -> Migration:
 # -- kopf ------------------------------------------------------------------------------------------
 
 
-def _needs_attention(status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
-    terminal = status.get("phase") in TERMINAL_PHASES
-    return not terminal or MIGRATION_FINALIZER in (meta.get("finalizers") or [])
+def _done_with(m: Migration) -> bool:
+    """Ended, and its clean-up done (the finalizer is gone): nothing left for the operator but its slot."""
+    return m.is_terminal and MIGRATION_FINALIZER not in (m.metadata.finalizers or [])
+
+
+def _needs_attention(body: kopf.Body, **_: Any) -> bool:
+    return not _done_with(Migration.from_api(dict(body)))
 
 
 @kopf.on.event(GROUP, VERSION, "migrations")
@@ -166,13 +169,11 @@ async def migration_changed(type: str, namespace: str | None, name: str, body: k
     if type == "DELETED":
         await schedule_pass(ledger)  # a slot may be free now
         return
-    status = body.get("status", {})
-    phase = status.get("phase")
-    if phase in TERMINAL_PHASES and MIGRATION_FINALIZER not in (body.meta.get("finalizers") or []):
+    m = Migration.from_api(dict(body))
+    if _done_with(m):
         await schedule_pass(ledger)  # nothing left to do for it, but its slot may be free now
         return
-    completed = any(c.get("type") == ConditionType.COMPLETED for c in status.get("conditions") or [])
-    if phase == "Running" and not completed:
+    if m.phase == "Running" and m.condition(ConditionType.COMPLETED) is None:
         return  # progress from the source agent: only its Completed condition concerns the operator
     await reconcile(ledger, namespace or "", name)
 
