@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from kubernetes.aio.client.exceptions import ApiException
 
 from vapor.kube import Kube, KubeError, NotFound
-from vapor.model import Host, names
+from vapor.model import Host, HostStatus, names
 from vapor.model._meta import Condition
 from vapor.model.host import InterfaceSpec
 
@@ -244,7 +244,10 @@ class NetworkReconciler:
             return False
         try:
             await self.hosts.apply_status(
-                self.config.node_name, status, field_manager=names.FIELD_MANAGER_AGENT_NETWORK, force=True
+                self.config.node_name,
+                HostStatus.model_validate(status),
+                field_manager=names.FIELD_MANAGER_AGENT_NETWORK,
+                force=True,
             )
         except NotFound:
             return False  # the reporter makes the Host again; the next pass writes

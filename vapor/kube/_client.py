@@ -202,7 +202,6 @@ class Resources(Generic[R]):
     async def patch(
         self,
         name: str,
-        legacy: dict[str, Any] | None = None,
         *,
         metadata: MetadataPatch | None = None,
         spec: Model | None = None,
@@ -212,9 +211,8 @@ class Resources(Generic[R]):
         """JSON merge patch of the object's metadata and spec: the fields set in the models, nothing else.
 
         ``spec`` is usually a ``Spec.partial(...)``; a field set to None removes it.
-        (``legacy``, a hand-built dict, goes once every writer passes models.)
         """
-        body: dict[str, Any] = dict(legacy or {})
+        body: dict[str, Any] = {}
         if metadata is not None:
             body["metadata"] = metadata.to_api()
         if spec is not None:
@@ -228,11 +226,9 @@ class Resources(Generic[R]):
         )
         return self.kind.from_api(raw)
 
-    async def patch_status(
-        self, name: str, status: Model | dict[str, Any], *, namespace: str | None = None, field_manager: str
-    ) -> R:
+    async def patch_status(self, name: str, status: Model, *, namespace: str | None = None, field_manager: str) -> R:
         """JSON merge patch of the status subresource: the fields set in ``status`` (None removes one)."""
-        body = status.to_api() if isinstance(status, Model) else status
+        body = status.to_api()
         raw = await call(
             self._method("patch_{scope}_custom_object_status")(
                 *self._args(namespace),
@@ -247,7 +243,7 @@ class Resources(Generic[R]):
     async def apply_status(
         self,
         name: str,
-        status: Model | dict[str, Any],
+        status: Model,
         *,
         namespace: str | None = None,
         field_manager: str,
@@ -262,8 +258,7 @@ class Resources(Generic[R]):
         ``resource_version`` the apply fails with Conflict when the object
         changed since that version. Returns the object after the apply.
         """
-        value = status.to_apply() if isinstance(status, Model) else status
-        body = self._apply_body(name, namespace, "status", value, resource_version)
+        body = self._apply_body(name, namespace, "status", status.to_apply(), resource_version)
         raw = await call(
             self._method("patch_{scope}_custom_object_status")(
                 *self._args(namespace),
