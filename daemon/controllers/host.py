@@ -164,10 +164,8 @@ class HostReporter:
 
     async def write(self, status: dict[str, Any]) -> None:
         """Server-side apply of the agent's status fields, with a fresh sync cursor."""
-        status = {**status, "syncCursor": int(time.time())}
-        await self.hosts.apply_status(
-            self.name, HostStatus.model_validate(status), field_manager=names.FIELD_MANAGER_AGENT, force=True
-        )
+        typed = HostStatus.model_validate(status).model_copy(update={"sync_cursor": int(time.time())})
+        await self.hosts.apply_status(self.name, typed, field_manager=names.FIELD_MANAGER_AGENT, force=True)
         self.writes += 1
 
     async def sync_once(self, *, force: bool = False) -> bool:

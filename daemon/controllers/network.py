@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import logging
 import socket
 import time
@@ -221,31 +220,28 @@ class NetworkReconciler:
                     generation,
                 )
             )
-        status: dict[str, Any] = {
-            "interfaces": [
-                i.model_dump(by_alias=True, exclude_none=True, mode="json")
-                for i in await asyncio.to_thread(self.netlink.interfaces)
-            ],
-            "conditions": [c.model_dump(by_alias=True, exclude_none=True, mode="json") for c in conditions],
-        }
-        api_interface = await self._api_interface()
-        if api_interface:
-            status["apiInterface"] = api_interface
+        status = HostStatus(
+            interfaces=await asyncio.to_thread(self.netlink.interfaces),
+            conditions=conditions,
+            api_interface=await self._api_interface() or None,
+        )
         return await self._write(status)
 
-    async def _write(self, status: dict[str, Any]) -> bool:
-        shape = copy.deepcopy(status)
-        for iface in shape["interfaces"]:
-            iface.pop("statistics", None)
-        for cond in shape["conditions"]:
-            cond.pop("lastTransitionTime", None)
+    async def _write(self, status: HostStatus) -> bool:
+        # What changed, leaving out what moves all the time: counters and transition times.
+        shape = status.model_copy(
+            update={
+                "interfaces": [i.model_copy(update={"statistics": None}) for i in status.interfaces or []],
+                "conditions": [c.model_copy(update={"last_transition_time": None}) for c in status.conditions or []],
+            }
+        ).model_dump(mode="json")
         now = time.monotonic()
         if shape == self._written and now - self._written_at < self.config.inventory_interval:
             return False
         try:
             await self.hosts.apply_status(
                 self.config.node_name,
-                HostStatus.model_validate(status),
+                status,
                 field_manager=names.FIELD_MANAGER_AGENT_NETWORK,
                 force=True,
             )
@@ -253,5 +249,5 @@ class NetworkReconciler:
             return False  # the reporter makes the Host again; the next pass writes
         self.writes += 1
         self._written, self._written_at = shape, now
-        log.debug("wrote network status", extra={"interfaces": len(status["interfaces"])})
+        log.debug("wrote network status", extra={"interfaces": len(status.interfaces or [])})
         return True
