@@ -1,4 +1,4 @@
-"""The four CRDs on a real kube-apiserver: installed, usable with kubectl, self-describing."""
+"""The CRDs on a real kube-apiserver: installed, usable with kubectl, self-describing."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def test_examples_apply_with_kustomize_and_read_back(kubectl: Kubectl, namespace
         "virtualmachine.vapor.io/web-1",
         "migration.vapor.io/web-1-to-node-2",
         "mount.vapor.io/node-1-data",
+        "image.vapor.io/debian-12",
+        "virtualmachine.vapor.io/debian-1",
     ):
         assert line in applied.stdout
     try:
@@ -40,6 +42,8 @@ def test_examples_apply_with_kustomize_and_read_back(kubectl: Kubectl, namespace
             ("virtualmachine.yaml", "vvm", namespace),
             ("migration.yaml", "vmig", namespace),
             ("mount.yaml", "vmount", None),
+            ("image.yaml", "vimg", None),
+            ("vm-debian.yaml", "vvm", namespace),
         ):
             example = load_example(filename)
             args = [kind, example["metadata"]["name"]] + (["-n", ns] if ns else [])
@@ -61,7 +65,13 @@ def test_defaults_are_filled_in_by_the_api_server(kubectl: Kubectl, namespace: s
         }
     )
     spec = kubectl.get_json("vvm", "tiny", "-n", namespace)["spec"]
-    assert spec == {"memory": "64Mi", "cpu": 1, "runStrategy": "Halted", "gracefulShutdownSeconds": 60}
+    assert spec == {
+        "memory": "64Mi",
+        "cpu": 1,
+        "runStrategy": "Halted",
+        "gracefulShutdownSeconds": 60,
+        "firmware": "bios",
+    }
     kubectl.apply(
         {
             "apiVersion": "vapor.io/v1alpha1",
@@ -98,13 +108,40 @@ def test_kubectl_get_virtualmachine_shows_phase_host_cpu_memory(kubectl: Kubectl
         "--subresource=status",
         "--type=merge",
         "-p",
-        json.dumps({"status": {"phase": "Running", "host": "node-7"}}),
+        json.dumps({"status": {"phase": "Running", "host": "node-7", "addresses": ["192.168.122.50", "fe80::1"]}}),
     )
     header, row = _table(kubectl("get", "vvm", "-n", namespace).stdout)
-    assert header == ["NAME", "PHASE", "HOST", "CPU", "MEMORY", "AGE"]
-    assert row[:5] == ["db-1", "Running", "node-7", "4", "512Mi"]
+    assert header == ["NAME", "PHASE", "HOST", "CPU", "MEMORY", "ADDRESS", "AGE"]
+    assert row[:6] == ["db-1", "Running", "node-7", "4", "512Mi", "192.168.122.50"]
     wide_header = _table(kubectl("get", "virtualmachines", "-n", namespace, "-o", "wide").stdout)[0]
-    assert wide_header == ["NAME", "PHASE", "HOST", "CPU", "MEMORY", "RUN", "DOMAIN", "AGE"]
+    assert wide_header == ["NAME", "PHASE", "HOST", "CPU", "MEMORY", "ADDRESS", "RUN", "DOMAIN", "AGE"]
+
+
+def test_kubectl_get_image_shows_format_phase_hosts_size(kubectl: Kubectl, unique) -> None:
+    name = unique("img")
+    kubectl.apply(
+        {
+            "apiVersion": "vapor.io/v1alpha1",
+            "kind": "Image",
+            "metadata": {"name": name},
+            "spec": {
+                "source": {"http": {"url": "http://images.example.com/d.qcow2"}},
+                "checksum": "a" * 64,
+            },
+        }
+    )
+    try:
+        kubectl(
+            "patch", "vimg", name, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"phase": "Ready", "readyHosts": 2, "size": 1048576}}),
+        )  # fmt: skip
+        header, row = _table(kubectl("get", "vimg", name).stdout)
+        assert header == ["NAME", "FORMAT", "PHASE", "HOSTS", "SIZE", "AGE"]
+        assert row[:5] == [name, "qcow2", "Ready", "2", "1048576"]
+        wide = _table(kubectl("get", "images", name, "-o", "wide").stdout)
+        assert wide[0][-2:] == ["URL", "AGE"] and wide[1][-2] == "http://images.example.com/d.qcow2"
+    finally:
+        kubectl("delete", "vimg", name, "--wait=false", check=False)
 
 
 def test_kubectl_get_migration_shows_vm_hosts_phase_progress(kubectl: Kubectl, namespace: str) -> None:

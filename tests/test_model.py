@@ -182,6 +182,7 @@ def test_every_kind_names_its_crd() -> None:
         "virtualmachines.vapor.io",
         "migrations.vapor.io",
         "mounts.vapor.io",
+        "images.vapor.io",
     ]
     assert Host.namespaced() is False and Migration.namespaced() is True
 

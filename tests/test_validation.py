@@ -78,7 +78,37 @@ CASES: list[tuple[str, str, Callable[[Obj], None], list[str]]] = [
         "vm-disk-size-and-path",
         "virtualmachine.yaml",
         _set("spec.disks.0.path", "/var/lib/vapor/root.qcow2"),
-        ["spec.disks[0]", "a disk needs exactly one of size (a new image) or path (an existing image)"],
+        ["spec.disks[0]", "a disk needs exactly one of size (a new image), path (an existing image) or image"],
+    ),
+    (
+        "vm-disk-image-and-path",
+        "virtualmachine.yaml",
+        _set("spec.disks", [{"name": "root", "image": "debian-12", "path": "/var/lib/vapor/images/a.qcow2"}]),
+        ["spec.disks[0]", "a disk needs exactly one of size"],
+    ),
+    (
+        "vm-cdrom-with-size",
+        "virtualmachine.yaml",
+        _set("spec.disks", [{"name": "install", "size": "1Gi", "cdrom": True}]),
+        ["spec.disks[0]", "a cdrom disk is an image or a path as it is: it takes no size"],
+    ),
+    (
+        "vm-cloud-init-user-data-twice",
+        "virtualmachine.yaml",
+        _set("spec.cloudInit", {"userData": "#cloud-config\n", "userDataSecretRef": {"name": "s"}}),
+        ["spec.cloudInit", "give userData or userDataSecretRef, not both"],
+    ),
+    (
+        "vm-cloud-init-bad-ssh-key",
+        "virtualmachine.yaml",
+        _set("spec.cloudInit", {"sshAuthorizedKeys": ["not a key"]}),
+        ["spec.cloudInit.sshAuthorizedKeys[0]", "should match"],
+    ),
+    (
+        "vm-firmware-unknown",
+        "virtualmachine.yaml",
+        _set("spec.firmware", "coreboot"),
+        ["spec.firmware", 'Unsupported value: "coreboot"'],
     ),
     (
         "vm-disk-neither-size-nor-path",
@@ -109,6 +139,30 @@ CASES: list[tuple[str, str, Callable[[Obj], None], list[str]]] = [
         "virtualmachine.yaml",
         _set("spec.networks.0.mac", "52:54:00:zz:00:01"),
         ["spec.networks[0].mac", "should match"],
+    ),
+    (
+        "image-http-without-checksum",
+        "image.yaml",
+        _set("spec.source", {"http": {"url": "https://images.example.com/d.qcow2"}}),
+        ["spec", "an http image needs checksum"],
+    ),
+    (
+        "image-two-sources",
+        "image.yaml",
+        _set("spec.source.upload", {}),
+        ["spec.source", "an image source needs exactly one of http, hostPath or upload"],
+    ),
+    (
+        "image-checksum-not-sha256",
+        "image.yaml",
+        _set("spec.checksum", "md5:abc"),
+        ["spec.checksum", "should match"],
+    ),
+    (
+        "image-format-unknown",
+        "image.yaml",
+        _set("spec.format", "vmdk"),
+        ["spec.format", 'Unsupported value: "vmdk"'],
     ),
     ("vm-unknown-field", "virtualmachine.yaml", _set("spec.cpus", 2), ['unknown field "spec.cpus"']),
     (
@@ -196,7 +250,7 @@ CASES: list[tuple[str, str, Callable[[Obj], None], list[str]]] = [
 
 def _prepare(example: str, namespace: str, unique: Callable[[str], str]) -> Obj:
     obj = copy.deepcopy(load_example(example))
-    if obj["kind"] in ("Host", "Mount"):
+    if obj["kind"] in ("Host", "Mount", "Image"):
         obj["metadata"]["name"] = unique(obj["metadata"]["name"])
     else:
         obj["metadata"]["namespace"] = namespace
@@ -225,7 +279,7 @@ def test_invalid_manifest_is_rejected_at_apply(
 
 def test_the_unchanged_examples_are_valid(kubectl: Kubectl, namespace: str, unique, cluster_objects) -> None:
     """Guards the cases above: each fails only because of its one change."""
-    for example in ("virtualmachine.yaml", "migration.yaml", "mount.yaml", "host.yaml"):
+    for example in ("virtualmachine.yaml", "migration.yaml", "mount.yaml", "host.yaml", "image.yaml", "vm-debian.yaml"):
         obj = _prepare(example, namespace, unique)
         kubectl.apply(obj, "--dry-run=server")
 
@@ -240,6 +294,20 @@ def test_migration_target_cannot_change_once_created(kubectl: Kubectl, namespace
     assert result.returncode != 0
     assert "vmName cannot be changed once the Migration exists" in result.stderr
     assert "destinationHost cannot be changed once the Migration exists" in result.stderr
+
+
+def test_image_source_checksum_and_format_cannot_change(kubectl: Kubectl, namespace: str, unique) -> None:
+    obj = _prepare("image.yaml", namespace, unique)
+    kubectl.apply(obj)
+    try:
+        obj["spec"]["source"] = {"hostPath": {"path": "/var/lib/vapor/images/other.qcow2"}}
+        obj["spec"]["format"] = "raw"
+        result = kubectl.apply(obj, check=False)
+        assert result.returncode != 0
+        assert "spec.source: Invalid value" in result.stderr and "is immutable; make a new Image" in result.stderr
+        assert "spec.format: Invalid value" in result.stderr
+    finally:
+        kubectl("delete", "image", obj["metadata"]["name"], "--wait=false", check=False)
 
 
 def test_cancelled_migration_cannot_be_resumed(kubectl: Kubectl, namespace: str) -> None:

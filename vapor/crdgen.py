@@ -56,7 +56,12 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     if "$ref" in schema:
         target = defs[schema["$ref"].rsplit("/", 1)[-1]]
         overlay = {k: v for k, v in schema.items() if k != "$ref"}
-        return _structural({**target, **overlay}, defs)
+        merged = {**target, **overlay}
+        # The rules of the field's type and the rules placed on the field itself both hold.
+        rules = target.get("x-kubernetes-validations", []) + overlay.get("x-kubernetes-validations", [])
+        if rules:
+            merged["x-kubernetes-validations"] = rules
+        return _structural(merged, defs)
     if "anyOf" in schema and not schema.get("x-kubernetes-int-or-string"):
         # Optional[X] is anyOf [X, null]: the field is simply left out when unset.
         kinds = [s for s in schema["anyOf"] if s.get("type") != "null"]

@@ -21,11 +21,20 @@ from ._meta import (
 )
 from ._resource import CRDInfo, PrinterColumn, Resource
 from .host import Host, HostSpec, HostStatus, InterfaceSpec, find_host
+from .image import Image, ImageHostStatus, ImageSpec, ImageStatus
 from .migration import Migration, MigrationSpec, MigrationStatus
 from .mount import Mount, MountSpec, MountStatus
-from .virtualmachine import DiskSpec, NetworkSpec, VirtualMachine, VirtualMachineSpec, VirtualMachineStatus
+from .virtualmachine import (
+    CloudInitSpec,
+    DiskSpec,
+    GuestInterface,
+    NetworkSpec,
+    VirtualMachine,
+    VirtualMachineSpec,
+    VirtualMachineStatus,
+)
 
-KINDS: tuple[type[Resource], ...] = (Host, VirtualMachine, Migration, Mount)  # type: ignore[type-arg]
+KINDS: tuple[type[Resource], ...] = (Host, VirtualMachine, Migration, Mount, Image)  # type: ignore[type-arg]
 
 __all__ = [
     "API_VERSION",
@@ -33,12 +42,18 @@ __all__ = [
     "KINDS",
     "VERSION",
     "CRDInfo",
+    "CloudInitSpec",
     "Condition",
     "ConditionStatus",
     "DiskSpec",
+    "GuestInterface",
     "Host",
     "HostSpec",
     "HostStatus",
+    "Image",
+    "ImageHostStatus",
+    "ImageSpec",
+    "ImageStatus",
     "InterfaceSpec",
     "MetadataPatch",
     "Migration",

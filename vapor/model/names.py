@@ -4,6 +4,8 @@ Kept in one place (as KubeVirt keeps them beside its API types) so that the
 operator that sets a label and the agent that selects on it spell it the same.
 """
 
+import hashlib
+
 from ._meta import GROUP
 
 # Set by the operator when it places a VirtualMachine; each agent watches only
@@ -17,6 +19,10 @@ HOST_ID_LABEL = f"{GROUP}/host-id"
 VM_FINALIZER = f"{GROUP}/domain-cleanup"
 # Held by the agent while a Mount is mounted, so deleting it first unmounts.
 MOUNT_FINALIZER = f"{GROUP}/unmount"
+
+# Held by the operator on every Image, so deleting one that VMs still use waits
+# (condition InUse names them) and the agents can drop their cached copies first.
+IMAGE_FINALIZER = f"{GROUP}/image-in-use"
 
 # Migrations: the operator labels a Migration with the two hosts when it
 # leaves the queue (phase PreparingTarget), so each agent watches only the
@@ -61,6 +67,18 @@ FIELD_MANAGER_AGENT = "vapor-agent"
 # The agent's network reconciler: status.interfaces, apiInterface and its own conditions.
 FIELD_MANAGER_AGENT_NETWORK = "vapor-agent-network"
 FIELD_MANAGER_GATEWAY_PREFIX = "vapor-gateway"
+# Each agent writes its own entry of an Image's status.hosts under a manager of its own
+# (one shared name would make each agent's apply remove the others' entries).
+FIELD_MANAGER_AGENT_IMAGES_PREFIX = "vapor-agent-images"
+
+
+def agent_images_field_manager(node: str) -> str:
+    """The field manager of ``node``'s agent for its entries in Images' status.hosts (at most 128 characters)."""
+    name = f"{FIELD_MANAGER_AGENT_IMAGES_PREFIX}.{node}"
+    if len(name) <= 128:
+        return name
+    digest = hashlib.sha256(node.encode()).hexdigest()[:16]
+    return f"{name[:111]}.{digest}"
 
 
 class ConditionType:
@@ -76,3 +94,9 @@ class ConditionType:
     # Migration, written by the agents (server-side apply, one owner per type):
     TARGET_READY = "TargetReady"  # target agent: networks and storage prepared (False: why not)
     COMPLETED = "Completed"  # source agent: libvirt's job ended; True = moved, False = failed or aborted
+    # VirtualMachine, by the agent:
+    IMAGE_READY = "ImageReady"  # VM (agent) and Migration pre-flight (operator): the disks' Images are on the host (False: fetching, with progress, or why not)
+    AGENT_CONNECTED = "AgentConnected"  # the guest's QEMU guest agent answers
+    RESTART_REQUIRED = "RestartRequired"  # a change (cloud-init) takes effect at the next boot
+    # Image, by the operator:
+    IN_USE = "InUse"  # VMs use the image (True names them; a deletion waits for them)

@@ -6,7 +6,7 @@ then on that host's agent defines and runs the domain and reports its state.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, JsonValue
 
@@ -14,10 +14,20 @@ from ._meta import Condition, Model, Quantity, conditions_field
 from ._resource import AGE, CRDInfo, PrinterColumn, Resource
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 ABSOLUTE_PATH_PATTERN = r"^/[^\x00]*$"
 MAC_PATTERN = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
+# An OpenSSH public key on one line: type, base64 key, optional comment.
+SSH_KEY_PATTERN = (
+    r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
+    r" [A-Za-z0-9+/]+={0,3}( [^\n\r]*)?$"
+)
+HOSTNAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# cloud-init documents bigger than this are refused (a seed ISO is no place for payloads).
+MAX_CLOUD_INIT = 65536
 
 RunStrategy = Literal["Running", "Halted", "Paused"]
+Firmware = Literal["bios", "uefi"]
 DiskBus = Literal["virtio", "sata", "scsi", "ide"]
 NetworkType = Literal["network", "bridge", "user"]
 NICModel = Literal["virtio", "e1000", "rtl8139"]
@@ -83,15 +93,21 @@ def disk_path_problem(path: str) -> str | None:
 
 
 class DiskSpec(Model):
-    """A virtual disk: a new qcow2 image of a given size, or an existing image file."""
+    """A virtual disk: a new blank qcow2 image, an existing image file, or an overlay on an Image."""
 
     model_config = ConfigDict(
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "has(self.size) != has(self.path)",
-                    "message": "a disk needs exactly one of size (a new image) or path (an existing image)",
-                }
+                    "rule": "[has(self.size) && !has(self.image), has(self.path), has(self.image)]"
+                    ".filter(x, x).size() == 1",
+                    "message": "a disk needs exactly one of size (a new image), path (an existing image) "
+                    "or image (an overlay on an Image, which size may grow)",
+                },
+                {
+                    "rule": "!has(self.cdrom) || !self.cdrom || !has(self.size)",
+                    "message": "a cdrom disk is an image or a path as it is: it takes no size",
+                },
             ]
         }
     )
@@ -101,7 +117,10 @@ class DiskSpec(Model):
     )
     size: Quantity | None = Field(
         default=None,
-        description="Size of a new qcow2 image the agent creates for this VM, for example 10Gi.",
+        description=(
+            "Size of a new qcow2 image the agent creates for this VM, for example 10Gi. With image: the size "
+            "the overlay is grown to (at least the image's virtual size; the guest grows its filesystem)."
+        ),
         json_schema_extra={"x-kubernetes-validations": [_quantity_at_least("1Mi", "disk size")]},
     )
     path: str | None = Field(
@@ -129,7 +148,21 @@ class DiskSpec(Model):
             ]
         },
     )
-    bus: DiskBus = Field(default="virtio", description="Bus the guest sees the disk on.")
+    image: str | None = Field(
+        default=None,
+        description=(
+            "Name of an Image: the disk is a copy-on-write qcow2 overlay on the host's cached copy of it, "
+            "made in milliseconds whatever the image's size; the Image itself is never written. The VM "
+            "waits (condition ImageReady) while its host fetches the image."
+        ),
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+    )
+    cdrom: bool = Field(
+        default=False,
+        description="Attach as a read-only CD-ROM (an iso Image, or an ISO file at path), for installs.",
+    )
+    bus: DiskBus = Field(default="virtio", description="Bus the guest sees the disk on (a cdrom uses sata).")
     read_only: bool = Field(default=False, description="Attach the disk read-only.")
     boot_order: int | None = Field(default=None, ge=1, description="Boot priority: 1 boots first.")
 
@@ -166,6 +199,59 @@ class NetworkSpec(Model):
     )
 
 
+class SecretKeyRef(Model):
+    """A key of a Secret in the VM's namespace."""
+
+    name: str = Field(description="Name of the Secret.", pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
+    key: str = Field(default="userdata", description="Key in the Secret's data.", max_length=253)
+
+
+class CloudInitSpec(Model):
+    """First-boot configuration for the guest, given to cloud-init as a NoCloud seed (a CD-ROM labelled cidata).
+
+    meta-data carries instance-id (the VM's uid) and local-hostname (hostname, else the
+    VM's name). A change is written to the seed at once and read by the guest at its
+    next boot (condition RestartRequired says so while the guest runs the old one).
+    """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(has(self.userData) && has(self.userDataSecretRef))",
+                    "message": "give userData or userDataSecretRef, not both",
+                }
+            ]
+        }
+    )
+
+    user_data: str | None = Field(
+        default=None,
+        description="user-data: a #cloud-config YAML document (or a script starting with #!), at most 64 KiB.",
+        max_length=MAX_CLOUD_INIT,
+    )
+    user_data_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        description="Take user-data from a Secret in the VM's namespace (for passwords and keys kept out of the VM).",
+    )
+    network_data: str | None = Field(
+        default=None,
+        description="network-config (cloud-init's network config version 1 or 2, YAML); DHCP on the first card when left out.",
+        max_length=MAX_CLOUD_INIT,
+    )
+    ssh_authorized_keys: list[Annotated[str, Field(pattern=SSH_KEY_PATTERN, max_length=16384)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="OpenSSH public keys for the guest's default user (debian on Debian images), added to user-data.",
+    )
+    hostname: str | None = Field(
+        default=None,
+        description="The guest's hostname (meta-data local-hostname); the VM's name when left out.",
+        pattern=HOSTNAME_PATTERN,
+        max_length=253,
+    )
+
+
 class VirtualMachineSpec(Model):
     """The virtual machine a person wants."""
 
@@ -190,6 +276,13 @@ class VirtualMachineSpec(Model):
         description="Virtual network cards.",
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    firmware: Firmware = Field(
+        default="bios",
+        description="bios (SeaBIOS) or uefi (OVMF); uefi needs an image made to boot with UEFI.",
+    )
+    cloud_init: CloudInitSpec | None = Field(
+        default=None, description="First-boot configuration through cloud-init (NoCloud)."
+    )
     host_selector: dict[str, str] | None = Field(
         default=None,
         description="Labels a Host must carry for the VM to be placed on it.",
@@ -207,6 +300,17 @@ class VirtualMachineSpec(Model):
     )
 
 
+class GuestInterface(Model):
+    """A network interface as the guest sees it."""
+
+    name: str | None = Field(default=None, description="Interface name in the guest (eth0, enp1s0), when known.")
+    mac: str | None = Field(default=None, description="MAC address.")
+    addresses: list[str] = Field(default_factory=list, description="Addresses with prefix length (10.0.0.5/24).")
+    source: Literal["agent", "lease"] = Field(
+        description="agent: the guest agent reported it; lease: a DHCP lease of a libvirt network."
+    )
+
+
 class VirtualMachineStatus(Model):
     """The virtual machine as it is (placement by the operator, the rest by the host's agent)."""
 
@@ -214,7 +318,18 @@ class VirtualMachineStatus(Model):
     host: str | None = Field(default=None, description="Name of the Host the VM is placed on (operator).")
     host_id: str | None = Field(default=None, description="Stable id of that Host (operator).")
     domain_uuid: str | None = Field(default=None, description="UUID of the libvirt domain.")
-    addresses: list[str] | None = Field(default=None, description="Guest IP addresses, when known.")
+    addresses: list[str] | None = Field(
+        default=None,
+        description=(
+            "The guest's IP addresses (without prefix length), from its guest agent when it answers, "
+            "else from the DHCP leases of libvirt networks; loopback and link-local ones left out."
+        ),
+    )
+    interfaces: list[GuestInterface] | None = Field(
+        default=None,
+        description="The guest's network interfaces with their addresses, as the addresses were learnt.",
+        json_schema_extra={"x-kubernetes-list-type": "atomic"},
+    )
     migration: str | None = Field(default=None, description="Name of the Migration moving this VM now, if any.")
     last_restart_request: str | None = Field(
         default=None,
@@ -246,6 +361,7 @@ class VirtualMachine(Resource[VirtualMachineSpec, VirtualMachineStatus]):
             PrinterColumn("Host", ".status.host"),
             PrinterColumn("CPU", ".spec.cpu", "integer"),
             PrinterColumn("Memory", ".spec.memory"),
+            PrinterColumn("Address", ".status.addresses[0]", description="The guest's first address."),
             PrinterColumn("Run", ".spec.runStrategy", description="Run strategy.", priority=1),
             PrinterColumn("Domain", ".status.domainUuid", priority=1),
             AGE,
