@@ -166,6 +166,14 @@ class ImageStatus(Model):
     size: int | None = Field(default=None, ge=0, description="Size of the image file in bytes.")
     virtual_size: int | None = Field(default=None, ge=0, description="Size of the disk the image holds, in bytes.")
     sha256: str | None = Field(default=None, pattern=SHA256_PATTERN, description="sha256 of the verified file.")
+    fetch_hosts: list[str] | None = Field(
+        default=None,
+        description=(
+            "Hosts the operator has asked to fetch the image: where VMs using it are placed, and the "
+            "targets of their migrations (the agents also fetch for spec.prefetch)."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
     hosts: list[ImageHostStatus] | None = Field(
         default=None,
         description="Each host's copy, one entry per host, written by that host's agent.",
