@@ -1,0 +1,152 @@
+"""The whole of Vapor as a user runs it: operator, one agent on a given libvirtd, gateway, PAM users.
+
+``running_stack()`` starts every component as a real process against the
+test control plane: the agent serves a node with a unique name (its Host
+gets the label ``e2e-run=<run>`` that the test's VMs select, so nothing else
+in the cluster can take them), and a real Linux admin and viewer log in
+through PAM. tests/e2e runs it on a private libvirtd; tests/guest on a
+Testbed host's libvirtd, whose NAT network the guests use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import libvirt
+
+from vapor.devenv import ControlPlane
+from vapor.devenv.processes import free_port
+from vapor.model.names import LEASE_NAMESPACE
+
+from ..conftest import Kubectl
+from .agent import AgentProcess, qemu_reachable_dir
+from .pam import LinuxUser, linux_accounts, pam_service
+from .processes import ComponentProcess
+from .wait import wait_until
+
+
+@dataclass
+class Stack:
+    """The running system and how to reach it."""
+
+    url: str
+    node: str
+    run: str
+    agent: AgentProcess
+    operator: ComponentProcess
+    gateway: ComponentProcess
+    admin: LinuxUser
+    viewer: LinuxUser
+    virt: libvirt.virConnect
+    state: Path
+
+    def login(self, user: LinuxUser) -> dict[str, Any]:
+        r = httpx.post(f"{self.url}/api/v1/auth/login", json={"username": user.name, "password": user.password})
+        assert r.status_code == 200, r.text
+        return dict(r.json()["data"])
+
+    def client(self, user: LinuxUser) -> httpx.Client:
+        token = self.login(user)["token"]
+        return httpx.Client(base_url=f"{self.url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    def logs(self) -> str:
+        """The end of each component's log, for a failing test's report."""
+        agent = "\n".join(self.agent.log_path.read_text(errors="replace").splitlines()[-30:])
+        return f"--- operator\n{self.operator.tail(30)}\n--- gateway\n{self.gateway.tail(30)}\n--- agent\n{agent}"
+
+
+@contextlib.contextmanager
+def running_stack(
+    control_plane: ControlPlane,
+    kubectl: Kubectl,
+    libvirt_uri: str,
+    *,
+    agent_args: tuple[str, ...] = (),
+    image_dirs: tuple[Path, ...] = (),
+) -> Iterator[Stack]:
+    """Operator, agent (on ``libvirt_uri``) and gateway as processes, until the block ends; all removed after."""
+    run = f"r{uuid.uuid4().hex[:8]}"  # a letter first: never read as a number
+    node = f"e2e-{run}"
+    virt = libvirt.open(libvirt_uri)
+    state = qemu_reachable_dir("vapor-e2e-")  # QEMU must reach the disks
+    kubeconfig = str(control_plane.kubeconfig)
+    port = free_port()
+    procs: list[Any] = []
+    with linux_accounts() as accounts, pam_service() as service:
+        admins = accounts.group("admins")
+        admin = accounts.user("adm", groups=(admins,))
+        viewer = accounts.user("view")
+        try:
+            agent = AgentProcess(
+                kubeconfig,
+                node,
+                state / "agent",
+                lease_namespace=LEASE_NAMESPACE,
+                libvirt_uri=libvirt_uri,
+                scan_interval=1.0,
+                lease_renew_interval=1.0,
+                extra_args=("--lease-duration", "5", *agent_args),
+                image_dirs=image_dirs,
+            ).start()
+            procs.append(agent)
+            operator = ComponentProcess(
+                "vapor.operator",
+                ["--kubeconfig", kubeconfig],
+                state / "operator.log",
+                env={"VAPOR_HEALTH_INTERVAL": "1", "VAPOR_PLACEMENT_RETRY_INTERVAL": "1"},
+            ).start()
+            procs.append(operator)
+            gateway = ComponentProcess(
+                "vapor.gateway",
+                ["--bind", f"127.0.0.1:{port}", "--kubeconfig", kubeconfig],
+                state / "gateway.log",
+                # The tests poll; the contract's rate limit is tested in tests/gateway.
+                env={"VAPOR_PAM_SERVICE": service, "VAPOR_ADMIN_GROUPS": admins, "VAPOR_RATE_LIMIT": "0"},
+            ).start()
+            procs.append(gateway)
+            wait_until(lambda: kubectl("get", "host", node, check=False).returncode == 0, 60, what="agent's Host")
+            kubectl("label", "host", node, f"e2e-run={run}")
+            s = Stack(f"http://127.0.0.1:{port}", node, run, agent, operator, gateway, admin, viewer, virt, state)
+            wait_until(lambda: _answers(s.url), 60, what="gateway up")
+            yield s
+        finally:
+            for proc in reversed(procs):
+                proc.stop()
+            virt.close()
+            kubectl("delete", "host", node, "--ignore-not-found", "--wait=false", check=False)
+            shutil.rmtree(state, ignore_errors=True)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/v1/hosts", timeout=2).status_code == 401
+    except httpx.HTTPError:
+        return False
+
+
+@contextlib.contextmanager
+def vm_namespace(stack: Stack, kubectl: Kubectl) -> Iterator[str]:
+    """A namespace for one test's VMs; afterwards its VMs are deleted while the agent still runs
+    (so their domains and disks go through the finalizer), and any domain left is removed."""
+    name = f"e2e-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        if stack.agent.running():
+            kubectl("delete", "vvm", "--all", "-n", name, "--timeout=60s", check=False)
+        for obj in kubectl("get", "vvm", "-n", name, "-o", "name", check=False).stdout.split():
+            kubectl("patch", "-n", name, obj, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
+        for dom in stack.virt.listAllDomains(0):
+            if dom.name().startswith(f"{name}_"):
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefine()
+        kubectl("delete", "namespace", name, "--wait=false", check=False)
