@@ -46,6 +46,7 @@ FLAGS = (
     | libvirt.VIR_MIGRATE_PEER2PEER
     | libvirt.VIR_MIGRATE_PERSIST_DEST
     | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
+    | libvirt.VIR_MIGRATE_TLS  # the testbed's hosts migrate over qemu+tls, as Vapor's agents do by default
 )
 
 
@@ -124,7 +125,7 @@ class _Vapor:
                 lease_namespace=LEASE_NAMESPACE,
                 libvirt_uri=host.uri,
                 lease_renew_interval=1.0,
-                extra_args=("--lease-duration", "5", "--migration-uri", host.migration_uri),
+                extra_args=("--lease-duration", "5", *host.agent_args()),
                 env={"VAPOR_API_BIND": ""},
             )
             for host, node in zip(testbed.hosts, self.nodes, strict=True)
@@ -161,7 +162,7 @@ class _Vapor:
         except Exception:
             return False
         ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
-        return bool(ready and ready[0]["status"] == "True" and (status.get("hypervisor") or {}).get("migrationUri"))
+        return bool(ready and ready[0]["status"] == "True" and (status.get("hypervisor") or {}).get("migrationAddress"))
 
     def place(self, name: str, host: int, mib: int) -> str:
         node = self.nodes[host]

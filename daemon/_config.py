@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ from vapor.logs import add_format_flag
 from vapor.model import names, quantity_bytes
 
 from .host.address import join_bind, node_address
+from .host.migrationpki import MigrationPKI, Transport
 
 DEFAULT_STATE_DIR = Path("/var/lib/vapor")
 NODE_API_PORT = 9443  # the node-local API's port when --api-bind is not given
@@ -52,9 +54,9 @@ class AgentConfig:
     network_probe: str | None = None  # host:port whose reach tells "cut off" (None: the API server)
     network_resync: float = 30.0  # seconds between network passes without any event
     network_rollback_grace: float = 60.0  # seconds cut off before a network change is undone
-    migration_uri: str | None = (
-        None  # libvirt URI other hosts' libvirtd dial to migrate here (None: qemu+tcp://<fqdn>/system)
-    )
+    migration_transport: Transport = "tls"  # how this node's libvirtd dials others: qemu+tls, or qemu+tcp (dev/test)
+    migration_address: str | None = None  # where this node's libvirtd takes migrations (None: the node's address)
+    migration_pki_dir: Path | None = None  # the migration certificates (None: <state_dir>/pki)
     image_dirs: tuple[Path, ...] | None = None  # where path disks may be (None: <state_dir>/images, libvirt's)
     block_devices: tuple[str, ...] = ()  # block devices a path disk may name (the node admin's list)
 
@@ -64,6 +66,11 @@ class AgentConfig:
         if self.image_dirs is not None:
             return self.image_dirs
         return (self.state_dir / "images", LIBVIRT_IMAGES)
+
+    @property
+    def migration_pki(self) -> MigrationPKI:
+        """The folder of this node's migration certificates (see vapor.agent.host.migrationpki)."""
+        return MigrationPKI(self.migration_pki_dir or self.state_dir / "pki")
 
     @property
     def disks_dir(self) -> Path:
@@ -181,10 +188,24 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds a network change may cut the node off before it is undone",
     )
     p.add_argument(
-        "--migration-uri",
-        default=os.environ.get("VAPOR_MIGRATION_URI") or None,
-        help="libvirt URI other hosts dial to migrate VMs here, published in Host status "
-        "(default $VAPOR_MIGRATION_URI, else qemu+tcp://<fqdn>/system)",
+        "--migration-transport",
+        choices=("tls", "tcp"),
+        default=os.environ.get("VAPOR_MIGRATION_TRANSPORT") or "tls",
+        help="how this node's libvirtd dials the target of a migration: tls (qemu+tls with certificates from "
+        "the migration CA, QEMU's stream encrypted too) or tcp (plain, unauthenticated: dev and tests only); "
+        "default $VAPOR_MIGRATION_TRANSPORT, else tls",
+    )
+    p.add_argument(
+        "--migration-address",
+        default=os.environ.get("VAPOR_MIGRATION_ADDRESS") or None,
+        help="IP address where this node's libvirtd takes migrations, published in Host status "
+        "(default $VAPOR_MIGRATION_ADDRESS, else $NODE_IP or the address of the default route)",
+    )
+    p.add_argument(
+        "--migration-pki-dir",
+        type=Path,
+        default=None,
+        help="folder of this node's migration certificates, in libvirt's and QEMU's layouts (default <state-dir>/pki)",
     )
     p.add_argument(
         "--image-dir",
@@ -209,6 +230,15 @@ def _parser() -> argparse.ArgumentParser:
 def _nodeapi_bind(flag: str | None) -> str:
     """``--api-bind``, else ``<node address>:9443``."""
     return flag.strip() if flag is not None else join_bind(node_address(), NODE_API_PORT)
+
+
+def _migration_address(parser: argparse.ArgumentParser, flag: str | None) -> str:
+    """``--migration-address`` (an IP address), else the node's address."""
+    address = (flag or "").strip() or node_address()
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        parser.error(f"--migration-address must be an IP address, not {address!r}")
 
 
 def parse_args(argv: list[str] | None = None) -> AgentConfig:
@@ -249,7 +279,9 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         network_probe=args.network_probe or None,
         network_resync=args.network_resync,
         network_rollback_grace=args.network_rollback_grace,
-        migration_uri=args.migration_uri,
+        migration_transport=args.migration_transport,
+        migration_address=_migration_address(parser, args.migration_address),
+        migration_pki_dir=args.migration_pki_dir,
         image_dirs=tuple(args.image_dirs) if args.image_dirs else None,
         block_devices=tuple(args.block_devices),
     )

@@ -135,7 +135,10 @@ class HostReporter:
         if self._hypervisor is None or now - self._hypervisor_at >= self.config.inventory_interval:
             try:
                 self._hypervisor = await self.libvirt.call(
-                    _hypervisor.describe, self.libvirt.connection(), self.config.migration_uri
+                    _hypervisor.describe,
+                    self.libvirt.connection(),
+                    self.config.migration_address,
+                    self.config.migration_transport,
                 )
                 self._hypervisor_at = now
             except Exception as exc:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import socket
 import xml.etree.ElementTree as ET
 
 import libvirt  # type: ignore[import-untyped]
 
 from vapor.model.host import HypervisorInfo
+
+from .migrationpki import Transport, migration_uri
 
 
 def _version(number: int) -> str:
@@ -58,7 +59,9 @@ def kvm_usable(caps_xml: str) -> bool:
     return "kvm" in domain_types(caps_xml) and kvm_device_usable()
 
 
-def describe(conn: libvirt.virConnect, migration_uri: str | None = None) -> HypervisorInfo:
+def describe(
+    conn: libvirt.virConnect, migration_address: str | None = None, transport: Transport = "tls"
+) -> HypervisorInfo:
     """The hypervisor's facts (blocking: call from a worker thread)."""
     caps = conn.getCapabilities()
     root = ET.fromstring(caps)
@@ -74,6 +77,7 @@ def describe(conn: libvirt.virConnect, migration_uri: str | None = None) -> Hype
         cpu_features=[f for f in features if f],
         kvm=kvm_usable(caps),
         domain_types=domain_types(caps),
-        # What other hosts' libvirtd dial to migrate a VM here (the agent's --migration-uri).
-        migration_uri=migration_uri or f"qemu+tcp://{socket.getfqdn()}/system",
+        # Where other hosts' libvirtd reach this one (the agent's --migration-address); the URI is for people.
+        migration_address=migration_address,
+        migration_uri=migration_uri(migration_address, transport, None) if migration_address else None,
     )

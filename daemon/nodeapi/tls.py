@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import ipaddress
 import logging
-import os
 import socket
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import serialization
+
+from vapor import pki
 
 log = logging.getLogger("vapor.agent.nodeapi")
 
@@ -30,41 +28,18 @@ def load_or_make_cert(folder: Path, address: str) -> tuple[Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     cert_path, key_path = folder / "tls.crt", folder / "tls.key"
-    now = dt.datetime.now(dt.UTC)
     if cert_path.exists() and key_path.exists():
         try:
-            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-            if cert.not_valid_after_utc - now > CERT_RENEW_BEFORE:
+            if not pki.expires_within(x509.load_pem_x509_certificate(cert_path.read_bytes()), CERT_RENEW_BEFORE):
                 return cert_path, key_path
         except ValueError:
             pass
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"vapor-agent {socket.gethostname()}"[:64])])
-    sans: list[x509.GeneralName] = [x509.DNSName("localhost")]
-    try:
-        sans.append(x509.IPAddress(ipaddress.ip_address(address)))
-    except ValueError:
-        sans.append(x509.DNSName(address))
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + CERT_VALIDITY)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key = pki.new_key()
+    subject = pki.name(f"vapor-agent {socket.gethostname()}")
+    sans = [x509.DNSName("localhost"), *pki.alt_names([address])]
+    cert = pki.issue(subject, key.public_key(), key, validity=CERT_VALIDITY, sans=sans)
+    pki.write_private(key_path, pki.key_pem(key))
+    cert_path.write_bytes(pki.cert_pem(cert))
     log.info("made the node API's serving certificate", extra={"path": str(cert_path)})
     return cert_path, key_path
 

@@ -1,14 +1,16 @@
 """Two real libvirt hosts (tests/support/hosts.py), an agent on each, the real operator, one control plane.
 
 Every component is a real process: the agents reach their host's libvirtd
-through its socket and publish ``qemu+tcp://<address>/system`` as their
-migration URI; the libvirt daemons migrate domains to each other over the
-testbed's own bridge. VMs ask for their first host with spec.host and the
+through its socket and publish the host's address as their migration
+address; the libvirt daemons migrate domains to each other over the
+testbed's own bridge, over qemu+tls with certificates from the testbed's CA
+unless a test makes a testbed of its own (``make_cluster``). VMs ask for their first host with spec.host and the
 operator places them there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import uuid
@@ -31,7 +33,18 @@ from ..support.wait import wait_until
 
 # A boot sector that rewrites 512 KiB of guest memory (0x10000-0x8ffff) in a loop, with a pass counter:
 # a guest whose memory never stops changing, so a throttled live migration cannot converge on its own.
-_DIRTY_LOOP = bytes.fromhex("FA31DBB800108EC031FFB900805089D8F3AB580500103D009072EB43EBE5")
+TERMINAL = ("Succeeded", "Failed", "Cancelled")
+DIRTY_LOOP = bytes.fromhex("FA31DBB800108EC031FFB900805089D8F3AB580500103D009072EB43EBE5")
+# A boot sector that halts for good (cli; hlt; jmp back to hlt) and carries MARKER: a guest whose memory
+# holds these bytes and never changes, so its migration converges at once.
+MARKER = b"vapor-guest-memory-marker:5f1c0e7a9b3d"
+_HALT = bytes.fromhex("FAF4EBFD") + MARKER
+
+
+def _boot_image(path: Path, code: bytes) -> Path:
+    path.write_bytes((code + bytes(510 - len(code)) + b"\x55\xaa").ljust(1 << 20, b"\0"))
+    path.chmod(0o644)
+    return path
 
 
 @dataclass
@@ -73,6 +86,11 @@ class Cluster:
         }
         self.kubectl.apply(manifest)
 
+    def marker_vm_spec(self) -> dict[str, Any]:
+        """Spec fields of a VM whose memory holds MARKER and stays still (it halts at once)."""
+        disk = self.boot_image.with_name("marker.img")
+        return {"disks": [{"name": "boot", "path": str(disk), "readOnly": True, "bootOrder": 1}]}
+
     def dirty_vm_spec(self) -> dict[str, Any]:
         """Spec fields of a VM that boots the memory-dirtying loop from a read-only disk both hosts see."""
         return {"disks": [{"name": "boot", "path": str(self.boot_image), "readOnly": True, "bootOrder": 1}]}
@@ -90,6 +108,36 @@ class Cluster:
     def phase(self, namespace: str, name: str) -> str | None:
         return (self.migration(namespace, name).get("status") or {}).get("phase")
 
+    def running_vm(self, namespace: str, name: str, host: int, **spec: Any) -> str:
+        """Place a VM on host ``host`` and wait until it runs there; its domain's name."""
+        self.place_vm(namespace, name, host, **spec)
+        dom = f"{namespace}_{name}"
+        wait_until(lambda: self.running_on(dom) == [host], 60, what="domain running on the source")
+        wait_until(lambda: (self.vm(namespace, name).get("status") or {}).get("phase") == "Running", 60, what="VM")
+        return dom
+
+    def end(self, namespace: str, name: str, timeout: float = 90) -> dict[str, Any]:
+        """Wait until the Migration ends; its status."""
+        try:
+            wait_until(lambda: self.phase(namespace, name) in TERMINAL, timeout, what=f"{name} ends")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{self.migration(namespace, name)}\n{self.logs()}") from exc
+        return dict(self.migration(namespace, name)["status"])
+
+    def clean(self, namespace: str) -> None:
+        """Delete the namespace's Migrations and VMs while the agents run, and any domain left."""
+        self.kubectl("delete", "migrations.vapor.io", "--all", "-n", namespace, "--timeout=30s", check=False)
+        self.kubectl("delete", "vvm", "--all", "-n", namespace, "--timeout=60s", check=False)
+        for conn in self.conns:
+            for dom in conn.listAllDomains(0):
+                if dom.name().startswith(f"{namespace}_"):
+                    try:
+                        if dom.isActive():
+                            dom.destroy()
+                        dom.undefine()
+                    except libvirt.libvirtError:
+                        pass
+
     def logs(self) -> str:
         agents = "\n".join(f"--- agent {a.node_name}\n" + "\n".join(a.log().splitlines()[-40:]) for a in self.agents)
         return f"--- operator\n{self.operator.tail(40)}\n{agents}"
@@ -97,18 +145,24 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def cluster(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Cluster]:
+    """Two hosts that migrate over qemu+tls (the default), with certificates from one CA."""
+    with make_cluster(control_plane, kubectl, Testbed(2)) as made:
+        yield made
+
+
+@contextlib.contextmanager
+def make_cluster(control_plane: ControlPlane, kubectl: Kubectl, testbed: Testbed) -> Iterator[Cluster]:
+    """Start ``testbed``, an agent on each of its hosts and the operator; remove all of it after."""
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # failures reach the tests as exceptions
     run = uuid.uuid4().hex[:6]
     state = Path(tempfile.mkdtemp(prefix="vapor-mig-", dir="/var/tmp"))  # QEMU must reach the boot image
     state.chmod(0o755)
-    boot = state / "dirty-loop.img"
-    boot.write_bytes((_DIRTY_LOOP + bytes(510 - len(_DIRTY_LOOP)) + b"\x55\xaa").ljust(1 << 20, b"\0"))
-    boot.chmod(0o644)
+    boot = _boot_image(state / "dirty-loop.img", DIRTY_LOOP)
+    _boot_image(state / "marker.img", _HALT)
     kubeconfig = str(control_plane.kubeconfig)
     procs: list[Any] = []
     conns: list[libvirt.virConnect] = []
-    testbed = Testbed(2)
-    nodes = [f"mig-{run}-{i}" for i in range(2)]
+    nodes = [f"mig-{run}-{i}" for i in range(len(testbed.hosts))]
     try:
         testbed.start()
         agents = []
@@ -145,7 +199,7 @@ def _agent(kubeconfig: str, node: str, state: Path, host: Host) -> AgentProcess:
         lease_namespace=LEASE_NAMESPACE,
         libvirt_uri=host.uri,
         lease_renew_interval=1.0,
-        extra_args=("--lease-duration", "5", "--migration-uri", host.migration_uri),
+        extra_args=("--lease-duration", "5", *host.agent_args()),
         env={"VAPOR_API_BIND": ""},  # no node-local API: two agents on one machine
         image_dirs=(state,),  # the boot image both hosts share
     )
@@ -159,21 +213,11 @@ def _ready(kubectl: Kubectl, node: str) -> bool:
 
     status = json.loads(got.stdout).get("status") or {}
     ready = [c for c in status.get("conditions") or [] if c.get("type") == "Ready"]
-    return bool(ready and ready[0].get("status") == "True" and (status.get("hypervisor") or {}).get("migrationUri"))
+    return bool(ready and ready[0].get("status") == "True" and (status.get("hypervisor") or {}).get("migrationAddress"))
 
 
 @pytest.fixture
-def vms(cluster: Cluster, namespace: str, kubectl: Kubectl) -> Iterator[str]:
+def vms(cluster: Cluster, namespace: str) -> Iterator[str]:
     """The test's namespace; afterwards its VMs are deleted while the agents run, and any domain left removed."""
     yield namespace
-    kubectl("delete", "migrations.vapor.io", "--all", "-n", namespace, "--timeout=30s", check=False)
-    kubectl("delete", "vvm", "--all", "-n", namespace, "--timeout=60s", check=False)
-    for conn in cluster.conns:
-        for dom in conn.listAllDomains(0):
-            if dom.name().startswith(f"{namespace}_"):
-                try:
-                    if dom.isActive():
-                        dom.destroy()
-                    dom.undefine()
-                except libvirt.libvirtError:
-                    pass
+    cluster.clean(namespace)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import libvirt
 import pytest
 
-from vapor.agent.controllers.migration.job import Watch, migration_flags, progress_of
+from vapor.agent.controllers.migration.job import Watch, failure_reason, migration_flags, progress_of
 from vapor.model import Migration
 
 pytestmark = pytest.mark.migration
@@ -15,9 +15,14 @@ def _migration(**spec: object) -> Migration:
     return Migration.model_validate({"metadata": {"name": "m", "namespace": "n"}, "spec": {"vmName": "vm", **spec}})
 
 
-def test_defaults_are_a_live_persistent_peer_to_peer_move() -> None:
+def test_defaults_are_a_live_persistent_peer_to_peer_move_over_tls() -> None:
     flags = migration_flags(_migration(), active=True)
-    assert flags == libvirt.VIR_MIGRATE_PEER2PEER | libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PERSIST_DEST
+    assert flags == (
+        libvirt.VIR_MIGRATE_PEER2PEER
+        | libvirt.VIR_MIGRATE_LIVE
+        | libvirt.VIR_MIGRATE_PERSIST_DEST
+        | libvirt.VIR_MIGRATE_TLS  # QEMU's own stream is encrypted, not only libvirtd's connection
+    )
     # The agent undefines the source itself, after reading the job's downtime.
     assert not flags & libvirt.VIR_MIGRATE_UNDEFINE_SOURCE
 
@@ -30,6 +35,16 @@ def test_every_option_reaches_the_flags() -> None:
         assert flags & flag
     assert not flags & libvirt.VIR_MIGRATE_PERSIST_DEST
     assert migration_flags(_migration(copyStorage="all"), active=True) & libvirt.VIR_MIGRATE_NON_SHARED_DISK
+
+
+def test_tcp_leaves_the_stream_plain_and_a_shut_off_domain_sends_none() -> None:
+    assert not migration_flags(_migration(), active=True, tls=False) & libvirt.VIR_MIGRATE_TLS
+    assert not migration_flags(_migration(), active=False) & libvirt.VIR_MIGRATE_TLS
+
+
+def test_a_refused_certificate_has_its_own_reason() -> None:
+    assert failure_reason("authentication failed: Failed to verify peer's certificate") == "TLSFailed"
+    assert failure_reason("operation failed: guest CPU doesn't match specification") == "Failed"
 
 
 def test_not_live_and_shut_off() -> None:

@@ -9,13 +9,21 @@
 - per host a libvirtd in a private mount namespace that bind-mounts the
   host's own copies of /etc/libvirt, /run/libvirt, /var/lib/libvirt,
   /var/cache/libvirt (copied: QEMU's capabilities are cached, the daemon
-  starts fast) and /var/log/libvirt, listening on TCP at the host's address
-  with a distinct host UUID (qemu.conf: stdio_handler "file", no cgroup
+  starts fast) and /var/log/libvirt, listening at the host's address with a
+  distinct host UUID (qemu.conf: stdio_handler "file", no cgroup
   controllers, no namespaces, migration_host = the address);
+- with ``transport="tls"`` (the default) a migration CA made for the run, and
+  per host a certificate naming the host's address, installed in
+  ``<host>/pki`` in libvirt's and QEMU's layouts (the agent's
+  ``vapor.agent.host.migrationpki``): the daemons listen with TLS only, check
+  their peers' certificates, and QEMU's migration stream uses them too. Hosts
+  listed in ``foreign_ca`` get their certificate (and the CA they trust) from a
+  second CA instead: a peer the others must refuse. ``transport="tcp"``:
+  plain, unauthenticated TCP, as a dev setting;
 - the root namespace reaches each daemon through its UNIX socket:
   ``qemu+unix:///system?socket=<run dir>/libvirt-sock`` (``Host.uri``), and the
-  daemons reach each other at ``qemu+tcp://<address>/system``
-  (``Host.migration_uri``).
+  daemons reach each other at ``qemu+tls://<address>/system?pkipath=...``
+  (``Host.migration_uri``; ``qemu+tcp://`` with tcp).
 
 ``close()`` destroys every domain, stops the daemons, deletes the namespaces
 and the folders, even after a failure half-way; it is idempotent.
@@ -24,6 +32,7 @@ and the folders, even after a failure half-way; it is idempotent.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import random
 import shutil
 import signal
@@ -31,13 +40,20 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import libvirt
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from vapor import pki
+from vapor.agent.host.migrationpki import MigrationPKI, Transport, migration_uri, qemu_gid
 
 from .libvirtd import make_kvm_usable
 
+_VALIDITY = dt.timedelta(days=1)
 _MOUNTS = ("etc/libvirt", "run/libvirt", "var/lib/libvirt", "var/cache/libvirt", "var/log/libvirt")
 
 
@@ -53,6 +69,7 @@ class Host:
     netns: str
     address: str
     root: Path
+    transport: Transport = "tls"
     process: subprocess.Popen[bytes] | None = None
     host_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
 
@@ -62,9 +79,25 @@ class Host:
         return f"qemu+unix:///system?socket={self.root / 'run/libvirt/libvirt-sock'}"
 
     @property
+    def pki(self) -> MigrationPKI:
+        """This host's migration certificates (with transport tls)."""
+        return MigrationPKI(self.root / "pki")
+
+    @property
     def migration_uri(self) -> str:
-        """How the other hosts' libvirtd reach this one."""
-        return f"qemu+tcp://{self.address}/system"
+        """How another host's libvirtd reaches this one (with that host's certificates: use its pki folder)."""
+        return migration_uri(self.address, self.transport, self.pki.folder)
+
+    def agent_args(self) -> tuple[str, ...]:
+        """The agent's migration flags for this host."""
+        return (
+            "--migration-address",
+            self.address,
+            "--migration-transport",
+            self.transport,
+            "--migration-pki-dir",
+            str(self.pki.folder),
+        )
 
     def connect(self) -> libvirt.virConnect:
         """A new connection to this host's libvirtd."""
@@ -81,15 +114,28 @@ class Host:
 class Testbed:
     """``count`` hosts joined by one bridge; use as a context manager or call ``close()``."""
 
-    def __init__(self, count: int = 2, start_timeout: float = 60.0) -> None:
+    __test__ = False  # not a test class, whatever pytest thinks of its name
+
+    def __init__(
+        self,
+        count: int = 2,
+        start_timeout: float = 60.0,
+        transport: Transport = "tls",
+        foreign_ca: Collection[int] = (),
+    ) -> None:
         self.tag = uuid.uuid4().hex[:6]
         self.base = Path(tempfile.mkdtemp(prefix=f"vapor-hosts-{self.tag}-", dir="/var/tmp"))
         self.base.chmod(0o755)
         self.hub = f"vhub-{self.tag}"
         subnet = f"10.{random.randint(160, 250)}.{random.randint(0, 255)}"
-        self.hosts = [Host(i, f"vhost-{self.tag}-{i}", f"{subnet}.{i + 1}", self.base / f"h{i}") for i in range(count)]
+        self.hosts = [
+            Host(i, f"vhost-{self.tag}-{i}", f"{subnet}.{i + 1}", self.base / f"h{i}", transport) for i in range(count)
+        ]
+        self.transport = transport
+        self.foreign_ca = set(foreign_ca)
         self.start_timeout = start_timeout
         self._namespaces: list[str] = []
+        self._cas: tuple[tuple[x509.Certificate, ec.EllipticCurvePrivateKey], ...] | None = None
 
     def __enter__(self) -> Testbed:
         return self.start()
@@ -150,19 +196,43 @@ class Testbed:
         for pattern in ("qemu/*.xml", "qemu/autostart/*", "qemu/networks/autostart/*", "storage/autostart/*"):
             for path in etc.glob(pattern):
                 path.unlink()
+        if host.transport == "tls":
+            listen = "listen_tcp = 0\n" + host.pki.libvirtd_conf(host.address)
+            self._certify(host)
+        else:
+            listen = f'listen_tls = 0\nlisten_tcp = 1\nauth_tcp = "none"\nlisten_addr = "{host.address}"\n'
         with (etc / "libvirtd.conf").open("a") as conf:
             conf.write(
-                "\n# vapor testbed host\n"
-                'listen_tls = 0\nlisten_tcp = 1\nauth_tcp = "none"\n'
-                f'listen_addr = "{host.address}"\nhost_uuid = "{host.host_uuid}"\n'
+                f"\n# vapor testbed host\n{listen}"
+                f'host_uuid = "{host.host_uuid}"\n'
                 f'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
             )
         with (etc / "qemu.conf").open("a") as conf:
             conf.write(
                 "\n# vapor testbed host\n"
                 'stdio_handler = "file"\ncgroup_controllers = [ ]\nnamespaces = [ ]\n'
-                f'migration_host = "{host.address}"\n'
+                f'migration_host = "{host.address}"\n' + (host.pki.qemu_conf() if host.transport == "tls" else "")
             )
+
+    def _certify(self, host: Host) -> None:
+        """The host's certificate (server and client, naming its address) from the run's CA, or the foreign one."""
+        if self._cas is None:
+            self._cas = (
+                pki.make_ca(f"vapor-testbed-{self.tag}", _VALIDITY),
+                pki.make_ca(f"vapor-testbed-{self.tag}-foreign", _VALIDITY),
+            )
+        ca, ca_key = self._cas[1 if host.index in self.foreign_ca else 0]
+        key = pki.new_key()
+        cert = pki.issue(
+            pki.name(f"vapor-testbed-{self.tag}-{host.index}"),
+            key.public_key(),
+            ca_key,
+            issuer=ca.subject,
+            validity=_VALIDITY,
+            usage=pki.SERVER_AND_CLIENT,
+            sans=pki.alt_names([host.address]),
+        )
+        host.pki.install(pki.cert_pem(ca), pki.cert_pem(cert), pki.key_pem(key), qemu_gid())
 
     def _launch(self, host: Host) -> None:
         root = host.root

@@ -187,8 +187,21 @@ class HypervisorInfo(Model):
     cpu_features: list[str] | None = Field(default=None, description="CPU features libvirt reports.")
     kvm: bool | None = Field(default=None, description="Whether hardware virtualization (KVM) is usable.")
     domain_types: list[str] | None = Field(default=None, description="Domain types the host supports (kvm, qemu).")
+    migration_address: str | None = Field(
+        default=None,
+        description=(
+            "Address (IPv4 or IPv6) where this host's libvirtd takes migrations, written by the host's own agent "
+            "only; a source dials qemu+<its transport>://<this address>/system, and over TLS the host's "
+            "certificate from the migration CA must name it."
+        ),
+        pattern=IP_ADDRESS_PATTERN,
+    )
     migration_uri: str | None = Field(
-        default=None, description="libvirt URI other hosts use to migrate VMs to this one."
+        default=None,
+        description=(
+            "The libvirt URI a source with this host's transport dials to migrate VMs here (for people to read; "
+            "sources build the URI from migrationAddress and their own transport, never from this field)."
+        ),
     )
 
 

@@ -11,8 +11,9 @@ operator drives the phases; these only do what the protocol gives the agents
   are active, disk images exist for copyStorage all/incremental; condition
   TargetReady True or False. After a Failed or Cancelled migration it removes
   the images it made and a domain that half arrived.
-- source, phase Running: ``migrateToURI3`` peer-to-peer to the target Host's
-  ``status.hypervisor.migrationUri`` in a worker thread, progress from
+- source, phase Running: ``migrateToURI3`` peer-to-peer (over qemu+tls, QEMU's
+  stream too, unless the agent was told tcp) to the target Host's
+  ``status.hypervisor.migrationAddress`` in a worker thread, progress from
   ``jobStats()`` about every second, completion and progress timeouts and
   cancellation by ``abortJob()``, then endTime, downtimeMs and condition
   Completed.

@@ -19,12 +19,18 @@ def now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
-def migration_flags(m: Migration, active: bool) -> int:
-    """The libvirt flags for a Migration's spec; ``active`` says whether the domain runs now."""
+def migration_flags(m: Migration, active: bool, tls: bool = True) -> int:
+    """The libvirt flags for a Migration's spec; ``active`` says whether the domain runs now.
+
+    ``tls``: the hosts migrate over qemu+tls, and QEMU's own migration stream (memory, and disks for
+    copyStorage) is encrypted too (VIR_MIGRATE_TLS); an offline migration sends no stream.
+    """
     spec = m.spec
     flags: int = libvirt.VIR_MIGRATE_PEER2PEER
     if not active:
         return int(flags | libvirt.VIR_MIGRATE_OFFLINE | libvirt.VIR_MIGRATE_PERSIST_DEST)
+    if tls:
+        flags |= libvirt.VIR_MIGRATE_TLS
     if spec.live:
         flags |= libvirt.VIR_MIGRATE_LIVE
         if spec.auto_converge:
@@ -39,6 +45,15 @@ def migration_flags(m: Migration, active: bool) -> int:
         flags |= libvirt.VIR_MIGRATE_NON_SHARED_INC
     # UNDEFINE_SOURCE is done by the agent after reading the finished job's statistics (downtime).
     return flags
+
+
+_TLS_FAILURE = ("certificate", "tls", "gnutls", "handshake")
+
+
+def failure_reason(message: str) -> str:
+    """The reason of a failed job: TLSFailed when libvirt says the peers' certificates or handshake failed."""
+    low = message.lower()
+    return "TLSFailed" if any(word in low for word in _TLS_FAILURE) else "Failed"
 
 
 def job_running(stats: dict[str, Any]) -> bool:

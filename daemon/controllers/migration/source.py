@@ -26,8 +26,9 @@ from vapor.model.migration import MigrationProgress
 
 from ..._config import AgentConfig
 from ...host.libvirt import Libvirt
+from ...host.migrationpki import migration_uri
 from .base import MigrationSide, NotReady
-from .job import Watch, job_running, migration_flags, now, progress_of
+from .job import Watch, failure_reason, job_running, migration_flags, now, progress_of
 
 log = logging.getLogger("vapor.agent.migration")
 
@@ -138,6 +139,7 @@ class MigrationSource(MigrationSide):
             await self._finish(m, run, False, "Failed", f"agent error: {exc}")
 
     async def _target_uri(self, m: Migration) -> str:
+        """qemu+<this node's transport>://<the target Host's migrationAddress>/system (see host.migrationpki)."""
         target = m.target_host
         if not target:
             raise NotReady("Failed", "the Migration names no target host")
@@ -145,10 +147,15 @@ class MigrationSource(MigrationSide):
             host = await self.kube.resources(Host).get(target)
         except NotFound as exc:
             raise NotReady("Failed", f"target host {target} does not exist") from exc
-        uri = host.status.hypervisor.migration_uri if host.status and host.status.hypervisor else None
-        if not uri:
-            raise NotReady("Failed", f"target host {target} publishes no migration URI")
-        return uri
+        address = host.status.hypervisor.migration_address if host.status and host.status.hypervisor else None
+        if not address:
+            raise NotReady("Failed", f"target host {target} publishes no migration address")
+        transport = self.config.migration_transport
+        if transport == "tls" and not self.config.migration_pki.installed():
+            raise NotReady(
+                "NoCertificate", f"this host has no migration certificate yet (in {self.config.migration_pki.folder})"
+            )
+        return migration_uri(address, transport, self.config.migration_pki.folder if transport == "tls" else None)
 
     async def _migrate(self, m: Migration, run: _Run) -> None:
         who = f"{m.metadata.namespace}/{m.name}"
@@ -162,7 +169,7 @@ class MigrationSource(MigrationSide):
             await self._finish(m, run, False, "Failed", f"no domain of {m.spec.vm_name} on the source host")
             return
         active = bool(await self.libvirt.call(dom.isActive))
-        flags = migration_flags(m, active)
+        flags = migration_flags(m, active, tls=self.config.migration_transport == "tls")
         params: dict[str, Any] = {}
         if m.spec.bandwidth_mib_per_second:
             params[libvirt.VIR_MIGRATE_PARAM_BANDWIDTH] = m.spec.bandwidth_mib_per_second
@@ -182,7 +189,13 @@ class MigrationSource(MigrationSide):
         elif run.abort_reason is not None:
             await self._finish(m, run, False, run.abort_reason, run.abort_message or failure)
         else:
-            await self._finish(m, run, False, "Failed", failure)
+            reason = failure_reason(failure)
+            if reason == "TLSFailed":
+                failure = (
+                    f"{failure} (over {uri.split('?')[0]}: both hosts need a certificate from the migration CA "
+                    "that names their migration address)"
+                )
+            await self._finish(m, run, False, reason, failure)
 
     async def _watch(
         self,
