@@ -1,6 +1,6 @@
 """The operator's one account of the fleet: what each Host has, has been promised and is receiving.
 
-Three watch caches (Hosts, VirtualMachines, Migrations) feed it, so a decision
+Four watch caches (Hosts, VirtualMachines, Migrations, Images) feed it, so a decision
 costs no LIST; every decision that gives out room (placing a VM, checking or
 admitting a Migration, a drain pass) is taken under its one lock. What this
 process wrote a moment ago may not have come back through the watches yet:
@@ -23,6 +23,7 @@ from vapor.kube import Informer, Kube, WatchEvent
 from vapor.model import (
     Condition,
     Host,
+    Image,
     MetadataPatch,
     Migration,
     Resource,
@@ -106,17 +107,21 @@ class Ledger:
         self._hosts = _Promised(kube, Host)
         self._vms = _Promised(kube, VirtualMachine)
         self._migrations = _Promised(kube, Migration)
+        self._images = _Promised(kube, Image)  # read by placement and migration checks; written by .images
         self._writes = 0  # with the caches' generations: whether the last carried() still holds
         self._carried: tuple[tuple[int, int, int], dict[str, list[Request]]] | None = None
 
     async def start(self) -> None:
         """Fill the caches (the first lists) and follow the watches."""
-        await asyncio.gather(*(p.cache.start() for p in (self._hosts, self._vms, self._migrations)))
+        await asyncio.gather(*(p.cache.start() for p in self._caches()))
 
     async def stop(self) -> None:
         """Stop the watches."""
-        for p in (self._hosts, self._vms, self._migrations):
+        for p in self._caches():
             await p.cache.stop()
+
+    def _caches(self) -> tuple[_Promised[Host], _Promised[VirtualMachine], _Promised[Migration], _Promised[Image]]:
+        return (self._hosts, self._vms, self._migrations, self._images)
 
     # -- reading ---------------------------------------------------------------------------------
     def hosts(self) -> list[Host]:
@@ -143,9 +148,32 @@ class Ledger:
         """Every Migration."""
         return self._migrations.items()
 
+    def images(self) -> dict[str, Image]:
+        """Every Image, by name."""
+        return {i.name: i for i in self._images.items()}
+
+    def image(self, name: str) -> Image | None:
+        """An Image by name."""
+        return self._images.get(name)
+
     def on_host(self, host: str) -> list[VirtualMachine]:
         """The VMs placed on ``host``."""
         return [vm for vm in self.vms() if vm.host == host]
+
+    async def seen(self, vm: VirtualMachine, *, gone: bool, timeout: float = 5.0) -> None:
+        """Wait until the VM cache holds ``vm``'s version or a later one (``gone``: no longer holds it).
+
+        kopf's watch and the ledger's are two watches: an event handler that
+        decides from the ledger waits for it to catch up first.
+        """
+        uid, version = vm.metadata.uid or "", _version(vm)
+
+        def caught_up() -> bool:
+            cached = self._vms.cache.by_uid(uid)
+            return cached is None if gone else cached is not None and _version(cached) >= version
+
+        if not caught_up():
+            await self._vms.cache.wait_for(caught_up, timeout)
 
     def carried(self, exclude: VMKey | None = None) -> dict[str, list[Request]]:
         """What each host carries: its placed VMs and the VMs admitted migrations bring (``exclude`` left out)."""
@@ -174,13 +202,15 @@ class Ledger:
         return allocatable(host, self.cpu_ratio), Request.total(self.carried().get(host.name, ()))
 
     # -- writing ---------------------------------------------------------------------------------
-    def wrote(self, obj: Host | VirtualMachine | Migration) -> None:
+    def wrote(self, obj: Host | VirtualMachine | Migration | Image) -> None:
         """Count a write's answer at once (the watch brings it a moment later)."""
         self._writes += 1
         if isinstance(obj, Host):
             self._hosts.wrote(obj)
         elif isinstance(obj, VirtualMachine):
             self._vms.wrote(obj)
+        elif isinstance(obj, Image):
+            self._images.wrote(obj)
         else:
             self._migrations.wrote(obj)
 

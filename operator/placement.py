@@ -4,6 +4,11 @@ No I/O here: the ledger (:mod:`.ledger`) holds the facts, :func:`choose_host`
 decides, and tests call it directly. A host gives out its logical CPUs times
 the CPU allocation ratio (the Host's spec.cpuAllocationRatio, else the
 operator's) as vCPUs, and its memory as it is (never over-committed).
+
+A VM whose disks use Images needs each of them to exist; it prefers the hosts
+that already hold verified copies (fewer fetches, a faster start), and an
+upload Image exists only on the hosts it was uploaded to, so such a VM goes
+only there. A host that refused an image (no room for it) is ruled out.
 """
 
 from __future__ import annotations
@@ -11,8 +16,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from vapor.model import Host, VirtualMachine, quantity_bytes
+from vapor.model import Host, Image, VirtualMachine, quantity_bytes
 from vapor.model.host import DEFAULT_CPU_ALLOCATION_RATIO
+from vapor.model.image import images_of
+
+NO_IMAGES: Mapping[str, Image] = {}
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,7 @@ class Fit:
     reasons: list[str] = field(default_factory=list)
     free_cpu: int = 0
     free_memory: int = 0
+    holds: list[str] = field(default_factory=list)  # the VM's images this host holds verified copies of
 
     @property
     def fits(self) -> bool:
@@ -74,8 +83,9 @@ def evaluate(
     placed: Iterable[Request],
     request: Request | None = None,
     cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
+    images: Mapping[str, Image] = NO_IMAGES,
 ) -> Fit:
-    """How ``host`` stands for ``vm``, given the requests of the VMs already placed there."""
+    """How ``host`` stands for ``vm``, given the requests of the VMs already placed there (and the Images)."""
     request = request or Request.of(vm)
     fit = Fit(host.name)
     if vm.spec.host and vm.spec.host != host.name:
@@ -90,6 +100,7 @@ def evaluate(
         if labels.get(key) != value:
             fit.reasons.append(f"label {key}={value} missing")
             break
+    _judge_images(vm, host.name, images, fit)
     offered = allocatable(host, cpu_ratio)
     if offered is None:
         fit.reasons.append("no capacity reported yet")
@@ -104,12 +115,42 @@ def evaluate(
     return fit
 
 
+def _judge_images(vm: VirtualMachine, host: str, images: Mapping[str, Image], fit: Fit) -> None:
+    """Which of the VM's images ``host`` holds; rule it out for an upload image it lacks or an image it refused."""
+    for name in images_of(vm):
+        image = images.get(name)
+        if image is None:
+            continue  # choose_host refuses the VM as a whole
+        entry = image.on_host(host)
+        if entry is not None and entry.phase == "Ready":
+            fit.holds.append(name)
+        elif image.spec.source.upload is not None:
+            where = ", ".join(image.ready_on()) or "no host yet"
+            fit.reasons.append(f"upload image {name} is not here (it is only where it was uploaded: {where})")
+        elif entry is not None and entry.phase == "Refused":
+            fit.reasons.append(f"refused image {name}: {entry.reason or 'Refused'}")
+
+
 @dataclass(frozen=True)
 class Decision:
-    """The outcome of placing one VM: a host, or a message saying why none fits."""
+    """The outcome of placing one VM: a host, or a reason (a CamelCase word) and a message saying why none fits."""
 
     host: Host | None
     message: str
+    reason: str = "Unschedulable"
+
+
+def _image_problem(vm: VirtualMachine, images: Mapping[str, Image]) -> Decision | None:
+    """A VM naming an Image that does not exist, or one that failed everywhere, cannot be placed at all."""
+    names = images_of(vm)
+    missing = [n for n in names if n not in images]
+    if missing:
+        which = ", ".join(missing)
+        return Decision(None, f"image {which} does not exist; the VM is placed once it is created", "ImageNotFound")
+    for name in names:
+        if images[name].phase == "Failed":
+            return Decision(None, f"image {name} failed on every host that tried it", "ImageFailed")
+    return None
 
 
 def choose_host(
@@ -117,25 +158,36 @@ def choose_host(
     hosts: Iterable[Host],
     placed: Mapping[str, Iterable[Request]],
     cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
+    images: Mapping[str, Image] = NO_IMAGES,
 ) -> Decision:
-    """Pick the fitting host with the most memory free (spreading load), ties broken by name.
+    """Pick the fitting host that holds most of the VM's images, then with the most memory free, then by name.
 
     ``placed`` maps a host name to the requests of the VMs already on it (this
-    VM excluded). The message of a failed decision names every host and why
-    it was ruled out, so a person reading the VM's condition knows what to fix.
+    VM excluded); ``images`` maps names to Images. The message of a failed
+    decision names every host and why it was ruled out, so a person reading
+    the VM's condition knows what to fix.
     """
+    problem = _image_problem(vm, images)
+    if problem is not None:
+        return problem
     fits: list[tuple[Fit, Host]] = []
     ruled_out: list[str] = []
     request = Request.of(vm)
     for host in sorted(hosts, key=lambda h: h.name):
-        fit = evaluate(vm, host, placed.get(host.name, ()), request, cpu_ratio)
+        fit = evaluate(vm, host, placed.get(host.name, ()), request, cpu_ratio, images)
         if fit.fits:
             fits.append((fit, host))
         else:
             ruled_out.append(f"{host.name}: {', '.join(fit.reasons)}")
     if fits:
-        best, host = max(fits, key=lambda pair: (pair[0].free_memory, pair[0].free_cpu, _neg(pair[1].name)))
-        return Decision(host, f"placed on {host.name} ({best.free_cpu} CPU, {_mib(best.free_memory)} free before)")
+        best, host = max(
+            fits, key=lambda pair: (len(pair[0].holds), pair[0].free_memory, pair[0].free_cpu, _neg(pair[1].name))
+        )
+        room = f"({best.free_cpu} CPU, {_mib(best.free_memory)} free before)"
+        if best.holds:
+            held = f"image{'s' if len(best.holds) > 1 else ''} {', '.join(best.holds)}"
+            return Decision(host, f"placed on {host.name}, which holds {held} {room}")
+        return Decision(host, f"placed on {host.name} {room}")
     if not ruled_out:
         return Decision(None, "no Host exists yet")
     want = f"{request.cpu} CPU and {_mib(request.memory)}"

@@ -4,9 +4,10 @@ A VM without ``status.host`` is placed as soon as it is seen, and tried again
 every few seconds while no host can take it. Placement binds the VM to the
 chosen host (:meth:`.Ledger.bind_vm`: host, hostId, phase Scheduled, condition
 Scheduled, then the host label that host's agent selects on), under the
-ledger's lock, counting what admitted migrations bring to each host. A VM
-that cannot be placed says why in its Scheduled condition and in a Warning
-Event, once per distinct reason.
+ledger's lock, counting what admitted migrations bring to each host; the
+chosen host then joins the fetchHosts of the VM's Images. A VM that cannot
+be placed says why in its Scheduled condition (reason Unschedulable, or
+ImageNotFound / ImageFailed) and in a Warning Event, once per distinct reason.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ import kopf
 
 from vapor.kube import NotFound
 from vapor.model import GROUP, VERSION, ConditionStatus, VirtualMachine, VirtualMachineStatus
+from vapor.model.image import images_of
 from vapor.model.names import ConditionType
 
-from . import metrics
+from . import images, metrics
 from ._state import Memo
 from .ledger import Ledger, vm_key
 from .placement import choose_host
@@ -57,9 +59,9 @@ async def place(ledger: Ledger, vm: VirtualMachine) -> str | None:
             return None
         if vm.metadata.deletion_timestamp is not None or vm.host:
             return None
-        decision = choose_host(vm, ledger.hosts(), ledger.carried(exclude=key), ledger.cpu_ratio)
+        decision = choose_host(vm, ledger.hosts(), ledger.carried(exclude=key), ledger.cpu_ratio, ledger.images())
         if decision.host is None:
-            changed = await _set_scheduled(ledger, vm, "False", "Unschedulable", decision.message)
+            changed = await _set_scheduled(ledger, vm, "False", decision.reason, decision.message)
             if vm.phase in (None, "Pending"):
                 await vms.patch_status(
                     vm.name, VirtualMachineStatus(phase="Unschedulable"), namespace=key[0], field_manager=FIELD_MANAGER
@@ -76,13 +78,14 @@ async def place(ledger: Ledger, vm: VirtualMachine) -> str | None:
                 )
             return None
         host = decision.host
-        scheduled = vm.condition_after(ConditionType.SCHEDULED, "True", "Scheduled", f"placed on host {host.name}")
+        scheduled = vm.condition_after(ConditionType.SCHEDULED, "True", "Scheduled", decision.message)
         try:
             await ledger.bind_vm(vm, host, phase="Scheduled", condition=scheduled)
         except NotFound:
             return None
     log.info("vm=%s/%s placed host=%s (%s)", key[0], vm.name, host.name, decision.message)
     metrics.VMS_PLACED.inc()
+    await images.sync_named(ledger, images_of(vm))  # the chosen host joins the Images' fetchHosts
     await kube.events.record(
         vm,
         reason="Scheduled",

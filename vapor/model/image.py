@@ -17,6 +17,7 @@ from pydantic import ConfigDict, Field, JsonValue
 
 from ._meta import Condition, Model, conditions_field
 from ._resource import AGE, CRDInfo, PrinterColumn, Resource
+from .virtualmachine import VirtualMachine
 
 ImageFormat = Literal["qcow2", "raw", "iso"]
 # The Image as a whole (operator): Pending until a host holds it, Ready once one does,
@@ -220,3 +221,8 @@ class Image(Resource[ImageSpec, ImageStatus]):
     def ready_on(self) -> list[str]:
         """Names of the hosts that hold a verified copy."""
         return [h.host for h in (self.status.hosts or []) if h.phase == "Ready"] if self.status else []
+
+
+def images_of(vm: VirtualMachine) -> list[str]:
+    """Names of the Images ``vm``'s disks use (overlays and CD-ROMs), each once, in disk order."""
+    return list(dict.fromkeys(d.image for d in vm.spec.disks or [] if d.image))
