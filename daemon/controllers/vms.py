@@ -22,29 +22,24 @@ import libvirt  # type: ignore[import-untyped]
 from vapor.kube import Conflict, Kube, KubeError, NotFound
 from vapor.kube._informer import Key, key_of
 from vapor.model import MetadataPatch, VirtualMachine, VirtualMachineStatus, names
+from vapor.model.virtualmachine import VMPhase
 
 from .._config import AgentConfig
 from ..host import domain as _domain
+from ..host.cloudinit import CloudInitError
 from ..host.diskpaths import DiskPathRefused, allowed_sources
 from ..host.hypervisor import kvm_usable
 from ..host.images import DiskMissing, ImageFailed, ensure_disks
 from ..host.libvirt import EVENT_NAMES, Libvirt
+from . import guestinfo
 from . import vmstatus as _vmstatus
 from .loop import NodeController
-from .vmstatus import ACTIVE, OFF, RUNNING, phase_of, ready_of
+from .vmseed import Seed, Seeds
+from .vmstatus import ACTIVE, OFF, RUNNING, VMError, phase_of, ready_of
 
 log = logging.getLogger("vapor.agent.vms")
 
 CONTROLLER = "agent"
-
-
-class VMError(Exception):
-    """A VM cannot be made as its spec asks; ``reason`` goes into the Ready condition."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
 
 
 class VMController(NodeController[VirtualMachine]):
@@ -54,6 +49,7 @@ class VMController(NodeController[VirtualMachine]):
         super().__init__(kube, VirtualMachine, config)
         self.libvirt = libvirt_conn
         self.vms = kube.resources(VirtualMachine)
+        self.seeds = Seeds(kube, libvirt_conn, config.disks_dir)
         self.domain_type = "qemu"
         self.arch = "x86_64"
         self._workers = workers
@@ -67,17 +63,24 @@ class VMController(NodeController[VirtualMachine]):
         caps = await self.libvirt.call(self.libvirt.connection().getCapabilities)
         self.domain_type = "kvm" if kvm_usable(caps) else "qemu"
         self.libvirt.on_lifecycle(self._on_domain_event)
+        self.libvirt.on_agent_lifecycle(self._on_agent_event)
         await self.watch()
         await self._report_orphans()
         self.run(self.reconcile, workers=self._workers, name="vms")
+        poller = guestinfo.AddressPoller(self.libvirt, self.informer.items, lambda vm: self.queue.add(key_of(vm)))
+        self._tasks.append(asyncio.create_task(poller.run(), name="vms-addresses"))
         log.info("watching virtual machines", extra={"node": self.config.node_name, "domain_type": self.domain_type})
 
     def _on_domain_event(self, name: str, uuid: str, event: int, detail: int) -> None:
+        self._queue_domain(name, "domain event", domain=uuid, event=EVENT_NAMES.get(event, event))
+
+    def _on_agent_event(self, name: str, connected: bool) -> None:
+        self._queue_domain(name, "guest agent " + ("connected" if connected else "went away"))
+
+    def _queue_domain(self, name: str, what: str, **extra: object) -> None:
         key = _domain.key_of_domain(name)
         if key is not None and self.informer.get(key[1], key[0]) is not None:
-            log.info(
-                "domain event", extra={"vm": "/".join(key), "domain": uuid, "event": EVENT_NAMES.get(event, event)}
-            )
+            log.info(what, extra={"vm": "/".join(key), **extra})
             self.queue.add(key)
 
     async def _report_orphans(self) -> None:
@@ -105,7 +108,11 @@ class VMController(NodeController[VirtualMachine]):
                 await self._finalize(vm)
                 return
             vm = await self._ensure_finalizer(vm)
-            dom = await self._ensure_defined(vm)
+            seed = await self._ensure_seed(vm)
+            dom = await self._ensure_defined(vm, seed)
+            await self.seeds.record(dom, seed)
+            if seed is None:
+                await self.seeds.remove(vm)
             await self._apply_run_strategy(vm, dom)
             await self._write_status(vm, dom)
             self._failures.pop(key, None)
@@ -132,10 +139,10 @@ class VMController(NodeController[VirtualMachine]):
             log.exception("reconcile failed", extra={"vm": "/".join(key)})
             self._retry(key)
 
-    def _retry(self, key: Key) -> None:
+    def _retry(self, key: Key, longest: float = 60.0) -> None:
         count = self._failures.get(key, 0) + 1
         self._failures[key] = count
-        self.queue.add_after(key, min(60.0, 0.5 * 2**count))
+        self.queue.add_after(key, min(longest, 0.5 * 2**count))
 
     async def _failed(self, vm: VirtualMachine, exc: VMError) -> None:
         log.warning("VM failed", extra={"vm": "/".join(key_of(vm)), "reason": exc.reason, "error": exc.message})
@@ -151,14 +158,36 @@ class VMController(NodeController[VirtualMachine]):
         try:
             failed = _vmstatus.build(
                 vm,
-                phase="Failed",
+                phase=await self._phase_now(vm, "Pending" if exc.waiting else "Failed"),
                 ready=("False", exc.reason, exc.message),
                 restart_done=self._restarted.get(vm.metadata.uid or ""),
             )
             await self._apply_status(vm, failed)
         except KubeError as err:
             log.warning("could not write the failure", extra={"vm": vm.name, "error": str(err)})
-        self._retry(key_of(vm))
+        self._retry(key_of(vm), 10.0 if exc.waiting else 60.0)
+
+    async def _phase_now(self, vm: VirtualMachine, otherwise: VMPhase) -> VMPhase:
+        """The phase of the VM's running domain (a failed change leaves it running), else ``otherwise``."""
+        dom = await self.libvirt.lookup(_domain.domain_name(vm.metadata.namespace or "", vm.name))
+        if dom is None:
+            return otherwise
+        state, _ = await self.libvirt.call(dom.state)
+        return phase_of(state, vm.spec.run_strategy, False) if state in ACTIVE else otherwise
+
+    async def _ensure_seed(self, vm: VirtualMachine) -> Seed | None:
+        """The VM's cloud-init seed, written when it changed; a VM whose seed cannot be made is not started."""
+        try:
+            seed = await self.seeds.ensure(vm)
+        except CloudInitError as exc:
+            dom, _ = await self.find_domain(vm)
+            if dom is not None and vm.spec.run_strategy == "Halted":
+                await self._apply_run_strategy(vm, dom)  # stopping needs no seed
+            raise VMError(exc.reason, exc.message, waiting=exc.waiting) from None
+        if seed is not None and seed.rewritten:
+            note = "Wrote a new cloud-init seed; the guest reads it at its next boot."
+            await self._event(vm, "CloudInitUpdated", note, "Configure")
+        return seed
 
     async def _ensure_finalizer(self, vm: VirtualMachine) -> VirtualMachine:
         finalizers = list(vm.metadata.finalizers or [])
@@ -197,7 +226,7 @@ class VMController(NodeController[VirtualMachine]):
             return None, None
         return dom, meta
 
-    async def _ensure_defined(self, vm: VirtualMachine) -> libvirt.virDomain:
+    async def _ensure_defined(self, vm: VirtualMachine, seed: Seed | None) -> libvirt.virDomain:
         dom, meta = await self.find_domain(vm)
         wanted = _domain.spec_hash(vm, self.domain_type)
         if dom is not None and meta is not None and meta.spec_hash == wanted:
@@ -219,6 +248,7 @@ class VMController(NodeController[VirtualMachine]):
             arch=self.arch,
             uuid=uuid,
             sources=sources,
+            seed=seed.path if seed is not None else None,
         )
         try:
             new = await self.libvirt.call(self.libvirt.connection().defineXML, xml)
@@ -334,20 +364,6 @@ class VMController(NodeController[VirtualMachine]):
         log.info("removed the domain and its disks", extra={"vm": "/".join(key_of(vm))})
 
     # -- status ------------------------------------------------------------------------
-    async def _addresses(self, vm: VirtualMachine, dom: libvirt.virDomain) -> list[str]:
-        found: set[str] = set()
-        for source in (
-            libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE,
-            libvirt.VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP,
-        ):
-            try:
-                ifaces = await self.libvirt.call(dom.interfaceAddresses, source, 0)
-            except libvirt.libvirtError:
-                continue
-            for iface in (ifaces or {}).values():
-                found.update(a["addr"] for a in iface.get("addrs") or [] if a.get("addr"))
-        return sorted(found)
-
     async def _write_status(self, vm: VirtualMachine, dom: libvirt.virDomain) -> None:
         uid = vm.metadata.uid or ""
         state, _ = await self.libvirt.call(dom.state)
@@ -356,19 +372,19 @@ class VMController(NodeController[VirtualMachine]):
         if state in OFF:
             self._stop_deadline.pop(uid, None)
         phase = phase_of(state, strategy, stopping)
-        addresses = await self._addresses(vm, dom) if state in ACTIVE and vm.spec.networks else []
-        domain_uuid = await self.libvirt.call(dom.UUIDString)
+        guest = await guestinfo.read(self.libvirt, dom) if state in ACTIVE else None  # cleared when it stops
+        seed = await self.seeds.restart_condition(vm, dom, state in ACTIVE)
         status = _vmstatus.build(
             vm,
             phase=phase,
             ready=ready_of(state, strategy, phase),
-            domain_uuid=domain_uuid,
-            addresses=addresses,
+            domain_uuid=await self.libvirt.call(dom.UUIDString),
+            addresses=guest.addresses if guest else None,
+            interfaces=guest.interfaces if guest else None,
             restart_done=self._restarted.get(uid),
+            others=[c for c in (seed, guest.condition() if guest else None) if c is not None],
         )
         await self._apply_status(vm, status)
-        if state in RUNNING and vm.spec.networks and not addresses:
-            self.queue.add_after(key_of(vm), 15.0)  # addresses come from DHCP later, without a lifecycle event
 
     async def _apply_status(self, vm: VirtualMachine, status: VirtualMachineStatus) -> None:
         """Server-side apply of the agent's status fields, when they differ from what is stored."""

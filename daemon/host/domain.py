@@ -23,6 +23,8 @@ from .diskpaths import DiskSource
 METADATA_NS = "https://vapor.io/xmlns/domain/v1alpha1"
 METADATA_PREFIX = "vapor"
 QCOW2_MAGIC = b"QFI\xfb"
+SEED_ALIAS = "ua-cidata"
+GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 _TARGET_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
 ET.register_namespace(METADATA_PREFIX, METADATA_NS)
 
@@ -72,7 +74,10 @@ def spec_hash(vm: VirtualMachine, domain_type: str) -> str:
     spec = vm.spec.to_api()
     for transient in ("runStrategy", "gracefulShutdownSeconds", "hostSelector", "host"):
         spec.pop(transient, None)
+    if "cloudInit" in spec:  # the seed CD-ROM's presence shapes the XML; its content is the ISO's business
+        spec["cloudInit"] = True
     spec["domainType"] = domain_type
+    spec["guestAgentChannel"] = True  # domains defined before the channel came are redefined once
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -105,12 +110,13 @@ def build_xml(
     arch: str = "x86_64",
     uuid: str | None = None,
     sources: Mapping[str, DiskSource] | None = None,
+    seed: Path | None = None,
 ) -> str:
     """The domain XML for ``vm`` (keeping ``uuid`` when redefining an existing domain).
 
     ``sources``: the path disks as this node resolved and allowed them (see
     diskpaths), by disk name; a path disk without one is taken as the file
-    its spec names.
+    its spec names. ``seed``: the cloud-init seed ISO, attached as a read-only CD-ROM.
     """
     ns, name, uid = vm.metadata.namespace or "", vm.name, vm.metadata.uid or ""
     spec = vm.spec
@@ -172,9 +178,30 @@ def build_xml(
             _sub(el, "mac", address=net.mac.lower())
         _sub(el, "model", type=net.model)
         _sub(el, "alias", name=f"ua-net-{net.name}")
+    if seed is not None:
+        _seed_cdrom(devices, seed)
+    _guest_agent_channel(devices)
     serial = _sub(devices, "serial", type="pty")
     _sub(serial, "target", port="0")
     console = _sub(devices, "console", type="pty")
     _sub(console, "target", type="serial", port="0")
     _sub(devices, "memballoon", model="none")
     return ET.tostring(root, encoding="unicode")
+
+
+def _seed_cdrom(devices: ET.Element, seed: Path) -> None:
+    """The cloud-init seed as a read-only SATA CD-ROM, on the first SATA/SCSI target the disks left free."""
+    taken = {t.get("dev") for t in devices.iterfind("disk/target")}
+    dev = next(f"sd{chr(c)}" for c in range(ord("a"), ord("z") + 1) if f"sd{chr(c)}" not in taken)
+    el = _sub(devices, "disk", type="file", device="cdrom")
+    _sub(el, "driver", name="qemu", type="raw")
+    _sub(el, "source", file=str(seed))
+    _sub(el, "target", dev=dev, bus="sata")
+    _sub(el, "readonly")
+    _sub(el, "alias", name=SEED_ALIAS)
+
+
+def _guest_agent_channel(devices: ET.Element) -> None:
+    """The virtio-serial channel QEMU's guest agent talks over (libvirt picks the socket path)."""
+    channel = _sub(devices, "channel", type="unix")
+    _sub(channel, "target", type="virtio", name=GUEST_AGENT_CHANNEL)

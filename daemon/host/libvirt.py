@@ -10,6 +10,7 @@ other callback and never inside libvirt's thread.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -23,6 +24,7 @@ log = logging.getLogger("vapor.agent.libvirt")
 
 T = TypeVar("T")
 LifecycleHandler = Callable[[str, str, int, int], None]  # domain name, domain UUID, event, detail
+AgentHandler = Callable[[str, bool], None]  # domain name, whether its guest agent is connected now
 
 _event_thread: threading.Thread | None = None
 _event_lock = threading.Lock()
@@ -83,6 +85,8 @@ class Libvirt:
         self.closed = asyncio.Event()  # set when libvirtd goes away
         self._handlers: list[LifecycleHandler] = []
         self._callback_id: int | None = None
+        self._agent_handlers: list[AgentHandler] = []
+        self._agent_callback_id: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def alive(self) -> bool:
@@ -100,6 +104,9 @@ class Libvirt:
         self._callback_id = conn.domainEventRegisterAny(
             None, libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, self._on_lifecycle, None
         )
+        self._agent_callback_id = conn.domainEventRegisterAny(
+            None, libvirt.VIR_DOMAIN_EVENT_ID_AGENT_LIFECYCLE, self._on_agent_lifecycle, None
+        )
         self.conn = conn
         log.info("connected to libvirt", extra={"uri": self.uri})
 
@@ -109,13 +116,13 @@ class Libvirt:
         if conn is None:
             return
 
-        callback_id, self._callback_id = self._callback_id, None
+        callback_ids = [i for i in (self._callback_id, self._agent_callback_id) if i is not None]
+        self._callback_id = self._agent_callback_id = None
 
         def close() -> None:
             # Each step on its own: after libvirtd went away the first ones fail, and the last must still run.
             steps: list[Callable[[], object]] = [conn.unregisterCloseCallback, conn.close]
-            if callback_id is not None:
-                steps.insert(0, lambda: conn.domainEventDeregisterAny(callback_id))
+            steps[:0] = [functools.partial(conn.domainEventDeregisterAny, i) for i in callback_ids]
             for step in steps:
                 try:
                     step()
@@ -148,6 +155,10 @@ class Libvirt:
     def on_lifecycle(self, handler: LifecycleHandler) -> None:
         """Call ``handler(name, uuid, event, detail)`` on the asyncio loop for every lifecycle event."""
         self._handlers.append(handler)
+
+    def on_agent_lifecycle(self, handler: AgentHandler) -> None:
+        """Call ``handler(name, connected)`` on the asyncio loop when a domain's guest agent connects or goes."""
+        self._agent_handlers.append(handler)
 
     def connection(self) -> libvirt.virConnect:
         """The open connection (raises when there is none)."""
@@ -210,6 +221,19 @@ class Libvirt:
                 handler(name, uuid, event, detail)
             except Exception:
                 log.exception("lifecycle handler failed")
+
+    def _on_agent_lifecycle(self, _conn: Any, dom: Any, state: int, _reason: int, _opaque: Any) -> None:
+        connected = state == libvirt.VIR_CONNECT_DOMAIN_EVENT_AGENT_LIFECYCLE_STATE_CONNECTED
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._dispatch_agent, dom.name(), connected)
+
+    def _dispatch_agent(self, name: str, connected: bool) -> None:
+        log.debug("guest agent event", extra={"domain": name, "connected": connected})
+        for handler in self._agent_handlers:
+            try:
+                handler(name, connected)
+            except Exception:
+                log.exception("guest agent handler failed")
 
     def _on_close(self, _conn: Any, reason: int, _opaque: Any) -> None:
         if self._loop is not None:

@@ -75,6 +75,7 @@ MAY: dict[str, list[Check]] = {
         *((verb, "mounts.vapor.io", "cluster") for verb in ("get", "list", "watch", "patch")),
         ("patch", "mounts.vapor.io/status", "cluster"),
         ("create", "tokenreviews.authentication.k8s.io", "cluster"),
+        ("get", "secrets", "other"),  # cloud-init user-data a VM names (userDataSecretRef), read by name
     ],
     "gateway": [
         *((verb, "hosts.vapor.io", "cluster") for verb in ("get", "list", "watch")),
@@ -102,9 +103,10 @@ MUST_NOT: dict[str, list[Check]] = {
         ("create", "pods", "other"),
     ],
     "agent": [
-        ("get", "secrets", "release"),
         ("list", "secrets", "release"),
-        ("get", "secrets", "other"),
+        ("list", "secrets", "other"),
+        ("watch", "secrets", "other"),
+        ("create", "secrets", "other"),
         ("delete", "hosts.vapor.io", "cluster"),
         ("create", "virtualmachines.vapor.io", "other"),
         ("delete", "virtualmachines.vapor.io", "other"),
