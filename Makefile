@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STATE ?= .vapor/cluster
 DEVENV := $(PY) -m vapor.devenv --state-dir $(STATE)
 
-.PHONY: help install binaries generate lint test bench dev cluster-up cluster-down cluster-env cluster-destroy clean
+.PHONY: help install binaries guest-image generate lint test bench dev cluster-up cluster-down cluster-env cluster-destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -22,6 +22,10 @@ binaries: ## Build (once) and cache kube-apiserver, etcd, kubectl and helm
 	@hack/kube-binaries.sh >/dev/null
 	@hack/kube-binaries.sh helm >/dev/null
 
+guest-image: ## Build (once, as root) and cache the Debian test guest image (hack/guest-image.sh)
+	@if [ "$$(id -u)" = 0 ]; then hack/guest-image.sh >/dev/null; \
+	else sudo env VAPOR_CACHE="$${VAPOR_CACHE:-$$HOME/.cache/vapor}" hack/guest-image.sh >/dev/null; fi
+
 generate: install ## Write crds/ from the model in vapor/model
 	$(PY) -m vapor.crdgen
 
@@ -30,7 +34,7 @@ lint: install ## ruff and mypy (operator/ checked as vapor.operator: hack/mypy_o
 	$(VENV)/bin/mypy
 	$(PY) hack/mypy_operator.py
 
-test: install binaries lint ## The whole suite (lint, then pytest against a real control plane)
+test: install binaries guest-image lint ## The whole suite (lint, then pytest against a real control plane)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install binaries ## Benchmarks under bench/, printing their figures

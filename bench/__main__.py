@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import agent_idle, controlplane, gateway, journal_logs, login, migration, vm_start, ws_metrics
+from . import agent_idle, controlplane, gateway, guest_boot, journal_logs, login, migration, vm_start, ws_metrics
 
 BENCHMARKS = {
     "agent_idle": agent_idle.main,
     "controlplane": controlplane.main,
     "gateway": gateway.main,
+    "guest_boot": guest_boot.main,
     "journal_logs": journal_logs.main,
     "login": login.main,
     "migration": migration.main,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Prepare a Debian machine for Vapor development: the Debian packages the
-# project needs, a virtualenv with the project installed, and the pinned
-# Kubernetes binaries (built once from their Go modules, then cached).
+# project needs, a virtualenv with the project installed, the pinned
+# Kubernetes binaries (built once from their Go modules, then cached) and the
+# Debian test guest image (built once with debootstrap, then cached).
 # Safe to run again; it only does what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -49,4 +50,6 @@ fi
 
 make --no-print-directory install
 make --no-print-directory binaries
+# The Debian test guest (tests marked `guest`): built once, then cached.
+make --no-print-directory guest-image
 log "ready: 'make dev' starts Vapor, 'make test' runs the tests"

@@ -21,6 +21,8 @@ import yaml
 
 from vapor.devenv import ControlPlane
 
+from .support import guest as guest_support
+
 # The stand-ins of a containerized agent's node (tests/support/node.py), for every folder's tests.
 from .support.node import node_admin, node_init  # noqa: F401
 
@@ -58,6 +60,25 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
 @pytest.fixture(scope="session")
 def kubectl(control_plane: ControlPlane) -> Kubectl:
     return Kubectl(control_plane)
+
+
+@pytest.fixture(scope="session")
+def guest_image() -> guest_support.GuestImage:
+    """The Debian test guest (hack/guest-image.sh): built on first use (minutes), then from its cache."""
+    return guest_support.guest_image()
+
+
+@pytest.fixture(scope="session")
+def guest_key(tmp_path_factory: pytest.TempPathFactory) -> guest_support.SshKey:
+    """An ed25519 key pair made for this session, for guests' ssh_authorized_keys."""
+    return guest_support.make_ssh_key(tmp_path_factory.mktemp("guest-ssh"))
+
+
+@pytest.fixture
+def image_server(guest_image: guest_support.GuestImage) -> Iterator[guest_support.ImageServer]:
+    """The guest image served over loopback HTTP (Range, and the failure knobs of ImageServer)."""
+    with guest_support.ImageServer(guest_image.path) as server:
+        yield server
 
 
 @pytest.fixture
