@@ -76,6 +76,7 @@ def vm_view(vm: VirtualMachine) -> VMView:
         host_id=status.host_id if status else None,
         domain_uuid=status.domain_uuid if status else None,
         addresses=(status.addresses or []) if status else [],
+        interfaces=[_dump(i) for i in (status.interfaces or [])] if status else [],
         last_restart_request=status.last_restart_request if status else None,
         conditions=[_dump(c) for c in (status.conditions or [])] if status else [],
         created_at=vm.metadata.creation_timestamp.isoformat() if vm.metadata.creation_timestamp else None,

@@ -6,16 +6,20 @@ the REST API and the CRD accept the same values.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from vapor.model import quantity_bytes
 from vapor.model.virtualmachine import (
     ABSOLUTE_PATH_PATTERN,
     DNS_LABEL_PATTERN,
+    DNS_SUBDOMAIN_PATTERN,
+    HOSTNAME_PATTERN,
     MAC_PATTERN,
+    MAX_CLOUD_INIT,
     MIN_MEMORY,
+    SSH_KEY_PATTERN,
     DiskBus,
     NetworkType,
     NICModel,
@@ -74,6 +78,66 @@ class NetworkRequest(Strict):
     mac: str | None = Field(default=None, pattern=MAC_PATTERN)
 
 
+class SecretKeyRequest(Strict):
+    """A key of a Secret in the VM's namespace."""
+
+    name: str = Field(pattern=DNS_SUBDOMAIN_PATTERN, max_length=253, description="Name of the Secret.")
+    key: str = Field(default="userdata", min_length=1, max_length=253, description="Key in the Secret's data.")
+
+
+class CloudInitRequest(Strict):
+    """First-boot configuration through cloud-init (NoCloud): the guest reads it from a CD-ROM labelled cidata.
+
+    meta-data is made from the VM: instance-id (its id) and local-hostname
+    (``hostname``, else its name). user-data and the Secret it may come from
+    are checked before the VM is made (422 when they cannot be used).
+    """
+
+    user_data: str | None = Field(
+        default=None,
+        description=(
+            f"user-data: a #cloud-config YAML mapping, or a script starting with #!; at most {MAX_CLOUD_INIT} bytes "
+            "with ssh_authorized_keys merged in. #cloud-config that is not a YAML mapping, or too much, is refused "
+            "with 422."
+        ),
+    )
+    user_data_secret_ref: SecretKeyRequest | None = Field(
+        default=None,
+        description=(
+            "Take user-data from a Secret of the VM's namespace instead (kept out of the VM resource). It must "
+            "exist and be readable by you (422 or 403); its value is checked as user_data is. The host's agent "
+            "reads it when it writes the seed: a VM whose Secret goes away waits (reason CloudInitSecretNotFound)."
+        ),
+    )
+    network_data: str | None = Field(
+        default=None,
+        max_length=MAX_CLOUD_INIT,
+        description=(
+            "network-config (cloud-init network config version 1 or 2, YAML); DHCP on the first card when left out."
+        ),
+    )
+    ssh_authorized_keys: list[Annotated[str, Field(pattern=SSH_KEY_PATTERN, max_length=16384)]] | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "OpenSSH public keys for the guest's default user: added to a #cloud-config's ssh_authorized_keys "
+            "(its own kept), or given beside a script."
+        ),
+    )
+    hostname: str | None = Field(
+        default=None,
+        pattern=HOSTNAME_PATTERN,
+        max_length=253,
+        description="The guest's hostname (meta-data local-hostname); the VM's name when left out.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CloudInitRequest:
+        if self.user_data is not None and self.user_data_secret_ref is not None:
+            raise ValueError("give user_data or user_data_secret_ref, not both")
+        return self
+
+
 class CreateVMRequest(Strict):
     """A new virtual machine.
 
@@ -89,6 +153,9 @@ class CreateVMRequest(Strict):
     networks: list[NetworkRequest] | None = Field(default=None, max_length=32)
     run_strategy: RunStrategy = "Halted"
     host_selector: dict[str, str] | None = None
+    cloud_init: CloudInitRequest | None = Field(
+        default=None, description="First-boot configuration of the guest through cloud-init (NoCloud)."
+    )
 
     @field_validator("memory")
     @classmethod
@@ -127,7 +194,19 @@ class VMView(BaseModel):
     host: str | None
     host_id: str | None
     domain_uuid: str | None
-    addresses: list[str]
+    addresses: list[str] = Field(
+        description=(
+            "The guest's IP addresses: from its QEMU guest agent when it answers (condition AgentConnected), "
+            "else from the DHCP leases of libvirt networks."
+        )
+    )
+    interfaces: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=(
+            "The guest's network interfaces: name (from the guest agent), mac, addresses with prefix length, "
+            "and source (agent or lease)."
+        ),
+    )
     last_restart_request: str | None
     conditions: list[dict[str, Any]]
     created_at: str | None

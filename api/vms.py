@@ -16,8 +16,10 @@ from vapor.agentapi.errors import ALREADY_EXISTS, NOT_FOUND
 from vapor.kube import Conflict, NotFound
 from vapor.model import DiskSpec, NetworkSpec, ObjectMeta, VirtualMachine, VirtualMachineSpec
 from vapor.model.names import REQUESTED_BY_ANNOTATION
+from vapor.model.virtualmachine import CloudInitSpec
 
 from ._actions import plan
+from ._cloudinit import checked_cloud_init
 from ._errors import APIError
 from ._guard import current_user, require
 from ._lookups import find_vm, vm_for_write, vm_not_found
@@ -61,8 +63,10 @@ async def get_vm(vm_id: str, query_args: VMQuery) -> Success[VMView]:
     return Success[VMView](data=vm_view(find_vm(vm_id, query_args.namespace)))
 
 
-def _new_vm(data: CreateVMRequest, username: str) -> VirtualMachine:
+def _new_vm(data: CreateVMRequest, username: str, cloud_init: CloudInitSpec | None) -> VirtualMachine:
     spec: dict[str, Any] = {"cpu": data.cpu, "memory": data.memory, "run_strategy": data.run_strategy}
+    if cloud_init is not None:
+        spec["cloud_init"] = cloud_init
     if data.disks:
         spec["disks"] = [DiskSpec.model_validate(d.model_dump(exclude_none=True)) for d in data.disks]
     if data.networks:
@@ -81,18 +85,26 @@ def _new_vm(data: CreateVMRequest, username: str) -> VirtualMachine:
 @validate_request(CreateVMRequest)
 @validate_response(Success[VMView], 201)
 @document_response(Failure, 400)
+@document_response(Failure, 403)
 @document_response(Failure, 409)
+@document_response(Failure, 422)
 async def create_vm(data: CreateVMRequest) -> tuple[Success[VMView], int]:
     """Create a virtual machine (admin).
 
     ``memory`` is a quantity string such as "512Mi" or an integer number of
     MiB, at least 16Mi. The VM starts when ``run_strategy`` is Running.
+    ``cloud_init`` configures the guest at its first boot; user-data that
+    cannot be used (#cloud-config that is not a YAML mapping, over 64 KiB
+    with the SSH keys merged in, a Secret or key that does not exist) is
+    refused with 422 before anything is made, a Secret you may not read
+    with 403.
     """
     user = current_user()
     state = gateway()
+    cloud_init = await checked_cloud_init(data.cloud_init, data.namespace)
     try:
         created = await as_user().resources(VirtualMachine).create(
-            _new_vm(data, user.username), field_manager=field_manager(user.username)
+            _new_vm(data, user.username, cloud_init), field_manager=field_manager(user.username)
         )
     except NotFound:
         raise APIError(404, NOT_FOUND, f"namespace {data.namespace!r} does not exist") from None

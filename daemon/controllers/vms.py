@@ -19,6 +19,7 @@ import time
 
 import libvirt  # type: ignore[import-untyped]
 
+from vapor.cloudinit import CloudInitError
 from vapor.kube import Conflict, Kube, KubeError, NotFound
 from vapor.kube._informer import Key, key_of
 from vapor.model import MetadataPatch, VirtualMachine, VirtualMachineStatus, names
@@ -26,7 +27,6 @@ from vapor.model.virtualmachine import VMPhase
 
 from .._config import AgentConfig
 from ..host import domain as _domain
-from ..host.cloudinit import CloudInitError
 from ..host.diskpaths import DiskPathRefused, allowed_sources
 from ..host.hypervisor import kvm_usable
 from ..host.images import DiskMissing, ImageFailed, ensure_disks
@@ -158,7 +158,7 @@ class VMController(NodeController[VirtualMachine]):
         try:
             failed = _vmstatus.build(
                 vm,
-                phase=await self._phase_now(vm, "Pending" if exc.waiting else "Failed"),
+                phase=await self._phase_now(vm, "Pending" if exc.waiting else "Failed", exc.leaves_domain),
                 ready=("False", exc.reason, exc.message),
                 restart_done=self._restarted.get(vm.metadata.uid or ""),
             )
@@ -167,9 +167,9 @@ class VMController(NodeController[VirtualMachine]):
             log.warning("could not write the failure", extra={"vm": vm.name, "error": str(err)})
         self._retry(key_of(vm), 10.0 if exc.waiting else 60.0)
 
-    async def _phase_now(self, vm: VirtualMachine, otherwise: VMPhase) -> VMPhase:
-        """The phase of the VM's running domain (a failed change leaves it running), else ``otherwise``."""
-        dom = await self.libvirt.lookup(_domain.domain_name(vm.metadata.namespace or "", vm.name))
+    async def _phase_now(self, vm: VirtualMachine, otherwise: VMPhase, look: bool) -> VMPhase:
+        """With ``look``, the phase of the VM's running domain (left as it was), else ``otherwise``."""
+        dom = await self.libvirt.lookup(_domain.domain_name(vm.metadata.namespace or "", vm.name)) if look else None
         if dom is None:
             return otherwise
         state, _ = await self.libvirt.call(dom.state)
@@ -183,7 +183,7 @@ class VMController(NodeController[VirtualMachine]):
             dom, _ = await self.find_domain(vm)
             if dom is not None and vm.spec.run_strategy == "Halted":
                 await self._apply_run_strategy(vm, dom)  # stopping needs no seed
-            raise VMError(exc.reason, exc.message, waiting=exc.waiting) from None
+            raise VMError(exc.reason, exc.message, waiting=exc.waiting, leaves_domain=True) from None
         if seed is not None and seed.rewritten:
             note = "Wrote a new cloud-init seed; the guest reads it at its next boot."
             await self._event(vm, "CloudInitUpdated", note, "Configure")

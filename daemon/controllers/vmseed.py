@@ -20,8 +20,6 @@ an Event or the status; errors name the Secret and key only.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import logging
 import os
@@ -31,13 +29,14 @@ from pathlib import Path
 
 import libvirt  # type: ignore[import-untyped]
 
+from vapor import cloudinit
+from vapor.cloudinit import SECRET_NOT_FOUND, CloudInitError, Documents
 from vapor.kube import Kube, KubeError, NotFound
 from vapor.kube._client import call
 from vapor.model import VirtualMachine
 from vapor.model.names import ConditionType
 
-from ..host import cloudinit, seediso
-from ..host.cloudinit import INVALID, SECRET_NOT_FOUND, CloudInitError, Documents
+from ..host import seediso
 from ..host.libvirt import Libvirt
 from .vmstatus import Other
 
@@ -80,29 +79,14 @@ class Seeds:
         try:
             secret = await call(self.kube.core.read_namespaced_secret(ref.name, namespace))
         except NotFound:
-            raise CloudInitError(
-                SECRET_NOT_FOUND,
-                f"Secret {ref.name!r} does not exist in namespace {namespace!r}; the VM waits for it",
-                waiting=True,
-            ) from None
+            raise _waits(cloudinit.secret_missing(ref.name, namespace)) from None
         except KubeError as exc:
-            raise CloudInitError(
-                SECRET_NOT_FOUND,
-                f"Secret {ref.name!r} in namespace {namespace!r} could not be read ({exc.status} {exc.reason}); "
-                "the VM waits for it",
-                waiting=True,
-            ) from None
-        value = (secret.data or {}).get(ref.key)
-        if value is None:
-            raise CloudInitError(
-                SECRET_NOT_FOUND,
-                f"Secret {ref.name!r} in namespace {namespace!r} has no key {ref.key!r}; the VM waits for it",
-                waiting=True,
-            )
+            message = f"Secret {ref.name!r} in namespace {namespace!r} could not be read ({exc.status} {exc.reason})"
+            raise _waits(CloudInitError(SECRET_NOT_FOUND, message, waiting=True)) from None
         try:
-            return base64.b64decode(value, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise CloudInitError(INVALID, f"key {ref.key!r} of Secret {ref.name!r} is not UTF-8 text") from None
+            return cloudinit.secret_user_data(secret.data, ref.name, ref.key, namespace)
+        except CloudInitError as exc:
+            raise _waits(exc) from None
 
     async def documents(self, vm: VirtualMachine) -> Documents | None:
         """The seed's documents for ``vm`` (None without cloudInit); raises CloudInitError."""
@@ -170,6 +154,13 @@ class Seeds:
         if active:
             return kind, "False", CURRENT, "The guest booted with the current cloud-init seed."
         return kind, "False", CURRENT, "The guest reads the current cloud-init seed when it boots."
+
+
+def _waits(exc: CloudInitError) -> CloudInitError:
+    """``exc`` saying that the VM waits, when it does."""
+    if exc.waiting:
+        exc.message += "; the VM waits for it"
+    return exc
 
 
 def _written_digest(path: Path) -> str | None:

@@ -26,13 +26,15 @@ class VMError(Exception):
     """A VM cannot be made as its spec asks; ``reason`` goes into the Ready condition.
 
     ``waiting``: for something that may yet come (a Secret): the VM is Pending, and looked at again soon.
+    ``leaves_domain``: the domain was not touched, so a running one is reported as it runs (not Failed).
     """
 
-    def __init__(self, reason: str, message: str, *, waiting: bool = False) -> None:
+    def __init__(self, reason: str, message: str, *, waiting: bool = False, leaves_domain: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.waiting = waiting
+        self.leaves_domain = leaves_domain
 
 
 def phase_of(state: int | None, strategy: str, stopping: bool) -> VMPhase:

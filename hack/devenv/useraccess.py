@@ -6,7 +6,8 @@ chart grants it in a cluster (``templates/user-rbac.yaml``, values
 ``gateway.userAccess``); the local control plane gets the same defaults here:
 admins may write Vapor's kinds (VMs, Migrations, Mounts, Images, a Host's spec) in
 every namespace, both groups may list CRDs, and in each granted namespace admins may edit and
-viewers read pods, deployments and services. A cluster uses the built-in
+viewers read pods, deployments and services (admins also get Secrets, which a
+VM's cloud-init may name). A cluster uses the built-in
 ClusterRoles ``edit`` and ``view``; here they would be empty, because
 kube-controller-manager, which fills those aggregated roles, does not run on
 the local control plane, so ``vapor-users-edit`` and ``vapor-users-view`` spell
@@ -43,19 +44,24 @@ WORKLOADS = [
 ]
 
 
-def _cluster_role(name: str, verbs: list[str]) -> dict[str, Any]:
+# Admins may read a Secret by name, as Kubernetes' own edit role lets them: a VM made through REST may take
+# its cloud-init user-data from a Secret its creator may read (the gateway reads it as the user).
+READ_SECRETS = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+
+
+def _cluster_role(name: str, verbs: list[str], *extra: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": f"{RBAC}/v1",
         "kind": "ClusterRole",
         "metadata": {"name": name},
-        "rules": [{**rule, "verbs": verbs} for rule in WORKLOADS],
+        "rules": [*({**rule, "verbs": verbs} for rule in WORKLOADS), *extra],
     }
 
 
 def user_access(namespaces: Iterable[str]) -> list[dict[str, Any]]:
     """The ClusterRoles, ClusterRoleBinding and RoleBindings that give REST users their default access."""
     objects: list[dict[str, Any]] = [
-        _cluster_role(EDIT, [*READ, "create", "update", "patch", "delete"]),
+        _cluster_role(EDIT, [*READ, "create", "update", "patch", "delete"], READ_SECRETS),
         _cluster_role(VIEW, READ),
         {
             "apiVersion": f"{RBAC}/v1",

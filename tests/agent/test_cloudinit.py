@@ -238,7 +238,7 @@ def _without_metadata(xml: str) -> str:
 def test_a_script_and_keys_become_a_multipart_document_cloud_init_runs_both_of() -> None:
     from email import message_from_string
 
-    from vapor.agent.host.cloudinit import user_data
+    from vapor.cloudinit import user_data
 
     script = "#!/bin/sh\necho hello > /run/hello\n"
     text = user_data(script, [KEY_A])
@@ -253,7 +253,7 @@ def test_a_script_and_keys_become_a_multipart_document_cloud_init_runs_both_of()
 def test_cloud_config_that_is_yaml_but_not_a_mapping_is_refused() -> None:
     import pytest
 
-    from vapor.agent.host.cloudinit import CloudInitError, user_data
+    from vapor.cloudinit import CloudInitError, user_data
 
     with pytest.raises(CloudInitError) as caught:
         user_data("#cloud-config\n- just\n- a list\n", [])

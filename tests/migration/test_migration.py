@@ -191,3 +191,14 @@ def test_drain_moves_every_running_vm_off_a_host(cluster: Cluster, vms: str) -> 
         assert allocated["cpu"] >= 4
     finally:
         cluster.kubectl("patch", "hosts.vapor.io", host, "--type=merge", "-p", '{"spec":{"maintenance":false}}')
+
+
+def test_a_vm_with_cloud_init_finds_its_seed_on_the_target(cluster: Cluster, vms: str) -> None:
+    """The seed is a read-only CD-ROM no storage copy carries: the target's agent writes it before the VM comes."""
+    dom = _running_vm(cluster, vms, "seeded", 0, cloudInit={"hostname": "seeded-guest"})
+    uid = cluster.vm(vms, "seeded")["metadata"]["uid"]
+    cluster.migrate(vms, "move-seeded", "seeded", 1)
+    assert _end(cluster, vms, "move-seeded") == "Succeeded", cluster.migration(vms, "move-seeded")
+    assert cluster.running_on(dom) == [1]
+    seed = cluster.agents[1].storage_dir / uid / "cidata.iso"
+    assert seed.exists() and b"seeded-guest" in seed.read_bytes()  # the target's own copy, meta-data inside

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import libvirt  # type: ignore[import-untyped]
 
+from vapor.cloudinit import CloudInitError
 from vapor.kube import Kube, NotFound
 from vapor.model import Migration, MigrationStatus, VirtualMachine, names
 
@@ -16,6 +17,7 @@ from ..._config import AgentConfig
 from ...host.diskpaths import DiskPathRefused, allowed_sources
 from ...host.images import DiskMissing, ImageFailed, ensure_disks
 from ...host.libvirt import Libvirt
+from ..vmseed import DIGEST_FILE, Seeds
 from .base import MigrationSide, NotReady
 
 log = logging.getLogger("vapor.agent.migration")
@@ -29,6 +31,7 @@ class MigrationTarget(MigrationSide):
     def __init__(self, kube: Kube, config: AgentConfig, libvirt_conn: Libvirt) -> None:
         super().__init__(kube, config, libvirt_conn, names.MIGRATION_TARGET_LABEL)
         self._records = config.state_dir / "migrations"  # the images each migration made here, by its uid
+        self._seeds = Seeds(kube, libvirt_conn, config.disks_dir)
 
     async def handle(self, m: Migration) -> None:
         """Prepare once in PreparingTarget; clean up after Failed or Cancelled; forget after Succeeded."""
@@ -57,9 +60,11 @@ class MigrationTarget(MigrationSide):
             if vm is None:
                 raise NotReady("VMNotFound", f"VirtualMachine {m.spec.vm_name} does not exist")
             await self._prepare_networks(vm)
-            made = await self._prepare_disks(m, vm)
-            if made:
-                message = f"networks ready; created {len(made)} disk image(s) for the copy"
+            made = await self._prepare_seed(vm)  # recorded before the disks, which may fail
+            disks = await self._prepare_disks(m, vm)
+            made += disks
+            if disks:
+                message = f"networks ready; created {len(disks)} disk image(s) for the copy"
         except NotReady as exc:
             ok, reason, message = False, exc.reason, exc.message
         except libvirt.libvirtError as exc:
@@ -91,6 +96,14 @@ class MigrationTarget(MigrationSide):
             if not await self.libvirt.call(network.isActive):
                 await self.libvirt.call(network.create)
                 log.info("started libvirt network for an arriving VM", extra={"network": source})
+
+    async def _prepare_seed(self, vm: VirtualMachine) -> list[Path]:
+        """The VM's cloud-init seed at the same path: a read-only CD-ROM is not copied with the storage."""
+        try:
+            seed = await self._seeds.ensure(vm)
+        except CloudInitError as exc:
+            raise NotReady(exc.reason, exc.message) from None
+        return [seed.path, seed.path.with_name(DIGEST_FILE)] if seed is not None else []
 
     async def _prepare_disks(self, m: Migration, vm: VirtualMachine) -> list[Path]:
         """Empty images of the same size and format at the same paths, for copyStorage all/incremental.

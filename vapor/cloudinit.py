@@ -1,5 +1,8 @@
 """The cloud-init NoCloud documents of a VirtualMachine: meta-data, user-data and network-config (no I/O).
 
+Shared by the agent, which writes them into the VM's seed ISO, and the gateway,
+which refuses a VM whose documents cannot be made before it is created.
+
 meta-data names the instance (``instance-id``: the VM's uid, so cloud-init
 runs its first-boot work once per VM) and its hostname. user-data is the
 user's document (from the spec or a Secret) with ``sshAuthorizedKeys``
@@ -14,7 +17,10 @@ never quotes the documents (they may hold secrets).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email import message_from_string
 from email.message import Message
@@ -69,6 +75,23 @@ class Documents:
             data = (part if part is not None else "\x00none").encode()
             h.update(len(data).to_bytes(8, "big") + data)
         return h.hexdigest()[:16]
+
+
+def secret_missing(name: str, namespace: str) -> CloudInitError:
+    """The error of a userDataSecretRef whose Secret does not exist (yet)."""
+    return CloudInitError(SECRET_NOT_FOUND, f"Secret {name!r} does not exist in namespace {namespace!r}", waiting=True)
+
+
+def secret_user_data(data: Mapping[str, str | bytes] | None, name: str, key: str, namespace: str) -> str:
+    """The user-data under ``key`` of a Secret's (base64) ``data``; raises CloudInitError."""
+    value = (data or {}).get(key)
+    if value is None:
+        message = f"Secret {name!r} in namespace {namespace!r} has no key {key!r}"
+        raise CloudInitError(SECRET_NOT_FOUND, message, waiting=True)
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise CloudInitError(INVALID, f"key {key!r} of Secret {name!r} is not UTF-8 text") from None
 
 
 def is_cloud_config(text: str) -> bool:
