@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Any
 
 import aiohttp
@@ -144,40 +144,79 @@ class AgentClient:
         timeout: float | None = None,
     ) -> Any:
         """``data`` of the agent's answer; APIError for every failure (see the module's docstring)."""
-        base, tls = _endpoint(host)
-        wait = timeout or self.timeout
         for attempt in (1, 2):
-            headers = {"Authorization": f"Bearer {await self.token.get()}"}
-            try:
-                async with self.session.request(
-                    method,
-                    base + path,
-                    params=_query(params),
-                    json=json,
-                    headers=headers,
-                    ssl=tls,
-                    timeout=aiohttp.ClientTimeout(total=wait),
-                ) as response:
-                    raw = await response.read()
-                    status = response.status
-                    answered_as = response.headers.get(names.AGENT_NODE_HEADER)
-            except TimeoutError:
-                raise APIError(
-                    504, AGENT_TIMEOUT, f"the agent of host {host.metadata.name!r} did not answer in {wait:g} s"
-                ) from None
-            except aiohttp.ClientError as exc:
-                raise _unreachable(host, exc) from None
-            if answered_as != host.metadata.name:  # a Host whose status points at another node's agent
-                raise APIError(
-                    502,
-                    AGENT_UNREACHABLE,
-                    f"the node API at {base} answered as node {answered_as!r}, not as host {host.metadata.name!r}",
-                )
+            status, raw = await self._send(host, method, path, params=params, json=json, timeout=timeout)
             if status == 401 and attempt == 1:  # a rotated or revoked token: once more with a fresh one
                 self.token.forget()
                 continue
             return self._data(host, status, raw)
         raise AssertionError("unreachable")
+
+    async def stream(
+        self,
+        host: Host,
+        method: str,
+        path: str,
+        body: AsyncIterable[bytes],
+        *,
+        length: int | None = None,
+        params: Mapping[str, Any] | None = None,
+        idle_timeout: float | None = None,
+    ) -> Any:
+        """Send ``body`` to the agent chunk by chunk as it comes (never held whole); ``data`` of its answer.
+
+        No time limit on the whole (a large upload takes what it takes): the
+        agent must answer within ``idle_timeout`` once the body is sent. A body
+        can be sent only once, so a refused token is not retried.
+        """
+        headers = {"Content-Type": "application/octet-stream"}
+        if length is not None:
+            headers["Content-Length"] = str(length)
+        wait = idle_timeout or self.timeout
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.timeout, sock_read=wait)
+        status, raw = await self._send(host, method, path, params=params, data=body, headers=headers, timeout=timeout)
+        if status == 401:
+            self.token.forget()
+        return self._data(host, status, raw)
+
+    async def _send(
+        self,
+        host: Host,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        data: AsyncIterable[bytes] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | aiohttp.ClientTimeout | None = None,
+    ) -> tuple[int, bytes]:
+        """One request to ``host``'s agent as the gateway: its status and raw body (APIError when none came)."""
+        base, tls = _endpoint(host)
+        if not isinstance(timeout, aiohttp.ClientTimeout):
+            timeout = aiohttp.ClientTimeout(total=timeout or self.timeout)
+        sent = {**(headers or {}), "Authorization": f"Bearer {await self.token.get()}"}
+        try:
+            async with self.session.request(
+                method, base + path, params=_query(params), json=json, data=data, headers=sent, ssl=tls, timeout=timeout
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                answered_as = response.headers.get(names.AGENT_NODE_HEADER)
+        except TimeoutError:
+            waited = timeout.total or timeout.sock_read or 0
+            raise APIError(
+                504, AGENT_TIMEOUT, f"the agent of host {host.metadata.name!r} did not answer in {waited:g} s"
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise _unreachable(host, exc) from None
+        if answered_as != host.metadata.name:  # a Host whose status points at another node's agent
+            raise APIError(
+                502,
+                AGENT_UNREACHABLE,
+                f"the node API at {base} answered as node {answered_as!r}, not as host {host.metadata.name!r}",
+            )
+        return status, raw
 
     @staticmethod
     def _data(host: Host, status: int, raw: bytes) -> Any:

@@ -9,7 +9,10 @@ limit is chosen when the request is made, from what is known then:
   ``AUTH_MAX_BODY`` bytes (8 KiB): an unauthenticated client cannot make the
   gateway hold 100 MB per connection;
 - a request of a logged-in user gets ``MAX_CONTENT_LENGTH`` (10 MiB, the
-  largest JSON the API takes, e.g. a Kubernetes manifest).
+  largest JSON the API takes, e.g. a Kubernetes manifest);
+- an image upload of a logged-in user (``PUT /api/v1/images/{name}/upload``)
+  gets ``UPLOAD_MAX_BYTES`` instead, in a body that is passed on as it
+  arrives and never held whole (:mod:`._uploads`).
 
 Over the limit the answer is 413 INVALID_INPUT, before the rest of the body
 is read: a Content-Length over it is refused at once, a chunked body when it
@@ -24,6 +27,7 @@ from quart import Quart
 
 from ._json import JSONRequest
 from ._tokens import InvalidToken
+from ._uploads import StreamedBody, is_upload
 
 AUTH_PATHS = "/api/v1/auth/"
 
@@ -45,6 +49,7 @@ def _authenticated(app: Quart, authorization: str) -> bool:
 def install(app: Quart) -> None:
     """Make the app's requests with the body limit of their caller."""
     small = int(app.config["AUTH_MAX_BODY"])
+    upload = int(app.config["UPLOAD_MAX_BYTES"])
 
     class BoundedRequest(JSONRequest):
         """A JSON request whose body limit depends on its path and its bearer token."""
@@ -58,5 +63,8 @@ def install(app: Quart) -> None:
                 self.max_content_length = small
                 # Nothing has been received yet: the body starts again with the smaller limit.
                 self.body = self.body_class(self.content_length, small)
+            elif is_upload(self.method, self.path):
+                self.max_content_length = upload
+                self.body = StreamedBody(self.content_length, upload)
 
     app.request_class = BoundedRequest

@@ -1,4 +1,4 @@
-"""What a request names, found in the watch caches: a Host by id or name, a VM or Migration by uid or name.
+"""What a request names, found in the watch caches: a Host by id or name, a VM or Migration by uid or name, an Image.
 
 A Host is named by its stable id (``status.id``) or its resource name. A VM
 or a Migration is named by its uid, or by its name in the namespace the
@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from vapor.agentapi.errors import NOT_FOUND
 from vapor.kube import Informer, NotFound
-from vapor.model import Host, Migration, VirtualMachine
+from vapor.model import Host, Image, Migration, VirtualMachine
 from vapor.model import find_host as find_host_in
 
 from ._errors import APIError
@@ -75,3 +75,19 @@ def find_migration(migration_id: str, namespace: str) -> Migration:
             404, NOT_FOUND, f"no migration with id {migration_id!r}, nor named so in namespace {namespace!r}"
         )
     return m
+
+
+def image_not_found(name: str) -> APIError:
+    """NOT_FOUND for an Image."""
+    return APIError(404, NOT_FOUND, f"no image named {name!r}")
+
+
+async def find_image(name: str) -> Image:
+    """An Image by name: from the cache, or (just created, not cached yet) from the API server; NOT_FOUND otherwise."""
+    image = gateway().images.get(name)
+    if image is not None:
+        return image
+    try:
+        return await gateway().kube.resources(Image).get(name)
+    except NotFound:
+        raise image_not_found(name) from None

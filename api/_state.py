@@ -1,6 +1,6 @@
 """What a running gateway holds: the Kubernetes connection, watch caches, token machinery, encoded bodies.
 
-Reads are answered from the Host and VirtualMachine watch caches; the list
+Reads are answered from the Host, VirtualMachine, Migration and Image watch caches; the list
 bodies are encoded once per cache generation and then served as bytes
 (:mod:`._bodies`).
 """
@@ -16,13 +16,13 @@ from quart import current_app
 
 from vapor.kube import Informer, Kube
 from vapor.loginguard import LoginGuard
-from vapor.model import Host, Migration, VirtualMachine
+from vapor.model import Host, Image, Migration, VirtualMachine
 
 from ._bodies import ListBody
 from ._impersonation import UserConnections
 from ._refresh import RefreshStore
 from ._tokens import TokenSigner, load_signing_key
-from ._views import host_view, vm_view
+from ._views import host_view, image_view, vm_view
 
 log = logging.getLogger("vapor.gateway")
 
@@ -42,8 +42,10 @@ class Gateway:
         self.hosts: Informer[Host] = Informer(kube, Host)
         self.vms: Informer[VirtualMachine] = Informer(kube, VirtualMachine)
         self.migrations: Informer[Migration] = Informer(kube, Migration)
+        self.images: Informer[Image] = Informer(kube, Image)
         self.host_bodies = ListBody(self.hosts, host_view, "hosts")
         self.vm_bodies = ListBody(self.vms, vm_view, "vms")
+        self.image_bodies = ListBody(self.images, image_view, "images")
         self.signer: TokenSigner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.refresh = RefreshStore(
@@ -75,6 +77,7 @@ class Gateway:
             await gateway.hosts.start()
             await gateway.vms.start()
             await gateway.migrations.start()
+            await gateway.images.start()
             gateway._sweeper = asyncio.create_task(gateway._sweep(float(config["REFRESH_SWEEP_INTERVAL"])))
         except BaseException:
             await gateway.close()
@@ -102,6 +105,7 @@ class Gateway:
         await self.hosts.stop()
         await self.vms.stop()
         await self.migrations.stop()
+        await self.images.stop()
         await self.users.close()
         await self.kube.close()
 

@@ -1,13 +1,14 @@
-"""How a Host and a VirtualMachine read over REST: flat, snake_case, with every field of the contract."""
+"""How Hosts, VirtualMachines, Migrations and Images read over REST: flat, snake_case, every field of the contract."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from vapor.model import Host, Migration, VirtualMachine, find_host, quantity_bytes
+from vapor.model import Host, Image, Migration, VirtualMachine, find_host, quantity_bytes
 from vapor.model.names import REQUESTED_BY_ANNOTATION, ConditionType
 
+from ._imageschema import ImageHostView, ImageView
 from ._migrationschema import MigrationProgressView, MigrationView
 from ._schema import HostState, HostView
 from ._vmschema import VMView
@@ -144,4 +145,28 @@ def migration_view(m: Migration, hosts: Mapping[str, Host], vm: VirtualMachine |
         requested_by=(m.metadata.annotations or {}).get(REQUESTED_BY_ANNOTATION),
         created_at=_time(m.metadata.creation_timestamp),
         deleting=m.metadata.deletion_timestamp is not None,
+    )
+
+
+def image_view(image: Image) -> ImageView:
+    """The REST form of an Image."""
+    spec, status = image.spec, image.status
+    return ImageView(
+        id=image.metadata.uid or "",
+        name=image.name,
+        source=_dump(spec.source),
+        checksum=spec.checksum,
+        format=spec.format,
+        prefetch=_dump(spec.prefetch),
+        phase=image.phase or "Pending",
+        ready_hosts=(status.ready_hosts or 0) if status else 0,
+        size=status.size if status else None,
+        virtual_size=status.virtual_size if status else None,
+        sha256=status.sha256 if status else None,
+        fetch_hosts=(status.fetch_hosts or []) if status else [],
+        hosts=[ImageHostView.model_validate(_dump(h)) for h in (status.hosts or [])] if status else [],
+        conditions=[_dump(c) for c in (status.conditions or [])] if status else [],
+        requested_by=(image.metadata.annotations or {}).get(REQUESTED_BY_ANNOTATION),
+        created_at=_time(image.metadata.creation_timestamp),
+        deleting=image.metadata.deletion_timestamp is not None,
     )

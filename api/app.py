@@ -15,10 +15,12 @@ from . import (
     _clients,
     _metrics,
     _ratelimit,
+    _uploads,
     auth,
     containers,
     docker,
     hosts,
+    images,
     kubernetes,
     logs,
     migrations,
@@ -55,6 +57,7 @@ DEFAULTS: dict[str, Any] = {
     "SIGNING_KEY_SECRET": "vapor-gateway-signing-key",
     "ACTION_TIMEOUT": 30.0,  # seconds a power action waits for the agent, unless ?wait= says otherwise
     "MAX_CONTENT_LENGTH": 10 << 20,  # bytes of a logged-in user's request body (413 above it; see _bodysize)
+    "UPLOAD_MAX_BYTES": 64 << 30,  # bytes of one image upload, streamed to a host (413 above it; see _uploads)
     "AUTH_MAX_BODY": 8 << 10,  # bytes of a login or refresh body, and of any body without a valid token
     "DEFAULT_HOST": None,  # host (id or name) of host-scoped endpoints called without ?host=
     "RATE_LIMIT": 100,  # requests per minute per client address, as the contract says (0: no limit)
@@ -80,14 +83,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         security_schemes={"bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT")},
         redoc_ui_path=None,
         scalar_ui_path=None,
+        openapi_provider_class=_uploads.RawBodiesOpenAPI,  # the upload's body is bytes, not JSON
     )
     _clients.install(app)
     app.json = OrjsonProvider(app)
     _bodysize.install(app)  # JSON requests, their body limit chosen by path and token
+    _uploads.install(app)  # image uploads: streamed with backpressure, never held whole
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(hosts.blueprint)
     app.register_blueprint(vms.blueprint)
     app.register_blueprint(migrations.blueprint)
+    app.register_blueprint(images.blueprint)
     app.register_blueprint(containers.blueprint)
     app.register_blueprint(docker.blueprint)
     app.register_blueprint(kubernetes.blueprint)

@@ -13,10 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vapor.model import Image, ImageStatus, Migration, VirtualMachine
-from vapor.model.image import ImageHostStatus, images_of
+from vapor.model.image import ImageHostStatus, named, used_by
 
-# How many VMs a message names before it only counts the rest.
-NAMED_IN_MESSAGE = 5
 # Host phases of a copy that is still coming (the agent is at work on it).
 IN_PROGRESS = ("Pending", "Fetching", "Verifying")
 
@@ -68,19 +66,6 @@ def failure(image: Image) -> str | None:
     return "; ".join(f"{h.host}: {h.reason or 'Failed'}" + (f" ({h.message})" if h.message else "") for h in failed)
 
 
-def users(name: str, vms: Iterable[VirtualMachine]) -> list[VirtualMachine]:
-    """The VMs whose disks use the Image ``name`` (being deleted or not), by namespace and name."""
-    found = [vm for vm in vms if name in images_of(vm)]
-    return sorted(found, key=lambda vm: (vm.metadata.namespace or "", vm.name))
-
-
-def named(vms: list[VirtualMachine]) -> str:
-    """The first few VMs as namespace/name, and how many more: "ns/a, ns/b and 3 more"."""
-    shown = ", ".join(f"{vm.metadata.namespace}/{vm.name}" for vm in vms[:NAMED_IN_MESSAGE])
-    more = len(vms) - NAMED_IN_MESSAGE
-    return shown + (f" and {more} more" if more > 0 else "")
-
-
 @dataclass(frozen=True)
 class InUse:
     """The InUse condition of an Image: status, reason and message."""
@@ -106,7 +91,7 @@ def fetch_hosts(name: str, vms: Iterable[VirtualMachine], migrations: Iterable[M
     A migration counts from the moment the operator names its target (its
     ImageReady pre-flight, in phase Pending) until it ends.
     """
-    using = {(vm.metadata.namespace or "", vm.name): vm for vm in users(name, vms)}
+    using = {(vm.metadata.namespace or "", vm.name): vm for vm in used_by(name, vms)}
     wanted = {vm.host for vm in using.values() if vm.host}
     for m in migrations:
         moving = (m.metadata.namespace or "", m.spec.vm_name) in using

@@ -23,7 +23,7 @@ import kopf
 
 from vapor.kube import Conflict, NotFound
 from vapor.model import GROUP, VERSION, Condition, Image, ImageStatus, MetadataPatch, Migration, VirtualMachine
-from vapor.model.image import images_of
+from vapor.model.image import images_of, used_by
 from vapor.model.names import IMAGE_FINALIZER, ConditionType
 
 from . import image_rules
@@ -92,7 +92,7 @@ async def _sync(ledger: Ledger, image: Image) -> Image:
             field_manager=FIELD_MANAGER,
         )
         ledger.wrote(image)
-    using = image_rules.users(image.name, ledger.vms())
+    using = used_by(image.name, ledger.vms())
     fetch = image_rules.fetch_hosts(image.name, ledger.vms(), ledger.migrations())
     current, wanted = owned_status(image), wanted_status(image, using, fetch)
     if wanted.to_apply() != current.to_apply():

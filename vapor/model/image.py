@@ -11,6 +11,7 @@ cached copy, so the image itself is never written.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import ConfigDict, Field, JsonValue
@@ -223,6 +224,23 @@ class Image(Resource[ImageSpec, ImageStatus]):
         return [h.host for h in (self.status.hosts or []) if h.phase == "Ready"] if self.status else []
 
 
+# How many VMs a message names before it only counts the rest.
+NAMED_IN_MESSAGE = 5
+
+
 def images_of(vm: VirtualMachine) -> list[str]:
     """Names of the Images ``vm``'s disks use (overlays and CD-ROMs), each once, in disk order."""
     return list(dict.fromkeys(d.image for d in vm.spec.disks or [] if d.image))
+
+
+def used_by(image: str, vms: Iterable[VirtualMachine]) -> list[VirtualMachine]:
+    """The VMs whose disks use the Image named ``image`` (being deleted or not), by namespace and name."""
+    found = [vm for vm in vms if image in images_of(vm)]
+    return sorted(found, key=lambda vm: (vm.metadata.namespace or "", vm.name))
+
+
+def named(vms: list[VirtualMachine]) -> str:
+    """The first few VMs as namespace/name, and how many more: "ns/a, ns/b and 3 more"."""
+    shown = ", ".join(f"{vm.metadata.namespace}/{vm.name}" for vm in vms[:NAMED_IN_MESSAGE])
+    more = len(vms) - NAMED_IN_MESSAGE
+    return shown + (f" and {more} more" if more > 0 else "")
