@@ -7,12 +7,15 @@ import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from vapor.logs import add_format_flag
 from vapor.model import names, quantity_bytes
 
 from .host.address import join_bind, node_address
 from .host.migrationpki import MigrationPKI, Transport
+
+DomainType = Literal["auto", "kvm", "qemu"]
 
 DEFAULT_STATE_DIR = Path("/var/lib/vapor")
 NODE_API_PORT = 9443  # the node-local API's port when --api-bind is not given
@@ -59,6 +62,7 @@ class AgentConfig:
     migration_pki_dir: Path | None = None  # the migration certificates (None: <state_dir>/pki)
     image_dirs: tuple[Path, ...] | None = None  # where path disks may be (None: <state_dir>/images, libvirt's)
     block_devices: tuple[str, ...] = ()  # block devices a path disk may name (the node admin's list)
+    domain_type: DomainType = "auto"  # kvm or qemu (TCG) domains; auto: kvm when QEMU may use it
 
     @property
     def disk_image_dirs(self) -> tuple[Path, ...]:
@@ -222,6 +226,13 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         help="a block device a VM disk may name by path, e.g. /dev/disk/by-id/... (repeatable; default: none)",
     )
+    p.add_argument(
+        "--domain-type",
+        choices=("auto", "kvm", "qemu"),
+        default=os.environ.get("VAPOR_DOMAIN_TYPE", "auto"),
+        help="libvirt domain type of VMs: kvm, qemu (TCG emulation, for a KVM that cannot run the guests), "
+        "or auto: kvm when libvirt offers it and QEMU may open /dev/kvm (default $VAPOR_DOMAIN_TYPE, else auto)",
+    )
     p.add_argument("--log-level", default=os.environ.get("VAPOR_LOG_LEVEL", "INFO"))
     add_format_flag(p)
     return p
@@ -284,4 +295,5 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         migration_pki_dir=args.migration_pki_dir,
         image_dirs=tuple(args.image_dirs) if args.image_dirs else None,
         block_devices=tuple(args.block_devices),
+        domain_type=args.domain_type,
     )

@@ -61,7 +61,8 @@ class VMController(NodeController[VirtualMachine]):
     async def start(self) -> None:
         """Learn the domain type, start watching VMs and domains, and reconcile everything once."""
         caps = await self.libvirt.call(self.libvirt.connection().getCapabilities)
-        self.domain_type = "kvm" if kvm_usable(caps) else "qemu"
+        auto = "kvm" if kvm_usable(caps) else "qemu"
+        self.domain_type = auto if self.config.domain_type == "auto" else self.config.domain_type
         self.libvirt.on_lifecycle(self._on_domain_event)
         self.libvirt.on_agent_lifecycle(self._on_agent_event)
         await self.watch()

@@ -1,0 +1,110 @@
+"""The agent runs the Debian test guest with cloud-init and reports where to reach it (marker guest).
+
+A real agent on a Testbed host runs a VM placed on its node (the operator's
+placement stood in for, as in tests/agent): its disk a qcow2 overlay on the
+staged image, a NIC on the host's NAT network, cloudInit with a hostname and
+the test's SSH key. The test waits for status.addresses and AgentConnected,
+then SSHes in and checks the hostname and the key: the seed the agent wrote
+is what cloud-init applied, and the addresses are the guest agent's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from vapor.devenv import ControlPlane
+from vapor.kube import Kube
+from vapor.model import VirtualMachine, names
+
+from ..agent.conftest import place_vm, remove_domains
+from ..conftest import Kubectl
+from ..support.agent import AgentProcess
+from ..support.guest import SshKey, create_overlay, kvm_runs_linux, ssh, wait_for_ssh
+from ..support.wait import eventually
+from .conftest import GuestHost
+
+pytestmark = pytest.mark.guest
+
+BOOT_TIMEOUT = 300  # under TCG on two shared cores (see test_guest_boot)
+
+
+@pytest.fixture
+def guest_agent(
+    guest_host: GuestHost, control_plane: ControlPlane, namespace: str, kubectl: Kubectl
+) -> Iterator[AgentProcess]:
+    """An agent of its own node on the Testbed host; its VMs' domains and finalizers removed afterwards."""
+    folder = guest_host.folder / f"agent-{uuid.uuid4().hex[:6]}"
+    folder.mkdir(mode=0o755)
+    agent = AgentProcess(
+        control_plane.kubeconfig,
+        f"vtest-guest-{uuid.uuid4().hex[:6]}",
+        folder / "state",
+        lease_namespace=namespace,
+        libvirt_uri=guest_host.host.uri,
+        extra_args=("--domain-type", "kvm" if kvm_runs_linux() else "qemu", *guest_host.host.agent_args()),
+        image_dirs=(folder,),
+    )
+    try:
+        yield agent.start()
+    finally:
+        agent.stop()
+        unfinalized = '{"metadata":{"finalizers":null}}'
+        for obj in kubectl("get", "vvm", "-n", namespace, "-o", "name", check=False).stdout.split():
+            kubectl("patch", "-n", namespace, obj, "--type=merge", "-p", unfinalized, check=False)
+        remove_domains(guest_host.conn, f"{namespace}_")
+        kubectl("delete", "--ignore-not-found", "--wait=false", f"hosts.vapor.io/{agent.node_name}", check=False)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.mark.timeout(900)
+async def test_the_agent_boots_the_guest_with_cloud_init_and_reports_its_agents_addresses(
+    guest_host: GuestHost, guest_agent: AgentProcess, guest_key: SshKey, control_plane: ControlPlane, namespace: str
+) -> None:
+    hostname = f"vg-{uuid.uuid4().hex[:8]}"
+    overlay = guest_agent.state_dir.parent / "root.qcow2"
+    create_overlay(guest_host.base, overlay)
+    kube = await Kube.connect(str(control_plane.kubeconfig))
+    try:
+        await place_vm(
+            kube,
+            namespace,
+            "guest",
+            guest_agent.node_name,
+            memory="512Mi",
+            disks=[{"name": "root", "path": str(overlay)}],
+            networks=[{"name": "nic0", "type": "network", "source": guest_host.network.name}],
+            cloud_init={"hostname": hostname, "ssh_authorized_keys": [guest_key.public]},
+        )
+
+        async def reachable() -> VirtualMachine | None:
+            vm = await kube.resources(VirtualMachine).get("guest", namespace)
+            connected = vm.condition(names.ConditionType.AGENT_CONNECTED)
+            if vm.status and vm.status.addresses and connected is not None and connected.status == "True":
+                return vm
+            return None
+
+        try:
+            vm = await eventually(reachable, BOOT_TIMEOUT, "the guest agent's addresses in the VM's status")
+        except AssertionError:
+            print(guest_agent.log()[-20000:])
+            raise
+    finally:
+        await kube.close()
+
+    assert vm.status is not None and vm.status.addresses and vm.status.interfaces
+    address = next(a for a in vm.status.addresses if guest_host.network.contains(a))
+    nic = next(i for i in vm.status.interfaces if any(a.startswith(address + "/") for a in i.addresses))
+    assert nic.source == "agent" and nic.name and nic.name != "lo" and nic.mac
+    assert all(i.name != "lo" for i in vm.status.interfaces)
+    assert not any(a.startswith(("127.", "fe80:", "::1")) for a in vm.status.addresses)
+
+    netns = guest_host.host.netns
+    assert wait_for_ssh(address, guest_key, netns=netns, timeout=BOOT_TIMEOUT) == hostname
+    who = ssh(address, guest_key, "id -un; cat ~/.ssh/authorized_keys", netns=netns)
+    assert who.returncode == 0, who.stderr
+    user, *keys = who.stdout.splitlines()
+    assert user == "debian" and guest_key.public in keys
