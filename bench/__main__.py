@@ -5,13 +5,25 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import agent_idle, controlplane, gateway, guest_boot, journal_logs, login, migration, vm_start, ws_metrics
+from . import (
+    agent_idle,
+    controlplane,
+    gateway,
+    guest_boot,
+    images,
+    journal_logs,
+    login,
+    migration,
+    vm_start,
+    ws_metrics,
+)
 
 BENCHMARKS = {
     "agent_idle": agent_idle.main,
     "controlplane": controlplane.main,
     "gateway": gateway.main,
     "guest_boot": guest_boot.main,
+    "images": images.main,
     "journal_logs": journal_logs.main,
     "login": login.main,
     "migration": migration.main,

@@ -19,6 +19,7 @@ from ._config import AgentConfig
 from ._metrics import MetricsServer
 from .controllers.heartbeat import Heartbeat
 from .controllers.host import HostReporter
+from .controllers.images import ImageController
 from .controllers.migration import MigrationController
 from .controllers.mounts import MountController
 from .controllers.network import NetworkReconciler
@@ -26,6 +27,7 @@ from .controllers.vms import VMController
 from .host import format as _format
 from .host import hostid as _hostid
 from .host.blockevents import BlockDeviceEvents
+from .host.imagecache import ImageCache
 from .host.libvirt import Libvirt
 from .nodeapi.server import NodeAPI
 
@@ -47,6 +49,8 @@ class Agent:
         self.nodeapi: NodeAPI | None = None
         self.network: NetworkReconciler | None = None
         self.mounts: MountController | None = None
+        self.cache = ImageCache(config.images_cache_dir, reserve=config.image_reserve, fetches=config.image_fetches)
+        self.images: ImageController | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.started = False
 
@@ -81,8 +85,14 @@ class Agent:
         )
         self.heartbeat.owner = lambda: reporter.host  # follows the Host if it is deleted and made again
         await reporter.watch()
+        self.images = images = ImageController(
+            self.kube, config, self.cache, lambda: reporter.host, lambda: self._vm_disks()
+        )
+        await images.start()
+        if reporter.informer is not None:  # a label change may select Images for prefetch
+            reporter.informer.on_change(lambda _event: images.resync_all())
         if config.api_bind:  # after the Host exists: the server publishes its endpoint there
-            self.nodeapi = NodeAPI(config, self.kube, host=lambda: reporter.host)
+            self.nodeapi = NodeAPI(config, self.kube, host=lambda: reporter.host, images=images)
             await self.nodeapi.start()
         self._tasks = [
             # Listening before the first inventory: a disk attached after it is an event, not a wait for a scan.
@@ -94,7 +104,7 @@ class Agent:
         if reporter.informer is not None:  # a spec edit starts a network pass at once
             reporter.informer.on_change(lambda _event: self.network.wake() if self.network else None)
         self._tasks.append(asyncio.create_task(self.network.run(), name="network"))
-        self.vms = VMController(self.kube, config, self.libvirt)
+        self.vms = VMController(self.kube, config, self.libvirt, images=images)
         await self.vms.start()
         self.migrations = MigrationController(self.kube, config, self.libvirt)
         await self.migrations.start()
@@ -143,6 +153,8 @@ class Agent:
             await self.migrations.stop()
         if self.vms is not None:
             await self.vms.stop()
+        if self.images is not None:
+            await self.images.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -63,6 +63,9 @@ class AgentConfig:
     image_dirs: tuple[Path, ...] | None = None  # where path disks may be (None: <state_dir>/images, libvirt's)
     block_devices: tuple[str, ...] = ()  # block devices a path disk may name (the node admin's list)
     domain_type: DomainType = "auto"  # kvm or qemu (TCG) domains; auto: kvm when QEMU may use it
+    image_cache_dir: Path | None = None  # the content-addressed cache of Images (None: <state_dir>/image-cache)
+    image_reserve: int = 2 * 2**30  # an image fetch never leaves the cache's filesystem with less free than this
+    image_fetches: int = 2  # Image fetches at once on this host
 
     @property
     def disk_image_dirs(self) -> tuple[Path, ...]:
@@ -75,6 +78,11 @@ class AgentConfig:
     def migration_pki(self) -> MigrationPKI:
         """The folder of this node's migration certificates (see vapor.agent.host.migrationpki)."""
         return MigrationPKI(self.migration_pki_dir or self.state_dir / "pki")
+
+    @property
+    def images_cache_dir(self) -> Path:
+        """Where fetched Images are kept, named by their sha256 (never an image folder: path disks are written)."""
+        return self.image_cache_dir or self.state_dir / "image-cache"
 
     @property
     def disks_dir(self) -> Path:
@@ -233,6 +241,20 @@ def _parser() -> argparse.ArgumentParser:
         help="libvirt domain type of VMs: kvm, qemu (TCG emulation, for a KVM that cannot run the guests), "
         "or auto: kvm when libvirt offers it and QEMU may open /dev/kvm (default $VAPOR_DOMAIN_TYPE, else auto)",
     )
+    p.add_argument(
+        "--image-cache-dir",
+        type=Path,
+        default=None,
+        help="where Images are fetched to, one file per sha256 (default <state-dir>/image-cache); keep it out "
+        "of the --image-dir folders",
+    )
+    p.add_argument(
+        "--image-reserve",
+        default="2Gi",
+        help="free space an Image fetch must leave on the cache's filesystem; a larger image is Refused "
+        "(reason InsufficientStorage)",
+    )
+    p.add_argument("--image-fetches", type=int, default=2, help="Image fetches at once on this host")
     p.add_argument("--log-level", default=os.environ.get("VAPOR_LOG_LEVEL", "INFO"))
     add_format_flag(p)
     return p
@@ -296,4 +318,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         image_dirs=tuple(args.image_dirs) if args.image_dirs else None,
         block_devices=tuple(args.block_devices),
         domain_type=args.domain_type,
+        image_cache_dir=args.image_cache_dir,
+        image_reserve=quantity_bytes(args.image_reserve),
+        image_fetches=max(1, args.image_fetches),
     )

@@ -29,11 +29,13 @@ from .._config import AgentConfig
 from ..host import domain as _domain
 from ..host.diskpaths import DiskPathRefused, allowed_sources
 from ..host.hypervisor import kvm_usable
-from ..host.images import DiskMissing, ImageFailed, ensure_disks
+from ..host.images import DiskMissing, DiskTooSmall, ImageFailed, ensure_disks
 from ..host.libvirt import EVENT_NAMES, Libvirt
 from . import guestinfo
 from . import vmstatus as _vmstatus
+from .images import ImageController
 from .loop import NodeController
+from .vmimages import ImageWait, image_ready_of, images_for, waiting_status
 from .vmseed import Seed, Seeds
 from .vmstatus import ACTIVE, OFF, RUNNING, VMError, phase_of, ready_of
 
@@ -45,9 +47,20 @@ CONTROLLER = "agent"
 class VMController(NodeController[VirtualMachine]):
     """Keeps the libvirt domains of this node's VirtualMachines as their resources ask."""
 
-    def __init__(self, kube: Kube, config: AgentConfig, libvirt_conn: Libvirt, *, workers: int = 4) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        config: AgentConfig,
+        libvirt_conn: Libvirt,
+        *,
+        workers: int = 4,
+        images: ImageController | None = None,
+    ) -> None:
         super().__init__(kube, VirtualMachine, config)
         self.libvirt = libvirt_conn
+        self.images = images  # the host's Images, for disks[].image
+        if images is not None:
+            images.listeners.append(self._image_changed)
         self.vms = kube.resources(VirtualMachine)
         self.seeds = Seeds(kube, libvirt_conn, config.disks_dir)
         self.domain_type = "qemu"
@@ -84,6 +97,12 @@ class VMController(NodeController[VirtualMachine]):
             log.info(what, extra={"vm": "/".join(key), **extra})
             self.queue.add(key)
 
+    def _image_changed(self, image: str) -> None:
+        """An Image's copy here moved on: the VMs waiting for it look again."""
+        for vm in self.informer.items():
+            if any(d.image == image for d in vm.spec.disks or []):
+                self.queue.add(key_of(vm))
+
     async def _report_orphans(self) -> None:
         """Log Vapor domains whose VM this node does not hold (they are left alone)."""
         known = {vm.metadata.uid for vm in self.informer.items()}
@@ -119,6 +138,12 @@ class VMController(NodeController[VirtualMachine]):
             self._failures.pop(key, None)
         except Conflict:
             self.queue.add_after(key, 0.2)  # the cache is behind; the watch brings the fresh object
+        except ImageWait as wait:
+            if wait.failed:
+                await self._failed(vm, wait.failure())
+            else:  # progress wakes it too (the Image controller's listener)
+                await self._apply_status(vm, waiting_status(vm, wait, self._restarted.get(vm.metadata.uid or "")))
+                self.queue.add_after(key, 10.0)
         except VMError as exc:
             if not self.libvirt.alive():
                 self._retry(key)
@@ -162,6 +187,7 @@ class VMController(NodeController[VirtualMachine]):
                 phase=await self._phase_now(vm, "Pending" if exc.waiting else "Failed", exc.leaves_domain),
                 ready=("False", exc.reason, exc.message),
                 restart_done=self._restarted.get(vm.metadata.uid or ""),
+                others=[exc.condition] if exc.condition else image_ready_of(vm),
             )
             await self._apply_status(vm, failed)
         except KubeError as err:
@@ -234,11 +260,14 @@ class VMController(NodeController[VirtualMachine]):
             return dom
         try:
             sources = allowed_sources(self.config, vm)  # before anything is made or handed to libvirt
-            await ensure_disks(vm, self.config.disks_dir)
+            images = await images_for(vm, self.images)
+            await ensure_disks(vm, self.config.disks_dir, images)
         except DiskPathRefused as exc:
             raise VMError(exc.reason, exc.message) from None
         except DiskMissing as exc:
             raise VMError("DiskMissing", str(exc)) from None
+        except DiskTooSmall as exc:
+            raise VMError("DiskTooSmall", str(exc)) from None
         except ImageFailed as exc:
             raise VMError("DiskCreateFailed", str(exc)) from None
         uuid = await self.libvirt.call(dom.UUIDString) if dom is not None else None
@@ -250,6 +279,7 @@ class VMController(NodeController[VirtualMachine]):
             uuid=uuid,
             sources=sources,
             seed=seed.path if seed is not None else None,
+            images=images,
         )
         try:
             new = await self.libvirt.call(self.libvirt.connection().defineXML, xml)
@@ -355,6 +385,10 @@ class VMController(NodeController[VirtualMachine]):
             await asyncio.to_thread(shutil.rmtree, created)
         self._stop_deadline.pop(uid, None)
         self._restarted.pop(uid, None)
+        if self.images is not None:  # an Image being deleted may wait for this VM's overlay to go
+            for disk in vm.spec.disks or []:
+                if disk.image:
+                    self.images.queue.add(disk.image)
         finalizers = [f for f in vm.metadata.finalizers or [] if f != names.VM_FINALIZER]
         await self.vms.patch(
             vm.name,
@@ -383,7 +417,10 @@ class VMController(NodeController[VirtualMachine]):
             addresses=guest.addresses if guest else None,
             interfaces=guest.interfaces if guest else None,
             restart_done=self._restarted.get(uid),
-            others=[c for c in (seed, guest.condition() if guest else None) if c is not None],
+            others=[
+                *(c for c in (seed, guest.condition() if guest else None) if c is not None),
+                *image_ready_of(vm),
+            ],
         )
         await self._apply_status(vm, status)
 

@@ -1,8 +1,9 @@
 """What a VirtualMachine's status says, decided from its domain's state: plain functions, no I/O.
 
 The agent owns phase, domainUuid, addresses, interfaces, lastRestartRequest,
-observedGeneration and the Ready, RestartRequired and AgentConnected conditions; status.host, status.hostId and
-the Scheduled condition belong to the operator and are never written here.
+observedGeneration and the Ready, RestartRequired, AgentConnected and ImageReady
+conditions; status.host, status.hostId and the Scheduled condition belong to
+the operator and are never written here.
 """
 
 from __future__ import annotations
@@ -27,14 +28,24 @@ class VMError(Exception):
 
     ``waiting``: for something that may yet come (a Secret): the VM is Pending, and looked at again soon.
     ``leaves_domain``: the domain was not touched, so a running one is reported as it runs (not Failed).
+    ``condition``: another condition the failure sets (ImageReady False for an Image unusable here).
     """
 
-    def __init__(self, reason: str, message: str, *, waiting: bool = False, leaves_domain: bool = False) -> None:
+    def __init__(
+        self,
+        reason: str,
+        message: str,
+        *,
+        waiting: bool = False,
+        leaves_domain: bool = False,
+        condition: Other | None = None,
+    ) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
         self.waiting = waiting
         self.leaves_domain = leaves_domain
+        self.condition = condition
 
 
 def phase_of(state: int | None, strategy: str, stopping: bool) -> VMPhase:
@@ -96,7 +107,12 @@ def build(
 
 # The conditions the agent writes on a VM (the operator's Scheduled is not among them).
 AGENT_CONDITIONS = frozenset(
-    {names.ConditionType.READY, names.ConditionType.RESTART_REQUIRED, names.ConditionType.AGENT_CONNECTED}
+    {
+        names.ConditionType.READY,
+        names.ConditionType.RESTART_REQUIRED,
+        names.ConditionType.AGENT_CONNECTED,
+        names.ConditionType.IMAGE_READY,
+    }
 )
 
 

@@ -105,15 +105,17 @@ def allowed_sources(config: AgentConfig, vm: VirtualMachine, *, missing_ok: bool
     """
     sources: dict[str, DiskSource] = {}
     for disk in vm.spec.disks or []:
-        if disk.size is not None:
+        if disk.size is not None or disk.image is not None:
             continue
         try:
-            sources[disk.name] = resolve_disk_path(
+            sources[disk.name] = found = resolve_disk_path(
                 disk.path or "",
                 image_dirs=config.disk_image_dirs,
                 block_devices=config.block_devices,
                 disks_dir=config.disks_dir,
             )
+            if _inside(found.path, config.images_cache_dir):
+                raise DiskPathRefused(REFUSED, f"{disk.path} is in the Image cache; name the Image (disks[].image)")
         except DiskPathRefused as exc:
             if not (missing_ok and exc.reason == MISSING):
                 raise DiskPathRefused(exc.reason, f"disk {disk.name}: {exc.message}") from None

@@ -19,6 +19,7 @@ from vapor.model import VirtualMachine, quantity_bytes
 from vapor.model.virtualmachine import DiskSpec
 
 from .diskpaths import DiskSource
+from .imagecache import CachedImage
 
 METADATA_NS = "https://vapor.io/xmlns/domain/v1alpha1"
 METADATA_PREFIX = "vapor"
@@ -95,6 +96,70 @@ def image_format(path: Path) -> str:
         return "raw"
 
 
+def nvram_path(storage_dir: Path, uid: str) -> Path:
+    """The UEFI variables of a VM (firmware uefi), in its own folder: removed with its disks."""
+    return storage_dir / uid / "VARS.fd"
+
+
+@dataclass(frozen=True)
+class DiskFile:
+    """Where a disk's bytes are on this host."""
+
+    path: Path
+    format: str
+    block: bool
+
+
+def _disk_file(
+    disk: DiskSpec,
+    storage_dir: Path,
+    uid: str,
+    sources: Mapping[str, DiskSource] | None,
+    images: Mapping[str, CachedImage] | None,
+) -> DiskFile:
+    """The file (or device) a disk is on this host, and its format."""
+    if disk.image is not None and disk.cdrom:
+        cached = (images or {}).get(disk.name)
+        if cached is None:
+            raise ValueError(f"disk {disk.name}: Image {disk.image} is not cached on this host")
+        return DiskFile(cached.path, "qcow2" if cached.format == "qcow2" else "raw", False)
+    if disk.image is not None or disk.size is not None:  # an overlay on an Image, or a new image
+        return DiskFile(created_disk_path(storage_dir, uid, disk), "qcow2", False)
+    given = (sources or {}).get(disk.name) or DiskSource(disk.path or "", False)
+    path = Path(given.path)
+    return DiskFile(path, "raw" if given.block else image_format(path), given.block)
+
+
+def _disk(devices: ET.Element, disk: DiskSpec, file: DiskFile, counts: dict[str, int]) -> None:
+    """The <disk> of one VM disk, named after it (alias ua-disk-<name>); a CD-ROM is read-only, on sata."""
+    bus = "sata" if disk.cdrom and disk.bus == "virtio" else disk.bus  # virtio has no CD-ROM
+    prefix = _TARGET_PREFIX[bus]
+    index = counts.get(prefix, 0)
+    counts[prefix] = index + 1
+    el = _sub(devices, "disk", type="block" if file.block else "file", device="cdrom" if disk.cdrom else "disk")
+    _sub(el, "driver", name="qemu", type=file.format)
+    _sub(el, "source", **({"dev": str(file.path)} if file.block else {"file": str(file.path)}))
+    _sub(el, "target", dev=prefix + chr(ord("a") + index), bus=bus)
+    _sub(el, "alias", name=f"ua-disk-{disk.name}")
+    if disk.read_only or disk.cdrom:
+        _sub(el, "readonly")
+    if disk.boot_order:
+        _sub(el, "boot", order=str(disk.boot_order))
+
+
+def _firmware(os_el: ET.Element, vm: VirtualMachine, storage_dir: Path) -> None:
+    """UEFI firmware: OVMF chosen by libvirt from the host's descriptors, without secure boot.
+
+    The VM's NVRAM is in its own folder (removed with its disks).
+    """
+    if vm.spec.firmware != "uefi":
+        return
+    os_el.set("firmware", "efi")
+    firmware = _sub(os_el, "firmware")
+    _sub(firmware, "feature", enabled="no", name="secure-boot")
+    _sub(os_el, "nvram", str(nvram_path(storage_dir, vm.metadata.uid or "")))
+
+
 def _sub(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
     el = ET.SubElement(parent, tag, attrs)
     if text is not None:
@@ -111,12 +176,16 @@ def build_xml(
     uuid: str | None = None,
     sources: Mapping[str, DiskSource] | None = None,
     seed: Path | None = None,
+    images: Mapping[str, CachedImage] | None = None,
 ) -> str:
     """The domain XML for ``vm`` (keeping ``uuid`` when redefining an existing domain).
 
     ``sources``: the path disks as this node resolved and allowed them (see
     diskpaths), by disk name; a path disk without one is taken as the file
     its spec names. ``seed``: the cloud-init seed ISO, attached as a read-only CD-ROM.
+    ``images``: the cached Images of the image disks, by disk name (a CD-ROM of
+    an Image is that file itself; other image disks are their overlays, kept
+    like size-disks).
     """
     ns, name, uid = vm.metadata.namespace or "", vm.name, vm.metadata.uid or ""
     spec = vm.spec
@@ -138,8 +207,11 @@ def build_xml(
     os_el = _sub(root, "os")
     _sub(os_el, "type", "hvm", arch=arch)
     disks = spec.disks or []
+    _firmware(os_el, vm, storage_dir)
     if not any(d.boot_order for d in disks):
         _sub(os_el, "boot", dev="hd")
+        if any(d.cdrom for d in disks):
+            _sub(os_el, "boot", dev="cdrom")  # an empty disk and an installer ISO: the ISO boots
     features = _sub(root, "features")
     _sub(features, "acpi")  # a graceful shutdown is an ACPI power button press
     _sub(features, "apic")
@@ -149,25 +221,7 @@ def build_xml(
     devices = _sub(root, "devices")
     counts: dict[str, int] = {}
     for disk in disks:
-        given = (sources or {}).get(disk.name) or DiskSource(disk.path or "", False)
-        path = created_disk_path(storage_dir, uid, disk) if disk.size is not None else Path(given.path)
-        fmt = "qcow2" if disk.size is not None else image_format(path)
-        prefix = _TARGET_PREFIX[disk.bus]
-        index = counts.get(prefix, 0)
-        counts[prefix] = index + 1
-        block = disk.size is None and given.block
-        el = _sub(devices, "disk", type="block" if block else "file", device="disk")
-        _sub(el, "driver", name="qemu", type=fmt)
-        if block:
-            _sub(el, "source", dev=str(path))
-        else:
-            _sub(el, "source", file=str(path))
-        _sub(el, "target", dev=prefix + chr(ord("a") + index), bus=disk.bus)
-        _sub(el, "alias", name=f"ua-disk-{disk.name}")
-        if disk.read_only:
-            _sub(el, "readonly")
-        if disk.boot_order:
-            _sub(el, "boot", order=str(disk.boot_order))
+        _disk(devices, disk, _disk_file(disk, storage_dir, uid, sources, images), counts)
     for net in spec.networks or []:
         el = _sub(devices, "interface", type=net.type)
         if net.type == "network":

@@ -28,8 +28,9 @@ from vapor.kube import Kube
 from vapor.model import Host, names
 
 from .._config import AgentConfig
+from ..controllers.images import ImageController
 from ..host.address import join_bind, node_address, split_bind
-from . import accounts, containers, journal, storage, system, users, ws
+from . import accounts, containers, images, journal, storage, system, users, ws
 from .auth import TokenReviewer, auth_middleware
 from .context import NodeContext, RouteFactory
 from .endpoint import EndpointPublisher
@@ -46,6 +47,7 @@ ROUTES: tuple[RouteFactory, ...] = (
     journal.routes,
     containers.routes,
     storage.routes,
+    images.routes,  # PUT /images/{name}/upload (when the agent fetches Images)
     ws.routes,  # /ws/metrics, /ws/logs, /ws/terminal
 )
 MAX_BODY = 1 << 20
@@ -64,6 +66,7 @@ class NodeAPI:
         *,
         routes: Iterable[RouteFactory] = ROUTES,
         host: Callable[[], Host | None] | None = None,
+        images: ImageController | None = None,
     ) -> None:
         if not config.api_bind:
             raise ValueError("the node API is off (--api-bind '')")
@@ -76,7 +79,7 @@ class NodeAPI:
             client_max_size=MAX_BODY,
         )
         self.app.on_response_prepare.append(self._name_the_node)
-        self.node = NodeContext(config=config, kube=kube, app=self.app)
+        self.node = NodeContext(config=config, kube=kube, app=self.app, extras={"images": images} if images else {})
         for factory in routes:
             self.app.add_routes(factory(self.node))
         self.publisher = EndpointPublisher(kube, config.node_name, host)

@@ -246,3 +246,51 @@ def test_an_agent_token_bound_to_no_node_writes_nothing(
     answer = As.from_kubeconfig(config).patch(f"{VAPOR}/hosts/{a}/status", {"status": {"hostname": "x"}})
     assert answer.refused_by_policy, answer
     assert "names no node" in answer.message
+
+
+APPLY = "application/apply-patch+yaml"
+
+
+def test_agent_a_writes_only_its_own_entry_of_an_images_status(
+    kubectl: Kubectl, nodes: tuple[str, str], agent_a: As
+) -> None:
+    a, b = nodes
+    image = f"img-{uuid.uuid4().hex[:6]}"
+    kubectl.apply(
+        {
+            "apiVersion": "vapor.io/v1alpha1",
+            "kind": "Image",
+            "metadata": {"name": image},
+            "spec": {"source": {"upload": {}}, "format": "qcow2"},
+        }
+    )
+    try:
+        entry_b = {"host": b, "phase": "Ready", "sha256": "b" * 64}
+        kubectl(
+            "patch", "image", image, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"phase": "Ready", "hosts": [entry_b]}}),
+        )  # fmt: skip
+        path = f"{VAPOR}/images/{image}/status?fieldManager=vapor-agent-images.{a}&force=true"
+
+        def apply(hosts: list[dict[str, Any]], **status: Any) -> Answer:
+            body = {"apiVersion": "vapor.io/v1alpha1", "kind": "Image", "metadata": {"name": image}}
+            return agent_a.send("PATCH", path, {**body, "status": {"hosts": hosts, **status}}, APPLY)
+
+        own = apply([{"host": a, "phase": "Fetching", "percent": 40}])
+        assert own.status == 200, own
+        beyond = {
+            "B's entry": apply([{"host": b, "phase": "Failed", "reason": "ChecksumMismatch"}]),
+            "the Image's phase": apply([{"host": a, "phase": "Fetching"}], phase="Failed"),
+            "the hosts to fetch": apply([{"host": a, "phase": "Fetching"}], fetchHosts=[a]),
+            "B's entry removed": agent_a.patch(
+                f"{VAPOR}/images/{image}/status", {"status": {"hosts": [{"host": a, "phase": "Ready"}]}}
+            ),
+        }
+        let_through = {what: answer for what, answer in beyond.items() if not answer.refused_by_policy}
+        assert let_through == {}, "agent A changed what is not its own entry"
+        status = kubectl.get_json("image", image)["status"]
+        assert status["phase"] == "Ready"
+        assert {h["host"]: h["phase"] for h in status["hosts"]} == {a: "Fetching", b: "Ready"}
+        assert f"the agent of node {a} may write only its own entry" in beyond["B's entry"].message
+    finally:
+        kubectl("delete", "--ignore-not-found", "--wait=false", f"images.vapor.io/{image}")

@@ -29,6 +29,7 @@ INTERNAL_ERROR = "INTERNAL_ERROR"  # a bug or a surprise; the component's log ha
 AUTH_UNAVAILABLE = "AUTH_UNAVAILABLE"  # who the caller is cannot be checked now (login host, TokenReview)
 RUNTIME_ERROR = "RUNTIME_ERROR"  # a CRI runtime (containerd, CRI-O) refused or failed
 TIMEOUT = "TIMEOUT"  # the agent did not report a change in time
+INSUFFICIENT_STORAGE = "INSUFFICIENT_STORAGE"  # the host has no room for it (507: an image upload)
 
 # Between the gateway and an agent (the gateway's answers when it cannot get the agent's).
 AGENT_UNAVAILABLE = "AGENT_UNAVAILABLE"  # the Host publishes no usable node API
