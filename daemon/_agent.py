@@ -29,6 +29,7 @@ from .host import hostid as _hostid
 from .host.blockevents import BlockDeviceEvents
 from .host.imagecache import ImageCache
 from .host.libvirt import Libvirt
+from .host.migrationcsr import MigrationCertificate
 from .nodeapi.server import NodeAPI
 
 log = logging.getLogger("vapor.agent")
@@ -104,6 +105,16 @@ class Agent:
         if reporter.informer is not None:  # a spec edit starts a network pass at once
             reporter.informer.on_change(lambda _event: self.network.wake() if self.network else None)
         self._tasks.append(asyncio.create_task(self.network.run(), name="network"))
+        if config.migration_csr and config.migration_transport == "tls" and config.migration_address:
+            certificate = MigrationCertificate(
+                self.kube,
+                config.node_name,
+                config.migration_address,
+                config.migration_pki,
+                lambda: reporter.host,
+                config.host_root,
+            )
+            self._tasks.append(asyncio.create_task(certificate.run(), name="migration-certificate"))
         self.vms = VMController(self.kube, config, self.libvirt, images=images)
         await self.vms.start()
         self.migrations = MigrationController(self.kube, config, self.libvirt)

@@ -60,6 +60,7 @@ class AgentConfig:
     migration_transport: Transport = "tls"  # how this node's libvirtd dials others: qemu+tls, or qemu+tcp (dev/test)
     migration_address: str | None = None  # where this node's libvirtd takes migrations (None: the node's address)
     migration_pki_dir: Path | None = None  # the migration certificates (None: <state_dir>/pki)
+    migration_csr: bool = False  # ask the operator's migration CA for the certificate (the chart's way)
     image_dirs: tuple[Path, ...] | None = None  # where path disks may be (None: <state_dir>/images, libvirt's)
     block_devices: tuple[str, ...] = ()  # block devices a path disk may name (the node admin's list)
     domain_type: DomainType = "auto"  # kvm or qemu (TCG) domains; auto: kvm when QEMU may use it
@@ -214,6 +215,13 @@ def _parser() -> argparse.ArgumentParser:
         "(default $VAPOR_MIGRATION_ADDRESS, else $NODE_IP or the address of the default route)",
     )
     p.add_argument(
+        "--migration-csr",
+        action="store_true",
+        help="keep the migration certificate signed by the operator's migration CA: a key made on this node, a "
+        "CertificateSigningRequest of signer vapor.io/migration (default: the certificates in --migration-pki-dir "
+        "are placed there by the node's admin)",
+    )
+    p.add_argument(
         "--migration-pki-dir",
         type=Path,
         default=None,
@@ -315,6 +323,7 @@ def parse_args(argv: list[str] | None = None) -> AgentConfig:
         migration_transport=args.migration_transport,
         migration_address=_migration_address(parser, args.migration_address),
         migration_pki_dir=args.migration_pki_dir,
+        migration_csr=args.migration_csr,
         image_dirs=tuple(args.image_dirs) if args.image_dirs else None,
         block_devices=tuple(args.block_devices),
         domain_type=args.domain_type,

@@ -45,8 +45,8 @@ def test_rendered_manifests_apply_server_side(helm: Helm, kubectl: Kubectl, name
             f"service/{release}-vapor-agent-metrics",
             f"ingress.networking.k8s.io/{release}-vapor-gateway",
             *(f"serviceaccount/{release}-vapor-{c}" for c in ("operator", "agent", "gateway")),
-            *(f"role.rbac.authorization.k8s.io/{release}-vapor-{c}" for c in ("agent", "gateway")),
-            *(f"rolebinding.rbac.authorization.k8s.io/{release}-vapor-{c}" for c in ("agent", "gateway")),
+            *(f"{kind}.rbac.authorization.k8s.io/{release}-vapor-{c}"
+              for kind in ("role", "rolebinding") for c in ("agent", "gateway", "operator-migration-ca")),
         }  # fmt: skip
         assert names_of(kubectl, "clusterroles,clusterrolebindings", None, release) == {
             f"{kind}.rbac.authorization.k8s.io/{release}-vapor-{c}"

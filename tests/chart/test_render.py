@@ -70,6 +70,8 @@ def test_defaults_render_one_object_set_per_component(helm: Helm) -> None:
         ("ServiceAccount", "vapor-operator"),
         ("ClusterRole", "vapor-operator"),
         ("ClusterRoleBinding", "vapor-operator"),
+        ("Role", "vapor-operator-migration-ca"),  # the migration CA's Secret, by name
+        ("RoleBinding", "vapor-operator-migration-ca"),
         ("Deployment", "vapor-operator"),
         ("Service", "vapor-operator-metrics"),
         ("CustomResourceDefinition", "clusterkopfpeerings.kopf.dev"),

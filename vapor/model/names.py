@@ -32,6 +32,8 @@ MIGRATION_TARGET_LABEL = f"{GROUP}/target-host"
 # Held by the operator on a Migration that has started, so `kubectl delete`
 # of a running one aborts it (the VM stays on the source) before it goes.
 MIGRATION_FINALIZER = f"{GROUP}/migration-cleanup"
+# signerName of the CertificateSigningRequests of the nodes' migration certificates (the operator signs them)
+MIGRATION_SIGNER = f"{GROUP}/migration"
 # On a Migration the operator made to drain a Host in maintenance: the Host's name.
 DRAIN_LABEL = f"{GROUP}/drain"
 # On a VirtualMachine while a Migration moves it: that Migration's name. Set
