@@ -12,19 +12,20 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from vapor.devenv import ControlPlane
 from vapor.kube import Kube
-from vapor.model import VirtualMachine, names
+from vapor.model import MetadataPatch, VirtualMachine, VirtualMachineSpec, names
 
 from ..agent.conftest import place_vm, remove_domains
 from ..conftest import Kubectl
 from ..support.agent import AgentProcess
 from ..support.guest import SshKey, create_overlay, kvm_runs_linux, ssh, wait_for_ssh
-from ..support.wait import eventually
+from ..support.wait import eventually, wait_until
 from .conftest import GuestHost
 
 pytestmark = pytest.mark.guest
@@ -69,31 +70,57 @@ async def test_the_agent_boots_the_guest_with_cloud_init_and_reports_its_agents_
     create_overlay(guest_host.base, overlay)
     kube = await Kube.connect(str(control_plane.kubeconfig))
     try:
-        await place_vm(
-            kube,
-            namespace,
-            "guest",
-            guest_agent.node_name,
-            memory="512Mi",
-            disks=[{"name": "root", "path": str(overlay)}],
-            networks=[{"name": "nic0", "type": "network", "source": guest_host.network.name}],
-            cloud_init={"hostname": hostname, "ssh_authorized_keys": [guest_key.public]},
-        )
-
-        async def reachable() -> VirtualMachine | None:
-            vm = await kube.resources(VirtualMachine).get("guest", namespace)
-            connected = vm.condition(names.ConditionType.AGENT_CONNECTED)
-            if vm.status and vm.status.addresses and connected is not None and connected.status == "True":
-                return vm
-            return None
-
-        try:
-            vm = await eventually(reachable, BOOT_TIMEOUT, "the guest agent's addresses in the VM's status")
-        except AssertionError:
-            print(guest_agent.log()[-20000:])
-            raise
+        await _run_the_guest(kube, guest_host, guest_agent, guest_key, namespace, hostname, overlay)
     finally:
         await kube.close()
+
+
+async def _status_when(
+    kube: Kube, namespace: str, agent: AgentProcess, what: str, check: Callable[[VirtualMachine], bool]
+) -> VirtualMachine:
+    async def probe() -> VirtualMachine | None:
+        vm = await kube.resources(VirtualMachine).get("guest", namespace)
+        return vm if check(vm) else None
+
+    try:
+        return await eventually(probe, BOOT_TIMEOUT, what)  # type: ignore[no-any-return]
+    except AssertionError:
+        print(agent.log()[-20000:])
+        raise
+
+
+def _agent_says(vm: VirtualMachine, status: str) -> bool:
+    connected = vm.condition(names.ConditionType.AGENT_CONNECTED)
+    return connected is not None and connected.status == status
+
+
+async def _run_the_guest(
+    kube: Kube,
+    guest_host: GuestHost,
+    guest_agent: AgentProcess,
+    guest_key: SshKey,
+    namespace: str,
+    hostname: str,
+    overlay: Path,
+) -> None:
+    await place_vm(
+        kube,
+        namespace,
+        "guest",
+        guest_agent.node_name,
+        memory="512Mi",
+        disks=[{"name": "root", "path": str(overlay)}],
+        networks=[{"name": "nic0", "type": "network", "source": guest_host.network.name}],
+        cloud_init={"hostname": hostname, "ssh_authorized_keys": [guest_key.public]},
+    )
+
+    vm = await _status_when(
+        kube,
+        namespace,
+        guest_agent,
+        "the guest agent's addresses in the VM's status",
+        lambda vm: bool(vm.status and vm.status.addresses) and _agent_says(vm, "True"),
+    )
 
     assert vm.status is not None and vm.status.addresses and vm.status.interfaces
     address = next(a for a in vm.status.addresses if guest_host.network.contains(a))
@@ -104,7 +131,43 @@ async def test_the_agent_boots_the_guest_with_cloud_init_and_reports_its_agents_
 
     netns = guest_host.host.netns
     assert wait_for_ssh(address, guest_key, netns=netns, timeout=BOOT_TIMEOUT) == hostname
-    who = ssh(address, guest_key, "id -un; cat ~/.ssh/authorized_keys", netns=netns)
-    assert who.returncode == 0, who.stderr
+    # Asked again while it fails: cloud-init may still restart sshd right after the first login answered.
+    who = wait_until(
+        lambda: (
+            (done := ssh(address, guest_key, "id -un; cat ~/.ssh/authorized_keys", netns=netns)).returncode == 0
+            and done
+        ),
+        60,
+        what="the guest's user and keys over SSH",
+    )
     user, *keys = who.stdout.splitlines()
     assert user == "debian" and guest_key.public in keys
+
+    # The guest agent goes away: libvirt's event says so at once; the DHCP lease still gives the address.
+    ssh(address, guest_key, "sudo systemctl stop qemu-guest-agent", netns=netns)
+    vm = await _status_when(
+        kube,
+        namespace,
+        guest_agent,
+        "the lease's address once the guest agent is gone",
+        lambda vm: _agent_says(vm, "False") and bool(vm.status and vm.status.interfaces),
+    )
+    assert vm.status is not None and vm.status.interfaces and vm.status.addresses == [address]
+    lease = vm.status.interfaces[0]
+    assert lease.source == "lease" and lease.name is None and lease.mac == nic.mac
+
+    # Stopped: nothing runs to have addresses or an agent.
+    stop = MetadataPatch(annotations={names.STOP_MODE_ANNOTATION: "force"})
+    await kube.resources(VirtualMachine).patch(
+        "guest", metadata=stop, spec=VirtualMachineSpec.partial(run_strategy="Halted"), namespace=namespace,
+        field_manager="test-user",
+    )  # fmt: skip
+    vm = await _status_when(
+        kube,
+        namespace,
+        guest_agent,
+        "the VM stopped, its addresses cleared",
+        lambda vm: vm.phase == "Stopped" and not (vm.status and vm.status.addresses),
+    )
+    assert vm.status is not None and not vm.status.interfaces
+    assert vm.condition(names.ConditionType.AGENT_CONNECTED) is None
