@@ -62,6 +62,10 @@ MAY: dict[str, list[Check]] = {
         ("list", "customresourcedefinitions.apiextensions.k8s.io", "cluster"),
         ("create", "events.events.k8s.io", "other"),
         ("create", "events", "other"),
+        # The nodes' migration certificates (migration.transport tls, the default).
+        ("watch", "certificatesigningrequests.certificates.k8s.io", "cluster"),
+        ("update", "certificatesigningrequests.certificates.k8s.io/approval", "cluster"),
+        ("update", "certificatesigningrequests.certificates.k8s.io/status", "cluster"),
     ],
     "agent": [
         *((verb, "hosts.vapor.io", "cluster") for verb in ("get", "list", "watch", "create", "patch")),
@@ -76,6 +80,8 @@ MAY: dict[str, list[Check]] = {
         ("patch", "mounts.vapor.io/status", "cluster"),
         ("create", "tokenreviews.authentication.k8s.io", "cluster"),
         ("get", "secrets", "other"),  # cloud-init user-data a VM names (userDataSecretRef), read by name
+        # Its migration certificate: asked for, and read back once the operator signed it.
+        *((verb, "certificatesigningrequests.certificates.k8s.io", "cluster") for verb in ("create", "get")),
     ],
     "gateway": [
         *((verb, "hosts.vapor.io", "cluster") for verb in ("get", "list", "watch")),
@@ -113,6 +119,10 @@ MUST_NOT: dict[str, list[Check]] = {
         ("create", "leases.coordination.k8s.io", "other"),
         ("list", "leases.coordination.k8s.io", "cluster"),
         ("create", "pods", "other"),
+        # A node never approves or signs a certificate, its own or another's.
+        ("update", "certificatesigningrequests.certificates.k8s.io/approval", "cluster"),
+        ("update", "certificatesigningrequests.certificates.k8s.io/status", "cluster"),
+        ("delete", "certificatesigningrequests.certificates.k8s.io", "cluster"),
     ],
     "gateway": [
         # Writes are made as the user: the gateway itself may not write VMs, Mounts, Hosts or workloads.
