@@ -91,7 +91,7 @@ class PartialFile:
         else:
             self._file = path.open("wb")
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         """Append ``data`` (and hash it)."""
         self._file.write(data)
         self.hash.update(data)
@@ -115,6 +115,53 @@ class PartialFile:
         """Close without finishing (the bytes stay for a resume)."""
         with contextlib.suppress(OSError):
             self._file.close()
+
+
+class ChunkWriter:
+    """Hands the bytes of a stream to a thread that writes and hashes them while the next ones arrive.
+
+    Chunks are gathered into blocks of ``BATCH`` bytes; one block is written
+    (and hashed: hashlib and the write both let go of the GIL) while the event
+    loop receives the next, so the network, the hash and the disk overlap.
+    ``received`` counts what was handed over; ``drain()`` waits until it is in
+    the file (``partial.bytes``).
+    """
+
+    BATCH = CHUNK
+
+    def __init__(self, partial: PartialFile) -> None:
+        self.partial = partial
+        self.received = partial.bytes
+        self._buffer = bytearray()
+        self._pending: asyncio.Future[None] | None = None
+
+    async def add(self, data: bytes) -> None:
+        """Take ``data``; a full block goes to the writer thread (after the previous one is written)."""
+        self._buffer += data
+        self.received += len(data)
+        if len(self._buffer) >= self.BATCH:
+            await self._hand_over()
+
+    async def _hand_over(self) -> None:
+        if self._pending is not None:
+            await self._pending
+            self._pending = None
+        if self._buffer:
+            block, self._buffer = self._buffer, bytearray()
+            self._pending = asyncio.get_running_loop().run_in_executor(None, self.partial.write, block)
+
+    async def drain(self) -> None:
+        """Wait until every byte taken is written."""
+        await self._hand_over()
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    def restart(self) -> None:
+        """Forget the bytes taken so far (call after drain)."""
+        self._buffer = bytearray()
+        self.partial.restart()
+        self.received = 0
 
 
 async def qemu_img_info(path: Path) -> dict[str, object]:
@@ -266,15 +313,17 @@ class ImageCache:
         if total is not None:
             self.check_room(total)
         partial = PartialFile(self.partial_of(image), resume=False)
+        writer = ChunkWriter(partial)
         written_since_check = 0
         try:
             async for block in chunks:
-                partial.write(block)
+                await writer.add(block)
                 written_since_check += len(block)
                 if total is None and written_since_check > 256 * CHUNK:
                     self.check_room(0)  # an upload of unknown size stops before the reserve is eaten
                     written_since_check = 0
-                progress("Fetching", partial.bytes, total)
+                progress("Fetching", writer.received, total)
+            await writer.drain()
         except BaseException:
             partial.close()
             with contextlib.suppress(OSError):

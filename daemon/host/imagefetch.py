@@ -26,6 +26,7 @@ from .imagecache import (
     HOST_PATH_MISSING,
     HOST_PATH_REFUSED,
     CachedImage,
+    ChunkWriter,
     ImageCache,
     ImageProblem,
     PartialFile,
@@ -67,12 +68,22 @@ def _start_of(content_range: str | None) -> int | None:
 
 
 async def _attempt(
-    session: aiohttp.ClientSession, url: str, partial: PartialFile, cache: ImageCache, progress: Progress
+    session: aiohttp.ClientSession, url: str, writer: ChunkWriter, cache: ImageCache, progress: Progress
 ) -> None:
+    try:
+        await _receive(session, url, writer, cache, progress)
+    finally:
+        await writer.drain()  # what arrived is in the file: the next attempt asks for the rest
+
+
+async def _receive(
+    session: aiohttp.ClientSession, url: str, writer: ChunkWriter, cache: ImageCache, progress: Progress
+) -> None:
+    partial = writer.partial
     headers = {"Range": f"bytes={partial.bytes}-"} if partial.bytes else {}
     async with session.get(url, headers=headers) as response:
         if response.status == 416 and partial.bytes:  # what we have is no prefix of what is there now
-            partial.restart()
+            writer.restart()
             raise _Retry("the server could not send the rest (416); starting again")
         if response.status in RETRIED_STATUSES:
             raise _Retry(f"the server answered {response.status} {response.reason}")
@@ -83,22 +94,22 @@ async def _attempt(
         else:  # the whole file (the server ignores Range, or sent another range): from zero
             if partial.bytes:
                 log.info("the server sends the whole image again", extra={"url": url, "had": partial.bytes})
-            partial.restart()
+            writer.restart()
             rest = response.content_length
         total = partial.bytes + rest if rest is not None else None
         if rest is not None:
             cache.check_room(rest)
         progress("Fetching", partial.bytes, total)
         since_check = 0
-        async for block in response.content.iter_chunked(READ):
-            partial.write(block)
-            progress("Fetching", partial.bytes, total)
+        async for block in response.content.iter_any():
+            await writer.add(block)
+            progress("Fetching", writer.received, total)
             since_check += len(block)
             if rest is None and since_check > 256 * READ:
                 cache.check_room(0)
                 since_check = 0
-        if total is not None and partial.bytes != total:
-            raise _Retry(f"the connection ended after {partial.bytes} of {total} bytes")
+        if total is not None and writer.received != total:
+            raise _Retry(f"the connection ended after {writer.received} of {total} bytes")
 
 
 async def download(image: Image, cache: ImageCache, progress: Progress) -> CachedImage:
@@ -107,6 +118,7 @@ async def download(image: Image, cache: ImageCache, progress: Progress) -> Cache
     assert source is not None
     context = ssl_context(source.ca_bundle)
     partial = PartialFile(cache.partial_of(image), resume=True)
+    writer = ChunkWriter(partial)
     delay = FIRST_DELAY
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=60)
     try:
@@ -115,7 +127,7 @@ async def download(image: Image, cache: ImageCache, progress: Progress) -> Cache
         ) as session:
             for attempt in range(1, ATTEMPTS + 1):
                 try:
-                    await _attempt(session, source.url, partial, cache, progress)
+                    await _attempt(session, source.url, writer, cache, progress)
                     break
                 except (_Retry, aiohttp.ClientError, TimeoutError) as exc:
                     if isinstance(exc, aiohttp.ClientSSLError):

@@ -175,7 +175,7 @@ async def test_an_agent_killed_mid_download_resumes_without_using_the_partial_fi
 
         async def halfway() -> bool:
             entry = await entry_of(kube, name, agent.node_name)
-            return entry is not None and entry.phase == "Fetching" and (entry.percent or 0) >= 20
+            return entry is not None and entry.phase == "Fetching" and (entry.percent or 0) >= 40
 
         await eventually(halfway, 30, "the download to be under way")
         agent.stop(signal.SIGKILL)
