@@ -117,7 +117,7 @@ class Agent:
             self._tasks.append(asyncio.create_task(certificate.run(), name="migration-certificate"))
         self.vms = VMController(self.kube, config, self.libvirt, images=images)
         await self.vms.start()
-        self.migrations = MigrationController(self.kube, config, self.libvirt)
+        self.migrations = MigrationController(self.kube, config, self.libvirt, images=images)
         await self.migrations.start()
         self.mounts = MountController(self.kube, config, lambda: reporter.host, self._vm_disks, reporter.refresh)
         await self.mounts.start()

@@ -31,6 +31,7 @@ from vapor.kube import Kube
 
 from ..._config import AgentConfig
 from ...host.libvirt import Libvirt
+from ..images import ImageController
 from .source import MigrationSource
 from .target import MigrationTarget
 
@@ -40,10 +41,12 @@ log = logging.getLogger("vapor.agent.migration")
 class MigrationController:
     """The node's part of every Migration that leaves from it or arrives at it."""
 
-    def __init__(self, kube: Kube, config: AgentConfig, libvirt_conn: Libvirt) -> None:
+    def __init__(
+        self, kube: Kube, config: AgentConfig, libvirt_conn: Libvirt, *, images: ImageController | None = None
+    ) -> None:
         self.config = config
         self.source = MigrationSource(kube, config, libvirt_conn)
-        self.target = MigrationTarget(kube, config, libvirt_conn)
+        self.target = MigrationTarget(kube, config, libvirt_conn, images=images)
 
     async def start(self) -> None:
         """Watch both selectors and look at every Migration once (a restart resumes or ends what ran)."""

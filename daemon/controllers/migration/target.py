@@ -15,8 +15,10 @@ from vapor.model import Migration, MigrationStatus, VirtualMachine, names
 
 from ..._config import AgentConfig
 from ...host.diskpaths import DiskPathRefused, allowed_sources
-from ...host.images import DiskMissing, ImageFailed, ensure_disks
+from ...host.images import DiskMissing, DiskTooSmall, ImageFailed, ensure_disks
 from ...host.libvirt import Libvirt
+from ..images import ImageController
+from ..vmimages import ImageWait, images_for
 from ..vmseed import DIGEST_FILE, Seeds
 from .base import MigrationSide, NotReady
 
@@ -28,8 +30,11 @@ class MigrationTarget(MigrationSide):
 
     role = "target"
 
-    def __init__(self, kube: Kube, config: AgentConfig, libvirt_conn: Libvirt) -> None:
+    def __init__(
+        self, kube: Kube, config: AgentConfig, libvirt_conn: Libvirt, *, images: ImageController | None = None
+    ) -> None:
         super().__init__(kube, config, libvirt_conn, names.MIGRATION_TARGET_LABEL)
+        self.images = images  # this host's cache: an image disk's overlay is made on its copy here
         self._records = config.state_dir / "migrations"  # the images each migration made here, by its uid
         self._seeds = Seeds(kube, libvirt_conn, config.disks_dir)
 
@@ -108,7 +113,9 @@ class MigrationTarget(MigrationSide):
     async def _prepare_disks(self, m: Migration, vm: VirtualMachine) -> list[Path]:
         """Empty images of the same size and format at the same paths, for copyStorage all/incremental.
 
-        First of all, every path disk must be one this node allows (see diskpaths).
+        First of all, every path disk must be one this node allows (see diskpaths). An image
+        disk gets its overlay on this host's copy of the Image (the operator has it fetched here
+        first: its ImageReady pre-flight), which libvirt's copy fills.
         """
         try:
             allowed_sources(self.config, vm, missing_ok=True)
@@ -117,7 +124,13 @@ class MigrationTarget(MigrationSide):
         if m.spec.copy_storage == "none":
             return []
         try:
-            return await ensure_disks(vm, self.config.disks_dir)
+            images = await images_for(vm, self.images)
+        except ImageWait as wait:
+            raise NotReady(wait.reason if wait.failed else "ImageNotReady", wait.message) from None
+        try:
+            return await ensure_disks(vm, self.config.disks_dir, images)
+        except DiskTooSmall as exc:
+            raise NotReady("DiskTooSmall", str(exc)) from None
         except DiskMissing as exc:
             raise NotReady("StorageMissing", f"{exc}; its size is not in the spec") from None
         except ImageFailed as exc:
