@@ -10,7 +10,8 @@
 #
 # The image lands in $VAPOR_CACHE/guest/<recipe hash>/debian-12.qcow2 (next to
 # it debian-12.qcow2.sha256, `sha256sum` format). The recipe hash covers this
-# script, which holds the package list. Progress goes to stderr.
+# script, which holds the package list, and GUEST_COMPRESS. Progress goes to
+# stderr.
 #
 # How the disk is made, without partition devices (this machine's loop driver
 # makes none) and without mounting it: the guest's tree is built in a folder,
@@ -59,7 +60,8 @@ for tool in debootstrap mkfs.ext4 qemu-img python3 flock; do
   command -v "$tool" >/dev/null || { log "$tool is missing: run hack/setup.sh"; exit 1; }
 done
 
-recipe=$(sha256sum "$0" | cut -c1-16)
+COMPRESS=${GUEST_COMPRESS:-1}
+recipe=$( (cat "$0"; echo "compress=$COMPRESS") | sha256sum | cut -c1-16)
 dest="$CACHE/guest/$recipe"
 image="$dest/debian-12.qcow2"
 mkdir -p "$CACHE/guest"
@@ -141,6 +143,13 @@ printf '%s\n' 'datasource_list: [NoCloud, None]' 'system_info:' '  network:' '  
   'ssh_genkeytypes: [ed25519, ecdsa]' 'locale: C.UTF-8' 'grub_dpkg:' '  enabled: false' \
   >"$root/etc/cloud/cloud.cfg.d/90-vapor.cfg"
 echo LANG=C.UTF-8 >"$root/etc/default/locale"
+# cloud-init always runs and finds its seed itself: its generator (a long
+# shell script) does not probe every datasource at each boot.
+echo 'policy: enabled' >"$root/etc/cloud/ds-identify.cfg"
+# No drivers for what a VM does not have or need (udev would load them at
+# boot): floppy, PC speaker, wireless.
+printf 'blacklist %s\n' floppy pcspkr cfg80211 >"$root/etc/modprobe.d/vapor-vm.conf"
+in_root systemctl mask systemd-binfmt.service >/dev/null 2>&1
 grep -q 'name: debian' "$root/etc/cloud/cloud.cfg" || { log "cloud.cfg's default user is not debian"; exit 1; }
 # networkd in the first boot transaction: cloud-init writes netplan's config
 # after the generators ran.
@@ -208,7 +217,7 @@ dd if="$work/core.img" of="$raw" bs=512 seek=1 conv=notrunc status=none
 
 log "converting to qcow2"
 opts=()
-[[ ${GUEST_COMPRESS:-1} == 1 ]] && opts=(-c)
+[[ $COMPRESS == 1 ]] && opts=(-c)
 qemu-img convert -O qcow2 "${opts[@]}" "$raw" "$work/debian-12.qcow2"
 rm -f "$raw"
 (cd "$work" && sha256sum debian-12.qcow2 >debian-12.qcow2.sha256)

@@ -21,9 +21,9 @@ from .conftest import GuestHost
 
 pytestmark = pytest.mark.guest
 
-# Guests here run under TCG (see kvm_runs_linux): about 40 s to SSH on an idle
-# machine, over two minutes when the two cores are shared with other tests.
-BOOT_TIMEOUT = 240
+# Guests here run under TCG (see kvm_runs_linux): 107 to 242 s from start to SSH
+# were measured while other tests shared the machine's two cores (load 5 to 14).
+BOOT_TIMEOUT = 420
 
 
 def test_the_image_is_a_qcow2_matching_its_checksum(guest_image: GuestImage) -> None:
@@ -34,7 +34,7 @@ def test_the_image_is_a_qcow2_matching_its_checksum(guest_image: GuestImage) -> 
     assert done.stdout.split()[0] == guest_image.sha256
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(900)
 def test_the_guest_boots_takes_its_hostname_and_key_and_its_agent_reports_the_address(
     guest_host: GuestHost, guest_key: SshKey
 ) -> None:
