@@ -11,12 +11,13 @@ from __future__ import annotations
 import re
 from typing import TypeVar
 
-from vapor.agentapi.errors import NOT_FOUND
+from vapor.agentapi.errors import INVALID_INPUT, NOT_FOUND
 from vapor.kube import Informer, NotFound
 from vapor.model import Host, Image, Migration, VirtualMachine
 from vapor.model import find_host as find_host_in
 
 from ._errors import APIError
+from ._schema import FieldError
 from ._state import gateway
 
 UID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -91,3 +92,18 @@ async def find_image(name: str) -> Image:
         return await gateway().kube.resources(Image).get(name)
     except NotFound:
         raise image_not_found(name) from None
+
+
+async def check_disk_images(images: list[str | None]) -> None:
+    """Refuse (422 INVALID_INPUT, the disk named) a new VM whose disks name an Image that does not exist."""
+    for index, name in enumerate(images):
+        if name is None or gateway().images.get(name) is not None:
+            continue
+        try:
+            await gateway().kube.resources(Image).get(name)  # made a moment ago, not cached yet
+        except NotFound:
+            field = f"disks[{index}].image"
+            message = f"image {name!r} does not exist; create it first (POST /api/v1/images)"
+            raise APIError(
+                422, INVALID_INPUT, f"{field}: {message}", fields=[FieldError(field=field, message=message)]
+            ) from None

@@ -21,6 +21,7 @@ from vapor.model.virtualmachine import (
     MIN_MEMORY,
     SSH_KEY_PATTERN,
     DiskBus,
+    Firmware,
     NetworkType,
     NICModel,
     RunStrategy,
@@ -33,7 +34,11 @@ Action = Literal["start", "stop", "restart", "pause", "resume"]
 
 
 class DiskRequest(Strict):
-    """A disk of a new VM: a new image of ``size``, or an existing image at ``path``."""
+    """A disk of a new VM: exactly one of a new image of ``size``, an existing image at ``path``, or an ``image``.
+
+    With ``image`` the disk is a copy-on-write overlay on that Image (``size``
+    may grow it); ``cdrom`` attaches an iso Image or an ISO file read-only.
+    """
 
     name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63)
     size: str | None = Field(default=None, description="Size of a new qcow2 image, a quantity such as 10Gi.")
@@ -48,9 +53,32 @@ class DiskRequest(Strict):
             "its admin lists; the VM is Failed with reason DiskPathRefused otherwise."
         ),
     )
+    image: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description=(
+            "Name of an Image (GET /api/v1/images): the disk is an overlay on the host's cached copy, made in "
+            "milliseconds; the Image must exist (422 otherwise). The VM waits (condition ImageReady) while its "
+            "host fetches the image."
+        ),
+    )
+    cdrom: bool = Field(default=False, description="Attach read-only as a CD-ROM (an iso Image or an ISO file).")
     bus: DiskBus = "virtio"
     read_only: bool = False
     boot_order: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DiskRequest:
+        given = [self.size is not None and self.image is None, self.path is not None, self.image is not None]
+        if given.count(True) != 1:
+            raise ValueError(
+                "a disk needs exactly one of size (a new image), path (an existing image) "
+                "or image (an overlay on an Image, which size may grow)"
+            )
+        if self.cdrom and self.size is not None:
+            raise ValueError("a cdrom disk is an image or a path as it is: it takes no size")
+        return self
 
     @field_validator("size")
     @classmethod
@@ -153,6 +181,9 @@ class CreateVMRequest(Strict):
     networks: list[NetworkRequest] | None = Field(default=None, max_length=32)
     run_strategy: RunStrategy = "Halted"
     host_selector: dict[str, str] | None = None
+    firmware: Firmware = Field(
+        default="bios", description="bios (SeaBIOS) or uefi (OVMF); uefi needs an image made to boot with UEFI."
+    )
     cloud_init: CloudInitRequest | None = Field(
         default=None, description="First-boot configuration of the guest through cloud-init (NoCloud)."
     )

@@ -22,7 +22,7 @@ from ._actions import plan
 from ._cloudinit import checked_cloud_init
 from ._errors import APIError
 from ._guard import current_user, require
-from ._lookups import find_vm, vm_for_write, vm_not_found
+from ._lookups import check_disk_images, find_vm, vm_for_write, vm_not_found
 from ._schema import Failure, Success
 from ._state import gateway
 from ._views import vm_view
@@ -64,7 +64,9 @@ async def get_vm(vm_id: str, query_args: VMQuery) -> Success[VMView]:
 
 
 def _new_vm(data: CreateVMRequest, username: str, cloud_init: CloudInitSpec | None) -> VirtualMachine:
-    spec: dict[str, Any] = {"cpu": data.cpu, "memory": data.memory, "run_strategy": data.run_strategy}
+    spec: dict[str, Any] = {
+        "cpu": data.cpu, "memory": data.memory, "run_strategy": data.run_strategy, "firmware": data.firmware
+    }  # fmt: skip
     if cloud_init is not None:
         spec["cloud_init"] = cloud_init
     if data.disks:
@@ -97,10 +99,11 @@ async def create_vm(data: CreateVMRequest) -> tuple[Success[VMView], int]:
     cannot be used (#cloud-config that is not a YAML mapping, over 64 KiB
     with the SSH keys merged in, a Secret or key that does not exist) is
     refused with 422 before anything is made, a Secret you may not read
-    with 403.
+    with 403. A disk's ``image`` must name an existing Image (422 otherwise).
     """
     user = current_user()
     state = gateway()
+    await check_disk_images([d.image for d in data.disks or []])
     cloud_init = await checked_cloud_init(data.cloud_init, data.namespace)
     try:
         created = await as_user().resources(VirtualMachine).create(

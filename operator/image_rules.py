@@ -9,14 +9,14 @@ condition, all computed here from resources only.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from vapor.model import Image, ImageStatus, Migration, VirtualMachine
-from vapor.model.image import ImageHostStatus, named, used_by
+from vapor.model import ConditionStatus, Image, ImageStatus, Migration, VirtualMachine
+from vapor.model.image import ImageHostStatus, images_of, named, used_by
 
-# Host phases of a copy that is still coming (the agent is at work on it).
-IN_PROGRESS = ("Pending", "Fetching", "Verifying")
+# The reason of a migration's ImageReady pre-flight while its target fetches the images: it waits, not fails.
+IMAGE_FETCHING = "ImageFetching"
 
 
 def summary(image: Image) -> ImageStatus:
@@ -108,3 +108,30 @@ def progress(image: Image, host: str) -> str:
     percent = f" {entry.percent}%" if entry.percent is not None and entry.phase == "Fetching" else ""
     why = f" ({entry.reason}: {entry.message})" if entry.reason and entry.message else ""
     return f"image {image.name}: {entry.phase}{percent} on {host}{why}"
+
+
+def on_target(vm: VirtualMachine, host: str, images: Mapping[str, Image]) -> tuple[ConditionStatus, str, str]:
+    """The ImageReady pre-flight of a migration of ``vm`` to ``host``: status, reason and message.
+
+    True when ``host`` holds a verified copy of every image the VM's disks use;
+    False with reason ImageFetching (and each copy's progress) while it fetches
+    them, the one reason that waits rather than refuses; False with another
+    reason (ImageNotFound, ImageFailed, NotUploaded) when it never will.
+    """
+    coming: list[str] = []
+    for name in images_of(vm):
+        image = images.get(name)
+        if image is None:
+            return "False", "ImageNotFound", f"image {name} does not exist"
+        entry = image.on_host(host)
+        if entry is not None and entry.phase == "Ready":
+            continue
+        if entry is not None and entry.phase in ("Failed", "Refused"):
+            why = f"{entry.reason or entry.phase}" + (f": {entry.message}" if entry.message else "")
+            return "False", "ImageFailed", f"image {name} cannot be used on {host} ({why})"
+        if image.spec.source.upload is not None:
+            return "False", "NotUploaded", f"upload image {name} is not on {host}: upload it there first"
+        coming.append(progress(image, host))
+    if coming:
+        return "False", IMAGE_FETCHING, "; ".join(coming)
+    return "True", "ImagesReady", f"{host} holds every image the VM's disks use"

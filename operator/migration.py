@@ -1,6 +1,7 @@
 """Driving Migrations through their phases: the kopf side of :mod:`.migration_rules`.
 
-Pending (checked; pre-flight conditions) -> Scheduling (queued within the
+Pending (checked; pre-flight conditions; while the target fetches the VM's
+Images, ImageReady False with reason ImageFetching, and it waits) -> Scheduling (queued within the
 limits, status.queuePosition; :mod:`.migration_queue`) -> PreparingTarget
 (labels, finalizer, the VM's annotation: the agents take over) -> Running
 (the target agent reported TargetReady) -> Succeeded / Failed / Cancelled
@@ -22,8 +23,10 @@ from vapor.model import GROUP, VERSION, Host, Migration
 from vapor.model.names import MIGRATION_FINALIZER, ConditionType
 
 from ._state import Memo
+from .image_rules import IMAGE_FETCHING
 from .ledger import Ledger
 from .migration_queue import check_on, schedule_pass
+from .migration_rules import Check
 from .migration_status import event, fail, finish, move_vm, moved, write_status
 from .settings import MIGRATION_INTERVAL
 
@@ -79,6 +82,8 @@ async def _check_pending(ledger: Ledger, m: Migration) -> Migration:
     if result.refusal:
         return await fail(ledger, m, result.refusal, "MigrationRefused", conditions=conditions)
     assert result.destination is not None
+    if result.fetching:
+        return await _wait_for_images(ledger, m, result)
     m = await write_status(
         ledger,
         m,
@@ -93,6 +98,25 @@ async def _check_pending(ledger: Ledger, m: Migration) -> Migration:
         "MigrationChecked",
         f"Pre-flight checks passed: {m.spec.vm_name} can move from {result.source} to {result.destination.name}",
     )
+    return m
+
+
+async def _wait_for_images(ledger: Ledger, m: Migration, result: Check) -> Migration:
+    """Stay Pending with the target named (it joins the Images' fetchHosts) until it holds the VM's images."""
+    assert result.destination is not None
+    before = m.condition(ConditionType.IMAGE_READY)
+    m = await write_status(
+        ledger,
+        m,
+        phase="Pending",
+        source_host=result.source,
+        target_host=result.destination.name,
+        conditions=result.conditions,
+    )
+    if before is None or before.reason != IMAGE_FETCHING:
+        ready = m.condition(ConditionType.IMAGE_READY)
+        await event(ledger, m, "ImageFetching", f"Waiting for {result.destination.name} to fetch the VM's images: "
+                    + (ready.message if ready else ""))  # fmt: skip
     return m
 
 

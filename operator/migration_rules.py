@@ -11,11 +11,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from vapor.model import Condition, ConditionStatus, Host, Migration, VirtualMachine, find_host
+from vapor.model import Condition, ConditionStatus, Host, Image, Migration, VirtualMachine, find_host
 from vapor.model.host import DEFAULT_CPU_ALLOCATION_RATIO
+from vapor.model.image import images_of
 from vapor.model.names import ConditionType
 
-from .placement import Request, choose_host, evaluate
+from .image_rules import IMAGE_FETCHING, on_target
+from .placement import NO_IMAGES, Request, choose_host, evaluate
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
@@ -33,6 +35,7 @@ class Check:
     source: str | None = None
     destination: Host | None = None
     conditions: list[Condition] = field(default_factory=list)
+    fetching: bool = False  # the destination is fetching the VM's images: wait (condition ImageReady False)
 
 
 def cpu_compatibility(source: Host, destination: Host) -> tuple[ConditionStatus, str, str]:
@@ -63,16 +66,16 @@ def storage_compatibility(vm: VirtualMachine, copy_storage: str) -> tuple[Condit
     """Whether the VM's disks can follow it.
 
     A disk with ``path`` is an existing image the user provided, taken to be on
-    storage both hosts share; a disk with ``size`` is an image the source's
-    agent created in its own storage, which only a copy (copyStorage all or
-    incremental) brings to the destination.
+    storage both hosts share; a disk with ``size``, or an overlay on an Image,
+    is an image the source's agent created in its own storage, which only a
+    copy (copyStorage all or incremental) brings to the destination.
     """
     disks = vm.spec.disks or []
     if not disks:
         return "True", "NoDisks", "the VM has no disks"
     if copy_storage != "none":
         return "True", "CopyStorage", f"{len(disks)} disk(s) copied to the destination (copyStorage {copy_storage})"
-    local = [d.name for d in disks if d.size is not None]
+    local = [d.name for d in disks if d.size is not None or (d.image is not None and not d.cdrom)]
     if local:
         return (
             "False",
@@ -94,12 +97,15 @@ def check(
     placed: Mapping[str, Iterable[Request]],
     others: Iterable[Migration],
     cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
+    images: Mapping[str, Image] = NO_IMAGES,
 ) -> Check:
     """Validate a migration and compute its pre-flight conditions.
 
     ``placed`` maps each host to what its placed VMs take, including what
     admitted migrations are bringing to it; ``others`` are the other
-    Migrations of the cluster.
+    Migrations of the cluster; ``images`` the Images by name (a VM whose
+    disks use some gets ImageReady: the destination must hold them all, and
+    while it fetches them the check waits rather than refuses).
     """
     namespace = m.metadata.namespace or ""
     result = Check()
@@ -139,7 +145,7 @@ def check(
             result.refusal = f"destination host {dest.name} is in maintenance"
             return result
     else:
-        decision = choose_host(movable, [h for h in hosts if h.name != source], placed, cpu_ratio)
+        decision = choose_host(movable, [h for h in hosts if h.name != source], placed, cpu_ratio, images)
         if decision.host is None:
             result.conditions.append(
                 m.condition_after(ConditionType.DESTINATION_CAPACITY, "False", "NoHostFits", decision.message)
@@ -171,7 +177,11 @@ def check(
         m.condition_after(ConditionType.CPU_COMPATIBLE, *cpu),
         m.condition_after(ConditionType.STORAGE_COMPATIBLE, *storage),
     ]
-    failed = [c for c in result.conditions if c.status == "False"]
+    if images_of(vm):
+        image_ready = m.condition_after(ConditionType.IMAGE_READY, *on_target(vm, dest.name, images))
+        result.conditions.append(image_ready)
+        result.fetching = image_ready.reason == IMAGE_FETCHING
+    failed = [c for c in result.conditions if c.status == "False" and c.reason != IMAGE_FETCHING]
     if failed:
         result.refusal = "; ".join(f"{c.type}: {c.message}" for c in failed)
     return result

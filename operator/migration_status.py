@@ -32,7 +32,12 @@ from .settings import FIELD_MANAGER
 
 log = logging.getLogger("vapor.operator.migration")
 CONTROLLER = "operator"
-PRE_FLIGHT = (ConditionType.DESTINATION_CAPACITY, ConditionType.CPU_COMPATIBLE, ConditionType.STORAGE_COMPATIBLE)
+PRE_FLIGHT = (
+    ConditionType.DESTINATION_CAPACITY,
+    ConditionType.CPU_COMPATIBLE,
+    ConditionType.STORAGE_COMPATIBLE,
+    ConditionType.IMAGE_READY,
+)
 
 
 class StatusChanges(TypedDict, total=False):

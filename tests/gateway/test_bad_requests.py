@@ -179,6 +179,36 @@ CASES = {
         ("exactly one of size",),
         json={**VM, "disks": [{"name": "root"}]},
     ),
+    "disk with an image and a path": Bad(
+        "POST",
+        "/api/v1/vms",
+        400,
+        "INVALID_INPUT",
+        ("exactly one of size", "image"),
+        json={**VM, "disks": [{"name": "root", "image": "debian", "path": "/var/lib/vapor/images/a.qcow2"}]},
+        field="disks[0]",
+    ),
+    "cdrom with a size": Bad(
+        "POST",
+        "/api/v1/vms",
+        400,
+        "INVALID_INPUT",
+        ("cdrom", "no size"),
+        json={**VM, "disks": [{"name": "root", "size": "1Gi", "cdrom": True}]},
+        field="disks[0]",
+    ),
+    "disk naming an image that does not exist": Bad(
+        "POST",
+        "/api/v1/vms",
+        422,
+        "INVALID_INPUT",
+        ("image 'no-such-image-here' does not exist",),
+        json={**VM, "disks": [{"name": "root", "size": "1Gi"}, {"name": "os", "image": "no-such-image-here"}]},
+        field="disks[1].image",
+    ),
+    "unknown firmware": Bad(
+        "POST", "/api/v1/vms", 400, "INVALID_INPUT", ("firmware",), json={**VM, "firmware": "bogus"}, field="firmware"
+    ),
     "unknown action": Bad(
         "POST",
         "/api/v1/vms/{vm}/action",

@@ -214,3 +214,35 @@ async def test_uploads_have_their_own_limit_and_not_the_json_one(
     assert within.status_code == 404 and "no-such-host" in error["message"], error
     json_over = await client.post("/api/v1/images", data=b" " * (11 << 20), headers=bearer(token))
     assert json_over.status_code == 413
+
+
+async def test_a_vm_from_an_image_with_uefi_is_what_kubectl_sees(
+    client: Client, users: Users, kubectl: Kubectl, names: list[str], namespace: str
+) -> None:
+    token = (await login(client, users.admin))["token"]
+    os_image, iso = fresh(names, "os"), fresh(names, "iso")
+    assert (await client.post("/api/v1/images", json=http_body(os_image), headers=bearer(token))).status_code == 201
+    body = http_body(iso, format="iso")
+    assert (await client.post("/api/v1/images", json=body, headers=bearer(token))).status_code == 201
+    vm = {
+        "name": "from-image",
+        "namespace": namespace,
+        "memory": "256Mi",
+        "firmware": "uefi",
+        "disks": [
+            {"name": "root", "image": os_image, "size": "10Gi", "boot_order": 1},
+            {"name": "install", "image": iso, "cdrom": True},
+        ],
+    }
+    response = await client.post("/api/v1/vms", json=vm, headers=bearer(token))
+    created = (await response.get_json())["data"]
+    assert response.status_code == 201, created
+    assert created["disks"][0]["image"] == os_image and created["disks"][1]["cdrom"] is True
+    spec = kubectl.get_json("vvm", "from-image", "-n", namespace)["spec"]
+    assert spec["firmware"] == "uefi"
+    assert spec["disks"][0] == {"name": "root", "image": os_image, "size": "10Gi", "bootOrder": 1, **_defaults()}
+    assert spec["disks"][1]["image"] == iso and spec["disks"][1]["cdrom"] is True
+
+
+def _defaults() -> dict[str, Any]:
+    return {"bus": "virtio", "readOnly": False, "cdrom": False}
