@@ -103,6 +103,23 @@ def test_a_target_without_a_certificate_from_the_migration_ca_is_refused(
         cl.clean(namespace)
 
 
+def test_a_source_without_a_certificate_from_the_migration_ca_is_refused(
+    foreign_cluster: Cluster, namespace: str
+) -> None:
+    """The foreign host trusts the CA, so only the target's check of the client's certificate stops it."""
+    cl = foreign_cluster
+    try:
+        dom = cl.running_vm(namespace, "out", 1)
+        cl.migrate(namespace, "from-foreign", "out", 0)
+        status = cl.end(namespace, "from-foreign")
+        assert status["phase"] == "Failed", status
+        completed = {c["type"]: c for c in status["conditions"]}["Completed"]  # type: ignore[attr-defined]
+        assert completed["reason"] == "TLSFailed", completed
+        assert cl.running_on(dom) == [1] and cl.domain(0, dom) is None
+    finally:
+        cl.clean(namespace)
+
+
 def test_the_target_is_dialled_at_its_address_never_at_a_published_uri(cluster: Cluster, vms: str) -> None:
     """A migrationUri changed by any writer of the Host's status does not choose where the VM goes."""
     dom = cluster.running_vm(vms, "addr", 0)

@@ -64,8 +64,11 @@ def guest_image() -> GuestImage:
         raise RuntimeError(f"hack/guest-image.sh failed ({done.returncode}):\n{done.stderr[-4000:]}")
     path = Path(done.stdout.strip().splitlines()[-1])
     sha256 = (path.parent / f"{path.name}.sha256").read_text().split()[0]
-    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(path)], capture_output=True,
-                                     text=True, check=True).stdout)
+    info = json.loads(
+        subprocess.run(
+            ["qemu-img", "info", "--output=json", str(path)], capture_output=True, text=True, check=True
+        ).stdout
+    )
     return GuestImage(path, sha256, path.stat().st_size, int(info["virtual-size"]))
 
 
@@ -92,8 +95,11 @@ def make_ssh_key(folder: Path, comment: str = "") -> SshKey:
     folder.mkdir(parents=True, exist_ok=True)
     private = folder / "id_ed25519"
     comment = comment or f"vapor-test-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(private)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(private)],
+        check=True,
+        capture_output=True,
+    )
     return SshKey(private, (folder / "id_ed25519.pub").read_text().strip())
 
 
@@ -264,8 +270,12 @@ class GuestDomain:
 
     def wait_for_address(self, timeout: float = 60.0) -> str:
         """The address DHCP leased to the guest's NIC."""
-        return wait_until(lambda: dhcp_address(self.conn, self.network, self.mac), timeout, every=0.1,
-                          what=f"a DHCP lease for {self.mac}")
+        return wait_until(
+            lambda: dhcp_address(self.conn, self.network, self.mac),
+            timeout,
+            every=0.1,
+            what=f"a DHCP lease for {self.mac}",
+        )
 
     def destroy(self) -> None:
         """Stop and undefine the domain (idempotent); the folder is the caller's."""

@@ -17,8 +17,9 @@
   ``<host>/pki`` in libvirt's and QEMU's layouts (the agent's
   ``vapor.agent.host.migrationpki``): the daemons listen with TLS only, check
   their peers' certificates, and QEMU's migration stream uses them too. Hosts
-  listed in ``foreign_ca`` get their certificate (and the CA they trust) from a
-  second CA instead: a peer the others must refuse. ``transport="tcp"``:
+  listed in ``foreign_ca`` get their certificate from a second CA instead
+  (and trust both): a peer the others must refuse, as its target and as its
+  source. ``transport="tcp"``:
   plain, unauthenticated TCP, as a dev setting;
 - the root namespace reaches each daemon through its UNIX socket:
   ``qemu+unix:///system?socket=<run dir>/libvirt-sock`` (``Host.uri``), and the
@@ -232,7 +233,9 @@ class Testbed:
             usage=pki.SERVER_AND_CLIENT,
             sans=pki.alt_names([host.address]),
         )
-        host.pki.install(pki.cert_pem(ca), pki.cert_pem(cert), pki.key_pem(key), qemu_gid())
+        # A foreign host trusts the run's CA as well: what it must fail on is its own certificate, not its trust.
+        trusted = pki.cert_pem(ca) + (pki.cert_pem(self._cas[0][0]) if host.index in self.foreign_ca else b"")
+        host.pki.install(trusted, pki.cert_pem(cert), pki.key_pem(key), qemu_gid())
 
     def _launch(self, host: Host) -> None:
         root = host.root
