@@ -16,7 +16,16 @@ from pathlib import Path
 
 import libvirt
 
-from tests.support.guest import NatNetwork, SshKey, boot_guest, guest_image, make_ssh_key, nat_network, stage_image
+from tests.support.guest import (
+    BOOT_TIMEOUT,
+    NatNetwork,
+    SshKey,
+    boot_guest,
+    guest_image,
+    make_ssh_key,
+    nat_network,
+    stage_image,
+)
 from tests.support.guest import wait_for_ssh as ssh_answers
 from tests.support.hosts import Testbed
 
@@ -33,8 +42,8 @@ def boot_to_ssh(
         start = time.monotonic()
         guest = boot_guest(conn, base, folder / hostname, network, key, hostname)
         try:
-            address = guest.wait_for_address(60)
-            ssh_answers(address, key, netns=netns, timeout=120)
+            address = guest.wait_for_address(BOOT_TIMEOUT)
+            ssh_answers(address, key, netns=netns, timeout=BOOT_TIMEOUT)
             times.append(time.monotonic() - start)
         finally:
             guest.destroy()

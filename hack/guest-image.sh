@@ -18,8 +18,10 @@
 # mke2fs writes it as the filesystem of the partition (-d, at the partition's
 # offset inside the raw file), and GRUB's boot sector and core image (with
 # the modules to read that partition) go in the MBR and the gap before it.
-# extlinux does not do here: its loader stops with a KVM emulation failure
-# under this machine's nested KVM (it boots under TCG only).
+# (extlinux installs only into a mounted filesystem.) Where /dev/kvm is
+# kvm_pvm, as on this project's machines, no bootloader or stock kernel runs
+# under KVM (GRUB stops after "GRUB loading", extlinux with an emulation
+# failure, the kernel at its switch to protected mode): guests run under TCG.
 #
 # Environment:
 #   VAPOR_CACHE     cache root (default: ~/.cache/vapor)

@@ -14,12 +14,13 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # iproute2 and filesystem tools for host configuration, Docker and containerd
 # for the container endpoints and image builds, systemd-journal-remote to
 # write fixture journals; dnsmasq for libvirt's NAT networks, OVMF for UEFI
-# guests, extlinux and debootstrap to build the test guest, ssh to reach it).
+# guests, debootstrap to build the test guest (GRUB comes inside it), ssh to
+# reach it).
 packages=(python3-venv python3-dev gcc git make pkg-config
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils libvirt-dev
   libsystemd-dev iproute2 util-linux xfsprogs e2fsprogs procps passwd
   docker.io busybox-static containerd docker-registry debootstrap systemd-journal-remote
-  dnsmasq-base ovmf extlinux syslinux-common openssh-client)
+  dnsmasq-base ovmf openssh-client)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -15,15 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from ..support.guest import GuestImage, SshKey, agent_addresses, boot_guest, ssh, wait_for_ssh
+from ..support.guest import BOOT_TIMEOUT, GuestImage, SshKey, agent_addresses, boot_guest, ssh, wait_for_ssh
 from ..support.wait import wait_until
 from .conftest import GuestHost
 
 pytestmark = pytest.mark.guest
-
-# Guests here run under TCG (see kvm_runs_linux): 107 to 242 s from start to SSH
-# were measured while other tests shared the machine's two cores (load 5 to 14).
-BOOT_TIMEOUT = 420
 
 
 def test_the_image_is_a_qcow2_matching_its_checksum(guest_image: GuestImage) -> None:

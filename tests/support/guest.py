@@ -43,6 +43,10 @@ from .wait import wait_until
 REPO = Path(__file__).resolve().parents[2]
 BUILDER = REPO / "hack" / "guest-image.sh"
 GUEST_USER = "debian"
+# How long a guest may take from start to SSH. Under TCG (see kvm_runs_linux)
+# 107 to 242 s were measured while other tests shared the machine's two cores
+# (load 5 to 14).
+BOOT_TIMEOUT = 420.0
 
 
 # -- the image -------------------------------------------------------------------------------------
