@@ -173,7 +173,8 @@ def _written_digest(path: Path) -> str | None:
 def _write(path: Path, docs: Documents, digest: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.parent.chmod(0o711)  # QEMU runs as its own user: it must be able to reach the seed
-    seediso.write_seed_iso(path, docs.meta_data, docs.user_data, docs.network_config)
+    # Root's only until libvirt hands it to QEMU's user at the start: user-data may hold secrets.
+    seediso.write_seed_iso(path, docs.meta_data, docs.user_data, docs.network_config, mode=0o600)
     marker = path.with_name(DIGEST_FILE)
     tmp = marker.with_name(f".{DIGEST_FILE}.partial")
     tmp.write_text(digest)

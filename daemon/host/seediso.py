@@ -47,11 +47,15 @@ def seed_iso_bytes(meta_data: str, user_data: str, network_config: str | None = 
         iso.close()
 
 
-def write_seed_iso(path: Path, meta_data: str, user_data: str, network_config: str | None = None) -> None:
+def write_seed_iso(
+    path: Path, meta_data: str, user_data: str, network_config: str | None = None, *, mode: int = 0o644
+) -> None:
     """Write the seed ISO to ``path`` atomically (temporary file in the same folder, fsync, rename).
 
-    The file is left readable by everyone (QEMU runs as its own user); the
-    folder is fsynced so that the rename survives a crash.
+    The file gets ``mode``: by default readable by everyone (QEMU runs as its
+    own user); 0o600 for a seed that may hold secrets, which libvirt gives to
+    QEMU's user when it starts the domain (``dynamic_ownership``, its
+    default). The folder is fsynced so that the rename survives a crash.
     """
     data = seed_iso_bytes(meta_data, user_data, network_config)
     folder = path.parent
@@ -60,7 +64,7 @@ def write_seed_iso(path: Path, meta_data: str, user_data: str, network_config: s
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
-            os.fchmod(out.fileno(), 0o644)
+            os.fchmod(out.fileno(), mode)
             os.fsync(out.fileno())
         os.replace(tmp, path)
     except BaseException:

@@ -107,6 +107,7 @@ async def test_the_seed_cdrom_carries_meta_data_and_user_data_with_the_keys_merg
     assert len(cdroms) == 1 and cdroms[0].find("readonly") is not None
     seed = Path(cdroms[0].find("source").get("file"))  # type: ignore[union-attr]
     assert seed == agent.storage_dir / (made.metadata.uid or "") / "cidata.iso"  # in the VM's own folder
+    assert seed.stat().st_mode & 0o077 == 0  # user-data may hold secrets: no other user of the host reads it
     channels = [c.find("target") for c in devices.iterfind("channel")]
     assert any(t is not None and t.get("name") == "org.qemu.guest_agent.0" for t in channels)
 
