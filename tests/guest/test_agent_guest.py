@@ -24,13 +24,11 @@ from vapor.model import MetadataPatch, VirtualMachine, VirtualMachineSpec, names
 from ..agent.conftest import place_vm, remove_domains
 from ..conftest import Kubectl
 from ..support.agent import AgentProcess
-from ..support.guest import SshKey, create_overlay, kvm_runs_linux, ssh, wait_for_ssh
+from ..support.guest import BOOT_TIMEOUT, SshKey, create_overlay, kvm_runs_linux, ssh, wait_for_ssh
 from ..support.wait import eventually, wait_until
 from .conftest import GuestHost
 
 pytestmark = pytest.mark.guest
-
-BOOT_TIMEOUT = 300  # under TCG on two shared cores (see test_guest_boot)
 
 
 @pytest.fixture
@@ -61,7 +59,7 @@ def guest_agent(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 async def test_the_agent_boots_the_guest_with_cloud_init_and_reports_its_agents_addresses(
     guest_host: GuestHost, guest_agent: AgentProcess, guest_key: SshKey, control_plane: ControlPlane, namespace: str
 ) -> None:
