@@ -93,8 +93,12 @@ class PartialFile:
 
     def write(self, data: bytes | bytearray) -> None:
         """Append ``data`` (and hash it)."""
-        self._file.write(data)
+        self.append(data)
         self.hash.update(data)
+
+    def append(self, data: bytes | bytearray) -> None:
+        """Append ``data`` without hashing it (the caller hashes it, in order, with ``hash.update``)."""
+        self._file.write(data)
         self.bytes += len(data)
 
     def restart(self) -> None:
@@ -118,11 +122,11 @@ class PartialFile:
 
 
 class ChunkWriter:
-    """Hands the bytes of a stream to a thread that writes and hashes them while the next ones arrive.
+    """Hands the bytes of a stream to two threads, one writing and one hashing, while the next ones arrive.
 
     Chunks are gathered into blocks of ``BATCH`` bytes; one block is written
-    (and hashed: hashlib and the write both let go of the GIL) while the event
-    loop receives the next, so the network, the hash and the disk overlap.
+    and hashed at once (hashlib and the write both let go of the GIL) while the
+    event loop receives the next, so the network, the hash and the disk overlap.
     ``received`` counts what was handed over; ``drain()`` waits until it is in
     the file (``partial.bytes``).
     """
@@ -133,7 +137,7 @@ class ChunkWriter:
         self.partial = partial
         self.received = partial.bytes
         self._buffer = bytearray()
-        self._pending: asyncio.Future[None] | None = None
+        self._pending: asyncio.Future[tuple[None, None]] | None = None
 
     async def add(self, data: bytes) -> None:
         """Take ``data``; a full block goes to the writer thread (after the previous one is written)."""
@@ -148,7 +152,11 @@ class ChunkWriter:
             self._pending = None
         if self._buffer:
             block, self._buffer = self._buffer, bytearray()
-            self._pending = asyncio.get_running_loop().run_in_executor(None, self.partial.write, block)
+            loop = asyncio.get_running_loop()
+            self._pending = asyncio.gather(
+                loop.run_in_executor(None, self.partial.append, block),
+                loop.run_in_executor(None, self.partial.hash.update, block),
+            )
 
     async def drain(self) -> None:
         """Wait until every byte taken is written."""

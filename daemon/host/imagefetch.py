@@ -17,6 +17,7 @@ import ssl
 from pathlib import Path
 
 import aiohttp
+from yarl import URL
 
 from vapor.model import Image
 
@@ -57,6 +58,15 @@ def ssl_context(ca_bundle: str | None) -> ssl.SSLContext | None:
         raise ImageProblem("Failed", FETCH_FAILED, "caBundle holds no usable PEM certificate") from None
 
 
+def shown_url(url: str) -> str:
+    """``url`` as status messages and logs show it: without a user or password it may carry."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return "(the Image's URL)"
+    return str(parsed.with_user(None)) if parsed.user or parsed.password else url
+
+
 def _start_of(content_range: str | None) -> int | None:
     """The first byte of a ``Content-Range: bytes a-b/n`` header."""
     if not content_range or not content_range.startswith("bytes "):
@@ -88,12 +98,13 @@ async def _receive(
         if response.status in RETRIED_STATUSES:
             raise _Retry(f"the server answered {response.status} {response.reason}")
         if response.status not in (200, 206):
-            raise ImageProblem("Failed", FETCH_FAILED, f"GET {url} answered {response.status} {response.reason}")
+            shown = shown_url(url)
+            raise ImageProblem("Failed", FETCH_FAILED, f"GET {shown} answered {response.status} {response.reason}")
         if response.status == 206 and _start_of(response.headers.get("Content-Range")) == partial.bytes:
             rest = response.content_length
         else:  # the whole file (the server ignores Range, or sent another range): from zero
             if partial.bytes:
-                log.info("the server sends the whole image again", extra={"url": url, "had": partial.bytes})
+                log.info("the server sends the whole image again", extra={"url": shown_url(url), "had": partial.bytes})
             writer.restart()
             rest = response.content_length
         total = partial.bytes + rest if rest is not None else None
@@ -117,6 +128,7 @@ async def download(image: Image, cache: ImageCache, progress: Progress) -> Cache
     source = image.spec.source.http
     assert source is not None
     context = ssl_context(source.ca_bundle)
+    shown = shown_url(source.url)
     partial = PartialFile(cache.partial_of(image), resume=True)
     writer = ChunkWriter(partial)
     delay = FIRST_DELAY
@@ -131,11 +143,11 @@ async def download(image: Image, cache: ImageCache, progress: Progress) -> Cache
                     break
                 except (_Retry, aiohttp.ClientError, TimeoutError) as exc:
                     if isinstance(exc, aiohttp.ClientSSLError):
-                        raise ImageProblem("Failed", FETCH_FAILED, f"TLS with {source.url} failed: {exc}") from None
-                    what = str(exc) or type(exc).__name__
+                        raise ImageProblem("Failed", FETCH_FAILED, f"TLS with {shown} failed: {exc}") from None
+                    what = (str(exc) or type(exc).__name__).replace(source.url, shown)
                     if attempt == ATTEMPTS:
                         raise ImageProblem(
-                            "Failed", FETCH_FAILED, f"GET {source.url} failed {attempt} times: {what}", retry=True
+                            "Failed", FETCH_FAILED, f"GET {shown} failed {attempt} times: {what}", retry=True
                         ) from None
                     log.info("image download interrupted; retrying", extra={"image": image.name, "error": what})
                     progress("Fetching", partial.bytes, None)

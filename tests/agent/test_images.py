@@ -109,12 +109,14 @@ async def test_a_missing_file_fails_with_the_servers_status(
     name = image_name()
     with ImageServer(served) as server:
         server.missing = True
-        await images(name, source={"http": {"url": server.url}}, checksum="1" * 64, format="qcow2")
+        url = server.url.replace("http://", "http://reader:s3cr3t-pw@")  # credentials in the URL
+        await images(name, source={"http": {"url": url}}, checksum="1" * 64, format="qcow2")
         await ask_fetch(kube, name, agent.node_name)
         entry = await wait_entry(kube, name, agent.node_name, "Failed", agent)
         assert len(server.requests) == 1  # a 404 is not retried
     assert entry.reason == "FetchFailed"
-    assert "404" in (entry.message or "")
+    assert "404" in (entry.message or "") and server.url in (entry.message or "")
+    assert "s3cr3t-pw" not in (entry.message or "") and "s3cr3t-pw" not in agent.log()
 
 
 async def test_a_host_path_outside_the_image_folders_is_refused(
