@@ -73,7 +73,14 @@ class StreamedBody(Body):
         self._room.set()
 
     async def __anext__(self) -> bytes:
-        data = await super().__anext__()
+        try:
+            data = await super().__anext__()
+        except StopAsyncIteration:
+            # Over the limit while the reader waited: that is no end of the body, the upload must fail
+            # (Quart's Body would end the iteration as if the client had sent everything).
+            if self._must_raise is not None:
+                raise self._must_raise from None
+            raise
         self._room.set()
         return data
 
