@@ -76,6 +76,11 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out["enum"] = [value]
         elif key == "default" and value is None:
             continue
+        elif key == "properties" and not value:
+            # A model without fields (an empty marker such as Image's source.upload): the API server
+            # would store no empty properties, and a stored CRD that differs from its manifest makes
+            # every later server-side apply conflict; an object that holds nothing says the same.
+            out["maxProperties"] = 0
         elif key == "properties":
             out["properties"] = {name: _structural(sub, defs) for name, sub in value.items()}
         elif key == "items":
@@ -88,7 +93,7 @@ def _structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             out[key] = value
     if "const" in schema and "type" not in out:
         out["type"] = "string"
-    if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+    if out.get("type") == "object" and not {"properties", "additionalProperties", "maxProperties"} & out.keys():
         out["x-kubernetes-preserve-unknown-fields"] = True
     return out
 
