@@ -79,7 +79,9 @@ MAY: dict[str, list[Check]] = {
         *((verb, "mounts.vapor.io", "cluster") for verb in ("get", "list", "watch", "patch")),
         ("patch", "mounts.vapor.io/status", "cluster"),
         ("create", "tokenreviews.authentication.k8s.io", "cluster"),
-        ("get", "secrets", "other"),  # cloud-init user-data a VM names (userDataSecretRef), read by name
+        # cloud-init user-data a VM names (userDataSecretRef), read by name: only in
+        # agent.cloudInitSecretNamespaces (default: default).
+        ("get", "secrets", "other"),
         # Its migration certificate: asked for, and read back once the operator signed it.
         *((verb, "certificatesigningrequests.certificates.k8s.io", "cluster") for verb in ("create", "get")),
     ],
@@ -109,6 +111,10 @@ MUST_NOT: dict[str, list[Check]] = {
         ("create", "pods", "other"),
     ],
     "agent": [
+        # Never Vapor's own keys (the gateway's signing key, the migration CA), nor other namespaces' Secrets.
+        ("get", "secrets", "release"),
+        ("get", "secrets", "kube-system"),
+        ("get", "secrets", "cluster"),
         ("list", "secrets", "release"),
         ("list", "secrets", "other"),
         ("watch", "secrets", "other"),

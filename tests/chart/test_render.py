@@ -82,6 +82,8 @@ def test_defaults_render_one_object_set_per_component(helm: Helm) -> None:
         ("ClusterRoleBinding", "vapor-agent"),
         ("Role", "vapor-agent"),
         ("RoleBinding", "vapor-agent"),
+        ("Role", "vapor-agent-cloud-init"),  # get Secrets in agent.cloudInitSecretNamespaces (default)
+        ("RoleBinding", "vapor-agent-cloud-init"),
         ("DaemonSet", "vapor-agent"),
         ("ValidatingAdmissionPolicy", "vapor-agent-node-identity"),
         ("ValidatingAdmissionPolicyBinding", "vapor-agent-node-identity"),
@@ -341,3 +343,16 @@ def test_the_chart_takes_its_crds_from_the_one_source(helm: Helm, tmp_path: Path
             if m.name.startswith("vapor/crds/")
         }
     assert packaged == {p.name: p.read_bytes() for p in sorted((REPO / "crds").glob("*.yaml"))}
+
+
+def test_agents_read_cloud_init_secrets_only_in_the_listed_namespaces_never_the_release_one(helm: Helm) -> None:
+    objects = helm.objects(
+        "vapor", "vapor-system", "--set", "agent.cloudInitSecretNamespaces={vapor-system,tenant-a,tenant-b}"
+    )
+    roles = [o for o in objects if o["kind"] == "Role" and o["metadata"]["name"] == "vapor-agent-cloud-init"]
+    assert sorted(r["metadata"]["namespace"] for r in roles) == ["tenant-a", "tenant-b"]
+    assert all(r["rules"] == [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}] for r in roles)
+    agent_cluster_role = next(
+        o for o in objects if o["kind"] == "ClusterRole" and o["metadata"]["name"] == "vapor-agent"
+    )
+    assert not any("secrets" in rule.get("resources", []) for rule in agent_cluster_role["rules"])
