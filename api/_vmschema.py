@@ -31,6 +31,8 @@ from vapor.model.virtualmachine import (
 from ._schema import Strict
 
 Action = Literal["start", "stop", "restart", "pause", "resume"]
+# The largest number of bytes a quantity of Kubernetes (and a JSON answer of the gateway) holds: 64 bits, signed.
+MAX_BYTES = 2**63 - 1
 
 
 class DiskRequest(Strict):
@@ -194,8 +196,11 @@ class CreateVMRequest(Strict):
         if isinstance(value, bool):
             raise ValueError("memory must be a quantity string such as 512Mi or an integer number of MiB")
         text = f"{value}Mi" if isinstance(value, int) else value
-        if quantity_or_error(text) < quantity_bytes(MIN_MEMORY):
+        size = quantity_or_error(text)
+        if size < quantity_bytes(MIN_MEMORY):
             raise ValueError(f"memory must be at least {MIN_MEMORY} (got {value!r})")
+        if size > MAX_BYTES:
+            raise ValueError(f"memory must be at most {MAX_BYTES} bytes, a 64-bit number (got {value!r})")
         return text
 
 

@@ -206,6 +206,9 @@ CASES = {
         json={**VM, "disks": [{"name": "root", "size": "1Gi"}, {"name": "os", "image": "no-such-image-here"}]},
         field="disks[1].image",
     ),
+    "memory over 64 bits": Bad(
+        "POST", "/api/v1/vms", 400, "INVALID_INPUT", ("at most",), json={**VM, "memory": 2**62}, field="memory"
+    ),
     "unknown firmware": Bad(
         "POST", "/api/v1/vms", 400, "INVALID_INPUT", ("firmware",), json={**VM, "firmware": "bogus"}, field="firmware"
     ),

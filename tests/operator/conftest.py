@@ -20,7 +20,7 @@ def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFacto
         "vapor.operator",
         ["--kubeconfig", str(control_plane.kubeconfig)],
         log,
-        env={"VAPOR_HEALTH_INTERVAL": "1", "VAPOR_PLACEMENT_RETRY_INTERVAL": "1"},
+        env={"VAPOR_HEALTH_INTERVAL": "1", "VAPOR_PLACEMENT_RETRY_INTERVAL": "1", "VAPOR_MIGRATION_INTERVAL": "1"},
     ).start()
     yield proc
     proc.stop()

@@ -9,17 +9,14 @@ apply), and no agent runs; tests/migration moves real domains.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from vapor.devenv import ControlPlane
-
 from ..conftest import Kubectl
 from ..support.image_agents import ImageAgentsStandIn
-from ..support.processes import ComponentProcess
 from ..support.wait import wait_until
 from .test_images import SHA, Images, image_disk
 from .test_migration import Scene
@@ -27,15 +24,6 @@ from .test_operator import Fleet, condition
 
 pytestmark = pytest.mark.usefixtures("operator")
 GiB = 2**30
-
-
-@pytest.fixture(scope="module")
-def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComponentProcess]:
-    log: Path = tmp_path_factory.mktemp("operator-image-migration") / "operator.log"
-    env = {"VAPOR_HEALTH_INTERVAL": "1", "VAPOR_PLACEMENT_RETRY_INTERVAL": "1", "VAPOR_MIGRATION_INTERVAL": "1"}
-    proc = ComponentProcess("vapor.operator", ["--kubeconfig", str(control_plane.kubeconfig)], log, env=env).start()
-    yield proc
-    proc.stop()
 
 
 @pytest.fixture
@@ -56,9 +44,19 @@ def image_ready(scene: Scene, name: str) -> dict[str, Any]:
     return condition(scene.status(name), "ImageReady")
 
 
-def test_the_target_fetches_the_images_first_and_the_migration_waits_for_it(
-    kubectl: Kubectl, fleet: Fleet, images: Images, api: client.ApiClient, namespace: str
-) -> None:
+@dataclass
+class Move:
+    """A VM using an Image held by its host ``src``, and a Migration named move of it to ``dst`` (copyStorage all)."""
+
+    scene: Scene
+    agents: ImageAgentsStandIn
+    src: str
+    dst: str
+    image: str
+
+
+@pytest.fixture
+def move(kubectl: Kubectl, fleet: Fleet, images: Images, api: client.ApiClient, namespace: str) -> Move:
     scene = Scene(kubectl, fleet, namespace)
     agents = ImageAgentsStandIn(api)
     src = fleet.host("src", cpu=8, memory="8Gi")
@@ -67,38 +65,33 @@ def test_the_target_fetches_the_images_first_and_the_migration_waits_for_it(
     agents.ready(debian, src, size=1000, sha256=SHA, virtual_size=GiB)
     scene.vm("web", src, **image_disk(debian))
     scene.migrate("move", "web", dst, copyStorage="all")
+    return Move(scene, agents, src, dst, debian)
 
+
+def test_the_target_fetches_the_images_first_and_the_migration_waits_for_it(move: Move, images: Images) -> None:
+    scene, dst = move.scene, move.dst
     waiting = wait_until(lambda: (c := image_ready(scene, "move")).get("reason") == "ImageFetching" and c, 30)
     assert waiting["status"] == "False" and dst in waiting["message"]
     assert scene.status("move")["phase"] == "Pending"
     assert scene.status("move")["targetHost"] == dst
-    assert wait_until(lambda: images.status(debian).get("fetchHosts"), 30) == sorted([src, dst])
+    assert wait_until(lambda: images.status(move.image).get("fetchHosts"), 30) == sorted([move.src, dst])
     assert scene.events("ImageFetching")
-    agents.report(debian, dst, "Fetching", bytes=500, totalBytes=1000, percent=50)
+    move.agents.report(move.image, dst, "Fetching", bytes=500, totalBytes=1000, percent=50)
     assert wait_until(lambda: "Fetching 50%" in image_ready(scene, "move").get("message", ""), 30)
     assert scene.status("move")["phase"] == "Pending"
 
-    agents.ready(debian, dst, size=1000, sha256=SHA, virtual_size=GiB)
+    move.agents.ready(move.image, dst, size=1000, sha256=SHA, virtual_size=GiB)
     status = scene.wait_phase("move", "PreparingTarget")
     ready = condition(status, "ImageReady")
     assert ready["status"] == "True" and ready["reason"] == "ImagesReady"
 
 
-def test_an_image_that_fails_on_the_target_fails_the_migration_saying_why(
-    kubectl: Kubectl, fleet: Fleet, images: Images, api: client.ApiClient, namespace: str
-) -> None:
-    scene = Scene(kubectl, fleet, namespace)
-    agents = ImageAgentsStandIn(api)
-    src = fleet.host("src", cpu=8, memory="8Gi")
-    dst = fleet.host("dst", cpu=8, memory="8Gi")
-    debian = images.create("debian")
-    agents.ready(debian, src, size=1000, sha256=SHA, virtual_size=GiB)
-    scene.vm("web", src, **image_disk(debian))
-    scene.migrate("move", "web", dst, copyStorage="all")
+def test_an_image_that_fails_on_the_target_fails_the_migration_saying_why(move: Move) -> None:
+    scene, dst = move.scene, move.dst
     wait_until(lambda: image_ready(scene, "move").get("reason") == "ImageFetching", 30, what="fetching")
-    agents.report(debian, dst, "Refused", reason="InsufficientSpace", message="1Gi free, 5Gi needed")
+    move.agents.report(move.image, dst, "Refused", reason="InsufficientSpace", message="1Gi free, 5Gi needed")
     status = scene.wait_phase("move", "Failed")
-    why = f"image {debian} cannot be used on {dst} (InsufficientSpace: 1Gi free, 5Gi needed)"
+    why = f"image {move.image} cannot be used on {dst} (InsufficientSpace: 1Gi free, 5Gi needed)"
     assert why in status["failureReason"]
     assert condition(status, "ImageReady")["reason"] == "ImageFailed"
 
