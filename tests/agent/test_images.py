@@ -13,9 +13,11 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from vapor.kube import Kube
 from vapor.model import Host, Image
+from vapor.model.image import ImageHostStatus
 
 from ..support.agent import AgentProcess
 from ..support.imageserver import ImageServer
@@ -26,6 +28,15 @@ from .imagetools import ask_fetch, cache_files, entry_of, image_name, images, ma
 __all__ = ["images"]  # the fixture
 
 MakeImage = Callable[..., Awaitable[Image]]
+
+
+async def fetched(
+    kube: Kube, agent: AgentProcess, images: MakeImage, name: str, phase: str, **spec: Any
+) -> ImageHostStatus:
+    """Create the Image ``name``, name the agent's node in its fetchHosts, and wait for its entry in ``phase``."""
+    await images(name, **spec)
+    await ask_fetch(kube, name, agent.node_name)
+    return await wait_entry(kube, name, agent.node_name, phase, agent)
 
 
 async def test_an_image_is_fetched_verified_and_reported_ready(
@@ -57,9 +68,9 @@ async def test_a_checksum_mismatch_fails_and_leaves_nothing_in_the_cache(
     served = make_qcow2(qemu_tmp / "served", "disk.qcow2")
     name = image_name()
     with ImageServer(served) as server:
-        await images(name, source={"http": {"url": server.url}}, checksum="0" * 64, format="qcow2")
-        await ask_fetch(kube, name, agent.node_name)
-        entry = await wait_entry(kube, name, agent.node_name, "Failed", agent)
+        entry = await fetched(
+            kube, agent, images, name, "Failed", source={"http": {"url": server.url}}, checksum="0" * 64, format="qcow2"
+        )
     assert entry.reason == "ChecksumMismatch"
     assert sha256_of(served) in (entry.message or "")
     assert cache_files(agent) == []
@@ -72,9 +83,16 @@ async def test_a_format_other_than_the_images_fails(
     served = make_qcow2(qemu_tmp / "served", "disk.qcow2")
     name = image_name()
     with ImageServer(served) as server:
-        await images(name, source={"http": {"url": server.url}}, checksum=sha256_of(served), format="raw")
-        await ask_fetch(kube, name, agent.node_name)
-        entry = await wait_entry(kube, name, agent.node_name, "Failed", agent)
+        entry = await fetched(
+            kube,
+            agent,
+            images,
+            name,
+            "Failed",
+            source={"http": {"url": server.url}},
+            checksum=sha256_of(served),
+            format="raw",
+        )
     assert entry.reason == "FormatMismatch"
     assert "qcow2" in (entry.message or "") and "raw" in (entry.message or "")
     assert cache_files(agent) == []
@@ -95,9 +113,16 @@ async def test_a_qcow2_with_a_backing_file_is_refused(
     assert base.exists()
     name = image_name()
     with ImageServer(top) as server:
-        await images(name, source={"http": {"url": server.url}}, checksum=sha256_of(top), format="qcow2")
-        await ask_fetch(kube, name, agent.node_name)
-        entry = await wait_entry(kube, name, agent.node_name, "Failed", agent)
+        entry = await fetched(
+            kube,
+            agent,
+            images,
+            name,
+            "Failed",
+            source={"http": {"url": server.url}},
+            checksum=sha256_of(top),
+            format="qcow2",
+        )
     assert entry.reason == "BackingFileRefused"
     assert cache_files(agent) == []
 
@@ -110,9 +135,9 @@ async def test_a_missing_file_fails_with_the_servers_status(
     with ImageServer(served) as server:
         server.missing = True
         url = server.url.replace("http://", "http://reader:s3cr3t-pw@")  # credentials in the URL
-        await images(name, source={"http": {"url": url}}, checksum="1" * 64, format="qcow2")
-        await ask_fetch(kube, name, agent.node_name)
-        entry = await wait_entry(kube, name, agent.node_name, "Failed", agent)
+        entry = await fetched(
+            kube, agent, images, name, "Failed", source={"http": {"url": url}}, checksum="1" * 64, format="qcow2"
+        )
         assert len(server.requests) == 1  # a 404 is not retried
     assert entry.reason == "FetchFailed"
     assert "404" in (entry.message or "") and server.url in (entry.message or "")
@@ -123,9 +148,9 @@ async def test_a_host_path_outside_the_image_folders_is_refused(
     kube: Kube, agent: AgentProcess, images: MakeImage
 ) -> None:
     name = image_name()
-    await images(name, source={"hostPath": {"path": "/var/lib/secret.img"}}, format="raw")
-    await ask_fetch(kube, name, agent.node_name)
-    entry = await wait_entry(kube, name, agent.node_name, "Refused", agent)
+    entry = await fetched(
+        kube, agent, images, name, "Refused", source={"hostPath": {"path": "/var/lib/secret.img"}}, format="raw"
+    )
     assert entry.reason == "HostPathRefused"
     assert "not in an image folder" in (entry.message or "")
 
@@ -135,9 +160,9 @@ async def test_a_host_path_in_an_image_folder_is_copied(
 ) -> None:
     source = make_qcow2(qemu_tmp / "library", "local.qcow2")  # qemu_tmp is the test agent's image folder
     name = image_name()
-    await images(name, source={"hostPath": {"path": str(source)}}, format="qcow2")
-    await ask_fetch(kube, name, agent.node_name)
-    entry = await wait_entry(kube, name, agent.node_name, "Ready", agent)
+    entry = await fetched(
+        kube, agent, images, name, "Ready", source={"hostPath": {"path": str(source)}}, format="qcow2"
+    )
     assert entry.sha256 == sha256_of(source)
     assert source.exists()  # copied, never moved or changed
 
@@ -201,9 +226,9 @@ async def test_an_image_that_would_eat_the_reserve_is_refused(
     served = make_qcow2(qemu_tmp / "served", "disk.qcow2")
     name = image_name()
     with ImageServer(served) as server:
-        await images(name, source={"http": {"url": server.url}}, checksum=sha256_of(served))
-        await ask_fetch(kube, name, agent.node_name)
-        entry = await wait_entry(kube, name, agent.node_name, "Refused", agent)
+        entry = await fetched(
+            kube, agent, images, name, "Refused", source={"http": {"url": server.url}}, checksum=sha256_of(served)
+        )
     assert entry.reason == "InsufficientStorage"
     assert "--image-reserve" in (entry.message or "")
     assert cache_files(agent) == []
@@ -217,9 +242,7 @@ async def test_a_download_cut_halfway_goes_on_with_a_range_request(
     name = image_name()
     with ImageServer(served) as server:
         server.cut_after(1 << 20)
-        await images(name, source={"http": {"url": server.url}}, checksum=sha)
-        await ask_fetch(kube, name, agent.node_name)
-        entry = await wait_entry(kube, name, agent.node_name, "Ready", agent)
+        entry = await fetched(kube, agent, images, name, "Ready", source={"http": {"url": server.url}}, checksum=sha)
         asked = [(r.range, r.status) for r in server.requests]
     assert entry.sha256 == sha
     assert asked == [(None, 200), (f"bytes={1 << 20}-", 206)]
