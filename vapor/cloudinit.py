@@ -146,9 +146,16 @@ def _multipart(user_data: str, keys: list[str]) -> str:
     return out.as_string()
 
 
+def _within_limit(text: str, how: str) -> None:
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_CLOUD_INIT:
+        raise CloudInitError(TOO_LARGE, f"user-data is {size} bytes{how}; at most {MAX_CLOUD_INIT} are allowed")
+
+
 def user_data(given: str | None, keys: list[str]) -> str:
     """user-data with ``keys`` merged in (see the module's description); raises :class:`CloudInitError`."""
     if given is not None:
+        _within_limit(given, "")  # before any parsing: a large document costs nothing to refuse
         problem = cloud_config_problem(given)
         if problem is not None:
             raise CloudInitError(INVALID, problem)
@@ -160,11 +167,7 @@ def user_data(given: str | None, keys: list[str]) -> str:
         text = _merge_cloud_config(given, keys)
     else:
         text = _multipart(given, keys)
-    size = len(text.encode())
-    if size > MAX_CLOUD_INIT:
-        raise CloudInitError(
-            TOO_LARGE, f"user-data is {size} bytes with the SSH keys merged in; at most {MAX_CLOUD_INIT} are allowed"
-        )
+    _within_limit(text, " with the SSH keys merged in")
     return text
 
 

@@ -260,3 +260,13 @@ def test_cloud_config_that_is_yaml_but_not_a_mapping_is_refused() -> None:
         user_data("#cloud-config\n- just\n- a list\n", [])
     assert caught.value.reason == "InvalidCloudInit" and "mapping" in caught.value.message
     assert user_data("#cloud-config-archive\n- type: text/x-shellscript\n", []).startswith("#cloud-config-archive")
+
+
+def test_user_data_over_64_kib_is_refused_before_it_is_parsed() -> None:
+    import pytest
+
+    from vapor.cloudinit import CloudInitError, user_data
+
+    with pytest.raises(CloudInitError) as caught:
+        user_data("#cloud-config\n" + "[" * 70000, [])  # not YAML either: the size is what is told
+    assert caught.value.reason == "CloudInitTooLarge" and "70014 bytes;" in caught.value.message
