@@ -114,13 +114,13 @@ def ssh(
     *,
     netns: str | None = None,
     user: str = GUEST_USER,
-    timeout: float = 20.0,
+    timeout: float = 60.0,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``command`` on the guest over SSH (inside ``netns`` when given); never raises for its exit code."""
     args = [
         "ssh", "-i", str(key.private), "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
         "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
-        "-o", "ConnectTimeout=3", "-o", "ServerAliveInterval=2", "-o", "ServerAliveCountMax=2",
+        "-o", "ConnectTimeout=20", "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=6",
         f"{user}@{address}", command,
     ]  # fmt: skip
     if netns:
@@ -131,11 +131,11 @@ def ssh(
         return subprocess.CompletedProcess(args, 255, "", f"ssh timed out after {timeout}s: {exc}")
 
 
-def wait_for_ssh(address: str, key: SshKey, *, netns: str | None = None, timeout: float = 90.0) -> str:
+def wait_for_ssh(address: str, key: SshKey, *, netns: str | None = None, timeout: float = BOOT_TIMEOUT) -> str:
     """Wait until the guest accepts the key, and return what ``hostname`` printed there."""
 
     def probe() -> str | None:
-        done = ssh(address, key, "hostname", netns=netns, timeout=10)
+        done = ssh(address, key, "hostname", netns=netns, timeout=30)
         return done.stdout.strip() if done.returncode == 0 else None
 
     return wait_until(probe, timeout, every=0.25, what=f"SSH as {GUEST_USER}@{address}")
