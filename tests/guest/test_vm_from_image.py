@@ -23,14 +23,12 @@ import yaml
 from vapor.devenv import ControlPlane
 
 from ..conftest import EXAMPLES, Kubectl
-from ..support.guest import GuestImage, ImageServer, SshKey, kvm_runs_linux, ssh, wait_for_ssh
+from ..support.guest import BOOT_TIMEOUT, GuestImage, ImageServer, SshKey, kvm_runs_linux, ssh, wait_for_ssh
 from ..support.stack import Stack, running_stack, vm_namespace
 from ..support.wait import wait_until
 from .conftest import GuestHost
 
-pytestmark = [pytest.mark.guest, pytest.mark.timeout(900)]
-
-BOOT_TIMEOUT = 300.0  # fetch + boot + cloud-init under TCG on two shared cores (see test_guest_boot)
+pytestmark = [pytest.mark.guest, pytest.mark.timeout(1200)]
 
 
 @pytest.fixture(scope="module")
