@@ -7,17 +7,21 @@ image, disk and seed; ``main`` prints the baseline alone.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import statistics
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
 
 from tests.support.guest import (
     BOOT_TIMEOUT,
+    GuestImage,
     NatNetwork,
     SshKey,
     boot_guest,
@@ -27,7 +31,7 @@ from tests.support.guest import (
     stage_image,
 )
 from tests.support.guest import wait_for_ssh as ssh_answers
-from tests.support.hosts import Testbed
+from tests.support.hosts import Host, Testbed
 
 ROUNDS = 3
 
@@ -50,11 +54,27 @@ def boot_to_ssh(
     return times
 
 
-def main() -> None:
-    """Print the baseline: median and spread of boot-to-SSH over ``ROUNDS`` guests on a Testbed host."""
+@dataclass
+class BenchHost:
+    """A Testbed host with a NAT network, the staged image, a key, and a folder for the guests' files."""
+
+    host: Host
+    conn: libvirt.virConnect
+    network: NatNetwork
+    base: Path
+    key: SshKey
+    folder: Path
+
+    def baseline(self, rounds: int) -> list[float]:
+        """:func:`boot_to_ssh` on this host."""
+        return boot_to_ssh(self.conn, self.base, self.folder, self.network, self.key, self.host.netns, rounds)
+
+
+@contextlib.contextmanager
+def bench_host(image: GuestImage, prefix: str) -> Iterator[BenchHost]:
+    """One Testbed host ready for guests; everything removed afterwards."""
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-    image = guest_image()
-    folder = Path(tempfile.mkdtemp(prefix="vapor-bench-guest-", dir="/var/tmp"))
+    folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
     folder.chmod(0o755)
     try:
         base = stage_image(image, folder / "images")
@@ -64,11 +84,18 @@ def main() -> None:
             conn = host.connect()
             try:
                 with nat_network(conn) as network:
-                    times = boot_to_ssh(conn, base, folder, network, key, host.netns, ROUNDS)
+                    yield BenchHost(host, conn, network, base, key, folder)
             finally:
                 conn.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def main() -> None:
+    """Print the baseline: median and spread of boot-to-SSH over ``ROUNDS`` guests on a Testbed host."""
+    image = guest_image()
+    with bench_host(image, "vapor-bench-guest-") as bench:
+        times = bench.baseline(ROUNDS)
     size, virtual = image.size / 2**20, image.virtual_size / 2**30
     print(f"  image {image.path.name}: {size:.0f} MiB qcow2, {virtual:.1f} GiB virtual")
     print(f"  guest by direct libvirt calls (overlay + seed) to SSH answering, {ROUNDS} rounds:")

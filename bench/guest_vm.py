@@ -11,25 +11,20 @@ reports. The difference is what Vapor adds to a boot.
 
 from __future__ import annotations
 
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
-import libvirt
 
 from tests.conftest import Kubectl
-from tests.support.guest import ImageServer, guest_image, make_ssh_key, nat_network, stage_image, wait_for_ssh
-from tests.support.hosts import Testbed
+from tests.support.guest import ImageServer, guest_image, wait_for_ssh
 from tests.support.stack import Stack, running_stack
 from tests.support.wait import wait_until
 from vapor.devenv import ControlPlane
 
-from .guest_boot import boot_to_ssh
+from .guest_boot import bench_host
 
 ROUNDS = 3
 
@@ -79,27 +74,11 @@ def _vapor_rounds(stack: Stack, image: Any, network: str, key: Any, netns: str) 
 
 def main() -> None:
     """Print boot-to-SSH by libvirt alone and through Vapor's REST API, side by side."""
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     image = guest_image()
-    folder = Path(tempfile.mkdtemp(prefix="vapor-bench-guestvm-", dir="/var/tmp"))
-    folder.chmod(0o755)
-    try:
-        base = stage_image(image, folder / "images")
-        key = make_ssh_key(folder / "ssh")
-        with Testbed(1) as testbed:
-            host = testbed.hosts[0]
-            conn = host.connect()
-            try:
-                with nat_network(conn) as network:
-                    baseline = boot_to_ssh(conn, base, folder, network, key, host.netns, ROUNDS)
-                    with ControlPlane(folder / "cp") as cp:
-                        kubectl = Kubectl(cp)
-                        with running_stack(cp, kubectl, host.uri) as stack:
-                            vapor = _vapor_rounds(stack, image, network.name, key, host.netns)
-            finally:
-                conn.close()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with bench_host(image, "vapor-bench-guestvm-") as bench:
+        baseline = bench.baseline(ROUNDS)
+        with ControlPlane(bench.folder / "cp") as cp, running_stack(cp, Kubectl(cp), bench.host.uri) as stack:
+            vapor = _vapor_rounds(stack, image, bench.network.name, bench.key, bench.host.netns)
     b, v = statistics.median(baseline), statistics.median(vapor)
     print(f"  boot to SSH answering, Debian guest, {ROUNDS} rounds (median):")
     print(f"  direct libvirt calls (overlay + seed + define + create)  {b:6.2f} s   (max {max(baseline):.2f} s)")
