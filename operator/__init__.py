@@ -1,7 +1,9 @@
 """The Vapor operator (kopf): cluster-wide decisions, never touching a host.
 
-It places VirtualMachines on Ready hosts with room (:mod:`.placement` decides,
-:mod:`.scheduling` wires it to kopf), moves them (:mod:`.migration`,
+It places VirtualMachines on Ready hosts with room, preferring those that
+hold their Images (:mod:`.placement` decides, :mod:`.scheduling` wires it to
+kopf), keeps each Image's finalizer, summary and fetch requests
+(:mod:`.images`, decisions in :mod:`.image_rules`), moves VMs (:mod:`.migration`,
 :mod:`.migration_queue`, :mod:`.migration_status`; decisions in
 :mod:`.migration_rules`), drains hosts in maintenance (:mod:`.drain`), keeps
 each Host's Ready condition in step with its agent's Lease and marks the VMs
