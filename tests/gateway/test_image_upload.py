@@ -133,7 +133,9 @@ async def test_an_upload_reaches_the_host_and_its_copy_turns_ready(
     other = new_image(image_names)
     body = {"name": other, "source": {"upload": {}}, "checksum": "0" * 64, "format": "qcow2"}
     assert (await client.post("/api/v1/images", json=body, headers=bearer(token))).status_code == 201
-    refused = await client.put(f"/api/v1/images/{other}/upload", data=source.read_bytes(), headers=bearer(token))
+    refused = await client.put(
+        f"/api/v1/images/{other}/upload?host={agent.node_name}", data=source.read_bytes(), headers=bearer(token)
+    )
     error = (await refused.get_json())["error"]
     assert refused.status_code == 409 and error["code"] == "CONFLICT", error
 
