@@ -42,7 +42,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from vapor import pki
-from vapor.kube import Kube, NotFound
+from vapor.kube import Conflict, Kube, NotFound
 from vapor.model import Host, names
 
 from ._state import Memo
@@ -151,8 +151,14 @@ async def load_ca(kube: Kube, settings: CASettings) -> tuple[x509.Certificate, e
             "type": "kubernetes.io/tls",
             "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
         }
-        secret = await kube.request("POST", path, body=body)  # two replicas racing: one gets 409 and retries
-        log.info("made the migration CA", extra={"secret": f"{settings.namespace}/{settings.secret}"})
+        try:
+            secret = await kube.request("POST", path, body=body)
+            log.info("made the migration CA", extra={"secret": f"{settings.namespace}/{settings.secret}"})
+        except Conflict:
+            # Another request's handler (at start-up the operator decides every pending CSR at once), or
+            # another replica, made it first: use theirs. A handler that failed here would lose its CSR:
+            # kopf does not retry event handlers.
+            secret = await kube.request("GET", f"{path}/{settings.secret}")
     data = secret.get("data") or {}
     cert = x509.load_pem_x509_certificate(base64.b64decode(data["tls.crt"]))
     loaded = serialization.load_pem_private_key(base64.b64decode(data["tls.key"]), None)

@@ -153,3 +153,47 @@ def test_a_request_without_a_node_bound_token_is_denied(setup: Setup, kubectl: K
     assert condition["type"] == "Denied", condition
     assert "only the Vapor agents" in condition["message"]
     assert not (kubectl.get_json("csr", name).get("status") or {}).get("certificate")
+
+
+def test_requests_waiting_when_the_operator_starts_are_all_decided(
+    control_plane: ControlPlane, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """At start-up the operator decides every pending request at once; the first makes the CA, the others use it.
+
+    (Each handler tried to make the CA; all but one failed on 409 AlreadyExists and, kopf not retrying event
+    handlers, their requests were never decided.)
+    """
+    run = uuid.uuid4().hex[:6]
+    ns, secret = f"mstart-{run}", f"migration-ca-{run}"
+    names = [f"vapor-migration-mstart-{run}-{i}" for i in range(4)]
+    kubectl("create", "namespace", ns)
+    proc = None
+    try:
+        for name in names:  # asked by the admin, not an agent: each is to be denied, once the CA is there
+            kubectl.apply(csr_object(name, signing_request(f"mstart-{run}", "192.0.2.20", new_key())))
+        proc = ComponentProcess(
+            "vapor.operator",
+            ["--kubeconfig", str(control_plane.kubeconfig)],
+            tmp_path / "operator.log",
+            env={
+                "VAPOR_MIGRATION_CA_SECRET": secret,
+                "VAPOR_MIGRATION_CA_NAMESPACE": ns,
+                "VAPOR_MIGRATION_AGENT_USER": f"system:serviceaccount:{ns}:agent",
+            },
+        ).start()
+
+        def all_decided() -> bool:
+            return all((kubectl.get_json("csr", n).get("status") or {}).get("conditions") for n in names)
+
+        try:
+            wait_until(all_decided, 60, what="every request decided")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{proc.tail(30)}") from exc
+        for name in names:
+            (condition,) = kubectl.get_json("csr", name)["status"]["conditions"]
+            assert condition["type"] == "Denied" and "only the Vapor agents" in condition["message"]
+    finally:
+        if proc is not None:
+            proc.stop()
+        kubectl("delete", "csr", *names, "--ignore-not-found", "--wait=false", check=False)
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
