@@ -95,11 +95,9 @@ def evaluate(
         fit.reasons.append("not Ready")
     if host.spec.maintenance:
         fit.reasons.append("in maintenance")
-    labels = host.metadata.labels or {}
-    for key, value in (vm.spec.host_selector or {}).items():
-        if labels.get(key) != value:
-            fit.reasons.append(f"label {key}={value} missing")
-            break
+    missing = host.missing_label(vm.spec.host_selector)
+    if missing is not None:
+        fit.reasons.append(f"label {missing[0]}={missing[1]} missing")
     _judge_images(vm, host.name, images, fit)
     offered = allocatable(host, cpu_ratio)
     if offered is None:

@@ -148,8 +148,9 @@ class ImageController:
         if prefetch is None:
             return False
         host = self.host()
-        labels = (host.metadata.labels or {}) if host is not None else {}
-        return all(labels.get(k) == v for k, v in prefetch.host_selector.items())
+        if host is None:  # not registered yet: only a selector of nothing selects it
+            return not prefetch.host_selector
+        return host.missing_label(prefetch.host_selector) is None
 
     async def in_use(self) -> set[Path]:
         """Cache files a disk of this host uses: overlays' backing files and domains' disk sources."""

@@ -28,7 +28,7 @@ from vapor.model.names import LEASE_NAMESPACE
 from ..conftest import Kubectl
 from ..support.agent import AgentProcess
 from ..support.hosts import Host, Testbed
-from ..support.processes import ComponentProcess
+from ..support.processes import ComponentProcess, operator_process
 from ..support.wait import wait_until
 
 # A boot sector that rewrites 512 KiB of guest memory (0x10000-0x8ffff) in a loop, with a pass counter:
@@ -170,12 +170,7 @@ def make_cluster(control_plane: ControlPlane, kubectl: Kubectl, testbed: Testbed
             agent = _agent(kubeconfig, node, state, host).start()
             procs.append(agent)
             agents.append(agent)
-        operator = ComponentProcess(
-            "vapor.operator",
-            ["--kubeconfig", kubeconfig],
-            state / "operator.log",
-            env={"VAPOR_HEALTH_INTERVAL": "1", "VAPOR_PLACEMENT_RETRY_INTERVAL": "1"},
-        ).start()
+        operator = operator_process(kubeconfig, state / "operator.log").start()
         procs.append(operator)
         conns = [h.connect() for h in testbed.hosts]
         for node in nodes:

@@ -28,7 +28,7 @@ from vapor.model.names import LEASE_NAMESPACE
 from ..conftest import Kubectl
 from .agent import AgentProcess, qemu_reachable_dir
 from .pam import LinuxUser, linux_accounts, pam_service
-from .processes import ComponentProcess
+from .processes import ComponentProcess, operator_process
 from .wait import wait_until
 
 
@@ -96,12 +96,7 @@ def running_stack(
                 image_dirs=image_dirs,
             ).start()
             procs.append(agent)
-            operator = ComponentProcess(
-                "vapor.operator",
-                ["--kubeconfig", kubeconfig],
-                state / "operator.log",
-                env={"VAPOR_HEALTH_INTERVAL": "1", "VAPOR_PLACEMENT_RETRY_INTERVAL": "1"},
-            ).start()
+            operator = operator_process(kubeconfig, state / "operator.log").start()
             procs.append(operator)
             gateway = ComponentProcess(
                 "vapor.gateway",

@@ -7,7 +7,7 @@ REST API serves under ``/hosts``, ``/system``, ``/network`` and ``/storage``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -346,6 +346,11 @@ class Host(Resource[HostSpec, HostStatus]):
             AGE,
         ),
     )
+
+    def missing_label(self, selector: Mapping[str, str] | None) -> tuple[str, str] | None:
+        """The first ``key, value`` of a label selector this Host does not carry, or None when it carries all."""
+        labels = self.metadata.labels or {}
+        return next(((k, v) for k, v in (selector or {}).items() if labels.get(k) != v), None)
 
     @property
     def is_ready(self) -> bool:
