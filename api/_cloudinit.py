@@ -15,7 +15,7 @@ from vapor.agentapi.errors import INVALID_INPUT, PERMISSION_DENIED
 from vapor.cloudinit import SECRET_NOT_FOUND, CloudInitError, secret_missing, secret_user_data, user_data
 from vapor.kube import KubeError, NotFound
 from vapor.kube._client import call
-from vapor.model.virtualmachine import CloudInitSpec
+from vapor.model.cloudinit import CloudInitSpec
 
 from ._errors import APIError
 from ._schema import FieldError

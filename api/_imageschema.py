@@ -12,6 +12,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
+from vapor.model.cloudinit import DNS_SUBDOMAIN_PATTERN
 from vapor.model.image import (
     MAX_CA_BUNDLE,
     PLAIN_ABSOLUTE_PATH_PATTERN,
@@ -19,7 +20,6 @@ from vapor.model.image import (
     URL_PATTERN,
     ImageFormat,
 )
-from vapor.model.virtualmachine import DNS_SUBDOMAIN_PATTERN
 
 from ._schema import Strict
 from ._uploads import RawBody

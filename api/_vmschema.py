@@ -11,15 +11,12 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from vapor.model import quantity_bytes
+from vapor.model.cloudinit import DNS_SUBDOMAIN_PATTERN, HOSTNAME_PATTERN, MAX_CLOUD_INIT, SSH_KEY_PATTERN
 from vapor.model.virtualmachine import (
     ABSOLUTE_PATH_PATTERN,
     DNS_LABEL_PATTERN,
-    DNS_SUBDOMAIN_PATTERN,
-    HOSTNAME_PATTERN,
     MAC_PATTERN,
-    MAX_CLOUD_INIT,
     MIN_MEMORY,
-    SSH_KEY_PATTERN,
     DiskBus,
     Firmware,
     NetworkType,

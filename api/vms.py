@@ -15,8 +15,8 @@ from quart_schema import document_response, tag, validate_querystring, validate_
 from vapor.agentapi.errors import ALREADY_EXISTS, NOT_FOUND
 from vapor.kube import Conflict, NotFound
 from vapor.model import DiskSpec, NetworkSpec, ObjectMeta, VirtualMachine, VirtualMachineSpec
+from vapor.model.cloudinit import CloudInitSpec
 from vapor.model.names import REQUESTED_BY_ANNOTATION
-from vapor.model.virtualmachine import CloudInitSpec
 
 from ._actions import plan
 from ._cloudinit import checked_cloud_init

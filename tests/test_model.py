@@ -183,6 +183,8 @@ def test_every_kind_names_its_crd() -> None:
         "migrations.vapor.io",
         "mounts.vapor.io",
         "images.vapor.io",
+        "virtualmachinesnapshots.vapor.io",
+        "virtualmachinerestores.vapor.io",
     ]
     assert Host.namespaced() is False and Migration.namespaced() is True
 

@@ -30,7 +30,7 @@ from email.mime.text import MIMEText
 import yaml
 
 from vapor.model import VirtualMachine
-from vapor.model.virtualmachine import MAX_CLOUD_INIT
+from vapor.model.cloudinit import MAX_CLOUD_INIT
 
 CLOUD_CONFIG = "#cloud-config"
 INVALID = "InvalidCloudInit"

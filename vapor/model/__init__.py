@@ -20,12 +20,21 @@ from ._meta import (
     quantity_bytes,
 )
 from ._resource import CRDInfo, PrinterColumn, Resource
+from .cloudinit import CloudInitSpec
 from .host import Host, HostSpec, HostStatus, InterfaceSpec, find_host
 from .image import Image, ImageHostStatus, ImageSpec, ImageStatus
 from .migration import Migration, MigrationSpec, MigrationStatus
 from .mount import Mount, MountSpec, MountStatus
+from .snapshot import (
+    VirtualMachineRestore,
+    VirtualMachineRestoreSpec,
+    VirtualMachineRestoreStatus,
+    VirtualMachineSnapshot,
+    VirtualMachineSnapshotSpec,
+    VirtualMachineSnapshotStatus,
+)
 from .virtualmachine import (
-    CloudInitSpec,
+    CloneSource,
     DiskSpec,
     GuestInterface,
     NetworkSpec,
@@ -34,7 +43,15 @@ from .virtualmachine import (
     VirtualMachineStatus,
 )
 
-KINDS: tuple[type[Resource], ...] = (Host, VirtualMachine, Migration, Mount, Image)  # type: ignore[type-arg]
+KINDS: tuple[type[Resource], ...] = (  # type: ignore[type-arg]
+    Host,
+    VirtualMachine,
+    Migration,
+    Mount,
+    Image,
+    VirtualMachineSnapshot,
+    VirtualMachineRestore,
+)
 
 __all__ = [
     "API_VERSION",
@@ -42,6 +59,7 @@ __all__ = [
     "KINDS",
     "VERSION",
     "CRDInfo",
+    "CloneSource",
     "CloudInitSpec",
     "Condition",
     "ConditionStatus",
@@ -69,6 +87,12 @@ __all__ = [
     "Quantity",
     "Resource",
     "VirtualMachine",
+    "VirtualMachineRestore",
+    "VirtualMachineRestoreSpec",
+    "VirtualMachineRestoreStatus",
+    "VirtualMachineSnapshot",
+    "VirtualMachineSnapshotSpec",
+    "VirtualMachineSnapshotStatus",
     "VirtualMachineSpec",
     "VirtualMachineStatus",
     "find_host",

@@ -6,25 +6,17 @@ then on that host's agent defines and runs the domain and reports its state.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import ConfigDict, Field, JsonValue
 
 from ._meta import Condition, Model, Quantity, conditions_field
 from ._resource import AGE, CRDInfo, PrinterColumn, Resource
+from .cloudinit import DNS_SUBDOMAIN_PATTERN, CloudInitSpec
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 ABSOLUTE_PATH_PATTERN = r"^/[^\x00]*$"
 MAC_PATTERN = r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$"
-# An OpenSSH public key on one line: type, base64 key, optional comment.
-SSH_KEY_PATTERN = (
-    r"^(ssh-(rsa|ed25519|dss)|ecdsa-sha2-nistp(256|384|521)|sk-(ssh-ed25519|ecdsa-sha2-nistp256)@openssh\.com)"
-    r" [A-Za-z0-9+/]+={0,3}( [^\n\r]*)?$"
-)
-HOSTNAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
-# cloud-init documents bigger than this are refused (a seed ISO is no place for payloads).
-MAX_CLOUD_INIT = 65536
 
 RunStrategy = Literal["Running", "Halted", "Paused"]
 Firmware = Literal["bios", "uefi"]
@@ -199,56 +191,32 @@ class NetworkSpec(Model):
     )
 
 
-class SecretKeyRef(Model):
-    """A key of a Secret in the VM's namespace."""
-
-    name: str = Field(description="Name of the Secret.", pattern=DNS_SUBDOMAIN_PATTERN, max_length=253)
-    key: str = Field(default="userdata", description="Key in the Secret's data.", max_length=253)
+CloneMode = Literal["linked", "full"]
 
 
-class CloudInitSpec(Model):
-    """First-boot configuration for the guest, given to cloud-init as a NoCloud seed (a CD-ROM labelled cidata).
+class CloneSource(Model):
+    """The VM (or one of its snapshots) a new VM's disks are copied from."""
 
-    meta-data carries instance-id (the VM's uid) and local-hostname (hostname, else the
-    VM's name). A change is written to the seed at once and read by the guest at its
-    next boot (condition RestartRequired says so while the guest runs the old one).
-    """
-
-    model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "!(has(self.userData) && has(self.userDataSecretRef))",
-                    "message": "give userData or userDataSecretRef, not both",
-                }
-            ]
-        }
-    )
-
-    user_data: str | None = Field(
-        default=None,
-        description="user-data: a #cloud-config YAML document (or a script starting with #!), at most 64 KiB.",
-        max_length=MAX_CLOUD_INIT,
-    )
-    user_data_secret_ref: SecretKeyRef | None = Field(
-        default=None,
-        description="Take user-data from a Secret in the VM's namespace (for passwords and keys kept out of the VM).",
-    )
-    network_data: str | None = Field(
-        default=None,
-        description="network-config (cloud-init's network config version 1 or 2, YAML); DHCP on the first card when left out.",
-        max_length=MAX_CLOUD_INIT,
-    )
-    ssh_authorized_keys: list[Annotated[str, Field(pattern=SSH_KEY_PATTERN, max_length=16384)]] | None = Field(
-        default=None,
-        max_length=64,
-        description="OpenSSH public keys for the guest's default user (debian on Debian images), added to user-data.",
-    )
-    hostname: str | None = Field(
-        default=None,
-        description="The guest's hostname (meta-data local-hostname); the VM's name when left out.",
-        pattern=HOSTNAME_PATTERN,
+    vm: str = Field(
+        description=(
+            "Name of the VirtualMachine to copy, in this VM's namespace. It must be stopped unless snapshot "
+            "is given; the clone is placed on its host."
+        ),
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
         max_length=253,
+    )
+    snapshot: str | None = Field(
+        default=None,
+        description="Copy the disks as this VirtualMachineSnapshot of the VM kept them, not as they are now.",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$",
+        max_length=253,
+    )
+    mode: CloneMode = Field(
+        default="linked",
+        description=(
+            "linked: a disk that is an overlay on an Image stays one (only the source's own changes are "
+            "copied); full: every disk is copied whole, standing alone. Disks at a path are always copied whole."
+        ),
     )
 
 
@@ -259,10 +227,32 @@ class VirtualMachineSpec(Model):
         default="Halted",
         description="Running: keep the domain running; Halted: keep it shut off; Paused: keep it defined and paused.",
     )
-    cpu: int = Field(default=1, ge=1, le=512, description="Virtual CPUs (at least 1).")
+    cpu: int = Field(
+        default=1,
+        ge=1,
+        le=512,
+        description="Virtual CPUs (at least 1). Raised or lowered live up to maxCpu; beyond it at the next start.",
+    )
+    max_cpu: int | None = Field(
+        default=None,
+        ge=1,
+        le=512,
+        description=(
+            "Most virtual CPUs the running VM can be given without a restart (CPU hot-plug): the domain is "
+            "started with this many, cpu of them online. cpu when left out. Changing it takes a restart."
+        ),
+    )
     memory: Quantity = Field(
         description="Guest memory as a Kubernetes quantity, at least 16Mi (for example 512Mi or 2Gi).",
         json_schema_extra={"x-kubernetes-validations": [_quantity_at_least(MIN_MEMORY, "memory")]},
+    )
+    max_memory: Quantity | None = Field(
+        default=None,
+        description=(
+            "Most memory the running VM can be given without a restart (the balloon's ceiling): memory can "
+            "then be raised or lowered live up to it. memory when left out. Changing it takes a restart."
+        ),
+        json_schema_extra={"x-kubernetes-validations": [_quantity_at_least(MIN_MEMORY, "maxMemory")]},
     )
     disks: list[DiskSpec] | None = Field(
         default=None,
@@ -291,6 +281,16 @@ class VirtualMachineSpec(Model):
         default=None,
         description="Name of the Host to run on, bypassing the operator's choice. Must still be Ready and have room.",
         max_length=253,
+    )
+    clone_from: CloneSource | None = Field(
+        default=None,
+        description=(
+            "Make this VM's disks as copies of another VM's (POST /api/v1/vms/{id}/clone fills it in): disks "
+            "with the same name are copied instead of made blank or from the Image. Fixed once the VM exists."
+        ),
+        json_schema_extra={
+            "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "cloneFrom is fixed once the VM exists"}]
+        },
     )
     graceful_shutdown_seconds: int = Field(
         default=60,
@@ -331,6 +331,13 @@ class VirtualMachineStatus(Model):
         json_schema_extra={"x-kubernetes-list-type": "atomic"},
     )
     migration: str | None = Field(default=None, description="Name of the Migration moving this VM now, if any.")
+    pending_changes: list[str] | None = Field(
+        default=None,
+        description=(
+            "Spec fields changed while the domain runs that take effect only at its next start (for example "
+            "maxMemory or disks[data].bus); condition RestartRequired names them too."
+        ),
+    )
     last_restart_request: str | None = Field(
         default=None,
         description="Value of the vapor.io/restart-requested-at annotation the agent last carried out.",
