@@ -9,6 +9,10 @@ A VM whose disks use Images needs each of them to exist; it prefers the hosts
 that already hold verified copies (fewer fetches, a faster start), and an
 upload Image exists only on the hosts it was uploaded to, so such a VM goes
 only there. A host that refused an image (no room for it) is ruled out.
+
+A clone (spec.cloneFrom) goes where its source VM is: its disks are copied
+from the source's files on that host. It waits (reason CloneSourceNotFound or
+CloneSourceNotPlaced) while the source does not exist or is not placed.
 """
 
 from __future__ import annotations
@@ -84,12 +88,19 @@ def evaluate(
     request: Request | None = None,
     cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
     images: Mapping[str, Image] = NO_IMAGES,
+    source: VirtualMachine | None = None,
 ) -> Fit:
-    """How ``host`` stands for ``vm``, given the requests of the VMs already placed there (and the Images)."""
+    """How ``host`` stands for ``vm``, given the requests of the VMs already placed there (and the Images).
+
+    ``source``: the VM a clone copies its disks from (placed: only its host will do).
+    """
     request = request or Request.of(vm)
     fit = Fit(host.name)
     if vm.spec.host and vm.spec.host != host.name:
         fit.reasons.append(f"the VM asks for host {vm.spec.host}")
+        return fit
+    if source is not None and source.host != host.name:
+        fit.reasons.append(f"the clone's source {source.name} has its disks on host {source.host}")
         return fit
     if not host.is_ready:
         fit.reasons.append("not Ready")
@@ -151,28 +162,45 @@ def _image_problem(vm: VirtualMachine, images: Mapping[str, Image]) -> Decision 
     return None
 
 
+def _clone_problem(vm: VirtualMachine, source: VirtualMachine | None) -> Decision | None:
+    """A clone waits for its source VM to exist and be placed (its disks are copied on the source's host)."""
+    if vm.spec.clone_from is None:
+        return None
+    wanted = vm.spec.clone_from.vm
+    if source is None or source.metadata.deletion_timestamp is not None:
+        message = f"the clone's source VM {wanted} does not exist in namespace {vm.metadata.namespace}"
+        return Decision(None, message, "CloneSourceNotFound")
+    if source.host is None:
+        message = f"the clone's source VM {wanted} is not placed on a host yet; the clone goes where it goes"
+        return Decision(None, message, "CloneSourceNotPlaced")
+    return None
+
+
 def choose_host(
     vm: VirtualMachine,
     hosts: Iterable[Host],
     placed: Mapping[str, Iterable[Request]],
     cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
     images: Mapping[str, Image] = NO_IMAGES,
+    source: VirtualMachine | None = None,
 ) -> Decision:
     """Pick the fitting host that holds most of the VM's images, then with the most memory free, then by name.
 
     ``placed`` maps a host name to the requests of the VMs already on it (this
-    VM excluded); ``images`` maps names to Images. The message of a failed
+    VM excluded); ``images`` maps names to Images; ``source``: for a clone
+    (spec.cloneFrom), its source VM, None when it does not exist (the clone
+    goes only to the source's host). The message of a failed
     decision names every host and why it was ruled out, so a person reading
     the VM's condition knows what to fix.
     """
-    problem = _image_problem(vm, images)
+    problem = _clone_problem(vm, source) or _image_problem(vm, images)
     if problem is not None:
         return problem
     fits: list[tuple[Fit, Host]] = []
     ruled_out: list[str] = []
     request = Request.of(vm)
     for host in sorted(hosts, key=lambda h: h.name):
-        fit = evaluate(vm, host, placed.get(host.name, ()), request, cpu_ratio, images)
+        fit = evaluate(vm, host, placed.get(host.name, ()), request, cpu_ratio, images, source)
         if fit.fits:
             fits.append((fit, host))
         else:

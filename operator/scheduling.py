@@ -5,9 +5,11 @@ every few seconds while no host can take it. Placement binds the VM to the
 chosen host (:meth:`.Ledger.bind_vm`: host, hostId, phase Scheduled, condition
 Scheduled, then the host label that host's agent selects on), under the
 ledger's lock, counting what admitted migrations bring to each host; the
-chosen host then joins the fetchHosts of the VM's Images. A VM that cannot
-be placed says why in its Scheduled condition (reason Unschedulable, or
-ImageNotFound / ImageFailed) and in a Warning Event, once per distinct reason.
+chosen host then joins the fetchHosts of the VM's Images; a clone goes to
+its source VM's host. A VM that cannot be placed says why in its Scheduled
+condition (reason Unschedulable, or ImageNotFound / ImageFailed, or
+CloneSourceNotFound / CloneSourceNotPlaced) and in a Warning Event, once
+per distinct reason.
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ async def place(ledger: Ledger, vm: VirtualMachine) -> str | None:
             return None
         if vm.metadata.deletion_timestamp is not None or vm.host:
             return None
-        decision = choose_host(vm, ledger.hosts(), ledger.carried(exclude=key), ledger.cpu_ratio, ledger.images())
+        source = ledger.vm(key[0], vm.spec.clone_from.vm) if vm.spec.clone_from else None
+        decision = choose_host(
+            vm, ledger.hosts(), ledger.carried(exclude=key), ledger.cpu_ratio, ledger.images(), source
+        )
         if decision.host is None:
             changed = await _set_scheduled(ledger, vm, "False", decision.reason, decision.message)
             if vm.phase in (None, "Pending"):

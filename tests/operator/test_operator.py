@@ -125,6 +125,26 @@ def test_vm_is_placed_on_the_ready_host_with_room(kubectl: Kubectl, fleet: Fleet
     wait_until(lambda: kubectl.get_json("host", big)["status"].get("vmCount") == 1, 20, what="vmCount 1")
 
 
+def test_a_clone_is_placed_on_its_sources_host(kubectl: Kubectl, fleet: Fleet, namespace: str) -> None:
+    first = fleet.host("first", cpu=8, memory="2Gi")
+    kubectl.apply(fleet.vm_manifest("golden", namespace, cpu=1, memory="1Gi"))
+    assert wait_until(placed(kubectl, "golden", namespace), 30) == first
+    roomy = fleet.host("roomy", cpu=64, memory="64Gi")  # more room: a plain VM would go there
+    clone = fleet.vm_manifest("copy", namespace, cpu=1, memory="512Mi", cloneFrom={"vm": "golden"})
+    kubectl.apply(clone)
+    assert wait_until(placed(kubectl, "copy", namespace), 30) == first
+    kubectl.apply(fleet.vm_manifest("plain", namespace, cpu=1, memory="512Mi"))
+    assert wait_until(placed(kubectl, "plain", namespace), 30) == roomy
+    # A clone of a VM that does not exist waits, and says why.
+    kubectl.apply(fleet.vm_manifest("orphan", namespace, cpu=1, memory="512Mi", cloneFrom={"vm": "nobody"}))
+    status = wait_until(
+        lambda: (s := vm_status(kubectl, "orphan", namespace)).get("phase") == "Unschedulable" and s,
+        30,
+        what="phase Unschedulable",
+    )
+    assert condition(status, "Scheduled")["reason"] == "CloneSourceNotFound"
+
+
 def test_unschedulable_vm_says_why_then_lands_when_room_appears(kubectl: Kubectl, fleet: Fleet, namespace: str) -> None:
     only = fleet.host("only", cpu=2, memory="2Gi")  # 20 vCPUs at the default allocation ratio of 10
     kubectl.apply(fleet.vm_manifest("huge", namespace, cpu=32, memory="1Gi"))

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from vapor.model import Condition, Host, HostSpec, HostStatus, ObjectMeta, VirtualMachine, VirtualMachineSpec
+from vapor.model import (
+    Condition,
+    Host,
+    HostSpec,
+    HostStatus,
+    ObjectMeta,
+    VirtualMachine,
+    VirtualMachineSpec,
+    VirtualMachineStatus,
+)
 from vapor.model.host import HostCapacity
 from vapor.operator.placement import Request, allocatable, choose_host
 
@@ -80,3 +89,38 @@ def test_cpu_is_over_committed_by_the_ratio_and_memory_is_not() -> None:
     assert allocatable(roomy, cpu_ratio=1) == Request(cpu=8, memory=8 * 2**30)
     full_memory = {"a": [Request(cpu=1, memory=8 * 2**30)]}
     assert "0Mi memory free, 1Gi needed" in choose_host(vm(cpu=1), [two_cores], full_memory).message
+
+
+def placed_vm(name: str, on: str | None) -> VirtualMachine:
+    return VirtualMachine(
+        metadata=ObjectMeta(name=name, namespace="d"),
+        spec=VirtualMachineSpec(memory="1Gi"),
+        status=VirtualMachineStatus(host=on),
+    )
+
+
+def test_a_clone_goes_to_its_sources_host_even_with_more_room_elsewhere() -> None:
+    clone = vm(clone_from={"vm": "golden"})
+    decision = choose_host(
+        clone, [host("a", memory="2Gi"), host("b", memory="64Gi")], {}, source=placed_vm("golden", "a")
+    )
+    assert decision.host is not None and decision.host.name == "a"
+
+
+def test_a_clone_whose_sources_host_is_full_is_not_placed_elsewhere() -> None:
+    clone = vm(memory="4Gi", clone_from={"vm": "golden"})
+    decision = choose_host(
+        clone, [host("a", memory="2Gi"), host("b", memory="64Gi")], {}, source=placed_vm("golden", "a")
+    )
+    assert decision.host is None
+    assert "b: the clone's source golden has its disks on host a" in decision.message
+    assert "a: 2Gi memory free, 4Gi needed" in decision.message
+
+
+def test_a_clone_waits_for_its_source_to_exist_and_be_placed() -> None:
+    clone = vm(clone_from={"vm": "golden"})
+    missing = choose_host(clone, [host("a")], {}, source=None)
+    assert missing.host is None and missing.reason == "CloneSourceNotFound"
+    assert "golden does not exist" in missing.message
+    unplaced = choose_host(clone, [host("a")], {}, source=placed_vm("golden", None))
+    assert unplaced.host is None and unplaced.reason == "CloneSourceNotPlaced"
