@@ -114,6 +114,16 @@ def _unreachable(host: Host, exc: BaseException) -> APIError:
     )
 
 
+def _check_node(host: Host, base: str, answered_as: str | None) -> None:
+    """AGENT_UNREACHABLE unless the agent answered as ``host``'s node (a Host whose status points at another's)."""
+    if answered_as != host.metadata.name:
+        raise APIError(
+            502,
+            AGENT_UNREACHABLE,
+            f"the node API at {base} answered as node {answered_as!r}, not as host {host.metadata.name!r}",
+        )
+
+
 class AgentClient:
     """One connection pool to every agent, with the gateway's token."""
 
@@ -210,12 +220,7 @@ class AgentClient:
             ) from None
         except aiohttp.ClientError as exc:
             raise _unreachable(host, exc) from None
-        if answered_as != host.metadata.name:  # a Host whose status points at another node's agent
-            raise APIError(
-                502,
-                AGENT_UNREACHABLE,
-                f"the node API at {base} answered as node {answered_as!r}, not as host {host.metadata.name!r}",
-            )
+        _check_node(host, base, answered_as)
         return status, raw
 
     @staticmethod
@@ -266,6 +271,8 @@ class AgentClient:
         except aiohttp.ClientError as exc:
             raise _unreachable(host, exc) from None
         try:
+            # aiohttp keeps the upgrade's answer only in a private field: its headers name the node, as in _send.
+            _check_node(host, base, ws._response.headers.get(names.AGENT_NODE_HEADER))
             yield ws
         finally:
             await ws.close()

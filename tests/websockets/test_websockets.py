@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from quart.typing import TestWebsocketConnectionProtocol as Socket
 
 from vapor.gateway import create_app
 
+from ..conftest import Kubectl
 from ..gateway.conftest import Users, login
 from ..support.journald import write_journal
 from ..support.nodeapi import NodeAPIHarness
@@ -194,3 +197,27 @@ async def test_eleventh_socket_is_refused(gw_client: Client, users: Users) -> No
             assert answer["type"] == "error" and answer["error"]["code"] == "RATE_LIMITED", answer
     async with gw_client.websocket("/ws/metrics") as again:  # the others closed: room again
         await authenticate(again, token)
+
+
+async def test_a_socket_is_relayed_only_to_the_host_the_gateway_asked(
+    gw_client: Client, users: Users, node: NodeAPIHarness, kubectl: Kubectl, cluster_objects: list[str]
+) -> None:
+    # A Host whose status names another node's agent (its address and certificate): the gateway must not
+    # relay a socket meant for that Host to this agent (the HTTP relay refuses the same, test_gateway_system).
+    ghost = f"ghost-{uuid.uuid4().hex[:8]}"
+    kubectl.apply({"apiVersion": "vapor.io/v1alpha1", "kind": "Host", "metadata": {"name": ghost}, "spec": {}})
+    cluster_objects.append(f"hosts.vapor.io/{ghost}")
+    endpoint = {"url": node.url, "certSha256": node.api.fingerprint}
+    kubectl("patch", "host", ghost, "--subresource=status", "--type=merge",
+            "-p", json.dumps({"status": {"agentEndpoint": endpoint}}))  # fmt: skip
+    token = (await login(gw_client, users.viewer))["token"]
+    async with gw_client.websocket(f"/ws/metrics?host={ghost}") as ws:
+        await authenticate(ws, token)
+        await send(ws, {"type": "subscribe"})
+        answer = await asyncio.wait_for(receive(ws), 30)
+    assert answer["type"] == "error" and answer["error"]["code"] == "AGENT_UNREACHABLE", answer
+    assert f"answered as node {node.node_name!r}, not as host {ghost!r}" in answer["error"]["message"]
+    async with gw_client.websocket(f"/ws/metrics?host={node.node_name}") as ws:  # its own host: relayed
+        await authenticate(ws, token)
+        await send(ws, {"type": "subscribe"})
+        assert (await asyncio.wait_for(receive(ws), 30))["type"] == "metric"
