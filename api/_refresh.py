@@ -197,6 +197,21 @@ class RefreshStore:
         if match:
             await self._revoke(SECRET_PREFIX + match.group(1))
 
+    async def revoke_known(self, token: str) -> bool:
+        """Revoke the family of ``token`` (a logout); False when the token is malformed or its family is gone."""
+        match = _TOKEN_RE.match(token)
+        if not match:
+            return False
+        name = SECRET_PREFIX + match.group(1)
+        try:
+            await self.kube.core.read_namespaced_secret(name, self.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        await self._revoke(name)
+        return True
+
     async def _revoke(self, name: str) -> None:
         try:
             await self.kube.core.patch_namespaced_secret(

@@ -65,6 +65,12 @@ class TokenPair(BaseModel):
     user: UserInfo
 
 
+class LogoutResult(BaseModel):
+    """A login that was ended."""
+
+    message: str
+
+
 # -- hosts ------------------------------------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ from ._accounts import Account, AccountRefused, lookup, verify
 from ._agentdocs import AGENT_FAILURES, documents_failures
 from ._errors import APIError
 from ._refresh import RefreshRefused
-from ._schema import Failure, LoginRequest, RefreshRequest, Success, TokenPair, UserInfo
+from ._schema import Failure, LoginRequest, LogoutResult, RefreshRequest, Success, TokenPair, UserInfo
 from ._state import gateway
 
 log = logging.getLogger("vapor.gateway.auth")
@@ -105,3 +105,21 @@ async def refresh(data: RefreshRequest) -> Success[TokenPair]:
         log.info("refresh refused: %s", exc)
         raise APIError(401, UNAUTHORIZED, str(exc)) from None
     return Success[TokenPair](data=_pair(user, rotated.refresh_token, rotated.expires_in))
+
+
+@blueprint.post("/logout")
+@tag(["auth"])
+@validate_request(RefreshRequest)
+@validate_response(Success[LogoutResult])
+@document_response(Failure, 401)
+async def logout(data: RefreshRequest) -> Success[LogoutResult]:
+    """End a login: its refresh token, and every later one of the same login, can no longer be traded.
+
+    Takes the login's current refresh token (no bearer token is needed: an
+    expired login can still be ended). Bearer tokens already issued stay
+    valid until they expire (VAPOR_TOKEN_LIFETIME); a client forgets them.
+    401 when the refresh token is malformed or unknown.
+    """
+    if not await gateway().refresh.revoke_known(data.refresh_token):
+        raise APIError(401, UNAUTHORIZED, "the refresh token is unknown or has expired; the login has ended already")
+    return Success[LogoutResult](data=LogoutResult(message="logged out: the login's refresh token is revoked"))

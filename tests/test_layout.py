@@ -17,6 +17,6 @@ def test_the_operator_folder_never_shadows_pythons_operator_module() -> None:
 
 
 def test_components_import_under_the_vapor_namespace() -> None:
-    code = "import vapor.operator, vapor.agent, vapor.gateway, vapor.devenv; print(vapor.operator.__file__)"
+    code = "import vapor.operator, vapor.agent, vapor.gateway, vapor.devenv, vapor.cli; print(vapor.operator.__file__)"
     out = subprocess.run([sys.executable, "-c", code], cwd="/", capture_output=True, text=True, check=True)
     assert out.stdout.strip() == str(REPO / "operator" / "__init__.py")

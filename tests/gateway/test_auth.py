@@ -137,6 +137,21 @@ async def test_refresh_rotates_and_a_reused_token_revokes_the_family(client: Cli
     assert status == 200
 
 
+async def test_logout_revokes_the_logins_refresh_token_and_no_other(client: Client, users: Users) -> None:
+    ended = await login(client, users.admin)
+    kept = await login(client, users.admin)
+    response = await client.post("/api/v1/auth/logout", json={"refresh_token": ended["refresh_token"]})
+    assert response.status_code == 200, await response.get_json()
+    status, body = await _refresh(client, ended["refresh_token"])
+    assert status == 401 and "revoked" in body["error"]["message"]
+    status, _ = await _refresh(client, kept["refresh_token"])
+    assert status == 200, "another login of the same user goes on"
+    unknown = "0" * 32 + ".abcdefghijklmnopqrstuvwxyz"
+    response = await client.post("/api/v1/auth/logout", json={"refresh_token": unknown})
+    body = await response.get_json()
+    assert response.status_code == 401 and body["error"]["code"] == "UNAUTHORIZED", body
+
+
 async def test_a_second_replica_shares_tokens_and_refresh_state(
     client: Client, gateway_config: dict[str, Any], users: Users
 ) -> None:

@@ -1,0 +1,98 @@
+"""vaporctl through its installed entry points against the whole stack (tests/support/stack.py) on a private libvirtd.
+
+Every run of the tool is a subprocess of ``.venv/bin/vaporctl`` (or
+``kubectl-vapor``) with HOME and XDG_CONFIG_HOME in the test's own folder, as
+a user would run it; nothing calls its functions.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from vapor.devenv import ControlPlane
+
+from ..conftest import Kubectl
+from ..support.libvirtd import Libvirtd
+from ..support.pam import LinuxUser
+from ..support.stack import Stack, running_stack, vm_namespace
+
+BIN = Path(sys.executable).parent
+GATEWAY_SERVICE_ACCOUNT = ("vapor-system", "vapor-gateway")  # whom the agents let in by default
+
+
+@dataclass
+class Vaporctl:
+    """Runs the installed tool as one user of the machine would: its own HOME and config folder."""
+
+    home: Path
+    server: str | None = None
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config_dir(self) -> Path:
+        return self.home / ".config" / "vapor"
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.json"
+
+    def __call__(
+        self, *args: str, input: str | None = None, program: str = "vaporctl", timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VAPOR_")}
+        env.update(HOME=str(self.home), XDG_CONFIG_HOME=str(self.home / ".config"), COLUMNS="200", **self.env)
+        if self.server is not None:
+            env["VAPOR_SERVER"] = self.server
+        return subprocess.run(
+            [str(BIN / program), *args], input=input, capture_output=True, text=True, env=env, timeout=timeout
+        )
+
+    def ok(self, *args: str, input: str | None = None, program: str = "vaporctl") -> str:
+        done = self(*args, input=input, program=program)
+        assert done.returncode == 0, f"vaporctl {' '.join(args)}: {done.returncode}\n{done.stdout}\n{done.stderr}"
+        assert "Traceback" not in done.stderr, done.stderr
+        return done.stdout
+
+    def login(self, user: LinuxUser, server: str) -> str:
+        return self.ok("login", "--server", server, "--username", user.name, "--password-stdin", input=user.password)
+
+
+@pytest.fixture(scope="module")
+def stack(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Stack]:
+    # The gateway reaches an agent's node API (image uploads) as this ServiceAccount, which the chart makes.
+    namespace, account = GATEWAY_SERVICE_ACCOUNT
+    kubectl("create", "namespace", namespace, check=False)
+    kubectl("create", "serviceaccount", account, "-n", namespace, check=False)
+    daemon = Libvirtd().start()
+    try:
+        with running_stack(control_plane, kubectl, daemon.uri) as s:
+            yield s
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture
+def vms_namespace(stack: Stack, kubectl: Kubectl) -> Iterator[str]:
+    with vm_namespace(stack, kubectl) as name:
+        yield name
+
+
+@pytest.fixture
+def vaporctl(tmp_path: Path) -> Vaporctl:
+    home = tmp_path / "home"
+    home.mkdir()
+    return Vaporctl(home)
+
+
+@pytest.fixture
+def admin_ctl(vaporctl: Vaporctl, stack: Stack) -> Vaporctl:
+    """vaporctl logged in as the stack's admin."""
+    vaporctl.login(stack.admin, stack.url)
+    return vaporctl
