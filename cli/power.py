@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
@@ -28,28 +29,28 @@ def _act(ctx: typer.Context, action: str, vm: str, namespace: str | None, force:
     print(f"vm {shown}: {result['message']}" + (f" (phase {result['phase']})" if result.get("phase") else ""))
 
 
-def start(
-    ctx: typer.Context, vm: VMArgument, namespace: NamespaceOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Accepted for symmetry; a start has no forced form.")] = False,
-    wait: WaitOption = 30,
-) -> None:  # fmt: skip
-    """Start a VM (admin) and wait until it runs."""
-    _act(ctx, "start", vm, namespace, force, wait)
+def _command(action: str, summary: str, force_help: str) -> Callable[..., None]:
+    def command(
+        ctx: typer.Context,
+        vm: VMArgument,
+        namespace: NamespaceOption = None,
+        force: bool = False,
+        wait: WaitOption = 30,
+    ) -> None:
+        _act(ctx, action, vm, namespace, force, wait)
+
+    command.__name__ = action
+    command.__annotations__["force"] = Annotated[bool, typer.Option("--force", help=force_help)]
+    command.__doc__ = summary
+    return command
 
 
-def stop(
-    ctx: typer.Context, vm: VMArgument, namespace: NamespaceOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Power off at once instead of asking the guest.")] = False,
-    wait: WaitOption = 30,
-) -> None:  # fmt: skip
-    """Stop a VM (admin): an ACPI shutdown of the guest, or a power off with --force."""
-    _act(ctx, "stop", vm, namespace, force, wait)
-
-
-def restart(
-    ctx: typer.Context, vm: VMArgument, namespace: NamespaceOption = None,
-    force: Annotated[bool, typer.Option("--force", help="Reset at once instead of asking the guest.")] = False,
-    wait: WaitOption = 30,
-) -> None:  # fmt: skip
-    """Restart a VM (admin)."""
-    _act(ctx, "restart", vm, namespace, force, wait)
+start = _command(
+    "start", "Start a VM (admin) and wait until it runs.", "Accepted for symmetry; a start is never forced."
+)
+stop = _command(
+    "stop",
+    "Stop a VM (admin): an ACPI shutdown of the guest, or a power off with --force.",
+    "Power off at once instead of asking the guest to shut down.",
+)
+restart = _command("restart", "Restart a VM (admin).", "Reset at once instead of asking the guest to reboot.")

@@ -10,18 +10,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from vapor.devenv import ControlPlane
-
 from ..conftest import Kubectl
-from ..support.libvirtd import Libvirtd
+from ..e2e.conftest import stack, vms_namespace
 from ..support.pam import LinuxUser
-from ..support.stack import Stack, running_stack, vm_namespace
+from ..support.stack import Stack
+
+__all__ = ["stack", "vms_namespace"]  # the end-to-end tests' whole stack on a private libvirtd, reused
 
 BIN = Path(sys.executable).parent
 GATEWAY_SERVICE_ACCOUNT = ("vapor-system", "vapor-gateway")  # whom the agents let in by default
@@ -65,23 +64,11 @@ class Vaporctl:
 
 
 @pytest.fixture(scope="module")
-def stack(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Stack]:
-    # The gateway reaches an agent's node API (image uploads) as this ServiceAccount, which the chart makes.
+def gateway_account(kubectl: Kubectl) -> None:
+    """The ServiceAccount the stack's gateway reaches agents' node APIs as (image uploads); the chart makes it."""
     namespace, account = GATEWAY_SERVICE_ACCOUNT
     kubectl("create", "namespace", namespace, check=False)
     kubectl("create", "serviceaccount", account, "-n", namespace, check=False)
-    daemon = Libvirtd().start()
-    try:
-        with running_stack(control_plane, kubectl, daemon.uri) as s:
-            yield s
-    finally:
-        daemon.stop()
-
-
-@pytest.fixture
-def vms_namespace(stack: Stack, kubectl: Kubectl) -> Iterator[str]:
-    with vm_namespace(stack, kubectl) as name:
-        yield name
 
 
 @pytest.fixture
