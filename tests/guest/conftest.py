@@ -1,51 +1,16 @@
-"""One Testbed host with a NAT network, and the guest image staged where its QEMU can read it.
-
-The host is a libvirtd in its own network namespace (tests/support/hosts.py):
-the NAT network's bridge, dnsmasq and firewall rules live there, so the
-machine's own networking is never touched. Module-scoped: the image is copied
-once per module; each test's guest gets its own overlay and seed.
-"""
+"""One Testbed host with a NAT network per module (tests/support/guesthost.py)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
-import libvirt
 import pytest
 
-from ..support.guest import GuestImage, NatNetwork, nat_network, stage_image
-from ..support.hosts import Host, Testbed
-
-
-@dataclass
-class GuestHost:
-    """The Testbed host, a connection to its libvirtd, its NAT network, and a folder QEMU reads."""
-
-    host: Host
-    conn: libvirt.virConnect
-    network: NatNetwork
-    folder: Path
-    base: Path
+from ..support.guest import GuestImage
+from ..support.guesthost import GuestHost, guest_testbed
 
 
 @pytest.fixture(scope="module")
 def guest_host(guest_image: GuestImage) -> Iterator[GuestHost]:
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # failures reach the tests as exceptions
-    folder = Path(tempfile.mkdtemp(prefix="vapor-guest-", dir="/var/tmp"))
-    folder.chmod(0o755)
-    try:
-        base = stage_image(guest_image, folder / "images")
-        with Testbed(1) as testbed:
-            host = testbed.hosts[0]
-            conn = host.connect()
-            try:
-                with nat_network(conn) as network:
-                    yield GuestHost(host, conn, network, folder, base)
-            finally:
-                conn.close()
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
+    with guest_testbed(guest_image) as found:
+        yield found

@@ -25,8 +25,8 @@ from ..agent.conftest import place_vm, remove_domains
 from ..conftest import Kubectl
 from ..support.agent import AgentProcess
 from ..support.guest import BOOT_TIMEOUT, SshKey, create_overlay, kvm_runs_linux, ssh, wait_for_ssh
+from ..support.guesthost import GuestHost
 from ..support.wait import eventually, wait_until
-from .conftest import GuestHost
 
 pytestmark = pytest.mark.guest
 

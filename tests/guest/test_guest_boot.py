@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from ..support.guest import BOOT_TIMEOUT, GuestImage, SshKey, agent_addresses, boot_guest, ssh, wait_for_ssh
+from ..support.guesthost import GuestHost
 from ..support.wait import wait_until
-from .conftest import GuestHost
 
 pytestmark = pytest.mark.guest
 

@@ -24,9 +24,9 @@ from vapor.devenv import ControlPlane
 
 from ..conftest import EXAMPLES, Kubectl
 from ..support.guest import BOOT_TIMEOUT, GuestImage, ImageServer, SshKey, kvm_runs_linux, ssh, wait_for_ssh
+from ..support.guesthost import GuestHost
 from ..support.stack import Stack, running_stack, vm_namespace
 from ..support.wait import wait_until
-from .conftest import GuestHost
 
 pytestmark = [pytest.mark.guest, pytest.mark.timeout(1200)]
 
