@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from . import auth, get, power
+from . import auth, get, images, migrate, power, snapshot, ssh
 from .errors import CLIError
 from .session import Session
 
@@ -41,6 +41,11 @@ app.command()(get.get)
 app.command()(power.start)
 app.command()(power.stop)
 app.command()(power.restart)
+app.command()(migrate.migrate)
+app.command()(migrate.follow)
+app.add_typer(images.app, name="image")
+app.command()(snapshot.snapshot)
+app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(ssh.ssh)
 
 
 def main() -> None:

@@ -42,15 +42,19 @@ class Vaporctl:
     def config_file(self) -> Path:
         return self.config_dir / "config.json"
 
-    def __call__(
-        self, *args: str, input: str | None = None, program: str = "vaporctl", timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
+    def environment(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("VAPOR_")}
         env.update(HOME=str(self.home), XDG_CONFIG_HOME=str(self.home / ".config"), COLUMNS="200", **self.env)
         if self.server is not None:
             env["VAPOR_SERVER"] = self.server
+        return env
+
+    def __call__(
+        self, *args: str, input: str | None = None, program: str = "vaporctl", timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(BIN / program), *args], input=input, capture_output=True, text=True, env=env, timeout=timeout
+            [str(BIN / program), *args], input=input, capture_output=True, text=True, env=self.environment(),
+            timeout=timeout,
         )
 
     def ok(self, *args: str, input: str | None = None, program: str = "vaporctl") -> str:
