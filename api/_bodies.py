@@ -3,10 +3,19 @@
 Each object's view is encoded once per resourceVersion and kept, so a change
 to one VM among a thousand re-encodes that VM only; the body is then joined
 from the encoded pieces. The envelope is the one ``Success[<List>]`` documents.
+
+Pages (``?limit=`` and ``?continue=``) walk the objects in (namespace, name)
+order from where the last page ended: the continue token names the last
+object a page held, so a page is never skipped or repeated when objects come
+and go between two requests (an object made behind the cursor meanwhile is
+not seen by that walk; one made ahead of it is).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import bisect
 import gzip
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +38,7 @@ class ListBody:
         self._generation = -1
         self._bodies: dict[tuple[str | None, bool], bytes] = {}
         self._pieces: dict[str, tuple[str | None, bytes]] = {}  # uid: (resourceVersion, encoded view)
+        self._order: tuple[int, list[tuple[str, str]], list[Any]] = (-1, [], [])  # generation, keys, objects
 
     def get(self, namespace: str | None = None, *, gzipped: bool = False) -> bytes:
         """The body for every object, or for one namespace; gzip-compressed when asked."""
@@ -44,11 +54,55 @@ class ListBody:
     def response(self, namespace: str | None = None) -> Response:
         """The body as a response, compressed when the request accepts gzip."""
         gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
-        response = Response(self.get(namespace, gzipped=gzipped), content_type="application/json")
-        response.headers["Vary"] = "Accept-Encoding"
-        if gzipped:
-            response.headers["Content-Encoding"] = "gzip"
-        return response
+        return _respond(self.get(namespace, gzipped=gzipped), gzipped)
+
+    @staticmethod
+    def page_response(body: bytes) -> Response:
+        """A page's body (made for one request) as a response, compressed when the request accepts gzip."""
+        gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
+        return _respond(gzip.compress(body, compresslevel=6, mtime=0) if gzipped else body, gzipped)
+
+    def page(
+        self, keep: Callable[[Any], bool] | None = None, *, limit: int | None = None, after: str | None = None
+    ) -> bytes:
+        """The body of the objects ``keep`` accepts, at most ``limit`` of them, from after the continue token.
+
+        The body also carries ``continue`` (the token of the next page, null on the last) and
+        ``remaining`` (how many objects accepted by ``keep`` the next pages hold).
+        """
+        keys, objects = self._sorted()
+        start = bisect.bisect_right(keys, decode_continue(after)) if after else 0
+        chosen: list[Any] = []
+        remaining = 0
+        for obj in objects[start:]:
+            if keep is not None and not keep(obj):
+                continue
+            if limit is None or len(chosen) < limit:
+                chosen.append(obj)
+            else:
+                remaining += 1
+        token = encode_continue(chosen[-1]) if remaining and chosen else None
+        pieces = [self._encode(o) for o in chosen]
+        return (
+            self._head
+            + b",".join(pieces)
+            + b'],"count":'
+            + str(len(pieces)).encode()
+            + b',"continue":'
+            + (dumps(token) if token else b"null")
+            + b',"remaining":'
+            + str(remaining).encode()
+            + b"}}"
+        )
+
+    def _sorted(self) -> tuple[list[tuple[str, str]], list[Any]]:
+        """Every object in (namespace, name) order and their keys, sorted once per watch-cache generation."""
+        generation, keys, objects = self._order
+        if generation != self.informer.generation:
+            objects = sorted(self.informer.items(), key=_order_key)
+            keys = [_order_key(o) for o in objects]
+            self._order = (self.informer.generation, keys, objects)
+        return keys, objects
 
     def _build(self, namespace: str | None) -> bytes:
         items = self.informer.items()
@@ -57,7 +111,7 @@ class ListBody:
             self._pieces = {k: v for k, v in self._pieces.items() if k in present}
         else:
             items = [o for o in items if o.metadata.namespace == namespace]
-        items.sort(key=lambda o: (o.metadata.namespace or "", o.name))
+        items.sort(key=_order_key)
         pieces = [self._encode(o) for o in items]
         return self._head + b",".join(pieces) + b'],"count":' + str(len(pieces)).encode() + b"}}"
 
@@ -72,3 +126,37 @@ class ListBody:
     @staticmethod
     def _key(obj: Any) -> str:
         return str(obj.metadata.uid or f"{obj.metadata.namespace}/{obj.name}")
+
+
+def _respond(body: bytes, gzipped: bool) -> Response:
+    response = Response(body, content_type="application/json")
+    response.headers["Vary"] = "Accept-Encoding"
+    if gzipped:
+        response.headers["Content-Encoding"] = "gzip"
+    return response
+
+
+def _order_key(obj: Any) -> tuple[str, str]:
+    return (obj.metadata.namespace or "", obj.name)
+
+
+class BadContinue(ValueError):
+    """A continue token this gateway did not make."""
+
+
+def encode_continue(obj: Any) -> str:
+    """The continue token after ``obj``: its namespace and name, opaque to clients."""
+    namespace, name = _order_key(obj)
+    return base64.urlsafe_b64encode(f"{namespace}/{name}".encode()).decode().rstrip("=")
+
+
+def decode_continue(token: str) -> tuple[str, str]:
+    """The (namespace, name) a continue token names; BadContinue when it is not one of ours."""
+    try:
+        text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadContinue(token) from exc
+    namespace, sep, name = text.partition("/")
+    if not sep or not name:
+        raise BadContinue(token)
+    return namespace, name

@@ -22,6 +22,7 @@ from vapor.model.virtualmachine import (
     NetworkType,
     NICModel,
     RunStrategy,
+    VMPhase,
     disk_path_problem,
 )
 
@@ -247,10 +248,18 @@ class VMView(BaseModel):
 
 
 class VMList(BaseModel):
-    """Every virtual machine (in one namespace when asked)."""
+    """Every virtual machine (in one namespace when asked), or one page of those the filters accept."""
 
     vms: list[VMView]
-    count: int
+    count: int = Field(description="How many VMs this body holds.")
+    continue_: str | None = Field(
+        default=None,
+        alias="continue",
+        description="Paged or filtered lists: the token that asks for the next page (?continue=), null on the last.",
+    )
+    remaining: int | None = Field(
+        default=None, description="Paged or filtered lists: how many more VMs the next pages hold."
+    )
 
 
 class VMQuery(BaseModel):
@@ -260,9 +269,34 @@ class VMQuery(BaseModel):
 
 
 class VMListQuery(BaseModel):
-    """An optional namespace to list."""
+    """Which VMs to list: filters, and a page size with the token of the page to start from.
 
-    namespace: str | None = Field(default=None, pattern=DNS_LABEL_PATTERN, max_length=63)
+    Without limit, continue, host or phase the whole list answers as it always has
+    (every VM, or one namespace's); with any of them the body also carries
+    ``continue`` and ``remaining``.
+    """
+
+    namespace: str | None = Field(
+        default=None, pattern=DNS_LABEL_PATTERN, max_length=63, description="Only the VMs of this namespace."
+    )
+    host: str | None = Field(
+        default=None, max_length=253, description="Only the VMs placed on this Host (its name or id)."
+    )
+    phase: VMPhase | None = Field(default=None, description="Only the VMs in this phase (Running, Stopped...).")
+    limit: int | None = Field(
+        default=None, ge=1, le=5000, description="At most this many VMs, in (namespace, name) order."
+    )
+    continue_: str | None = Field(
+        default=None,
+        alias="continue",
+        max_length=2048,
+        description="The continue token of the previous page: this page starts after the last VM it held.",
+    )
+
+    @property
+    def paged(self) -> bool:
+        """Whether anything beyond the namespace was asked (then the body carries continue and remaining)."""
+        return any(v is not None for v in (self.host, self.phase, self.limit, self.continue_))
 
 
 class ActionQuery(BaseModel):

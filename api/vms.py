@@ -12,13 +12,14 @@ from typing import Any
 from quart import Blueprint, Response, current_app
 from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
 
-from vapor.agentapi.errors import ALREADY_EXISTS, NOT_FOUND
+from vapor.agentapi.errors import ALREADY_EXISTS, INVALID_INPUT, NOT_FOUND
 from vapor.kube import Conflict, NotFound
 from vapor.model import DiskSpec, NetworkSpec, ObjectMeta, VirtualMachine, VirtualMachineSpec
 from vapor.model.cloudinit import CloudInitSpec
 from vapor.model.names import REQUESTED_BY_ANNOTATION
 
 from ._actions import plan
+from ._bodies import BadContinue
 from ._cloudinit import checked_cloud_init
 from ._errors import APIError
 from ._guard import current_user, require
@@ -48,8 +49,31 @@ blueprint = Blueprint("vms", __name__, url_prefix="/api/v1/vms")
 @validate_querystring(VMListQuery)
 @document_response(Success[VMList])
 async def list_vms(query_args: VMListQuery) -> Response:
-    """Every virtual machine, or those of one namespace with ?namespace=."""
-    return gateway().vm_bodies.response(query_args.namespace)
+    """Every virtual machine, or those of one namespace with ?namespace=; filtered and paged when asked.
+
+    ?host= (name or id) and ?phase= keep the VMs placed on that Host or in that phase; ?limit=
+    gives at most that many, in (namespace, name) order, with a ``continue`` token for the next
+    page (?continue=) and ``remaining``, how many the next pages hold. A continue token the
+    gateway did not make is INVALID_INPUT.
+    """
+    bodies = gateway().vm_bodies
+    if not query_args.paged:
+        return bodies.response(query_args.namespace)
+    q = query_args
+
+    def keep(vm: VirtualMachine) -> bool:
+        status = vm.status
+        return (
+            (q.namespace is None or vm.metadata.namespace == q.namespace)
+            and (q.phase is None or (status is not None and status.phase == q.phase))
+            and (q.host is None or (status is not None and q.host in (status.host, status.host_id)))
+        )
+
+    try:
+        body = bodies.page(keep, limit=q.limit, after=q.continue_)
+    except BadContinue:
+        raise APIError(400, INVALID_INPUT, "continue is not a token of a previous page of this list") from None
+    return bodies.page_response(body)
 
 
 @blueprint.get("/<vm_id>")
