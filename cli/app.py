@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from . import auth, get, images, migrate, power, snapshot, ssh
+from . import auth, console, get, images, migrate, power, snapshot, ssh, vnc
 from .errors import CLIError
 from .session import Session
 
@@ -45,6 +45,8 @@ app.command()(migrate.migrate)
 app.command()(migrate.follow)
 app.add_typer(images.app, name="image")
 app.command()(snapshot.snapshot)
+app.command()(console.console)
+app.command()(vnc.vnc)
 app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})(ssh.ssh)
 
 
