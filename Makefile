@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STATE ?= .vapor/cluster
 DEVENV := $(PY) -m vapor.devenv --state-dir $(STATE)
 
-.PHONY: help install binaries guest-image generate lint test bench dev cluster-up cluster-down cluster-env cluster-destroy clean
+.PHONY: help install ui binaries guest-image generate lint test bench dev cluster-up cluster-down cluster-env cluster-destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -17,6 +17,16 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 install: $(VENV)/.installed ## Create .venv and install Vapor with its dev tools
+
+# The web console: the gateway's OpenAPI document -> TypeScript types -> type check -> Vite build into api/static
+# (served at / by the gateway). npm ci runs again only when the lockfile changed.
+ui/node_modules/.installed: ui/package-lock.json
+	cd ui && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+ui: install ui/node_modules/.installed ## Build the web console (ui/) into api/static, its types from the gateway's OpenAPI
+	$(PY) -m vapor.gateway.openapidoc ui/openapi.json
+	cd ui && npm run -s build
 
 binaries: ## Build (once) and cache kube-apiserver, etcd, kubectl and helm
 	@hack/kube-binaries.sh >/dev/null
@@ -34,13 +44,14 @@ lint: install ## ruff and mypy (operator/ checked as vapor.operator: hack/mypy_o
 	$(VENV)/bin/mypy
 	$(PY) hack/mypy_operator.py
 
-test: install binaries guest-image lint ## The whole suite (lint, then pytest against a real control plane)
+test: install ui binaries guest-image lint ## The whole suite (lint, the console's unit tests, then pytest)
+	cd ui && npm run -s test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: install binaries ## Benchmarks under bench/, printing their figures
 	$(PY) -m bench $(BENCH_ARGS)
 
-dev: install binaries ## The embedded default: control plane and CRDs (and the components) until Ctrl-C
+dev: install ui binaries ## The embedded default: control plane and CRDs (and the components) until Ctrl-C
 	$(DEVENV) dev
 
 cluster-up: install binaries ## Start the control plane in the background; kubeconfig in .vapor/cluster/kubeconfig

@@ -27,6 +27,7 @@ from . import (
     network,
     storage,
     system,
+    ui,
     users,
     vms,
     ws,
@@ -67,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
     "AGENT_TIMEOUT": 30.0,  # seconds the gateway waits for an agent's node-local API
     "AGENT_TOKEN_FILE": None,  # the gateway's token for agents, of audience vapor-agent (the chart projects one)
     "AGENT_SERVICE_ACCOUNT": "vapor-system/vapor-gateway",  # else a TokenRequest for this (dev, tests)
+    "UI_DIR": None,  # the built web console (default: the package's static folder, written by `make ui`)
 }
 
 
@@ -103,6 +105,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.register_blueprint(network.blueprint)
     app.register_blueprint(storage.blueprint)
     app.register_blueprint(ws.blueprint)  # /ws/metrics, /ws/logs, /ws/terminal
+    app.register_blueprint(ui.blueprint)  # the web console at / (ui/, built into api/static)
     register_error_handlers(app)
     _metrics.install(app)  # /metrics, /healthz, /readyz (no token); first, so it times the rate limiter too
     _ratelimit.install(app, int(app.config["RATE_LIMIT"]), int(app.config["LOGIN_RATE_LIMIT"]))

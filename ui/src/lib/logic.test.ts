@@ -1,0 +1,85 @@
+import { describe, expect, it } from 'vitest';
+import type { HostView, VMView } from '../api/client';
+import { unfit } from '../pages/Migrate';
+import { createRequest } from '../pages/VmCreate';
+import { bytes, duration, percent, tone } from './format';
+import { href, parse } from './router';
+import { allowed, filterVms, nextPoll, sortVms } from './vms';
+
+const vm = (over: Partial<VMView>) =>
+  ({ name: 'a', namespace: 'default', status: 'Stopped', phase: 'Stopped', host: 'h1', addresses: [], deleting: false, cpu: 1, memory_bytes: 2 ** 30, ...over }) as VMView;
+
+describe('formatting', () => {
+  it('writes sizes, percents and durations as people read them', () => {
+    expect(bytes(0)).toBe('0 B');
+    expect(bytes(1536)).toBe('1.50 KiB');
+    expect(bytes(32 * 1024 ** 3)).toBe('32.0 GiB');
+    expect(bytes(null)).toBe('—');
+    expect(percent(3.14159)).toBe('3.1%');
+    expect(percent(42.6)).toBe('43%');
+    expect(duration(90061)).toBe('1d 1h');
+    expect(duration(59)).toBe('59s');
+    expect(tone('Running')).toBe('ok');
+    expect(tone('Migrating')).toBe('busy');
+    expect(tone('Failed')).toBe('bad');
+  });
+});
+
+describe('routes', () => {
+  it('round-trip through the fragment', () => {
+    expect(parse('#/hosts/abc%20d')).toEqual({ page: 'host', id: 'abc d' });
+    expect(href({ page: 'host', id: 'abc d' })).toBe('#/hosts/abc%20d');
+    expect(parse('')).toEqual({ page: 'vms' });
+    expect(parse('#/nonsense')).toEqual({ page: 'vms' });
+    expect(parse('#/migrations')).toEqual({ page: 'migrations' });
+  });
+});
+
+describe('the VM table', () => {
+  it('offers only the actions a phase allows', () => {
+    expect(allowed(vm({ phase: 'Stopped' }))).toEqual({ start: true, stop: false, restart: false, migrate: false });
+    expect(allowed(vm({ phase: 'Running' }))).toEqual({ start: false, stop: true, restart: true, migrate: true });
+    expect(allowed(vm({ phase: 'Running', deleting: true })).stop).toBe(false);
+  });
+
+  it('looks again within a second while a VM moves or an action is pending', () => {
+    expect(nextPoll([vm({ phase: 'Running' })], 0)).toBe(3000);
+    expect(nextPoll([vm({ phase: 'Starting' })], 0)).toBe(1000);
+    expect(nextPoll([vm({ phase: 'Running' })], 1)).toBe(1000);
+  });
+
+  it('sorts and filters', () => {
+    const vms = [vm({ name: 'b', status: 'Running' }), vm({ name: 'a', addresses: ['10.0.0.7'] }), vm({ name: 'c', namespace: 'x' })];
+    expect(sortVms(vms, { column: 'name', descending: true }).map((v) => v.name)).toEqual(['c', 'b', 'a']);
+    expect(filterVms(vms, '10.0.0').map((v) => v.name)).toEqual(['a']);
+    expect(filterVms(vms, 'RUN').map((v) => v.name)).toEqual(['b']);
+  });
+});
+
+describe('the create form', () => {
+  const blank = { name: ' web ', namespace: '', cpu: '2', memory: '1Gi', image: '', diskSize: '', sshKey: '', userData: '', network: '', start: false };
+  it('makes the smallest request', () => {
+    expect(createRequest(blank)).toEqual({ name: 'web', namespace: 'default', cpu: 2, memory: '1Gi', run_strategy: 'Halted' });
+  });
+  it('adds an image disk, a network, keys and user-data', () => {
+    const r = createRequest({ ...blank, image: 'debian', diskSize: '10Gi', network: 'default', sshKey: 'ssh-ed25519 AAA a\n\n', userData: '#cloud-config\n', start: true });
+    expect(r.disks).toEqual([{ name: 'root', image: 'debian', size: '10Gi' }]);
+    expect(r.networks).toEqual([{ name: 'nic0', type: 'network', source: 'default' }]);
+    expect(r.cloud_init).toEqual({ ssh_authorized_keys: ['ssh-ed25519 AAA a'], user_data: '#cloud-config\n' });
+    expect(r.run_strategy).toBe('Running');
+  });
+});
+
+describe('the migration host picker', () => {
+  const host = (over: Partial<HostView>) =>
+    ({ name: 'h2', status: 'connected', maintenance: false, allocatable: { cpu: 4, memory: 8 * 2 ** 30 }, allocated: { cpu: 1, memory: 2 ** 30 }, ...over }) as HostView;
+  it('says why a host cannot take the VM', () => {
+    const v = vm({ host: 'h1', cpu: 2, memory_bytes: 2 * 2 ** 30 });
+    expect(unfit(host({}), v)).toBeNull();
+    expect(unfit(host({ name: 'h1' }), v)).toBe('the VM runs here');
+    expect(unfit(host({ status: 'disconnected' }), v)).toBe('agent disconnected');
+    expect(unfit(host({ maintenance: true }), v)).toBe('in maintenance');
+    expect(unfit(host({ allocated: { cpu: 3, memory: 0 } }), v)).toBe('1 vCPU free, the VM needs 2');
+    expect(unfit(host({ allocated: { cpu: 0, memory: 7 * 2 ** 30 } }), v)).toBe('1.00 GiB free, the VM needs 2.00 GiB');
+  });
+});

@@ -1,0 +1,53 @@
+// A live line chart (uPlot: small, fast, canvas) of the last minutes of one metric.
+
+import { useEffect, useRef } from 'preact/hooks';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+
+export interface Series {
+  times: number[];
+  values: number[];
+}
+
+export function LiveChart({ title, series, max }: { title: string; series: Series; max?: number }) {
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+
+  useEffect(() => {
+    if (!box.current) return;
+    const width = Math.max(240, box.current.clientWidth);
+    plot.current = new uPlot(
+      {
+        width,
+        height: 160,
+        legend: { show: false },
+        scales: { y: { range: () => [0, max ?? 100] } },
+        axes: [{}, { values: (_u, ticks) => ticks.map((t) => `${t}%`), size: 44 }],
+        series: [{}, { label: title, stroke: '#1f6fb2', fill: 'rgba(31,111,178,0.12)', width: 2 }],
+      },
+      [series.times, series.values],
+      box.current,
+    );
+    const resize = () => box.current && plot.current?.setSize({ width: box.current.clientWidth, height: 160 });
+    addEventListener('resize', resize);
+    return () => {
+      removeEventListener('resize', resize);
+      plot.current?.destroy();
+      plot.current = null;
+    };
+  }, [title, max]);
+
+  useEffect(() => {
+    plot.current?.setData([series.times, series.values]);
+  }, [series]);
+
+  const last = series.values[series.values.length - 1];
+  return (
+    <figure class="chart">
+      <figcaption>
+        {title}: <strong data-testid={`metric-${title}`}>{last === undefined ? '—' : `${last.toFixed(1)}%`}</strong>
+      </figcaption>
+      <div ref={box} role="img" aria-label={`${title} over the last minutes`} />
+    </figure>
+  );
+}
