@@ -25,6 +25,7 @@ from . import (
     logs,
     migrations,
     network,
+    snapshots,
     storage,
     system,
     ui,
@@ -94,6 +95,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.register_blueprint(auth.blueprint)
     app.register_blueprint(hosts.blueprint)
     app.register_blueprint(vms.blueprint)
+    app.register_blueprint(snapshots.blueprint)
     app.register_blueprint(migrations.blueprint)
     app.register_blueprint(images.blueprint)
     app.register_blueprint(containers.blueprint)

@@ -23,6 +23,8 @@ from .controllers.images import ImageController
 from .controllers.migration import MigrationController
 from .controllers.mounts import MountController
 from .controllers.network import NetworkReconciler
+from .controllers.restores import RestoreController
+from .controllers.snapshots import SnapshotController
 from .controllers.vms import VMController
 from .host import format as _format
 from .host import hostid as _hostid
@@ -50,6 +52,8 @@ class Agent:
         self.nodeapi: NodeAPI | None = None
         self.network: NetworkReconciler | None = None
         self.mounts: MountController | None = None
+        self.snapshots: SnapshotController | None = None
+        self.restores: RestoreController | None = None
         self.cache = ImageCache(config.images_cache_dir, reserve=config.image_reserve, fetches=config.image_fetches)
         self.images: ImageController | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -117,6 +121,10 @@ class Agent:
             self._tasks.append(asyncio.create_task(certificate.run(), name="migration-certificate"))
         self.vms = VMController(self.kube, config, self.libvirt, images=images)
         await self.vms.start()
+        self.snapshots = SnapshotController(self.kube, config, self.libvirt, self.vms)
+        await self.snapshots.start()
+        self.restores = RestoreController(self.kube, config, self.libvirt, self.snapshots)
+        await self.restores.start()
         self.migrations = MigrationController(self.kube, config, self.libvirt, images=images)
         await self.migrations.start()
         self.mounts = MountController(self.kube, config, lambda: reporter.host, self._vm_disks, reporter.refresh)
@@ -162,6 +170,9 @@ class Agent:
             await self.mounts.stop()
         if self.migrations is not None:
             await self.migrations.stop()
+        for controller in (self.restores, self.snapshots):
+            if controller is not None:
+                await controller.stop()
         if self.vms is not None:
             await self.vms.stop()
         if self.images is not None:

@@ -1,5 +1,5 @@
 """Importing this module registers every handler of the operator with kopf."""
 
-from . import drain, health, images, migration, migration_certs, scheduling, settings
+from . import drain, health, images, migration, migration_certs, scheduling, settings, snapshots
 
-__all__ = ["drain", "health", "images", "migration", "migration_certs", "scheduling", "settings"]
+__all__ = ["drain", "health", "images", "migration", "migration_certs", "scheduling", "settings", "snapshots"]

@@ -34,6 +34,7 @@ from vapor.model import (
 from vapor.model.host import DEFAULT_CPU_ALLOCATION_RATIO
 from vapor.model.names import FIELD_MANAGER_OPERATOR as FIELD_MANAGER
 from vapor.model.names import HOST_LABEL
+from vapor.model.snapshot import VirtualMachineSnapshot
 from vapor.model.virtualmachine import VMPhase
 
 from .placement import Request, allocatable
@@ -108,6 +109,7 @@ class Ledger:
         self._vms = _Promised(kube, VirtualMachine)
         self._migrations = _Promised(kube, Migration)
         self._images = _Promised(kube, Image)  # read by placement and migration checks; written by .images
+        self._snapshots = _Promised(kube, VirtualMachineSnapshot)  # a VM's snapshots hold its migrations back
         self._writes = 0  # with the caches' generations: whether the last carried() still holds
         self._carried: tuple[tuple[int, int, int], dict[str, list[Request]]] | None = None
 
@@ -120,8 +122,16 @@ class Ledger:
         for p in self._caches():
             await p.cache.stop()
 
-    def _caches(self) -> tuple[_Promised[Host], _Promised[VirtualMachine], _Promised[Migration], _Promised[Image]]:
-        return (self._hosts, self._vms, self._migrations, self._images)
+    def _caches(
+        self,
+    ) -> tuple[
+        _Promised[Host],
+        _Promised[VirtualMachine],
+        _Promised[Migration],
+        _Promised[Image],
+        _Promised[VirtualMachineSnapshot],
+    ]:
+        return (self._hosts, self._vms, self._migrations, self._images, self._snapshots)
 
     # -- reading ---------------------------------------------------------------------------------
     def hosts(self) -> list[Host]:
@@ -155,6 +165,16 @@ class Ledger:
     def image(self, name: str) -> Image | None:
         """An Image by name."""
         return self._images.get(name)
+
+    def snapshots_of(self, vm: VirtualMachine) -> list[VirtualMachineSnapshot]:
+        """The snapshots of ``vm`` (by name in its namespace, not of an earlier VM of that name), deleted ones too."""
+        return [
+            s
+            for s in self._snapshots.items()
+            if s.metadata.namespace == vm.metadata.namespace
+            and s.spec.vm == vm.name
+            and (s.status is None or s.status.vm_uid in (None, vm.metadata.uid))
+        ]
 
     def on_host(self, host: str) -> list[VirtualMachine]:
         """The VMs placed on ``host``."""

@@ -42,9 +42,11 @@ def check_on(ledger: Ledger, m: Migration) -> Check:
     """Check ``m`` against the ledger as it stands (its own VM left out of what the hosts carry)."""
     vm = ledger.vm_of(m)
     exclude = vm_key(vm) if vm is not None else None
+    snapshots = ledger.snapshots_of(vm) if vm is not None else []
     return check(
-        m, vm, ledger.hosts(), ledger.carried(exclude=exclude), ledger.migrations(), ledger.cpu_ratio, ledger.images()
-    )
+        m, vm, ledger.hosts(), ledger.carried(exclude=exclude), ledger.migrations(), ledger.cpu_ratio, ledger.images(),
+        snapshots,
+    )  # fmt: skip
 
 
 async def schedule_pass(ledger: Ledger) -> None:

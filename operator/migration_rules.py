@@ -15,6 +15,7 @@ from vapor.model import Condition, ConditionStatus, Host, Image, Migration, Virt
 from vapor.model.host import DEFAULT_CPU_ALLOCATION_RATIO
 from vapor.model.image import images_of
 from vapor.model.names import ConditionType
+from vapor.model.snapshot import VirtualMachineSnapshot
 
 from .image_rules import IMAGE_FETCHING, on_target
 from .placement import NO_IMAGES, Request, choose_host, evaluate
@@ -85,6 +86,20 @@ def storage_compatibility(vm: VirtualMachine, copy_storage: str) -> tuple[Condit
     return "True", "SharedStorage", "every disk is an existing image on shared storage"
 
 
+def snapshots_kept(
+    vm: VirtualMachine, source: str, snapshots: Sequence[VirtualMachineSnapshot]
+) -> tuple[ConditionStatus, str, str]:
+    """Whether a move keeps the VM's snapshots: it cannot, they are inside its disks on ``source``."""
+    names = sorted(s.name for s in snapshots)
+    shown = ", ".join(names[:5]) + (" ..." if len(names) > 5 else "")
+    return (
+        "False",
+        "HasSnapshots",
+        f"{vm.name} has {len(names)} snapshot(s) ({shown}) inside its disks on {source}, which a migration would "
+        "lose (they do not move with the disks): delete them first",
+    )
+
+
 def _unpinned(vm: VirtualMachine) -> VirtualMachine:
     """The VM as placement should judge it for a move: spec.host names where it was asked to start, not a pin."""
     return vm.model_copy(update={"spec": vm.spec.model_copy(update={"host": None})})
@@ -98,6 +113,7 @@ def check(
     others: Iterable[Migration],
     cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
     images: Mapping[str, Image] = NO_IMAGES,
+    snapshots: Sequence[VirtualMachineSnapshot] = (),
 ) -> Check:
     """Validate a migration and compute its pre-flight conditions.
 
@@ -105,7 +121,9 @@ def check(
     admitted migrations are bringing to it; ``others`` are the other
     Migrations of the cluster; ``images`` the Images by name (a VM whose
     disks use some gets ImageReady: the destination must hold them all, and
-    while it fetches them the check waits rather than refuses).
+    while it fetches them the check waits rather than refuses); ``snapshots``
+    the VM's snapshots (a VM with any gets SnapshotsKept False: they live
+    inside its disks on the source and would be lost by the move).
     """
     namespace = m.metadata.namespace or ""
     result = Check()
@@ -181,6 +199,10 @@ def check(
         image_ready = m.condition_after(ConditionType.IMAGE_READY, *on_target(vm, dest.name, images))
         result.conditions.append(image_ready)
         result.fetching = image_ready.reason == IMAGE_FETCHING
+    if snapshots:
+        result.conditions.append(
+            m.condition_after(ConditionType.SNAPSHOTS_KEPT, *snapshots_kept(vm, source, snapshots))
+        )
     failed = [c for c in result.conditions if c.status == "False" and c.reason != IMAGE_FETCHING]
     if failed:
         result.refusal = "; ".join(f"{c.type}: {c.message}" for c in failed)

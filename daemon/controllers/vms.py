@@ -13,9 +13,11 @@ that is already right.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import shutil
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import libvirt  # type: ignore[import-untyped]
 
@@ -69,6 +71,19 @@ class VMController(NodeController[VirtualMachine]):
         self._stop_deadline: dict[str, float] = {}  # uid -> when a graceful stop turns into power-off
         self._restarted: dict[str, str] = {}  # uid -> restart request carried out (before the cache shows it)
         self._failures: dict[Key, int] = {}
+        self.held: set[str] = set()  # uids whose domain a snapshot or restore works on: hands off meanwhile
+        self.removed: list[Callable[[VirtualMachine], Awaitable[None]]] = []  # called once a VM's domain is gone
+
+    @contextlib.asynccontextmanager
+    async def holding(self, vm: VirtualMachine) -> AsyncIterator[None]:
+        """Leave ``vm``'s domain alone while the block runs (a snapshot pauses it, a restore loads it); look after."""
+        uid = vm.metadata.uid or ""
+        self.held.add(uid)
+        try:
+            yield
+        finally:
+            self.held.discard(uid)
+            self.queue.add(key_of(vm))
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> None:
@@ -123,6 +138,8 @@ class VMController(NodeController[VirtualMachine]):
             # A Migration owns the domain now (it may be leaving or arriving): hands off until it ends.
             log.debug("VM is migrating; leaving it alone", extra={"vm": "/".join(key), "migration": migrating})
             return
+        if vm.metadata.uid in self.held and vm.metadata.deletion_timestamp is None:
+            return  # a snapshot or restore has the domain; it queues the VM again when done
         try:
             if vm.metadata.deletion_timestamp is not None:
                 await self._finalize(vm)
@@ -389,6 +406,8 @@ class VMController(NodeController[VirtualMachine]):
             for disk in vm.spec.disks or []:
                 if disk.image:
                     self.images.queue.add(disk.image)
+        for removed in self.removed:  # the VM's snapshots went with its disks
+            await removed(vm)
         finalizers = [f for f in vm.metadata.finalizers or [] if f != names.VM_FINALIZER]
         await self.vms.patch(
             vm.name,

@@ -4,7 +4,7 @@ The gateway acts on Kubernetes as the logged-in user (``vapor:<name>`` in the
 group ``vapor:admins`` or ``vapor:viewers``), so those groups need RBAC. The
 chart grants it in a cluster (``templates/user-rbac.yaml``, values
 ``gateway.userAccess``); the local control plane gets the same defaults here:
-admins may write Vapor's kinds (VMs, Migrations, Mounts, Images, a Host's spec) in
+admins may write Vapor's kinds (VMs, their snapshots and restores, Migrations, Mounts, Images, a Host's spec) in
 every namespace, both groups may list CRDs, and in each granted namespace admins may edit and
 viewers read pods, deployments and services (admins also get Secrets, which a
 VM's cloud-init may name). A cluster uses the built-in
@@ -34,6 +34,8 @@ VAPOR_WRITES = [
     {"apiGroups": ["vapor.io"], "resources": ["virtualmachines"], "verbs": ["get", "create", "patch", "delete"]},
     {"apiGroups": ["vapor.io"], "resources": ["migrations"], "verbs": ["get", "create", "patch"]},
     {"apiGroups": ["vapor.io"], "resources": ["mounts"], "verbs": ["get", "create", "delete"]},
+    {"apiGroups": ["vapor.io"], "resources": ["virtualmachinesnapshots"], "verbs": ["get", "create", "delete"]},
+    {"apiGroups": ["vapor.io"], "resources": ["virtualmachinerestores"], "verbs": ["get", "create"]},
     {"apiGroups": ["vapor.io"], "resources": ["images"], "verbs": ["get", "create", "delete"]},
     {"apiGroups": ["vapor.io"], "resources": ["hosts"], "verbs": ["get", "patch"]},
 ]

@@ -84,6 +84,9 @@ class As:
     def create(self, path: str, body: dict[str, Any]) -> Answer:
         return self.send("POST", path, body)
 
+    def delete(self, path: str) -> Answer:
+        return self.send("DELETE", path, {})
+
 
 def lease(node: str, namespace: str) -> dict[str, Any]:
     return {
@@ -109,6 +112,14 @@ def nodes(
                 "kind": "VirtualMachine",
                 "metadata": {"name": f"vm-{node}", "namespace": namespace, "labels": {"vapor.io/host": node}},
                 "spec": {"runStrategy": "Halted", "cpu": 1, "memory": "64Mi"},
+            }
+        )
+        kubectl.apply(
+            {
+                "apiVersion": "vapor.io/v1alpha1",
+                "kind": "VirtualMachineSnapshot",
+                "metadata": {"name": f"snap-{node}", "namespace": namespace, "labels": {"vapor.io/host": node}},
+                "spec": {"vm": f"vm-{node}"},
             }
         )
         kubectl.apply(
@@ -170,6 +181,7 @@ def test_agent_a_cannot_change_node_bs_objects(
         f"{VAPOR}/namespaces/{namespace}/virtualmachines",
         f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases",
     )
+    snaps = f"{VAPOR}/namespaces/{namespace}/virtualmachinesnapshots"
     attempts = {
         "Host B's status": agent_a.patch(f"{VAPOR}/hosts/{b}/status", {"status": {"hostname": "evil"}}),
         "Host B's spec": agent_a.patch(f"{VAPOR}/hosts/{b}", {"spec": {"maintenance": True}}),
@@ -181,6 +193,10 @@ def test_agent_a_cannot_change_node_bs_objects(
         "VM B's finalizers": agent_a.patch(f"{vms}/vm-{b}", {"metadata": {"finalizers": ["vapor.io/agent"]}}),
         "VM B moved to A": agent_a.patch(f"{vms}/vm-{b}", {"metadata": {"labels": {"vapor.io/host": a}}}),
         "Mount B's status": agent_a.patch(f"{VAPOR}/mounts/data-{b}/status", {"status": {"phase": "Failed"}}),
+        "Snapshot B's status": agent_a.patch(f"{snaps}/snap-{b}/status", {"status": {"phase": "Failed"}}),
+        "Snapshot B's finalizers": agent_a.patch(f"{snaps}/snap-{b}", {"metadata": {"finalizers": ["x.io/y"]}}),
+        "Snapshot B moved to A": agent_a.patch(f"{snaps}/snap-{b}", {"metadata": {"labels": {"vapor.io/host": a}}}),
+        "Snapshot B deleted": agent_a.delete(f"{snaps}/snap-{b}"),
         "Migration to B's status": agent_a.patch(
             f"{VAPOR}/namespaces/{namespace}/migrations/to-b/status", {"status": {"phase": "Failed"}}
         ),
@@ -193,6 +209,7 @@ def test_agent_a_cannot_change_node_bs_objects(
     assert (host_b.get("status") or {}).get("hostname") != "evil"
     assert not host_b["spec"].get("maintenance")
     assert kubectl.get_json("virtualmachine", f"vm-{b}", "-n", namespace)["metadata"]["labels"]["vapor.io/host"] == b
+    assert kubectl.get_json("vsnap", f"snap-{b}", "-n", namespace).get("status") is None
     # The refusal says why.
     assert f"the agent of node {a} may write only its own Host" in attempts["Host B's status"].message
 
@@ -205,6 +222,7 @@ def test_agent_a_may_do_its_own_work_and_no_more(
         f"{VAPOR}/namespaces/{namespace}/virtualmachines",
         f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases",
     )
+    snaps = f"{VAPOR}/namespaces/{namespace}/virtualmachinesnapshots"
     own = {
         "Host A's status": agent_a.patch(f"{VAPOR}/hosts/{a}/status", {"status": {"hostname": "node-a"}}),
         "Host A's host-id label": agent_a.patch(
@@ -213,13 +231,15 @@ def test_agent_a_may_do_its_own_work_and_no_more(
         "VM A's status": agent_a.patch(f"{vms}/vm-{a}/status", {"status": {"phase": "Stopped"}}),
         "VM A's finalizer": agent_a.patch(f"{vms}/vm-{a}", {"metadata": {"finalizers": ["vapor.io/agent"]}}),
         "Mount A's status": agent_a.patch(f"{VAPOR}/mounts/data-{a}/status", {"status": {"phase": "Pending"}}),
+        "Snapshot A's status": agent_a.patch(f"{snaps}/snap-{a}/status", {"status": {"phase": "Pending"}}),
+        "Snapshot A's finalizer": agent_a.patch(f"{snaps}/snap-{a}", {"metadata": {"finalizers": ["x.io/y"]}}),
         "A's heartbeat Lease": agent_a.create(leases, lease(a, namespace)),
     }
     failed = {what: answer for what, answer in own.items() if answer.status >= 300}
     assert failed == {}, "the policy refuses an agent's own work"
-    kubectl(
-        "patch", "virtualmachine", f"vm-{a}", "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}'
-    )
+    for kind, obj in (("virtualmachine", f"vm-{a}"), ("vsnap", f"snap-{a}")):
+        kubectl("patch", kind, obj, "-n", namespace, "--type=merge", "-p", '{"metadata":{"finalizers":null}}')
+    assert agent_a.delete(f"{snaps}/snap-{a}").status < 300  # once its VM is gone, the agent deletes its snapshots
     # An agent never changes what a VM, a Host or a Mount should be, even on its own node.
     beyond = {
         "Host A's spec": agent_a.patch(f"{VAPOR}/hosts/{a}", {"spec": {"maintenance": True}}),

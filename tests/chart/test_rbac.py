@@ -43,6 +43,8 @@ def _refused(log: str) -> bool:
 
 pytestmark = pytest.mark.chart
 
+SNAPSHOTS, RESTORES = "virtualmachinesnapshots.vapor.io", "virtualmachinerestores.vapor.io"
+
 # (verb, resource, where): where is "release" (the release namespace), "other"
 # (a namespace of the cluster that is not the release's), or "cluster".
 Check = tuple[str, str, str]
@@ -55,6 +57,8 @@ MAY: dict[str, list[Check]] = {
         ("patch", "virtualmachines.vapor.io/status", "other"),
         ("list", "migrations.vapor.io", "cluster"),
         ("watch", "mounts.vapor.io", "cluster"),
+        *((verb, kind, "other") for verb in ("list", "watch", "patch") for kind in (SNAPSHOTS, RESTORES)),
+        ("patch", f"{SNAPSHOTS}/status", "other"),
         *((verb, "images.vapor.io", "cluster") for verb in ("get", "list", "watch", "patch")),
         ("patch", "images.vapor.io/status", "cluster"),
         ("list", "leases.coordination.k8s.io", "cluster"),
@@ -78,6 +82,12 @@ MAY: dict[str, list[Check]] = {
         ("patch", "migrations.vapor.io/status", "other"),
         *((verb, "mounts.vapor.io", "cluster") for verb in ("get", "list", "watch", "patch")),
         ("patch", "mounts.vapor.io/status", "cluster"),
+        *(
+            (verb, kind, "other")
+            for verb in ("get", "list", "watch", "patch", "delete")
+            for kind in (SNAPSHOTS, RESTORES)
+        ),
+        *(("patch", f"{kind}/status", "other") for kind in (SNAPSHOTS, RESTORES)),
         ("create", "tokenreviews.authentication.k8s.io", "cluster"),
         # cloud-init user-data a VM names (userDataSecretRef), read by name: only in
         # agent.cloudInitSecretNamespaces (default: default).
@@ -91,6 +101,7 @@ MAY: dict[str, list[Check]] = {
         *((verb, "virtualmachines.vapor.io", "other") for verb in ("get", "list", "watch")),
         *((verb, "migrations.vapor.io", "other") for verb in ("get", "list", "watch")),
         *((verb, "images.vapor.io", "cluster") for verb in ("get", "list", "watch")),
+        *((verb, kind, "other") for verb in ("get", "list", "watch") for kind in (SNAPSHOTS, RESTORES)),
         ("impersonate", "users", "cluster"),  # every write is made as the logged-in user
         *((verb, "secrets", "release") for verb in ("get", "list", "create", "update", "patch", "delete")),
         ("create", "events.events.k8s.io", "other"),
@@ -104,6 +115,7 @@ MUST_NOT: dict[str, list[Check]] = {
         ("delete", "hosts.vapor.io", "cluster"),
         ("create", "virtualmachines.vapor.io", "other"),
         ("delete", "virtualmachines.vapor.io", "other"),
+        *((verb, kind, "other") for verb in ("create", "delete") for kind in (SNAPSHOTS, RESTORES)),
         ("create", "leases.coordination.k8s.io", "release"),
         ("patch", "mounts.vapor.io", "cluster"),
         *((verb, "images.vapor.io", "cluster") for verb in ("create", "delete")),
@@ -122,6 +134,7 @@ MUST_NOT: dict[str, list[Check]] = {
         ("delete", "hosts.vapor.io", "cluster"),
         ("create", "virtualmachines.vapor.io", "other"),
         ("delete", "virtualmachines.vapor.io", "other"),
+        *(("create", kind, "other") for kind in (SNAPSHOTS, RESTORES)),  # users ask for them, never a node
         ("create", "leases.coordination.k8s.io", "other"),
         ("list", "leases.coordination.k8s.io", "cluster"),
         ("create", "pods", "other"),
@@ -134,6 +147,7 @@ MUST_NOT: dict[str, list[Check]] = {
         # Writes are made as the user: the gateway itself may not write VMs, Mounts, Hosts or workloads.
         *((verb, "virtualmachines.vapor.io", "other") for verb in ("create", "patch", "delete")),
         *((verb, "migrations.vapor.io", "other") for verb in ("create", "patch")),
+        *((verb, kind, "other") for verb in ("create", "patch", "delete") for kind in (SNAPSHOTS, RESTORES)),
         *((verb, "mounts.vapor.io", "cluster") for verb in ("create", "delete")),
         *((verb, "images.vapor.io", "cluster") for verb in ("create", "patch", "delete")),
         ("patch", "images.vapor.io/status", "cluster"),

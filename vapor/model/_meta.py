@@ -142,6 +142,7 @@ class MetadataPatch(Model):
     labels: dict[str, str | None] | None = None
     annotations: dict[str, str | None] | None = None
     finalizers: list[str] | None = None
+    owner_references: list[dict[str, Any]] | None = None
     resource_version: str | None = None
 
 
@@ -156,6 +157,7 @@ class ObjectMeta(Model):
     uid: str | None = None
     resource_version: str | None = None
     generation: int | None = None
+    owner_references: list[dict[str, Any]] | None = None
     creation_timestamp: datetime | None = None
     deletion_timestamp: datetime | None = None
     labels: dict[str, str] | None = None

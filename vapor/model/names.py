@@ -93,6 +93,7 @@ class ConditionType:
     DESTINATION_CAPACITY = "DestinationCapacity"  # Migration pre-flight checks
     CPU_COMPATIBLE = "CPUCompatible"
     STORAGE_COMPATIBLE = "StorageCompatible"
+    SNAPSHOTS_KEPT = "SnapshotsKept"  # Migration pre-flight, when the VM has snapshots: False, they would be lost
     # Migration, written by the agents (server-side apply, one owner per type):
     TARGET_READY = "TargetReady"  # target agent: networks and storage prepared (False: why not)
     COMPLETED = "Completed"  # source agent: libvirt's job ended; True = moved, False = failed or aborted
