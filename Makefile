@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STATE ?= .vapor/cluster
 DEVENV := $(PY) -m vapor.devenv --state-dir $(STATE)
+# `make cluster-up` adds a kubelet node (containerd, scheduler, controller manager) when run as root; NODE=0 leaves it out.
+NODE ?= $(if $(filter 0,$(shell id -u)),1,0)
 
 .PHONY: help install ui binaries guest-image generate lint test bench dev cluster-up cluster-down cluster-env cluster-destroy clean
 
@@ -28,9 +30,10 @@ ui: install ui/node_modules/.installed ## Build the web console (ui/) into api/s
 	$(PY) -m vapor.gateway.openapidoc ui/openapi.json
 	cd ui && npm run -s build
 
-binaries: ## Build (once) and cache kube-apiserver, etcd, kubectl and helm
+binaries: ## Build (once) and cache kube-apiserver, etcd, kubectl, helm, and the node's kubelet, scheduler and controller manager
 	@hack/kube-binaries.sh >/dev/null
 	@hack/kube-binaries.sh helm >/dev/null
+	@hack/kube-binaries.sh node >/dev/null
 
 guest-image: ## Build (once, as root) and cache the Debian test guest image (hack/guest-image.sh)
 	@if [ "$$(id -u)" = 0 ]; then hack/guest-image.sh >/dev/null; \
@@ -54,11 +57,11 @@ bench: install binaries ## Benchmarks under bench/, printing their figures
 dev: install ui binaries ## The embedded default: control plane and CRDs (and the components) until Ctrl-C
 	$(DEVENV) dev
 
-cluster-up: install binaries ## Start the control plane in the background; kubeconfig in .vapor/cluster/kubeconfig
-	@$(DEVENV) up >/dev/null
-	@echo "control plane up; run: eval \$$(make -s cluster-env)"
+cluster-up: install binaries ## Start the control plane and (as root) a kubelet node in the background; kubeconfig in .vapor/cluster/kubeconfig
+	@$(DEVENV) up $(if $(filter 1,$(NODE)),--node) >/dev/null
+	@echo "cluster up; run: eval \$$(make -s cluster-env)"
 
-cluster-down: ## Stop the background control plane (data is kept for the next cluster-up)
+cluster-down: ## Stop the background control plane and node (the control plane's data is kept for the next cluster-up)
 	@$(DEVENV) down
 
 cluster-destroy: ## Stop it and delete its data and certificates

@@ -5,6 +5,8 @@
 #
 # Usage: hack/kube-binaries.sh        # build what is missing; print the folder holding the three
 #        hack/kube-binaries.sh helm   # the same for helm alone: print the folder holding it
+#        hack/kube-binaries.sh node   # kubelet, kube-scheduler and kube-controller-manager at the
+#                                     # same version, built the same way into the same folder; print it
 #
 # Environment:
 #   VAPOR_CACHE          cache root (default: ~/.cache/vapor); Go's build and
@@ -126,9 +128,6 @@ print_dir() {
   echo "$dir"
 }
 
-if [[ ${#need[@]} -eq 0 ]]; then print_dir; exit 0; fi
-command -v go >/dev/null || { log "go is needed to build ${need[*]}"; exit 1; }
-
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -145,12 +144,37 @@ build_kube() {  # packages...
   grep -oE '^\s*k8s\.io/[a-z0-9-]+ => \./staging' "$gomod" | awk '{print $1}' | while read -r mod; do
     go mod edit -replace="$mod=$mod@v0.$minor"
   done
+  local pkg name t
   for pkg in "$@"; do
+    name=${pkg##*/}
     log "  go build $pkg"
+    t=$(date +%s)
+    # Into a temporary name, moved in place when whole (an interrupted build leaves no binary).
     go build -trimpath -ldflags "-s -w -X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/client-go/pkg/version.gitVersion=$KUBE_VERSION" \
-      -o "$BIN/" "$pkg"
+      -o "$BIN/$name.partial" "$pkg"
+    mv "$BIN/$name.partial" "$BIN/$name"
+    log "  built $name in $(( $(date +%s) - t ))s"
   done
 }
+
+# The node's components (a kubelet with containerd, the scheduler and the
+# controller manager) at the control plane's version, into the same folder.
+if [[ ${1:-} == node ]]; then
+  node_pkgs=()
+  for name in kubelet kube-scheduler kube-controller-manager; do
+    [[ -x $BIN/$name ]] || node_pkgs+=("k8s.io/kubernetes/cmd/$name")
+  done
+  if [[ ${#node_pkgs[@]} -gt 0 ]]; then
+    command -v go >/dev/null || { log "go is needed to build ${node_pkgs[*]}"; exit 1; }
+    start=$(date +%s)
+    (build_kube "${node_pkgs[@]}")
+    log "built ${node_pkgs[*]##*/} in $(( $(date +%s) - start ))s into $BIN"
+  fi
+  echo "$BIN"; exit 0
+fi
+
+if [[ ${#need[@]} -eq 0 ]]; then print_dir; exit 0; fi
+command -v go >/dev/null || { log "go is needed to build ${need[*]}"; exit 1; }
 
 build_etcd() {
   log "building etcd from go.etcd.io/etcd/server/v3 $ETCD_VERSION"

@@ -15,12 +15,13 @@ log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 # for the container endpoints and image builds, systemd-journal-remote to
 # write fixture journals; dnsmasq for libvirt's NAT networks, OVMF for UEFI
 # guests, debootstrap to build the test guest (GRUB comes inside it), ssh to
-# reach it); chromium for the web console's browser tests (driven by Playwright through its
+# reach it); containerd and the reference CNI plugins for the kubelet node of
+# the tests marked `cluster`; chromium for the web console's browser tests (driven by Playwright through its
 # executable, never a downloaded browser); Node.js (Debian's 18 or newer) and npm build the console.
 packages=(python3-venv python3-dev gcc git make pkg-config
   libvirt-daemon-system libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils libvirt-dev
   libsystemd-dev iproute2 util-linux xfsprogs e2fsprogs procps passwd
-  docker.io busybox-static containerd docker-registry debootstrap systemd-journal-remote
+  docker.io busybox-static containerd containernetworking-plugins docker-registry debootstrap systemd-journal-remote
   dnsmasq-base ovmf openssh-client chromium)
 command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()

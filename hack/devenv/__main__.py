@@ -1,7 +1,9 @@
 """Command line of the development environment: ``python -m vapor.devenv {up,down,env,dev,status}``.
 
 ``up`` / ``down`` run the control plane in the background for ``make cluster-up``
-and ``make cluster-down``; ``env`` prints the line to ``eval`` for KUBECONFIG;
+and ``make cluster-down`` (``up --node`` adds a kubelet node with containerd,
+the scheduler and the controller manager: node.py; ``down`` stops it too);
+``env`` prints the line to ``eval`` for KUBECONFIG;
 ``dev`` runs everything in the foreground until Ctrl-C.
 """
 
@@ -18,6 +20,7 @@ import threading
 from pathlib import Path
 
 from .controlplane import ControlPlane, ControlPlaneError, repo_root
+from .node import Node
 from .stack import Stack
 
 DEFAULT_STATE = repo_root() / ".vapor" / "cluster"
@@ -38,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--node-name", default=socket.gethostname().split(".")[0], help="this machine's Host name in dev"
     )
+    parser.add_argument(
+        "--node", action="store_true", help="with up: add a kubelet node, kube-scheduler and kube-controller-manager"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -49,10 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "up":
             cp.up(detach=True)
+            if args.node:
+                Node(cp).up(detach=True)
             print(f"export KUBECONFIG={cp.kubeconfig}")
         elif args.command == "down":
+            Node(cp).down()
             cp.down()
         elif args.command == "destroy":
+            Node(cp).down()
             cp.destroy()
         elif args.command == "env":
             print(f"export KUBECONFIG={cp.kubeconfig}")

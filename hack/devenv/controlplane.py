@@ -13,7 +13,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import ssl
 import subprocess
 import time
@@ -28,7 +27,7 @@ import yaml
 from vapor.model.names import LEASE_NAMESPACE
 
 from . import _certs
-from .processes import free_port
+from .processes import alive, free_port, spawn, terminate
 from .useraccess import user_access
 
 log = logging.getLogger("vapor.devenv")
@@ -43,28 +42,19 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent.parent
 
 
-def binaries() -> Path:
+def binaries(*mode: str) -> Path:
     """Folder holding kube-apiserver, etcd and kubectl, building them on first use.
 
     ``hack/kube-binaries.sh`` honours KUBE_APISERVER, ETCD and KUBECTL for
     binaries a user already has, and caches its builds under ~/.cache/vapor.
+    ``binaries("node")``: the folder of kubelet, kube-scheduler and kube-controller-manager.
     """
     script = repo_root() / "hack" / "kube-binaries.sh"
     try:
-        out = subprocess.run(["bash", str(script)], check=True, stdout=subprocess.PIPE, text=True)
+        out = subprocess.run(["bash", str(script), *mode], check=True, stdout=subprocess.PIPE, text=True)
     except subprocess.CalledProcessError as exc:
         raise ControlPlaneError(f"{script} failed with exit code {exc.returncode}; its output is above") from exc
     return Path(out.stdout.strip().splitlines()[-1])
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -160,7 +150,7 @@ class ControlPlane:
             pids = self._read_state().get("pids", {})
         for name in ("kube-apiserver", "etcd"):
             pid = pids.get(name)
-            if pid is None or not _alive(pid):
+            if pid is None or not alive(pid):
                 continue
             log.info("stopping %s (pid %d)", name, pid)
             self._terminate(name, pid, timeout)
@@ -178,7 +168,7 @@ class ControlPlane:
         if not self._state_file.exists():
             return False
         pids = self._read_state().get("pids", {})
-        return bool(pids) and all(_alive(pid) for pid in pids.values())
+        return bool(pids) and all(alive(pid) for pid in pids.values())
 
     def __enter__(self) -> ControlPlane:
         return self.up()
@@ -253,16 +243,7 @@ class ControlPlane:
 
     # -- internals -------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], detach: bool) -> None:
-        logfile = self._log(name).open("ab")
-        proc = subprocess.Popen(
-            argv,
-            stdout=logfile,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=detach,
-            cwd=self.state_dir,
-        )
-        logfile.close()
+        proc = spawn(argv, self._log(name), detach=detach, cwd=self.state_dir)
         self._procs[name] = proc
         log.info("started %s (pid %d, log %s)", name, proc.pid, self._log(name))
 
@@ -309,6 +290,10 @@ class ControlPlane:
                 # No controller-manager runs to create default ServiceAccounts, so
                 # pods could not be admitted with this plugin on.
                 "--disable-admission-plugins=ServiceAccount",
+                # A kubelet node (node.py) takes the admin certificate for logs and exec, at its address.
+                f"--kubelet-client-certificate={pki.admin_cert}",
+                f"--kubelet-client-key={pki.admin_key}",
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 f"--cert-dir={self.state_dir / 'pki'}",
                 "--v=1",
             ],
@@ -386,23 +371,5 @@ class ControlPlane:
             return ""
 
     def _terminate(self, name: str, pid: int, timeout: float) -> None:
-        proc = self._procs.get(name)
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc is not None:
-                if proc.poll() is not None:
-                    return
-            elif not _alive(pid):
-                return
-            time.sleep(0.1)
-        log.warning("%s (pid %d) did not stop in %.0fs; killing it", name, pid, timeout)
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            return
-        if proc is not None:
-            proc.wait(timeout=10)
+        if not terminate(pid, timeout, self._procs.get(name)):
+            log.warning("%s (pid %d) did not stop in %.0fs; killed it", name, pid, timeout)

@@ -8,8 +8,48 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import IO
+
+
+def alive(pid: int) -> bool:
+    """Whether a process with this id exists (one we may not signal counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def spawn(argv: list[str], log: Path, *, detach: bool, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """Start a program with its output appended to ``log``; ``detach`` puts it in its own session."""
+    with log.open("ab") as logfile:
+        return subprocess.Popen(
+            argv, stdout=logfile, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=detach, cwd=cwd
+        )
+
+
+def terminate(pid: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
+    """SIGTERM, then SIGKILL after ``timeout``; ``proc`` (our child) is reaped. False if it had to be killed."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return True
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (proc.poll() is not None) if proc is not None else not alive(pid):
+            return True
+        time.sleep(0.1)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    if proc is not None:
+        proc.wait(timeout=10)
+    return False
 
 
 def free_port() -> int:

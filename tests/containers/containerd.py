@@ -1,7 +1,8 @@
 """A real containerd with its CRI plugin, private to a test session, and real CRI pods made through its socket.
 
 Its own root, state, sockets and config under a short folder in /tmp; pods
-use the node's network namespace, so no CNI plugin is needed. Two settings
+use the node's network namespace, so no CNI plugin is needed. Its configuration
+is the local node's (vapor.devenv.containerd); two of its settings
 make the CRI's pod spec run on this machine: ``disable_apparmor`` (the kernel
 has no AppArmor) and ``restrict_oom_score_adj`` (without it runc fails with
 "can't get final child's PID from pipe"). Images come from the hermetic
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import signal
 import subprocess
@@ -30,39 +30,12 @@ from pathlib import Path
 import grpc
 
 from vapor.agent.host.cri_proto import call
+from vapor.devenv.containerd import CONFIG
+from vapor.devenv.leftovers import kill_shims, unmount_all_under
 
-from ..support.dockerd import Dockerd, unmount_all_under
+from ..support.dockerd import Dockerd
 
 PAUSE_IMAGE = "vapor-test/pause:1"
-
-CONFIG = """\
-version = 2
-root = "{root}/root"
-state = "{root}/state"
-[grpc]
-  address = "{socket}"
-[ttrpc]
-  address = "{socket}.ttrpc"
-[debug]
-  address = ""
-[metrics]
-  address = ""
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "{pause}"
-  disable_apparmor = true
-  restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "{root}/cni/bin"
-    conf_dir = "{root}/cni/conf"
-"""
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-    except OSError:
-        return []
-    return [int(child) for child in text.split()]
 
 
 class Containerd:
@@ -78,7 +51,12 @@ class Containerd:
     def start(self, timeout: float = 30.0) -> Containerd:
         """Start containerd and wait until its CRI answers."""
         config = self.root / "config.toml"
-        config.write_text(CONFIG.format(root=self.root, socket=self.socket, pause=f"docker.io/{PAUSE_IMAGE}"))
+        # The local node's settings (vapor.devenv.containerd); these pods use the node's network, so no CNI plugin.
+        config.write_text(
+            CONFIG.format(
+                root=self.root, socket=self.socket, pause=f"docker.io/{PAUSE_IMAGE}", cni_bin=self.root / "cni" / "bin"
+            )
+        )
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen(
                 ["containerd", "--config", str(config)],
@@ -151,19 +129,6 @@ class Containerd:
                     await call(self.socket, method, {"pod_sandbox_id": sandbox}, timeout=60)
         self.sandboxes = []
 
-    def _leftover_shims(self) -> list[int]:
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                argv = (entry / "cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if argv and argv[0].endswith(b"containerd-shim-runc-v2") and self.socket.encode() in argv:
-                pids.append(int(entry.name))
-        return pids
-
     def stop(self) -> None:
         """Remove the pods, stop containerd and its shims, clean its folder."""
         if self.proc is not None and self.proc.poll() is None:
@@ -175,12 +140,7 @@ class Containerd:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
-        for pid in self._leftover_shims():
-            for child in _children(pid):  # the pod's processes, then the shim
-                with contextlib.suppress(OSError):
-                    os.kill(child, signal.SIGKILL)
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+        kill_shims(self.socket)
         unmount_all_under(self.root)
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -7,19 +7,17 @@ Docker the machine may have. ``stop()`` ends it by its PID, removes what it
 left mounted under its folder (the default netns mount, overlay mounts) and
 the folder itself.
 
-``busybox_rootfs()`` is a tar of busybox-static with a few applet links (about
-2 MB); ``Dockerd.import_image`` turns it into an image with ``docker import``
+``busybox_rootfs()`` (vapor.devenv.images) is a tar of busybox-static with a few
+applet links (about 2 MB); ``Dockerd.import_image`` turns it into an image with ``docker import``
 semantics (the Docker SDK's ``import_image_from_data``).
 """
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import signal
 import subprocess
-import tarfile
 import tempfile
 import time
 from contextlib import closing
@@ -27,45 +25,10 @@ from pathlib import Path
 
 import docker
 
+from vapor.devenv.images import busybox_rootfs
+from vapor.devenv.leftovers import unmount_all_under
+
 from .processes import log_tail
-
-BUSYBOX = Path("/bin/busybox")
-APPLETS = ("sh", "echo", "sleep", "cat", "ls", "true", "false", "env", "printf")
-
-
-def busybox_rootfs() -> bytes:
-    """A root filesystem tar: /bin/busybox and links for a few applets."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(str(BUSYBOX), arcname="bin/busybox")
-        for applet in APPLETS:
-            link = tarfile.TarInfo(f"bin/{applet}")
-            link.type = tarfile.SYMTYPE
-            link.linkname = "busybox"
-            tar.addfile(link)
-        for folder in ("tmp", "proc", "sys", "dev", "etc"):
-            entry = tarfile.TarInfo(folder)
-            entry.type = tarfile.DIRTYPE
-            entry.mode = 0o1777 if folder == "tmp" else 0o755
-            tar.addfile(entry)
-    return buffer.getvalue()
-
-
-def _mounts_under(folder: Path) -> list[str]:
-    prefix = str(folder) + "/"
-    found: list[str] = []
-    with open("/proc/self/mountinfo") as mountinfo:
-        for line in mountinfo:
-            point = line.split()[4].encode().decode("unicode_escape")
-            if point.startswith(prefix) or point == str(folder):
-                found.append(point)
-    return found
-
-
-def unmount_all_under(folder: Path) -> None:
-    """Unmount everything mounted at or below ``folder``, deepest first."""
-    for point in sorted(_mounts_under(folder), key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
 class DockerdError(RuntimeError):

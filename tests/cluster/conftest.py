@@ -1,0 +1,91 @@
+"""One real cluster for a test module: its own control plane and one kubelet node (vapor.devenv.Node).
+
+The control plane is the module's own, not the session's: the scheduler and
+the controller manager would otherwise place and garbage-collect the objects
+of every other test. Images reach the node's containerd through
+``ctr images import`` (no registry); pods take them with ``imagePullPolicy: Never``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from vapor.devenv import ControlPlane, Node
+from vapor.devenv.images import image_archive
+
+from ..conftest import Kubectl
+from ..support.wait import wait_until
+
+
+@dataclass
+class Cluster:
+    cp: ControlPlane
+    node: Node
+    kubectl: Kubectl
+
+    def image(self, command: list[str]) -> str:
+        """A busybox image running ``command``, imported into the node under a name no other test uses."""
+        reference = f"vapor.local/test-{uuid.uuid4().hex[:8]}:1"
+        self.node.runtime.import_image(image_archive(reference, command))
+        return reference
+
+    def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        found = self.kubectl.get_json("pods", "-n", namespace, "-l", selector)
+        return list(found["items"])
+
+    def wait_running(self, namespace: str, selector: str, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+        def running() -> list[dict[str, Any]] | None:
+            pods = [p for p in self.pods(namespace, selector) if "deletionTimestamp" not in p["metadata"]]
+            ok = len(pods) == count and all(p["status"].get("phase") == "Running" for p in pods)
+            return pods if ok else None
+
+        return wait_until(running, timeout, every=0.5, what=f"{count} Running pods {selector} in {namespace}")
+
+    def running_in(self, namespace: str) -> list[str]:
+        """Ids of the node's running containers (pods' sandboxes included) that belong to ``namespace``."""
+        label = f'labels."io.kubernetes.pod.namespace"=={namespace}'
+        listed = self.node.runtime.ctr("containers", "ls", "-q", label)
+        tasks = self.node.runtime.ctr("tasks", "ls")  # TASK PID STATUS
+        assert listed.returncode == 0 and tasks.returncode == 0, listed.stderr + tasks.stderr
+        running = {line.split()[0] for line in tasks.stdout.decode().splitlines()[1:] if line.endswith("RUNNING")}
+        return [container for container in listed.stdout.decode().split() if container in running]
+
+
+def deployment(name: str, image: str, replicas: int = 1) -> dict[str, Any]:
+    """A Deployment of ``image`` that never pulls, and whose pods stop at once (sleep ignores SIGTERM as PID 1)."""
+    labels = {"app": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [{"name": name, "image": image, "imagePullPolicy": "Never"}],
+                },
+            },
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with ControlPlane(tmp_path_factory.mktemp("cluster")) as cp, Node(cp) as node:
+        yield Cluster(cp, node, Kubectl(cp))
+
+
+@pytest.fixture
+def cluster_namespace(cluster: Cluster) -> Iterator[str]:
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=false")

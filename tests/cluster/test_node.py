@@ -1,0 +1,69 @@
+"""A real kubelet node with containerd runs pods, and kube-controller-manager reconciles (marker cluster)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+import uuid
+
+import pytest
+
+from vapor.devenv.containerd import POD_SUBNET
+
+from ..support.wait import wait_until
+from .conftest import Cluster, deployment
+
+pytestmark = pytest.mark.cluster
+
+
+def test_the_node_is_ready_at_the_control_planes_version_with_containerd(cluster: Cluster) -> None:
+    node = cluster.kubectl.get_json("node", cluster.node.name)
+    ready = [c for c in node["status"]["conditions"] if c["type"] == "Ready"]
+    assert ready and ready[0]["status"] == "True", node["status"]["conditions"]
+    info = node["status"]["nodeInfo"]
+    server = json.loads(cluster.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+    assert info["kubeletVersion"] == server
+    assert info["containerRuntimeVersion"].startswith("containerd://")
+
+
+def test_a_deployment_of_an_imported_image_runs_on_the_node_and_logs(cluster: Cluster, cluster_namespace: str) -> None:
+    greeting = f"hello {uuid.uuid4().hex[:8]}"
+    image = cluster.image(["/bin/sh", "-c", f"echo {greeting}; exec sleep 3600"])
+    cluster.kubectl.apply(deployment("hello", image), "-n", cluster_namespace)
+
+    # The scheduler placed it, the controller manager made its ReplicaSet and pod, the kubelet ran it.
+    [pod] = cluster.wait_running(cluster_namespace, "app=hello", 1)
+    assert pod["spec"]["nodeName"] == cluster.node.name
+    assert ipaddress.ip_address(pod["status"]["podIP"]) in ipaddress.ip_network(POD_SUBNET)  # the CNI bridge's
+    # The API server reaches the kubelet for logs (its admin certificate, the node's address).
+    logs = wait_until(
+        lambda: greeting in cluster.kubectl("logs", "-n", cluster_namespace, pod["metadata"]["name"]).stdout,
+        30,
+        what="the pod's log line",
+    )
+    assert logs
+
+
+def test_deleting_a_namespace_deletes_its_objects_and_stops_its_pods(cluster: Cluster) -> None:
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", namespace)
+    image = cluster.image(["/bin/sleep", "3600"])
+    cluster.kubectl.apply(deployment("doomed", image, replicas=2), "-n", namespace)
+    cluster.kubectl("create", "configmap", "settings", "-n", namespace, "--from-literal=a=b")
+    cluster.wait_running(namespace, "app=doomed", 2)
+    assert len(cluster.running_in(namespace)) == 4, "two pods, each a sandbox and a container, run on the node"
+
+    started = time.monotonic()
+    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
+    wait_until(
+        lambda: cluster.kubectl("get", "namespace", namespace, check=False).returncode != 0,
+        90,
+        every=0.5,
+        what=f"namespace {namespace} to be gone",
+    )
+    print(f"namespace deleted with its objects in {time.monotonic() - started:.1f}s")
+    for kind in ("deployments", "replicasets", "pods", "configmaps"):
+        listed = cluster.kubectl.get_json(kind, "-n", namespace)
+        assert listed["items"] == [], kind
+    wait_until(lambda: not cluster.running_in(namespace), 30, what="the node to stop the pods' containers")
