@@ -7,6 +7,7 @@ import sys
 
 from . import (
     agent_idle,
+    cluster,
     controlplane,
     gateway,
     guest_boot,
@@ -21,6 +22,7 @@ from . import (
 
 BENCHMARKS = {
     "agent_idle": agent_idle.main,
+    "cluster": cluster.main,
     "controlplane": controlplane.main,
     "gateway": gateway.main,
     "guest_boot": guest_boot.main,
