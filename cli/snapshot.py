@@ -7,7 +7,8 @@ from typing import Annotated, Any
 import typer
 
 from .names import vm_ref
-from .power import VMArgument
+from .output import size
+from .power import VMArgument, WaitOption
 from .session import NamespaceOption, client
 
 
@@ -19,6 +20,7 @@ def snapshot(
     ] = None,
     memory: Annotated[bool, typer.Option("--memory", help="Include the memory of a running VM.")] = False,
     namespace: NamespaceOption = None,
+    wait: WaitOption = 30,
 ) -> None:
     """Take a snapshot of a VM's disks (admin), with its memory when asked."""
     ref = vm_ref(vm, namespace)
@@ -26,6 +28,8 @@ def snapshot(
     if name is not None:
         body["name"] = name
     with client(ctx) as api:
-        made = api.post(f"{ref.path}/snapshots", body, namespace=ref.namespace)
+        made = api.post(f"{ref.path}/snapshots", body, namespace=ref.namespace, wait=wait)
     phase = made.get("phase") or "Pending"
-    print(f"Snapshot {made.get('namespace', ref.namespace)}/{made.get('name', name)} of {ref}: {phase}.")
+    held = f", {size(made['size_bytes'])}" if made.get("size_bytes") else ""
+    covers = f", disks {', '.join(made['disks'])}" if made.get("disks") else ""
+    print(f"Snapshot {made['namespace']}/{made['name']} of vm {made['vm']}: {phase}{held}{covers}.")
