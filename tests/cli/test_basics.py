@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 import uuid
 from typing import Any
 
@@ -11,12 +12,13 @@ import httpx
 import libvirt
 import yaml
 
+from vapor.devenv import ControlPlane
 from vapor.devenv.processes import free_port
 
 from ..conftest import Kubectl
 from ..support.stack import Stack
 from ..support.wait import wait_until
-from .conftest import Vaporctl
+from .conftest import BIN, Vaporctl
 
 
 def new_vm(stack: Stack, namespace: str, name: str) -> dict[str, Any]:
@@ -176,3 +178,15 @@ def test_errors_are_one_line_on_stderr_with_the_right_exit_code(
 
     for done in (denied, unknown, refused, usage):
         assert "Traceback" not in done.stderr
+
+
+def test_kubectl_finds_and_runs_it_as_its_vapor_plugin(
+    stack: Stack, admin_ctl: Vaporctl, control_plane: ControlPlane
+) -> None:
+    env = {**admin_ctl.environment(), "PATH": f"{BIN}:/usr/bin:/bin", "KUBECONFIG": str(control_plane.kubeconfig)}
+    kubectl = str(control_plane.kubectl)
+    listed = subprocess.run([kubectl, "plugin", "list"], capture_output=True, text=True, env=env, timeout=60)
+    assert str(BIN / "kubectl-vapor") in listed.stdout, listed.stdout + listed.stderr
+    shown = subprocess.run([kubectl, "vapor", "get", "hosts"], capture_output=True, text=True, env=env, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    assert any(line.split()[:2] == [stack.node, "connected"] for line in shown.stdout.splitlines()), shown.stdout
