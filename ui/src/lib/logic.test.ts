@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { HostView, VMView } from '../api/client';
 import { unfit } from '../pages/Migrate';
-import { createRequest } from '../pages/VmCreate';
+import { createRequest, parseLabels } from '../pages/VmCreate';
 import { bytes, duration, percent, tone } from './format';
 import { href, parse } from './router';
 import { allowed, filterVms, nextPoll, sortVms } from './vms';
@@ -57,7 +57,7 @@ describe('the VM table', () => {
 });
 
 describe('the create form', () => {
-  const blank = { name: ' web ', namespace: '', cpu: '2', memory: '1Gi', image: '', diskSize: '', sshKey: '', userData: '', network: '', start: false };
+  const blank = { name: ' web ', namespace: '', cpu: '2', memory: '1Gi', image: '', diskSize: '', sshKey: '', userData: '', network: '', hostLabels: '', start: false };
   it('makes the smallest request', () => {
     expect(createRequest(blank)).toEqual({ name: 'web', namespace: 'default', cpu: 2, memory: '1Gi', run_strategy: 'Halted' });
   });
@@ -67,6 +67,11 @@ describe('the create form', () => {
     expect(r.networks).toEqual([{ name: 'nic0', type: 'network', source: 'default' }]);
     expect(r.cloud_init).toEqual({ ssh_authorized_keys: ['ssh-ed25519 AAA a'], user_data: '#cloud-config\n' });
     expect(r.run_strategy).toBe('Running');
+  });
+  it('reads host labels as a selector and refuses a malformed pair', () => {
+    expect(createRequest({ ...blank, hostLabels: 'zone=a, rack=3' }).host_selector).toEqual({ zone: 'a', rack: '3' });
+    expect(parseLabels('')).toEqual({});
+    expect(() => parseLabels('zone')).toThrow('"zone" is not key=value');
   });
 });
 

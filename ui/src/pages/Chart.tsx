@@ -4,6 +4,12 @@ import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 
+export const WINDOW = 120; // seconds shown
+
+function clock(seconds: number): string {
+  return new Date(seconds * 1000).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit', second: '2-digit' });
+}
+
 export interface Series {
   times: number[];
   values: number[];
@@ -21,8 +27,12 @@ export function LiveChart({ title, series, max }: { title: string; series: Serie
         width,
         height: 160,
         legend: { show: false },
-        scales: { y: { range: () => [0, max ?? 100] } },
-        axes: [{}, { values: (_u, ticks) => ticks.map((t) => `${t}%`), size: 44 }],
+        scales: {
+          // a fixed window that slides: the axis reads as clock times from the first sample on
+          x: { time: true, range: (_u, _min, last) => [last - WINDOW, last] },
+          y: { range: () => [0, max ?? 100] },
+        },
+        axes: [{ values: (_u, ticks) => ticks.map(clock), space: 70 }, { values: (_u, ticks) => ticks.map((t) => `${t}%`), size: 52 }],
         series: [{}, { label: title, stroke: '#1f6fb2', fill: 'rgba(31,111,178,0.12)', width: 2 }],
       },
       [series.times, series.values],
@@ -43,7 +53,7 @@ export function LiveChart({ title, series, max }: { title: string; series: Serie
 
   const last = series.values[series.values.length - 1];
   return (
-    <figure class="chart">
+    <figure class="chart" data-samples={series.values.length}>
       <figcaption>
         {title}: <strong data-testid={`metric-${title}`}>{last === undefined ? '—' : `${last.toFixed(1)}%`}</strong>
       </figcaption>

@@ -4,11 +4,10 @@ import { openStream } from '../api/socket';
 import { bytes, duration } from '../lib/format';
 import { usePoll } from '../lib/poll';
 import { Badge, ErrorBanner } from '../ui';
-import { LiveChart, type Series } from './Chart';
+import { LiveChart, WINDOW, type Series } from './Chart';
 import { drainText } from './Hosts';
 import { Journal } from './Journal';
 
-const WINDOW = 120; // seconds of metrics on the charts
 
 type Iface = { name: string; state?: string; mac?: string; mtu?: number; addresses?: string[]; type?: string };
 type Partition = { name: string; path: string; size: number; filesystem?: string; mount_point?: string; used?: number };

@@ -3,6 +3,17 @@ import { api, type CreateVMRequest, type ImageView, type VMView } from '../api/c
 import { describe } from '../api/errors';
 import { ErrorBanner, Modal } from '../ui';
 
+/** `key=value` pairs separated by commas or spaces (a host selector); a malformed pair is an error to show. */
+export function parseLabels(text: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of text.split(/[\s,]+/).filter(Boolean)) {
+    const at = pair.indexOf('=');
+    if (at <= 0) throw new Error(`Host labels: "${pair}" is not key=value`);
+    labels[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return labels;
+}
+
 /** The request a filled-in form makes (exported for the unit tests). */
 export function createRequest(form: {
   name: string;
@@ -14,6 +25,7 @@ export function createRequest(form: {
   sshKey: string;
   userData: string;
   network: string;
+  hostLabels: string;
   start: boolean;
 }): CreateVMRequest {
   const request: CreateVMRequest = {
@@ -25,6 +37,8 @@ export function createRequest(form: {
   };
   if (form.image) request.disks = [{ name: 'root', image: form.image, ...(form.diskSize.trim() ? { size: form.diskSize.trim() } : {}) }];
   else if (form.diskSize.trim()) request.disks = [{ name: 'root', size: form.diskSize.trim() }];
+  const selector = parseLabels(form.hostLabels);
+  if (Object.keys(selector).length) request.host_selector = selector;
   if (form.network.trim()) request.networks = [{ name: 'nic0', type: 'network', source: form.network.trim() }];
   const keys = form.sshKey
     .split('\n')
@@ -50,6 +64,7 @@ export function VmCreate({ onClose, onCreated }: { onClose: () => void; onCreate
     sshKey: '',
     userData: '',
     network: '',
+    hostLabels: '',
     start: false,
   });
   const [images, setImages] = useState<ImageView[]>([]);
@@ -115,6 +130,10 @@ export function VmCreate({ onClose, onCreated }: { onClose: () => void; onCreate
         <label>
           Network
           <input {...field('network')} placeholder="libvirt network, e.g. default" />
+        </label>
+        <label>
+          Host labels
+          <input {...field('hostLabels')} placeholder="optional: key=value, …" title="Only hosts with these labels" />
         </label>
         <label class="check">
           <input type="checkbox" name="start" checked={form.start} onChange={(e) => setForm({ ...form, start: e.currentTarget.checked })} />

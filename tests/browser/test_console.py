@@ -1,0 +1,133 @@
+"""The web console as a person uses it, in Debian's chromium against the whole stack (marker browser).
+
+An admin logs in with the keyboard, finds this machine's host, watches its live
+charts and a journal line arrive while following, creates a VM, starts it and
+sees Running without a reload, stops it; a viewer sees every write control
+disabled. Screenshots of each page are saved (the folder is printed).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from ..support.journald import Journald
+from ..support.stack import Stack
+from .conftest import PHONE, WebConsole
+
+LIVE = 90_000  # ms: the operator places the VM and the agent defines and starts it (a diskless domain)
+
+
+def vm_row(page: Page, namespace: str, name: str):  # type: ignore[no-untyped-def]
+    return page.locator(f'tr[data-vm="{namespace}/{name}"]')
+
+
+def confirm(page: Page, button: str) -> None:
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name=button, exact=True).click()
+    expect(dialog).to_be_hidden()
+
+
+def test_an_admin_sees_this_host_live_and_a_journal_line_arrive_while_following(
+    web: WebConsole, stack: Stack, journal: Journald, artifacts: Path
+) -> None:
+    page = web.login(stack.admin)
+    page.get_by_role("link", name="Hosts").click()
+    row = page.locator("tr", has=page.get_by_role("link", name=stack.node, exact=True))
+    expect(row.locator(".badge")).to_have_text("connected", timeout=60_000)
+    page.screenshot(path=artifacts / "hosts.png")
+
+    row.get_by_role("link", name=stack.node).click()
+    expect(page.get_by_role("heading", name=re.compile(stack.node))).to_be_visible()
+    # the charts' last values come over /ws/metrics, one a second
+    expect(page.get_by_test_id("metric-CPU")).to_have_text(re.compile(r"^\d+\.\d%$"))
+    expect(page.get_by_test_id("metric-Memory")).to_have_text(re.compile(r"^\d+\.\d%$"))
+    expect(page.locator("table").first.get_by_role("cell", name="lo", exact=True)).to_be_visible()
+    # and they keep coming: the chart holds more samples as seconds pass, without a reload
+    expect(page.locator('figure.chart[data-samples="5"]').first).to_be_visible()
+
+    before, after = f"before {uuid.uuid4().hex[:6]}", f"arrived {uuid.uuid4().hex[:6]}"
+    journal.send(before)
+    page.get_by_label("Unit").fill(journal.identifier)
+    page.get_by_role("button", name="Filter").click()
+    log = page.get_by_role("list", name="Journal entries")
+    expect(log).to_contain_text(before)  # a page from REST /logs
+    page.get_by_label("Follow").check()
+    expect(log).to_contain_text(before)  # the last lines, as the subscription starts
+    journal.send(after)
+    expect(log.locator("li").first).to_contain_text(after)  # newest first, without a reload
+    page.screenshot(path=artifacts / "host.png", full_page=True)
+
+
+def test_an_admin_creates_a_vm_starts_it_and_sees_running_without_a_reload(
+    web: WebConsole, stack: Stack, vms_namespace: str, artifacts: Path
+) -> None:
+    page = web.login(stack.admin)
+    page.get_by_role("link", name="VMs").click()
+    page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
+    page.get_by_role("button", name="Create VM…").click()
+    dialog = page.get_by_role("dialog", name="Create a virtual machine")
+    dialog.get_by_label("Name", exact=True).fill("web")
+    dialog.get_by_label("Namespace").fill(vms_namespace)
+    dialog.get_by_label("Memory").fill("32Mi")
+    dialog.get_by_label("Host labels").fill(f"e2e-run={stack.run}")
+    page.screenshot(path=artifacts / "create-vm.png")
+    dialog.get_by_role("button", name="Create").click()
+    expect(dialog).to_be_hidden()
+
+    row = vm_row(page, vms_namespace, "web")
+    expect(row.locator(".badge")).to_have_text("Stopped", timeout=LIVE)
+    details = page.get_by_role("complementary", name="Virtual machine web")
+    details.get_by_role("button", name="Start", exact=True).click()
+    confirm(page, "Start")
+    expect(row.locator(".badge")).to_have_text("Running", timeout=LIVE)
+    expect(row).to_contain_text(stack.node)
+    page.screenshot(path=artifacts / "vms.png")
+
+    details.get_by_role("button", name="Force stop").click()  # a diskless guest has no OS to shut down
+    confirm(page, "Force stop")
+    expect(row.locator(".badge")).to_have_text("Stopped", timeout=LIVE)
+    assert page.evaluate("window.__sameDocument") is True
+
+    details.get_by_role("button", name="Delete…").click()
+    confirm(page, "Delete")
+    expect(row).to_have_count(0, timeout=LIVE)
+
+
+def test_an_api_error_is_a_readable_message(web: WebConsole, stack: Stack, vms_namespace: str) -> None:
+    page = web.login(stack.admin)
+    page.get_by_role("button", name="Create VM…").click()
+    dialog = page.get_by_role("dialog", name="Create a virtual machine")
+    dialog.get_by_label("Name", exact=True).fill("tiny")
+    dialog.get_by_label("Namespace").fill(vms_namespace)
+    dialog.get_by_label("Memory").fill("1Ki")  # under the 16Mi the gateway accepts
+    dialog.get_by_role("button", name="Create").click()
+    alert = dialog.get_by_role("alert")
+    expect(alert).to_contain_text("memory")
+    assert "{" not in alert.inner_text()
+
+
+def test_a_viewer_sees_everything_with_no_enabled_write_control(
+    web: WebConsole, stack: Stack, rest_vm: str, artifacts: Path
+) -> None:
+    page = web.login(stack.viewer)
+    expect(page.get_by_role("note")).to_contain_text("viewer")
+    row = vm_row(page, *rest_vm.split("/"))
+    expect(row).to_be_visible(timeout=LIVE)
+    row.get_by_role("button").click()
+    writes = page.locator("[data-write]")
+    expect(writes.first).to_be_visible()
+    assert writes.count() >= 6  # Create, and the VM's Start ... Delete
+    expect(page.locator("[data-write]:enabled")).to_have_count(0)
+    page.screenshot(path=artifacts / "viewer-vms.png")
+    page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    expect(row).to_be_visible()
+    page.screenshot(path=artifacts / "viewer-vms-phone.png", full_page=True)
+    for name in ("Hosts", "Migrations", "Images"):
+        page.get_by_role("link", name=name).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(name)
+        expect(page.locator("[data-write]:enabled")).to_have_count(0)
