@@ -47,6 +47,12 @@ def raw_terminal(fd: int) -> Iterator[None]:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
 
 
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 class Pump:
     """The server's side of a session: its bytes to stdout, and why it ended."""
 
@@ -62,7 +68,7 @@ class Pump:
         try:
             for message in self.ws:
                 if isinstance(message, bytes):
-                    os.write(out, message)
+                    _write_all(out, message)
                 elif control(message).get("type") == "error":
                     self.error = control(message)
         except ConnectionClosed as exc:

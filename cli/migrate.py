@@ -16,14 +16,15 @@ import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from .client import Client
-from .errors import CLIError
+from .errors import APIFailure, CLIError
 from .names import vm_ref
 from .output import size, stdout
 from .power import VMArgument
 from .session import NamespaceOption, client
 
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
-POLL_SECONDS = 0.5
+POLL_SECONDS = 1.0  # 60 requests a minute: within the gateway's 100 per client address, with room for others
+BUSY_SECONDS = 5.0  # the wait after the gateway's RATE_LIMITED, before asking again
 
 
 def _remaining(m: dict[str, Any]) -> str:
@@ -94,6 +95,17 @@ def _ask_to_cancel(api: Client, m: dict[str, Any], watch: Watch) -> None:
     watch.__enter__()
 
 
+def _poll(api: Client, m: dict[str, Any]) -> dict[str, Any]:
+    """The migration now; the last answer again while the gateway says to slow down."""
+    try:
+        return dict(api.get(f"/migrations/{m['id']}"))
+    except APIFailure as exc:
+        if exc.status != 429:
+            raise
+        time.sleep(BUSY_SECONDS)
+        return m
+
+
 def follow_migration(api: Client, ident: str, namespace: str) -> None:
     """Show the migration until it ends; CLIError unless it Succeeded."""
     path = f"/migrations/{quote(ident, safe='')}"
@@ -106,7 +118,7 @@ def follow_migration(api: Client, ident: str, namespace: str) -> None:
                 if m["phase"] in TERMINAL:
                     break
                 time.sleep(POLL_SECONDS)
-                m = api.get(f"/migrations/{m['id']}")
+                m = _poll(api, m)
             except KeyboardInterrupt:
                 _ask_to_cancel(api, m, watch)
     name = f"{m['namespace']}/{m['name']}"

@@ -53,7 +53,7 @@ class StandIn:
         wait_until(made, 30, what="the Migration")
         return found[0]
 
-    def run(self, name: str, steps: list[dict[str, Any]], pause: float = 1.5) -> None:
+    def run(self, name: str, steps: list[dict[str, Any]], pause: float = 2.5) -> None:
         for step in steps:
             self.status("vmig", name, step)
             time.sleep(pause)
@@ -151,7 +151,7 @@ def test_ctrl_c_asks_and_cancels_the_migration(
     try:
         name = world.migration()
         world.status("vmig", name, running(20, 800 * MIB))
-        time.sleep(1.5)  # it shows 20%
+        time.sleep(2.5)  # it shows 20%
         proc.send_signal(signal.SIGINT)
         assert proc.stdin is not None
         proc.stdin.write("y\n")
