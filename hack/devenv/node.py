@@ -2,9 +2,12 @@
 
 ``Node(cp)`` starts kube-scheduler and kube-controller-manager against the
 control plane (pods get placed; namespaces, owners and ReplicaSets get
-reconciled), containerd in a network namespace of its own (containerd.py) and a
-kubelet on this machine that registers as the Node ``name`` and runs pods
-through that containerd. The binaries are built at the control plane's
+reconciled), and in a network namespace of its own (nodenet.py: a veth
+uplink to the machine) containerd (containerd.py) and a kubelet that
+registers as the Node ``name`` at its uplink address and runs pods through
+that containerd; its probes reach the pods on the namespace's CNI bridge. The
+kubelet reaches the API server through a forwarder (forward.py) on the
+machine's end of the uplink. The binaries are built at the control plane's
 version by ``hack/kube-binaries.sh node`` and cached.
 
 What this machine needs (cgroup v1 with a cgroup2 hybrid mount, PID 1 not
@@ -28,8 +31,8 @@ import copy
 import json
 import logging
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -39,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from . import leftovers
+from . import leftovers, nodenet
 from .containerd import CNI_CACHE, Runtime
 from .controlplane import ControlPlane, ControlPlaneError, binaries
 from .processes import alive, free_port, spawn, terminate
@@ -50,16 +53,7 @@ log = logging.getLogger("vapor.devenv")
 CONTAINER_LOGS = Path("/var/log/containers")
 KUBELET_HOME = Path("/var/lib/kubelet")
 CONTROLLERS = ("kube-scheduler", "kube-controller-manager")
-
-
-def node_address() -> str:
-    """The machine's address on its default route: the kubelet serves there (the API server dials it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("203.0.113.1", 9))  # no packet is sent: only the route is looked up
-        except OSError as exc:
-            raise ControlPlaneError(f"no default route to take the node's address from: {exc}") from exc
-        return str(probe.getsockname()[0])
+APISERVER_PORT = 6443  # where the forwarder listens on the machine's end of the uplink
 
 
 class Node:
@@ -116,6 +110,7 @@ class Node:
             "name": self.name,
             "root": tempfile.mkdtemp(prefix="vnode-", dir="/tmp"),
             "netns": self.name,
+            "link": f"vn{self.name[-6:]}",
             "cgroup_root": self.name,
             "made": [str(p) for p in (CONTAINER_LOGS, KUBELET_HOME, CNI_CACHE.parent) if not p.exists()],
             "pids": {},
@@ -133,8 +128,11 @@ class Node:
     def _start(self, bins: Path, detach: bool) -> None:
         for name in CONTROLLERS:
             self._spawn(name, self._controller_argv(bins, name), detach)
-        subprocess.run(["ip", "netns", "add", self._state["netns"]], check=True, capture_output=True)
-        subprocess.run(["ip", "-n", self._state["netns"], "link", "set", "lo", "up"], check=True, capture_output=True)
+        uplink = nodenet.make(self._state["netns"], self._state["link"])
+        self._state.update(host_address=uplink.host, address=uplink.node)
+        apiserver = self.cp.url.rpartition(":")[2]
+        listen = f"{uplink.host}:{APISERVER_PORT}"
+        self._spawn("forward", [sys.executable, "-m", "vapor.devenv.forward", listen, f"127.0.0.1:{apiserver}"], detach)
         runtime = self.runtime
         self._spawn("containerd", runtime.argv(self._state["netns"]), detach)
         runtime.wait_ready(lambda: alive(self._state["pids"]["containerd"]))
@@ -149,7 +147,7 @@ class Node:
         if not self._state:
             return
         pids: dict[str, int] = self._state.get("pids", {})
-        for name in ("kubelet", *CONTROLLERS):  # the kubelet first, or it would restart what is removed next
+        for name in ("kubelet", "forward", *CONTROLLERS):  # the kubelet first: it would restart what goes next
             if name in pids and alive(pids[name]):
                 terminate(pids[name], timeout, self._procs.get(name))
         root = self.root
@@ -162,7 +160,8 @@ class Node:
         busy = leftovers.remove_cgroup(self._state["cgroup_root"])
         if busy:
             log.warning("cgroups still busy after the node stopped: %s", ", ".join(map(str, busy)))
-        subprocess.run(["ip", "netns", "delete", self._state["netns"]], check=False, capture_output=True)
+        if "link" in self._state:
+            nodenet.remove(self._state["netns"], self._state["link"])
         self._remove_outside_files(root)
         shutil.rmtree(root, ignore_errors=True)
         if self.cp.running():  # the Node object would stay NotReady and keep its pods bound to it
@@ -242,9 +241,17 @@ class Node:
                     (folder / name).write_text((hierarchy / name).read_text())
 
     def _kubelet_argv(self, bins: Path) -> list[str]:
-        root, address = self.root, node_address()
+        root, address = self.root, self._state["address"]
         for folder in ("kubelet", "manifests", "pod-logs"):
             (root / folder).mkdir(exist_ok=True)
+        # The admin kubeconfig, through the forwarder on the uplink; the certificate names localhost.
+        kubeconfig = yaml.safe_load(self.cp.kubeconfig.read_text())
+        for cluster in kubeconfig["clusters"]:
+            cluster["cluster"].update(
+                server=f"https://{self._state['host_address']}:{APISERVER_PORT}", **{"tls-server-name": "localhost"}
+            )
+        (root / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+        (root / "kubeconfig").chmod(0o600)
         config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
@@ -273,9 +280,11 @@ class Node:
         }
         (root / "kubelet.yaml").write_text(yaml.safe_dump(config))
         return [
+            "nsenter",
+            f"--net=/run/netns/{self._state['netns']}",
             str(bins / "kubelet"),
             f"--config={root / 'kubelet.yaml'}",
-            f"--kubeconfig={self.cp.kubeconfig}",
+            f"--kubeconfig={root / 'kubeconfig'}",
             f"--root-dir={root / 'kubelet'}",
             f"--cert-dir={root / 'kubelet-pki'}",
             f"--hostname-override={self.name}",

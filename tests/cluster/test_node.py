@@ -67,3 +67,23 @@ def test_deleting_a_namespace_deletes_its_objects_and_stops_its_pods(cluster: Cl
         listed = cluster.kubectl.get_json(kind, "-n", namespace)
         assert listed["items"] == [], kind
     wait_until(lambda: not cluster.running_in(namespace), 30, what="the node to stop the pods' containers")
+
+
+def test_the_kubelets_readiness_probe_reaches_the_pod(cluster: Cluster, cluster_namespace: str) -> None:
+    # busybox's httpd serves /bin; the probe asks for a file there. Outside the node's network a
+    # probe of a pod address would reach some other host (on this machine an upstream proxy's 404).
+    image = cluster.image(["/bin/busybox", "httpd", "-f", "-p", "8080", "-h", "/bin"])
+    served = deployment("served", image)
+    served["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] = {
+        "httpGet": {"path": "/busybox", "port": 8080},
+        "periodSeconds": 1,
+    }
+    cluster.kubectl.apply(served, "-n", cluster_namespace)
+    [pod] = cluster.wait_running(cluster_namespace, "app=served", 1)
+
+    def ready() -> bool:
+        [current] = cluster.pods(cluster_namespace, "app=served")
+        conditions = current["status"].get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    wait_until(ready, 30, what=f"pod {pod['metadata']['name']} Ready by its probe")

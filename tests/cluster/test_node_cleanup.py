@@ -27,6 +27,8 @@ def leftovers(state: dict[str, Any]) -> list[str]:
     found += [f"folder {root}"] if root.exists() else []
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
     found += [f"netns {state['netns']}"] if state["netns"] in netns else []
+    link = subprocess.run(["ip", "link", "show", state["link"]], capture_output=True)
+    found += [f"veth {state['link']}"] if link.returncode == 0 else []
     found += [f"cgroup {h.name}" for h in cgroup_hierarchies() if (h / str(state["cgroup_root"])).exists()]
     logs = Path("/var/log/containers")
     if logs.is_dir():
@@ -62,6 +64,7 @@ def test_a_node_whose_kubelet_fails_to_start_is_removed_with_the_error(tmp_path:
         node = Node(cp, bin_dir=bins)
         with pytest.raises(ControlPlaneError, match=r"(?s)kubelet exited.*this one cannot start"):
             node.up(timeout=30)
-        assert set(node.state["pids"]) == {"kube-scheduler", "kube-controller-manager", "containerd", "kubelet"}
+        started = {"kube-scheduler", "kube-controller-manager", "forward", "containerd", "kubelet"}
+        assert set(node.state["pids"]) == started
         assert leftovers(node.state) == []
         assert not node.state_file.exists()
