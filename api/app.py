@@ -17,6 +17,7 @@ from . import (
     _ratelimit,
     _uploads,
     auth,
+    clones,
     containers,
     docker,
     hosts,
@@ -96,6 +97,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.register_blueprint(hosts.blueprint)
     app.register_blueprint(vms.blueprint)
     app.register_blueprint(snapshots.blueprint)
+    app.register_blueprint(clones.blueprint)  # POST /api/v1/vms/{id}/clone
     app.register_blueprint(migrations.blueprint)
     app.register_blueprint(images.blueprint)
     app.register_blueprint(containers.blueprint)

@@ -37,6 +37,7 @@ from . import guestinfo
 from . import vmstatus as _vmstatus
 from .images import ImageController
 from .loop import NodeController
+from .vmclone import Cloner, cloned_of
 from .vmimages import ImageWait, image_ready_of, images_for, waiting_status
 from .vmseed import Seed, Seeds
 from .vmstatus import ACTIVE, OFF, RUNNING, VMError, phase_of, ready_of
@@ -65,6 +66,7 @@ class VMController(NodeController[VirtualMachine]):
             images.listeners.append(self._image_changed)
         self.vms = kube.resources(VirtualMachine)
         self.seeds = Seeds(kube, libvirt_conn, config.disks_dir)
+        self.cloner = Cloner(kube, libvirt_conn, config.disks_dir, self.informer.get, self._apply_status)
         self.domain_type = "qemu"
         self.arch = "x86_64"
         self._workers = workers
@@ -278,6 +280,7 @@ class VMController(NodeController[VirtualMachine]):
         try:
             sources = allowed_sources(self.config, vm)  # before anything is made or handed to libvirt
             images = await images_for(vm, self.images)
+            await self.cloner.ensure(vm, images)  # a clone's disks first, copied from its source
             await ensure_disks(vm, self.config.disks_dir, images)
         except DiskPathRefused as exc:
             raise VMError(exc.reason, exc.message) from None
@@ -322,6 +325,7 @@ class VMController(NodeController[VirtualMachine]):
         return wanted
 
     async def _start(self, vm: VirtualMachine, dom: libvirt.virDomain, *, paused: bool) -> None:
+        self.cloner.hold(vm)
         flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
         try:
             await self.libvirt.call(dom.createWithFlags, flags)
@@ -439,6 +443,7 @@ class VMController(NodeController[VirtualMachine]):
             others=[
                 *(c for c in (seed, guest.condition() if guest else None) if c is not None),
                 *image_ready_of(vm),
+                *cloned_of(vm),
             ],
         )
         await self._apply_status(vm, status)

@@ -1,8 +1,8 @@
 """What a VirtualMachine's status says, decided from its domain's state: plain functions, no I/O.
 
 The agent owns phase, domainUuid, addresses, interfaces, lastRestartRequest,
-observedGeneration and the Ready, RestartRequired, AgentConnected and ImageReady
-conditions; status.host, status.hostId and the Scheduled condition belong to
+observedGeneration and the Ready, RestartRequired, AgentConnected, ImageReady
+and Cloned conditions; status.host, status.hostId and the Scheduled condition belong to
 the operator and are never written here.
 """
 
@@ -112,6 +112,7 @@ AGENT_CONDITIONS = frozenset(
         names.ConditionType.RESTART_REQUIRED,
         names.ConditionType.AGENT_CONNECTED,
         names.ConditionType.IMAGE_READY,
+        names.ConditionType.CLONED,
     }
 )
 

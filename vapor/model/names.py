@@ -101,5 +101,6 @@ class ConditionType:
     IMAGE_READY = "ImageReady"  # VM (agent) and Migration pre-flight (operator): the disks' Images are on the host (False: fetching, with progress, or why not)
     AGENT_CONNECTED = "AgentConnected"  # the guest's QEMU guest agent answers
     RESTART_REQUIRED = "RestartRequired"  # a change (cloud-init) takes effect at the next boot
+    CLONED = "Cloned"  # a clone's disks copied from its source (False: copying, with progress, or why not)
     # Image, by the operator:
     IN_USE = "InUse"  # VMs use the image (True names them; a deletion waits for them)

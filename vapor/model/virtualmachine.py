@@ -215,7 +215,8 @@ class CloneSource(Model):
         default="linked",
         description=(
             "linked: a disk that is an overlay on an Image stays one (only the source's own changes are "
-            "copied); full: every disk is copied whole, standing alone. Disks at a path are always copied whole."
+            "copied); full: every disk is copied whole, standing alone. Disks at a path are not copied: a "
+            "CD-ROM or read-only one is shared, a writable one is refused (condition Cloned, CloneUnsupported)."
         ),
     )
 
