@@ -26,6 +26,7 @@ from ..host import clone as _clone
 from ..host import domain as _domain
 from ..host.imagecache import CachedImage
 from ..host.libvirt import Libvirt
+from ..host.snapshots import libvirt_name
 from . import vmstatus
 from .vmstatus import ACTIVE, Other, VMError
 
@@ -94,7 +95,7 @@ class Cloner:
             return
         if spec.snapshot is not None:
             snap = await self._check_snapshot(source, spec.snapshot)
-            await self._copy(vm, source, copies, _clone.snapshot_tag(snap.name, snap.metadata.uid or ""))
+            await self._copy(vm, source, copies, libvirt_name(snap.name, snap.metadata.uid or ""))
             return
         uid = source.metadata.uid or ""
         self._reading[uid] = self._reading.get(uid, 0) + 1  # from now on the source does not start

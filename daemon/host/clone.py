@@ -14,7 +14,7 @@ the source's file on this host instead of being made blank or fresh:
   (CloneUnsupported), since both VMs would write the same file.
 
 With a snapshot the copy is read from the snapshot inside the source's qcow2
-files (``-l snapshot.name=<its name in libvirt>``, see :func:`snapshot_tag`), so the
+files (``-l snapshot.name=<its name in libvirt>``, see ``snapshots.libvirt_name``), so the
 source may run meanwhile; without one it must be stopped. A copy is written
 to ``<file>.part`` and renamed when complete: a disk file that exists is a
 whole one, and a failed copy leaves nothing behind.
@@ -114,11 +114,6 @@ def plan(
             )
         )
     return copies
-
-
-def snapshot_tag(name: str, uid: str) -> str:
-    """The name of a VirtualMachineSnapshot inside the disks (libvirt's name of it): its name and uid's start."""
-    return f"{name}-{uid[:8]}"
 
 
 def partial_path(target: Path) -> Path:

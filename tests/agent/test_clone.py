@@ -33,6 +33,7 @@ from ..support.wait import eventually
 from .conftest import place_vm
 from .imagetools import image_name, images, make_qcow2, sha256_of
 from .test_image_disks import MakeImage
+from .test_snapshots import settled, snapshot
 from .test_vms import domain_of, patch, reaches, vm_name
 
 __all__ = ["images"]  # the fixture
@@ -100,16 +101,15 @@ async def condition_reason(kube: Kube, namespace: str, name: str, reason: str, a
         raise
 
 
-async def ready_snapshot(kube: Kube, namespace: str, name: str, source: VirtualMachine) -> str:
-    """A Ready VirtualMachineSnapshot of ``source``, as the snapshots' agent would report it (stand-in); its uid."""
+async def ready_snapshot(kube: Kube, namespace: str, name: str, source: VirtualMachine) -> None:
+    """A VirtualMachineSnapshot of ``source`` reported Ready by a stand-in, though no disk holds it."""
     snaps = kube.resources(VirtualMachineSnapshot)
     snap = VirtualMachineSnapshot(
         metadata=ObjectMeta(name=name, namespace=namespace), spec=VirtualMachineSnapshotSpec(vm=source.name)
     )
-    made = await snaps.create(snap, field_manager=STAND_IN)
+    await snaps.create(snap, field_manager=STAND_IN)
     status = VirtualMachineSnapshotStatus(phase="Ready", vm_uid=source.metadata.uid, disks=["data"])
     await snaps.apply_status(name, status, namespace=namespace, field_manager=STAND_IN)
-    return made.metadata.uid or ""
 
 
 async def stopped_source(
@@ -194,12 +194,10 @@ async def test_linked_and_full_clones_of_an_image_overlay(
 async def test_a_clone_from_a_snapshot_copies_the_disk_as_the_snapshot_kept_it(
     kube: Kube, agent: AgentProcess, namespace: str
 ) -> None:
-    snap = f"snap-{vm_name()}"
     source, source_file = await stopped_source(kube, agent, namespace, DATA)
     qemu_io(source_file, "write -P 0x11 0 1M")
-    made = await ready_snapshot(kube, namespace, snap, source)
-    # Inside the qcow2 file the snapshot has libvirt's name for it: the resource's name and the start of its uid.
-    subprocess.run(["qemu-img", "snapshot", "-c", f"{snap}-{made[:8]}", str(source_file)], check=True)
+    snap = (await snapshot(kube, namespace, source.name, agent.node_name)).name  # taken by the agent
+    await settled(kube, VirtualMachineSnapshot, namespace, snap, {"Ready"}, agent)
     qemu_io(source_file, "write -P 0x33 0 1M")  # changed after the snapshot
     await run(kube, agent, source, "Running", "Running")
 
@@ -215,7 +213,7 @@ async def test_a_copy_that_fails_leaves_no_partial_disk_and_says_why(
 ) -> None:
     snap = f"snap-{vm_name()}"
     source, _ = await stopped_source(kube, agent, namespace, DATA)
-    await ready_snapshot(kube, namespace, snap, source)  # Ready, but not in the disk: the copy fails
+    await ready_snapshot(kube, namespace, snap, source)  # not in the disk: the copy fails
     clone_name = await clone_of(kube, agent, source, DATA, snapshot=snap)
     clone = await reaches(kube, namespace, clone_name, "Failed", agent)
     status, reason, message = cloned(clone)
