@@ -16,6 +16,7 @@ from . import (
     journal_logs,
     login,
     migration,
+    ui_load,
     vm_start,
     ws_metrics,
 )
@@ -31,6 +32,7 @@ BENCHMARKS = {
     "journal_logs": journal_logs.main,
     "login": login.main,
     "migration": migration.main,
+    "ui_load": ui_load.main,
     "vm_start": vm_start.main,
     "ws_metrics": ws_metrics.main,
 }

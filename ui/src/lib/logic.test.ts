@@ -43,7 +43,7 @@ describe('the VM table', () => {
   });
 
   it('looks again within a second while a VM moves or an action is pending', () => {
-    expect(nextPoll([vm({ phase: 'Running' })], 0)).toBe(3000);
+    expect(nextPoll([vm({ phase: 'Running' })], 0)).toBe(1500);
     expect(nextPoll([vm({ phase: 'Starting' })], 0)).toBe(1000);
     expect(nextPoll([vm({ phase: 'Running' })], 1)).toBe(1000);
   });

@@ -25,7 +25,7 @@ export function allowed(vm: Pick<VMView, 'phase' | 'deleting'>): Allowed {
 /** Seconds until the table looks again: soon while a VM is on its way somewhere, else at rest. */
 export function nextPoll(vms: Pick<VMView, 'phase' | 'deleting'>[], pending: number): number {
   const busy = pending > 0 || vms.some((vm) => vm.deleting || !['Running', 'Stopped', 'Failed', 'Paused', 'Unschedulable'].includes(vm.phase ?? 'Pending'));
-  return busy ? 1000 : 3000;
+  return busy ? 1000 : 1500;
 }
 
 /** A VM's key in the table (names repeat across namespaces). */

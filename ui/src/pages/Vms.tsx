@@ -104,7 +104,7 @@ function Details({ vm, onAct, onMigrate }: { vm: VMView; onAct: (p: Pending) => 
 export function Vms() {
   const [pendingCount, setPendingCount] = useState(0);
   const sooner = useCallback((vms: VMView[]) => nextPoll(vms, pendingCount), [pendingCount]);
-  const { data, error, refresh } = usePoll(api.vms, 3000, sooner);
+  const { data, error, refresh } = usePoll(api.vms, 1500, sooner);
   const [selected, setSelected] = useState<string | null>(null);
   const [confirm, setConfirm] = useState<Pending | null>(null);
   const [creating, setCreating] = useState(false);
