@@ -8,8 +8,10 @@ a user would run it; nothing calls its functions.
 from __future__ import annotations
 
 import os
+import selectors
 import subprocess
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +67,39 @@ class Vaporctl:
 
     def login(self, user: LinuxUser, server: str) -> str:
         return self.ok("login", "--server", server, "--username", user.name, "--password-stdin", input=user.password)
+
+
+def read_until(proc: subprocess.Popen[bytes], pattern: bytes, timeout: float) -> bytes | None:
+    """stdout of ``proc`` until ``pattern`` shows; None when it did not within ``timeout``."""
+    assert proc.stdout is not None
+    seen = b""
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    while pattern not in seen:
+        left = deadline - time.monotonic()
+        assert proc.poll() is None, f"vaporctl ended: {proc.stderr.read() if proc.stderr else ''!r}"
+        if left <= 0:
+            return None
+        if selector.select(left):
+            seen += os.read(proc.stdout.fileno(), 65536)
+    return seen
+
+
+def spawn(ctl: Vaporctl, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(BIN / "vaporctl"), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=ctl.environment(),
+    )  # fmt: skip
+
+
+def finish(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
+    try:
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, err.decode(errors="replace")
 
 
 @pytest.fixture(scope="module")

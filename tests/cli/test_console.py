@@ -6,12 +6,9 @@ they are skipped, saying so, while the gateway does not serve them.
 
 from __future__ import annotations
 
-import os
 import re
-import selectors
 import socket
 import subprocess
-import time
 from typing import Any
 
 import pytest
@@ -19,7 +16,7 @@ import pytest
 from vapor.gateway import create_app
 
 from ..support.stack import Stack
-from .conftest import BIN, Vaporctl
+from .conftest import Vaporctl, finish, read_until, spawn
 from .test_basics import new_vm
 
 ROUTES = {rule.rule for rule in create_app().url_map.iter_rules() if rule.websocket}
@@ -36,23 +33,6 @@ def running_vm(stack: Stack, namespace: str, name: str) -> dict[str, Any]:
     return vm
 
 
-def read_until(proc: subprocess.Popen[bytes], pattern: bytes, timeout: float) -> bytes | None:
-    """stdout of ``proc`` until ``pattern`` shows; None when it did not within ``timeout``."""
-    assert proc.stdout is not None
-    seen = b""
-    selector = selectors.DefaultSelector()
-    selector.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    while pattern not in seen:
-        left = deadline - time.monotonic()
-        assert proc.poll() is None, f"vaporctl ended: {proc.stderr.read() if proc.stderr else ''!r}"
-        if left <= 0:
-            return None
-        if selector.select(left):
-            seen += os.read(proc.stdout.fileno(), 65536)
-    return seen
-
-
 def seabios(stack: Stack, proc: subprocess.Popen[bytes], namespace: str, name: str) -> None:
     """Reset the domain (as its guest rebooting would) until SeaBIOS's banner reaches the console's output."""
     domain = stack.virt.lookupByName(f"{namespace}_{name}")
@@ -63,22 +43,6 @@ def seabios(stack: Stack, proc: subprocess.Popen[bytes], namespace: str, name: s
     proc.kill()
     _, err = proc.communicate()
     raise AssertionError(f"no SeaBIOS banner on the console; vaporctl said {err!r}\n{stack.logs()}")
-
-
-def spawn(ctl: Vaporctl, *args: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [str(BIN / "vaporctl"), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=ctl.environment(),
-    )  # fmt: skip
-
-
-def finish(proc: subprocess.Popen[bytes]) -> tuple[int, str]:
-    try:
-        _, err = proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    return proc.returncode, err.decode(errors="replace")
 
 
 def test_console_shows_the_firmware_and_ctrl_close_bracket_leaves(
