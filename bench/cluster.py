@@ -56,7 +56,7 @@ def _until(probe: Callable[[], bool], timeout: float = 120.0) -> float:
 
 def _run(folder: Path) -> tuple[float, float, float, float]:
     start = time.perf_counter()
-    cp = ControlPlane(folder).up()
+    cp = ControlPlane(folder, service_accounts=True).up()
     try:
         cp_s = time.perf_counter() - start
         start = time.perf_counter()

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    cp = ControlPlane(args.state_dir)
+    cp = ControlPlane(args.state_dir, service_accounts=args.node)
     try:
         if args.command == "up":
             cp.up(detach=True)

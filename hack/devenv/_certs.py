@@ -1,6 +1,7 @@
 """Certificates for the local control plane.
 
-A CA, the API server's serving certificate (loopback names only), an admin
+A CA, the API server's serving certificate (loopback names and the ``kubernetes``
+Service's address), an admin
 client certificate and the service-account signing key.
 """
 
@@ -94,7 +95,8 @@ def generate(directory: Path) -> PKI:
         path.write_bytes(pki.cert_pem(cert))
         _write_key(key_path, key)
 
-    sans = ["localhost", "kubernetes.default.svc", "127.0.0.1", "::1"]
+    # 10.0.0.1: the ``kubernetes`` Service's address (controlplane.KUBERNETES_SERVICE), which pods dial.
+    sans = ["localhost", "kubernetes.default.svc", "kubernetes.default", "127.0.0.1", "::1", "10.0.0.1"]
     signed(files.serving_cert, files.serving_key, pki.name("kube-apiserver"), ExtendedKeyUsageOID.SERVER_AUTH, sans)
     # system:masters is bound to cluster-admin by the API server's bootstrap policy.
     admin = pki.name("vapor-admin", "system:masters")

@@ -32,6 +32,10 @@ from .useraccess import user_access
 
 log = logging.getLogger("vapor.devenv")
 
+SERVICE_CIDR = "10.0.0.0/24"
+# The ``kubernetes`` Service's address (the first of the range): in the serving certificate, for pods.
+KUBERNETES_SERVICE = "10.0.0.1"
+
 
 class ControlPlaneError(RuntimeError):
     """The control plane could not be built, started or reached; the message says which log to read."""
@@ -67,10 +71,19 @@ class _Ports:
 class ControlPlane:
     """A real etcd and kube-apiserver bound to 127.0.0.1, with Vapor's CRDs installed."""
 
-    def __init__(self, state_dir: Path, *, crds: Path | None = None, bin_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        crds: Path | None = None,
+        bin_dir: Path | None = None,
+        service_accounts: bool = False,
+    ) -> None:
+        """``service_accounts``: pods get their ServiceAccount's token (a cluster whose controller manager runs)."""
         self.state_dir = Path(state_dir).resolve()
         self.crds = crds if crds is not None else repo_root() / "crds"
         self._bin_dir = bin_dir
+        self.service_accounts = service_accounts
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
         self._reused = False
 
@@ -284,12 +297,14 @@ class ControlPlane:
                 f"--service-account-key-file={pki.sa_pub}",
                 f"--service-account-signing-key-file={pki.sa_key}",
                 "--service-account-issuer=https://kubernetes.default.svc",
-                "--service-cluster-ip-range=10.0.0.0/24",
+                f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=RBAC",
                 "--allow-privileged=true",
-                # No controller-manager runs to create default ServiceAccounts, so
-                # pods could not be admitted with this plugin on.
-                "--disable-admission-plugins=ServiceAccount",
+                # Without a controller manager to create default ServiceAccounts, pods could
+                # not be admitted with this plugin on; a node's cluster runs one (node.py).
+                "--enable-admission-plugins=ServiceAccount"
+                if self.service_accounts
+                else "--disable-admission-plugins=ServiceAccount",
                 # A kubelet node (node.py) takes the admin certificate for logs and exec, at its address.
                 f"--kubelet-client-certificate={pki.admin_cert}",
                 f"--kubelet-client-key={pki.admin_key}",

@@ -44,7 +44,7 @@ import yaml
 
 from . import leftovers, nodenet
 from .containerd import CNI_CACHE, Runtime
-from .controlplane import ControlPlane, ControlPlaneError, binaries
+from .controlplane import KUBERNETES_SERVICE, ControlPlane, ControlPlaneError, binaries
 from .processes import alive, free_port, spawn, terminate
 
 log = logging.getLogger("vapor.devenv")
@@ -130,6 +130,7 @@ class Node:
             self._spawn(name, self._controller_argv(bins, name), detach)
         uplink = nodenet.make(self._state["netns"], self._state["link"])
         self._state.update(host_address=uplink.host, address=uplink.node)
+        nodenet.route_service(self._state["netns"], KUBERNETES_SERVICE, 443, uplink, APISERVER_PORT)
         apiserver = self.cp.url.rpartition(":")[2]
         listen = f"{uplink.host}:{APISERVER_PORT}"
         self._spawn("forward", [sys.executable, "-m", "vapor.devenv.forward", listen, f"127.0.0.1:{apiserver}"], detach)

@@ -56,6 +56,25 @@ def make(netns: str, link: str) -> Uplink:
     return Uplink(link, host, node)
 
 
+def route_service(netns: str, service: str, port: int, uplink: Uplink, host_port: int) -> None:
+    """Inside ``netns``: connections to ``service:port`` go to ``uplink.host:host_port``, from the node's address.
+
+    What kube-proxy would do for the ``kubernetes`` Service, in the node's own
+    tables: a DNAT to the forwarder on the machine's end of the uplink, and a
+    masquerade on the uplink (the machine has no route back to the pods).
+    """
+    nsexec = ["ip", "netns", "exec", netns]
+    for command in (
+        ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+        ["iptables", "-t", "nat", "-A", "PREROUTING", "-d", f"{service}/32", "-p", "tcp", "--dport", str(port),
+         "-j", "DNAT", "--to-destination", f"{uplink.host}:{host_port}"],
+        ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", UPLINK, "-j", "MASQUERADE"],
+    ):  # fmt: skip
+        done = subprocess.run([*nsexec, *command], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} in {netns}: {done.stderr.strip()}")
+
+
 def remove(netns: str, link: str) -> None:
     """Delete the namespace (its end of the veth and everything in it) and the machine's end if still there."""
     subprocess.run(["ip", "netns", "delete", netns], capture_output=True)

@@ -8,15 +8,18 @@ of every other test. Images reach the node's containerd through
 
 from __future__ import annotations
 
+import io
+import tarfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from vapor.devenv import ControlPlane, Node
-from vapor.devenv.images import image_archive
+from vapor.devenv.images import busybox_rootfs, image_archive
 
 from ..conftest import Kubectl
 from ..support.wait import wait_until
@@ -28,10 +31,17 @@ class Cluster:
     node: Node
     kubectl: Kubectl
 
-    def image(self, command: list[str]) -> str:
-        """A busybox image running ``command``, imported into the node under a name no other test uses."""
+    def image(self, command: list[str], extra: dict[str, Path] | None = None) -> str:
+        """A busybox image (plus ``extra`` files: path in the image -> file here) running ``command``.
+
+        Imported into the node under a name no other test uses.
+        """
         reference = f"vapor.local/test-{uuid.uuid4().hex[:8]}:1"
-        self.node.runtime.import_image(image_archive(reference, command))
+        layer = io.BytesIO(busybox_rootfs())
+        with tarfile.open(fileobj=layer, mode="a") as tar:
+            for inside, source in (extra or {}).items():
+                tar.add(str(source), arcname=inside.lstrip("/"))
+        self.node.runtime.import_image(image_archive(reference, command, layer.getvalue()))
         return reference
 
     def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
@@ -79,7 +89,7 @@ def deployment(name: str, image: str, replicas: int = 1) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    with ControlPlane(tmp_path_factory.mktemp("cluster")) as cp, Node(cp) as node:
+    with ControlPlane(tmp_path_factory.mktemp("cluster"), service_accounts=True) as cp, Node(cp) as node:
         yield Cluster(cp, node, Kubectl(cp))
 
 

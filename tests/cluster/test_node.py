@@ -87,3 +87,31 @@ def test_the_kubelets_readiness_probe_reaches_the_pod(cluster: Cluster, cluster_
         return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
     wait_until(ready, 30, what=f"pod {pod['metadata']['name']} Ready by its probe")
+
+
+def test_a_pod_reads_the_api_server_as_its_service_account(cluster: Cluster, cluster_namespace: str) -> None:
+    # kubectl (a static binary) in the pod takes the in-cluster configuration: the kubernetes
+    # Service's address from the environment, the ServiceAccount token mounted by the kubelet.
+    script = "kubectl get --raw /version && kubectl auth whoami -o jsonpath='user={.status.userInfo.username}'"
+    image = cluster.image(["/bin/sh", "-c", script], {"/bin/kubectl": cluster.cp.kubectl})
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "reader"},
+        "spec": {
+            "restartPolicy": "Never",
+            "containers": [{"name": "reader", "image": image, "imagePullPolicy": "Never"}],
+        },
+    }
+    cluster.kubectl.apply(pod, "-n", cluster_namespace)
+
+    def finished() -> str | None:
+        phase = cluster.kubectl.get_json("pod", "reader", "-n", cluster_namespace)["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = wait_until(finished, 60, every=0.5, what="the reader pod to finish")
+    logs = cluster.kubectl("logs", "-n", cluster_namespace, "reader").stdout
+    assert phase == "Succeeded", logs
+    server = json.loads(cluster.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+    assert f'"gitVersion": "{server}"' in logs
+    assert f"user=system:serviceaccount:{cluster_namespace}:default" in logs
