@@ -326,37 +326,49 @@ async def relay_websocket(
     host: Host,
     params: Mapping[str, Any] | None = None,
     first: list[str] = [],  # noqa: B006
-) -> None:
+) -> int | None:
     """Pipe the current Quart websocket to the agent's ``path`` and back until either side closes.
 
     ``first``: text messages sent to the agent before relaying (e.g. the subscribe message the gateway read).
+    Returns the agent's close code (None when the client went first).
     """
     async with agent_websocket(path, host=host, params=params) as upstream:
         for message in first:
             await upstream.send_str(message)
+        return await pipe_websocket(upstream)
 
-        async def downstream_to_agent() -> None:
-            while True:
-                data = await websocket.receive()
-                if isinstance(data, bytes):
-                    await upstream.send_bytes(data)
-                else:
-                    await upstream.send_str(data)
 
-        async def agent_to_downstream() -> None:
-            async for message in upstream:
-                if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                    await websocket.send(message.data)
-                else:
-                    break
+async def pipe_websocket(upstream: aiohttp.ClientWebSocketResponse) -> int | None:
+    """Relay frames, text and binary, between the current Quart websocket and ``upstream`` until one side ends.
 
-        tasks = [asyncio.create_task(downstream_to_agent()), asyncio.create_task(agent_to_downstream())]
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    Returns ``upstream``'s close code when the agent closed first, else None.
+    """
+
+    async def downstream_to_agent() -> None:
+        while True:
+            data = await websocket.receive()
+            if isinstance(data, bytes):
+                await upstream.send_bytes(data)
+            else:
+                await upstream.send_str(data)
+
+    async def agent_to_downstream() -> int | None:
+        async for message in upstream:
+            if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                await websocket.send(message.data)
+            else:
+                break
+        return upstream.close_code
+
+    client = asyncio.create_task(downstream_to_agent())
+    agent = asyncio.create_task(agent_to_downstream())
+    try:
+        await asyncio.wait([client, agent], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (client, agent):
+            task.cancel()
+        await asyncio.gather(client, agent, return_exceptions=True)
+    return agent.result() if agent.done() and not agent.cancelled() and agent.exception() is None else None
 
 
 __all__ = [
@@ -365,5 +377,6 @@ __all__ = [
     "agents",
     "ask_agent",
     "install",
+    "pipe_websocket",
     "relay_websocket",
 ]

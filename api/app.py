@@ -18,6 +18,7 @@ from . import (
     _uploads,
     auth,
     clones,
+    consoles,
     containers,
     docker,
     hosts,
@@ -109,6 +110,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.register_blueprint(network.blueprint)
     app.register_blueprint(storage.blueprint)
     app.register_blueprint(ws.blueprint)  # /ws/metrics, /ws/logs, /ws/terminal
+    app.register_blueprint(consoles.blueprint)  # /ws/vms/{id}/console and /vnc
     app.register_blueprint(ui.blueprint)  # the web console at / (ui/, built into api/static)
     register_error_handlers(app)
     _metrics.install(app)  # /metrics, /healthz, /readyz (no token); first, so it times the rate limiter too

@@ -97,7 +97,7 @@ class Agent:
         if reporter.informer is not None:  # a label change may select Images for prefetch
             reporter.informer.on_change(lambda _event: images.resync_all())
         if config.api_bind:  # after the Host exists: the server publishes its endpoint there
-            self.nodeapi = NodeAPI(config, self.kube, host=lambda: reporter.host, images=images)
+            self.nodeapi = NodeAPI(config, self.kube, host=lambda: reporter.host, images=images, libvirt=self.libvirt)
             await self.nodeapi.start()
         self._tasks = [
             # Listening before the first inventory: a disk attached after it is an event, not a wait for a scan.

@@ -79,6 +79,7 @@ def spec_hash(vm: VirtualMachine, domain_type: str) -> str:
         spec["cloudInit"] = True
     spec["domainType"] = domain_type
     spec["guestAgentChannel"] = True  # domains defined before the channel came are redefined once
+    spec["consoles"] = "vnc-unlistened,bios-serial"  # and those defined before the display came (see _display)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -208,6 +209,8 @@ def build_xml(
     _sub(os_el, "type", "hvm", arch=arch)
     disks = spec.disks or []
     _firmware(os_el, vm, storage_dir)
+    if vm.spec.firmware != "uefi":
+        _sub(os_el, "bios", useserial="yes")  # SeaBIOS writes its screen to the serial console too
     if not any(d.boot_order for d in disks):
         _sub(os_el, "boot", dev="hd")
         if any(d.cdrom for d in disks):
@@ -239,6 +242,7 @@ def build_xml(
     _sub(serial, "target", port="0")
     console = _sub(devices, "console", type="pty")
     _sub(console, "target", type="serial", port="0")
+    _display(devices)
     _sub(devices, "memballoon", model="none")
     return ET.tostring(root, encoding="unicode")
 
@@ -259,3 +263,11 @@ def _guest_agent_channel(devices: ET.Element) -> None:
     """The virtio-serial channel QEMU's guest agent talks over (libvirt picks the socket path)."""
     channel = _sub(devices, "channel", type="unix")
     _sub(channel, "target", type="virtio", name=GUEST_AGENT_CHANNEL)
+
+
+def _display(devices: ET.Element) -> None:
+    """A VGA card and QEMU's VNC server listening nowhere: the agent reaches it through openGraphicsFD only."""
+    graphics = _sub(devices, "graphics", type="vnc")
+    _sub(graphics, "listen", type="none")
+    video = _sub(devices, "video")
+    _sub(video, "model", type="vga")

@@ -30,7 +30,8 @@ from vapor.model import Host, names
 from .._config import AgentConfig
 from ..controllers.images import ImageController
 from ..host.address import join_bind, node_address, split_bind
-from . import accounts, containers, images, journal, storage, system, users, ws
+from ..host.libvirt import Libvirt
+from . import accounts, console, containers, images, journal, storage, system, users, ws
 from .auth import TokenReviewer, auth_middleware
 from .context import NodeContext, RouteFactory
 from .endpoint import EndpointPublisher
@@ -49,6 +50,7 @@ ROUTES: tuple[RouteFactory, ...] = (
     storage.routes,
     images.routes,  # PUT /images/{name}/upload (when the agent fetches Images)
     ws.routes,  # /ws/metrics, /ws/logs, /ws/terminal
+    console.routes,  # /ws/vms/{namespace}/{name}/console and /vnc (with the agent's libvirt)
 )
 MAX_BODY = 1 << 20
 
@@ -67,6 +69,7 @@ class NodeAPI:
         routes: Iterable[RouteFactory] = ROUTES,
         host: Callable[[], Host | None] | None = None,
         images: ImageController | None = None,
+        libvirt: Libvirt | None = None,
     ) -> None:
         if not config.api_bind:
             raise ValueError("the node API is off (--api-bind '')")
@@ -79,7 +82,10 @@ class NodeAPI:
             client_max_size=MAX_BODY,
         )
         self.app.on_response_prepare.append(self._name_the_node)
-        self.node = NodeContext(config=config, kube=kube, app=self.app, extras={"images": images} if images else {})
+        extras: dict[str, Any] = {"images": images, "libvirt": libvirt}
+        self.node = NodeContext(
+            config=config, kube=kube, app=self.app, extras={k: v for k, v in extras.items() if v is not None}
+        )
         for factory in routes:
             self.app.add_routes(factory(self.node))
         self.publisher = EndpointPublisher(kube, config.node_name, host)
