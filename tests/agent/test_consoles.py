@@ -161,12 +161,22 @@ async def _bytes_at_least(ws: Socket, count: int, timeout: float = 30) -> bytes:
 
 
 async def _seabios(c: Consoles, ws: Socket) -> bytes:
-    """Reset the VM and read the console until SeaBIOS has written its banner (a session is open on ``ws``)."""
-    for _ in range(50):  # the reset must come after the agent opened the console: try again until it shows
+    """Reset the VM until SeaBIOS's banner shows on the console (a session is open on ``ws``).
+
+    The reset must come after the agent opened the console, and on a loaded machine the banner may take
+    seconds: what came is kept across resets.
+    """
+    seen = b""
+    for _ in range(12):
         await asyncio.to_thread(c.domain.reset, 0)
         with contextlib.suppress(TimeoutError):
-            return await _bytes_until(ws, b"SeaBIOS", 3)
-    raise AssertionError("no SeaBIOS banner on the console")
+            async with asyncio.timeout(10):
+                while b"SeaBIOS" not in seen:
+                    data = await ws.receive()
+                    assert isinstance(data, bytes), data
+                    seen += data
+                return seen
+    raise AssertionError(f"no SeaBIOS banner on the console; it showed {seen[-400:]!r}")
 
 
 async def _events(c: Consoles, reason: str) -> list[str]:
