@@ -27,7 +27,7 @@ from vapor.model.names import DRAIN_LABEL
 from ._state import Memo
 from .ledger import Ledger
 from .migration_queue import schedule_pass
-from .settings import FIELD_MANAGER, MIGRATION_INTERVAL
+from .settings import FIELD_MANAGER
 
 log = logging.getLogger("vapor.operator.drain")
 EPOCH = dt.datetime.min.replace(tzinfo=dt.UTC)
@@ -185,8 +185,3 @@ async def host_maintenance_changed(type: str, name: str, memo: Memo, **_: Any) -
     except Exception as exc:  # the timer tries again
         log.warning("host=%s drain pass failed: %s", name, exc)
 
-
-@kopf.timer(GROUP, VERSION, "hosts", interval=MIGRATION_INTERVAL, when=_draining)
-async def drain_progress(name: str, memo: Memo, **_: Any) -> None:
-    """Keep a drain's progress true while its migrations run."""
-    await reconcile_host(memo.books, name)

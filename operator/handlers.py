@@ -1,5 +1,15 @@
 """Importing this module registers every handler of the operator with kopf."""
 
-from . import drain, health, images, migration, migration_certs, scheduling, settings, snapshots
+from . import drain, health, images, migration, migration_certs, rechecks, scheduling, settings, snapshots
 
-__all__ = ["drain", "health", "images", "migration", "migration_certs", "scheduling", "settings", "snapshots"]
+__all__ = [
+    "drain",
+    "health",
+    "images",
+    "migration",
+    "migration_certs",
+    "rechecks",
+    "scheduling",
+    "settings",
+    "snapshots",
+]

@@ -28,7 +28,6 @@ from .ledger import Ledger
 from .migration_queue import check_on, schedule_pass
 from .migration_rules import Check
 from .migration_status import event, fail, finish, move_vm, moved, write_status
-from .settings import MIGRATION_INTERVAL
 
 log = logging.getLogger("vapor.operator.migration")
 
@@ -177,13 +176,9 @@ async def _watch_running(ledger: Ledger, m: Migration) -> Migration:
 # -- kopf ------------------------------------------------------------------------------------------
 
 
-def _done_with(m: Migration) -> bool:
+def done_with(m: Migration) -> bool:
     """Ended, and its clean-up done (the finalizer is gone): nothing left for the operator but its slot."""
     return m.is_terminal and MIGRATION_FINALIZER not in (m.metadata.finalizers or [])
-
-
-def _needs_attention(body: kopf.Body, **_: Any) -> bool:
-    return not _done_with(Migration.from_api(dict(body)))
 
 
 @kopf.on.event(GROUP, VERSION, "migrations")
@@ -194,18 +189,12 @@ async def migration_changed(type: str, namespace: str | None, name: str, body: k
         await schedule_pass(ledger)  # a slot may be free now
         return
     m = Migration.from_api(dict(body))
-    if _done_with(m):
+    if done_with(m):
         await schedule_pass(ledger)  # nothing left to do for it, but its slot may be free now
         return
     if m.phase == "Running" and m.condition(ConditionType.COMPLETED) is None:
         return  # progress from the source agent: only its Completed condition concerns the operator
     await reconcile(ledger, namespace or "", name)
-
-
-@kopf.timer(GROUP, VERSION, "migrations", interval=MIGRATION_INTERVAL, when=_needs_attention)
-async def migration_recheck(namespace: str | None, name: str, memo: Memo, **_: Any) -> None:
-    """Look again now and then: hosts turn NotReady and slots free up without the Migration changing."""
-    await reconcile(memo.books, namespace or "", name)
 
 
 @kopf.on.event(GROUP, VERSION, "hosts")

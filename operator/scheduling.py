@@ -1,7 +1,7 @@
 """Placing VirtualMachines on hosts: the kopf side of :mod:`.placement`.
 
 A VM without ``status.host`` is placed as soon as it is seen, and tried again
-every few seconds while no host can take it. Placement binds the VM to the
+every few seconds while no host can take it (:mod:`.rechecks`). Placement binds the VM to the
 chosen host (:meth:`.Ledger.bind_vm`: host, hostId, phase Scheduled, condition
 Scheduled, then the host label that host's agent selects on), under the
 ledger's lock, counting what admitted migrations bring to each host; the
@@ -28,7 +28,7 @@ from . import images, metrics
 from ._state import Memo
 from .ledger import Ledger, vm_key
 from .placement import choose_host
-from .settings import FIELD_MANAGER, RETRY_INTERVAL
+from .settings import FIELD_MANAGER
 
 log = logging.getLogger("vapor.operator.scheduling")
 
@@ -111,8 +111,3 @@ async def vm_changed(type: str, body: kopf.Body, memo: Memo, **_: Any) -> None:
     if type != "DELETED":
         await place(memo.books, VirtualMachine.from_api(dict(body)))
 
-
-@kopf.timer(GROUP, VERSION, "virtualmachines", interval=RETRY_INTERVAL, when=_unplaced)
-async def retry_placement(body: kopf.Body, memo: Memo, **_: Any) -> None:
-    """Try again to place a VM no host could take (hosts come, go and free up)."""
-    await place(memo.books, VirtualMachine.from_api(dict(body)))
