@@ -84,16 +84,30 @@ class Pump:
         return refusal(self.error, closed)
 
 
-def _send_keys(ws: ClientConnection, fd: int, wake: int) -> None:
-    """Keys to the guest until Ctrl-] or the server's end; stdin's end only stops the keys."""
-    sources = [fd, wake]
+def _resize(ws: ClientConnection) -> None:
+    now = shutil.get_terminal_size()
+    ws.send(json.dumps({"type": "resize", "cols": now.columns, "rows": now.lines}))
+
+
+def _send_keys(ws: ClientConnection, fd: int, wake: int, winch: int) -> None:
+    """Keys to the guest until Ctrl-] or the server's end; stdin's end only stops the keys.
+
+    A window size change arrives as a byte on ``winch`` (the signal handler
+    only writes it: sending from the handler could meet a send in progress).
+    """
+    sources = [fd, wake, winch]
     while True:
         ready, _, _ = select.select(sources, [], [])
         if wake in ready:
             return
+        if winch in ready:
+            os.read(winch, 64)
+            _resize(ws)
+        if fd not in ready:
+            continue
         data = os.read(fd, 4096)
         if not data:
-            sources = [wake]  # piped input ran out: show the output until the server ends
+            sources = [wake, winch]  # piped input ran out: show the output until the server ends
             continue
         before, escape, _ = data.partition(ESCAPE)
         if before:
@@ -115,25 +129,26 @@ def console(
         ws = open_session(api, ref, "console", force=force, cols=size.columns, rows=size.lines)
     print(f"Connected to the serial console of {ref}; escape with Ctrl-]", file=sys.stderr, flush=True)
     wake_read, wake_write = os.pipe()
+    winch_read, winch_write = os.pipe()
+    os.set_blocking(winch_write, False)
     pump = Pump(ws, wake_write)
 
     def resized(*_: object) -> None:
-        now = shutil.get_terminal_size()
-        with contextlib.suppress(ConnectionClosed):
-            ws.send(json.dumps({"type": "resize", "cols": now.columns, "rows": now.lines}))
+        with contextlib.suppress(BlockingIOError):
+            os.write(winch_write, b"w")
 
     previous = signal.signal(signal.SIGWINCH, resized)
     try:
         with raw_terminal(sys.stdin.fileno()):
             pump.thread.start()
             with contextlib.suppress(ConnectionClosed):
-                _send_keys(ws, sys.stdin.fileno(), wake_read)
+                _send_keys(ws, sys.stdin.fileno(), wake_read, winch_read)
     finally:
         signal.signal(signal.SIGWINCH, previous)
         ws.close()
         pump.thread.join(timeout=5)
-        os.close(wake_read)
-        os.close(wake_write)
+        for fd in (wake_read, wake_write, winch_read, winch_write):
+            os.close(fd)
     failure = pump.failure()
     if failure is not None:
         print(file=sys.stderr)

@@ -15,6 +15,7 @@ from .client import Client
 from .names import vm_ref
 from .output import age, dump, size, table, text
 from .session import NamespaceOption, client
+from .ssh import best_address
 
 Row = Callable[[dict[str, Any], bool], list[str]]
 
@@ -31,7 +32,7 @@ def _host_row(h: dict[str, Any], wide: bool) -> list[str]:
 
 def _vm_row(v: dict[str, Any], wide: bool) -> list[str]:
     row = [v["namespace"], v["name"], v["status"], text(v.get("host")), str(v["cpu"]), v["memory"]]
-    row += [text((v.get("addresses") or [None])[0]), age(v.get("created_at"))]
+    row += [text(best_address(list(v.get("addresses") or []))), age(v.get("created_at"))]
     if wide:
         row += [v["id"], v["run_strategy"], text(v.get("addresses"))]
     return row

@@ -21,8 +21,9 @@ from .client import Client
 from .errors import CLIError
 from .names import VMRef
 
+RENEW = "the session lasts as long as the token it opened with; open it again (vaporctl renews the token)"
 CLOSE_MEANING = {
-    4401: "your login has expired; run `vaporctl login`",
+    4401: f"the token expired: {RENEW}",
     4403: "permission denied",
     4409: "another session took the console over, or holds it (use --force to take it over)",
     4429: "too many WebSockets are open from this machine",
@@ -73,7 +74,7 @@ def refusal(error: dict[str, Any] | None, closed: ConnectionClosed | None) -> CL
     if isinstance(body, dict) and body.get("message"):
         text = str(body["message"])
         if code == 4401 or body.get("code") == "UNAUTHORIZED":
-            text += "; run `vaporctl login`"
+            text += f"; {RENEW}"
         return CLIError(text)
     if code in CLOSE_MEANING:
         return CLIError(CLOSE_MEANING[code])

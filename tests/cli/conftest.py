@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ..conftest import Kubectl
@@ -117,8 +118,30 @@ def vaporctl(tmp_path: Path) -> Vaporctl:
     return Vaporctl(home)
 
 
+@pytest.fixture(scope="module")
+def admin_config(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The config file of one login as the stack's admin (the gateway allows 10 logins a minute per user)."""
+    ctl = Vaporctl(tmp_path_factory.mktemp("admin-home"))
+    ctl.login(stack.admin, stack.url)
+    return ctl.config_file.read_text()
+
+
 @pytest.fixture
-def admin_ctl(vaporctl: Vaporctl, stack: Stack) -> Vaporctl:
-    """vaporctl logged in as the stack's admin."""
-    vaporctl.login(stack.admin, stack.url)
+def admin_ctl(vaporctl: Vaporctl, admin_config: str) -> Vaporctl:
+    """vaporctl logged in as the stack's admin (a copy of the module's one login)."""
+    vaporctl.config_dir.mkdir(mode=0o700, parents=True)
+    vaporctl.config_file.write_text(admin_config)
+    vaporctl.config_file.chmod(0o600)
     return vaporctl
+
+
+_tokens: dict[tuple[str, str], str] = {}
+
+
+def rest(stack: Stack, user: LinuxUser | None = None) -> httpx.Client:
+    """A REST client of the stack as ``user`` (default the admin), logged in once per stack."""
+    user = user or stack.admin
+    key = (stack.url, user.name)
+    if key not in _tokens:
+        _tokens[key] = stack.login(user)["token"]
+    return httpx.Client(base_url=f"{stack.url}/api/v1", headers={"Authorization": f"Bearer {_tokens[key]}"}, timeout=60)

@@ -18,12 +18,12 @@ from vapor.devenv.processes import free_port
 from ..conftest import Kubectl
 from ..support.stack import Stack
 from ..support.wait import wait_until
-from .conftest import BIN, Vaporctl
+from .conftest import BIN, Vaporctl, rest
 
 
 def new_vm(stack: Stack, namespace: str, name: str) -> dict[str, Any]:
     """A small VM without an OS on the stack's host, defined and shut off."""
-    with stack.client(stack.admin) as api:
+    with rest(stack) as api:
         r = api.post(
             "/vms",
             json={"name": name, "namespace": namespace, "memory": "32Mi", "host_selector": {"e2e-run": stack.run}},
@@ -97,7 +97,7 @@ def test_get_lists_each_kind_as_a_table_and_shows_one_as_json_or_yaml(
     ns = vms_namespace
     vm = new_vm(stack, ns, "tiny")
     image = f"cli-{uuid.uuid4().hex[:8]}"
-    with stack.client(stack.admin) as api:
+    with rest(stack) as api:
         r = api.post("/images", json={"name": image, "source": {"upload": {}}, "format": "raw"})
         assert r.status_code == 201, r.text
     try:

@@ -6,9 +6,16 @@ they are skipped, saying so, while the gateway does not serve them.
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
 import re
+import signal
 import socket
+import struct
 import subprocess
+import termios
+import time
 from typing import Any
 
 import pytest
@@ -16,7 +23,8 @@ import pytest
 from vapor.gateway import create_app
 
 from ..support.stack import Stack
-from .conftest import Vaporctl, finish, read_until, spawn
+from ..support.wait import wait_until
+from .conftest import BIN, Vaporctl, finish, read_until, rest, spawn
 from .test_basics import new_vm
 
 ROUTES = {rule.rule for rule in create_app().url_map.iter_rules() if rule.websocket}
@@ -27,7 +35,7 @@ pytestmark = pytest.mark.skipif(
 
 def running_vm(stack: Stack, namespace: str, name: str) -> dict[str, Any]:
     vm = new_vm(stack, namespace, name)
-    with stack.client(stack.admin) as api:
+    with rest(stack) as api:
         r = api.post(f"/vms/{vm['id']}/action", params={"wait": 60}, json={"action": "start"})
         assert r.status_code == 200, r.text
     return vm
@@ -117,3 +125,48 @@ def test_vnc_relays_a_local_port_to_the_display(stack: Stack, admin_ctl: Vaporct
 
     off = admin_ctl("vnc", f"{ns}/nope")
     assert off.returncode == 1 and "not found" in off.stderr
+
+
+def on_terminal(ctl: Vaporctl, *args: str) -> tuple[subprocess.Popen[bytes], int, int]:
+    """vaporctl with a pseudo-terminal as its stdin and stdout (stderr piped); the process, master and slave."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [str(BIN / "vaporctl"), *args], stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=ctl.environment()
+    )
+    return proc, master, slave
+
+
+def test_the_terminal_is_raw_during_the_session_and_restored_however_it_ends(
+    stack: Stack, admin_ctl: Vaporctl, vms_namespace: str
+) -> None:
+    ns = vms_namespace
+    new_vm(stack, ns, "cold")
+    proc, master, slave = on_terminal(admin_ctl, "console", f"{ns}/cold")
+    try:
+        before = termios.tcgetattr(slave)
+        assert proc.wait(60) == 1, "the server refuses a VM that does not run"
+        assert proc.stderr is not None and "not running" in proc.stderr.read().decode()
+        assert termios.tcgetattr(slave) == before, "the terminal is as it was after a refusal"
+    finally:
+        os.close(master)
+        os.close(slave)
+
+    running_vm(stack, ns, "warm")
+    proc, master, slave = on_terminal(admin_ctl, "console", f"{ns}/warm")
+    try:
+        before = termios.tcgetattr(slave)
+        assert proc.stderr is not None
+        assert b"escape with Ctrl-]" in proc.stderr.readline()
+        wait_until(lambda: not termios.tcgetattr(slave)[3] & termios.ECHO, 10, what="raw mode")
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+        proc.send_signal(signal.SIGWINCH)  # a resize message goes out; the session goes on
+        time.sleep(1)
+        assert proc.poll() is None
+        os.write(master, b"\x1d")
+        assert proc.wait(30) == 0, proc.stderr.read()
+        assert termios.tcgetattr(slave) == before, "the terminal is as it was after Ctrl-]"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+        os.close(slave)

@@ -6,13 +6,13 @@ import json
 
 from ..support.stack import Stack
 from ..support.wait import wait_until
-from .conftest import Vaporctl
+from .conftest import Vaporctl, rest
 from .test_basics import new_vm
 
 
 def test_snapshot_of_a_stopped_vm_and_a_vm_that_cannot(stack: Stack, admin_ctl: Vaporctl, vms_namespace: str) -> None:
     ns = vms_namespace
-    with stack.client(stack.admin) as api:
+    with rest(stack) as api:
         body = {"name": "disky", "namespace": ns, "memory": "32Mi", "host_selector": {"e2e-run": stack.run},
                 "disks": [{"name": "root", "size": "16Mi"}]}  # fmt: skip
         assert api.post("/vms", json=body).status_code == 201
