@@ -9,7 +9,7 @@ agent aborts a running one, and the VM keeps running where it was.
 
 The gateway refuses what cannot work before creating anything (unknown VM or
 host, same host, a live move of a VM that is not running, a VM already being
-moved, a destination that is not Ready or in maintenance); the operator checks
+moved, a VM with snapshots, a destination that is not Ready or in maintenance); the operator checks
 again, with capacity and CPU and storage compatibility, and says so in the
 Migration's status.
 """
@@ -43,6 +43,7 @@ from ._state import gateway
 from ._views import migration_view
 from ._vmschema import VMQuery
 from ._writes import CACHE_CATCH_UP, as_user, field_manager, record_event
+from .snapshots import refuse_to_move_snapshots
 
 blueprint = Blueprint("migrations", __name__, url_prefix="/api/v1")
 
@@ -124,13 +125,16 @@ async def migrate_vm(vm_id: str, data: MigrateRequest, query_args: VMQuery) -> t
     The VM is named by id or by name (?namespace=, default "default");
     ``destination_host_id`` by host id or name (left out: the operator picks a
     Ready host with room). Follow the migration at GET /api/v1/migrations/{id};
-    the operator queues it when the cluster's limits are reached.
+    the operator queues it when the cluster's limits are reached. A VM with
+    snapshots is refused with 409: they are kept inside its disks on its host
+    and would be lost by the move (delete them first).
     """
     user = current_user()
     state = gateway()
     vm = await vm_for_write(vm_id, query_args.namespace)
     namespace = vm.metadata.namespace or query_args.namespace
     destination = _refuse_early(vm, data)
+    await refuse_to_move_snapshots(vm)
     spec = MigrationSpec(  # the request's fields are the spec's, but for the destination (an id or name)
         vm_name=vm.name,
         destination_host=destination.name if destination is not None else None,
@@ -225,11 +229,15 @@ async def _cancel(migration_id: str, namespace: str, reason: str | None) -> tupl
     if m.spec.cancel:
         return Success[MigrationView](data=view(m)), 200
     try:
-        patched = await as_user().resources(Migration).patch(
-            m.name,
-            spec=MigrationSpec.partial(cancel=True),
-            namespace=m.metadata.namespace,
-            field_manager=field_manager(user.username),
+        patched = (
+            await as_user()
+            .resources(Migration)
+            .patch(
+                m.name,
+                spec=MigrationSpec.partial(cancel=True),
+                namespace=m.metadata.namespace,
+                field_manager=field_manager(user.username),
+            )
         )
     except NotFound:
         raise APIError(404, NOT_FOUND, f"migration {m.name!r} no longer exists") from None

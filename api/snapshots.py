@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from typing import TypeVar
 
 from quart import Blueprint, current_app
@@ -50,6 +51,7 @@ STOP_FIRST = "stop the VM first"
 # Failures that are about what was asked (a disk that cannot hold a snapshot): 422; the rest are the VM's state: 409.
 UNPROCESSABLE_REASONS = frozenset({"DiskCannotSnapshot", "NoDisks"})
 POLL_SECONDS = 0.2
+_EPOCH = datetime.min.replace(tzinfo=UTC)
 Waited = TypeVar("Waited", VirtualMachineSnapshot, VirtualMachineRestore)
 
 
@@ -89,11 +91,12 @@ def restore_view(restore: VirtualMachineRestore) -> RestoreView:
 def _metadata(vm: VirtualMachine, username: str, *, name: str | None = None, generate: str = "") -> ObjectMeta:
     """A snapshot's or restore's metadata: the VM's host label, the VM as owner, who asked."""
     owner = {"apiVersion": vm.api_version, "kind": vm.kind, "name": vm.name, "uid": vm.metadata.uid}
+    host = (vm.metadata.labels or {}).get(HOST_LABEL)  # the label its agent selects on (the operator's, else later)
     return ObjectMeta(
         name=name,
         generate_name=None if name else f"{vm.name[:200]}-{generate}",
         namespace=vm.metadata.namespace,
-        labels={HOST_LABEL: vm.host} if vm.host else None,
+        labels={HOST_LABEL: host} if host else None,
         annotations={REQUESTED_BY_ANNOTATION: username},
         owner_references=[owner],
     )
@@ -126,6 +129,29 @@ def _failure(obj: VirtualMachineSnapshot | VirtualMachineRestore, what: str) -> 
     return APIError(409, CONFLICT, f"{what} failed: {message}", details=obj.name)
 
 
+async def snapshots_of(vm: VirtualMachine) -> list[VirtualMachineSnapshot]:
+    """The snapshots of ``vm`` (not those of an earlier VM of that name), oldest first."""
+    items, _ = await gateway().kube.resources(VirtualMachineSnapshot).list(vm.metadata.namespace)
+    mine = [
+        s for s in items if s.spec.vm == vm.name and (s.status is None or s.status.vm_uid in (None, vm.metadata.uid))
+    ]
+    return sorted(mine, key=lambda s: (s.metadata.creation_timestamp or _EPOCH, s.name))
+
+
+async def refuse_to_move_snapshots(vm: VirtualMachine) -> None:
+    """409 for a migration of a VM with snapshots: they live in its disks on its host and would be lost."""
+    kept = [s.name for s in await snapshots_of(vm) if s.phase != "Failed"]
+    if kept:
+        shown = ", ".join(kept[:5]) + (" ..." if len(kept) > 5 else "")
+        raise APIError(
+            409,
+            CONFLICT,
+            f"virtual machine {vm.name!r} has {len(kept)} snapshot(s) ({shown}) inside its disks on host "
+            f"{vm.host!r}, which a migration would lose: delete them first",
+            f"DELETE /api/v1/vms/{vm.metadata.uid}/snapshots/{{name}}",
+        )
+
+
 async def _snapshot_of(vm: VirtualMachine, name: str) -> VirtualMachineSnapshot:
     try:
         snap = await gateway().kube.resources(VirtualMachineSnapshot).get(name, vm.metadata.namespace)
@@ -141,13 +167,12 @@ async def _snapshot_of(vm: VirtualMachine, name: str) -> VirtualMachineSnapshot:
 @tag(["snapshots"])
 @validate_querystring(SnapshotQuery)
 @validate_response(Success[SnapshotList])
+@document_response(Failure, 400)
 @document_response(Failure, 404)
 async def list_snapshots(vm_id: str, query_args: SnapshotQuery) -> Success[SnapshotList]:
     """The snapshots of a virtual machine, oldest first."""
     vm = find_vm(vm_id, query_args.namespace)
-    items, _ = await gateway().kube.resources(VirtualMachineSnapshot).list(vm.metadata.namespace)
-    mine = sorted((s for s in items if s.spec.vm == vm.name), key=lambda s: (s.metadata.creation_timestamp, s.name))
-    return Success[SnapshotList](data=SnapshotList(items=[snapshot_view(s) for s in mine]))
+    return Success[SnapshotList](data=SnapshotList(items=[snapshot_view(s) for s in await snapshots_of(vm)]))
 
 
 @blueprint.post("/<vm_id>/snapshots")
@@ -157,6 +182,8 @@ async def list_snapshots(vm_id: str, query_args: SnapshotQuery) -> Success[Snaps
 @validate_request(CreateSnapshotRequest)
 @validate_response(Success[SnapshotView], 201)
 @validate_response(Success[SnapshotView], 202)
+@document_response(Failure, 400)
+@document_response(Failure, 403)
 @document_response(Failure, 404)
 @document_response(Failure, 409)
 @document_response(Failure, 422)
@@ -199,6 +226,8 @@ async def create_snapshot(
 @validate_querystring(SnapshotQuery)
 @validate_response(Success[RestoreView])
 @validate_response(Success[RestoreView], 202)
+@document_response(Failure, 400)
+@document_response(Failure, 403)
 @document_response(Failure, 404)
 @document_response(Failure, 409)
 async def restore_snapshot(vm_id: str, name: str, query_args: SnapshotQuery) -> tuple[Success[RestoreView], int]:
@@ -236,6 +265,8 @@ async def restore_snapshot(vm_id: str, name: str, query_args: SnapshotQuery) -> 
 @tag(["snapshots"])
 @validate_querystring(SnapshotQuery)
 @validate_response(Success[SnapshotDeleted])
+@document_response(Failure, 400)
+@document_response(Failure, 403)
 @document_response(Failure, 404)
 async def delete_snapshot(vm_id: str, name: str, query_args: SnapshotQuery) -> Success[SnapshotDeleted]:
     """Delete a snapshot (admin): its host's agent merges it away from the disks first; the VM is untouched."""

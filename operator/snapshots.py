@@ -71,8 +71,9 @@ async def label(ledger: Ledger, kind: Kind, namespace: str, name: str) -> None:
         except NotFound:
             await _refuse(ledger, obj, f"VirtualMachine {namespace}/{obj.spec.vm} does not exist")
             return
-    if not vm.host:
-        return  # labelled once the VM is placed (vm_placed)
+    host = (vm.metadata.labels or {}).get(HOST_LABEL)
+    if not host or host != vm.host:
+        return  # labelled once the VM is placed and labelled (vm_placed): its agent then sees the VM first
     patch = wanted_metadata(obj, vm)
     if patch is not None:
         await resources.patch(name, metadata=patch, namespace=namespace, field_manager=FIELD_MANAGER)
@@ -112,8 +113,8 @@ async def restore_changed(type: str, namespace: str | None, name: str, memo: Mem
         await label(memo.books, VirtualMachineRestore, namespace or "", name)
 
 
-def _placed(status: kopf.Status, **_: Any) -> bool:
-    return bool(status.get("host"))
+def _placed(status: kopf.Status, labels: kopf.Labels, **_: Any) -> bool:
+    return bool(status.get("host")) and labels.get(HOST_LABEL) == status.get("host")
 
 
 @kopf.on.event(GROUP, VERSION, "virtualmachines", when=_placed)

@@ -34,6 +34,8 @@ def test_examples_apply_with_kustomize_and_read_back(kubectl: Kubectl, namespace
         "mount.vapor.io/node-1-data",
         "image.vapor.io/debian-12",
         "virtualmachine.vapor.io/debian-1",
+        "virtualmachinesnapshot.vapor.io/web-1-before-upgrade",
+        "virtualmachinerestore.vapor.io/web-1-back-to-before-upgrade",
     ):
         assert line in applied.stdout
     try:
@@ -44,6 +46,8 @@ def test_examples_apply_with_kustomize_and_read_back(kubectl: Kubectl, namespace
             ("mount.yaml", "vmount", None),
             ("image.yaml", "vimg", None),
             ("vm-debian.yaml", "vvm", namespace),
+            ("snapshot.yaml", "vsnap", namespace),
+            ("restore.yaml", "vrestore", namespace),
         ):
             example = load_example(filename)
             args = [kind, example["metadata"]["name"]] + (["-n", ns] if ns else [])

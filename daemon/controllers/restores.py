@@ -31,7 +31,7 @@ from ..host import snapshots as _snapshots
 from ..host.libvirt import Libvirt
 from ..host.snapshots import SnapshotRefused as Refused
 from .loop import NodeController
-from .snapshots import SnapshotController
+from .snapshots import SnapshotController, young
 from .vmstatus import ACTIVE, VMError
 
 log = logging.getLogger("vapor.agent.restores")
@@ -92,6 +92,9 @@ class RestoreController(NodeController[VirtualMachineRestore]):
             why = f": {snap.status.failure_reason}" if snap.status and snap.status.failure_reason else ""
             raise Refused("SnapshotNotReady", f"snapshot {snap.name} is {snap.phase}{why}")
         vm = self.snapshots.vm_of(namespace, restore.spec.vm)
+        if vm is None and young(restore):  # this agent's VM watch may be a moment behind
+            self.queue.add_after(key_of(restore), 1.0)
+            return
         if vm is None or vm.metadata.deletion_timestamp is not None:
             raise Refused(
                 "VMNotFound", f"VirtualMachine {namespace}/{restore.spec.vm} is not on host {self.config.node_name}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from datetime import UTC, datetime
 
 import libvirt  # type: ignore[import-untyped]
 
@@ -47,6 +48,7 @@ log = logging.getLogger("vapor.agent.snapshots")
 
 CONTROLLER = "agent"
 RETRY_SECONDS = 5.0
+GRACE_SECONDS = 30.0
 
 
 class SnapshotController(NodeController[VirtualMachineSnapshot]):
@@ -98,6 +100,9 @@ class SnapshotController(NodeController[VirtualMachineSnapshot]):
                 field_manager=names.FIELD_MANAGER_AGENT,
             )
         vm = self.vm_of(namespace, snap.spec.vm)
+        if vm is None and young(snap):  # this agent's VM watch may be a moment behind the snapshot's
+            self.queue.add_after(key_of(snap), 1.0)
+            return
         if vm is None or vm.metadata.deletion_timestamp is not None:
             why = "is being deleted" if vm is not None else f"is not on host {self.config.node_name}"
             await self._failed(snap, "VMNotFound", f"VirtualMachine {namespace}/{snap.spec.vm} {why}")
@@ -212,6 +217,12 @@ class SnapshotController(NodeController[VirtualMachineSnapshot]):
             )  # fmt: skip
         except KubeError as exc:
             log.warning("could not record an event", extra={"reason": reason, "error": str(exc)})
+
+
+def young(obj: VirtualMachineSnapshot | VirtualMachineRestore) -> bool:
+    """Whether ``obj`` was made less than :data:`GRACE_SECONDS` ago (its VM may not have reached this agent yet)."""
+    made = obj.metadata.creation_timestamp
+    return made is not None and (datetime.now(UTC) - made).total_seconds() < GRACE_SECONDS
 
 
 def _summary(taken: _snapshots.Taken) -> str:

@@ -8,7 +8,7 @@ its status code, with the content type it documents.
 Two runs, each with positive and negative generation (requests that fit the
 document, and requests that break it on purpose):
 
-- the gateway's own endpoints (auth, hosts, vms, migrations, images, kubernetes);
+- the gateway's own endpoints (auth, hosts, vms, snapshots, migrations, images, kubernetes);
 - the endpoints that act on a host through its agent (system, logs,
   containers, docker, users, network, storage), against a real node-local
   API (the agent's aiohttp server with TLS and TokenReview, see
@@ -76,7 +76,7 @@ from .conftest import GatewayProcess, Users
 
 pytestmark = pytest.mark.controlplane
 
-GATEWAY_OWN_TAGS = "^(auth|hosts|vms|migrations|images|kubernetes)$"
+GATEWAY_OWN_TAGS = "^(auth|hosts|vms|snapshots|migrations|images|kubernetes)$"
 AGENT_TAGS = "^(system|logs|containers|docker|users|network|storage)$"
 WRITABLE_AGENT_TAGS = {"docker"}  # writes that can run nothing on a host without a Docker engine
 RUNTIME_TAGS = {"containers", "docker"}
