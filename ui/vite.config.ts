@@ -6,6 +6,7 @@ export default defineConfig({
   plugins: [preact()],
   build: {
     outDir: '../api/static',
+    target: 'es2022', // noVNC uses top-level await
     emptyOutDir: true,
     assetsDir: 'assets',
     sourcemap: false,

@@ -8,11 +8,15 @@ disabled. Screenshots of each page are saved (the folder is printed).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Page, expect
+
+from vapor.gateway import create_app
 
 from ..support.journald import Journald
 from ..support.stack import Stack
@@ -131,3 +135,29 @@ def test_a_viewer_sees_everything_with_no_enabled_write_control(
         page.get_by_role("link", name=name).click()
         expect(page.get_by_role("heading", level=1)).to_have_text(name)
         expect(page.locator("[data-write]:enabled")).to_have_count(0)
+
+
+CONSOLE_ROUTES = {rule.rule for rule in create_app().url_map.iter_rules() if rule.websocket}
+
+
+@pytest.mark.skipif(
+    "/ws/vms/<vm_id>/console" not in CONSOLE_ROUTES, reason="the gateway does not serve /ws/vms/{id}/console yet"
+)
+def test_the_serial_console_shows_the_firmware(web: WebConsole, stack: Stack, vms_namespace: str) -> None:
+    with stack.client(stack.admin) as api:
+        body = {"name": "serial", "namespace": vms_namespace, "cpu": 1, "memory": "32Mi", "run_strategy": "Running"}
+        r = api.post("/vms", json={**body, "host_selector": {"e2e-run": stack.run}})
+        assert r.status_code in (200, 201), r.text
+    page = web.login(stack.admin)
+    row = vm_row(page, vms_namespace, "serial")
+    expect(row.locator(".badge")).to_have_text("Running", timeout=LIVE)
+    row.get_by_role("button", name="serial").click()
+    page.get_by_role("button", name="Serial console").click()
+    terminal = page.get_by_role("dialog", name="Serial console of serial").locator(".xterm-rows")
+    domain = stack.virt.lookupByName(f"{vms_namespace}_serial")
+    for _ in range(15):  # the reset must come after the agent opened the console: again until it shows
+        domain.reset(0)
+        with contextlib.suppress(AssertionError):
+            expect(terminal).to_contain_text("SeaBIOS", timeout=8_000)
+            break
+    expect(terminal).to_contain_text("SeaBIOS")

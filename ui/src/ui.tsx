@@ -61,7 +61,7 @@ export function WriteButton(props: {
 }
 
 /** A modal dialog (the browser's <dialog>: focus kept inside, Escape closes). */
-export function Modal(props: { title: string; onClose: () => void; children: ComponentChildren }) {
+export function Modal(props: { title: string; onClose: () => void; children: ComponentChildren; wide?: boolean }) {
   const ref = useRef<HTMLDialogElement>(null);
   useEffect(() => {
     const dialog = ref.current;
@@ -71,6 +71,7 @@ export function Modal(props: { title: string; onClose: () => void; children: Com
   return (
     <dialog
       ref={ref}
+      class={props.wide ? 'wide-dialog' : undefined}
       aria-label={props.title}
       onCancel={(event) => {
         event.preventDefault();

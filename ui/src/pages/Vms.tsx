@@ -1,4 +1,4 @@
-import { memo } from 'preact/compat';
+import { lazy, memo, Suspense } from 'preact/compat';
 import { useCallback, useMemo, useState } from 'preact/hooks';
 import { api, type VMView, type VmAction } from '../api/client';
 import { describe } from '../api/errors';
@@ -8,6 +8,10 @@ import { ACTION_LABELS, allowed, filterVms, nextPoll, sortVms, vmKey, type SortS
 import { Badge, Confirm, ErrorBanner, WriteButton } from '../ui';
 import { MigrateDialog } from './Migrate';
 import { VmCreate } from './VmCreate';
+
+// The consoles bring xterm.js and noVNC: loaded the first time one is opened, not with the page.
+const SerialConsole = lazy(() => import('./SerialConsole'));
+const ScreenConsole = lazy(() => import('./ScreenConsole'));
 
 type Pending = { vm: VMView; action: VmAction | 'force-stop' | 'delete' };
 
@@ -44,7 +48,13 @@ const Row = memo(
     a.vm.memory === b.vm.memory,
 );
 
-function Details({ vm, onAct, onMigrate }: { vm: VMView; onAct: (p: Pending) => void; onMigrate: () => void }) {
+function Details(props: {
+  vm: VMView;
+  onAct: (p: Pending) => void;
+  onMigrate: () => void;
+  onConsole: (kind: 'console' | 'vnc') => void;
+}) {
+  const { vm, onAct, onMigrate, onConsole } = props;
   const can = allowed(vm);
   const conditions = vm.conditions as { type: string; status: string; reason?: string; message?: string }[];
   return (
@@ -70,6 +80,14 @@ function Details({ vm, onAct, onMigrate }: { vm: VMView; onAct: (p: Pending) => 
         </WriteButton>
         <WriteButton onClick={() => onAct({ vm, action: 'delete' })} disabled={vm.deleting} danger>
           Delete…
+        </WriteButton>
+      </div>
+      <div class="actions" role="group" aria-label="Consoles">
+        <WriteButton onClick={() => onConsole('console')} disabled={!can.restart} title="The VM's serial port">
+          Serial console
+        </WriteButton>
+        <WriteButton onClick={() => onConsole('vnc')} disabled={!can.restart} title="The VM's screen (VNC)">
+          Screen
         </WriteButton>
       </div>
       <dl class="facts">
@@ -109,6 +127,7 @@ export function Vms() {
   const [confirm, setConfirm] = useState<Pending | null>(null);
   const [creating, setCreating] = useState(false);
   const [migrating, setMigrating] = useState<VMView | null>(null);
+  const [consoleOf, setConsoleOf] = useState<{ vm: VMView; kind: 'console' | 'vnc' } | null>(null);
   const [message, setMessage] = useState<string | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
   const [filter, setFilter] = useState('');
@@ -199,7 +218,14 @@ export function Vms() {
             </tbody>
           </table>
         </div>
-        {current && <Details vm={current} onAct={setConfirm} onMigrate={() => setMigrating(current)} />}
+        {current && (
+          <Details
+            vm={current}
+            onAct={setConfirm}
+            onMigrate={() => setMigrating(current)}
+            onConsole={(kind) => setConsoleOf({ vm: current, kind })}
+          />
+        )}
       </div>
       {confirm && (
         <Confirm
@@ -229,6 +255,15 @@ export function Vms() {
         />
       )}
       {migrating && <MigrateDialog vm={migrating} onClose={() => setMigrating(null)} />}
+      {consoleOf && (
+        <Suspense fallback={<p class="muted">Loading the console…</p>}>
+          {consoleOf.kind === 'console' ? (
+            <SerialConsole vm={consoleOf.vm} onClose={() => setConsoleOf(null)} />
+          ) : (
+            <ScreenConsole vm={consoleOf.vm} onClose={() => setConsoleOf(null)} />
+          )}
+        </Suspense>
+      )}
     </section>
   );
 }
