@@ -51,6 +51,8 @@ def test_an_admin_sees_this_host_live_and_a_journal_line_arrive_while_following(
     expect(page.get_by_test_id("metric-CPU")).to_have_text(re.compile(r"^\d+\.\d%$"))
     expect(page.get_by_test_id("metric-Memory")).to_have_text(re.compile(r"^\d+\.\d%$"))
     expect(page.locator("table").first.get_by_role("cell", name="lo", exact=True)).to_be_visible()
+    # the host's accounts (admins only): the test's own PAM users are among them
+    expect(page.get_by_role("region", name="Users")).to_contain_text(stack.admin.name)
     # and they keep coming: the chart holds more samples as seconds pass, without a reload
     expect(page.locator('figure.chart[data-samples="5"]').first).to_be_visible()
 
@@ -131,8 +133,14 @@ def test_a_viewer_sees_everything_with_no_enabled_write_control(
     page.set_viewport_size(PHONE)  # type: ignore[arg-type]
     expect(row).to_be_visible()
     page.screenshot(path=artifacts / "viewer-vms-phone.png", full_page=True)
+    page.get_by_role("link", name="Hosts").click()
+    page.get_by_role("link", name=stack.node, exact=True).click()
+    # a 403 is explained, not shown raw: the accounts are for admins
+    users = page.get_by_role("region", name="Users").get_by_role("alert")
+    expect(users).to_contain_text("Not allowed")
+    assert "{" not in users.inner_text()
     for name in ("Hosts", "Migrations", "Images"):
-        page.get_by_role("link", name=name).click()
+        page.get_by_role("link", name=name, exact=True).click()
         expect(page.get_by_role("heading", level=1)).to_have_text(name)
         expect(page.locator("[data-write]:enabled")).to_have_count(0)
 

@@ -127,8 +127,13 @@ def _build(client: docker.DockerClient, log_path: Path, **kwargs: object) -> Non
                 raise AssertionError(f"image build failed: {chunk['error']}\n{tail}")
 
 
-# What the build downloads from: Debian's mirror (apt in both stages) and PyPI (pip in the builder).
-MIRRORS = ("http://deb.debian.org/debian/dists/bookworm/Release", "https://pypi.org/simple/pip/")
+# What the build downloads from: Debian's mirror (apt in every stage), PyPI (pip in the builder) and the npm
+# registry (npm ci of the web console in the ui stage).
+MIRRORS = (
+    "http://deb.debian.org/debian/dists/bookworm/Release",
+    "https://pypi.org/simple/pip/",
+    "https://registry.npmjs.org/vite",
+)
 
 
 def _unreachable() -> list[str]:
@@ -148,7 +153,7 @@ def image(docker_client: docker.DockerClient, base_image: str, tmp_path_factory:
     """The Containerfile built for real on top of the imported base (layers cached between sessions)."""
     missing = _unreachable()
     if missing:  # fail, not skip: the build needs them, and a silent skip would hide a broken image
-        pytest.fail("the image build needs Debian's mirror and PyPI; unreachable: " + "; ".join(missing))
+        pytest.fail("the image build needs Debian's mirror, PyPI and npm; unreachable: " + "; ".join(missing))
     log_path = tmp_path_factory.mktemp("image") / "build.log"
     args = {"BASE_IMAGE": base_image}
     started = time.monotonic()

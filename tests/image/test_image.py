@@ -9,6 +9,7 @@ Debian's mirror and PyPI through the host network.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -125,6 +126,13 @@ def test_gateway_starts_against_the_control_plane(
     wait_until(ready, timeout=90, what="the gateway in the image to be ready")
     status, body = http_get(f"{base}/openapi.json")
     assert status == 200 and json.loads(body)["info"]["title"] == "Vapor"
+    # The web console, built in the image's ui stage, at /; its script among the immutable assets.
+    status, body = http_get(f"{base}/")
+    assert status == 200 and "<title>Vapor</title>" in body, body[:300]
+    script = re.search(r'src="(/assets/index-[^"]+\.js)"', body)
+    assert script is not None, body
+    status, code = http_get(base + script.group(1))
+    assert status == 200 and "Log in" in code
     # Unauthenticated calls get the contract's envelope, from the real app.
     status, body = http_get(f"{base}/api/v1/hosts")
     assert status == 401, body

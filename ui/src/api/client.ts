@@ -90,7 +90,8 @@ export class Client {
     this.request<MigrationView>('POST', `/migrations/${encodeURIComponent(id)}/cancel`);
   images = () => this.request<Schemas['ImageList']>('GET', '/images').then((d) => d.images);
   logs = (query: Query) => this.request<LogPage>('GET', '/logs', { query });
-  storage = (host: string) => this.request<unknown>('GET', '/storage/disks', { query: { host } });
+  containers = (host: string) => this.request<Schemas['ContainerList']>('GET', '/containers', { query: { host } });
+  users = (host: string) => this.request<Schemas['UserList']>('GET', '/users', { query: { host } }).then((d) => d.users);
 }
 
 export const api = new Client(defaultSession);

@@ -5,6 +5,7 @@ import { bytes, duration } from '../lib/format';
 import { usePoll } from '../lib/poll';
 import { Badge, ErrorBanner } from '../ui';
 import { LiveChart, WINDOW, type Series } from './Chart';
+import { Containers, Users } from './HostOps';
 import { drainText } from './Hosts';
 import { Journal } from './Journal';
 
@@ -163,6 +164,8 @@ export function HostPage({ id }: { id: string }) {
         </table>
       </div>
       <Journal host={id} />
+      <Containers host={id} />
+      <Users host={id} />
     </section>
   );
 }
