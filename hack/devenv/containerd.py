@@ -64,8 +64,8 @@ class Runtime:
         self.socket = str(root / "c.sock")
         self.log_path = log_path
 
-    def argv(self, netns: str) -> list[str]:
-        """The command that runs containerd in ``netns``, after writing its configuration."""
+    def argv(self) -> list[str]:
+        """The command that runs containerd, after writing its configuration."""
         if not (CNI_BIN / "bridge").exists():
             raise ControlPlaneError(f"no CNI plugins in {CNI_BIN}: apt-get install containernetworking-plugins")
         (self.root / "cni").mkdir(parents=True, exist_ok=True)
@@ -90,7 +90,7 @@ class Runtime:
         (self.root / "cni" / "10-vapor.conflist").write_text(json.dumps(network, indent=2))
         config = self.root / "containerd.toml"
         config.write_text(CONFIG.format(root=self.root, socket=self.socket, pause=PAUSE_IMAGE, cni_bin=CNI_BIN))
-        return ["nsenter", f"--net=/run/netns/{netns}", "containerd", "--config", str(config)]
+        return ["containerd", "--config", str(config)]
 
     def ctr(self, *args: str, input: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
         """``ctr`` in the CRI's ``k8s.io`` namespace of this containerd."""

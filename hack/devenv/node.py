@@ -88,6 +88,15 @@ class Node:
         return Runtime(self.root / "containerd", self.cp.state_dir / "logs" / "containerd.log")
 
     @property
+    def mount_namespace(self) -> Path:
+        """The node's mount namespace (a bind mount of it), shared by containerd and the kubelet."""
+        return self.root / "mntns"
+
+    def _enter(self) -> list[str]:
+        """The command prefix that runs a program in the node's mount and network namespaces."""
+        return ["nsenter", f"--mount={self.mount_namespace}", f"--net=/run/netns/{self._state['netns']}"]
+
+    @property
     def static_pods(self) -> Path:
         """Where the kubelet reads static pod manifests."""
         return self.root / "manifests"
@@ -135,7 +144,17 @@ class Node:
         listen = f"{uplink.host}:{APISERVER_PORT}"
         self._spawn("forward", [sys.executable, "-m", "vapor.devenv.forward", listen, f"127.0.0.1:{apiserver}"], detach)
         runtime = self.runtime
-        self._spawn("containerd", runtime.argv(self._state["netns"]), detach)
+        # A mount namespace of the node's own, its / a shared mount (this machine's / is private), for containerd
+        # and the kubelet: a pod may then mount a host path with propagation, as the chart's agent mounts the
+        # host's / (containerd otherwise refuses: path "/" is mounted on "/" but it is not a shared or slave
+        # mount), and what they mount for pods stays in that namespace and goes with it.
+        self.mount_namespace.touch()
+        subprocess.run(
+            ["unshare", f"--mount={self.mount_namespace}", "--propagation", "shared", "true"],
+            check=True,
+            capture_output=True,
+        )
+        self._spawn("containerd", [*self._enter(), *runtime.argv()], detach)
         runtime.wait_ready(lambda: alive(self._state["pids"]["containerd"]))
         runtime.import_pause()
         self._make_cgroup_root()
@@ -281,8 +300,7 @@ class Node:
         }
         (root / "kubelet.yaml").write_text(yaml.safe_dump(config))
         return [
-            "nsenter",
-            f"--net=/run/netns/{self._state['netns']}",
+            *self._enter(),
             str(bins / "kubelet"),
             f"--config={root / 'kubelet.yaml'}",
             f"--kubeconfig={root / 'kubeconfig'}",

@@ -60,14 +60,19 @@ def route_service(netns: str, service: str, port: int, uplink: Uplink, host_port
     """Inside ``netns``: connections to ``service:port`` go to ``uplink.host:host_port``, from the node's address.
 
     What kube-proxy would do for the ``kubernetes`` Service, in the node's own
-    tables: a DNAT to the forwarder on the machine's end of the uplink, and a
-    masquerade on the uplink (the machine has no route back to the pods).
+    tables: a DNAT to the forwarder on the machine's end of the uplink (for
+    pods on the bridge and for host-network pods), and a masquerade on the
+    uplink (the machine has no route back to the pods).
     """
     nsexec = ["ip", "netns", "exec", netns]
     for command in (
         ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
-        ["iptables", "-t", "nat", "-A", "PREROUTING", "-d", f"{service}/32", "-p", "tcp", "--dport", str(port),
-         "-j", "DNAT", "--to-destination", f"{uplink.host}:{host_port}"],
+        ["ip", "route", "add", f"{service}/32", "dev", UPLINK],  # for the node's own (host network) pods
+        *(
+            ["iptables", "-t", "nat", "-A", chain, "-d", f"{service}/32", "-p", "tcp", "--dport", str(port),
+             "-j", "DNAT", "--to-destination", f"{uplink.host}:{host_port}"]
+            for chain in ("PREROUTING", "OUTPUT")
+        ),
         ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", UPLINK, "-j", "MASQUERADE"],
     ):  # fmt: skip
         done = subprocess.run([*nsexec, *command], capture_output=True, text=True)

@@ -6,6 +6,8 @@ import ipaddress
 import json
 import time
 import uuid
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -89,11 +91,28 @@ def test_the_kubelets_readiness_probe_reaches_the_pod(cluster: Cluster, cluster_
     wait_until(ready, 30, what=f"pod {pod['metadata']['name']} Ready by its probe")
 
 
+def run_to_completion(cluster: Cluster, namespace: str, pod: dict[str, Any]) -> str:
+    """Apply a pod that runs once; wait until it Succeeded, and return its log."""
+    cluster.kubectl.apply(pod, "-n", namespace)
+    name = pod["metadata"]["name"]
+
+    def finished() -> str | None:
+        phase = cluster.kubectl.get_json("pod", name, "-n", namespace)["status"].get("phase")
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = wait_until(finished, 60, every=0.5, what=f"pod {name} to finish")
+    logs = cluster.kubectl("logs", "-n", namespace, name).stdout
+    assert phase == "Succeeded", logs
+    return logs
+
+
+READ_THE_API = "kubectl get --raw /version && kubectl auth whoami -o jsonpath='user={.status.userInfo.username}'"
+
+
 def test_a_pod_reads_the_api_server_as_its_service_account(cluster: Cluster, cluster_namespace: str) -> None:
     # kubectl (a static binary) in the pod takes the in-cluster configuration: the kubernetes
     # Service's address from the environment, the ServiceAccount token mounted by the kubelet.
-    script = "kubectl get --raw /version && kubectl auth whoami -o jsonpath='user={.status.userInfo.username}'"
-    image = cluster.image(["/bin/sh", "-c", script], {"/bin/kubectl": cluster.cp.kubectl})
+    image = cluster.image(["/bin/sh", "-c", READ_THE_API], {"/bin/kubectl": cluster.cp.kubectl})
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -103,15 +122,39 @@ def test_a_pod_reads_the_api_server_as_its_service_account(cluster: Cluster, clu
             "containers": [{"name": "reader", "image": image, "imagePullPolicy": "Never"}],
         },
     }
-    cluster.kubectl.apply(pod, "-n", cluster_namespace)
-
-    def finished() -> str | None:
-        phase = cluster.kubectl.get_json("pod", "reader", "-n", cluster_namespace)["status"].get("phase")
-        return phase if phase in ("Succeeded", "Failed") else None
-
-    phase = wait_until(finished, 60, every=0.5, what="the reader pod to finish")
-    logs = cluster.kubectl("logs", "-n", cluster_namespace, "reader").stdout
-    assert phase == "Succeeded", logs
+    logs = run_to_completion(cluster, cluster_namespace, pod)
     server = json.loads(cluster.kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
     assert f'"gitVersion": "{server}"' in logs
     assert f"user=system:serviceaccount:{cluster_namespace}:default" in logs
+
+
+def test_a_host_network_pod_with_the_hosts_root_reads_the_api_server(cluster: Cluster, cluster_namespace: str) -> None:
+    # As the chart's agent runs: the node's network, the host's / mounted with HostToContainer
+    # propagation (containerd refuses it where / is a private mount, as on this machine).
+    script = f"cat /host/etc/debian_version && {READ_THE_API}"
+    image = cluster.image(["/bin/sh", "-c", script], {"/bin/kubectl": cluster.cp.kubectl})
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "hostly"},
+        "spec": {
+            "restartPolicy": "Never",
+            "hostNetwork": True,
+            "volumes": [{"name": "host", "hostPath": {"path": "/"}}],
+            "containers": [
+                {
+                    "name": "hostly",
+                    "image": image,
+                    "imagePullPolicy": "Never",
+                    "volumeMounts": [
+                        {"name": "host", "mountPath": "/host", "readOnly": True, "mountPropagation": "HostToContainer"}
+                    ],
+                }
+            ],
+        },
+    }
+    logs = run_to_completion(cluster, cluster_namespace, pod)
+    assert logs.splitlines()[0] == Path("/etc/debian_version").read_text().strip()
+    assert f"user=system:serviceaccount:{cluster_namespace}:default" in logs
+    status = cluster.kubectl.get_json("pod", "hostly", "-n", cluster_namespace)["status"]
+    assert status["podIP"] == cluster.node.state["address"], "the node's own address"
