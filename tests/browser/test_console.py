@@ -13,6 +13,7 @@ import re
 import uuid
 from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
@@ -102,6 +103,22 @@ def test_an_admin_creates_a_vm_starts_it_and_sees_running_without_a_reload(
     details.get_by_role("button", name="Delete…").click()
     confirm(page, "Delete")
     expect(row).to_have_count(0, timeout=LIVE)
+
+
+def test_tokens_stay_in_memory_and_logout_revokes_the_login(web: WebConsole, stack: Stack) -> None:
+    page = web.login(stack.admin)
+    assert page.evaluate("localStorage.length + sessionStorage.length") == 0
+    assert page.evaluate("document.cookie") == ""
+    with page.expect_response(lambda r: r.url.endswith("/api/v1/auth/logout")) as logout:
+        page.get_by_role("button", name="Log out").click()
+    assert logout.value.status == 200
+    expect(page.get_by_label("User name")).to_be_visible()
+    refresh_token = logout.value.request.post_data_json["refresh_token"]
+    again = httpx.post(f"{stack.url}/api/v1/auth/refresh", json={"refresh_token": refresh_token})
+    assert again.status_code == 401, again.text
+    # a reload starts logged out: nothing of the login was kept in the browser
+    page.reload()
+    expect(page.get_by_label("User name")).to_be_visible()
 
 
 def test_an_api_error_is_a_readable_message(web: WebConsole, stack: Stack, vms_namespace: str) -> None:
