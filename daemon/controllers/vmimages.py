@@ -1,4 +1,4 @@
-"""The Images a VM's disks need, as the VM controller sees them: cached, being fetched, or unusable.
+"""The disks and Images a VM needs, as the VM controller sees them: made, cached, being fetched, or unusable.
 
 A VM whose disks name Images waits (phase Pending, condition ImageReady
 False with reason ImageFetching and the progress in its message) until this
@@ -10,11 +10,15 @@ disks.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from vapor.model import VirtualMachine, VirtualMachineStatus, names
 
+from .._config import AgentConfig
+from ..host.diskpaths import DiskPathRefused, DiskSource, allowed_sources
 from ..host.imagecache import CachedImage
+from ..host.images import DiskMissing, DiskTooSmall, ImageFailed, ensure_disks
 from . import vmstatus
 from .vmstatus import Other, VMError
 
@@ -84,3 +88,31 @@ async def images_for(vm: VirtualMachine, images: ImageController | None) -> dict
             raise ImageWait("FormatMismatch", f"disk {disk.name}: a CD-ROM needs an iso or raw Image", failed=True)
         found[disk.name] = state.cached
     return found
+
+
+async def disks_for(
+    config: AgentConfig,
+    vm: VirtualMachine,
+    images: ImageController | None,
+    copy: Callable[[VirtualMachine, dict[str, CachedImage]], Awaitable[None]],
+) -> tuple[dict[str, DiskSource], dict[str, CachedImage]]:
+    """Every disk of ``vm`` ready on this host, before its domain is defined: its path disks' sources, its Images.
+
+    The path disks are checked before anything is made or handed to libvirt;
+    then a clone's disks are copied (``copy``), then the disks the agent makes
+    are made. VMError (or ImageWait) says why not.
+    """
+    try:
+        sources = allowed_sources(config, vm)
+        cached = await images_for(vm, images)
+        await copy(vm, cached)  # a clone's disks first, copied from its source
+        await ensure_disks(vm, config.disks_dir, cached)
+    except DiskPathRefused as exc:
+        raise VMError(exc.reason, exc.message) from None
+    except DiskMissing as exc:
+        raise VMError("DiskMissing", str(exc)) from None
+    except DiskTooSmall as exc:
+        raise VMError("DiskTooSmall", str(exc)) from None
+    except ImageFailed as exc:
+        raise VMError("DiskCreateFailed", str(exc)) from None
+    return sources, cached

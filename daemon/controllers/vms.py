@@ -29,16 +29,15 @@ from vapor.model.virtualmachine import VMPhase
 
 from .._config import AgentConfig
 from ..host import domain as _domain
-from ..host.diskpaths import DiskPathRefused, allowed_sources
 from ..host.hypervisor import kvm_usable
-from ..host.images import DiskMissing, DiskTooSmall, ImageFailed, ensure_disks
 from ..host.libvirt import EVENT_NAMES, Libvirt
 from . import guestinfo
 from . import vmstatus as _vmstatus
 from .images import ImageController
 from .loop import NodeController
+from .vmchanges import Changes, restart_condition
 from .vmclone import Cloner, cloned_of
-from .vmimages import ImageWait, image_ready_of, images_for, waiting_status
+from .vmimages import ImageWait, disks_for, image_ready_of, waiting_status
 from .vmseed import Seed, Seeds
 from .vmstatus import ACTIVE, OFF, RUNNING, VMError, phase_of, ready_of
 
@@ -67,6 +66,7 @@ class VMController(NodeController[VirtualMachine]):
         self.vms = kube.resources(VirtualMachine)
         self.seeds = Seeds(kube, libvirt_conn, config.disks_dir)
         self.cloner = Cloner(kube, libvirt_conn, config.disks_dir, self.informer.get, self._apply_status)
+        self.changes = Changes(kube, libvirt_conn, config.disks_dir)
         self.domain_type = "qemu"
         self.arch = "x86_64"
         self._workers = workers
@@ -152,6 +152,7 @@ class VMController(NodeController[VirtualMachine]):
             await self.seeds.record(dom, seed)
             if seed is None:
                 await self.seeds.remove(vm)
+            await self.changes.bring(vm, dom, (await self.libvirt.call(dom.state))[0] in ACTIVE)
             await self._apply_run_strategy(vm, dom)
             await self._write_status(vm, dom)
             self._failures.pop(key, None)
@@ -275,22 +276,11 @@ class VMController(NodeController[VirtualMachine]):
     async def _ensure_defined(self, vm: VirtualMachine, seed: Seed | None) -> libvirt.virDomain:
         dom, meta = await self.find_domain(vm)
         wanted = _domain.spec_hash(vm, self.domain_type)
-        if dom is not None and meta is not None and meta.spec_hash == wanted:
+        if dom is not None and meta is not None and await self.changes.definition_hash(dom) == wanted:
             return dom
-        try:
-            sources = allowed_sources(self.config, vm)  # before anything is made or handed to libvirt
-            images = await images_for(vm, self.images)
-            await self.cloner.ensure(vm, images)  # a clone's disks first, copied from its source
-            await ensure_disks(vm, self.config.disks_dir, images)
-        except DiskPathRefused as exc:
-            raise VMError(exc.reason, exc.message) from None
-        except DiskMissing as exc:
-            raise VMError("DiskMissing", str(exc)) from None
-        except DiskTooSmall as exc:
-            raise VMError("DiskTooSmall", str(exc)) from None
-        except ImageFailed as exc:
-            raise VMError("DiskCreateFailed", str(exc)) from None
+        sources, images = await disks_for(self.config, vm, self.images, self.cloner.ensure)
         uuid = await self.libvirt.call(dom.UUIDString) if dom is not None else None
+        macs = await self.changes.card_macs(dom) if dom is not None else None
         xml = _domain.build_xml(
             vm,
             domain_type=self.domain_type,
@@ -300,6 +290,7 @@ class VMController(NodeController[VirtualMachine]):
             sources=sources,
             seed=seed.path if seed is not None else None,
             images=images,
+            macs=macs,
         )
         try:
             new = await self.libvirt.call(self.libvirt.connection().defineXML, xml)
@@ -309,7 +300,7 @@ class VMController(NodeController[VirtualMachine]):
             note = f"Defined domain {new.name()} ({self.domain_type})."
             await self._event(vm, "Defined", note, "Define")
         else:
-            note = "Updated the domain definition; CPU and memory changes apply at the next boot."
+            note = "Updated the domain definition; a running domain takes what it can live, the rest at its next start."
             await self._event(vm, "Redefined", note, "Define")
         return new
 
@@ -432,6 +423,7 @@ class VMController(NodeController[VirtualMachine]):
         phase = phase_of(state, strategy, stopping)
         guest = await guestinfo.read(self.libvirt, dom) if state in ACTIVE else None  # cleared when it stops
         seed = await self.seeds.restart_condition(vm, dom, state in ACTIVE)
+        pending, restart = restart_condition(seed, await self.changes.pending(vm, dom, state in ACTIVE))
         status = _vmstatus.build(
             vm,
             phase=phase,
@@ -440,8 +432,10 @@ class VMController(NodeController[VirtualMachine]):
             addresses=guest.addresses if guest else None,
             interfaces=guest.interfaces if guest else None,
             restart_done=self._restarted.get(uid),
+            pending_changes=pending,
             others=[
-                *(c for c in (seed, guest.condition() if guest else None) if c is not None),
+                restart,
+                *(c for c in (guest.condition() if guest else None,) if c is not None),
                 *image_ready_of(vm),
                 *cloned_of(vm),
             ],

@@ -1,8 +1,8 @@
 """What a VirtualMachine's status says, decided from its domain's state: plain functions, no I/O.
 
 The agent owns phase, domainUuid, addresses, interfaces, lastRestartRequest,
-observedGeneration and the Ready, RestartRequired, AgentConnected, ImageReady
-and Cloned conditions; status.host, status.hostId and the Scheduled condition belong to
+pendingChanges, observedGeneration and the Ready, RestartRequired, AgentConnected,
+ImageReady and Cloned conditions; status.host, status.hostId and the Scheduled condition belong to
 the operator and are never written here.
 """
 
@@ -80,6 +80,7 @@ def build(
     addresses: list[str] | None = None,
     interfaces: list[GuestInterface] | None = None,
     restart_done: str | None = None,
+    pending_changes: list[str] | None = None,
     others: Sequence[Other] = (),
 ) -> VirtualMachineStatus:
     """The agent's part of the status: every field it owns, set (None where it has nothing to say).
@@ -98,6 +99,7 @@ def build(
         addresses=addresses or None,
         interfaces=interfaces or None,
         last_restart_request=restart_done or (previous.last_restart_request if previous else None),
+        pending_changes=pending_changes or None,
         conditions=[
             vm.condition_after(names.ConditionType.READY, *ready),
             *(vm.condition_after(kind, status, reason, message) for kind, status, reason, message in others),

@@ -23,11 +23,14 @@ from .imagecache import CachedImage
 
 METADATA_NS = "https://vapor.io/xmlns/domain/v1alpha1"
 METADATA_PREFIX = "vapor"
+# What the agent did to a running instance (livechange); a definition carries the memory it boots with.
+LIVE_NS = "https://vapor.io/xmlns/live/v1alpha1"
 QCOW2_MAGIC = b"QFI\xfb"
 SEED_ALIAS = "ua-cidata"
 GUEST_AGENT_CHANNEL = "org.qemu.guest_agent.0"
 _TARGET_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "ide": "hd"}
 ET.register_namespace(METADATA_PREFIX, METADATA_NS)
+ET.register_namespace("vlive", LIVE_NS)
 
 
 def domain_name(namespace: str, name: str) -> str:
@@ -80,7 +83,13 @@ def spec_hash(vm: VirtualMachine, domain_type: str) -> str:
     spec["domainType"] = domain_type
     spec["guestAgentChannel"] = True  # domains defined before the channel came are redefined once
     spec["consoles"] = "vnc-unlistened,bios-serial"  # and those defined before the display came (see _display)
+    spec["memballoon"] = "virtio"  # and those defined before the balloon came
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def memory_kib(quantity: str | int) -> int:
+    """A memory quantity in KiB, as libvirt counts it (rounded up)."""
+    return -(-quantity_bytes(quantity) // 1024)
 
 
 def created_disk_path(storage_dir: Path, uid: str, disk: DiskSpec) -> Path:
@@ -178,6 +187,7 @@ def build_xml(
     sources: Mapping[str, DiskSource] | None = None,
     seed: Path | None = None,
     images: Mapping[str, CachedImage] | None = None,
+    macs: Mapping[str, str] | None = None,
 ) -> str:
     """The domain XML for ``vm`` (keeping ``uuid`` when redefining an existing domain).
 
@@ -186,7 +196,8 @@ def build_xml(
     its spec names. ``seed``: the cloud-init seed ISO, attached as a read-only CD-ROM.
     ``images``: the cached Images of the image disks, by disk name (a CD-ROM of
     an Image is that file itself; other image disks are their overlays, kept
-    like size-disks).
+    like size-disks). ``macs``: the MAC addresses libvirt gave the cards of an
+    earlier definition, by card name: a card without a ``mac`` keeps its own.
     """
     ns, name, uid = vm.metadata.namespace or "", vm.name, vm.metadata.uid or ""
     spec = vm.spec
@@ -201,10 +212,11 @@ def build_xml(
     vapor_el = ET.fromstring(meta.to_xml())
     vapor_el.tag = f"{{{METADATA_NS}}}vm"
     metadata.append(vapor_el)
-    kib = -(-quantity_bytes(spec.memory) // 1024)
-    _sub(root, "memory", str(kib), unit="KiB")
-    _sub(root, "currentMemory", str(kib), unit="KiB")
-    _sub(root, "vcpu", str(spec.cpu), placement="static")
+    _sub(metadata, f"{{{LIVE_NS}}}live", memory=str(memory_kib(spec.memory)))  # the balloon's target at boot
+    ceiling = max(memory_kib(spec.max_memory or spec.memory), memory_kib(spec.memory))
+    _sub(root, "memory", str(ceiling), unit="KiB")  # the balloon's ceiling
+    _sub(root, "currentMemory", str(memory_kib(spec.memory)), unit="KiB")
+    _sub(root, "vcpu", str(max(spec.max_cpu or spec.cpu, spec.cpu)), placement="static", current=str(spec.cpu))
     os_el = _sub(root, "os")
     _sub(os_el, "type", "hvm", arch=arch)
     disks = spec.disks or []
@@ -231,8 +243,8 @@ def build_xml(
             _sub(el, "source", network=net.source or "default")
         elif net.type == "bridge":
             _sub(el, "source", bridge=net.source or "")
-        if net.mac:
-            _sub(el, "mac", address=net.mac.lower())
+        if mac := net.mac or (macs or {}).get(net.name):
+            _sub(el, "mac", address=mac.lower())
         _sub(el, "model", type=net.model)
         _sub(el, "alias", name=f"ua-net-{net.name}")
     if seed is not None:
@@ -243,7 +255,7 @@ def build_xml(
     console = _sub(devices, "console", type="pty")
     _sub(console, "target", type="serial", port="0")
     _display(devices)
-    _sub(devices, "memballoon", model="none")
+    _sub(devices, "memballoon", model="virtio")  # memory changes while the guest runs (livechange)
     return ET.tostring(root, encoding="unicode")
 
 

@@ -67,6 +67,29 @@ async def create_overlay(path: Path, backing: CachedImage, size: int | None = No
     await _qemu_img_create(path, "-f", FORMAT, "-b", str(backing.path), "-F", backing.format, str(path), *grow)
 
 
+def virtual_size(path: Path) -> int | None:
+    """The size the guest sees of a qcow2 image, from its header (None for another format or no file)."""
+    try:
+        with path.open("rb") as f:
+            header = f.read(32)
+    except OSError:
+        return None
+    if len(header) < 32 or header[:4] != QCOW2_MAGIC:
+        return None
+    return int(struct.unpack(">Q", header[24:32])[0])
+
+
+async def grow_image(path: Path, size: int) -> None:
+    """Grow the qcow2 image at ``path`` (of no running domain) to ``size`` bytes; ImageFailed when qemu-img fails."""
+    proc = await asyncio.create_subprocess_exec(
+        "qemu-img", "resize", "-q", "-f", FORMAT, str(path), str(size),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    if proc.returncode != 0:
+        raise ImageFailed(f"qemu-img resize failed: {out.decode().strip()}")
+
+
 def backing_file(path: Path) -> Path | None:
     """The backing file a qcow2 image names in its header (None for none, or for another format)."""
     try:

@@ -84,6 +84,11 @@ def disk_path_problem(path: str) -> str | None:
     return None
 
 
+def _bytes(cel: str) -> str:
+    """CEL: the bytes of an int-or-string quantity."""
+    return f"(type({cel}) == int ? {cel} : quantity({cel}).asInteger())"
+
+
 class DiskSpec(Model):
     """A virtual disk: a new blank qcow2 image, an existing image file, or an overlay on an Image."""
 
@@ -113,7 +118,15 @@ class DiskSpec(Model):
             "Size of a new qcow2 image the agent creates for this VM, for example 10Gi. With image: the size "
             "the overlay is grown to (at least the image's virtual size; the guest grows its filesystem)."
         ),
-        json_schema_extra={"x-kubernetes-validations": [_quantity_at_least("1Mi", "disk size")]},
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _quantity_at_least("1Mi", "disk size"),
+                {
+                    "rule": f"{_bytes('self')} >= {_bytes('oldSelf')}",
+                    "message": "a disk can grow, never shrink: give at least its size now",
+                },
+            ]
+        },
     )
     path: str | None = Field(
         default=None,
@@ -223,6 +236,21 @@ class CloneSource(Model):
 
 class VirtualMachineSpec(Model):
     """The virtual machine a person wants."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.maxCpu) || self.cpu <= self.maxCpu",
+                    "message": "cpu must be at most maxCpu (raise maxCpu too; a new maxCpu takes effect at the next start)",
+                },
+                {
+                    "rule": f"!has(self.maxMemory) || {_bytes('self.memory')} <= {_bytes('self.maxMemory')}",
+                    "message": "memory must be at most maxMemory (raise maxMemory too; it takes effect at the next start)",
+                },
+            ]
+        }
+    )
 
     run_strategy: RunStrategy = Field(
         default="Halted",
