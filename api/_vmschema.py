@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 
 from vapor.model import quantity_bytes
 from vapor.model.cloudinit import DNS_SUBDOMAIN_PATTERN, HOSTNAME_PATTERN, MAX_CLOUD_INIT, SSH_KEY_PATTERN
@@ -166,19 +166,48 @@ class CloudInitRequest(Strict):
         return self
 
 
+def memory_text(value: str | int) -> str:
+    """A memory size as the spec keeps it: a quantity string, or an integer number of MiB made one."""
+    if isinstance(value, bool):
+        raise ValueError("memory must be a quantity string such as 512Mi or an integer number of MiB")
+    text = f"{value}Mi" if isinstance(value, int) else value
+    size = quantity_or_error(text)
+    if size < quantity_bytes(MIN_MEMORY):
+        raise ValueError(f"memory must be at least {MIN_MEMORY} (got {value!r})")
+    if size > MAX_BYTES:
+        raise ValueError(f"memory must be at most {MAX_BYTES} bytes, a 64-bit number (got {value!r})")
+    return text
+
+
+# The types of the fields a new VM and a change of one share (POST /vms and PATCH /vms/{id}).
+CPUCount = Annotated[int, Field(ge=1, le=512, strict=True)]
+Memory = Annotated[str | int, AfterValidator(memory_text)]
+Disks = Annotated[list[DiskRequest], Field(max_length=64)]
+Networks = Annotated[list[NetworkRequest], Field(max_length=32)]
+GraceSeconds = Annotated[int, Field(ge=0, le=3600, strict=True)]
+MAX_CPU = "Most vCPUs the running VM can be given without a restart (CPU hot-plug); cpu when left out."
+MAX_MEMORY = (
+    "Most memory the running VM can be given without a restart (the balloon's ceiling), a quantity or MiB; "
+    "memory when left out."
+)
+
+
 class CreateVMRequest(Strict):
     """A new virtual machine.
 
     ``memory`` is a Kubernetes quantity string ("512Mi", "2Gi") or an integer number of MiB (512);
-    either way at least 16Mi.
+    either way at least 16Mi. ``max_cpu`` and ``max_memory`` are the ceilings a running VM can be
+    changed up to without a restart (PATCH /api/v1/vms/{id}).
     """
 
     name: str = Field(pattern=DNS_LABEL_PATTERN, max_length=63)
     namespace: str = Field(default="default", pattern=DNS_LABEL_PATTERN, max_length=63)
-    cpu: int = Field(default=1, ge=1, le=512, strict=True)
-    memory: str | int = Field(description='A quantity such as "512Mi", or an integer number of MiB.')
-    disks: list[DiskRequest] | None = Field(default=None, max_length=64)
-    networks: list[NetworkRequest] | None = Field(default=None, max_length=32)
+    cpu: CPUCount = 1
+    max_cpu: CPUCount | None = Field(default=None, description=MAX_CPU)
+    memory: Memory = Field(description='A quantity such as "512Mi", or an integer number of MiB.')
+    max_memory: Memory | None = Field(default=None, description=MAX_MEMORY)
+    disks: Disks | None = None
+    networks: Networks | None = None
     run_strategy: RunStrategy = "Halted"
     host_selector: dict[str, str] | None = None
     firmware: Firmware = Field(
@@ -187,19 +216,6 @@ class CreateVMRequest(Strict):
     cloud_init: CloudInitRequest | None = Field(
         default=None, description="First-boot configuration of the guest through cloud-init (NoCloud)."
     )
-
-    @field_validator("memory")
-    @classmethod
-    def _memory(cls, value: str | int) -> str:
-        if isinstance(value, bool):
-            raise ValueError("memory must be a quantity string such as 512Mi or an integer number of MiB")
-        text = f"{value}Mi" if isinstance(value, int) else value
-        size = quantity_or_error(text)
-        if size < quantity_bytes(MIN_MEMORY):
-            raise ValueError(f"memory must be at least {MIN_MEMORY} (got {value!r})")
-        if size > MAX_BYTES:
-            raise ValueError(f"memory must be at most {MAX_BYTES} bytes, a 64-bit number (got {value!r})")
-        return text
 
 
 def quantity_or_error(value: str) -> int:
@@ -220,8 +236,10 @@ class VMView(BaseModel):
     phase: str | None
     run_strategy: str
     cpu: int
+    max_cpu: int | None = Field(default=None, description="The vCPU ceiling for live changes (cpu when null).")
     memory: str
     memory_bytes: int
+    max_memory: str | None = Field(default=None, description="The memory ceiling for live changes (memory when null).")
     disks: list[dict[str, Any]]
     networks: list[dict[str, Any]]
     host_selector: dict[str, str] | None
@@ -242,6 +260,13 @@ class VMView(BaseModel):
         ),
     )
     last_restart_request: str | None
+    pending_changes: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Changed fields the running VM takes only at its next start (condition RestartRequired names them "
+            "too); empty when it runs as its spec asks."
+        ),
+    )
     conditions: list[dict[str, Any]]
     created_at: str | None
     deleting: bool

@@ -12,9 +12,9 @@ from typing import Any
 from quart import Blueprint, Response, current_app
 from quart_schema import document_response, tag, validate_querystring, validate_request, validate_response
 
-from vapor.agentapi.errors import ALREADY_EXISTS, INVALID_INPUT, NOT_FOUND
+from vapor.agentapi.errors import ALREADY_EXISTS, CONFLICT, INVALID_INPUT, NOT_FOUND
 from vapor.kube import Conflict, NotFound
-from vapor.model import DiskSpec, NetworkSpec, ObjectMeta, VirtualMachine, VirtualMachineSpec
+from vapor.model import DiskSpec, MetadataPatch, NetworkSpec, ObjectMeta, VirtualMachine, VirtualMachineSpec
 from vapor.model.cloudinit import CloudInitSpec
 from vapor.model.names import REQUESTED_BY_ANNOTATION
 
@@ -27,6 +27,7 @@ from ._lookups import check_disk_images, find_vm, vm_for_write, vm_not_found
 from ._schema import Failure, Success
 from ._state import gateway
 from ._views import vm_view
+from ._vmpatch import PatchVMRequest, ceiling_problems, describe, merged_spec
 from ._vmschema import (
     ActionQuery,
     ActionRequest,
@@ -89,7 +90,8 @@ async def get_vm(vm_id: str, query_args: VMQuery) -> Success[VMView]:
 
 def _new_vm(data: CreateVMRequest, username: str, cloud_init: CloudInitSpec | None) -> VirtualMachine:
     spec: dict[str, Any] = {
-        "cpu": data.cpu, "memory": data.memory, "run_strategy": data.run_strategy, "firmware": data.firmware
+        "cpu": data.cpu, "memory": data.memory, "run_strategy": data.run_strategy, "firmware": data.firmware,
+        "max_cpu": data.max_cpu, "max_memory": data.max_memory,
     }  # fmt: skip
     if cloud_init is not None:
         spec["cloud_init"] = cloud_init
@@ -129,10 +131,11 @@ async def create_vm(data: CreateVMRequest) -> tuple[Success[VMView], int]:
     state = gateway()
     await check_disk_images([d.image for d in data.disks or []])
     cloud_init = await checked_cloud_init(data.cloud_init, data.namespace)
+    vm = _new_vm(data, user.username, cloud_init)
+    if (problem := ceiling_problems(vm.spec)) is not None:
+        raise problem
     try:
-        created = await as_user().resources(VirtualMachine).create(
-            _new_vm(data, user.username, cloud_init), field_manager=field_manager(user.username)
-        )
+        created = await as_user().resources(VirtualMachine).create(vm, field_manager=field_manager(user.username))
     except NotFound:
         raise APIError(404, NOT_FOUND, f"namespace {data.namespace!r} does not exist") from None
     except Conflict:
@@ -148,6 +151,59 @@ async def create_vm(data: CreateVMRequest) -> tuple[Success[VMView], int]:
     uid = created.metadata.uid or ""
     await state.vms.wait_for(lambda: state.vms.by_uid(uid) is not None, CACHE_CATCH_UP)
     return Success[VMView](data=vm_view(created)), 201
+
+
+@blueprint.patch("/<vm_id>")
+@require("admin")
+@tag(["vms"])
+@validate_querystring(VMQuery)
+@validate_request(PatchVMRequest)
+@validate_response(Success[VMView])
+@document_response(Failure, 400)
+@document_response(Failure, 404)
+@document_response(Failure, 409)
+@document_response(Failure, 422)
+async def patch_vm(vm_id: str, data: PatchVMRequest, query_args: VMQuery) -> Success[VMView]:
+    """Change a virtual machine (admin): cpu, memory, their ceilings, disks, networks, cloud-init, run strategy.
+
+    Any of cpu, max_cpu, memory, max_memory, disks, networks, cloud_init,
+    run_strategy and graceful_shutdown_seconds. A list (disks, networks)
+    replaces the whole list. A running VM takes live what it can: memory
+    through the balloon up to max_memory, cpu up to max_cpu, a bigger disk,
+    a new disk or network card; the rest (max_cpu,
+    max_memory, a disk's bus, cloud_init, ...) waits for its next start, and
+    the VM's pending_changes and condition RestartRequired name it. 400 for a
+    body that does not fit (an unknown field, a wrong type); 422 naming the
+    field for values the VM cannot take (memory above max_memory, cpu above
+    max_cpu, a smaller disk, an Image that does not exist); 409 when the VM
+    changed while this request was made (read it again and retry).
+    """
+    user = current_user()
+    found = await vm_for_write(vm_id, query_args.namespace)
+    namespace = found.metadata.namespace or query_args.namespace
+    vms = as_user().resources(VirtualMachine)
+    try:
+        vm = await vms.get(found.name, namespace)  # the latest, whose resourceVersion the patch carries
+    except NotFound:
+        raise vm_not_found(vm_id, namespace) from None
+    patch, _ = await merged_spec(data, vm.spec, namespace)
+    if not data.model_fields_set:
+        return Success[VMView](data=vm_view(vm))
+    metadata = MetadataPatch(
+        annotations={REQUESTED_BY_ANNOTATION: user.username}, resource_version=vm.metadata.resource_version
+    )
+    try:
+        patched = await vms.patch(
+            vm.name, metadata=metadata, spec=patch, namespace=namespace, field_manager=field_manager(user.username)
+        )
+    except NotFound:
+        raise vm_not_found(vm_id, namespace) from None
+    except Conflict:
+        message = f"virtual machine {vm.name!r} changed while this change was made; read it again and retry"
+        raise APIError(409, CONFLICT, message) from None
+    note = f"User {user.username!r} changed {describe(data)} through the REST API"
+    await record_event(patched, reason="Changed", note=note, action="Change")
+    return Success[VMView](data=vm_view(patched))
 
 
 @blueprint.delete("/<vm_id>")

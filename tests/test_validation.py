@@ -75,6 +75,18 @@ CASES: list[tuple[str, str, Callable[[Obj], None], list[str]]] = [
     ),
     ("vm-memory-missing", "virtualmachine.yaml", _drop("spec.memory"), ["spec.memory", "Required value"]),
     (
+        "vm-cpu-above-max-cpu",
+        "virtualmachine.yaml",
+        _do(_set("spec.cpu", 4), _set("spec.maxCpu", 2)),
+        ["spec: Invalid value", "cpu must be at most maxCpu"],
+    ),
+    (
+        "vm-memory-above-max-memory",
+        "virtualmachine.yaml",
+        _do(_set("spec.memory", "1Gi"), _set("spec.maxMemory", 536870912)),
+        ["spec: Invalid value", "memory must be at most maxMemory"],
+    ),
+    (
         "vm-disk-size-and-path",
         "virtualmachine.yaml",
         _set("spec.disks.0.path", "/var/lib/vapor/root.qcow2"),
@@ -294,6 +306,18 @@ def test_migration_target_cannot_change_once_created(kubectl: Kubectl, namespace
     assert result.returncode != 0
     assert "vmName cannot be changed once the Migration exists" in result.stderr
     assert "destinationHost cannot be changed once the Migration exists" in result.stderr
+
+
+def test_a_disk_can_grow_but_never_shrink(kubectl: Kubectl, namespace: str) -> None:
+    obj = _prepare("virtualmachine.yaml", namespace, str)
+    obj["spec"]["disks"] = [{"name": "root", "size": "1Gi"}]
+    kubectl.apply(obj)
+    obj["spec"]["disks"] = [{"name": "root", "size": "512Mi"}]
+    result = kubectl.apply(obj, check=False)
+    assert result.returncode != 0
+    assert "spec.disks[0].size" in result.stderr and "a disk can grow, never shrink" in result.stderr
+    obj["spec"]["disks"] = [{"name": "root", "size": 2 * 2**30}]
+    kubectl.apply(obj)
 
 
 def test_image_source_checksum_and_format_cannot_change(kubectl: Kubectl, namespace: str, unique) -> None:
