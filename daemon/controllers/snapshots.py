@@ -49,6 +49,7 @@ log = logging.getLogger("vapor.agent.snapshots")
 CONTROLLER = "agent"
 RETRY_SECONDS = 5.0
 GRACE_SECONDS = 30.0
+MIGRATING = "the VM is being migrated; the snapshot waits until it ends (on its new host it fails: not there)"
 
 
 class SnapshotController(NodeController[VirtualMachineSnapshot]):
@@ -106,6 +107,10 @@ class SnapshotController(NodeController[VirtualMachineSnapshot]):
         if vm is None or vm.metadata.deletion_timestamp is not None:
             why = "is being deleted" if vm is not None else f"is not on host {self.config.node_name}"
             await self._failed(snap, "VMNotFound", f"VirtualMachine {namespace}/{snap.spec.vm} {why}")
+            return
+        if (vm.metadata.annotations or {}).get(names.MIGRATING_ANNOTATION):  # the migration has the domain
+            await self._status(snap, "Pending", vm_uid=vm.metadata.uid, reason=("Migrating", MIGRATING))
+            self.queue.add_after(key_of(snap), RETRY_SECONDS)
             return
         dom, _ = await self.vms.find_domain(vm)
         if dom is None:  # not defined yet (waiting for an Image, or just placed): look again soon
@@ -198,11 +203,14 @@ class SnapshotController(NodeController[VirtualMachineSnapshot]):
         before = snap.status or VirtualMachineSnapshotStatus()
         status = before.model_copy() if keep else VirtualMachineSnapshotStatus(host=self.config.node_name)
         status.phase, status.vm_uid = phase, vm_uid
-        status.failure_reason = reason[1] if reason else None
+        status.failure_reason = reason[1] if reason and phase == "Failed" else None
         cond_status: ConditionStatus = "False" if reason or phase != "Ready" else "True"
         why, message = reason or (phase, f"snapshot is {phase}")
         status.conditions = [snap.condition_after(names.ConditionType.READY, cond_status, why, message)]
-        if before.phase == phase and before.failure_reason == status.failure_reason and before.vm_uid == vm_uid:
+        said = snap.condition(names.ConditionType.READY)
+        if (before.phase, before.failure_reason, before.vm_uid) == (phase, status.failure_reason, vm_uid) and (
+            said is not None and said.message == message
+        ):
             return
         await self.snapshots.apply_status(
             snap.name, status, namespace=snap.metadata.namespace, field_manager=names.FIELD_MANAGER_AGENT, force=True

@@ -8,6 +8,7 @@ the domain's own qcow2 file, as a person would check them on the host.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import uuid
 from pathlib import Path
@@ -16,7 +17,7 @@ from typing import Any
 import libvirt
 
 from vapor.kube import Kube, NotFound
-from vapor.model import ObjectMeta, VirtualMachine, VirtualMachineSpec, names
+from vapor.model import MetadataPatch, ObjectMeta, VirtualMachine, VirtualMachineSpec, names
 from vapor.model.snapshot import (
     SNAPSHOT_FINALIZER,
     VirtualMachineRestore,
@@ -207,3 +208,23 @@ async def test_deleting_a_vm_takes_its_snapshots_and_restores_along(
         )
 
     assert await eventually(gone, 30, "the VM's snapshot and restore to be deleted")
+
+
+async def test_a_snapshot_waits_while_its_vm_migrates(kube: Kube, agent: AgentProcess, namespace: str) -> None:
+    name = vm_name()
+    disks = [{"name": "root", "size": "16Mi"}]
+    await place_vm(kube, namespace, name, agent.node_name, run_strategy="Halted", disks=disks)
+    await reaches(kube, namespace, name, "Stopped", agent)
+    vms = kube.resources(VirtualMachine)
+    moving = MetadataPatch(annotations={names.MIGRATING_ANNOTATION: "move-1"})
+    await vms.patch(name, metadata=moving, namespace=namespace, field_manager="test-operator-stand-in")
+    snap = await snapshot(kube, namespace, name, agent.node_name)
+    snap = await settled(kube, VirtualMachineSnapshot, namespace, snap.name, {"Pending"}, agent)
+    ready = snap.condition("Ready")
+    assert ready is not None and ready.reason == "Migrating", snap.status
+    await asyncio.sleep(2)  # still not taken while the migration has the domain
+    assert (await kube.resources(VirtualMachineSnapshot).get(snap.name, namespace)).phase == "Pending"
+    ended = MetadataPatch(annotations={names.MIGRATING_ANNOTATION: None})
+    await vms.patch(name, metadata=ended, namespace=namespace, field_manager="test-operator-stand-in")
+    snap = await settled(kube, VirtualMachineSnapshot, namespace, snap.name, {"Ready", "Failed"}, agent)
+    assert snap.phase == "Ready", snap.status
