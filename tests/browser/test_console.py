@@ -14,10 +14,7 @@ import uuid
 from pathlib import Path
 
 import httpx
-import pytest
 from playwright.sync_api import Page, expect
-
-from vapor.gateway import create_app
 
 from ..support.journald import Journald
 from ..support.stack import Stack
@@ -121,17 +118,23 @@ def test_tokens_stay_in_memory_and_logout_revokes_the_login(web: WebConsole, sta
     expect(page.get_by_label("User name")).to_be_visible()
 
 
-def test_an_api_error_is_a_readable_message(web: WebConsole, stack: Stack, vms_namespace: str) -> None:
+def test_an_api_error_is_a_readable_message_in_a_dialog_run_by_keyboard(
+    web: WebConsole, stack: Stack, vms_namespace: str
+) -> None:
     page = web.login(stack.admin)
-    page.get_by_role("button", name="Create VM…").click()
+    page.get_by_role("button", name="Create VM…").focus()
+    page.keyboard.press("Enter")
     dialog = page.get_by_role("dialog", name="Create a virtual machine")
-    dialog.get_by_label("Name", exact=True).fill("tiny")
+    expect(dialog.get_by_label("Name", exact=True)).to_be_focused()
+    page.keyboard.type("tiny")
     dialog.get_by_label("Namespace").fill(vms_namespace)
     dialog.get_by_label("Memory").fill("1Ki")  # under the 16Mi the gateway accepts
     dialog.get_by_role("button", name="Create").click()
     alert = dialog.get_by_role("alert")
     expect(alert).to_contain_text("memory")
     assert "{" not in alert.inner_text()
+    page.keyboard.press("Escape")
+    expect(dialog).to_be_hidden()
 
 
 def test_a_viewer_sees_everything_with_no_enabled_write_control(
@@ -162,13 +165,9 @@ def test_a_viewer_sees_everything_with_no_enabled_write_control(
         expect(page.locator("[data-write]:enabled")).to_have_count(0)
 
 
-CONSOLE_ROUTES = {rule.rule for rule in create_app().url_map.iter_rules() if rule.websocket}
-
-
-@pytest.mark.skipif(
-    "/ws/vms/<vm_id>/console" not in CONSOLE_ROUTES, reason="the gateway does not serve /ws/vms/{id}/console yet"
-)
-def test_the_serial_console_shows_the_firmware(web: WebConsole, stack: Stack, vms_namespace: str) -> None:
+def test_the_serial_console_shows_the_firmware_and_the_screen_draws(
+    web: WebConsole, stack: Stack, vms_namespace: str, artifacts: Path
+) -> None:
     with stack.client(stack.admin) as api:
         body = {"name": "serial", "namespace": vms_namespace, "cpu": 1, "memory": "32Mi", "run_strategy": "Running"}
         r = api.post("/vms", json={**body, "host_selector": {"e2e-run": stack.run}})
@@ -186,3 +185,16 @@ def test_the_serial_console_shows_the_firmware(web: WebConsole, stack: Stack, vm
             expect(terminal).to_contain_text("SeaBIOS", timeout=8_000)
             break
     expect(terminal).to_contain_text("SeaBIOS")
+    page.screenshot(path=artifacts / "serial-console.png")
+    page.get_by_role("dialog", name="Serial console of serial").get_by_role("button", name="Close").click()
+
+    page.get_by_role("button", name="Screen").click()
+    screen = page.get_by_role("dialog", name="Screen of serial")
+    # noVNC says connect once the RFB handshake over our authenticated socket is done, then draws the display
+    expect(screen.get_by_role("status")).to_have_text(re.compile("^Connected"))
+    expect(screen.locator(".screen canvas")).to_be_visible()
+    expect(screen.get_by_role("button", name="Send Ctrl+Alt+Del")).to_be_enabled()
+    expect(screen.get_by_role("alert")).to_have_count(0)
+    domain.reset(0)  # the firmware draws on the display too
+    page.wait_for_timeout(3000)
+    page.screenshot(path=artifacts / "screen.png")

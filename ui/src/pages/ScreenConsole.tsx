@@ -12,6 +12,7 @@ export default function ScreenConsole({ vm, onClose }: { vm: VMView; onClose: ()
   const box = useRef<HTMLDivElement>(null);
   const rfb = useRef<RFB | null>(null);
   const [ended, setEnded] = useState<string | null>(null);
+  const [connected, setConnected] = useState(false);
 
   useEffect(() => {
     let live: ConsoleSession | null = null;
@@ -25,6 +26,8 @@ export default function ScreenConsole({ vm, onClose }: { vm: VMView; onClose: ()
             if (!box.current) return;
             const client = new RFB(box.current, socket);
             client.scaleViewport = true;
+            client.addEventListener('connect', () => setConnected(true));
+            client.addEventListener('disconnect', () => setConnected(false));
             client.focus();
             rfb.current = client;
           },
@@ -42,9 +45,12 @@ export default function ScreenConsole({ vm, onClose }: { vm: VMView; onClose: ()
   return (
     <Modal title={`Screen of ${vm.name}`} onClose={onClose} wide>
       <div ref={box} class="screen" aria-label="Graphical console" />
+      <p class="muted" role="status">
+        {ended ? 'Disconnected.' : connected ? 'Connected: keys typed here go to the VM.' : 'Connecting…'}
+      </p>
       <ErrorBanner error={ended} />
       <div class="actions">
-        <button type="button" onClick={() => rfb.current?.sendCtrlAltDel()} disabled={!!ended}>
+        <button type="button" onClick={() => rfb.current?.sendCtrlAltDel()} disabled={!connected}>
           Send Ctrl+Alt+Del
         </button>
         <button type="button" onClick={onClose}>
