@@ -64,7 +64,11 @@ def remove_domains(conn: libvirt.virConnect, prefix: str) -> None:
         try:
             if dom.isActive():
                 dom.destroy()
-            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM)
+            dom.undefineFlags(
+                libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                | libvirt.VIR_DOMAIN_UNDEFINE_NVRAM
+                | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA  # a domain with snapshots is not undefined without
+            )
         except libvirt.libvirtError:
             pass
 
@@ -104,8 +108,8 @@ def agent_factory(
     yield make
     for agent in made:
         agent.stop()
-    # Without a running agent the finalizers would hold the test's VMs (and namespace) forever.
-    listed = kubectl("get", "vvm", "-n", namespace, "-o", "name", check=False).stdout.split()
+    # Without a running agent the finalizers would hold the test's VMs, snapshots (and namespace) forever.
+    listed = kubectl("get", "vvm,vsnap", "-n", namespace, "-o", "name", check=False).stdout.split()
     for obj in listed:
         kubectl("patch", "-n", namespace, obj, "--type=merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
     remove_domains(virt, f"{namespace}_")
