@@ -85,6 +85,7 @@ def vm_view(vm: VirtualMachine) -> VMView:
         conditions=[_dump(c) for c in (status.conditions or [])] if status else [],
         created_at=vm.metadata.creation_timestamp.isoformat() if vm.metadata.creation_timestamp else None,
         deleting=vm.metadata.deletion_timestamp is not None,
+        clone_from=_dump(spec.clone_from),
     )
 
 

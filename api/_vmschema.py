@@ -270,6 +270,10 @@ class VMView(BaseModel):
     conditions: list[dict[str, Any]]
     created_at: str | None
     deleting: bool
+    clone_from: dict[str, Any] | None = Field(
+        default=None,
+        description="For a clone: the VM (and snapshot) its disks were copied from, and how (linked or full).",
+    )
 
 
 class VMList(BaseModel):

@@ -36,6 +36,7 @@ def test_examples_apply_with_kustomize_and_read_back(kubectl: Kubectl, namespace
         "virtualmachine.vapor.io/debian-1",
         "virtualmachinesnapshot.vapor.io/web-1-before-upgrade",
         "virtualmachinerestore.vapor.io/web-1-back-to-before-upgrade",
+        "virtualmachine.vapor.io/debian-1-copy",
     ):
         assert line in applied.stdout
     try:
@@ -48,6 +49,7 @@ def test_examples_apply_with_kustomize_and_read_back(kubectl: Kubectl, namespace
             ("vm-debian.yaml", "vvm", namespace),
             ("snapshot.yaml", "vsnap", namespace),
             ("restore.yaml", "vrestore", namespace),
+            ("vm-clone.yaml", "vvm", namespace),
         ):
             example = load_example(filename)
             args = [kind, example["metadata"]["name"]] + (["-n", ns] if ns else [])

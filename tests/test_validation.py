@@ -291,7 +291,8 @@ def test_invalid_manifest_is_rejected_at_apply(
 
 def test_the_unchanged_examples_are_valid(kubectl: Kubectl, namespace: str, unique, cluster_objects) -> None:
     """Guards the cases above: each fails only because of its one change."""
-    for example in ("virtualmachine.yaml", "migration.yaml", "mount.yaml", "host.yaml", "image.yaml", "vm-debian.yaml"):
+    examples = ("virtualmachine.yaml", "migration.yaml", "mount.yaml", "host.yaml", "image.yaml", "vm-debian.yaml")
+    for example in (*examples, "vm-clone.yaml"):
         obj = _prepare(example, namespace, unique)
         kubectl.apply(obj, "--dry-run=server")
 

@@ -79,8 +79,9 @@ class Cloner:
     async def ensure(self, vm: VirtualMachine, images: Mapping[str, CachedImage]) -> None:
         """Copy the disks of ``vm`` (a clone) that are not here yet; VMError when it cannot now or at all."""
         spec = vm.spec.clone_from
-        if spec is None:
-            return
+        cond = vm.condition(names.ConditionType.CLONED)
+        if spec is None or (cond is not None and cond.status == "True"):
+            return  # copied once for good: the source may be gone since
         namespace = vm.metadata.namespace or ""
         source = self._vm(spec.vm, namespace)
         if source is None or source.metadata.deletion_timestamp is not None:

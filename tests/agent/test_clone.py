@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -161,6 +162,19 @@ async def test_a_clone_waits_for_its_running_source_then_gets_a_standalone_copy(
     qemu_io(clone_file, "read -P 0x5a 0 1M", "read -P 0xa5 6M 64k", read_only=True)
     assert "backing-filename" not in chain(clone_file)[0]  # stands alone
     assert domain_of(virt, clone).isActive()
+
+    # Once copied, the clone no longer needs its source: gone, and the clone changed, it runs on.
+    await kube.resources(VirtualMachine).delete(source.name, namespace)
+    await patch(kube, namespace, clone_name, spec=VirtualMachineSpec.partial(cpu=2))
+
+    async def redefined() -> VirtualMachine | None:
+        vm = await kube.resources(VirtualMachine).get(clone_name, namespace)
+        done = vm.status is not None and vm.status.observed_generation == vm.metadata.generation
+        return vm if done and vm.phase == "Running" else None
+
+    changed = await eventually(redefined, 60, "the clone to take its change")
+    assert cloned(changed)[0] == "True"
+    assert ET.fromstring(domain_of(virt, changed).XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)).findtext("vcpu") == "2"
 
 
 async def test_linked_and_full_clones_of_an_image_overlay(

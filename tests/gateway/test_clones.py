@@ -87,6 +87,7 @@ async def test_a_clone_has_the_sources_spec_new_macs_its_own_hostname_and_names_
     assert status == 201, payload
     view = payload["data"]
     assert view["name"] == "copy" and view["namespace"] == namespace and view["run_strategy"] == "Running"
+    assert view["clone_from"] == {"vm": source, "mode": "linked"}
     vm = kubectl.get_json("vvm", "copy", "-n", namespace)
     assert vm["metadata"]["uid"] == view["id"]
     spec = vm["spec"]
