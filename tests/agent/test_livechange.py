@@ -173,3 +173,42 @@ def test_what_cannot_change_live_is_named_by_its_spec_field() -> None:
         "disks[root].size": True,
     }
     assert differences(running, running, LiveState(memory_kib=32768), {"root": (2, 1)}) == []  # never shrinks
+
+
+async def test_a_removed_disk_the_guest_keeps_waits_for_the_restart(
+    kube: Kube, agent: AgentProcess, namespace: str, virt: libvirt.virConnect
+) -> None:
+    name = vm_name()
+    disks = [{"name": "root", "size": "16Mi"}, {"name": "data", "size": "16Mi"}]
+    await place_vm(kube, namespace, name, agent.node_name, disks=disks)
+    vm = await reaches(kube, namespace, name, "Running", agent)
+    dom = domain_of(virt, vm)
+    running = qemu_id(virt, dom)
+
+    # No OS answers the unplug request: libvirt asks, the disk stays, and the VM says it goes at the next start.
+    await patch(kube, namespace, name, spec=VirtualMachineSpec.partial(disks=disks[:1]))
+    vm = await settles(kube, namespace, name, agent, lambda vm: restart_required(vm) == ("True", "ChangesPending"))
+    assert vm.status and vm.status.pending_changes == ["disks[data]"]
+    cond = vm.condition(names.ConditionType.RESTART_REQUIRED)
+    assert cond is not None and "the guest has not released it" in cond.message
+    assert qemu_id(virt, dom) == running and vm.status.phase == "Running"
+
+    await patch(kube, namespace, name, metadata=MetadataPatch(annotations={names.RESTART_ANNOTATION: "r1"}))
+    vm = await settles(kube, namespace, name, agent, lambda vm: restart_required(vm) == ("False", "DefinitionCurrent"))
+    assert "ua-disk-data" not in {el.get("name") for el in live(dom).iterfind("devices/disk/alias")}
+
+
+async def test_a_stopped_vms_disk_grows_before_it_starts(
+    kube: Kube, agent: AgentProcess, namespace: str, virt: libvirt.virConnect
+) -> None:
+    name = vm_name()
+    made = await place_vm(
+        kube, namespace, name, agent.node_name, run_strategy="Halted", disks=[{"name": "root", "size": "16Mi"}]
+    )
+    await reaches(kube, namespace, name, "Stopped", agent)
+    await patch(kube, namespace, name, spec=VirtualMachineSpec.partial(disks=[{"name": "root", "size": "32Mi"}]))
+    await eventually(lambda: _has(kube, namespace, "Grew disk root to 33554432 bytes"), 60, "the DiskGrown Event")
+    await patch(kube, namespace, name, spec=VirtualMachineSpec.partial(run_strategy="Running"))
+    vm = await reaches(kube, namespace, name, "Running", agent)
+    assert domain_of(virt, vm).blockInfo("vda")[0] == 32 * MiB
+    assert (agent.storage_dir / (made.metadata.uid or "") / "root.qcow2").exists()
