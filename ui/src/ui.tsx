@@ -106,3 +106,49 @@ export function Confirm(props: {
     </Modal>
   );
 }
+
+export interface Column<T> {
+  label: string;
+  cell: (row: T) => ComponentChildren;
+  /** left out at phone width */
+  wide?: boolean;
+}
+
+/** A plain table of rows (the VM table has its own: sortable, memoized rows). */
+export function Table<T>(props: { columns: Column<T>[]; rows: T[]; rowKey: (row: T) => string; empty: string }) {
+  const { columns, rows } = props;
+  const wide = (c: Column<T>) => (c.wide ? 'wide' : undefined);
+  return (
+    <div class="table-wrap">
+      <table>
+        <thead>
+          <tr>
+            {columns.map((c) => (
+              <th key={c.label} class={wide(c)}>
+                {c.label}
+              </th>
+            ))}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.map((row) => (
+            <tr key={props.rowKey(row)}>
+              {columns.map((c) => (
+                <td key={c.label} class={wide(c)}>
+                  {c.cell(row)}
+                </td>
+              ))}
+            </tr>
+          ))}
+          {rows.length === 0 && (
+            <tr>
+              <td colSpan={columns.length} class="muted">
+                {props.empty}
+              </td>
+            </tr>
+          )}
+        </tbody>
+      </table>
+    </div>
+  );
+}

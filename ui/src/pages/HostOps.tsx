@@ -3,7 +3,7 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api } from '../api/client';
 import { describe } from '../api/errors';
-import { Badge, ErrorBanner } from '../ui';
+import { Badge, ErrorBanner, Table } from '../ui';
 
 function useOnce<T>(load: () => Promise<T>, key: string) {
   const [data, setData] = useState<T>();
@@ -35,37 +35,17 @@ export function Containers({ host }: { host: string }) {
       </div>
       <ErrorBanner error={error} />
       {data && (
-        <div class="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th>Name</th>
-                <th>State</th>
-                <th>Image</th>
-                <th class="wide">Pod</th>
-              </tr>
-            </thead>
-            <tbody>
-              {data.containers.map((c) => (
-                <tr key={c.id}>
-                  <td>{c.name}</td>
-                  <td>
-                    <Badge status={c.state} />
-                  </td>
-                  <td>{c.image}</td>
-                  <td class="wide">{c.pod ?? '—'}</td>
-                </tr>
-              ))}
-              {data.containers.length === 0 && (
-                <tr>
-                  <td colSpan={4} class="muted">
-                    No containers.
-                  </td>
-                </tr>
-              )}
-            </tbody>
-          </table>
-        </div>
+        <Table
+          rows={data.containers}
+          rowKey={(c) => c.id}
+          empty="No containers."
+          columns={[
+            { label: 'Name', cell: (c) => c.name },
+            { label: 'State', cell: (c) => <Badge status={c.state} /> },
+            { label: 'Image', cell: (c) => c.image },
+            { label: 'Pod', cell: (c) => c.pod ?? '—', wide: true },
+          ]}
+        />
       )}
     </section>
   );
@@ -78,28 +58,17 @@ export function Users({ host }: { host: string }) {
       <h2 id="users-title">Users</h2>
       <ErrorBanner error={error} />
       {data && (
-        <div class="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th>User</th>
-                <th>Uid</th>
-                <th>Groups</th>
-                <th class="wide">Shell</th>
-              </tr>
-            </thead>
-            <tbody>
-              {data.map((u) => (
-                <tr key={u.username}>
-                  <td>{u.username}</td>
-                  <td>{u.uid}</td>
-                  <td>{(u.groups ?? []).join(', ')}</td>
-                  <td class="wide">{u.shell}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </div>
+        <Table
+          rows={data}
+          rowKey={(u) => u.username}
+          empty="No accounts."
+          columns={[
+            { label: 'User', cell: (u) => u.username },
+            { label: 'Uid', cell: (u) => u.uid },
+            { label: 'Groups', cell: (u) => (u.groups ?? []).join(', ') },
+            { label: 'Shell', cell: (u) => u.shell, wide: true },
+          ]}
+        />
       )}
     </section>
   );

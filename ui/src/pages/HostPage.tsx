@@ -3,7 +3,7 @@ import { api } from '../api/client';
 import { openStream } from '../api/socket';
 import { bytes, duration } from '../lib/format';
 import { usePoll } from '../lib/poll';
-import { Badge, ErrorBanner } from '../ui';
+import { Badge, ErrorBanner, Table } from '../ui';
 import { LiveChart, WINDOW, type Series } from './Chart';
 import { Containers, Users } from './HostOps';
 import { drainText } from './Hosts';
@@ -82,87 +82,45 @@ export function HostPage({ id }: { id: string }) {
         <LiveChart title="Memory" series={metrics.memory} />
       </div>
       <h2>Interfaces</h2>
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>State</th>
-              <th>Addresses</th>
-              <th class="wide">MAC</th>
-              <th class="wide">MTU</th>
-            </tr>
-          </thead>
-          <tbody>
-            {interfaces.map((i) => (
-              <tr key={i.name}>
-                <td>{i.name}</td>
-                <td>
-                  <span class={`badge ${i.state === 'up' ? 'ok' : 'idle'}`}>{i.state ?? 'unknown'}</span>
-                </td>
-                <td>{(i.addresses ?? []).join(', ') || '—'}</td>
-                <td class="wide">{i.mac ?? '—'}</td>
-                <td class="wide">{i.mtu ?? '—'}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        rows={interfaces}
+        rowKey={(i) => i.name}
+        empty="No interfaces reported."
+        columns={[
+          { label: 'Name', cell: (i) => i.name },
+          {
+            label: 'State',
+            cell: (i) => <span class={`badge ${i.state === 'up' ? 'ok' : 'idle'}`}>{i.state ?? 'unknown'}</span>,
+          },
+          { label: 'Addresses', cell: (i) => (i.addresses ?? []).join(', ') || '—' },
+          { label: 'MAC', cell: (i) => i.mac ?? '—', wide: true },
+          { label: 'MTU', cell: (i) => i.mtu ?? '—', wide: true },
+        ]}
+      />
       <h2>Disks</h2>
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th>Device</th>
-              <th>Size</th>
-              <th>Type</th>
-              <th class="wide">Model</th>
-            </tr>
-          </thead>
-          <tbody>
-            {disks.map((d) => (
-              <tr key={d.path}>
-                <td>{d.path}</td>
-                <td>{bytes(d.size)}</td>
-                <td>{d.type ?? '—'}</td>
-                <td class="wide">{d.model ?? '—'}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        rows={disks}
+        rowKey={(d) => d.path}
+        empty="No disks reported."
+        columns={[
+          { label: 'Device', cell: (d) => d.path },
+          { label: 'Size', cell: (d) => bytes(d.size) },
+          { label: 'Type', cell: (d) => d.type ?? '—' },
+          { label: 'Model', cell: (d) => d.model ?? '—', wide: true },
+        ]}
+      />
       <h2>Mounts</h2>
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th>Mount point</th>
-              <th>Device</th>
-              <th>Filesystem</th>
-              <th>Used / size</th>
-            </tr>
-          </thead>
-          <tbody>
-            {mounts.map((p) => (
-              <tr key={p.path}>
-                <td>{p.mount_point}</td>
-                <td>{p.path}</td>
-                <td>{p.filesystem ?? '—'}</td>
-                <td>
-                  {bytes(p.used)} / {bytes(p.size)}
-                </td>
-              </tr>
-            ))}
-            {mounts.length === 0 && (
-              <tr>
-                <td colSpan={4} class="muted">
-                  No mounted partitions reported.
-                </td>
-              </tr>
-            )}
-          </tbody>
-        </table>
-      </div>
+      <Table
+        rows={mounts}
+        rowKey={(p) => p.path}
+        empty="No mounted partitions reported."
+        columns={[
+          { label: 'Mount point', cell: (p) => p.mount_point },
+          { label: 'Device', cell: (p) => p.path },
+          { label: 'Filesystem', cell: (p) => p.filesystem ?? '—' },
+          { label: 'Used / size', cell: (p) => `${bytes(p.used)} / ${bytes(p.size)}` },
+        ]}
+      />
       <Journal host={id} />
       <Containers host={id} />
       <Users host={id} />

@@ -2,9 +2,10 @@ import { api, type HostView } from '../api/client';
 import { bytes, percent } from '../lib/format';
 import { usePoll } from '../lib/poll';
 import { href } from '../lib/router';
-import { Badge, ErrorBanner } from '../ui';
+import { Badge, ErrorBanner, Table } from '../ui';
 
 type Info = { threads?: number; usage_percent?: number; total?: number; used?: number };
+const info = (value: unknown): Info => (value ?? {}) as Info;
 
 export function drainText(host: HostView): string {
   const drain = host.drain as { phase?: string; remaining?: number } | null;
@@ -20,53 +21,23 @@ export function Hosts() {
       <ErrorBanner error={error} />
       {data === undefined && !error && <p class="muted">Loading…</p>}
       {data && (
-        <div class="table-wrap">
-          <table>
-            <thead>
-              <tr>
-                <th>Name</th>
-                <th>Status</th>
-                <th>CPU</th>
-                <th>Memory</th>
-                <th>VMs</th>
-                <th>Drain</th>
-                <th class="wide">Kernel</th>
-              </tr>
-            </thead>
-            <tbody>
-              {data.map((host) => {
-                const cpu = (host.cpu ?? {}) as Info;
-                const memory = (host.memory ?? {}) as Info;
-                return (
-                  <tr key={host.name}>
-                    <td>
-                      <a href={href({ page: 'host', id: host.id ?? host.name })}>{host.name}</a>
-                    </td>
-                    <td>
-                      <Badge status={host.status} />
-                    </td>
-                    <td>
-                      {cpu.threads ?? '—'} threads, {percent(cpu.usage_percent)}
-                    </td>
-                    <td>
-                      {bytes(memory.used)} / {bytes(memory.total)}
-                    </td>
-                    <td>{host.vm_count}</td>
-                    <td>{drainText(host)}</td>
-                    <td class="wide">{host.kernel ?? '—'}</td>
-                  </tr>
-                );
-              })}
-              {data.length === 0 && (
-                <tr>
-                  <td colSpan={7} class="muted">
-                    No hosts yet: a host appears when its agent starts.
-                  </td>
-                </tr>
-              )}
-            </tbody>
-          </table>
-        </div>
+        <Table
+          rows={data}
+          rowKey={(h) => h.name}
+          empty="No hosts yet: a host appears when its agent starts."
+          columns={[
+            { label: 'Name', cell: (h) => <a href={href({ page: 'host', id: h.id ?? h.name })}>{h.name}</a> },
+            { label: 'Status', cell: (h) => <Badge status={h.status} /> },
+            {
+              label: 'CPU',
+              cell: (h) => `${info(h.cpu).threads ?? '—'} threads, ${percent(info(h.cpu).usage_percent)}`,
+            },
+            { label: 'Memory', cell: (h) => `${bytes(info(h.memory).used)} / ${bytes(info(h.memory).total)}` },
+            { label: 'VMs', cell: (h) => h.vm_count },
+            { label: 'Drain', cell: drainText },
+            { label: 'Kernel', cell: (h) => h.kernel ?? '—', wide: true },
+          ]}
+        />
       )}
     </section>
   );

@@ -1,7 +1,7 @@
 import { api } from '../api/client';
 import { bytes } from '../lib/format';
 import { usePoll } from '../lib/poll';
-import { Badge, ErrorBanner, Progress } from '../ui';
+import { Badge, ErrorBanner, Progress, Table } from '../ui';
 
 export function Images() {
   const { data, error } = usePoll(api.images, 5000, (all) =>
@@ -11,27 +11,20 @@ export function Images() {
     <section aria-labelledby="images-title">
       <h1 id="images-title">Images</h1>
       <ErrorBanner error={error} />
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>Phase</th>
-              <th>Format</th>
-              <th>Size</th>
-              <th>Hosts</th>
-            </tr>
-          </thead>
-          <tbody>
-            {(data ?? []).map((image) => (
-              <tr key={image.name}>
-                <td>{image.name}</td>
-                <td>
-                  <Badge status={image.phase} />
-                </td>
-                <td>{image.format}</td>
-                <td>{bytes(image.size)}</td>
-                <td>
+      {data && (
+        <Table
+          rows={data}
+          rowKey={(i) => i.name}
+          empty="No images."
+          columns={[
+            { label: 'Name', cell: (i) => i.name },
+            { label: 'Phase', cell: (i) => <Badge status={i.phase} /> },
+            { label: 'Format', cell: (i) => i.format },
+            { label: 'Size', cell: (i) => bytes(i.size) },
+            {
+              label: 'Hosts',
+              cell: (image) => (
+                <>
                   {image.hosts.length === 0 && <span class="muted">no copies yet</span>}
                   {image.hosts.map((h) => (
                     <div key={h.host} class="host-copy">
@@ -40,19 +33,12 @@ export function Images() {
                       {h.reason && <span class="bad-text"> {h.reason}</span>}
                     </div>
                   ))}
-                </td>
-              </tr>
-            ))}
-            {data && data.length === 0 && (
-              <tr>
-                <td colSpan={5} class="muted">
-                  No images.
-                </td>
-              </tr>
-            )}
-          </tbody>
-        </table>
-      </div>
+                </>
+              ),
+            },
+          ]}
+        />
+      )}
     </section>
   );
 }
