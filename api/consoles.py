@@ -40,6 +40,7 @@ import orjson
 from quart import Blueprint, websocket
 
 from vapor.agentapi.errors import AGENT_UNREACHABLE, CONFLICT, PERMISSION_DENIED
+from vapor.kube import KubeError
 from vapor.model import Host, VirtualMachine
 
 from ._agents import agent_websocket, agents, pipe_websocket
@@ -93,7 +94,10 @@ async def _relay(vm: VirtualMachine, host: Host, kind: Kind, user: str, subscrib
         note = f"User {user!r} opened the {WHAT[kind]} through the gateway"
         if isinstance(replaced, dict):
             note += f", taking it over from {replaced.get('user')!r}"
-        await record_event(vm, reason=REASON[kind], note=note, action="Connect")
+        try:
+            await record_event(vm, reason=REASON[kind], note=note, action="Connect")
+        except KubeError as exc:  # the session is open: a missing Event is logged, the console stays
+            log.warning("could not record a console's Event", extra={"vm": vm.name, "error": str(exc)})
         log.info("console opened", extra={"vm": f"{namespace}/{vm.name}", "kind": kind, "user": user})
         code = await pipe_websocket(upstream)
     if code is not None and 4000 <= code < 5000:  # the agent's refusal (a takeover: 4409), after its message
