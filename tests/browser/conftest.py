@@ -24,9 +24,8 @@ from vapor.devenv import ControlPlane
 
 from ..conftest import Kubectl
 from ..support.journald import Journald
-from ..support.libvirtd import Libvirtd
 from ..support.pam import LinuxUser
-from ..support.stack import Stack, running_stack, vm_namespace
+from ..support.stack import Stack, private_stack, vm_namespace
 
 REPO = Path(__file__).resolve().parents[2]
 BUILD = REPO / "api" / "static" / "index.html"
@@ -57,12 +56,8 @@ def journal() -> Iterator[Journald]:
 def stack(control_plane: ControlPlane, kubectl: Kubectl, journal: Journald) -> Iterator[Stack]:
     if not BUILD.exists():  # fail, not skip: `make test` builds it first
         pytest.fail(f"the web console is not built ({BUILD} is missing): run `make ui`")
-    daemon = Libvirtd().start()
-    try:
-        with running_stack(control_plane, kubectl, daemon.uri) as s:
-            yield s
-    finally:
-        daemon.stop()
+    with private_stack(control_plane, kubectl) as s:
+        yield s
 
 
 @pytest.fixture(scope="module")

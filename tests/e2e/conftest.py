@@ -9,18 +9,13 @@ import pytest
 from vapor.devenv import ControlPlane
 
 from ..conftest import Kubectl
-from ..support.libvirtd import Libvirtd
-from ..support.stack import Stack, running_stack, vm_namespace
+from ..support.stack import Stack, private_stack, vm_namespace
 
 
 @pytest.fixture(scope="module")
 def stack(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Stack]:
-    daemon = Libvirtd().start()
-    try:
-        with running_stack(control_plane, kubectl, daemon.uri) as s:
-            yield s
-    finally:
-        daemon.stop()
+    with private_stack(control_plane, kubectl) as s:
+        yield s
 
 
 @pytest.fixture

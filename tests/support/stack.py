@@ -27,6 +27,7 @@ from vapor.model.names import LEASE_NAMESPACE
 
 from ..conftest import Kubectl
 from .agent import AgentProcess, qemu_reachable_dir
+from .libvirtd import Libvirtd
 from .pam import LinuxUser, linux_accounts, pam_service
 from .processes import ComponentProcess, operator_process
 from .wait import wait_until
@@ -117,6 +118,17 @@ def running_stack(
             virt.close()
             kubectl("delete", "host", node, "--ignore-not-found", "--wait=false", check=False)
             shutil.rmtree(state, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_stack(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Stack]:
+    """``running_stack`` on a libvirtd of its own (tests/e2e, tests/browser), stopped after."""
+    daemon = Libvirtd().start()
+    try:
+        with running_stack(control_plane, kubectl, daemon.uri) as s:
+            yield s
+    finally:
+        daemon.stop()
 
 
 def _answers(url: str) -> bool:

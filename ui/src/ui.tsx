@@ -152,3 +152,22 @@ export function Table<T>(props: { columns: Column<T>[]; rows: T[]; rowKey: (row:
     </div>
   );
 }
+
+type Condition = { type: string; status: string; reason?: string; message?: string };
+
+/** A resource's status conditions, one a line: type, status, (reason): message. */
+export function Conditions({ of }: { of: Record<string, unknown>[] }) {
+  const conditions = of as Condition[];
+  if (conditions.length === 0) return null;
+  return (
+    <ul class="conditions">
+      {conditions.map((c) => (
+        <li key={c.type}>
+          <strong>{c.type}</strong> {c.status}
+          {c.reason ? ` (${c.reason})` : ''}
+          {c.message ? `: ${c.message}` : ''}
+        </li>
+      ))}
+    </ul>
+  );
+}

@@ -3,7 +3,7 @@ import { api, type HostView, type MigrationView, type VMView } from '../api/clie
 import { describe } from '../api/errors';
 import { bytes } from '../lib/format';
 import { usePoll } from '../lib/poll';
-import { Badge, ErrorBanner, Modal, Progress } from '../ui';
+import { Badge, Conditions, ErrorBanner, Modal, Progress } from '../ui';
 
 type Resources = { cpu?: number; memory?: number } | null;
 
@@ -38,15 +38,7 @@ export function MigrationProgress({ migration }: { migration: MigrationView }) {
       />
       {migration.downtime_ms != null && <p>Downtime: {migration.downtime_ms} ms</p>}
       {migration.failure_reason && <p class="bad-text">{migration.failure_reason}</p>}
-      <ul class="conditions">
-        {(migration.conditions as { type: string; status: string; reason?: string; message?: string }[]).map((c) => (
-          <li key={c.type}>
-            <strong>{c.type}</strong> {c.status}
-            {c.reason ? ` (${c.reason})` : ''}
-            {c.message ? `: ${c.message}` : ''}
-          </li>
-        ))}
-      </ul>
+      <Conditions of={migration.conditions} />
     </div>
   );
 }

@@ -5,7 +5,7 @@ import { describe } from '../api/errors';
 import { usePoll } from '../lib/poll';
 import { href } from '../lib/router';
 import { ACTION_LABELS, allowed, filterVms, nextPoll, sortVms, vmKey, type SortState } from '../lib/vms';
-import { Badge, Confirm, ErrorBanner, WriteButton } from '../ui';
+import { Badge, Conditions, Confirm, ErrorBanner, WriteButton } from '../ui';
 import { MigrateDialog } from './Migrate';
 import { VmCreate } from './VmCreate';
 
@@ -56,7 +56,6 @@ function Details(props: {
 }) {
   const { vm, onAct, onMigrate, onConsole } = props;
   const can = allowed(vm);
-  const conditions = vm.conditions as { type: string; status: string; reason?: string; message?: string }[];
   return (
     <aside class="details" aria-label={`Virtual machine ${vm.name}`}>
       <h2>
@@ -104,17 +103,7 @@ function Details(props: {
         <dt>Run strategy</dt>
         <dd>{vm.run_strategy}</dd>
       </dl>
-      {conditions.length > 0 && (
-        <ul class="conditions">
-          {conditions.map((c) => (
-            <li key={c.type}>
-              <strong>{c.type}</strong> {c.status}
-              {c.reason ? ` (${c.reason})` : ''}
-              {c.message ? `: ${c.message}` : ''}
-            </li>
-          ))}
-        </ul>
-      )}
+      <Conditions of={vm.conditions} />
     </aside>
   );
 }
