@@ -39,11 +39,11 @@ from ._migrationschema import (
     MigrationView,
 )
 from ._schema import Failure, Success
+from ._snapshotlookups import refuse_to_move_snapshots
 from ._state import gateway
 from ._views import migration_view
 from ._vmschema import VMQuery
 from ._writes import CACHE_CATCH_UP, as_user, field_manager, record_event
-from .snapshots import refuse_to_move_snapshots
 
 blueprint = Blueprint("migrations", __name__, url_prefix="/api/v1")
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
 from typing import TypeVar
 
 from quart import Blueprint, current_app
@@ -30,10 +29,12 @@ from vapor.model.snapshot import (
     VirtualMachineSnapshotSpec,
 )
 
+from ._bodyless import NoBody, optional_body
 from ._errors import APIError
 from ._guard import current_user, require
 from ._lookups import find_vm, vm_for_write
 from ._schema import Failure, Success
+from ._snapshotlookups import snapshots_of
 from ._snapshotschema import (
     CreateSnapshotRequest,
     RestoreView,
@@ -51,7 +52,6 @@ STOP_FIRST = "stop the VM first"
 # Failures that are about what was asked (a disk that cannot hold a snapshot): 422; the rest are the VM's state: 409.
 UNPROCESSABLE_REASONS = frozenset({"DiskCannotSnapshot", "NoDisks"})
 POLL_SECONDS = 0.2
-_EPOCH = datetime.min.replace(tzinfo=UTC)
 Waited = TypeVar("Waited", VirtualMachineSnapshot, VirtualMachineRestore)
 
 
@@ -129,29 +129,6 @@ def _failure(obj: VirtualMachineSnapshot | VirtualMachineRestore, what: str) -> 
     return APIError(409, CONFLICT, f"{what} failed: {message}", details=obj.name)
 
 
-async def snapshots_of(vm: VirtualMachine) -> list[VirtualMachineSnapshot]:
-    """The snapshots of ``vm`` (not those of an earlier VM of that name), oldest first."""
-    items, _ = await gateway().kube.resources(VirtualMachineSnapshot).list(vm.metadata.namespace)
-    mine = [
-        s for s in items if s.spec.vm == vm.name and (s.status is None or s.status.vm_uid in (None, vm.metadata.uid))
-    ]
-    return sorted(mine, key=lambda s: (s.metadata.creation_timestamp or _EPOCH, s.name))
-
-
-async def refuse_to_move_snapshots(vm: VirtualMachine) -> None:
-    """409 for a migration of a VM with snapshots: they live in its disks on its host and would be lost."""
-    kept = [s.name for s in await snapshots_of(vm) if s.phase != "Failed"]
-    if kept:
-        shown = ", ".join(kept[:5]) + (" ..." if len(kept) > 5 else "")
-        raise APIError(
-            409,
-            CONFLICT,
-            f"virtual machine {vm.name!r} has {len(kept)} snapshot(s) ({shown}) inside its disks on host "
-            f"{vm.host!r}, which a migration would lose: delete them first",
-            f"DELETE /api/v1/vms/{vm.metadata.uid}/snapshots/{{name}}",
-        )
-
-
 async def _snapshot_of(vm: VirtualMachine, name: str) -> VirtualMachineSnapshot:
     try:
         snap = await gateway().kube.resources(VirtualMachineSnapshot).get(name, vm.metadata.namespace)
@@ -224,13 +201,16 @@ async def create_snapshot(
 @require("admin")
 @tag(["snapshots"])
 @validate_querystring(SnapshotQuery)
+@optional_body(NoBody)
 @validate_response(Success[RestoreView])
 @validate_response(Success[RestoreView], 202)
 @document_response(Failure, 400)
 @document_response(Failure, 403)
 @document_response(Failure, 404)
 @document_response(Failure, 409)
-async def restore_snapshot(vm_id: str, name: str, query_args: SnapshotQuery) -> tuple[Success[RestoreView], int]:
+async def restore_snapshot(
+    vm_id: str, name: str, query_args: SnapshotQuery, data: NoBody
+) -> tuple[Success[RestoreView], int]:
     """Put a stopped virtual machine back to one of its snapshots (admin).
 
     The VM must be stopped first (stop action; runStrategy Halted and its

@@ -23,7 +23,8 @@ from ..conftest import Kubectl
 from ..support.wait import eventually
 from .conftest import GatewayProcess, Users, bearer, login
 
-PUBLIC = {"auth.login", "auth.refresh"}
+# Routes whose credential is in the body: the password, or the refresh token (logout ends an expired login too).
+PUBLIC = {"auth.login", "auth.refresh", "auth.logout"}
 SCHEMA_ROUTES = {"openapi", "swagger_ui"}
 # Probes and Prometheus scrapes: outside /api/v1, no token, not in the OpenAPI document (tests/observability).
 # Reads that only admins may make: the host's accounts.
