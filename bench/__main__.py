@@ -8,6 +8,7 @@ import sys
 from . import (
     agent_idle,
     cluster,
+    console,
     controlplane,
     fleet,
     gateway,
@@ -26,6 +27,7 @@ from . import (
 BENCHMARKS = {
     "agent_idle": agent_idle.main,
     "cluster": cluster.main,
+    "console": console.main,
     "controlplane": controlplane.main,
     "fleet": fleet.main,
     "gateway": gateway.main,

@@ -93,7 +93,8 @@ async def consoles(
 ) -> AsyncIterator[Consoles]:
     kubectl("create", "serviceaccount", GATEWAY_SA, "-n", namespace)
     allowed = f"system:serviceaccount:{namespace}:{GATEWAY_SA}"
-    agent = agent_factory(node_name, extra_args=("--api-allowed-user", allowed)).start()
+    # TCG: SeaBIOS after a reset is plain emulation (this machine's KVM is kvm_pvm, see kvm_runs_linux)
+    agent = agent_factory(node_name, extra_args=("--api-allowed-user", allowed, "--domain-type", "qemu")).start()
     name = f"vtest-{uuid.uuid4().hex[:6]}"
     await place_vm(kube, namespace, name, node_name)
     vm = await _phase(kube, namespace, name, "Running", agent)
