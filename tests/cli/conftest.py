@@ -70,10 +70,12 @@ class Vaporctl:
         return self.ok("login", "--server", server, "--username", user.name, "--password-stdin", input=user.password)
 
 
-def read_until(proc: subprocess.Popen[bytes], pattern: bytes, timeout: float) -> bytes | None:
-    """stdout of ``proc`` until ``pattern`` shows; None when it did not within ``timeout``."""
+def read_until(
+    proc: subprocess.Popen[bytes], pattern: bytes, timeout: float, seen: bytearray | None = None
+) -> bytes | None:
+    """stdout of ``proc`` until ``pattern`` shows (added to ``seen``, kept across calls); None after ``timeout``."""
     assert proc.stdout is not None
-    seen = b""
+    seen = bytearray() if seen is None else seen
     selector = selectors.DefaultSelector()
     selector.register(proc.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout
@@ -84,7 +86,7 @@ def read_until(proc: subprocess.Popen[bytes], pattern: bytes, timeout: float) ->
             return None
         if selector.select(left):
             seen += os.read(proc.stdout.fileno(), 65536)
-    return seen
+    return bytes(seen)
 
 
 def spawn(ctl: Vaporctl, *args: str) -> subprocess.Popen[bytes]:

@@ -42,15 +42,23 @@ def running_vm(stack: Stack, namespace: str, name: str) -> dict[str, Any]:
 
 
 def seabios(stack: Stack, proc: subprocess.Popen[bytes], namespace: str, name: str) -> None:
-    """Reset the domain (as its guest rebooting would) until SeaBIOS's banner reaches the console's output."""
+    """Reset the domain (as its guest rebooting would) until SeaBIOS's banner reaches the console's output.
+
+    The reset must come after the agent opened the console, and on a loaded machine the banner may take
+    seconds: what came is kept across resets.
+    """
     domain = stack.virt.lookupByName(f"{namespace}_{name}")
-    for _ in range(15):  # the reset must come after the agent opened the console: again until it shows
+    seen = bytearray()
+    for _ in range(12):
         domain.reset(0)
-        if read_until(proc, b"SeaBIOS", 8) is not None:
+        if read_until(proc, b"SeaBIOS", 10, seen) is not None:
             return
     proc.kill()
     _, err = proc.communicate()
-    raise AssertionError(f"no SeaBIOS banner on the console; vaporctl said {err!r}\n{stack.logs()}")
+    raise AssertionError(
+        f"no SeaBIOS banner; the console showed {bytes(seen[-400:])!r}; vaporctl said {err!r}; "
+        f"domain state {domain.state()}, bios {re.findall(r'<bios[^>]*>', domain.XMLDesc(0))}\n{stack.logs()}"
+    )
 
 
 def test_console_shows_the_firmware_and_ctrl_close_bracket_leaves(
