@@ -182,4 +182,6 @@ def day2_vm(
         vm = Day2VM(day2_stack, kubectl, day2_host, day2_image, namespace, VM_NAME, uid, guest_key, password)
         vm.ensure_running()
         assert vm.ssh("hostname") == HOSTNAME
+        # SSH answers before cloud-init has finished (the console password among its last steps).
+        vm.ssh("cloud-init status --wait >/dev/null; true", timeout=300)
         yield vm

@@ -27,6 +27,7 @@ from vapor.model.names import LEASE_NAMESPACE
 
 from ..conftest import Kubectl
 from .agent import AgentProcess, qemu_reachable_dir
+from .guest import kvm_runs_linux
 from .libvirtd import Libvirtd
 from .pam import LinuxUser, linux_accounts, pam_service
 from .processes import ComponentProcess, operator_process
@@ -122,10 +123,16 @@ def running_stack(
 
 @contextlib.contextmanager
 def private_stack(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Stack]:
-    """``running_stack`` on a libvirtd of its own (tests/e2e, tests/browser), stopped after."""
+    """``running_stack`` on a libvirtd of its own (tests/e2e, tests/browser, tests/cli), stopped after.
+
+    Its domains run under TCG where KVM cannot run a guest (kvm_runs_linux): on this
+    machine's kvm_pvm, SeaBIOS writes nothing to the serial port of a KVM domain, and
+    the console tests read its banner.
+    """
     daemon = Libvirtd().start()
+    agent_args = () if kvm_runs_linux() else ("--domain-type", "qemu")
     try:
-        with running_stack(control_plane, kubectl, daemon.uri) as s:
+        with running_stack(control_plane, kubectl, daemon.uri, agent_args=agent_args) as s:
             yield s
     finally:
         daemon.stop()
