@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import signal
 import subprocess
 import sys
 import time
@@ -89,10 +90,16 @@ def read_until(
     return bytes(seen)
 
 
+def as_from_a_shell() -> None:
+    """Ctrl-C as a person's shell gives it: a test run started in the background (a script's `&`, CI)
+    has SIGINT ignored, which its children inherit, and Python then never raises KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def spawn(ctl: Vaporctl, *args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [str(BIN / "vaporctl"), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        env=ctl.environment(),
+        env=ctl.environment(), preexec_fn=as_from_a_shell,
     )  # fmt: skip
 
 

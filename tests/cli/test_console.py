@@ -24,7 +24,7 @@ from vapor.gateway import create_app
 
 from ..support.stack import Stack
 from ..support.wait import wait_until
-from .conftest import BIN, Vaporctl, finish, read_until, rest, spawn
+from .conftest import BIN, Vaporctl, as_from_a_shell, finish, read_until, rest, spawn
 from .test_basics import new_vm
 
 ROUTES = {rule.rule for rule in create_app().url_map.iter_rules() if rule.websocket}
@@ -139,7 +139,12 @@ def on_terminal(ctl: Vaporctl, *args: str) -> tuple[subprocess.Popen[bytes], int
     """vaporctl with a pseudo-terminal as its stdin and stdout (stderr piped); the process, master and slave."""
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [str(BIN / "vaporctl"), *args], stdin=slave, stdout=slave, stderr=subprocess.PIPE, env=ctl.environment()
+        [str(BIN / "vaporctl"), *args],
+        stdin=slave,
+        stdout=slave,
+        stderr=subprocess.PIPE,
+        env=ctl.environment(),
+        preexec_fn=as_from_a_shell,
     )
     return proc, master, slave
 

@@ -23,7 +23,7 @@ import pytest
 from ..conftest import Kubectl
 from ..gateway.conftest import GatewayProcess, Users, gateway_config, pam_service_name, secret_namespace, server, users
 from ..support.wait import wait_until
-from .conftest import BIN, Vaporctl
+from .conftest import BIN, Vaporctl, as_from_a_shell
 
 __all__ = ["gateway_config", "pam_service_name", "secret_namespace", "server", "users"]  # the gateway alone
 MIB = 1 << 20
@@ -147,6 +147,7 @@ def test_ctrl_c_asks_and_cancels_the_migration(
     proc = subprocess.Popen(
         [str(BIN / "vaporctl"), "migrate", f"{namespace}/web", "--to", dst],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=as_from_a_shell,
     )  # fmt: skip
     try:
         name = world.migration()
