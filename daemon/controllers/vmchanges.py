@@ -107,11 +107,16 @@ class Changes:
         return livechange.card_macs(await self.libvirt.call(dom.XMLDesc, libvirt.VIR_DOMAIN_XML_INACTIVE))
 
     async def definition_hash(self, dom: libvirt.virDomain) -> str | None:
-        """The spec hash of the domain's persistent definition (a running instance's own may be older)."""
+        """The spec hash of the domain's persistent definition (a running instance's own may be older).
+
+        A transient domain (one a migration brought with persistent false) has no
+        persistent definition: its running instance is its definition, and defining
+        one would make it persistent against the Migration's wish.
+        """
         try:
-            text = await self.libvirt.call(
-                dom.metadata, libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, libvirt.VIR_DOMAIN_AFFECT_CONFIG
-            )
+            persistent = await self.libvirt.call(dom.isPersistent)
+            which = libvirt.VIR_DOMAIN_AFFECT_CONFIG if persistent else libvirt.VIR_DOMAIN_AFFECT_LIVE
+            text = await self.libvirt.call(dom.metadata, libvirt.VIR_DOMAIN_METADATA_ELEMENT, METADATA_NS, which)
         except libvirt.libvirtError:
             return None
         meta = VaporMetadata.from_xml(text)
