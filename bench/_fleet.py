@@ -54,15 +54,10 @@ class PlayedFleet:
     run: str = field(default_factory=lambda: f"f{uuid.uuid4().hex[:6]}")
     times: dict[str, VMTimes] = field(default_factory=dict)
     status_writes: int = 0
-    names_: list[str] = field(default_factory=list)
+    names: set[str] = field(default_factory=set)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _moving: set[str] = field(default_factory=set)
     _informer: Informer[VirtualMachine] | None = None
-
-    @property
-    def host_names(self) -> list[str]:
-        """The played hosts' names."""
-        return self.names_
 
     async def start(self) -> None:
         """Make the Hosts with their inventory, start their heartbeats and the VM watch."""
@@ -75,7 +70,7 @@ class PlayedFleet:
                 id=str(uuid.uuid4()), hostname=name, capacity=HostCapacity(cpu=self.cpu, memory=self.memory)
             )
             await resources.patch_status(name, status, field_manager=names.FIELD_MANAGER_AGENT)
-            self.names_.append(name)
+            self.names.add(name)
             beat = Heartbeat(self.kube, name, names.LEASE_NAMESPACE, renew_seconds=self.renew)
             # Spread the renewals over the interval, as hosts started at different times are.
             self._tasks.append(asyncio.create_task(self._beat(beat, self.renew * i / max(self.hosts, 1))))
@@ -93,7 +88,7 @@ class PlayedFleet:
 
     async def _changed(self, event: object) -> None:
         vm: VirtualMachine | None = getattr(event, "object", None)
-        if vm is None or vm.status is None or vm.status.host not in self._played:
+        if vm is None or vm.status is None or vm.status.host not in self.names:
             return
         key = f"{vm.metadata.namespace}/{vm.name}"
         times = self.times.setdefault(key, VMTimes())
@@ -107,10 +102,6 @@ class PlayedFleet:
             return
         self._moving.add(key)
         self._tasks.append(asyncio.create_task(self._move(vm, wanted)))
-
-    @property
-    def _played(self) -> set[str]:
-        return set(self.names_)
 
     async def _move(self, vm: VirtualMachine, wanted: str) -> None:
         """The agent's writes for one VM: Starting, then after start_delay Running (or at once Stopped)."""

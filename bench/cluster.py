@@ -15,33 +15,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.support.workloads import deployment
 from vapor.devenv import ControlPlane, Node, binaries
 from vapor.devenv.images import image_archive
 
 RUNS = 3
 IMAGE = "vapor.local/bench:1"
-
-
-def _deployment(name: str, replicas: int) -> str:
-    labels = {"app": name}
-    return json.dumps(
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": name},
-            "spec": {
-                "replicas": replicas,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {
-                        "terminationGracePeriodSeconds": 1,
-                        "containers": [{"name": name, "image": IMAGE, "imagePullPolicy": "Never"}],
-                    },
-                },
-            },
-        }
-    )
 
 
 def _until(probe: Callable[[], bool], timeout: float = 120.0) -> float:
@@ -65,7 +44,7 @@ def _run(folder: Path) -> tuple[float, float, float, float]:
             node.runtime.import_image(image_archive(IMAGE, ["/bin/sleep", "3600"]))
             cp.kubectl_run("create", "namespace", "bench")
             start = time.perf_counter()
-            cp.kubectl_run("apply", "-n", "bench", "-f", "-", input=_deployment("bench", 2))
+            cp.kubectl_run("apply", "-n", "bench", "-f", "-", input=json.dumps(deployment("bench", IMAGE, replicas=2)))
 
             def running() -> bool:
                 pods = json.loads(cp.kubectl_run("get", "pods", "-n", "bench", "-o", "json").stdout)["items"]

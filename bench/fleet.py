@@ -35,6 +35,8 @@ import httpx
 import psutil
 
 from tests.support.pam import LinuxUser, linux_accounts, pam_service
+from tests.support.stack import gateway_answers
+from tests.support.wait import wait_until
 from vapor.devenv import ControlPlane
 from vapor.devenv.processes import Component, free_port
 from vapor.kube import Kube
@@ -236,7 +238,7 @@ def main() -> None:
             args = ["--bind", f"127.0.0.1:{port}", "--kubeconfig", kubeconfig]
             gateway = Component("vapor.gateway", args, folder / "gateway.log", env).start()
             try:
-                _wait_gateway(f"http://127.0.0.1:{port}")
+                wait_until(lambda: gateway_answers(f"http://127.0.0.1:{port}"), 60, what="gateway up")
                 asyncio.run(_run(cp, f"http://127.0.0.1:{port}", admin, operator, gateway))
             finally:
                 gateway.stop()
@@ -255,14 +257,3 @@ def _who_wrote(cp: ControlPlane) -> None:
 def _pid(component: Component) -> int:
     assert component.proc is not None
     return component.proc.pid
-
-
-def _wait_gateway(url: str) -> None:
-    for _ in range(120):
-        try:
-            if httpx.get(f"{url}/api/v1/hosts", timeout=2).status_code == 401:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("the gateway did not answer")

@@ -33,6 +33,8 @@ from kubernetes import client, config
 from playwright.sync_api import Page, sync_playwright
 
 from tests.support.pam import linux_accounts, pam_service
+from tests.support.stack import gateway_answers
+from tests.support.wait import wait_until
 from vapor.devenv import ControlPlane
 from vapor.devenv.processes import free_port
 
@@ -178,13 +180,7 @@ def main() -> None:
                 stderr=subprocess.STDOUT,
             )
             url = f"http://127.0.0.1:{port}"
-            for _ in range(600):
-                try:
-                    if httpx.get(f"{url}/api/v1/hosts", timeout=2).status_code == 401:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.1)
+            wait_until(lambda: gateway_answers(url), 60, every=0.1, what="gateway up")
             _measure(url, cp.kubeconfig, user.name, user.password)
         finally:
             if gateway is not None:

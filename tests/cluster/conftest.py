@@ -66,27 +66,6 @@ class Cluster:
         return [container for container in listed.stdout.decode().split() if container in running]
 
 
-def deployment(name: str, image: str, replicas: int = 1) -> dict[str, Any]:
-    """A Deployment of ``image`` that never pulls, and whose pods stop at once (sleep ignores SIGTERM as PID 1)."""
-    labels = {"app": name}
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "terminationGracePeriodSeconds": 1,
-                    "containers": [{"name": name, "image": image, "imagePullPolicy": "Never"}],
-                },
-            },
-        },
-    }
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with ControlPlane(tmp_path_factory.mktemp("cluster"), service_accounts=True) as cp, Node(cp) as node:

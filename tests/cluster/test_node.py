@@ -14,7 +14,8 @@ import pytest
 from vapor.devenv.containerd import POD_SUBNET
 
 from ..support.wait import wait_until
-from .conftest import Cluster, deployment
+from ..support.workloads import deployment
+from .conftest import Cluster
 
 pytestmark = pytest.mark.cluster
 

@@ -14,7 +14,8 @@ from vapor.devenv.leftovers import cgroup_hierarchies, mounts_under
 from vapor.devenv.processes import alive
 
 from ..conftest import Kubectl
-from .conftest import Cluster, deployment
+from ..support.workloads import deployment
+from .conftest import Cluster
 
 pytestmark = pytest.mark.cluster
 

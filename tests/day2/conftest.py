@@ -30,9 +30,9 @@ import pytest
 from vapor.devenv import ControlPlane
 
 from ..conftest import Kubectl
-from ..support.guest import BOOT_TIMEOUT, GuestImage, ImageServer, SshKey, kvm_runs_linux, ssh, wait_for_ssh
-from ..support.guesthost import GuestHost, guest_testbed
-from ..support.stack import Stack, running_stack, vm_namespace
+from ..support.guest import BOOT_TIMEOUT, GuestImage, ImageServer, SshKey, ssh, wait_for_ssh
+from ..support.guesthost import GuestHost, guest_stack, guest_testbed
+from ..support.stack import Stack, vm_namespace
 from ..support.wait import wait_until
 
 VM_NAME = "day2"
@@ -130,9 +130,7 @@ def day2_host(guest_image: GuestImage) -> Iterator[GuestHost]:
 
 @pytest.fixture(scope="package")
 def day2_stack(control_plane: ControlPlane, kubectl: Kubectl, day2_host: GuestHost) -> Iterator[Stack]:
-    domain_type = "kvm" if kvm_runs_linux() else "qemu"
-    agent_args = ("--domain-type", domain_type, *day2_host.host.agent_args())
-    with running_stack(control_plane, kubectl, day2_host.host.uri, agent_args=agent_args) as stack:
+    with guest_stack(control_plane, kubectl, day2_host) as stack:
         yield stack
 
 

@@ -23,9 +23,9 @@ import yaml
 from vapor.devenv import ControlPlane
 
 from ..conftest import EXAMPLES, Kubectl
-from ..support.guest import BOOT_TIMEOUT, GuestImage, ImageServer, SshKey, kvm_runs_linux, ssh, wait_for_ssh
-from ..support.guesthost import GuestHost
-from ..support.stack import Stack, running_stack, vm_namespace
+from ..support.guest import BOOT_TIMEOUT, GuestImage, ImageServer, SshKey, ssh, wait_for_ssh
+from ..support.guesthost import GuestHost, guest_stack
+from ..support.stack import Stack, vm_namespace
 from ..support.wait import wait_until
 
 pytestmark = [pytest.mark.guest, pytest.mark.timeout(1200)]
@@ -33,9 +33,7 @@ pytestmark = [pytest.mark.guest, pytest.mark.timeout(1200)]
 
 @pytest.fixture(scope="module")
 def stack(control_plane: ControlPlane, kubectl: Kubectl, guest_host: GuestHost) -> Iterator[Stack]:
-    domain_type = "kvm" if kvm_runs_linux() else "qemu"
-    agent_args = ("--domain-type", domain_type, *guest_host.host.agent_args())
-    with running_stack(control_plane, kubectl, guest_host.host.uri, agent_args=agent_args) as s:
+    with guest_stack(control_plane, kubectl, guest_host) as s:
         yield s
 
 

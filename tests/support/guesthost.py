@@ -17,8 +17,12 @@ from pathlib import Path
 
 import libvirt
 
+from vapor.devenv import ControlPlane
+
+from ..conftest import Kubectl
 from .guest import GuestImage, NatNetwork, nat_network, stage_image
 from .hosts import Host, Testbed
+from .stack import Stack, domain_type_args, running_stack
 
 
 @dataclass
@@ -50,3 +54,11 @@ def guest_testbed(guest_image: GuestImage) -> Iterator[GuestHost]:
                 conn.close()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def guest_stack(control_plane: ControlPlane, kubectl: Kubectl, guest_host: GuestHost) -> Iterator[Stack]:
+    """The whole stack with its agent on the Testbed host's libvirtd (whose NAT network guests use)."""
+    agent_args = (*domain_type_args(), *guest_host.host.agent_args())
+    with running_stack(control_plane, kubectl, guest_host.host.uri, agent_args=agent_args) as stack:
+        yield stack

@@ -111,7 +111,7 @@ def running_stack(
             wait_until(lambda: kubectl("get", "host", node, check=False).returncode == 0, 60, what="agent's Host")
             kubectl("label", "host", node, f"e2e-run={run}")
             s = Stack(f"http://127.0.0.1:{port}", node, run, agent, operator, gateway, admin, viewer, virt, state)
-            wait_until(lambda: _answers(s.url), 60, what="gateway up")
+            wait_until(lambda: gateway_answers(s.url), 60, what="gateway up")
             yield s
         finally:
             for proc in reversed(procs):
@@ -130,15 +130,20 @@ def private_stack(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Sta
     the console tests read its banner.
     """
     daemon = Libvirtd().start()
-    agent_args = () if kvm_runs_linux() else ("--domain-type", "qemu")
     try:
-        with running_stack(control_plane, kubectl, daemon.uri, agent_args=agent_args) as s:
+        with running_stack(control_plane, kubectl, daemon.uri, agent_args=domain_type_args()) as s:
             yield s
     finally:
         daemon.stop()
 
 
-def _answers(url: str) -> bool:
+def domain_type_args() -> tuple[str, ...]:
+    """The agent's --domain-type for this machine: kvm where KVM runs a guest kernel, else qemu (TCG)."""
+    return ("--domain-type", "kvm" if kvm_runs_linux() else "qemu")
+
+
+def gateway_answers(url: str) -> bool:
+    """Whether a gateway serves at ``url`` (an unauthenticated read is 401)."""
     try:
         return httpx.get(f"{url}/api/v1/hosts", timeout=2).status_code == 401
     except httpx.HTTPError:
