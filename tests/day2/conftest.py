@@ -30,7 +30,7 @@ import pytest
 from vapor.devenv import ControlPlane
 
 from ..conftest import Kubectl
-from ..support.guest import BOOT_TIMEOUT, GuestImage, ImageServer, SshKey, ssh, wait_for_ssh
+from ..support.guest import BOOT_TIMEOUT, GuestImage, ImageServer, SshKey, ssh, wait_for_cloud_init, wait_for_ssh
 from ..support.guesthost import GuestHost, guest_stack, guest_testbed
 from ..support.stack import Stack, vm_namespace
 from ..support.wait import wait_until
@@ -108,7 +108,7 @@ class Day2VM:
         return wait_until(reached, timeout, every=1, what=f"{self.name} {phase}\n{self.stack.logs()}")
 
     def ensure_running(self, timeout: float = BOOT_TIMEOUT) -> str:
-        """Start the VM if it is not running, wait for its address and SSH; the address."""
+        """Start the VM if it is not running, wait for its address, SSH and cloud-init; the address."""
         if self.view().get("phase") != "Running":
             self.power("start")
         self.wait_phase("Running", timeout)
@@ -119,6 +119,7 @@ class Day2VM:
 
         address = wait_until(addressed, timeout, every=1, what=f"{self.name}'s address\n{self.stack.logs()}")
         wait_for_ssh(address, self.key, netns=self.netns, timeout=timeout)
+        wait_for_cloud_init(address, self.key, netns=self.netns, timeout=timeout)
         return address
 
 
@@ -180,6 +181,4 @@ def day2_vm(
         vm = Day2VM(day2_stack, kubectl, day2_host, day2_image, namespace, VM_NAME, uid, guest_key, password)
         vm.ensure_running()
         assert vm.ssh("hostname") == HOSTNAME
-        # SSH answers before cloud-init has finished (the console password among its last steps).
-        vm.ssh("cloud-init status --wait >/dev/null; true", timeout=300)
         yield vm

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ..support.guest import BOOT_TIMEOUT, ssh, wait_for_ssh
+from ..support.guest import BOOT_TIMEOUT, ssh, wait_for_cloud_init, wait_for_ssh
 from ..support.wait import wait_until
 from .conftest import Day2VM
 
@@ -70,6 +70,7 @@ def test_a_clone_from_a_snapshot_boots_with_its_own_hostname_mac_and_address(day
         assert cloned["status"] == "True" and snap in cloned["message"]
         address = str(clone["addresses"][0])
         assert wait_for_ssh(address, vm.key, netns=vm.netns) == CLONE_HOSTNAME
+        wait_for_cloud_init(address, vm.key, netns=vm.netns)
         assert address != source_address
         clone_mac = mac_of(clone)
         assert clone_mac != source_mac

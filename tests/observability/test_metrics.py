@@ -126,6 +126,12 @@ def test_agent_and_operator_metrics(
 
         try:
             wait_until(placed, timeout=60, what="the operator to place the VM")
+            # the count follows the write the test saw: read it once the operator has counted
+            wait_until(
+                lambda: sample(scrape(f"http://127.0.0.1:{metrics}/metrics"), "vapor_operator_vms_placed_total") >= 1,
+                timeout=30,
+                what="the placement to be counted",
+            )
         except AssertionError as error:
             raise AssertionError(f"{error}\n{operator.tail()}") from None
         samples = scrape(f"http://127.0.0.1:{metrics}/metrics")

@@ -4,9 +4,10 @@
   after): its path, sha256, file size and virtual size.
 - ``ImageServer`` (re-exported from tests/support/imageserver.py): a
   loopback HTTP server of one file with Range requests and failure knobs.
-- ``make_ssh_key()`` and ``ssh()`` / ``wait_for_ssh()``: an ed25519 key made
-  by the test, and SSH into a guest as ``debian`` (no host key checks, batch
-  mode, timeouts), from inside a network namespace when given one.
+- ``make_ssh_key()`` and ``ssh()`` / ``wait_for_ssh()`` /
+  ``wait_for_cloud_init()``: an ed25519 key made by the test, and SSH into a
+  guest as ``debian`` (no host key checks, batch mode, timeouts), from inside
+  a network namespace when given one.
 - ``nat_network()``: a libvirt NAT network with DHCP on one Testbed host's
   own libvirtd (inside its network namespace: the machine's networking is
   never touched), removed afterwards.
@@ -139,6 +140,21 @@ def wait_for_ssh(address: str, key: SshKey, *, netns: str | None = None, timeout
         return done.stdout.strip() if done.returncode == 0 else None
 
     return wait_until(probe, timeout, every=0.25, what=f"SSH as {GUEST_USER}@{address}")
+
+
+def wait_for_cloud_init(address: str, key: SshKey, *, netns: str | None = None, timeout: float = BOOT_TIMEOUT) -> None:
+    """Wait until cloud-init has finished in the guest.
+
+    SSH answers before cloud-init's config stage, and that stage restarts
+    sshd when it sets ``ssh_pwauth``: a connection refused in between is
+    retried, not taken as the guest's answer.
+    """
+
+    def settled() -> bool | None:
+        done = ssh(address, key, "cloud-init status --wait >/dev/null; echo settled", netns=netns, timeout=timeout)
+        return True if done.returncode == 0 and "settled" in done.stdout else None
+
+    wait_until(settled, timeout, every=1, what=f"cloud-init to finish on {address}")
 
 
 # -- a NAT network inside a Testbed host -----------------------------------------------------------
