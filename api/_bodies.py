@@ -115,6 +115,10 @@ class ListBody:
         pieces = [self._encode(o) for o in items]
         return self._head + b",".join(pieces) + b'],"count":' + str(len(pieces)).encode() + b"}}"
 
+    def encoded(self, obj: Any) -> bytes:
+        """One object's encoded view, as the list bodies hold it (encoded once per resourceVersion)."""
+        return self._encode(obj)
+
     def _encode(self, obj: Any) -> bytes:
         key = self._key(obj)
         version = obj.metadata.resource_version

@@ -23,6 +23,7 @@ from ._impersonation import UserConnections
 from ._refresh import RefreshStore
 from ._tokens import TokenSigner, load_signing_key
 from ._views import host_view, image_view, vm_view
+from ._vmfeed import VmFeed
 
 log = logging.getLogger("vapor.gateway")
 
@@ -46,6 +47,7 @@ class Gateway:
         self.host_bodies = ListBody(self.hosts, host_view, "hosts")
         self.vm_bodies = ListBody(self.vms, vm_view, "vms")
         self.image_bodies = ListBody(self.images, image_view, "images")
+        self.vm_feed = VmFeed(self.vms, self.vm_bodies)  # /ws/vms: the VM watch's changes, for every socket
         self.signer: TokenSigner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.refresh = RefreshStore(

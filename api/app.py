@@ -33,11 +33,13 @@ from . import (
     ui,
     users,
     vms,
+    vmstream,
     ws,
 )
 from ._errors import register_error_handlers
 from ._json import OrjsonProvider
 from ._state import Gateway
+from ._streamdoc import StreamsOpenAPI
 
 log = logging.getLogger("vapor.gateway")
 
@@ -75,6 +77,10 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+class GatewayOpenAPI(StreamsOpenAPI, _uploads.RawBodiesOpenAPI):
+    """The upload's body as bytes, not JSON; /ws/vms's messages under x-vapor-websockets."""
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """The gateway app: defaults, then VAPOR_* environment variables, then ``config``."""
     app = Quart("vapor.gateway", static_folder=None)
@@ -88,7 +94,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         security_schemes={"bearer": HttpSecurityScheme(scheme="bearer", bearer_format="JWT")},
         redoc_ui_path=None,
         scalar_ui_path=None,
-        openapi_provider_class=_uploads.RawBodiesOpenAPI,  # the upload's body is bytes, not JSON
+        openapi_provider_class=GatewayOpenAPI,
     )
     _clients.install(app)
     app.json = OrjsonProvider(app)
@@ -111,6 +117,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     app.register_blueprint(storage.blueprint)
     app.register_blueprint(ws.blueprint)  # /ws/metrics, /ws/logs, /ws/terminal
     app.register_blueprint(consoles.blueprint)  # /ws/vms/{id}/console and /vnc
+    app.register_blueprint(vmstream.blueprint)  # /ws/vms: VM changes as they happen
     app.register_blueprint(ui.blueprint)  # the web console at / (ui/, built into api/static)
     register_error_handlers(app)
     _metrics.install(app)  # /metrics, /healthz, /readyz (no token); first, so it times the rate limiter too

@@ -194,11 +194,15 @@ async def _write(host: Host, entry: InterfaceSpec, dry_run: bool) -> int:
     The whole list goes in the apply: entries (and fields) this user's field
     manager applied before and left out would otherwise be removed.
     """
-    written = await as_user().resources(Host).apply_spec(
-        host.name,
-        HostSpec.partial(interfaces=_listed(host, entry)),
-        field_manager=field_manager(current_user().username),
-        dry_run=dry_run,
+    written = (
+        await as_user()
+        .resources(Host)
+        .apply_spec(
+            host.name,
+            HostSpec.partial(interfaces=_listed(host, entry)),
+            field_manager=field_manager(current_user().username),
+            dry_run=dry_run,
+        )
     )
     return int(written.metadata.generation or 0)
 
@@ -206,11 +210,15 @@ async def _write(host: Host, entry: InterfaceSpec, dry_run: bool) -> int:
 async def _replace(host: Host, entry: InterfaceSpec) -> int:
     """Merge patch of the whole spec.interfaces list (only way to drop an address another manager owns)."""
     try:
-        updated = await as_user().resources(Host).patch(
-            host.name,
-            metadata=MetadataPatch(resource_version=host.metadata.resource_version),
-            spec=HostSpec.partial(interfaces=_listed(host, entry)),
-            field_manager=field_manager(current_user().username),
+        updated = (
+            await as_user()
+            .resources(Host)
+            .patch(
+                host.name,
+                metadata=MetadataPatch(resource_version=host.metadata.resource_version),
+                spec=HostSpec.partial(interfaces=_listed(host, entry)),
+                field_manager=field_manager(current_user().username),
+            )
         )
     except KubeError as exc:
         if exc.status == 409:

@@ -254,12 +254,16 @@ async def vm_action(vm_id: str, data: ActionRequest, query_args: ActionQuery) ->
     namespace = vm.metadata.namespace or query_args.namespace
     action_plan = plan(data.action, data.force, user.username, vm)
     try:
-        patched = await as_user().resources(VirtualMachine).patch(
-            vm.name,
-            metadata=action_plan.metadata,
-            spec=action_plan.spec,
-            namespace=namespace,
-            field_manager=field_manager(user.username),
+        patched = (
+            await as_user()
+            .resources(VirtualMachine)
+            .patch(
+                vm.name,
+                metadata=action_plan.metadata,
+                spec=action_plan.spec,
+                namespace=namespace,
+                field_manager=field_manager(user.username),
+            )
         )
     except NotFound:
         raise vm_not_found(vm_id, namespace) from None
