@@ -13,6 +13,7 @@ docs: /work/notes/MIGRATION_PROTOCOL.md.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from typing import Any
 
@@ -28,6 +29,7 @@ from .ledger import Ledger
 from .migration_queue import check_on, schedule_pass
 from .migration_rules import Check
 from .migration_status import event, fail, finish, move_vm, moved, write_status
+from .settings import SOURCE_LOST_GRACE
 
 log = logging.getLogger("vapor.operator.migration")
 
@@ -149,9 +151,36 @@ async def _watch_preparing(ledger: Ledger, m: Migration) -> Migration:
     return m
 
 
+def _source_lost(ledger: Ledger, m: Migration) -> str | None:
+    """Why a running migration can never hear from its source agent again, or None while it may.
+
+    Only the source agent ends libvirt's job and reports Completed: once its host is gone, or NotReady
+    for longer than SOURCE_LOST_GRACE, the migration is over (and its finalizer must not hold a deletion).
+    """
+    source = m.status.source_host if m.status else None
+    if not source:
+        return None
+    host = ledger.host(source)
+    if host is None:
+        return f"source host {source} no longer exists; the migration cannot complete without its agent"
+    ready = host.condition(ConditionType.READY)
+    if ready is None or ready.status == "True" or ready.last_transition_time is None:
+        return None
+    lost_for = (dt.datetime.now(dt.UTC) - ready.last_transition_time).total_seconds()
+    if lost_for < SOURCE_LOST_GRACE:
+        return None
+    return (
+        f"source host {source} lost: NotReady for {int(lost_for)}s ({ready.message or ready.reason}), longer than the "
+        f"{SOURCE_LOST_GRACE:.0f}s grace; the migration cannot complete without its agent and the VM stays on {source}"
+    )
+
+
 async def _watch_running(ledger: Ledger, m: Migration) -> Migration:
     completed = m.condition(ConditionType.COMPLETED)
     if completed is None or completed.status == "Unknown":
+        lost = _source_lost(ledger, m)
+        if lost:
+            return await fail(ledger, m, lost, "SourceHostLost")
         return m
     if completed.status == "True":
         vm = ledger.vm_of(m)

@@ -4,7 +4,7 @@ With ``vapor-operator --peering`` every replica writes a keep-alive (its id,
 priority and lifetime) into ``status`` of the cluster-scoped ClusterKopfPeering
 named :data:`PEERING_NAME`; only the replica with the highest priority acts,
 the others stay paused and take over when it leaves (at once when it stops
-cleanly, after its keep-alive lifetime, 60 s, when it dies). The CRD comes
+cleanly, after its keep-alive lifetime, 10 s by default, when it dies). The CRD comes
 with the chart; the object is made here, at startup, when it is missing: the
 chart cannot create it in the same release as its CRD (the API does not know
 the kind until the CRD is established), and without it kopf would stay paused.

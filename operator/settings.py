@@ -27,8 +27,16 @@ PARALLEL_MIGRATIONS = int(os.environ.get("VAPOR_PARALLEL_MIGRATIONS", "5"))
 PARALLEL_OUTBOUND_PER_HOST = int(os.environ.get("VAPOR_PARALLEL_OUTBOUND_PER_HOST", "2"))
 # How often unfinished Migrations and draining Hosts are looked at again (seconds).
 MIGRATION_INTERVAL = float(os.environ.get("VAPOR_MIGRATION_INTERVAL", "5"))
+# How long a running Migration waits for its source host to come back once that host is NotReady (its agent's
+# Lease expired; seconds): after it, the Migration fails with reason SourceHostLost (only the source agent
+# could have ended it, and its finalizer would hold a deletion for good).
+SOURCE_LOST_GRACE = float(os.environ.get("VAPOR_MIGRATION_SOURCE_LOST_GRACE", "60"))
 # vCPUs a host gives out per logical CPU unless its spec.cpuAllocationRatio says otherwise.
 CPU_ALLOCATION_RATIO = int(os.environ.get("VAPOR_CPU_ALLOCATION_RATIO") or DEFAULT_CPU_ALLOCATION_RATIO)
+# With --peering: how long a replica's keep-alive holds (seconds; it renews it 5-10 s sooner, at least every 1 s).
+# A replica that dies is taken over by the next one at most this long after its last keep-alive (kopf's default
+# is 60 s; an operator that is away that long leaves placements and migrations waiting).
+PEERING_LIFETIME = int(os.environ.get("VAPOR_PEERING_LIFETIME", "10"))
 if not 1 <= CPU_ALLOCATION_RATIO <= 100:
     raise SystemExit(f"VAPOR_CPU_ALLOCATION_RATIO must be 1 to 100, not {CPU_ALLOCATION_RATIO}")
 
@@ -50,6 +58,7 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
     settings.posting.level = logging.WARNING
     settings.peering.name = "vapor-operator"
+    settings.peering.lifetime = PEERING_LIFETIME
     state: Memo = memo
     state.kube = await Kube.connect()
     state.ledger = Ledger(state.kube, CPU_ALLOCATION_RATIO)

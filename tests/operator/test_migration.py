@@ -42,6 +42,7 @@ def operator(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFacto
             "VAPOR_HEALTH_INTERVAL": "1",
             "VAPOR_PLACEMENT_RETRY_INTERVAL": "1",
             "VAPOR_MIGRATION_INTERVAL": "1",
+            "VAPOR_MIGRATION_SOURCE_LOST_GRACE": "3",
         },
     ).start()
     yield proc
@@ -402,6 +403,28 @@ def test_target_not_ready_and_lost_host_fail_the_migration(
     assert f"host {fragile} became NotReady" in status["failureReason"]
     assert scene.events("HostNotReady")
     scene.wait_unmarked("db")
+
+
+def test_a_lost_source_host_fails_running_migrations_and_lets_them_be_deleted(
+    scene: Scene, fleet: Fleet, agents: AgentConditionsStandIn
+) -> None:
+    # Only the source agent ends a Running migration: when its host never comes back, the operator must.
+    src = fleet.host("src", cpu=4, memory="4Gi", lease_seconds=3)
+    dst = fleet.host("dst", cpu=4, memory="4Gi")
+    for vm, m in (("web", "m1"), ("db", "m2")):
+        scene.vm(vm, src)
+        scene.migrate(m, vm, dst)
+        scene.wait_phase(m, "PreparingTarget")
+        agents.target_ready(scene.ns, m)
+        scene.wait_phase(m, "Running")
+    scene.kubectl("delete", "vmig", "m2", "-n", scene.ns, "--wait=false")
+    fleet.beats[src].stop()  # the source's agent goes silent for good
+    status = scene.wait_phase("m1", "Failed", timeout=40)
+    assert f"source host {src} lost" in status["failureReason"], status
+    assert scene.events("SourceHostLost")
+    wait_until(lambda: scene.gone("m2"), 30, what="the deleted Migration gone (its finalizer lifted)")
+    vm = scene.wait_unmarked("web")
+    assert vm["status"]["host"] == src and vm["metadata"]["labels"]["vapor.io/host"] == src
 
 
 def test_operator_restarted_mid_migration_finishes_it(
