@@ -112,6 +112,7 @@ class Ledger:
         self._snapshots = _Promised(kube, VirtualMachineSnapshot)  # a VM's snapshots hold its migrations back
         self._writes = 0  # with the caches' generations: whether the last carried() still holds
         self._carried: tuple[tuple[int, int, int], dict[str, list[Request]]] | None = None
+        self._reserved: dict[VMKey, tuple[str, Request]] = {}  # placements decided, their writes in flight
 
     async def start(self) -> None:
         """Fill the caches (the first lists) and follow the watches."""
@@ -215,7 +216,21 @@ class Ledger:
             moving = vms.get(key)
             if m.is_active and m.target_host and moving and key != exclude and moving.host != m.target_host:
                 out.setdefault(m.target_host, []).append(Request.of(moving))
+        for key, (host, request) in self._reserved.items():
+            moving = vms.get(key)
+            if moving is not None and not moving.host and key != exclude:
+                out.setdefault(host, []).append(request)
         return out
+
+    def reserve(self, key: VMKey, host: str, request: Request) -> None:
+        """Count ``request`` on ``host`` for the unplaced VM ``key`` while its placement is being written."""
+        self._reserved[key] = (host, request)
+        self._writes += 1
+
+    def release(self, key: VMKey) -> None:
+        """Stop counting a reservation (its placement was written and is counted, or it failed)."""
+        if self._reserved.pop(key, None) is not None:
+            self._writes += 1
 
     def allocation(self, host: Host) -> tuple[Request | None, Request]:
         """What ``host`` may give (None before it reported capacity) and what it has given."""

@@ -3,7 +3,9 @@
 No I/O here: the ledger (:mod:`.ledger`) holds the facts, :func:`choose_host`
 decides, and tests call it directly. A host gives out its logical CPUs times
 the CPU allocation ratio (the Host's spec.cpuAllocationRatio, else the
-operator's) as vCPUs, and its memory as it is (never over-committed).
+operator's) as vCPUs, and its memory as it is (never over-committed). A VM
+takes its ceilings (maxCpu, maxMemory; cpu and memory when unset): what it
+may grow to live without a restart.
 
 A VM whose disks use Images needs each of them to exist; it prefers the hosts
 that already hold verified copies (fewer fetches, a faster start), and an
@@ -36,8 +38,20 @@ class Request:
 
     @classmethod
     def of(cls, vm: VirtualMachine) -> Request:
-        """The resources a VM's spec asks for."""
-        return cls(cpu=vm.spec.cpu, memory=quantity_bytes(vm.spec.memory))
+        """What a VM takes from its host: the most it can be given live, its ceilings (maxCpu, maxMemory) when set.
+
+        A running VM's cpu and memory can be raised live up to its ceilings
+        with no look at its host (vCPU hot-plug, the balloon), so a host
+        counts each VM at its ceilings: no live change can over-commit it.
+        """
+        spec = vm.spec
+        memory = quantity_bytes(spec.memory)
+        if spec.max_memory is not None:
+            memory = max(memory, quantity_bytes(spec.max_memory))
+        return cls(cpu=max(spec.cpu, spec.max_cpu or 0), memory=memory)
+
+    def __add__(self, other: Request) -> Request:
+        return Request(cpu=self.cpu + other.cpu, memory=self.memory + other.memory)
 
     @classmethod
     def total(cls, requests: Iterable[Request]) -> Request:

@@ -28,9 +28,9 @@ from vapor.model import GROUP, VERSION
 
 from ._state import Memo
 from .drain import reconcile_host
-from .ledger import Ledger
+from .ledger import vm_key
 from .migration import done_with, reconcile
-from .scheduling import place
+from .placer import unplaced
 from .settings import MIGRATION_INTERVAL, RETRY_INTERVAL
 
 log = logging.getLogger("vapor.operator.rechecks")
@@ -38,28 +38,28 @@ log = logging.getLogger("vapor.operator.rechecks")
 _last: dict[str, float] = {}  # pass name: when it last began (time.monotonic)
 
 
-async def unplaced_vms(ledger: Ledger) -> None:
-    """Try again to place every VM no host has taken yet."""
-    for vm in ledger.vms():
-        if not vm.host and vm.metadata.deletion_timestamp is None:
-            await place(ledger, vm)
+async def unplaced_vms(memo: Memo) -> None:
+    """Try again to place every VM no host has taken yet; label a placed one a failed write left unlabelled."""
+    memo.placement.want(vm_key(vm) for vm in memo.books.vms() if unplaced(vm))
+    await memo.placement.relabel()
 
 
-async def migrations_in_flight(ledger: Ledger) -> None:
+async def migrations_in_flight(memo: Memo) -> None:
     """Look again at every Migration the operator is not done with."""
+    ledger = memo.books
     for m in ledger.migrations():
         if not done_with(m):
             await reconcile(ledger, m.metadata.namespace or "", m.name)
 
 
-async def draining_hosts(ledger: Ledger) -> None:
+async def draining_hosts(memo: Memo) -> None:
     """Keep every drain's progress true while its migrations run."""
-    for host in ledger.hosts():
+    for host in memo.books.hosts():
         if host.spec.maintenance or (host.status is not None and host.status.drain is not None):
-            await reconcile_host(ledger, host.name)
+            await reconcile_host(memo.books, host.name)
 
 
-PASSES: dict[str, tuple[float, Callable[[Ledger], Awaitable[None]]]] = {
+PASSES: dict[str, tuple[float, Callable[[Memo], Awaitable[None]]]] = {
     "placement": (RETRY_INTERVAL, unplaced_vms),
     "migrations": (MIGRATION_INTERVAL, migrations_in_flight),
     "drains": (MIGRATION_INTERVAL, draining_hosts),
@@ -75,6 +75,6 @@ async def recheck(memo: Memo, **_: Any) -> None:
             continue
         _last[name] = now
         try:
-            await run(memo.books)
+            await run(memo)
         except Exception:  # the next pass tries again
             log.exception("the %s pass failed", name)

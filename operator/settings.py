@@ -63,6 +63,9 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
     state.kube = await Kube.connect()
     state.ledger = Ledger(state.kube, CPU_ALLOCATION_RATIO)
     await state.ledger.start()
+    from .placer import Placer  # it imports this module's settings
+
+    state.placer = Placer(state.ledger)
     log.info(
         "operator connected; health every %.0fs, placement retry every %.0fs, CPU allocation ratio %d",
         HEALTH_INTERVAL,
@@ -75,6 +78,8 @@ async def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> Non
 async def disconnect(memo: Any, **_: Any) -> None:
     """Close the API connection on shutdown."""
     state: Memo = memo
+    if state.placer:
+        await state.placer.stop()
     if state.ledger:
         await state.ledger.stop()
     if state.kube:

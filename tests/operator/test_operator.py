@@ -221,6 +221,46 @@ def test_two_vms_created_together_do_not_overcommit_a_host(kubectl: Kubectl, fle
     assert sorted(hosts, key=str) == sorted([host, None], key=str)
 
 
+def test_many_vms_created_at_once_are_placed_with_no_host_overcommitted(
+    kubectl: Kubectl, fleet: Fleet, namespace: str
+) -> None:
+    """40 VMs in one apply onto 3 hosts with room for about half: each host carries at most what it may give,
+    counting a VM at its maxMemory ceiling (it can grow to it live), and no VM left out fits anywhere."""
+    hosts = [fleet.host(f"batch{i}", cpu=2, memory="2Gi") for i in range(3)]  # 20 vCPUs and 2Gi each
+    wanted = {f"b{i:02d}": (256 if i % 3 else 512) * 2**20 for i in range(40)}  # every third grows to 512Mi
+    manifests = [
+        fleet.vm_manifest(
+            n, namespace, cpu=1, memory="256Mi", **({} if size == 256 * 2**20 else {"maxMemory": "512Mi"})
+        )
+        for n, size in wanted.items()
+    ]
+    kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(m) for m in manifests))
+
+    def decided() -> dict[str, dict[str, Any]] | None:
+        items = kubectl.get_json("vvm", "-n", namespace)["items"]
+        phases = {i["metadata"]["name"]: i.get("status") or {} for i in items}
+        done = len(phases) == len(wanted) and all(
+            s.get("phase") in ("Scheduled", "Unschedulable") for s in phases.values()
+        )
+        return phases if done else None
+
+    wait_until(decided, 60, what="all 40 decided")
+    time.sleep(2)  # a second chance for a wrong double placement to show
+    final = {i["metadata"]["name"]: i for i in kubectl.get_json("vvm", "-n", namespace)["items"]}
+    carried = dict.fromkeys(hosts, 0)
+    for name, vm in final.items():
+        host = (vm.get("status") or {}).get("host")
+        if host:
+            assert vm["metadata"]["labels"]["vapor.io/host"] == host
+            carried[host] += wanted[name]
+    assert all(total <= 2 * 2**30 for total in carried.values()), carried
+    left = [n for n, vm in final.items() if not (vm.get("status") or {}).get("host")]
+    assert 0 < len(left) < len(wanted)
+    for name in left:
+        assert all(total + wanted[name] > 2 * 2**30 for total in carried.values()), f"{name} fits: {carried}"
+        assert final[name]["status"]["phase"] == "Unschedulable"
+
+
 def test_host_turns_not_ready_when_its_lease_expires_and_its_vms_unknown(
     kubectl: Kubectl,
     fleet: Fleet,

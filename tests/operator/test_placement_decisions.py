@@ -124,3 +124,11 @@ def test_a_clone_waits_for_its_source_to_exist_and_be_placed() -> None:
     assert "golden does not exist" in missing.message
     unplaced = choose_host(clone, [host("a")], {}, source=placed_vm("golden", None))
     assert unplaced.host is None and unplaced.reason == "CloneSourceNotPlaced"
+
+
+def test_a_vm_takes_its_live_ceilings_from_its_host() -> None:
+    grows = vm(cpu=1, memory="512Mi", max_cpu=4, max_memory="2Gi")
+    assert Request.of(grows) == Request(cpu=4, memory=2 * 2**30)
+    assert Request.of(vm(cpu=2, memory="1Gi")) == Request(cpu=2, memory=2**30)
+    decision = choose_host(grows, [host("a", memory="1Gi"), host("b", memory="4Gi")], {})
+    assert decision.host is not None and decision.host.name == "b"  # it may grow to 2Gi live: "a" could not hold it
