@@ -1,6 +1,7 @@
 """The web console in a real browser: Debian's chromium driven by Playwright, against the whole stack.
 
-One stack (tests/support/stack.py on a private libvirtd, real PAM users) and
+One stack (tests/support/stack.py on a private libvirtd, real PAM users, the
+agent on a hermetic dockerd of the module's: tests/support/dockerd.py) and
 one browser per test module; each test gets its own browser context (no
 shared tokens). The agent reads a live journald of the module's own
 (tests/support/journald.py), so the journal viewer can be shown a line that
@@ -23,6 +24,7 @@ from vapor.agent.host.journal import JOURNAL_PATH_ENV
 from vapor.devenv import ControlPlane
 
 from ..conftest import Kubectl
+from ..support.dockerd import Dockerd
 from ..support.journald import Journald
 from ..support.pam import LinuxUser
 from ..support.stack import Stack, private_stack, vm_namespace
@@ -53,10 +55,17 @@ def journal() -> Iterator[Journald]:
 
 
 @pytest.fixture(scope="module")
-def stack(control_plane: ControlPlane, kubectl: Kubectl, journal: Journald) -> Iterator[Stack]:
+def dockerd() -> Iterator[Dockerd]:
+    """The module's own Docker engine, whose containers the host page shows and changes."""
+    with Dockerd() as daemon:
+        yield daemon
+
+
+@pytest.fixture(scope="module")
+def stack(control_plane: ControlPlane, kubectl: Kubectl, journal: Journald, dockerd: Dockerd) -> Iterator[Stack]:
     if not BUILD.exists():  # fail, not skip: `make test` builds it first
         pytest.fail(f"the web console is not built ({BUILD} is missing): run `make ui`")
-    with private_stack(control_plane, kubectl) as s:
+    with private_stack(control_plane, kubectl, ("--docker-host", dockerd.base_url)) as s:
         yield s
 
 

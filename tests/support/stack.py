@@ -122,7 +122,7 @@ def running_stack(
 
 
 @contextlib.contextmanager
-def private_stack(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Stack]:
+def private_stack(control_plane: ControlPlane, kubectl: Kubectl, agent_args: tuple[str, ...] = ()) -> Iterator[Stack]:
     """``running_stack`` on a libvirtd of its own (tests/e2e, tests/browser, tests/cli), stopped after.
 
     Its domains run under TCG where KVM cannot run a guest (kvm_runs_linux): on this
@@ -131,7 +131,7 @@ def private_stack(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Sta
     """
     daemon = Libvirtd().start()
     try:
-        with running_stack(control_plane, kubectl, daemon.uri, agent_args=domain_type_args()) as s:
+        with running_stack(control_plane, kubectl, daemon.uri, agent_args=(*domain_type_args(), *agent_args)) as s:
             yield s
     finally:
         daemon.stop()

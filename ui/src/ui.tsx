@@ -115,12 +115,21 @@ export interface Column<T> {
 }
 
 /** A plain table of rows (the VM table has its own: sortable, memoized rows). */
-export function Table<T>(props: { columns: Column<T>[]; rows: T[]; rowKey: (row: T) => string; empty: string }) {
+export function Table<T>(props: {
+  columns: Column<T>[];
+  rows: T[];
+  rowKey: (row: T) => string;
+  empty: string;
+  /** attributes of a row's <tr> (data-* names for tests and styles) */
+  rowAttrs?: (row: T) => Record<string, string>;
+  /** at phone width each row is a card of label: value lines (rows with actions stay usable) */
+  cards?: boolean;
+}) {
   const { columns, rows } = props;
   const wide = (c: Column<T>) => (c.wide ? 'wide' : undefined);
   return (
     <div class="table-wrap">
-      <table>
+      <table class={props.cards ? 'cards' : undefined}>
         <thead>
           <tr>
             {columns.map((c) => (
@@ -132,9 +141,9 @@ export function Table<T>(props: { columns: Column<T>[]; rows: T[]; rowKey: (row:
         </thead>
         <tbody>
           {rows.map((row) => (
-            <tr key={props.rowKey(row)}>
+            <tr key={props.rowKey(row)} {...props.rowAttrs?.(row)}>
               {columns.map((c) => (
-                <td key={c.label} class={wide(c)}>
+                <td key={c.label} class={wide(c)} data-label={c.label}>
                   {c.cell(row)}
                 </td>
               ))}

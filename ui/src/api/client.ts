@@ -4,6 +4,7 @@
 import type { components, paths } from './schema';
 import { errorFrom } from './errors';
 import { Session, session as defaultSession } from './session';
+import { upload, type OnProgress } from './upload';
 
 type Schemas = components['schemas'];
 /** The JSON body an operation takes (quart-schema writes request models inline). */
@@ -22,6 +23,10 @@ export type ImageView = Schemas['ImageView'];
 export type LogEntry = Schemas['LogEntry'];
 export type LogPage = Schemas['LogPage'];
 export type VmAction = Body<'/api/v1/vms/{vm_id}/action', 'post'>['action'];
+export type CreateImageRequest = Body<'/api/v1/images', 'post'>;
+export type CreateUserRequest = Body<'/api/v1/users', 'post'>;
+export type ContainerSummary = Schemas['ContainerSummary'];
+export type LinuxUser = Schemas['LinuxUser'];
 
 type Query = Record<string, string | number | boolean | undefined | null>;
 
@@ -89,8 +94,36 @@ export class Client {
   cancelMigration = (id: string) =>
     this.request<MigrationView>('POST', `/migrations/${encodeURIComponent(id)}/cancel`);
   images = () => this.request<Schemas['ImageList']>('GET', '/images').then((d) => d.images);
+  createImage = (body: CreateImageRequest) => this.request<ImageView>('POST', '/images', { body });
+  deleteImage = (name: string) =>
+    this.request<Schemas['ImageDeleteResult']>('DELETE', `/images/${encodeURIComponent(name)}`);
+  /** The file of an upload image to one host, with progress (XMLHttpRequest: fetch cannot report it). */
+  uploadImage = (name: string, host: string, file: Blob, onProgress: OnProgress, signal?: AbortSignal) =>
+    upload<Schemas['UploadResult']>(
+      withQuery(`/images/${encodeURIComponent(name)}/upload`, { host }),
+      file,
+      onProgress,
+      signal,
+      this.session,
+    );
   logs = (query: Query) => this.request<LogPage>('GET', '/logs', { query });
   containers = (host: string) => this.request<Schemas['ContainerList']>('GET', '/containers', { query: { host } });
+  /** Start or stop a Docker container (`stop` gives it the API's default grace period). */
+  dockerAct = (host: string, id: string, action: 'start' | 'stop') =>
+    this.request<Schemas['ContainerOutcome']>('POST', `/docker/containers/${encodeURIComponent(id)}/${action}`, {
+      query: { host },
+    });
+  dockerRemove = (host: string, id: string) =>
+    this.request<Schemas['RemovedContainer']>('DELETE', `/docker/containers/${encodeURIComponent(id)}`, {
+      query: { host },
+    });
+  createUser = (host: string, body: CreateUserRequest) =>
+    this.request<Schemas['CreatedUser']>('POST', '/users', { query: { host }, body });
+  resetPassword = (host: string, username: string, password: string) =>
+    this.request<Schemas['PasswordReset']>('POST', `/users/${encodeURIComponent(username)}/reset-password`, {
+      query: { host },
+      body: { password },
+    });
   users = (host: string) => this.request<Schemas['UserList']>('GET', '/users', { query: { host } }).then((d) => d.users);
 }
 

@@ -39,6 +39,7 @@ export function tone(status: string | null | undefined): 'ok' | 'busy' | 'bad' |
     case 'Ready':
     case 'Succeeded':
     case 'Mounted':
+    case 'CONTAINER_RUNNING':
       return 'ok';
     case 'Failed':
     case 'Unschedulable':
@@ -49,6 +50,9 @@ export function tone(status: string | null | undefined): 'ok' | 'busy' | 'bad' |
     case 'Stopped':
     case 'Cancelled':
     case 'unknown':
+    case 'CONTAINER_CREATED':
+    case 'CONTAINER_EXITED':
+    case 'CONTAINER_UNKNOWN':
     case undefined:
     case null:
       return 'idle';
