@@ -10,8 +10,14 @@ median of ROUNDS fresh browser contexts:
   (time to interactive: the table is rendered and the page answers input),
   and its part after the PAM login answered (which depends on the machine's load),
   and every byte the page fetched from the start (assets and API, as sent:
-  gzip where the gateway compresses);
-- a phase change: one VM's status patched in the cluster, to its row showing it.
+  gzip where the gateway compresses), and the text of the WebSocket messages
+  it received (the list now comes as /ws/vms's sync; the socket's
+  permessage-deflate shrinks it on the wire, which the browser does not report:
+  the deflated size is estimated here, each message deflated alone at level 6);
+- update latency (bench/_ui_updates.py): with 1,000 rows shown, one VM's status
+  patched in the cluster, to its row showing it, p50/p95 over 20 changes;
+  next to it a plain /ws/vms socket in the same page, and the table polling
+  as it did before the stream (the socket refused).
 
 Baseline, side by side: the same GET /api/v1/vms by ``fetch`` in the same
 page (what the table's data alone costs), so the rest is the console's own.
@@ -25,12 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 from typing import Any
 
 import httpx
-from kubernetes import client, config
-from playwright.sync_api import Page, sync_playwright
+from kubernetes import config
+from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.support.pam import linux_accounts, pam_service
 from tests.support.stack import gateway_answers
@@ -38,6 +45,7 @@ from tests.support.wait import wait_until
 from vapor.devenv import ControlPlane
 from vapor.devenv.processes import free_port
 
+from . import _ui_updates as updates
 from .gateway import N_VMS, SECRET_NAMESPACE, _create_vms
 
 ROUNDS = 5
@@ -83,45 +91,68 @@ def _one_load(page: Page, url: str, user: str, password: str) -> dict[str, float
     return {"login_ready": login_ready, "login_bytes": login_bytes, "tti": interactive, "login": login_answer, **sizes}
 
 
-def _flip(kubeconfig: Path, name: str, phase: str) -> None:
-    """Patch one VM's phase as its agent would (the synchronous client: Playwright's loop runs in this thread)."""
-    api = client.CustomObjectsApi(config.new_client_from_config(str(kubeconfig)))
-    body = {"status": {"phase": phase}}
-    api.patch_namespaced_custom_object_status("vapor.io", "v1alpha1", "bench", "virtualmachines", name, body)
+def _socket_bytes(page: Page) -> dict[str, Any]:
+    """Count the text of the WebSocket messages the page receives, and whether its sockets deflate."""
+    seen: dict[str, Any] = {"bytes": 0, "deflated": 0, "deflate": set()}
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+
+    def frame(event: dict[str, Any]) -> None:
+        text = event["response"]["payloadData"].encode()
+        seen["bytes"] += len(text)
+        deflate = zlib.compressobj(6, zlib.DEFLATED, -15)  # each message alone, as permessage-deflate may send it
+        seen["deflated"] += len(deflate.compress(text) + deflate.flush(zlib.Z_SYNC_FLUSH)) - 4
+
+    def handshake(event: dict[str, Any]) -> None:
+        headers = {k.lower(): v for k, v in event["response"]["headers"].items()}
+        seen["deflate"].add("permessage-deflate" in headers.get("sec-websocket-extensions", ""))
+
+    cdp.on("Network.webSocketFrameReceived", frame)
+    cdp.on("Network.webSocketHandshakeResponseReceived", handshake)
+    return seen
 
 
-def _phase_latency(page: Page, kubeconfig: Path, name: str, phase: str) -> float:
-    badge = page.locator(f'tr[data-vm="bench/{name}"] .badge')
-    start = time.perf_counter()
-    _flip(kubeconfig, name, phase)
-    page.wait_for_function(
-        "([sel, phase]) => document.querySelector(sel)?.textContent === phase",
-        arg=[f'tr[data-vm="bench/{name}"] .badge', phase],
-        polling=20,
-        timeout=15_000,
-    )
-    assert badge.inner_text() == phase
-    return time.perf_counter() - start
+def _logged_in(browser: Browser, url: str, user: str, password: str, *, refuse_stream: bool = False) -> Page:
+    """A fresh context on the VM page with every row shown; /ws/vms refused in the browser when asked."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    if refuse_stream:
+        context.route_web_socket("**/ws/vms", lambda ws: ws.close(code=1011, reason="bench: polling"))
+    page = context.new_page()
+    _one_load(page, url, user, password)
+    return page
 
 
 def _measure(url: str, kubeconfig: Path, user: str, password: str) -> None:
     loads: list[dict[str, float]] = []
     baselines: list[float] = []
-    phases: list[float] = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         try:
-            for i in range(ROUNDS):
+            token = httpx.post(f"{url}/api/v1/auth/login", json={"username": user, "password": password})
+            token_value = token.json()["data"]["token"]
+            for _ in range(ROUNDS):
                 context = browser.new_context(viewport={"width": 1280, "height": 800})
                 page = context.new_page()
+                sockets = _socket_bytes(page)
                 loads.append(_one_load(page, url, user, password))
-                token = httpx.post(f"{url}/api/v1/auth/login", json={"username": user, "password": password})
-                page.evaluate("(t) => { window.__benchToken = t; }", token.json()["data"]["token"])
+                loads[-1]["ws"] = sockets["bytes"]
+                loads[-1]["ws_deflated"] = sockets["deflated"]
+                deflate = sockets["deflate"]
+                page.evaluate("(t) => { window.__benchToken = t; }", token_value)
                 result: dict[str, Any] = page.evaluate(BASELINE)
                 assert result["count"] == N_VMS, result
                 baselines.append(result["ms"] / 1000)
-                phases.append(_phase_latency(page, kubeconfig, f"vm-{i:04d}", "Migrating" if i % 2 else "Paused"))
                 context.close()
+            page = _logged_in(browser, url, user, password)
+            page.evaluate(updates.OBSERVE, token_value)
+            names = [f"vm-{100 + i:04d}" for i in range(updates.CHANGES)]
+            shown, heard = updates.changes(page, kubeconfig, names, "Paused")
+            page.context.close()
+            page = _logged_in(browser, url, user, password, refuse_stream=True)
+            page.evaluate(updates.OBSERVE, None)
+            names = [f"vm-{200 + i:04d}" for i in range(updates.POLLED_CHANGES)]
+            polled, _ = updates.changes(page, kubeconfig, names, "Paused")
+            page.context.close()
         finally:
             browser.close()
 
@@ -138,15 +169,20 @@ def _measure(url: str, kubeconfig: Path, user: str, password: str) -> None:
         (
             "VM page interactive (Enter to 1,000 rows)",
             med("tti"),
-            f"{med('total') / kib:7.0f} KiB in all ({med('api') / kib:.0f} KiB of API answers)",
+            f"{med('total') / kib:7.0f} KiB fetched ({med('api') / kib:.0f} KiB of API answers)"
+            f" + WebSocket messages: {med('ws') / kib:.0f} KiB of text, about"
+            f" {med('ws_deflated') / kib:.0f} KiB deflated (permessage-deflate: {'yes' if all(deflate) else 'no'})",
         ),
         ("... of which the PAM login's answer", med("login"), ""),
-        ("... the rest: GET /vms and 1,000 rows drawn", med("rest"), ""),
+        ("... the rest: the list and 1,000 rows drawn", med("rest"), ""),
         ("baseline: fetch GET /api/v1/vms in the page", _median(baselines), ""),
-        ("a phase change to its row (poll 1.5 s at rest)", _median(phases), f"(max {max(phases) * 1000:.0f} ms)"),
     ]
     for label, seconds, extra in rows:
         print(f"  {label:<48} {seconds * 1000:7.0f} ms   {extra}")
+    print(f"  a VM's phase patched in the cluster, to its row (1,000 rows shown), {len(shown)} changes:")
+    print(f"  {'the table, by /ws/vms':<48} {updates.p50_p95(shown)}")
+    print(f"  {'baseline: a plain /ws/vms socket in the page':<48} {updates.p50_p95(heard)}")
+    print(f"  {'before the stream: polling 1.5 s (socket refused)':<48} {updates.p50_p95(polled)}   ({len(polled)})")
 
 
 def main() -> None:

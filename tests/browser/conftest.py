@@ -1,9 +1,9 @@
 """The web console in a real browser: Debian's chromium driven by Playwright, against the whole stack.
 
 One stack (tests/support/stack.py on a private libvirtd, real PAM users, the
-agent on a hermetic dockerd of the module's: tests/support/dockerd.py) and
-one browser per test module; each test gets its own browser context (no
-shared tokens). The agent reads a live journald of the module's own
+agent on a hermetic dockerd of the stack's: tests/support/dockerd.py) and
+one browser for the whole folder (every module shares them); each test gets its own browser context (no
+shared tokens). The agent reads a live journald of the stack's own
 (tests/support/journald.py), so the journal viewer can be shown a line that
 arrives while it follows. Screenshots go to $VAPOR_ARTIFACTS/browser (default
 .artifacts/browser in the checkout); the folder is printed.
@@ -46,22 +46,22 @@ def artifacts() -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def journal() -> Iterator[Journald]:
-    """A live journald the module's agent reads (the agent inherits $VAPOR_JOURNAL_PATH when it starts)."""
+    """A live journald the stack's agent reads (the agent inherits $VAPOR_JOURNAL_PATH when it starts)."""
     with Journald() as journald, pytest.MonkeyPatch.context() as env:
         env.setenv(JOURNAL_PATH_ENV, str(journald.directory))
         yield journald
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def dockerd() -> Iterator[Dockerd]:
-    """The module's own Docker engine, whose containers the host page shows and changes."""
+    """The stack's own Docker engine, whose containers the host page shows and changes."""
     with Dockerd() as daemon:
         yield daemon
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def stack(control_plane: ControlPlane, kubectl: Kubectl, journal: Journald, dockerd: Dockerd) -> Iterator[Stack]:
     if not BUILD.exists():  # fail, not skip: `make test` builds it first
         pytest.fail(f"the web console is not built ({BUILD} is missing): run `make ui`")
@@ -69,13 +69,13 @@ def stack(control_plane: ControlPlane, kubectl: Kubectl, journal: Journald, dock
         yield s
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as p:
         yield p
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     """The system chromium (never a browser Playwright downloads); --no-sandbox as the tests run as root."""
     if not shutil.which(CHROMIUM):

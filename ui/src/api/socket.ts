@@ -8,6 +8,8 @@ export interface SocketHandlers {
   onMessage: (message: Record<string, unknown>) => void;
   onError?: (text: string) => void;
   onOpen?: () => void;
+  /** The socket closed without close(); `retrying` when it is opened again by itself. */
+  onClose?: (retrying: boolean) => void;
 }
 
 export interface Stream {
@@ -63,10 +65,14 @@ export function openStream(
       if (closed) return;
       if (event.code === 4401 && retries < 3) {
         retries += 1;
+        handlers.onClose?.(true);
         void session.renew().then(connect, () => handlers.onError?.('You are logged out.'));
       } else if (event.code !== 1000 && event.code !== 1008 && event.code < 4000 && retries < 5) {
         retries += 1;
+        handlers.onClose?.(true);
         setTimeout(() => void connect(), 1000 * retries);
+      } else {
+        handlers.onClose?.(false);
       }
     };
   };

@@ -1,5 +1,5 @@
 // Keep a list fresh without reloads: ask again after `every` ms (sooner while something moves), never two
-// requests at once, and not while the tab is hidden.
+// requests at once, and not while the tab is hidden or `paused` (a live stream keeps the list then).
 
 import { useCallback, useEffect, useRef, useState } from 'preact/hooks';
 import { describe } from '../api/errors';
@@ -10,7 +10,12 @@ export interface Polled<T> {
   refresh: () => void;
 }
 
-export function usePoll<T>(load: () => Promise<T>, every: number, sooner?: (data: T) => number | null): Polled<T> {
+export function usePoll<T>(
+  load: () => Promise<T>,
+  every: number,
+  sooner?: (data: T) => number | null,
+  paused = false,
+): Polled<T> {
   const [data, setData] = useState<T>();
   const [error, setError] = useState<string | null>(null);
   const timer = useRef<ReturnType<typeof setTimeout>>();
@@ -18,10 +23,12 @@ export function usePoll<T>(load: () => Promise<T>, every: number, sooner?: (data
   const busy = useRef(false);
   const loadRef = useRef(load);
   loadRef.current = load;
+  const pausedRef = useRef(paused);
+  pausedRef.current = paused;
 
   const tick = useCallback(async () => {
     clearTimeout(timer.current);
-    if (!live.current) return;
+    if (!live.current || pausedRef.current) return;
     let wait = every;
     if (!busy.current && document.visibilityState !== 'hidden') {
       busy.current = true;
@@ -51,6 +58,10 @@ export function usePoll<T>(load: () => Promise<T>, every: number, sooner?: (data
       document.removeEventListener('visibilitychange', onVisible);
     };
   }, [tick]);
+
+  useEffect(() => {
+    if (!paused) void tick(); // at once when the stream that kept the list is gone
+  }, [paused]);
 
   return { data, error, refresh: () => void tick() };
 }

@@ -2,7 +2,7 @@ import { lazy, memo, Suspense } from 'preact/compat';
 import { useCallback, useMemo, useState } from 'preact/hooks';
 import { api, type VMView, type VmAction } from '../api/client';
 import { describe } from '../api/errors';
-import { usePoll } from '../lib/poll';
+import { useLiveVms } from '../lib/livevms';
 import { href } from '../lib/router';
 import { ACTION_LABELS, allowed, filterVms, nextPoll, sortVms, vmKey, type SortState } from '../lib/vms';
 import { Badge, Conditions, Confirm, ErrorBanner, WriteButton } from '../ui';
@@ -111,7 +111,7 @@ function Details(props: {
 export function Vms() {
   const [pendingCount, setPendingCount] = useState(0);
   const sooner = useCallback((vms: VMView[]) => nextPoll(vms, pendingCount), [pendingCount]);
-  const { data, error, refresh } = usePoll(api.vms, 1500, sooner);
+  const { data, error, refresh, mode } = useLiveVms(1500, sooner);
   const [selected, setSelected] = useState<string | null>(null);
   const [confirm, setConfirm] = useState<Pending | null>(null);
   const [creating, setCreating] = useState(false);
@@ -178,6 +178,9 @@ export function Vms() {
         </label>
         <span class="muted" data-testid="vm-count">
           {data ? `${rows.length} of ${data.length}` : 'Loading…'}
+        </span>
+        <span class="muted" data-testid="vm-updates" title="How the table learns of changes">
+          {mode === 'live' ? 'Live' : mode === 'polling' ? 'Refreshed every few seconds' : ''}
         </span>
       </div>
       <div class={current ? 'split' : ''}>
