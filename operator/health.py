@@ -55,7 +55,7 @@ async def check_host(
     now = dt.datetime.now(dt.UTC)
     beats = list(heartbeats.get(name, []))
     verdict = judge(max(beats, key=lambda b: b.renewed) if beats else None, now)
-    vm_keys = {vm_key(vm) for vm in ledger.on_host(name)}
+    vm_count = ledger.vm_count(name)
     offered, given = ledger.allocation(host)
     allocatable = HostResources(cpu=offered.cpu, memory=offered.memory) if offered else None
     allocated = HostResources(cpu=given.cpu, memory=given.memory)
@@ -66,14 +66,14 @@ async def check_host(
     written = host.status or HostStatus()
     if (
         wanted.says_same_as(current)
-        and written.vm_count == len(vm_keys)
+        and written.vm_count == vm_count
         and written.allocatable == allocatable
         and written.allocated == allocated
     ):
         return
     await kube.resources(Host).apply_status(
         name,
-        HostStatus(conditions=[wanted], vm_count=len(vm_keys), allocatable=allocatable, allocated=allocated),
+        HostStatus(conditions=[wanted], vm_count=vm_count, allocatable=allocatable, allocated=allocated),
         field_manager=FIELD_MANAGER,
     )
     was_ready = current is not None and current.status == "True"
@@ -89,7 +89,7 @@ async def check_host(
     await kube.events.record(
         host, reason="HostNotReady", note=verdict.message, controller="operator", action="Heartbeat", type="Warning"
     )
-    await _mark_unknown(state, name, vm_keys)
+    await _mark_unknown(state, name, {vm_key(vm) for vm in ledger.on_host(name)})
 
 
 async def _mark_unknown(state: Memo, host: str, vm_keys: set[VMKey]) -> None:

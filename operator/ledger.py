@@ -38,6 +38,7 @@ from vapor.model.snapshot import VirtualMachineSnapshot
 from vapor.model.virtualmachine import VMPhase
 
 from .placement import Request, allocatable
+from .tally import NOTHING, Tally
 
 R = TypeVar("R", bound=Resource)  # type: ignore[type-arg]
 VMKey = tuple[str, str]  # (namespace, name)
@@ -77,6 +78,10 @@ class _Promised(Generic[R]):
         if not gone and self._fresher(obj):
             self._wrote[obj.metadata.uid or ""] = (obj, time.monotonic())
 
+    def promised(self) -> list[R]:
+        """The objects written and not yet brought back by the watch, as written."""
+        return self._promised()
+
     def _promised(self) -> list[R]:
         now = time.monotonic()
         for uid, (obj, at) in list(self._wrote.items()):
@@ -113,10 +118,19 @@ class Ledger:
         self._writes = 0  # with the caches' generations: whether the last carried() still holds
         self._carried: tuple[tuple[int, int, int], dict[str, list[Request]]] | None = None
         self._reserved: dict[VMKey, tuple[str, Request]] = {}  # placements decided, their writes in flight
+        self._tally = Tally()  # each host's placed VMs, summed as the VM watch brings them
+        self._vms.cache.on_change(self._tallied)
+
+    def _tallied(self, event: WatchEvent[VirtualMachine]) -> None:
+        if event.type == "DELETED":
+            self._tally.drop(event.object)
+        else:
+            self._tally.put(event.object)
 
     async def start(self) -> None:
         """Fill the caches (the first lists) and follow the watches."""
         await asyncio.gather(*(p.cache.start() for p in self._caches()))
+        self._tally.fill(self._vms.cache.items())
 
     async def stop(self) -> None:
         """Stop the watches."""
@@ -206,21 +220,38 @@ class Ledger:
         return self._count(exclude)
 
     def _count(self, exclude: VMKey | None) -> dict[str, list[Request]]:
-        vms = {vm_key(vm): vm for vm in self.vms()}
-        out: dict[str, list[Request]] = {}
-        for key, vm in vms.items():
-            if key != exclude and vm.host:
-                out.setdefault(vm.host, []).append(Request.of(vm))
+        totals = self._tally.totals()  # the VM cache's placed VMs; what it has not brought yet is laid over it
+
+        def shift(entry: tuple[str, Request] | None, sign: int) -> None:
+            if entry is not None:
+                host, request = entry
+                totals[host] = totals.get(host, NOTHING) + request if sign > 0 else totals.get(host, NOTHING) - request
+
+        for vm in self._vms.promised():
+            shift(self._tally.of(vm.metadata.uid or ""), -1)
+            shift((vm.host, Request.of(vm)) if vm.host else None, +1)
+        if exclude is not None:
+            left_out = self.vm(exclude[0], exclude[1])
+            if left_out is not None and left_out.host:
+                shift((left_out.host, Request.of(left_out)), -1)
         for m in self.migrations():
             key = (m.metadata.namespace or "", m.spec.vm_name)
-            moving = vms.get(key)
-            if m.is_active and m.target_host and moving and key != exclude and moving.host != m.target_host:
-                out.setdefault(m.target_host, []).append(Request.of(moving))
-        for key, (host, request) in self._reserved.items():
-            moving = vms.get(key)
+            moving = self.vm(*key) if m.is_active and m.target_host and key != exclude else None
+            if m.target_host and moving and moving.host != m.target_host:
+                shift((m.target_host, Request.of(moving)), +1)
+        for key, entry in self._reserved.items():
+            moving = self.vm(*key)
             if moving is not None and not moving.host and key != exclude:
-                out.setdefault(host, []).append(request)
-        return out
+                shift(entry, +1)
+        return {host: [total] for host, total in totals.items()}
+
+    def vm_count(self, host: str) -> int:
+        """How many VMs are placed on ``host`` (as :meth:`on_host` counts them, without a pass over every VM)."""
+        count = self._tally.count(host)
+        for vm in self._vms.promised():
+            counted = self._tally.of(vm.metadata.uid or "")
+            count += (vm.host == host) - (counted is not None and counted[0] == host)
+        return count
 
     def reserve(self, key: VMKey, host: str, request: Request) -> None:
         """Count ``request`` on ``host`` for the unplaced VM ``key`` while its placement is being written."""

@@ -53,6 +53,9 @@ class Request:
     def __add__(self, other: Request) -> Request:
         return Request(cpu=self.cpu + other.cpu, memory=self.memory + other.memory)
 
+    def __sub__(self, other: Request) -> Request:
+        return Request(cpu=self.cpu - other.cpu, memory=self.memory - other.memory)
+
     @classmethod
     def total(cls, requests: Iterable[Request]) -> Request:
         """The sum of some requests."""

@@ -102,9 +102,9 @@ class Placer:
         self._wanted -= keys
         ledger = self.ledger
         async with ledger.lock:
-            vms = {vm_key(vm): vm for vm in ledger.vms()}
+            found = (ledger.vm(namespace, name) for namespace, name in keys)
             todo = sorted(
-                (vms[k] for k in keys if k in vms and unplaced(vms[k])),
+                (vm for vm in found if vm is not None and unplaced(vm)),
                 key=lambda vm: (vm.metadata.creation_timestamp is None, vm.metadata.creation_timestamp, vm_key(vm)),
             )
             if not todo:
@@ -113,7 +113,7 @@ class Placer:
             given = {host: (Request.total(requests),) for host, requests in ledger.carried().items()}
             placed_now: dict[VMKey, str] = {}
             for vm in todo:
-                decision = choose_host(vm, hosts, given, ledger.cpu_ratio, images_now, _source(vm, vms, placed_now))
+                decision = choose_host(vm, hosts, given, ledger.cpu_ratio, images_now, _source(ledger, vm, placed_now))
                 key = vm_key(vm)
                 if decision.host is not None:
                     request = Request.of(vm)
@@ -192,14 +192,12 @@ class Placer:
             )  # fmt: skip
 
 
-def _source(
-    vm: VirtualMachine, vms: dict[VMKey, VirtualMachine], placed_now: dict[VMKey, str]
-) -> VirtualMachine | None:
+def _source(ledger: Ledger, vm: VirtualMachine, placed_now: dict[VMKey, str]) -> VirtualMachine | None:
     """A clone's source VM, as placed by this batch if it was."""
     if vm.spec.clone_from is None:
         return None
     key = (vm.metadata.namespace or "", vm.spec.clone_from.vm)
-    source = vms.get(key)
+    source = ledger.vm(*key)
     if source is None or key not in placed_now:
         return source
     status = (source.status or VirtualMachineStatus()).model_copy(update={"host": placed_now[key]})

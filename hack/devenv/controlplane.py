@@ -176,6 +176,10 @@ class ControlPlane:
         self.down()
         shutil.rmtree(self.state_dir, ignore_errors=True)
 
+    def pids(self) -> dict[str, int]:
+        """The process ids of etcd and kube-apiserver, by name."""
+        return {name: p.pid for name, p in self._procs.items()} or dict(self._read_state().get("pids", {}))
+
     def running(self) -> bool:
         """Whether both processes recorded in the state folder are alive."""
         if not self._state_file.exists():
