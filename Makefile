@@ -30,10 +30,11 @@ ui: install ui/node_modules/.installed ## Build the web console (ui/) into api/s
 	$(PY) -m vapor.gateway.openapidoc ui/openapi.json
 	cd ui && npm run -s build
 
-binaries: ## Build (once) and cache kube-apiserver, etcd, kubectl, helm, and the node's kubelet, scheduler and controller manager
+binaries: ## Build (once) and cache kube-apiserver, etcd, kubectl, helm, the node's kubelet, kube-proxy, scheduler and controller manager, and CoreDNS
 	@hack/kube-binaries.sh >/dev/null
 	@hack/kube-binaries.sh helm >/dev/null
 	@hack/kube-binaries.sh node >/dev/null
+	@hack/kube-binaries.sh coredns >/dev/null
 
 guest-image: ## Build (once, as root) and cache the Debian test guest image (hack/guest-image.sh)
 	@if [ "$$(id -u)" = 0 ]; then hack/guest-image.sh >/dev/null; \

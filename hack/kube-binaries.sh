@@ -21,11 +21,13 @@
 #                        helm.sh/helm/v3 cmd/helm; HELM names a binary to use
 #                        instead, and one on PATH is used when it is exactly
 #                        the pinned version, as for the three above
+#   COREDNS_VERSION      CoreDNS release for `coredns` (default below)
 set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-v1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.4}
 HELM_VERSION=${HELM_VERSION:-v3.19.5}
+COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}
 CACHE=${VAPOR_CACHE:-$HOME/.cache/vapor}
 BIN="$CACHE/bin/kube-$KUBE_VERSION-etcd-$ETCD_VERSION"
 
@@ -161,7 +163,7 @@ build_kube() {  # packages...
 # controller manager) at the control plane's version, into the same folder.
 if [[ ${1:-} == node ]]; then
   node_pkgs=()
-  for name in kubelet kube-scheduler kube-controller-manager; do
+  for name in kubelet kube-proxy kube-scheduler kube-controller-manager; do
     [[ -x $BIN/$name ]] || node_pkgs+=("k8s.io/kubernetes/cmd/$name")
   done
   if [[ ${#node_pkgs[@]} -gt 0 ]]; then
@@ -169,6 +171,22 @@ if [[ ${1:-} == node ]]; then
     start=$(date +%s)
     (build_kube "${node_pkgs[@]}")
     log "built ${node_pkgs[*]##*/} in $(( $(date +%s) - start ))s into $BIN"
+  fi
+  echo "$BIN"; exit 0
+fi
+
+# CoreDNS for the cluster's DNS (the node's image is made from this static binary).
+if [[ ${1:-} == coredns ]]; then
+  if [[ ! -x $BIN/coredns ]]; then
+    command -v go >/dev/null || { log "go is needed to build coredns"; exit 1; }
+    start=$(date +%s)
+    log "building coredns from github.com/coredns/coredns $COREDNS_VERSION"
+    mkdir -p "$work/coredns" && cd "$work/coredns"
+    go mod init vapor.local/coredns-build >/dev/null 2>&1
+    go mod edit -require="github.com/coredns/coredns@$COREDNS_VERSION"
+    go build -trimpath -ldflags "-s -w" -o "$BIN/coredns.partial" github.com/coredns/coredns
+    mv "$BIN/coredns.partial" "$BIN/coredns"
+    log "built coredns in $(( $(date +%s) - start ))s into $BIN"
   fi
   echo "$BIN"; exit 0
 fi

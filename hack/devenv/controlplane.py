@@ -79,7 +79,11 @@ class ControlPlane:
         bin_dir: Path | None = None,
         service_accounts: bool = False,
     ) -> None:
-        """``service_accounts``: pods get their ServiceAccount's token (a cluster whose controller manager runs)."""
+        """``service_accounts``: a cluster for a ``Node``, whose controller manager runs.
+
+        Pods get their ServiceAccount's token, and the ``kubernetes`` Service's
+        endpoints are left to the node (kubeproxy.publish_apiserver).
+        """
         self.state_dir = Path(state_dir).resolve()
         self.crds = crds if crds is not None else repo_root() / "crds"
         self._bin_dir = bin_dir
@@ -313,6 +317,9 @@ class ControlPlane:
                 f"--kubelet-client-certificate={pki.admin_cert}",
                 f"--kubelet-client-key={pki.admin_key}",
                 "--kubelet-preferred-address-types=InternalIP,Hostname",
+                # Its 127.0.0.1 is no address for pods: a node's cluster has the node publish the
+                # ``kubernetes`` Service's endpoints (its forwarder to here; kubeproxy.py).
+                *(["--endpoint-reconciler-type=none"] if self.service_accounts else []),
                 f"--cert-dir={self.state_dir / 'pki'}",
                 "--v=1",
             ],

@@ -7,7 +7,9 @@ uplink to the machine) containerd (containerd.py) and a kubelet that
 registers as the Node ``name`` at its uplink address and runs pods through
 that containerd; its probes reach the pods on the namespace's CNI bridge. The
 kubelet reaches the API server through a forwarder (forward.py) on the
-machine's end of the uplink. The binaries are built at the control plane's
+machine's end of the uplink. kube-proxy runs in the same namespace
+(kubeproxy.py: Services, the ``kubernetes`` one included), and once the Node
+is Ready, CoreDNS (clusterdns.py) serves the cluster's names. The binaries are built at the control plane's
 version by ``hack/kube-binaries.sh node`` and cached.
 
 What this machine needs (cgroup v1 with a cgroup2 hybrid mount, PID 1 not
@@ -42,9 +44,9 @@ from typing import Any
 
 import yaml
 
-from . import leftovers, nodenet
+from . import clusterdns, kubeproxy, leftovers, nodenet
 from .containerd import CNI_CACHE, Runtime
-from .controlplane import KUBERNETES_SERVICE, ControlPlane, ControlPlaneError, binaries
+from .controlplane import SERVICE_CIDR, ControlPlane, ControlPlaneError, binaries
 from .processes import alive, free_port, spawn, terminate
 
 log = logging.getLogger("vapor.devenv")
@@ -74,7 +76,7 @@ class Node:
 
     @property
     def state(self) -> dict[str, Any]:
-        """What ``up`` recorded: name, root folder, netns, cgroup root, pids (kept after ``down``)."""
+        """What ``up`` recorded: name, root folder, netns, cgroup root, pids, seconds to Ready (kept after ``down``)."""
         return copy.deepcopy(self._state)
 
     @property
@@ -113,6 +115,8 @@ class Node:
                 self.wait_ready(timeout)
                 return self
             self.down()  # what a crashed run left
+        if not self.cp.service_accounts:
+            raise ControlPlaneError("a Node needs its control plane made with service_accounts=True (see ControlPlane)")
         started = time.monotonic()
         bins = self._bin_dir or binaries("node")
         self._state = {
@@ -128,10 +132,15 @@ class Node:
         try:
             self._start(bins, detach)
             self.wait_ready(timeout)
+            ready = time.monotonic()
+            clusterdns.install(self.cp, self.runtime, binaries("coredns") / "coredns")
+            clusterdns.wait_ready(self.cp, timeout)
         except BaseException:
             self.down()
             raise
-        log.info("node %s Ready in %.1fs", self.name, time.monotonic() - started)
+        self._state["seconds"] = {"node_ready": ready - started, "dns_ready": time.monotonic() - ready}
+        self._save()
+        log.info("node %s Ready in %.1fs, cluster DNS %.1fs later", self.name, *self._state["seconds"].values())
         return self
 
     def _start(self, bins: Path, detach: bool) -> None:
@@ -139,7 +148,8 @@ class Node:
             self._spawn(name, self._controller_argv(bins, name), detach)
         uplink = nodenet.make(self._state["netns"], self._state["link"])
         self._state.update(host_address=uplink.host, address=uplink.node)
-        nodenet.route_service(self._state["netns"], KUBERNETES_SERVICE, 443, uplink, APISERVER_PORT)
+        nodenet.route_services(self._state["netns"], SERVICE_CIDR)
+        kubeproxy.publish_apiserver(self.cp, uplink.host, APISERVER_PORT)
         apiserver = self.cp.url.rpartition(":")[2]
         listen = f"{uplink.host}:{APISERVER_PORT}"
         self._spawn("forward", [sys.executable, "-m", "vapor.devenv.forward", listen, f"127.0.0.1:{apiserver}"], detach)
@@ -159,6 +169,8 @@ class Node:
         runtime.import_pause()
         self._make_cgroup_root()
         self._spawn("kubelet", self._kubelet_argv(bins), detach)
+        proxy = kubeproxy.argv(bins / "kube-proxy", self.root, name=self.name, address=self._state["address"])
+        self._spawn("kube-proxy", [*self._enter(), *proxy], detach)
 
     def down(self, *, timeout: float = 20.0) -> None:
         """Stop and remove everything the node made (see the module's docstring); safe to call again."""
@@ -167,7 +179,8 @@ class Node:
         if not self._state:
             return
         pids: dict[str, int] = self._state.get("pids", {})
-        for name in ("kubelet", "forward", *CONTROLLERS):  # the kubelet first: it would restart what goes next
+        # The kubelet first: it would restart what goes next.
+        for name in ("kubelet", "kube-proxy", "forward", *CONTROLLERS):
             if name in pids and alive(pids[name]):
                 terminate(pids[name], timeout, self._procs.get(name))
         root = self.root
@@ -294,7 +307,9 @@ class Node:
                 "x509": {"clientCAFile": str(self.cp.state_dir / "pki" / "ca.crt")},
             },
             "authorization": {"mode": "Webhook"},
-            "makeIPTablesUtilChains": False,  # no chains in the machine's tables
+            "makeIPTablesUtilChains": False,  # kube-proxy's chains are enough (in the node's own tables)
+            "clusterDNS": [clusterdns.SERVICE_ADDRESS],
+            "clusterDomain": clusterdns.DOMAIN,
             # A development node evicts nothing for a full disk of someone else's files.
             "evictionHard": {"memory.available": "1Mi", "nodefs.available": "1%", "imagefs.available": "1%"},
         }

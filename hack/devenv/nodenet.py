@@ -56,25 +56,20 @@ def make(netns: str, link: str) -> Uplink:
     return Uplink(link, host, node)
 
 
-def route_service(netns: str, service: str, port: int, uplink: Uplink, host_port: int) -> None:
-    """Inside ``netns``: connections to ``service:port`` go to ``uplink.host:host_port``, from the node's address.
+def route_services(netns: str, service_cidr: str) -> None:
+    """Inside ``netns``: Service addresses route out of the uplink, and what leaves by it is masqueraded.
 
-    What kube-proxy would do for the ``kubernetes`` Service, in the node's own
-    tables: a DNAT to the forwarder on the machine's end of the uplink (for
-    pods on the bridge and for host-network pods), and a masquerade on the
-    uplink (the machine has no route back to the pods).
+    kube-proxy rewrites a Service's address to an endpoint's (its own NAT
+    rules, in this namespace); the route lets the node's own processes
+    (host-network pods) reach the rewrite, and the masquerade gives the
+    machine an address it can answer (it has no route back to the pods).
     """
     nsexec = ["ip", "netns", "exec", netns]
     for command in (
         ["sysctl", "-qw", "net.ipv4.ip_forward=1"],
-        ["ip", "route", "add", f"{service}/32", "dev", UPLINK],  # for the node's own (host network) pods
-        *(
-            ["iptables", "-t", "nat", "-A", chain, "-d", f"{service}/32", "-p", "tcp", "--dport", str(port),
-             "-j", "DNAT", "--to-destination", f"{uplink.host}:{host_port}"]
-            for chain in ("PREROUTING", "OUTPUT")
-        ),
+        ["ip", "route", "add", service_cidr, "dev", UPLINK],
         ["iptables", "-t", "nat", "-A", "POSTROUTING", "-o", UPLINK, "-j", "MASQUERADE"],
-    ):  # fmt: skip
+    ):
         done = subprocess.run([*nsexec, *command], capture_output=True, text=True)
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} in {netns}: {done.stderr.strip()}")

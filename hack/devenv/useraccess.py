@@ -10,8 +10,10 @@ viewers read pods, deployments and services (admins also get Secrets, which a
 VM's cloud-init may name). A cluster uses the built-in
 ClusterRoles ``edit`` and ``view``; here they would be empty, because
 kube-controller-manager, which fills those aggregated roles, does not run on
-the local control plane, so ``vapor-users-edit`` and ``vapor-users-view`` spell
-out what the endpoints use.
+the local control plane, so ``vapor-devenv:users-edit`` and ``vapor-devenv:users-view``
+spell out what the endpoints use. Every name here starts with ``vapor-devenv:``,
+a prefix no Helm release of the chart makes, so the chart installs onto a
+node's cluster (which gets these too) under any release name, ``vapor`` included.
 """
 
 from __future__ import annotations
@@ -28,7 +30,9 @@ def _group(name: str) -> dict[str, str]:
     return {"apiGroup": RBAC, "kind": "Group", "name": name}
 
 
-EDIT, VIEW, VAPOR_ADMIN = "vapor-users-edit", "vapor-users-view", "vapor-users-vapor-admin"
+OURS = "vapor-devenv:"
+EDIT, VIEW, VAPOR_ADMIN = f"{OURS}users-edit", f"{OURS}users-view", f"{OURS}users-vapor-admin"
+CRDS = f"{OURS}users-crds"
 # What an admin's REST writes of Vapor's own kinds need, in every namespace (the chart's users-vapor-admin).
 VAPOR_WRITES = [
     {"apiGroups": ["vapor.io"], "resources": ["virtualmachines"], "verbs": ["get", "create", "patch", "delete"]},
@@ -81,7 +85,7 @@ def user_access(namespaces: Iterable[str]) -> list[dict[str, Any]]:
         {
             "apiVersion": f"{RBAC}/v1",
             "kind": "ClusterRole",
-            "metadata": {"name": "vapor-users-crds"},
+            "metadata": {"name": CRDS},
             "rules": [
                 {"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"], "verbs": ["list"]}
             ],
@@ -89,8 +93,8 @@ def user_access(namespaces: Iterable[str]) -> list[dict[str, Any]]:
         {
             "apiVersion": f"{RBAC}/v1",
             "kind": "ClusterRoleBinding",
-            "metadata": {"name": "vapor-users-crds"},
-            "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": "vapor-users-crds"},
+            "metadata": {"name": CRDS},
+            "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": CRDS},
             "subjects": [_group(ADMINS), _group(VIEWERS)],
         },
     ]
@@ -100,7 +104,7 @@ def user_access(namespaces: Iterable[str]) -> list[dict[str, Any]]:
                 {
                     "apiVersion": f"{RBAC}/v1",
                     "kind": "RoleBinding",
-                    "metadata": {"name": group.replace(":", "-"), "namespace": namespace},
+                    "metadata": {"name": f"{OURS}{group.removeprefix(PREFIX)}", "namespace": namespace},
                     "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": role},
                     "subjects": [_group(group)],
                 }

@@ -38,7 +38,7 @@ def leftovers(state: dict[str, Any]) -> list[str]:
 
 
 def test_stopping_a_node_with_running_pods_leaves_nothing_behind(tmp_path: Path) -> None:
-    with ControlPlane(tmp_path / "cp") as cp:
+    with ControlPlane(tmp_path / "cp", service_accounts=True) as cp:
         node = Node(cp)
         with node:
             cluster = Cluster(cp, node, Kubectl(cp))
@@ -56,16 +56,16 @@ def test_a_node_whose_kubelet_fails_to_start_is_removed_with_the_error(tmp_path:
     real = binaries("node")
     bins = tmp_path / "bin"
     bins.mkdir()
-    for name in ("kube-scheduler", "kube-controller-manager"):
+    for name in ("kube-scheduler", "kube-controller-manager", "kube-proxy"):
         (bins / name).symlink_to(real / name)
     kubelet = bins / "kubelet"
     kubelet.write_text("#!/bin/sh\necho 'kubelet: this one cannot start' >&2\nexit 3\n")
     kubelet.chmod(0o755)
-    with ControlPlane(tmp_path / "cp") as cp:
+    with ControlPlane(tmp_path / "cp", service_accounts=True) as cp:
         node = Node(cp, bin_dir=bins)
         with pytest.raises(ControlPlaneError, match=r"(?s)kubelet exited.*this one cannot start"):
             node.up(timeout=30)
-        started = {"kube-scheduler", "kube-controller-manager", "forward", "containerd", "kubelet"}
+        started = {"kube-scheduler", "kube-controller-manager", "forward", "containerd", "kubelet", "kube-proxy"}
         assert set(node.state["pids"]) == started
         assert leftovers(node.state) == []
         assert not node.state_file.exists()
