@@ -145,16 +145,27 @@ def test_an_admin_creates_an_image_from_a_url_and_sees_the_host_fetch_it_live(
     expect(row).to_have_count(0, timeout=READY)
 
 
+@pytest.fixture(scope="module")
+def busybox(dockerd: Dockerd) -> str:
+    """An image on the module's dockerd that runs until stopped."""
+    return dockerd.import_image("vapor-test/busybox", "1", cmd=["/bin/sh", "-c", "exec sleep 600"])
+
+
 @pytest.fixture
-def container(dockerd: Dockerd) -> Iterator[str]:
-    """A created (not started) container of the module's dockerd, removed after the test whatever happened."""
-    image = dockerd.import_image("vapor-test/busybox", "1", cmd=["/bin/sh", "-c", "exec sleep 600"])
+def container_name(dockerd: Dockerd) -> Iterator[str]:
+    """A name for the test's container; whatever container has it is removed after the test, whatever happened."""
     name = f"vt-{uuid.uuid4().hex[:10]}"
+    yield name
+    with contextlib.closing(dockerd.client()) as client, contextlib.suppress(docker.errors.NotFound):
+        client.api.remove_container(name, force=True)
+
+
+@pytest.fixture
+def container(dockerd: Dockerd, busybox: str, container_name: str) -> str:
+    """A created (not started) container of the module's dockerd."""
     with contextlib.closing(dockerd.client()) as client:
-        client.containers.create(image, name=name)
-        yield name
-        with contextlib.suppress(docker.errors.NotFound):
-            client.api.remove_container(name, force=True)
+        client.containers.create(busybox, name=container_name)
+    return container_name
 
 
 def host_page(page: Page, stack: Stack) -> None:
@@ -163,15 +174,38 @@ def host_page(page: Page, stack: Stack) -> None:
     expect(page.get_by_role("heading", name=re.compile(stack.node))).to_be_visible()
 
 
-def test_an_admin_starts_stops_and_removes_a_container(
-    web: WebConsole, stack: Stack, dockerd: Dockerd, container: str, artifacts: Path
+def test_an_admin_creates_starts_stops_and_removes_a_container(
+    web: WebConsole, stack: Stack, dockerd: Dockerd, busybox: str, container_name: str, artifacts: Path
 ) -> None:
+    container = container_name
     page = web.login(stack.admin)
     host_page(page, stack)
     section = page.get_by_role("region", name=re.compile("^Containers"))
     expect(section.get_by_role("heading")).to_have_text("Containers (docker)")
+
+    # a pull the daemon cannot do: its own words, readable
+    section.get_by_role("button", name="Pull image…").click()
+    dialog = page.get_by_role("dialog", name="Pull an image")
+    dialog.get_by_label("Image").fill("127.0.0.1:9/nothing/here")
+    dialog.get_by_role("button", name="Pull").click()
+    readable(dialog.get_by_role("alert"), re.compile("127.0.0.1:9"))
+    page.keyboard.press("Escape")
+
+    section.get_by_role("button", name="Create container…").click()
+    dialog = page.get_by_role("dialog", name="Create a container")
+    dialog.get_by_label("Image").fill("Busybox")
+    dialog.get_by_role("button", name="Create").click()
+    readable(dialog.get_by_role("alert"), "lower-case")  # checked before anything is sent
+    dialog.get_by_label("Image").fill(busybox)
+    dialog.get_by_label("Name", exact=True).fill(container)
+    dialog.get_by_label("Environment").fill("MODE=ui\nWHO=browser")
+    dialog.get_by_role("button", name="Create").click()
+    expect(dialog).to_be_hidden()
+    expect(section.get_by_role("status")).to_contain_text(f"Container {container} created")
     row = section.locator(f'tr[data-container="{container}"]')
     expect(row.locator(".badge")).to_have_text("CONTAINER_CREATED")
+    with contextlib.closing(dockerd.client()) as client:
+        assert "MODE=ui" in client.containers.get(container).attrs["Config"]["Env"]
 
     row.get_by_role("button", name=f"Start {container}").click()
     expect(row.locator(".badge")).to_have_text("CONTAINER_RUNNING")

@@ -25,6 +25,8 @@ export type LogPage = Schemas['LogPage'];
 export type VmAction = Body<'/api/v1/vms/{vm_id}/action', 'post'>['action'];
 export type CreateImageRequest = Body<'/api/v1/images', 'post'>;
 export type CreateUserRequest = Body<'/api/v1/users', 'post'>;
+export type CreateContainerRequest = Body<'/api/v1/docker/containers', 'post'>;
+export type PullImageRequest = Body<'/api/v1/docker/images/pull', 'post'>;
 export type ContainerSummary = Schemas['ContainerSummary'];
 export type LinuxUser = Schemas['LinuxUser'];
 
@@ -117,6 +119,10 @@ export class Client {
     this.request<Schemas['RemovedContainer']>('DELETE', `/docker/containers/${encodeURIComponent(id)}`, {
       query: { host },
     });
+  createContainer = (host: string, body: CreateContainerRequest) =>
+    this.request<Schemas['CreatedContainer']>('POST', '/docker/containers', { query: { host }, body });
+  pullImage = (host: string, body: PullImageRequest) =>
+    this.request<Schemas['PulledImage']>('POST', '/docker/images/pull', { query: { host }, body });
   createUser = (host: string, body: CreateUserRequest) =>
     this.request<Schemas['CreatedUser']>('POST', '/users', { query: { host }, body });
   resetPassword = (host: string, username: string, password: string) =>

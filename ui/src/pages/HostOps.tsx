@@ -6,6 +6,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, type ContainerSummary } from '../api/client';
 import { describe } from '../api/errors';
 import { Badge, Confirm, ErrorBanner, Table, WriteButton } from '../ui';
+import { ContainerCreate, ImagePull } from './ContainerForms';
 import { PasswordReset, UserCreate } from './UserForms';
 
 function useOnce<T>(load: () => Promise<T>, key: string) {
@@ -58,8 +59,14 @@ type Asked = { container: ContainerSummary; action: 'stop' | 'remove' };
 
 export function Containers({ host }: { host: string }) {
   const { data, error, reload } = useOnce(() => api.containers(host), host);
-  const { run, shown } = useOutcome(reload);
+  const { run, shown, setNote } = useOutcome(reload);
   const [asked, setAsked] = useState<Asked | null>(null);
+  const [dialog, setDialog] = useState<'create' | 'pull' | null>(null);
+  const done = (what: string) => {
+    setDialog(null);
+    setNote(what);
+    reload();
+  };
   // Docker's containers can be started, stopped and removed through the API; a CRI runtime's are the kubelet's.
   const docker = data?.runtime === 'docker';
   const act = (c: ContainerSummary, action: 'start' | 'stop' | 'remove') => {
@@ -99,9 +106,13 @@ export function Containers({ host }: { host: string }) {
     <section aria-labelledby="containers-title">
       <div class="title-row">
         <h2 id="containers-title">Containers{data ? ` (${data.runtime})` : ''}</h2>
-        <button type="button" onClick={reload}>
-          Refresh
-        </button>
+        <div class="row-actions">
+          {docker && <WriteButton onClick={() => setDialog('pull')}>Pull image…</WriteButton>}
+          {docker && <WriteButton onClick={() => setDialog('create')}>Create container…</WriteButton>}
+          <button type="button" onClick={reload}>
+            Refresh
+          </button>
+        </div>
       </div>
       <ErrorBanner error={error} />
       {shown}
@@ -121,6 +132,8 @@ export function Containers({ host }: { host: string }) {
           ]}
         />
       )}
+      {dialog === 'create' && <ContainerCreate host={host} onClose={() => setDialog(null)} onDone={done} />}
+      {dialog === 'pull' && <ImagePull host={host} onClose={() => setDialog(null)} onDone={done} />}
       {asked && (
         <Confirm
           title={`${asked.action === 'stop' ? 'Stop' : 'Remove'} container ${asked.container.name}?`}

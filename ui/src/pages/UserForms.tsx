@@ -3,9 +3,9 @@
 
 import { useState } from 'preact/hooks';
 import { api, type CreateUserRequest } from '../api/client';
-import { describe } from '../api/errors';
 import { accountName, firstProblem, groups, MAX_PASSWORD, MIN_PASSWORD, password } from '../lib/checks';
 import { ErrorBanner, Modal } from '../ui';
+import { FormButtons, useSubmit } from './forms';
 
 /** The request a filled-in form makes, or the first thing to fix (exported for the unit tests). */
 export function userRequest(form: { username: string; password: string; again: string; groups: string }): CreateUserRequest {
@@ -45,37 +45,6 @@ function PasswordFields(props: { set: (key: 'password' | 'again', value: string)
   );
 }
 
-function Buttons({ busy, onClose, submit }: { busy: boolean; onClose: () => void; submit: string }) {
-  return (
-    <div class="actions full">
-      <button type="button" onClick={onClose}>
-        Cancel
-      </button>
-      <button type="submit" class="primary" disabled={busy}>
-        {busy ? 'Saving…' : submit}
-      </button>
-    </div>
-  );
-}
-
-/** Runs a form's request: the error as a readable line, `onDone` on success. */
-function useSubmit(onDone: (what: string) => void) {
-  const [error, setError] = useState<string | null>(null);
-  const [busy, setBusy] = useState(false);
-  const run = async (event: Event, call: () => Promise<string>) => {
-    event.preventDefault();
-    setError(null);
-    setBusy(true);
-    try {
-      onDone(await call());
-    } catch (err) {
-      setError(describe(err));
-      setBusy(false);
-    }
-  };
-  return { error, busy, run };
-}
-
 export function UserCreate(props: { host: string; onClose: () => void; onDone: (what: string) => void }) {
   const [form, setForm] = useState({ username: '', password: '', again: '', groups: '' });
   const set = (key: keyof typeof form, value: string) => setForm((f) => ({ ...f, [key]: value }));
@@ -113,7 +82,7 @@ export function UserCreate(props: { host: string; onClose: () => void; onDone: (
         <div class="full">
           <ErrorBanner error={error} />
         </div>
-        <Buttons busy={busy} onClose={props.onClose} submit="Create" />
+        <FormButtons busy={busy} onClose={props.onClose} submit="Create" />
       </form>
     </Modal>
   );
@@ -137,7 +106,7 @@ export function PasswordReset(props: { host: string; username: string; onClose: 
         <div class="full">
           <ErrorBanner error={error} />
         </div>
-        <Buttons busy={busy} onClose={props.onClose} submit="Set password" />
+        <FormButtons busy={busy} onClose={props.onClose} submit="Set password" />
       </form>
     </Modal>
   );
