@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import (
+    agent_fleet,
     agent_idle,
     cluster,
     console,
@@ -26,6 +27,7 @@ from . import (
 )
 
 BENCHMARKS = {
+    "agent_fleet": agent_fleet.main,
     "agent_idle": agent_idle.main,
     "cluster": cluster.main,
     "console": console.main,

@@ -109,6 +109,21 @@ async def make_namespaces(kube: Kube) -> None:
         await kube.core.create_namespace({"metadata": {"name": f"fleet-{i}"}})
 
 
+async def _post(api: httpx.AsyncClient, body: dict[str, object]) -> httpx.Response:
+    """POST a VM; a connection the server closed as the request went out (keep-alive race) is tried again."""
+    for attempt in range(3):
+        try:
+            r = await api.post("/vms", json=body)
+        except httpx.TransportError:
+            if attempt == 2:
+                raise
+            continue
+        if attempt and r.status_code == 409:  # the first try got through after all
+            return httpx.Response(201, request=r.request)
+        return r
+    raise AssertionError("unreachable")
+
+
 async def create_all(url: str, token: str, fleet: PlayedFleet, count: int, rate: float) -> list[float]:
     """POST count VMs at ``rate`` per second; each request's latency."""
     latencies: list[float] = []
@@ -131,7 +146,7 @@ async def create_all(url: str, token: str, fleet: PlayedFleet, count: int, rate:
             async with limit:
                 fleet.created(f"{namespace}/{name}")
                 start = time.monotonic()
-                r = await api.post("/vms", json=body)
+                r = await _post(api, body)
                 latencies.append(time.monotonic() - start)
             if r.status_code != 201:
                 failures.append(f"{name}: {r.status_code} {r.text[:200]}")
@@ -261,10 +276,10 @@ async def _run(cp: ControlPlane, url: str, admin: LinuxUser, operator: Component
 def fleet_stack() -> Iterator[tuple[ControlPlane, str, LinuxUser, Component, Component]]:
     """The control plane, the operator and the gateway as processes, and an admin to log in as."""
     with tempfile.TemporaryDirectory() as tmp, linux_accounts() as accounts, pam_service() as service:
-        # VAPOR_FLEET_LOGS=<folder> keeps the components' logs there (the operator's at debug level).
+        # VAPOR_FLEET_LOGS=<folder> keeps the components' logs there (VAPOR_FLEET_VERBOSE=1: the operator's at debug).
         folder = Path(os.environ.get("VAPOR_FLEET_LOGS") or tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        verbose = ["--verbose"] if os.environ.get("VAPOR_FLEET_LOGS") else []
+        verbose = ["--verbose"] if os.environ.get("VAPOR_FLEET_VERBOSE") else []
         admins = accounts.group("admins")
         admin = accounts.user("adm", groups=(admins,))
         with ControlPlane(folder / "cp") as cp:
