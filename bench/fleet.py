@@ -36,8 +36,8 @@ from pathlib import Path
 import httpx
 import psutil
 
+from tests.support.gatewayproc import gateway_answers
 from tests.support.pam import LinuxUser, linux_accounts, pam_service
-from tests.support.stack import gateway_answers
 from tests.support.wait import wait_until
 from vapor.devenv import ControlPlane
 from vapor.devenv.processes import Component, free_port

@@ -39,8 +39,8 @@ import httpx
 from kubernetes import config
 from playwright.sync_api import Browser, Page, sync_playwright
 
+from tests.support.gatewayproc import gateway_answers
 from tests.support.pam import linux_accounts, pam_service
-from tests.support.stack import gateway_answers
 from tests.support.wait import wait_until
 from vapor.devenv import ControlPlane
 from vapor.devenv.processes import free_port

@@ -11,6 +11,7 @@ arrives while it follows. Screenshots go to $VAPOR_ARTIFACTS/browser (default
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -54,6 +55,12 @@ def journal() -> Iterator[Journald]:
         yield journald
 
 
+def require_build() -> None:
+    """Fail, not skip, when the console is not built: `make test` builds it first."""
+    if not BUILD.exists():
+        pytest.fail(f"the web console is not built ({BUILD} is missing): run `make ui`")
+
+
 @pytest.fixture(scope="package")
 def dockerd() -> Iterator[Dockerd]:
     """The stack's own Docker engine, whose containers the host page shows and changes."""
@@ -63,8 +70,7 @@ def dockerd() -> Iterator[Dockerd]:
 
 @pytest.fixture(scope="package")
 def stack(control_plane: ControlPlane, kubectl: Kubectl, journal: Journald, dockerd: Dockerd) -> Iterator[Stack]:
-    if not BUILD.exists():  # fail, not skip: `make test` builds it first
-        pytest.fail(f"the web console is not built ({BUILD} is missing): run `make ui`")
+    require_build()
     with private_stack(control_plane, kubectl, ("--docker-host", dockerd.base_url)) as s:
         yield s
 
@@ -88,12 +94,12 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
 class WebConsole:
     """A browser context on the console, and every request it made outside the gateway."""
 
-    def __init__(self, browser: Browser, stack: Stack) -> None:
-        self.stack = stack
+    def __init__(self, browser: Browser, url: str) -> None:
+        self.url = url
         self.context: BrowserContext = browser.new_context(viewport=DESKTOP)  # type: ignore[arg-type]
         self.context.set_default_timeout(30_000)
         self.outside: list[str] = []
-        gateway = urlsplit(stack.url).netloc
+        gateway = urlsplit(url).netloc
         self.context.on("request", lambda r: urlsplit(r.url).netloc != gateway and self.outside.append(r.url))
         self.page: Page = self.context.new_page()
         self.errors: list[str] = []
@@ -102,7 +108,7 @@ class WebConsole:
     def login(self, user: LinuxUser) -> Page:
         """Log in as a person does with the keyboard: the name field has focus; Tab, then Enter."""
         page = self.page
-        page.goto(self.stack.url + "/")
+        page.goto(self.url + "/")
         expect(page.get_by_label("User name")).to_be_focused()
         page.keyboard.type(user.name)
         page.keyboard.press("Tab")
@@ -115,15 +121,22 @@ class WebConsole:
         self.context.close()
 
 
-@pytest.fixture
-def web(browser: Browser, stack: Stack) -> Iterator[WebConsole]:
-    c = WebConsole(browser, stack)
+@contextlib.contextmanager
+def web_console(browser: Browser, url: str) -> Iterator[WebConsole]:
+    """A fresh browser context on the console at ``url``; it made no request outside it and no page error."""
+    c = WebConsole(browser, url)
     try:
         yield c
         assert c.outside == [], f"requests outside the gateway: {c.outside}"
         assert c.errors == [], f"errors in the page: {c.errors}"
     finally:
         c.close()
+
+
+@pytest.fixture
+def web(browser: Browser, stack: Stack) -> Iterator[WebConsole]:
+    with web_console(browser, stack.url) as c:
+        yield c
 
 
 @pytest.fixture

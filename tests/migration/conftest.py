@@ -39,6 +39,14 @@ DIRTY_LOOP = bytes.fromhex("FA31DBB800108EC031FFB900805089D8F3AB580500103D009072
 # holds these bytes and never changes, so its migration converges at once.
 MARKER = b"vapor-guest-memory-marker:5f1c0e7a9b3d"
 _HALT = bytes.fromhex("FAF4EBFD") + MARKER
+# A boot sector that enters unreal mode, fills 48 MiB of guest memory from 1 MiB with FILL_WORD and halts: a
+# still guest with that much to copy, so a migration at a few MiB/s takes seconds and converges.
+_FILL = bytes.fromhex(
+    "fa31c08ed8660f0116587c0f20c00c010f22c0bb08008ec324fe0f22c031c08ec0e4920c02e69266bf0000100066b90000c000"
+    "66b8a5a55a5afc6766f3abf4ebfd8db400008d74000000000000000000ffff00000092cf000f00487c0000"
+)
+FILL_WORD = bytes.fromhex("a5a55a5a")
+FILL_END = 0x100000 + (48 << 20)
 
 
 def _boot_image(path: Path, code: bytes) -> Path:
@@ -86,14 +94,29 @@ class Cluster:
         }
         self.kubectl.apply(manifest)
 
-    def marker_vm_spec(self) -> dict[str, Any]:
-        """Spec fields of a VM whose memory holds MARKER and stays still (it halts at once)."""
-        disk = self.boot_image.with_name("marker.img")
+    @staticmethod
+    def _booting(disk: Path) -> dict[str, Any]:
+        """Spec fields of a VM that boots ``disk`` read-only (a boot image both hosts see)."""
         return {"disks": [{"name": "boot", "path": str(disk), "readOnly": True, "bootOrder": 1}]}
 
+    def marker_vm_spec(self) -> dict[str, Any]:
+        """Spec fields of a VM whose memory holds MARKER and stays still (it halts at once)."""
+        return self._booting(self.boot_image.with_name("marker.img"))
+
     def dirty_vm_spec(self) -> dict[str, Any]:
-        """Spec fields of a VM that boots the memory-dirtying loop from a read-only disk both hosts see."""
-        return {"disks": [{"name": "boot", "path": str(self.boot_image), "readOnly": True, "bootOrder": 1}]}
+        """Spec fields of a VM that boots the memory-dirtying loop."""
+        return self._booting(self.boot_image)
+
+    def filled_vm_spec(self) -> dict[str, Any]:
+        """Spec fields of a VM that fills 48 MiB of its memory and halts (wait_filled: it is done)."""
+        return self._booting(self.boot_image.with_name("filled.img"))
+
+    def wait_filled(self, dom: str, host: int = 0) -> None:
+        """Wait until the filling guest ``dom`` on host ``host`` wrote its last word."""
+        domain = self.domain(host, dom)
+        assert domain is not None, f"no domain {dom} on host {host}"
+        last = (FILL_END - 4, 4, libvirt.VIR_MEMORY_PHYSICAL)
+        wait_until(lambda: domain.memoryPeek(*last) == FILL_WORD, 60, what="guest memory filled")
 
     def migrate(self, namespace: str, name: str, vm: str, host: int, **spec: Any) -> None:
         self.kubectl.apply(
@@ -115,6 +138,13 @@ class Cluster:
         wait_until(lambda: self.running_on(dom) == [host], 60, what="domain running on the source")
         wait_until(lambda: (self.vm(namespace, name).get("status") or {}).get("phase") == "Running", 60, what="VM")
         return dom
+
+    def wait_dirtying(self, dom: str, host: int = 0) -> None:
+        """Wait until the dirty-loop guest ``dom`` on host ``host`` runs (its pass counter in guest memory moves)."""
+        domain = self.domain(host, dom)
+        assert domain is not None, f"no domain {dom} on host {host}"
+        counter = (0x10000, 2, libvirt.VIR_MEMORY_PHYSICAL)
+        wait_until(lambda: domain.memoryPeek(*counter) != b"\0\0", 60, what="guest loop running")
 
     def end(self, namespace: str, name: str, timeout: float = 90) -> dict[str, Any]:
         """Wait until the Migration ends; its status."""
@@ -159,6 +189,7 @@ def make_cluster(control_plane: ControlPlane, kubectl: Kubectl, testbed: Testbed
     state.chmod(0o755)
     boot = _boot_image(state / "dirty-loop.img", DIRTY_LOOP)
     _boot_image(state / "marker.img", _HALT)
+    _boot_image(state / "filled.img", _FILL)
     kubeconfig = str(control_plane.kubeconfig)
     procs: list[Any] = []
     conns: list[libvirt.virConnect] = []

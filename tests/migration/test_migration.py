@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import libvirt
 import pytest
 
 from vapor.model.names import HOST_LABEL, MIGRATING_ANNOTATION
@@ -75,12 +74,7 @@ def test_transient_copy_keeps_the_source_definition(cluster: Cluster, vms: str) 
 
 def test_cancel_mid_way_keeps_the_vm_on_the_source(cluster: Cluster, vms: str) -> None:
     dom = _running_vm(cluster, vms, "busy", 0, **cluster.dirty_vm_spec())
-    source = cluster.domain(0, dom)
-    assert source is not None
-    # Wait until the guest's loop runs (its pass counter in guest memory moves), so the copy cannot converge.
-    wait_until(
-        lambda: source.memoryPeek(0x10000, 2, libvirt.VIR_MEMORY_PHYSICAL) != b"\0\0", 60, what="guest loop running"
-    )
+    cluster.wait_dirtying(dom)  # the guest's loop runs, so the copy cannot converge
     cluster.migrate(vms, "move-busy", "busy", 1, bandwidthMiBPerSecond=1, completionTimeoutPerGiB=100000)
     wait_until(
         lambda: (
@@ -126,11 +120,7 @@ def test_offline_migration_of_a_stopped_vm(cluster: Cluster, vms: str) -> None:
 def test_source_agent_killed_mid_migration(cluster: Cluster, vms: str) -> None:
     """The job outlives the agent; the restarted agent follows it (or reports the restart) and it ends cleanly."""
     dom = _running_vm(cluster, vms, "crash", 0, **cluster.dirty_vm_spec())
-    source = cluster.domain(0, dom)
-    assert source is not None
-    wait_until(
-        lambda: source.memoryPeek(0x10000, 2, libvirt.VIR_MEMORY_PHYSICAL) != b"\0\0", 60, what="guest loop running"
-    )
+    cluster.wait_dirtying(dom)
     # Slow to converge at 1 MiB/s; the completion timeout (64 MiB x 320 s/GiB = 20 s) ends it if it does not.
     cluster.migrate(vms, "move-crash", "crash", 1, bandwidthMiBPerSecond=1, completionTimeoutPerGiB=320)
     wait_until(

@@ -22,14 +22,14 @@ import httpx
 import libvirt
 
 from vapor.devenv import ControlPlane
-from vapor.devenv.processes import free_port
 from vapor.model.names import LEASE_NAMESPACE
 
 from ..conftest import Kubectl
 from .agent import AgentProcess, qemu_reachable_dir
+from .gatewayproc import api_client, gateway_for_users, login
 from .guest import kvm_runs_linux
 from .libvirtd import Libvirtd
-from .pam import LinuxUser, linux_accounts, pam_service
+from .pam import LinuxUser
 from .processes import ComponentProcess, operator_process
 from .wait import wait_until
 
@@ -50,13 +50,10 @@ class Stack:
     state: Path
 
     def login(self, user: LinuxUser) -> dict[str, Any]:
-        r = httpx.post(f"{self.url}/api/v1/auth/login", json={"username": user.name, "password": user.password})
-        assert r.status_code == 200, r.text
-        return dict(r.json()["data"])
+        return login(self.url, user)
 
     def client(self, user: LinuxUser) -> httpx.Client:
-        token = self.login(user)["token"]
-        return httpx.Client(base_url=f"{self.url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+        return api_client(self.url, user)
 
     def logs(self) -> str:
         """The end of each component's log, for a failing test's report."""
@@ -79,46 +76,45 @@ def running_stack(
     virt = libvirt.open(libvirt_uri)
     state = qemu_reachable_dir("vapor-e2e-")  # QEMU must reach the disks
     kubeconfig = str(control_plane.kubeconfig)
-    port = free_port()
     procs: list[Any] = []
-    with linux_accounts() as accounts, pam_service() as service:
-        admins = accounts.group("admins")
-        admin = accounts.user("adm", groups=(admins,))
-        viewer = accounts.user("view")
-        try:
-            agent = AgentProcess(
-                kubeconfig,
-                node,
-                state / "agent",
-                lease_namespace=LEASE_NAMESPACE,
-                libvirt_uri=libvirt_uri,
-                scan_interval=1.0,
-                lease_renew_interval=1.0,
-                extra_args=("--lease-duration", "5", *agent_args),
-                image_dirs=image_dirs,
-            ).start()
-            procs.append(agent)
-            operator = operator_process(kubeconfig, state / "operator.log").start()
-            procs.append(operator)
-            gateway = ComponentProcess(
-                "vapor.gateway",
-                ["--bind", f"127.0.0.1:{port}", "--kubeconfig", kubeconfig],
-                state / "gateway.log",
-                # The tests poll; the contract's rate limit is tested in tests/gateway.
-                env={"VAPOR_PAM_SERVICE": service, "VAPOR_ADMIN_GROUPS": admins, "VAPOR_RATE_LIMIT": "0"},
-            ).start()
-            procs.append(gateway)
-            wait_until(lambda: kubectl("get", "host", node, check=False).returncode == 0, 60, what="agent's Host")
-            kubectl("label", "host", node, f"e2e-run={run}")
-            s = Stack(f"http://127.0.0.1:{port}", node, run, agent, operator, gateway, admin, viewer, virt, state)
-            wait_until(lambda: gateway_answers(s.url), 60, what="gateway up")
-            yield s
-        finally:
-            for proc in reversed(procs):
-                proc.stop()
-            virt.close()
-            kubectl("delete", "host", node, "--ignore-not-found", "--wait=false", check=False)
-            shutil.rmtree(state, ignore_errors=True)
+    try:
+        with gateway_for_users(kubeconfig, state / "gateway.log") as gateway:
+            try:
+                agent = AgentProcess(
+                    kubeconfig,
+                    node,
+                    state / "agent",
+                    lease_namespace=LEASE_NAMESPACE,
+                    libvirt_uri=libvirt_uri,
+                    scan_interval=1.0,
+                    lease_renew_interval=1.0,
+                    extra_args=("--lease-duration", "5", *agent_args),
+                    image_dirs=image_dirs,
+                ).start()
+                procs.append(agent)
+                operator = operator_process(kubeconfig, state / "operator.log").start()
+                procs.append(operator)
+                wait_until(lambda: kubectl("get", "host", node, check=False).returncode == 0, 60, what="agent's Host")
+                kubectl("label", "host", node, f"e2e-run={run}")
+                yield Stack(
+                    gateway.url,
+                    node,
+                    run,
+                    agent,
+                    operator,
+                    gateway.process,
+                    gateway.admin,
+                    gateway.viewer,
+                    virt,
+                    state,
+                )
+            finally:
+                for proc in reversed(procs):
+                    proc.stop()
+    finally:
+        virt.close()
+        kubectl("delete", "host", node, "--ignore-not-found", "--wait=false", check=False)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @contextlib.contextmanager
@@ -140,14 +136,6 @@ def private_stack(control_plane: ControlPlane, kubectl: Kubectl, agent_args: tup
 def domain_type_args() -> tuple[str, ...]:
     """The agent's --domain-type for this machine: kvm where KVM runs a guest kernel, else qemu (TCG)."""
     return ("--domain-type", "kvm" if kvm_runs_linux() else "qemu")
-
-
-def gateway_answers(url: str) -> bool:
-    """Whether a gateway serves at ``url`` (an unauthenticated read is 401)."""
-    try:
-        return httpx.get(f"{url}/api/v1/hosts", timeout=2).status_code == 401
-    except httpx.HTTPError:
-        return False
 
 
 @contextlib.contextmanager

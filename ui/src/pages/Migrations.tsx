@@ -1,16 +1,15 @@
 import { useState } from 'preact/hooks';
 import { api, type MigrationView } from '../api/client';
 import { describe } from '../api/errors';
-import { bytes } from '../lib/format';
+import { finished, progressOf } from '../lib/migrations';
 import { usePoll } from '../lib/poll';
 import { Badge, Confirm, ErrorBanner, Progress, WriteButton } from '../ui';
 
-const FINISHED = ['Succeeded', 'Failed', 'Cancelled'];
+/** Look again every second while a migration runs. */
+const sooner = (all: MigrationView[]) => (all.some((m) => !finished(m.phase)) ? 1000 : null);
 
 export function Migrations() {
-  const { data, error, refresh } = usePoll(api.migrations, 3000, (all) =>
-    all.some((m) => !FINISHED.includes(m.phase)) ? 1000 : null,
-  );
+  const { data, error, refresh } = usePoll(api.migrations, 3000, sooner);
   const [cancel, setCancel] = useState<MigrationView | null>(null);
   const [failure, setFailure] = useState<string | null>(null);
 
@@ -37,7 +36,6 @@ export function Migrations() {
               <th>Phase</th>
               <th>From → to</th>
               <th>Progress</th>
-              <th class="wide">Downtime</th>
               <th>
                 <span class="sr-only">Actions</span>
               </th>
@@ -45,9 +43,9 @@ export function Migrations() {
           </thead>
           <tbody>
             {(data ?? []).map((m) => {
-              const percent = m.phase === 'Succeeded' ? 100 : (m.progress?.percent ?? 0);
+              const progress = progressOf(m);
               return (
-                <tr key={m.id}>
+                <tr key={m.id} data-migration={`${m.namespace}/${m.name}`}>
                   <td>
                     {m.namespace}/{m.vm_name}
                   </td>
@@ -58,17 +56,19 @@ export function Migrations() {
                     {m.source_host_name ?? '?'} → {m.destination_host_name ?? '?'}
                   </td>
                   <td>
-                    <Progress
-                      value={percent}
-                      label={`${percent}%${m.progress?.data_remaining != null && !FINISHED.includes(m.phase) ? `, ${bytes(m.progress.data_remaining)} left` : ''}`}
-                    />
+                    <Progress value={progress.value} label={progress.text} />
                     {m.failure_reason && <div class="bad-text">{m.failure_reason}</div>}
                   </td>
-                  <td class="wide">{m.downtime_ms != null ? `${m.downtime_ms} ms` : '—'}</td>
                   <td>
-                    {!FINISHED.includes(m.phase) && (
-                      <WriteButton onClick={() => setCancel(m)} disabled={m.cancel_requested} danger>
-                        Cancel
+                    {!finished(m.phase) && (
+                      <WriteButton
+                        onClick={() => setCancel(m)}
+                        disabled={m.cancel_requested}
+                        title={m.cancel_requested ? 'Cancelling: the source host stops the copy' : 'Stop this migration'}
+                        label={`Cancel the migration of ${m.vm_name}`}
+                        danger
+                      >
+                        {m.cancel_requested ? 'Cancelling…' : 'Cancel…'}
                       </WriteButton>
                     )}
                   </td>
@@ -77,7 +77,7 @@ export function Migrations() {
             })}
             {data && data.length === 0 && (
               <tr>
-                <td colSpan={6} class="muted">
+                <td colSpan={5} class="muted">
                   No migrations.
                 </td>
               </tr>
