@@ -94,6 +94,18 @@ def test_an_admin_uploads_an_image_file_with_progress_sees_it_ready_and_deletes_
     assert page.evaluate("window.__sameDocument") is True
 
 
+def add_url_image(page: Page, name: str, url: str, checksum: str, labels: str) -> Locator:
+    """Fill in and send the dialog for an image from ``url``; the dialog."""
+    page.get_by_role("button", name="Add image…").click()
+    dialog = page.get_by_role("dialog", name="Add an image")
+    dialog.get_by_label("Name").fill(name)
+    dialog.get_by_label("URL", exact=True).fill(url)
+    dialog.get_by_label("Checksum").fill(checksum)
+    dialog.get_by_label("Fetch to hosts with labels").fill(labels)
+    dialog.get_by_role("button", name="Create").click()
+    return dialog
+
+
 def test_an_admin_creates_an_image_from_a_url_and_sees_the_host_fetch_it_live(
     web: WebConsole, stack: Stack, image_file: Path, cluster_objects: list[str], artifacts: Path
 ) -> None:
@@ -126,18 +138,25 @@ def test_an_admin_creates_an_image_from_a_url_and_sees_the_host_fetch_it_live(
         assert page.evaluate("window.__sameDocument") is True
         assert any(r.status in (200, 206) for r in server.requests)
 
+        # a file whose sha256 is not the one given: the host's copy fails, and the page says why
+        bad = f"{name}-bad"
+        cluster_objects.append(f"images.vapor.io/{bad}")
+        add_url_image(page, bad, server.url, "0" * 64, f"e2e-run={stack.run}")
+        failed = image_row(page, bad).locator(".host-copy", has_text=stack.node)
+        expect(failed.locator(".badge")).to_have_text("Failed", timeout=READY)
+        readable(failed.locator(".bad-text"), "ChecksumMismatch")
+        page.screenshot(path=artifacts / "image-failed.png")
+
     # the API's refusal of a taken name, as a readable message in the dialog
-    page.get_by_role("button", name="Add image…").click()
-    dialog = page.get_by_role("dialog", name="Add an image")
-    dialog.get_by_label("Name").fill(name)
-    dialog.get_by_label("URL", exact=True).fill("http://127.0.0.1:9/other.qcow2")
-    dialog.get_by_label("Checksum").fill("0" * 64)
-    dialog.get_by_role("button", name="Create").click()
+    dialog = add_url_image(page, name, "http://127.0.0.1:9/other.qcow2", "0" * 64, "")
     readable(dialog.get_by_role("alert"), "already exists")
     page.keyboard.press("Escape")
     expect(dialog).to_be_hidden()
-
     page.set_viewport_size(PHONE)  # type: ignore[arg-type]
+    page.screenshot(path=artifacts / "image-failed-phone.png", full_page=True)
+    page.get_by_role("button", name=f"Delete {bad}").click()
+    confirm(page, "Delete")
+
     expect(row).to_be_visible()
     page.screenshot(path=artifacts / "images-phone.png", full_page=True)
     row.get_by_role("button", name=f"Delete {name}").click()

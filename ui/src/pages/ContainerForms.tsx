@@ -3,8 +3,8 @@
 import { useState } from 'preact/hooks';
 import { api } from '../api/client';
 import { containerRequest, pullRequest } from '../lib/docker';
-import { ErrorBanner, Modal } from '../ui';
-import { FormButtons, useSubmit } from './forms';
+import { Modal } from '../ui';
+import { FormEnd, useSubmit } from './forms';
 
 type Props = { host: string; onClose: () => void; onDone: (what: string) => void };
 
@@ -41,10 +41,7 @@ export function ContainerCreate(props: Props) {
           Ports (HOSTPORT:PORT[/udp], one a line)
           <textarea {...field('ports')} rows={2} spellcheck={false} class="mono" placeholder="8080:80" />
         </label>
-        <div class="full">
-          <ErrorBanner error={error} />
-        </div>
-        <FormButtons busy={busy} onClose={props.onClose} submit="Create" />
+        <FormEnd error={error} busy={busy} onClose={props.onClose} submit="Create" />
       </form>
     </Modal>
   );
@@ -76,10 +73,7 @@ export function ImagePull(props: Props) {
           Tag
           <input name="tag" value={form.tag} onInput={(e) => setForm({ ...form, tag: e.currentTarget.value })} />
         </label>
-        <div class="full">
-          <ErrorBanner error={error} />
-        </div>
-        <FormButtons busy={busy} onClose={props.onClose} submit="Pull" />
+        <FormEnd error={error} busy={busy} onClose={props.onClose} submit="Pull" />
       </form>
     </Modal>
   );

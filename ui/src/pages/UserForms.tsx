@@ -4,8 +4,8 @@
 import { useState } from 'preact/hooks';
 import { api, type CreateUserRequest } from '../api/client';
 import { accountName, firstProblem, groups, MAX_PASSWORD, MIN_PASSWORD, password } from '../lib/checks';
-import { ErrorBanner, Modal } from '../ui';
-import { FormButtons, useSubmit } from './forms';
+import { Modal } from '../ui';
+import { FormEnd, useSubmit } from './forms';
 
 /** The request a filled-in form makes, or the first thing to fix (exported for the unit tests). */
 export function userRequest(form: { username: string; password: string; again: string; groups: string }): CreateUserRequest {
@@ -79,10 +79,7 @@ export function UserCreate(props: { host: string; onClose: () => void; onDone: (
         </label>
         <PasswordFields set={set} first="Password" />
         <p class="muted full">A home directory and /bin/bash are made for it.</p>
-        <div class="full">
-          <ErrorBanner error={error} />
-        </div>
-        <FormButtons busy={busy} onClose={props.onClose} submit="Create" />
+        <FormEnd error={error} busy={busy} onClose={props.onClose} submit="Create" />
       </form>
     </Modal>
   );
@@ -103,10 +100,7 @@ export function PasswordReset(props: { host: string; username: string; onClose: 
     <Modal title={`New password for ${props.username}`} onClose={props.onClose}>
       <form onSubmit={submit} class="form-grid" noValidate>
         <PasswordFields set={set} first="New password" />
-        <div class="full">
-          <ErrorBanner error={error} />
-        </div>
-        <FormButtons busy={busy} onClose={props.onClose} submit="Set password" />
+        <FormEnd error={error} busy={busy} onClose={props.onClose} submit="Set password" />
       </form>
     </Modal>
   );

@@ -1,7 +1,8 @@
 import { useEffect, useState } from 'preact/hooks';
 import { api, type CreateVMRequest, type ImageView, type VMView } from '../api/client';
 import { describe } from '../api/errors';
-import { ErrorBanner, Modal } from '../ui';
+import { Modal } from '../ui';
+import { FormEnd } from './forms';
 
 /** `key=value` pairs separated by commas or spaces (a host selector); a malformed pair is an error to show. */
 export function parseLabels(text: string): Record<string, string> {
@@ -147,17 +148,7 @@ export function VmCreate({ onClose, onCreated }: { onClose: () => void; onCreate
           cloud-init user-data
           <textarea {...field('userData')} rows={4} placeholder="#cloud-config" />
         </label>
-        <div class="full">
-          <ErrorBanner error={error} />
-        </div>
-        <div class="actions full">
-          <button type="button" onClick={onClose}>
-            Cancel
-          </button>
-          <button type="submit" class="primary" disabled={busy}>
-            {busy ? 'Creating…' : 'Create'}
-          </button>
-        </div>
+        <FormEnd error={error} busy={busy} onClose={onClose} submit="Create" working="Creating…" />
       </form>
     </Modal>
   );

@@ -2,6 +2,7 @@
 
 import { useState } from 'preact/hooks';
 import { describe } from '../api/errors';
+import { ErrorBanner } from '../ui';
 
 /** Runs a form's request: the error as a readable line, `onDone` with what it says on success. */
 export function useSubmit(onDone: (what: string) => void) {
@@ -21,15 +22,29 @@ export function useSubmit(onDone: (what: string) => void) {
   return { error, busy, run };
 }
 
-export function FormButtons({ busy, onClose, submit }: { busy: boolean; onClose: () => void; submit: string }) {
+/** The end of a dialog's form: the request's error (readable), then Cancel and the submit button. */
+export function FormEnd(props: {
+  error: string | null;
+  busy: boolean;
+  onClose: () => void;
+  submit: string;
+  /** the submit button's text while the request runs */
+  working?: string;
+}) {
+  const { busy, onClose, submit } = props;
   return (
-    <div class="actions full">
-      <button type="button" onClick={onClose}>
-        Cancel
-      </button>
-      <button type="submit" class="primary" disabled={busy}>
-        {busy ? 'Working…' : submit}
-      </button>
-    </div>
+    <>
+      <div class="full">
+        <ErrorBanner error={props.error} />
+      </div>
+      <div class="actions full">
+        <button type="button" onClick={onClose}>
+          Cancel
+        </button>
+        <button type="submit" class="primary" disabled={busy}>
+          {busy ? (props.working ?? 'Working…') : submit}
+        </button>
+      </div>
+    </>
   );
 }
