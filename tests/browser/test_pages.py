@@ -76,13 +76,22 @@ def test_an_admin_uploads_an_image_file_with_progress_sees_it_ready_and_deletes_
     expect(bar).to_have_attribute("aria-valuenow", re.compile(r"^[1-9][0-9]?$"))  # 1 to 99: moving
     expect(bar).to_contain_text(re.compile(r"MiB of 4\.\d+ MiB"))
     page.screenshot(path=artifacts / "image-upload.png")
-    expect(dialog).to_be_hidden(timeout=READY)  # the agent verified it: the PUT answered 201
+    # cancelled half-way: the Image stays, waiting for its file, and "Upload…" sends it again
+    dialog.get_by_role("button", name="Cancel upload").click()
+    expect(dialog).to_be_hidden()
+    row = image_row(page, name)
+    expect(row.locator(".badge").first).to_have_text("Pending")
     cdp.send(
         "Network.emulateNetworkConditions",
         {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1},
     )
+    row.get_by_role("button", name=f"Upload {name}").click()
+    dialog = page.get_by_role("dialog", name=f"Upload the file of {name}")
+    dialog.get_by_label(re.compile(r"^Host")).select_option(stack.node)
+    dialog.get_by_label("Image file").set_input_files(image_file)
+    dialog.get_by_role("button", name="Upload", exact=True).click()
+    expect(dialog).to_be_hidden(timeout=READY)  # the agent verified it: the PUT answered 201
 
-    row = image_row(page, name)
     expect(row.locator(".badge").first).to_have_text("Ready", timeout=READY)
     expect(row.locator(".host-copy", has_text=stack.node).locator(".badge")).to_have_text("Ready")
     expect(row).to_contain_text("uploaded")
