@@ -204,6 +204,7 @@ export function ImageAdd({ onClose, onDone }: { onClose: () => void; onDone: () 
           Format
           <select
             name="format"
+            disabled={created.current !== null}
             value={form.format}
             onChange={(e) => setForm({ ...form, format: e.currentTarget.value as ImageFormat })}
           >
@@ -223,7 +224,14 @@ export function ImageAdd({ onClose, onDone }: { onClose: () => void; onDone: () 
         )}
         <label class="full">
           Checksum (sha256){http ? '' : ', optional'}
-          <input {...text('checksum')} required={http} maxLength={64} spellcheck={false} class="mono" />
+          <input
+            {...text('checksum')}
+            required={http}
+            maxLength={64}
+            spellcheck={false}
+            class="mono"
+            readOnly={created.current !== null}
+          />
         </label>
         {http && (
           <>
@@ -241,6 +249,11 @@ export function ImageAdd({ onClose, onDone }: { onClose: () => void; onDone: () 
               <input {...text('prefetchLabels')} disabled={!form.prefetch} placeholder="empty: every host" />
             </label>
           </>
+        )}
+        {created.current && !busy && (
+          <p class="muted full">
+            Image {created.current} exists now, as above: send a file that matches it, or cancel and delete it.
+          </p>
         )}
         <Outcome progress={progress} error={error} />
         <div class="actions full">
