@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from vapor.kube import Informer, Kube, WatchEvent
@@ -62,45 +63,57 @@ class _Promised(Generic[R]):
     def __init__(self, kube: Kube, kind: type[R]) -> None:
         self.cache: Informer[R] = Informer(kube, kind)
         self._wrote: dict[str, tuple[R, float]] = {}  # uid: (the write's answer, when)
+        self._named: dict[tuple[str | None, str], str] = {}  # (namespace, name): uid of a promise
         self.cache.on_change(self._delivered)
 
     def _delivered(self, event: WatchEvent[R]) -> None:
-        if event.type == "DELETED":
-            self._wrote.pop(event.object.metadata.uid or "", None)
+        uid = event.object.metadata.uid or ""
+        promise = self._wrote.get(uid)
+        if promise is not None and (event.type == "DELETED" or _version(event.object) >= _version(promise[0])):
+            self._forget(uid)
+
+    def _forget(self, uid: str) -> None:
+        obj, _at = self._wrote.pop(uid)
+        key = (obj.metadata.namespace or None, obj.name)
+        if self._named.get(key) == uid:
+            del self._named[key]
 
     def _fresher(self, obj: R) -> bool:
         cached = self.cache.by_uid(obj.metadata.uid or "")
         return cached is None or _version(obj) > _version(cached)
 
+    def _kept(self, uid: str, now: float) -> R | None:
+        """The promise for ``uid`` while it still says more than the cache, else None (and it is dropped)."""
+        obj, at = self._wrote[uid]
+        if now - at > PROMISE_SECONDS or not self._fresher(obj):
+            self._forget(uid)
+            return None
+        return obj
+
     def wrote(self, obj: R) -> None:
         """Keep ``obj`` (a write's answer) until the watch delivers that version or a later one."""
         gone = obj.metadata.deletion_timestamp is not None and not obj.metadata.finalizers
         if not gone and self._fresher(obj):
-            self._wrote[obj.metadata.uid or ""] = (obj, time.monotonic())
+            uid = obj.metadata.uid or ""
+            self._wrote[uid] = (obj, time.monotonic())
+            self._named[(obj.metadata.namespace or None, obj.name)] = uid
 
     def promised(self) -> list[R]:
         """The objects written and not yet brought back by the watch, as written."""
-        return self._promised()
-
-    def _promised(self) -> list[R]:
         now = time.monotonic()
-        for uid, (obj, at) in list(self._wrote.items()):
-            if now - at > PROMISE_SECONDS or not self._fresher(obj):
-                del self._wrote[uid]
-        return [obj for obj, _at in self._wrote.values()]
+        return [obj for uid in list(self._wrote) if (obj := self._kept(uid, now)) is not None]
 
     def items(self) -> list[R]:
         """Every object, as this process last knows it."""
         by_uid = {o.metadata.uid or "": o for o in self.cache.items()}
-        by_uid.update({o.metadata.uid or "": o for o in self._promised()})
+        by_uid.update({o.metadata.uid or "": o for o in self.promised()})
         return list(by_uid.values())
 
     def get(self, name: str, namespace: str | None = None) -> R | None:
         """One object by name, as this process last knows it."""
-        for obj in self._promised():
-            if obj.name == name and (obj.metadata.namespace or None) == (namespace or None):
-                return obj
-        return self.cache.get(name, namespace)
+        uid = self._named.get((namespace or None, name))
+        promised = self._kept(uid, time.monotonic()) if uid is not None else None
+        return promised or self.cache.get(name, namespace)
 
 
 class Ledger:
@@ -120,6 +133,10 @@ class Ledger:
         self._reserved: dict[VMKey, tuple[str, Request]] = {}  # placements decided, their writes in flight
         self._tally = Tally()  # each host's placed VMs, summed as the VM watch brings them
         self._vms.cache.on_change(self._tallied)
+
+    def on_vm_change(self, handler: Callable[[WatchEvent[VirtualMachine]], None]) -> None:
+        """Call ``handler`` for every VM change the ledger's watch brings."""
+        self._vms.cache.on_change(handler)
 
     def _tallied(self, event: WatchEvent[VirtualMachine]) -> None:
         if event.type == "DELETED":

@@ -28,9 +28,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Awaitable, Iterable
 
-from vapor.kube import Conflict, NotFound
+from vapor.kube import Conflict, NotFound, WatchEvent
 from vapor.model import ConditionStatus, Host, MetadataPatch, VirtualMachine, VirtualMachineStatus
 from vapor.model.image import images_of
 from vapor.model.names import HOST_LABEL, ConditionType
@@ -44,6 +45,7 @@ log = logging.getLogger("vapor.operator.placer")
 
 WRITES = int(os.environ.get("VAPOR_PLACEMENT_WRITES", "16"))  # placements written at once
 NOTES = 8  # Events and image syncs written at once
+UNSEEN_SECONDS = 60.0  # how long a VM asked for is awaited from the ledger's watch (then the placement pass asks)
 # The placement's own field manager: it applies host, hostId, phase and the Scheduled condition together,
 # and nothing else applies as it, so no later apply of the operator gives those fields up.
 PLACEMENT_MANAGER = f"{FIELD_MANAGER}-placement"
@@ -61,11 +63,18 @@ class Placer:
         self.ledger = ledger
         self._wanted: set[VMKey] = set()
         self._writing: set[VMKey] = set()  # decided, writes in flight: the next batch leaves them be
+        self._unseen: dict[VMKey, float] = {}  # wanted before the ledger's watch brought them: when
+        ledger.on_vm_change(self._arrived)
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(writes)
         self._notes = asyncio.Semaphore(NOTES)
         self._loop: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def _arrived(self, event: WatchEvent[VirtualMachine]) -> None:
+        key = vm_key(event.object)
+        if self._unseen.pop(key, None) is not None and event.type != "DELETED":
+            self.want([key])
 
     def want(self, keys: Iterable[VMKey]) -> None:
         """Look at these VMs in the next batch (placed or gone ones are passed over)."""
@@ -101,10 +110,13 @@ class Placer:
         keys = self._wanted - self._writing
         self._wanted -= keys
         ledger = self.ledger
+        found = {key: ledger.vm(*key) for key in keys}
+        now = time.monotonic()
+        self._unseen = {k: at for k, at in self._unseen.items() if now - at < UNSEEN_SECONDS}
+        self._unseen.update((key, now) for key, vm in found.items() if vm is None)  # placed once the watch brings it
         async with ledger.lock:
-            found = (ledger.vm(namespace, name) for namespace, name in keys)
             todo = sorted(
-                (vm for vm in found if vm is not None and unplaced(vm)),
+                (vm for key in found if (vm := ledger.vm(*key)) is not None and unplaced(vm)),
                 key=lambda vm: (vm.metadata.creation_timestamp is None, vm.metadata.creation_timestamp, vm_key(vm)),
             )
             if not todo:

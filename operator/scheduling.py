@@ -30,8 +30,6 @@ def _unplaced(status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
 
 @kopf.on.event(GROUP, VERSION, "virtualmachines", when=_unplaced)
 async def vm_changed(type: str, body: kopf.Body, memo: Memo, **_: Any) -> None:
-    """Hand a VM to the placer the moment it is seen unplaced (once the ledger has this version of it)."""
+    """Hand a VM to the placer the moment it is seen unplaced (it waits for the ledger's watch to bring it)."""
     if type != "DELETED":
-        vm = VirtualMachine.from_api(dict(body))
-        await memo.books.seen(vm, gone=False)
-        memo.placement.want([vm_key(vm)])
+        memo.placement.want([vm_key(VirtualMachine.from_api(dict(body)))])
