@@ -3,10 +3,35 @@ import { api, type MigrationView } from '../api/client';
 import { describe } from '../api/errors';
 import { finished, progressOf } from '../lib/migrations';
 import { usePoll } from '../lib/poll';
-import { Badge, Confirm, ErrorBanner, Progress, WriteButton } from '../ui';
+import { Badge, Confirm, ErrorBanner, Progress, Table, WriteButton } from '../ui';
 
 /** Look again every second while a migration runs. */
 const sooner = (all: MigrationView[]) => (all.some((m) => !finished(m.phase)) ? 1000 : null);
+
+function MigrationBar({ migration }: { migration: MigrationView }) {
+  const { value, text } = progressOf(migration);
+  return (
+    <div class="migration-bar">
+      <Progress value={value} label={text} />
+      {migration.failure_reason && <div class="bad-text">{migration.failure_reason}</div>}
+    </div>
+  );
+}
+
+function CancelButton({ migration, onClick }: { migration: MigrationView; onClick: () => void }) {
+  const asked = migration.cancel_requested;
+  return (
+    <WriteButton
+      onClick={onClick}
+      disabled={asked}
+      title={asked ? 'Cancelling: the source host stops the copy' : 'Stop this migration'}
+      label={`Cancel the migration of ${migration.vm_name}`}
+      danger
+    >
+      {asked ? 'Cancelling…' : 'Cancel…'}
+    </WriteButton>
+  );
+}
 
 export function Migrations() {
   const { data, error, refresh } = usePoll(api.migrations, 3000, sooner);
@@ -28,63 +53,25 @@ export function Migrations() {
       <h1 id="migrations-title">Migrations</h1>
       <ErrorBanner error={error} />
       <ErrorBanner error={failure} onClose={() => setFailure(null)} />
-      <div class="table-wrap">
-        <table>
-          <thead>
-            <tr>
-              <th>VM</th>
-              <th>Phase</th>
-              <th>From → to</th>
-              <th>Progress</th>
-              <th>
-                <span class="sr-only">Actions</span>
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {(data ?? []).map((m) => {
-              const progress = progressOf(m);
-              return (
-                <tr key={m.id} data-migration={`${m.namespace}/${m.name}`}>
-                  <td>
-                    {m.namespace}/{m.vm_name}
-                  </td>
-                  <td>
-                    <Badge status={m.phase} />
-                  </td>
-                  <td>
-                    {m.source_host_name ?? '?'} → {m.destination_host_name ?? '?'}
-                  </td>
-                  <td>
-                    <Progress value={progress.value} label={progress.text} />
-                    {m.failure_reason && <div class="bad-text">{m.failure_reason}</div>}
-                  </td>
-                  <td>
-                    {!finished(m.phase) && (
-                      <WriteButton
-                        onClick={() => setCancel(m)}
-                        disabled={m.cancel_requested}
-                        title={m.cancel_requested ? 'Cancelling: the source host stops the copy' : 'Stop this migration'}
-                        label={`Cancel the migration of ${m.vm_name}`}
-                        danger
-                      >
-                        {m.cancel_requested ? 'Cancelling…' : 'Cancel…'}
-                      </WriteButton>
-                    )}
-                  </td>
-                </tr>
-              );
-            })}
-            {data && data.length === 0 && (
-              <tr>
-                <td colSpan={5} class="muted">
-                  No migrations.
-                </td>
-              </tr>
-            )}
-          </tbody>
-        </table>
-      </div>
+      {data && (
+        <Table
+          rows={data}
+          rowKey={(m) => m.id}
+          cards
+          rowAttrs={(m) => ({ 'data-migration': `${m.namespace}/${m.name}` })}
+          empty="No migrations."
+          columns={[
+            { label: 'VM', cell: (m) => `${m.namespace}/${m.vm_name}` },
+            { label: 'Phase', cell: (m) => <Badge status={m.phase} /> },
+            { label: 'From → to', cell: (m) => `${m.source_host_name ?? '?'} → ${m.destination_host_name ?? '?'}` },
+            { label: 'Progress', cell: (m) => <MigrationBar migration={m} /> },
+            {
+              label: 'Actions',
+              cell: (m) => !finished(m.phase) && <CancelButton migration={m} onClick={() => setCancel(m)} />,
+            },
+          ]}
+        />
+      )}
       {cancel && (
         <Confirm
           title={`Cancel the migration of ${cancel.vm_name}?`}
