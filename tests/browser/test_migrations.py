@@ -7,7 +7,8 @@ the VM's Migrate dialog, reading each host's pre-flight conditions, sees a
 refusal as a readable message, then watches the progress bar move live to
 Succeeded with the downtime; on the Migrations page an admin cancels a
 migration that cannot converge (a guest that keeps dirtying its memory,
-1 MiB/s) after confirming, while a viewer's Cancel stays disabled.
+1 MiB/s) after confirming, while a viewer's Cancel stays disabled, and one
+that ended while its confirmation was open is refused in a readable banner.
 Screenshots go to the artifacts folder (migrate-*.png, migrations-*.png).
 """
 
@@ -21,11 +22,13 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from vapor.devenv import ControlPlane
+from vapor.model.names import MIGRATING_ANNOTATION
 
 from ..conftest import Kubectl
 from ..migration.conftest import Cluster, make_cluster
 from ..support.gatewayproc import UserGateway, gateway_for_users
 from ..support.hosts import Testbed
+from ..support.wait import wait_until
 from .conftest import PHONE, WebConsole, require_build, web_console
 
 pytestmark = [pytest.mark.browser, pytest.mark.migration]
@@ -144,13 +147,7 @@ def test_an_admin_cancels_a_running_migration_after_confirming_and_a_viewer_cann
 ) -> None:
     dom = testbed.running_vm(vms, "busy", 0, **testbed.dirty_vm_spec())
     testbed.wait_dirtying(dom)
-    with gateway.client(gateway.admin) as api:
-        body = {"destination_host_id": testbed.nodes[1], "bandwidth_mib_per_second": 1}
-        r = api.post(
-            "/vms/busy/migrate", params={"namespace": vms}, json={**body, "completion_timeout_per_gib": 86_400}
-        )
-        assert r.status_code == 201, r.text
-        name = r.json()["data"]["name"]
+    name = start_slow_migration(gateway, vms, testbed.nodes[1])
 
     with web_console(browser, gateway.url) as viewer:
         page = viewer.login(gateway.viewer)
@@ -185,3 +182,30 @@ def test_an_admin_cancels_a_running_migration_after_confirming_and_a_viewer_cann
     page.screenshot(path=artifacts / "migrations-cancelled.png")
     assert testbed.running_on(dom) == [0]
     assert testbed.domain(1, dom) is None
+
+    # a migration that ends while its confirmation is open: the refusal is a sentence in a banner, not JSON
+    wait_until(lambda: MIGRATING_ANNOTATION not in (testbed.vm(vms, "busy")["metadata"].get("annotations") or {}), 30)
+    late = start_slow_migration(gateway, vms, testbed.nodes[1])
+    row = page.locator(f'tr[data-migration="{vms}/{late}"]')
+    expect(row.locator(".badge")).to_have_text("Running", timeout=60_000)
+    row.get_by_role("button", name="Cancel the migration of busy").click()
+    with gateway.client(gateway.admin) as api:
+        assert api.post(f"/migrations/{late}/cancel", params={"namespace": vms}).status_code == 200
+    assert testbed.end(vms, late)["phase"] == "Cancelled"
+    expect(row.locator(".badge")).to_have_text("Cancelled")  # the gateway has seen it end (the page behind the dialog)
+    page.get_by_role("dialog", name="Cancel the migration of busy?").get_by_role(
+        "button", name="Cancel migration"
+    ).click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text(f"migration '{late}' has already finished (Cancelled); there is nothing to cancel")
+    assert "{" not in alert.inner_text()
+    page.screenshot(path=artifacts / "migrations-error.png")
+
+
+def start_slow_migration(gateway: UserGateway, namespace: str, destination: str) -> str:
+    """A migration of the VM busy at 1 MiB/s, which its memory-dirtying guest outruns: it goes on until cancelled."""
+    body = {"destination_host_id": destination, "bandwidth_mib_per_second": 1, "completion_timeout_per_gib": 86_400}
+    with gateway.client(gateway.admin) as api:
+        r = api.post("/vms/busy/migrate", params={"namespace": namespace}, json=body)
+    assert r.status_code == 201, r.text
+    return str(r.json()["data"]["name"])

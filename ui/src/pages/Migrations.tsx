@@ -61,7 +61,14 @@ export function Migrations() {
           rowAttrs={(m) => ({ 'data-migration': `${m.namespace}/${m.name}` })}
           empty="No migrations."
           columns={[
-            { label: 'VM', cell: (m) => `${m.namespace}/${m.vm_name}` },
+            {
+              label: 'VM',
+              cell: (m) => (
+                <span>
+                  {m.namespace}/{m.vm_name} <span class="muted">({m.name})</span>
+                </span>
+              ),
+            },
             { label: 'Phase', cell: (m) => <Badge status={m.phase} /> },
             { label: 'From → to', cell: (m) => `${m.source_host_name ?? '?'} → ${m.destination_host_name ?? '?'}` },
             { label: 'Progress', cell: (m) => <MigrationBar migration={m} /> },
