@@ -1,0 +1,154 @@
+"""Vapor on a real cluster: ``helm install`` onto the kubelet node, then REST through its pods (marker cluster).
+
+One cluster and one release for the module (tests/cluster/release.py). The
+gateway is reached through its Service (a NodePort, kube-proxy's rules in the
+node's namespace); the VM is placed by the in-cluster operator and run by the
+agent DaemonSet's pod on the machine's libvirtd; ``kubectl delete namespace``
+goes through the controller manager's namespace deletion.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import docker
+import httpx
+import libvirt
+import pytest
+
+from ..image.build import Built
+from ..support.libvirtd import Libvirtd
+from ..support.wait import wait_until
+from .conftest import Cluster
+from .release import NAMESPACE, RELEASE, Release, import_image, installed, pods_report
+
+# The first test waits for the image build (cached layers: a few minutes; from nothing: longer).
+pytestmark = [pytest.mark.cluster, pytest.mark.image, pytest.mark.timeout(1800)]
+
+
+@pytest.fixture(scope="module")
+def release(cluster: Cluster, docker_client: docker.DockerClient, image: Built) -> Iterator[Release]:
+    seconds = import_image(cluster, docker_client, image.tag)
+    print(f"\nimage {image.tag} imported into the node's containerd in {seconds:.1f}s")
+    with Libvirtd() as _, installed(cluster) as release:
+        print(f"helm install to every pod Ready: {release.seconds_to_ready:.1f}s")
+        yield release
+
+
+@pytest.fixture(scope="module")
+def virt(release: Release) -> Iterator[libvirt.virConnect]:
+    conn = libvirt.open("qemu:///system")
+    yield conn
+    conn.close()
+
+
+def pods(cluster: Cluster, component: str) -> list[dict[str, Any]]:
+    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
+    return list(cluster.kubectl.get_json("pods", "-n", NAMESPACE, "-l", selector)["items"])
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = pod["status"].get("conditions") or []
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def client(release: Release) -> httpx.Client:
+    login = httpx.post(
+        f"{release.url}/api/v1/auth/login",
+        json={"username": release.admin.name, "password": release.admin.password},
+        timeout=30,
+    )
+    assert login.status_code == 200, login.text
+    token = login.json()["data"]["token"]
+    return httpx.Client(base_url=f"{release.url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+
+def fetch_in_cluster(cluster: Cluster, url: str) -> str:
+    """GET ``url`` from inside the gateway's pod (its Python), by the cluster's DNS and Services."""
+    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
+    done = cluster.kubectl("exec", "-n", NAMESPACE, f"deployment/{RELEASE}-gateway", "--", "python3", "-c", code)
+    return str(done.stdout)
+
+
+def test_every_pod_of_the_release_is_ready_on_the_node(release: Release) -> None:
+    cluster = release.cluster
+    counts = {"operator": 2, "gateway": 1, "agent": 1}
+    for component, count in counts.items():
+        found = pods(cluster, component)
+        assert len(found) == count and all(map(ready, found)), pods_report(cluster)
+        assert {p["spec"]["nodeName"] for p in found} == {cluster.node.name}
+    # The agent's Host is the node's, registered and connected.
+    host = cluster.kubectl.get_json("host", cluster.node.name)
+    assert host["status"]["id"]
+
+
+def test_probes_and_metrics_answer_through_the_clusters_services(release: Release) -> None:
+    cluster = release.cluster
+    assert httpx.get(f"{release.url}/readyz", timeout=10).status_code == 200
+    assert "vapor_gateway_http_requests_total" in httpx.get(f"{release.url}/metrics", timeout=10).text
+    # The agent serves on the node's network (its address, port 9464).
+    agent = httpx.get(f"http://{cluster.node.state['address']}:9464/metrics", timeout=10)
+    assert "vapor_agent_libvirt_call_duration_seconds" in agent.text
+    # The operator's metrics Service, by name from a pod (cluster DNS, kube-proxy).
+    services = cluster.kubectl.get_json("services", "-n", NAMESPACE)["items"]
+    [operator] = [s for s in services if s["metadata"]["name"] == f"{RELEASE}-operator-metrics"]
+    port = operator["spec"]["ports"][0]["port"]
+    name = f"{RELEASE}-operator-metrics.{NAMESPACE}.svc.cluster.local"
+    assert "vapor_operator_vms_placed_total" in fetch_in_cluster(cluster, f"http://{name}:{port}/metrics")
+
+
+def domain_state(virt: libvirt.virConnect, namespace: str, name: str) -> int | None:
+    try:
+        return int(virt.lookupByName(f"{namespace}_{name}").state()[0])
+    except libvirt.libvirtError:
+        return None
+
+
+@pytest.fixture
+def vm_namespace(release: Release, virt: libvirt.virConnect) -> Iterator[str]:
+    """A namespace for the test's VMs; any domain of it left by a failure is removed after."""
+    name = f"c-{uuid.uuid4().hex[:8]}"
+    release.cluster.kubectl("create", "namespace", name)
+    yield name
+    release.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    for domain in virt.listAllDomains(0):
+        if domain.name().startswith(f"{name}_"):
+            if domain.isActive():
+                domain.destroy()
+            domain.undefine()
+
+
+def test_through_the_gateways_service_a_user_sees_the_host_and_runs_a_vm_and_the_namespace_takes_it(
+    release: Release, virt: libvirt.virConnect, vm_namespace: str
+) -> None:
+    cluster, ns = release.cluster, vm_namespace
+    with client(release) as api:
+        hosts = wait_until(
+            lambda: [h for h in api.get("/hosts").json()["data"]["hosts"] if h["status"] == "connected"],
+            60,
+            what="the node's Host connected",
+        )
+        assert [h["name"] for h in hosts] == [cluster.node.name]
+
+        started = time.monotonic()
+        created = api.post("/vms", json={"name": "tiny", "namespace": ns, "cpu": 1, "memory": "32Mi"})
+        assert created.status_code in (200, 201), created.text
+        started_vm = api.post("/vms/tiny/action", params={"namespace": ns, "wait": 120}, json={"action": "start"})
+        assert started_vm.status_code == 200, f"{started_vm.text}\n{pods_report(cluster)}"
+        view = api.get("/vms/tiny", params={"namespace": ns}).json()["data"]
+        assert view["phase"] == "Running" and view["host"] == cluster.node.name, view
+        print(f"in-cluster VM create to Running: {time.monotonic() - started:.1f}s")
+        assert domain_state(virt, ns, "tiny") == libvirt.VIR_DOMAIN_RUNNING
+
+    # The controller manager deletes the namespace's objects; the VM's finalizer lets the agent remove its domain.
+    cluster.kubectl("delete", "namespace", ns, "--wait=false")
+    wait_until(
+        lambda: cluster.kubectl("get", "namespace", ns, check=False).returncode != 0,
+        120,
+        every=0.5,
+        what=f"namespace {ns} gone",
+    )
+    assert domain_state(virt, ns, "tiny") is None, "the domain went with its VM"
