@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -55,6 +56,18 @@ class Cluster:
             return pods if ok else None
 
         return wait_until(running, timeout, every=0.5, what=f"{count} Running pods {selector} in {namespace}")
+
+    def delete_namespace(self, namespace: str, timeout: float = 90.0) -> float:
+        """``kubectl delete namespace`` and wait until it is gone (the controller manager emptied it); seconds."""
+        started = time.monotonic()
+        self.kubectl("delete", "namespace", namespace, "--wait=false")
+        wait_until(
+            lambda: self.kubectl("get", "namespace", namespace, check=False).returncode != 0,
+            timeout,
+            every=0.5,
+            what=f"namespace {namespace} to be gone",
+        )
+        return time.monotonic() - started
 
     def running_in(self, namespace: str) -> list[str]:
         """Ids of the node's running containers (pods' sandboxes included) that belong to ``namespace``."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -57,15 +56,8 @@ def test_deleting_a_namespace_deletes_its_objects_and_stops_its_pods(cluster: Cl
     cluster.wait_running(namespace, "app=doomed", 2)
     assert len(cluster.running_in(namespace)) == 4, "two pods, each a sandbox and a container, run on the node"
 
-    started = time.monotonic()
-    cluster.kubectl("delete", "namespace", namespace, "--wait=false")
-    wait_until(
-        lambda: cluster.kubectl("get", "namespace", namespace, check=False).returncode != 0,
-        90,
-        every=0.5,
-        what=f"namespace {namespace} to be gone",
-    )
-    print(f"namespace deleted with its objects in {time.monotonic() - started:.1f}s")
+    seconds = cluster.delete_namespace(namespace)
+    print(f"namespace deleted with its objects in {seconds:.1f}s")
     for kind in ("deployments", "replicasets", "pods", "configmaps"):
         listed = cluster.kubectl.get_json(kind, "-n", namespace)
         assert listed["items"] == [], kind

@@ -144,11 +144,5 @@ def test_through_the_gateways_service_a_user_sees_the_host_and_runs_a_vm_and_the
         assert domain_state(virt, ns, "tiny") == libvirt.VIR_DOMAIN_RUNNING
 
     # The controller manager deletes the namespace's objects; the VM's finalizer lets the agent remove its domain.
-    cluster.kubectl("delete", "namespace", ns, "--wait=false")
-    wait_until(
-        lambda: cluster.kubectl("get", "namespace", ns, check=False).returncode != 0,
-        120,
-        every=0.5,
-        what=f"namespace {ns} gone",
-    )
+    cluster.delete_namespace(ns, timeout=120)
     assert domain_state(virt, ns, "tiny") is None, "the domain went with its VM"
