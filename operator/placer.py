@@ -9,7 +9,7 @@ more than it may give. A VM given a host is reserved on it
 (:meth:`.Ledger.reserve`) until its write comes back, so every other
 decision (the next batch, a Migration's admission, a drain) counts it too.
 The lock is then let go, the next batch can be decided, and the writes run,
-at most ``VAPOR_PLACEMENT_WRITES`` (16) at a time:
+at most ``VAPOR_PLACEMENT_WRITES`` (64) at a time:
 
 - a placement is one server-side apply of the status (host, hostId, phase
   Scheduled, condition Scheduled), made on the version the decision read
@@ -43,7 +43,7 @@ from .settings import FIELD_MANAGER
 
 log = logging.getLogger("vapor.operator.placer")
 
-WRITES = int(os.environ.get("VAPOR_PLACEMENT_WRITES", "16"))  # placements written at once
+WRITES = int(os.environ.get("VAPOR_PLACEMENT_WRITES", "64"))  # placements written at once
 NOTES = 8  # Events and image syncs written at once
 UNSEEN_SECONDS = 60.0  # how long a VM asked for is awaited from the ledger's watch (then the placement pass asks)
 # The placement's own field manager: it applies host, hostId, phase and the Scheduled condition together,
