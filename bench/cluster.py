@@ -5,6 +5,10 @@ figures are the control plane's start, the node's (start to Node Ready), what
 cluster DNS adds to it (Node Ready to CoreDNS ready behind kube-dns), a
 Deployment of an imported image to its pod Running, and ``kubectl delete
 namespace`` of a namespace with two running pods to the namespace gone.
+Then Vapor on such a cluster, once, as tests/cluster/test_vapor.py installs
+it: ``helm install`` of the Containerfile's image (built with the image
+tests' cached layers) to every Vapor pod Ready, and a VM created through the
+gateway's Service to Running (diskless, started at once).
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.cluster.conftest import Cluster
+from tests.cluster.release import import_image, installed
+from tests.conftest import Kubectl
+from tests.image.build import build_image, engine, make_base
+from tests.support.libvirtd import Libvirtd
 from tests.support.workloads import deployment
 from vapor.devenv import ControlPlane, Node, binaries
 from vapor.devenv.images import image_archive
@@ -59,6 +68,28 @@ def _run(folder: Path) -> tuple[float, float, float, float, float]:
         cp.down()
 
 
+def _vapor(folder: Path) -> tuple[float, float]:
+    """Seconds from ``helm install`` to every pod Ready, and from a VM's POST to it Running."""
+    with engine() as client:
+        built = build_image(client, make_base(client), folder / "build.log")
+        with ControlPlane(folder / "cp", service_accounts=True) as cp, Node(cp) as node:
+            cluster = Cluster(cp, node, Kubectl(cp))
+            import_image(cluster, client, built.tag)
+            with Libvirtd(), installed(cluster) as release, release.client() as api:
+                cp.kubectl_run("create", "namespace", "bench")
+                start = time.perf_counter()
+                api.post(
+                    "/vms", json={"name": "b", "namespace": "bench", "cpu": 1, "memory": "32Mi"}
+                ).raise_for_status()
+                started = api.post(
+                    "/vms/b/action", params={"namespace": "bench", "wait": 120}, json={"action": "start"}
+                )
+                assert started.json()["data"]["phase"] == "Running", started.text
+                running = time.perf_counter() - start
+                cluster.delete_namespace("bench", timeout=120)  # the agent removes the domain
+                return release.seconds_to_ready, running
+
+
 def main() -> None:
     """Print the median and spread of each figure over a few runs."""
     binaries()
@@ -79,3 +110,7 @@ def main() -> None:
         print(f"  {label:<40} median {statistics.median(samples):5.2f} s  ({min(samples):.2f}-{max(samples):.2f})")
     totals = [r[0] + r[1] + r[2] for r in runs]
     print(f"  {'cluster start to DNS ready':<40} median {statistics.median(totals):5.2f} s")
+    with tempfile.TemporaryDirectory() as tmp:
+        helm_s, vm_s = _vapor(Path(tmp))
+    print(f"  {'helm install to every Vapor pod Ready':<40} {helm_s:5.2f} s")
+    print(f"  {'in-cluster VM create to Running':<40} {vm_s:5.2f} s")

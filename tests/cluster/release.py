@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import docker
+import httpx
 
 from ..support.agent import qemu_reachable_dir
 from ..support.pam import LinuxUser, linux_accounts, pam_service
@@ -72,6 +73,17 @@ class Release:
     url: str  # the gateway's Service, by its NodePort on the node's address
     admin: LinuxUser
     seconds_to_ready: float
+
+    def client(self) -> httpx.Client:
+        """A REST client of the gateway's Service, logged in as the test's admin (PAM on the node)."""
+        login = httpx.post(
+            f"{self.url}/api/v1/auth/login",
+            json={"username": self.admin.name, "password": self.admin.password},
+            timeout=30,
+        )
+        assert login.status_code == 200, login.text
+        token = login.json()["data"]["token"]
+        return httpx.Client(base_url=f"{self.url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60)
 
 
 @contextmanager

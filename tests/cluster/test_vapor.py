@@ -55,21 +55,10 @@ def ready(pod: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
 
 
-def client(release: Release) -> httpx.Client:
-    login = httpx.post(
-        f"{release.url}/api/v1/auth/login",
-        json={"username": release.admin.name, "password": release.admin.password},
-        timeout=30,
-    )
-    assert login.status_code == 200, login.text
-    token = login.json()["data"]["token"]
-    return httpx.Client(base_url=f"{release.url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=60)
-
-
-def fetch_in_cluster(cluster: Cluster, url: str) -> str:
-    """GET ``url`` from inside the gateway's pod (its Python), by the cluster's DNS and Services."""
+def fetch_in_cluster(cluster: Cluster, url: str, where: str = f"deployment/{RELEASE}-gateway") -> str:
+    """GET ``url`` from inside a pod of the release (its Python), by the cluster's DNS and Services."""
     code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
-    done = cluster.kubectl("exec", "-n", NAMESPACE, f"deployment/{RELEASE}-gateway", "--", "python3", "-c", code)
+    done = cluster.kubectl("exec", "-n", NAMESPACE, where, "--", "python3", "-c", code)
     return str(done.stdout)
 
 
@@ -125,7 +114,7 @@ def test_through_the_gateways_service_a_user_sees_the_host_and_runs_a_vm_and_the
     release: Release, virt: libvirt.virConnect, vm_namespace: str
 ) -> None:
     cluster, ns = release.cluster, vm_namespace
-    with client(release) as api:
+    with release.client() as api:
         hosts = wait_until(
             lambda: [h for h in api.get("/hosts").json()["data"]["hosts"] if h["status"] == "connected"],
             60,
@@ -146,3 +135,46 @@ def test_through_the_gateways_service_a_user_sees_the_host_and_runs_a_vm_and_the
     # The controller manager deletes the namespace's objects; the VM's finalizer lets the agent remove its domain.
     cluster.delete_namespace(ns, timeout=120)
     assert domain_state(virt, ns, "tiny") is None, "the domain went with its VM"
+
+
+def metric(cluster: Cluster, pod: str, name: str) -> float:
+    """A metric's value as the operator ``pod`` serves it (read inside the pod)."""
+    text = fetch_in_cluster(cluster, "http://127.0.0.1:9090/metrics", pod)
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name} "))
+
+
+def test_when_the_leading_operator_dies_the_next_vm_is_placed_once_within_15_s(
+    release: Release, vm_namespace: str
+) -> None:
+    cluster = release.cluster
+    peers = cluster.kubectl.get_json("clusterkopfpeering", "vapor-operator").get("status") or {}
+    operators = {p["metadata"]["name"]: p for p in pods(cluster, "operator")}
+    # A peer's id names its pod (user@hostname/...): the one of highest priority acts.
+    leader_id = max(peers, key=lambda peer: peers[peer]["priority"])
+    [leader] = [name for name in operators if f"@{name}/" in leader_id]
+    [other] = [name for name in operators if name != leader]
+    placed_before = metric(cluster, other, "vapor_operator_vms_placed_total")
+
+    # The leader's process dies (SIGKILL through the node's containerd): no clean goodbye to its peers.
+    container = operators[leader]["status"]["containerStatuses"][0]["containerID"].removeprefix("containerd://")
+    killed = cluster.node.runtime.ctr("tasks", "kill", "--signal", "SIGKILL", container)
+    assert killed.returncode == 0, killed.stderr
+    died = time.monotonic()
+    with release.client() as api:
+        created = api.post("/vms", json={"name": "after", "namespace": vm_namespace, "cpu": 1, "memory": "32Mi"})
+        assert created.status_code in (200, 201), created.text
+        view = wait_until(
+            lambda: (v := api.get("/vms/after", params={"namespace": vm_namespace}).json()["data"]).get("host") and v,
+            30,
+            every=0.2,
+            what="the VM placed",
+        )
+    took = time.monotonic() - died
+    assert view["host"] == cluster.node.name
+    assert took <= 15, f"placed {took:.1f}s after the leader died"
+    # The kubelet restarts the killed container, a new peer with a new random priority: either it or the
+    # other replica acts, and exactly one placed the VM (the restarted one counts from zero).
+    by_other = metric(cluster, other, "vapor_operator_vms_placed_total") - placed_before
+    by_restarted = metric(cluster, leader, "vapor_operator_vms_placed_total")
+    print(f"operator leader killed; the VM placed {took:.1f}s later by the {'other' if by_other else 'restarted'} one")
+    assert by_other + by_restarted == 1, (by_other, by_restarted)

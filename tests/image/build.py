@@ -40,8 +40,8 @@ IMAGE = "vapor:test"
 BUILDER = "vapor-test-builder:latest"  # the builder stage, tagged so its layers survive pruning
 
 
-@pytest.fixture(scope="session")
-def docker_client() -> Iterator[docker.DockerClient]:
+@contextlib.contextmanager
+def engine() -> Iterator[docker.DockerClient]:
     """The shared hermetic dockerd (tests/support/dockerd.py), with its data root in the cache."""
     with cache_lock("dockerd"):
         # The later --data-root wins over the helper's own (a folder it removes on stop).
@@ -52,11 +52,23 @@ def docker_client() -> Iterator[docker.DockerClient]:
                 yield client
 
 
+@pytest.fixture(scope="session")
+def docker_client() -> Iterator[docker.DockerClient]:
+    """``engine()`` for the session."""
+    with engine() as client:
+        yield client
+
+
 HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 
 @pytest.fixture(scope="session")
 def base_image(docker_client: docker.DockerClient) -> str:
+    """``make_base`` for the session."""
+    return make_base(docker_client)
+
+
+def make_base(docker_client: docker.DockerClient) -> str:
     """The Debian python3.11 base, imported once into the engine (the tarball is cached).
 
     HTTPS from this machine passes a proxy with its own CA, which the host
@@ -155,7 +167,11 @@ def image(docker_client: docker.DockerClient, base_image: str, tmp_path_factory:
     missing = _unreachable()
     if missing:  # fail, not skip: the build needs them, and a silent skip would hide a broken image
         pytest.fail("the image build needs Debian's mirror, PyPI and npm; unreachable: " + "; ".join(missing))
-    log_path = tmp_path_factory.mktemp("image") / "build.log"
+    return build_image(docker_client, base_image, tmp_path_factory.mktemp("image") / "build.log")
+
+
+def build_image(docker_client: docker.DockerClient, base_image: str, log_path: Path) -> Built:
+    """The Containerfile built on ``base_image`` and tagged IMAGE (its output in ``log_path``)."""
     args = {"BASE_IMAGE": base_image}
     started = time.monotonic()
     _build(docker_client, log_path, tag=BUILDER, target="builder", buildargs=args)
