@@ -8,7 +8,7 @@ DEVENV := $(PY) -m vapor.devenv --state-dir $(STATE)
 # `make cluster-up` adds a kubelet node (containerd, scheduler, controller manager) when run as root; NODE=0 leaves it out.
 NODE ?= $(if $(filter 0,$(shell id -u)),1,0)
 
-.PHONY: help install ui binaries guest-image generate lint test bench dev cluster-up cluster-down cluster-env cluster-destroy clean
+.PHONY: help install ui binaries guest-image generate lint test chaos bench dev cluster-up cluster-down cluster-env cluster-destroy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -51,6 +51,11 @@ lint: install ## ruff and mypy (operator/ checked as vapor.operator: hack/mypy_o
 test: install ui binaries guest-image lint ## The whole suite (lint, the console's unit tests, then pytest)
 	cd ui && npm run -s test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The chaos soak (tests/chaos): kills at random for VAPOR_CHAOS_DURATION seconds (default 30 min), then the counts.
+VAPOR_CHAOS_DURATION ?= 1800
+chaos: install binaries ## Chaos soak: SIGKILL at random to every part during a REST wave for $$VAPOR_CHAOS_DURATION s; prints the counts
+	VAPOR_CHAOS_DURATION=$(VAPOR_CHAOS_DURATION) $(PY) -m pytest tests/chaos -m chaos -k wave -s $(PYTEST_ARGS)
 
 bench: install binaries ## Benchmarks under bench/, printing their figures
 	$(PY) -m bench $(BENCH_ARGS)

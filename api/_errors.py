@@ -5,7 +5,8 @@
     APIError(status, code, message, details)   raised by routes and helpers
     RequestSchemaValidationError               a body or query string that does not fit its model
     HTTPException                              unknown route (404), wrong method (405), ...
-    KubeError                                  the API server refused a call
+    KubeError                                  the API server refused a call (503 while it is not serving)
+    aiohttp.ClientError, TimeoutError          the API server cannot be reached: 503 KUBERNETES_NOT_INSTALLED
     Exception                                  anything else: 500 INTERNAL_ERROR, logged, never shown
 
 Every one of them answers ``{"status": "error", "error": {"code", "message", "details"}}``.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Any, cast
 
+import aiohttp
 from pydantic import ValidationError
 from quart import Quart, Response, current_app
 from quart_schema import RequestSchemaValidationError, ResponseSchemaValidationError
@@ -27,6 +29,7 @@ from vapor.agentapi.errors import (
     INTERNAL_ERROR,
     INVALID_INPUT,
     KUBERNETES_ERROR,
+    KUBERNETES_NOT_INSTALLED,
     METHOD_NOT_ALLOWED,
     NOT_FOUND,
     PERMISSION_DENIED,
@@ -43,6 +46,8 @@ log = logging.getLogger("vapor.gateway")
 
 # Bad input is always 400, whether the JSON is broken or a field is out of range.
 INVALID_INPUT_STATUS = 400
+# What the API server answers while it starts, while its storage (etcd) is away, or when a call timed out there.
+NOT_SERVING = frozenset({429, 503, 504})
 
 
 class APIError(Refusal):
@@ -116,6 +121,14 @@ def register_error_handlers(app: Quart) -> None:
     async def kube_error(error: KubeError) -> Response:
         return error_response(from_kube_error(error))
 
+    @app.errorhandler(aiohttp.ClientError)
+    async def kube_unreachable(error: aiohttp.ClientError) -> Response:
+        return error_response(unreachable(error))
+
+    @app.errorhandler(TimeoutError)
+    async def kube_timeout(error: TimeoutError) -> Response:
+        return error_response(unreachable(error))
+
     @app.errorhandler(HTTPException)
     async def http_error(error: HTTPException) -> Response:
         status = error.code or 500
@@ -148,6 +161,11 @@ def register_error_handlers(app: Quart) -> None:
         return error_response(APIError(500, INTERNAL_ERROR, "internal error; the gateway's log has the details"))
 
 
+def unreachable(error: BaseException) -> APIError:
+    """503: the Kubernetes API server does not answer (down, restarting, or too slow)."""
+    return APIError(503, KUBERNETES_NOT_INSTALLED, "the Kubernetes API server cannot be reached", str(error) or None)
+
+
 def from_kube_error(error: KubeError) -> APIError:
     """The client-facing form of a refusal by the API server."""
     if error.status == 404:
@@ -162,5 +180,9 @@ def from_kube_error(error: KubeError) -> APIError:
         causes = (error.body.get("details") or {}).get("causes") or []
         details = "; ".join(f"{c.get('field', '')}: {c.get('message', '')}".lstrip(": ") for c in causes)
         return APIError(INVALID_INPUT_STATUS, INVALID_INPUT, error.message, details or None)
+    if error.status in NOT_SERVING:
+        return APIError(
+            503, KUBERNETES_NOT_INSTALLED, f"the Kubernetes API server is not serving: {error.status} {error.reason}"
+        )
     log.error("the Kubernetes API refused a call: %s %s: %s", error.status, error.reason, error.message)
     return APIError(502, KUBERNETES_ERROR, f"the Kubernetes API answered {error.status} {error.reason}")

@@ -29,11 +29,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from quart import Blueprint, request
 from quart_schema import document_request, document_response, tag, validate_querystring, validate_response
 
-from vapor.agentapi.errors import CONFLICT, INVALID_INPUT, KUBERNETES_NOT_INSTALLED
+from vapor.agentapi.errors import CONFLICT, INVALID_INPUT
 from vapor.kube import KubeError
 from vapor.model.virtualmachine import DNS_LABEL_PATTERN
 
-from ._errors import INVALID_INPUT_STATUS, APIError, from_kube_error
+from ._errors import INVALID_INPUT_STATUS, APIError, from_kube_error, unreachable
 from ._guard import current_user, require
 from ._kubeviews import (
     CRDList,
@@ -129,7 +129,7 @@ async def _call(method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, A
     except KubeError as exc:
         raise _refusal(exc) from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise APIError(503, KUBERNETES_NOT_INSTALLED, "the Kubernetes API server cannot be reached", str(exc)) from None
+        raise unreachable(exc) from None
 
 
 def _refusal(exc: KubeError) -> APIError:

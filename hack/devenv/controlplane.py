@@ -89,6 +89,7 @@ class ControlPlane:
         self._bin_dir = bin_dir
         self.service_accounts = service_accounts
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._argv: dict[str, list[str]] = {}  # how each was started: a crash test starts it again (start_again)
         self._reused = False
 
     # -- paths ---------------------------------------------------------------
@@ -200,6 +201,19 @@ class ControlPlane:
         if not self._reused:  # a control plane someone else started keeps running
             self.down()
 
+    def kill(self, name: str) -> None:
+        """SIGKILL ``etcd`` or ``kube-apiserver`` as a crash would (chaos tests); ``start_again`` brings it back."""
+        proc = self._procs[name]
+        proc.kill()
+        proc.wait(10)
+
+    def start_again(self, name: str, timeout: float = 90.0) -> None:
+        """Start a stopped ``etcd`` or ``kube-apiserver`` again (same flags, ports, data); wait for the API."""
+        self._spawn(name, self._argv[name], detach=False)
+        self._write_state(_Ports(**self._read_state()["ports"]))
+        if name == "kube-apiserver" or self._procs["kube-apiserver"].poll() is None:
+            self._wait_ready(timeout)
+
     # -- clients ---------------------------------------------------------------
     def kubectl_run(self, *args: str, input: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run the pinned kubectl against this control plane."""
@@ -265,7 +279,7 @@ class ControlPlane:
     # -- internals -------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str], detach: bool) -> None:
         proc = spawn(argv, self._log(name), detach=detach, cwd=self.state_dir)
-        self._procs[name] = proc
+        self._procs[name], self._argv[name] = proc, argv
         log.info("started %s (pid %d, log %s)", name, proc.pid, self._log(name))
 
     def _start_etcd(self, bins: Path, ports: _Ports, detach: bool) -> None:

@@ -66,6 +66,7 @@ class Cluster:
     conns: list[libvirt.virConnect]
     boot_image: Path
     kubectl: Kubectl
+    operators: list[ComponentProcess]  # operator first; with replicas > 1 the peered replicas, highest priority first
 
     def domain(self, index: int, name: str) -> libvirt.virDomain | None:
         """The domain ``name`` on host ``index``, or None."""
@@ -181,8 +182,20 @@ def cluster(control_plane: ControlPlane, kubectl: Kubectl) -> Iterator[Cluster]:
 
 
 @contextlib.contextmanager
-def make_cluster(control_plane: ControlPlane, kubectl: Kubectl, testbed: Testbed) -> Iterator[Cluster]:
-    """Start ``testbed``, an agent on each of its hosts and the operator; remove all of it after."""
+def make_cluster(
+    control_plane: ControlPlane,
+    kubectl: Kubectl,
+    testbed: Testbed,
+    *,
+    replicas: int = 1,
+    operator_env: dict[str, str] | None = None,
+) -> Iterator[Cluster]:
+    """Start ``testbed``, an agent on each of its hosts and the operator; remove all of it after.
+
+    ``replicas`` > 1: that many operators peered as the chart runs them (``--peering``, the peering CRDs
+    applied first by the caller), with priorities 100 * (replicas - index): the first one acts.
+    ``operator_env``: settings for the operators, over the tests' fast loops.
+    """
     libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # failures reach the tests as exceptions
     run = uuid.uuid4().hex[:6]
     state = Path(tempfile.mkdtemp(prefix="vapor-mig-", dir="/var/tmp"))  # QEMU must reach the boot image
@@ -201,12 +214,15 @@ def make_cluster(control_plane: ControlPlane, kubectl: Kubectl, testbed: Testbed
             agent = _agent(kubeconfig, node, state, host).start()
             procs.append(agent)
             agents.append(agent)
-        operator = operator_process(kubeconfig, state / "operator.log").start()
-        procs.append(operator)
+        operators = [
+            operator_process(kubeconfig, state / f"operator-{i}.log", operator_env, _peered(i, replicas)).start()
+            for i in range(replicas)
+        ]
+        procs += operators
         conns = [h.connect() for h in testbed.hosts]
         for node in nodes:
             wait_until(lambda n=node: _ready(kubectl, n), 90, what=f"Host {node} Ready")
-        yield Cluster(testbed, agents, operator, nodes, conns, boot, kubectl)
+        yield Cluster(testbed, agents, operators[0], nodes, conns, boot, kubectl, operators)
     finally:
         for conn in conns:
             conn.close()
@@ -215,6 +231,10 @@ def make_cluster(control_plane: ControlPlane, kubectl: Kubectl, testbed: Testbed
         kubectl("delete", "hosts.vapor.io", *nodes, "--ignore-not-found", "--wait=false", check=False)
         testbed.close()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def _peered(index: int, replicas: int) -> tuple[str, ...]:
+    return ("--peering", "--priority", str(100 * (replicas - index))) if replicas > 1 else ()
 
 
 def _agent(kubeconfig: str, node: str, state: Path, host: Host) -> AgentProcess:

@@ -15,9 +15,13 @@ __all__ = ["ComponentProcess", "log_tail", "operator_process", "terminate"]
 FAST_OPERATOR = {"VAPOR_HEALTH_INTERVAL": "1", "VAPOR_PLACEMENT_RETRY_INTERVAL": "1"}
 
 
-def operator_process(kubeconfig: str | Path, log: Path, env: dict[str, str] | None = None) -> ComponentProcess:
+def operator_process(
+    kubeconfig: str | Path, log: Path, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> ComponentProcess:
     """A (not yet started) operator process on ``kubeconfig`` with fast loops, logging to ``log``."""
-    return ComponentProcess("vapor.operator", ["--kubeconfig", str(kubeconfig)], log, {**FAST_OPERATOR, **(env or {})})
+    return ComponentProcess(
+        "vapor.operator", ["--kubeconfig", str(kubeconfig), *args], log, {**FAST_OPERATOR, **(env or {})}
+    )
 
 
 def terminate(proc: subprocess.Popen[Any] | None, timeout: float = 10.0) -> None:

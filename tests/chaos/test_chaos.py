@@ -1,0 +1,133 @@
+"""Nothing is lost when a part dies: SIGKILL during a wave of REST operations on the two-host testbed.
+
+``make test`` runs the short selection: one kill of each part (an agent, the
+active operator, the gateway, kube-apiserver, etcd) during a small wave.
+``make chaos`` runs the same wave for VAPOR_CHAOS_DURATION seconds (default
+30 min) with kills at random, and prints the counts. After the kills stop,
+the invariants (tests/chaos/invariants.py) must hold within 60 s, and every
+REST answer of the wave must have been a success or the error envelope.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from ..support.wait import wait_until
+from .conftest import Bed
+from .invariants import TERMINAL, settle
+from .killer import Killer
+from .wave import Wave
+
+pytestmark = [pytest.mark.chaos, pytest.mark.migration]
+
+DURATION = float(os.environ.get("VAPOR_CHAOS_DURATION") or 0)  # seconds of soak; 0: one kill of each part
+RECOVERY = 60.0  # seconds the invariants have to hold again after the last part is back
+HANDOVER = 15.0  # seconds the standby operator has to act after the active one is killed
+
+
+def _report(killer: Killer, wave: Wave, broken: list[str], took: float) -> str:
+    kills = ", ".join(f"{part} {n}" for part, n in sorted(killer.kills.items()))
+    ops = ", ".join(f"{op} {n}" for op, n in sorted(wave.ops.items()))
+    answers = ", ".join(f"{what} {n}" for what, n in sorted(wave.outcomes.items()))
+    violations = len(wave.violations) + len(broken) + len(killer.errors)
+    return (
+        f"chaos: {took:.0f}s, kills {sum(killer.kills.values())} ({kills}); operations {sum(wave.ops.values())} "
+        f"({ops}); answers: {answers}; invariant violations {violations}"
+    )
+
+
+@pytest.mark.timeout(DURATION + 900 if DURATION else 600)
+def test_a_wave_survives_sigkill_of_every_part(bed: Bed, seed: int) -> None:
+    namespace = bed.namespace("chaos")
+    killer = Killer(bed.parts(), seed=seed, pause=(3.0, 8.0) if DURATION else (2.0, 5.0))
+    wave = Wave(bed.url, bed.token, namespace, bed.cluster.nodes, lambda t: killer.down_at("gateway", t), seed=seed)
+    began = time.monotonic()
+    order = None if DURATION else [p.name for p in killer.parts if p.name != "agent-1"]
+    killer.start(order)
+    try:
+        while (time.monotonic() - began < DURATION) if DURATION else not killer.done():
+            wave.step()
+            time.sleep(0.5)
+        killer.stop()
+        for _ in range(3):  # the wave after the last kill: the parts answer again
+            wave.step()
+    finally:
+        killer.stop()
+        wave.close()
+    broken = settle(bed.kubectl, bed.conns, namespace, RECOVERY)
+    report = _report(killer, wave, broken, time.monotonic() - began)
+    print(report)
+    assert not killer.errors, killer.errors
+    assert not wave.violations, "\n".join(wave.violations) + "\n" + report
+    assert not broken, "\n".join(broken) + f"\n{report}\n{bed.logs()}"
+    assert sum(killer.kills.values()) >= (1 if DURATION else 5), report
+    assert wave.outcomes["ok"] > 0, report
+
+
+def test_killing_the_active_operator_hands_over_within_15s(bed: Bed) -> None:
+    namespace = bed.namespace("chaos-peers")
+    cluster = bed.cluster
+    active = cluster.operators[0]
+    cluster.running_vm(namespace, "before", 0)
+    active.kill()
+    killed = time.monotonic()
+    try:
+        cluster.place_vm(namespace, "after", 1)
+        wait_until(lambda: (cluster.vm(namespace, "after").get("status") or {}).get("host"), HANDOVER + 5,
+                   what="the standby to place a VM")  # fmt: skip
+        took = time.monotonic() - killed
+        assert took <= HANDOVER, f"the standby placed a VM {took:.1f}s after the active operator died"
+    finally:
+        active.start()
+    cluster.running_vm(namespace, "back", 0)  # the first replica acts again (it has the higher priority)
+    assert not (broken := settle(bed.kubectl, bed.conns, namespace, RECOVERY)), "\n".join(broken) + bed.logs()
+
+
+def test_a_migration_whose_source_never_comes_back_ends(bed: Bed) -> None:
+    namespace = bed.namespace("chaos-lost")
+    cluster = bed.cluster
+    cluster.running_vm(namespace, "stray", 0)
+    agent = cluster.agents[0]
+    agent.kill()  # its host's libvirtd and the domain go on; nothing ends libvirt's job or reports it
+    try:
+        cluster.migrate(namespace, "away", "stray", 1)
+        seen = set()
+
+        def ended() -> bool:
+            seen.add(cluster.phase(namespace, "away"))
+            return bool(seen & {"Running", *TERMINAL})
+
+        wait_until(ended, 30, what="the migration to run")
+        bed.kubectl("delete", "migrations.vapor.io", "away", "-n", namespace, "--wait=false")
+        gone = ["migrations.vapor.io", "away", "-n", namespace, "--ignore-not-found", "-o", "name"]
+        # Lease (5 s) + grace (20 s) + a recheck: the operator fails it, and the finalizer no longer holds it.
+        wait_until(lambda: not bed.kubectl("get", *gone).stdout.strip(), 60, what="the deleted migration gone")
+        assert "Running" in seen, seen
+    finally:
+        agent.start()
+    assert not (broken := settle(bed.kubectl, bed.conns, namespace, RECOVERY)), "\n".join(broken) + bed.logs()
+    assert cluster.running_on(f"{namespace}_stray") == [0]
+
+
+def test_every_write_answers_503_while_the_api_server_is_down(bed: Bed) -> None:
+    namespace = bed.namespace("chaos-down")
+    wave = Wave(bed.url, bed.token, namespace, bed.cluster.nodes, lambda _t: False)
+    try:
+        wave._create()
+        vm = wait_until(lambda: [v for v in wave._vms() if v.get("status") == "Running"], 60, what="a running VM")[0]
+        bed.plane.kill("kube-apiserver")
+        try:
+            wave._migrate(vm)
+            wave._power(vm)
+            wave._create()
+            wave._delete(vm)
+        finally:
+            bed.plane.start_again("kube-apiserver")
+        assert not wave.violations, "\n".join(wave.violations) + "\n" + bed.users.process.tail(60)
+        answers = {what for what in wave.outcomes if what != "ok"}
+        assert answers == {"503 KUBERNETES_NOT_INSTALLED"}, wave.outcomes
+    finally:
+        wave.close()

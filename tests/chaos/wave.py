@@ -1,0 +1,131 @@
+"""The chaos suite's wave of operations through the REST API, and the verdict on every answer.
+
+One client, one call at a time (the machine is small): creates of tiny
+diskless VMs, deletes, start and stop, live migrations to the other host.
+Every answer is judged as the contract wants it: a success, or a failure in
+the error envelope (``{"status": "error", "error": {"code", "message"}}``)
+with a 4xx, or a 502/503/504 while a part is down; never a 500, never an
+answer without the envelope, never a hang (the client's timeout is a
+violation). A refused connection counts only while the gateway was down.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+CALL_TIMEOUT = 30.0  # seconds: an answer later than this is a hang
+MAX_VMS = 4
+
+
+@dataclass
+class Wave:
+    """Operations on the VMs of ``namespace`` through the gateway at ``url`` as an admin."""
+
+    url: str
+    login: Callable[[], str]  # a fresh token
+    namespace: str
+    hosts: list[str]
+    gateway_down: Callable[[float], bool]  # whether the gateway was killed and not back at that moment
+    seed: int | None = None
+    ops: Counter[str] = field(default_factory=Counter)  # calls by operation
+    outcomes: Counter[str] = field(default_factory=Counter)  # calls by what came back (ok, 409, 503, refused)
+    violations: list[str] = field(default_factory=list)
+    created: set[str] = field(default_factory=set)  # names of every VM the wave asked for
+
+    def __post_init__(self) -> None:
+        self._random = random.Random(self.seed)
+        self._token: str | None = None
+        self._client = httpx.Client(base_url=f"{self.url}/api/v1", timeout=CALL_TIMEOUT)
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- one call, judged -----------------------------------------------------------------------------
+    def call(self, op: str, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
+        """One REST call; its ``data`` on success, None otherwise (the verdict is recorded)."""
+        self.ops[op] += 1
+        began = time.monotonic()
+        try:
+            if self._token is None:
+                self._token = self.login()
+            r = self._client.request(method, path, headers={"Authorization": f"Bearer {self._token}"}, **kwargs)
+        except httpx.TimeoutException:
+            self._violation(op, method, path, f"no answer in {CALL_TIMEOUT:.0f}s")
+            return None
+        except (httpx.TransportError, AssertionError) as exc:  # AssertionError: the login's own check
+            if self.gateway_down(began) or self.gateway_down(time.monotonic()):
+                self.outcomes["gateway down"] += 1
+            else:
+                self._violation(op, method, path, f"{type(exc).__name__}: {exc} while the gateway was up")
+            self._token = None
+            return None
+        return self._judge(op, method, path, r)
+
+    def _judge(self, op: str, method: str, path: str, r: httpx.Response) -> dict[str, Any] | None:
+        try:
+            body = r.json()
+        except ValueError:
+            body = None
+        if r.status_code < 300 and isinstance(body, dict) and body.get("status") == "success":
+            self.outcomes["ok"] += 1
+            return dict(body.get("data") or {})
+        error = body.get("error") if isinstance(body, dict) and body.get("status") == "error" else None
+        if not isinstance(error, dict) or not error.get("code") or not error.get("message"):
+            self._violation(op, method, path, f"{r.status_code} without the error envelope: {r.text[:300]}")
+        elif r.status_code == 500 or r.status_code < 400:
+            self._violation(op, method, path, f"{r.status_code} {error['code']}: {error['message']}")
+        else:
+            self.outcomes[f"{r.status_code} {error['code']}"] += 1
+            if r.status_code == 401:
+                self._token = None
+        return None
+
+    def _violation(self, op: str, method: str, path: str, what: str) -> None:
+        self.outcomes["violation"] += 1
+        self.violations.append(f"{op}: {method} {path}: {what}")
+
+    # -- the operations ---------------------------------------------------------------------------------
+    def _vms(self) -> list[dict[str, Any]]:
+        data = self.call("list", "GET", "/vms", params={"namespace": self.namespace})
+        return list((data or {}).get("vms") or [])
+
+    def step(self) -> None:
+        """One operation, picked at random among those the VMs allow now."""
+        vms = [vm for vm in self._vms() if vm.get("namespace") == self.namespace]
+        choices: list[Callable[[], None]] = []
+        if len(vms) < MAX_VMS:
+            choices += [self._create] * 2
+        for vm in vms:
+            choices += [lambda vm=vm: self._delete(vm)]
+            choices += [lambda vm=vm: self._power(vm)] * 2
+            if vm.get("status") == "Running" and vm.get("host"):
+                choices += [lambda vm=vm: self._migrate(vm)] * 2
+        if choices:
+            self._random.choice(choices)()
+
+    def _create(self) -> None:
+        name = f"w-{uuid.uuid4().hex[:6]}"
+        self.created.add(name)
+        body = {"name": name, "namespace": self.namespace, "cpu": 1, "memory": "64Mi", "run_strategy": "Running"}
+        self.call("create", "POST", "/vms", json=body)
+
+    def _delete(self, vm: dict[str, Any]) -> None:
+        self.call("delete", "DELETE", f"/vms/{vm['id']}", params={"namespace": self.namespace})
+
+    def _power(self, vm: dict[str, Any]) -> None:
+        action = "stop" if vm.get("status") == "Running" else "start"
+        body = {"action": action, "force": True} if action == "stop" else {"action": action}
+        self.call(action, "POST", f"/vms/{vm['id']}/action", params={"wait": 0}, json=body)
+
+    def _migrate(self, vm: dict[str, Any]) -> None:
+        others = [h for h in self.hosts if h != vm.get("host")]
+        body = {"destination_host_id": others[0], "live": True}
+        self.call("migrate", "POST", f"/vms/{vm['id']}/migrate", json=body)
