@@ -136,8 +136,9 @@ class VMController(NodeController[VirtualMachine]):
             self._failures.pop(key, None)
             return
         migrating = (vm.metadata.annotations or {}).get(names.MIGRATING_ANNOTATION)
-        if migrating and vm.metadata.deletion_timestamp is None:
-            # A Migration owns the domain now (it may be leaving or arriving): hands off until it ends.
+        if migrating:
+            # A Migration owns the domain now (it may be leaving or arriving): hands off until it ends. A deletion
+            # waits too: the domain may already run on the target, whose agent removes it once the VM is bound there.
             log.debug("VM is migrating; leaving it alone", extra={"vm": "/".join(key), "migration": migrating})
             return
         if vm.metadata.uid in self.held and vm.metadata.deletion_timestamp is None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +72,20 @@ class Bed:
             Part("etcd", lambda: plane.kill("etcd"), lambda: plane.start_again("etcd")),
         ]
         return parts
+
+    def trail(self, violations: list[str], history: Sequence[str] = (), lines: int = 40) -> str:
+        """What each component logged about the VMs named in ``violations`` (a failure's report)."""
+        names = {
+            word.rsplit("_", 1)[-1] for v in violations for word in v.split() if word.startswith("w-") or "_w-" in word
+        }
+        procs = [*self.cluster.agents, *self.cluster.operators, self.users.process]
+        found = []
+        for proc in procs:
+            text = proc.log_path.read_text(errors="replace") if proc.log_path.exists() else ""
+            hits = [line[:400] for line in text.splitlines() if any(n in line for n in names)]
+            found.append(f"--- {proc.log_path.name} ({proc.module})\n" + "\n".join(hits[-lines:]))
+        calls = [line for line in history if any(n in line for n in names)]
+        return "--- REST calls\n" + "\n".join(calls) + "\n" + "\n".join(found)
 
     def logs(self) -> str:
         return f"{self.cluster.logs()}\n--- gateway\n{self.users.process.tail(40)}"

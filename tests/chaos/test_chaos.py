@@ -62,7 +62,7 @@ def test_a_wave_survives_sigkill_of_every_part(bed: Bed, seed: int) -> None:
     print(report)
     assert not killer.errors, killer.errors
     assert not wave.violations, "\n".join(wave.violations) + "\n" + report
-    assert not broken, "\n".join(broken) + f"\n{report}\n{bed.logs()}"
+    assert not broken, "\n".join(broken) + f"\n{report}\n{bed.trail(broken, wave.history)}"
     assert sum(killer.kills.values()) >= (1 if DURATION else 5), report
     assert wave.outcomes["ok"] > 0, report
 

@@ -39,19 +39,29 @@ class Wave:
     outcomes: Counter[str] = field(default_factory=Counter)  # calls by what came back (ok, 409, 503, refused)
     violations: list[str] = field(default_factory=list)
     created: set[str] = field(default_factory=set)  # names of every VM the wave asked for
+    history: list[str] = field(default_factory=list)  # every call on a VM and its answer, for a failure's report
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._token: str | None = None
+        self._last = ""
         self._client = httpx.Client(base_url=f"{self.url}/api/v1", timeout=CALL_TIMEOUT)
 
     def close(self) -> None:
         self._client.close()
 
     # -- one call, judged -----------------------------------------------------------------------------
-    def call(self, op: str, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
-        """One REST call; its ``data`` on success, None otherwise (the verdict is recorded)."""
+    def call(self, op: str, method: str, path: str, vm: str = "", **kwargs: Any) -> dict[str, Any] | None:
+        """One REST call (on the VM named ``vm``); its ``data`` on success, None otherwise (the verdict is recorded)."""
         self.ops[op] += 1
+        before = sum(self.outcomes.values())
+        try:
+            return self._call(op, method, path, **kwargs)
+        finally:
+            if vm and sum(self.outcomes.values()) > before:
+                self.history.append(f"{time.strftime('%H:%M:%S')} {op} {vm}: {self._last}")
+
+    def _call(self, op: str, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
         began = time.monotonic()
         try:
             if self._token is None:
@@ -62,7 +72,7 @@ class Wave:
             return None
         except (httpx.TransportError, AssertionError) as exc:  # AssertionError: the login's own check
             if self.gateway_down(began) or self.gateway_down(time.monotonic()):
-                self.outcomes["gateway down"] += 1
+                self._count("gateway down")
             else:
                 self._violation(op, method, path, f"{type(exc).__name__}: {exc} while the gateway was up")
             self._token = None
@@ -75,7 +85,7 @@ class Wave:
         except ValueError:
             body = None
         if r.status_code < 300 and isinstance(body, dict) and body.get("status") == "success":
-            self.outcomes["ok"] += 1
+            self._count("ok")
             return dict(body.get("data") or {})
         error = body.get("error") if isinstance(body, dict) and body.get("status") == "error" else None
         if not isinstance(error, dict) or not error.get("code") or not error.get("message"):
@@ -83,13 +93,18 @@ class Wave:
         elif r.status_code == 500 or r.status_code < 400:
             self._violation(op, method, path, f"{r.status_code} {error['code']}: {error['message']}")
         else:
-            self.outcomes[f"{r.status_code} {error['code']}"] += 1
+            self._count(f"{r.status_code} {error['code']}")
             if r.status_code == 401:
                 self._token = None
         return None
 
+    def _count(self, what: str) -> None:
+        self.outcomes[what] += 1
+        self._last = what
+
     def _violation(self, op: str, method: str, path: str, what: str) -> None:
-        self.outcomes["violation"] += 1
+        self._count("violation")
+        self._last = f"violation: {what}"
         self.violations.append(f"{op}: {method} {path}: {what}")
 
     # -- the operations ---------------------------------------------------------------------------------
@@ -115,17 +130,17 @@ class Wave:
         name = f"w-{uuid.uuid4().hex[:6]}"
         self.created.add(name)
         body = {"name": name, "namespace": self.namespace, "cpu": 1, "memory": "64Mi", "run_strategy": "Running"}
-        self.call("create", "POST", "/vms", json=body)
+        self.call("create", "POST", "/vms", name, json=body)
 
     def _delete(self, vm: dict[str, Any]) -> None:
-        self.call("delete", "DELETE", f"/vms/{vm['id']}", params={"namespace": self.namespace})
+        self.call("delete", "DELETE", f"/vms/{vm['id']}", vm["name"], params={"namespace": self.namespace})
 
     def _power(self, vm: dict[str, Any]) -> None:
         action = "stop" if vm.get("status") == "Running" else "start"
         body = {"action": action, "force": True} if action == "stop" else {"action": action}
-        self.call(action, "POST", f"/vms/{vm['id']}/action", params={"wait": 0}, json=body)
+        self.call(action, "POST", f"/vms/{vm['id']}/action", vm["name"], params={"wait": 0}, json=body)
 
     def _migrate(self, vm: dict[str, Any]) -> None:
         others = [h for h in self.hosts if h != vm.get("host")]
         body = {"destination_host_id": others[0], "live": True}
-        self.call("migrate", "POST", f"/vms/{vm['id']}/migrate", json=body)
+        self.call("migrate", "POST", f"/vms/{vm['id']}/migrate", vm["name"], json=body)

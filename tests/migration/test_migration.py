@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from vapor.model.names import HOST_LABEL, MIGRATING_ANNOTATION
@@ -148,6 +150,31 @@ def test_source_agent_killed_mid_migration(cluster: Cluster, vms: str) -> None:
     vm = cluster.vm(vms, "crash")
     assert vm["metadata"]["labels"][HOST_LABEL] == cluster.nodes[where] and vm["status"]["host"] == cluster.nodes[where]
     wait_until(lambda: cluster.vm(vms, "crash")["status"].get("phase") == "Running", 60, what="VM Running")
+
+
+def test_vm_deleted_as_its_migration_completes_leaves_no_domain(cluster: Cluster, vms: str) -> None:
+    # The move has ended in libvirt (the domain runs on the target) but the operator has not bound the VM
+    # there yet when the VM is deleted: whoever finalizes it must remove the domain where it now is.
+    dom = _running_vm(cluster, vms, "gone", 0, **cluster.marker_vm_spec())
+    cluster.migrate(vms, "move-gone", "gone", 1)
+    wait_until(lambda: cluster.phase(vms, "move-gone") == "Running", 60, what="the move running")
+    cluster.operator.stop()
+    try:
+
+        def completed() -> bool:
+            conditions = (cluster.migration(vms, "move-gone").get("status") or {}).get("conditions") or []
+            return any(c["type"] == "Completed" and c["status"] == "True" for c in conditions)
+
+        wait_until(completed, 60, what="the source agent's Completed")
+        assert cluster.running_on(dom) == [1]
+        cluster.kubectl("delete", "vvm", "gone", "-n", vms, "--wait=false")
+        time.sleep(3)  # what the source agent does with a deleted VM whose domain has left, it does now
+    finally:
+        cluster.operator.start()
+    gone = ["vvm", "gone", "-n", vms, "--ignore-not-found", "-o", "name"]
+    wait_until(lambda: not cluster.kubectl("get", *gone).stdout.strip(), 60, what="the VM gone")
+    left = lambda: [i for i in (0, 1) if cluster.domain(i, dom) is not None]  # noqa: E731
+    wait_until(lambda: not left(), 30, what="no domain of the deleted VM on either host")
 
 
 def test_drain_moves_every_running_vm_off_a_host(cluster: Cluster, vms: str) -> None:
