@@ -22,7 +22,7 @@ from vapor.devenv import ControlPlane
 from ..chart.conftest import Helm, helm  # noqa: F401  (the fixture, to render the peering CRDs)
 from ..conftest import Kubectl
 from ..migration.conftest import Cluster, make_cluster
-from ..support.gatewayproc import UserGateway, gateway_answers, gateway_for_users, login
+from ..support.gatewayproc import UserGateway, gateway_answers, gateway_for_users
 from ..support.hosts import Testbed
 from .killer import Part
 
@@ -48,10 +48,6 @@ class Bed:
     def conns(self) -> dict[str, libvirt.virConnect]:
         """Each host's libvirt connection, by its node name."""
         return dict(zip(self.cluster.nodes, self.cluster.conns, strict=True))
-
-    def token(self) -> str:
-        """A fresh bearer token of the admin."""
-        return str(login(self.url, self.users.admin)["token"])
 
     def namespace(self, base: str) -> str:
         """A new namespace the REST users may use."""

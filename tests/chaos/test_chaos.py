@@ -43,7 +43,8 @@ def _report(killer: Killer, wave: Wave, broken: list[str], took: float) -> str:
 def test_a_wave_survives_sigkill_of_every_part(bed: Bed, seed: int) -> None:
     namespace = bed.namespace("chaos")
     killer = Killer(bed.parts(), seed=seed, pause=(3.0, 8.0) if DURATION else (2.0, 5.0))
-    wave = Wave(bed.url, bed.token, namespace, bed.cluster.nodes, lambda t: killer.down_at("gateway", t), seed=seed)
+    down = killer.down_at
+    wave = Wave(bed.url, bed.users.admin, namespace, bed.cluster.nodes, lambda t: down("gateway", t), seed=seed)
     began = time.monotonic()
     order = None if DURATION else [p.name for p in killer.parts if p.name != "agent-1"]
     killer.start(order)
@@ -114,7 +115,7 @@ def test_a_migration_whose_source_never_comes_back_ends(bed: Bed) -> None:
 
 def test_every_write_answers_503_while_the_api_server_is_down(bed: Bed) -> None:
     namespace = bed.namespace("chaos-down")
-    wave = Wave(bed.url, bed.token, namespace, bed.cluster.nodes, lambda _t: False)
+    wave = Wave(bed.url, bed.users.admin, namespace, bed.cluster.nodes, lambda _t: False)
     try:
         wave._create()
         vm = wait_until(lambda: [v for v in wave._vms() if v.get("status") == "Running"], 60, what="a running VM")[0]
