@@ -43,8 +43,9 @@ guest-image: ## Build (once, as root) and cache the Debian test guest image (hac
 generate: install ## Write crds/ from the model in vapor/model
 	$(PY) -m vapor.crdgen
 
-lint: install ## ruff and mypy (operator/ checked as vapor.operator: hack/mypy_operator.py)
+lint: install ## ruff (lint and format) and mypy (operator/ checked as vapor.operator: hack/mypy_operator.py)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(PY) hack/mypy_operator.py
 

@@ -19,8 +19,12 @@ def login(
     ctx: typer.Context,
     server: Annotated[
         str | None,
-        typer.Option("--server", "-s", help=f"The gateway's URL (default: the last one, else {cfg.DEFAULT_SERVER}).",
-                     show_default=False),
+        typer.Option(
+            "--server",
+            "-s",
+            help=f"The gateway's URL (default: the last one, else {cfg.DEFAULT_SERVER}).",
+            show_default=False,
+        ),
     ] = None,
     username: Annotated[
         str | None, typer.Option("--username", "-u", help="Linux user (default: yours).", show_default=False)

@@ -112,4 +112,3 @@ def normalized(url: str) -> str:
     if "://" not in url:
         url = f"http://{url}"
     return url
-

@@ -20,9 +20,7 @@ WaitOption = Annotated[
 def _act(ctx: typer.Context, action: str, vm: str, namespace: str | None, force: bool, wait: float) -> None:
     ref = vm_ref(vm, namespace)
     with client(ctx) as api:
-        result = api.post(
-            f"{ref.path}/action", {"action": action, "force": force}, namespace=ref.namespace, wait=wait
-        )
+        result = api.post(f"{ref.path}/action", {"action": action, "force": force}, namespace=ref.namespace, wait=wait)
     shown = f"{result['namespace']}/{result['name']}"
     if result.get("phase") == "Failed" and not result.get("completed"):
         raise CLIError(f"vm {shown}: {result['message']}")

@@ -184,4 +184,3 @@ async def host_maintenance_changed(type: str, name: str, memo: Memo, **_: Any) -
         raise
     except Exception as exc:  # the timer tries again
         log.warning("host=%s drain pass failed: %s", name, exc)
-

@@ -172,4 +172,3 @@ def restart_condition(seed: Other | None, pending: Pending) -> tuple[list[str], 
     if seed is not None:
         return fields, seed
     return fields, (ConditionType.RESTART_REQUIRED, "False", CURRENT, "Nothing of the spec waits for a restart.")
-

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import logging
 import shutil
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import libvirt  # type: ignore[import-untyped]
@@ -38,8 +37,9 @@ from .loop import NodeController
 from .vmchanges import Changes, restart_condition
 from .vmclone import Cloner, cloned_of
 from .vmimages import ImageWait, disks_for, image_ready_of, waiting_status
+from .vmpower import Power
 from .vmseed import Seed, Seeds
-from .vmstatus import ACTIVE, OFF, RUNNING, VMError, phase_of, ready_of
+from .vmstatus import ACTIVE, VMError, phase_of, ready_of
 
 log = logging.getLogger("vapor.agent.vms")
 
@@ -70,8 +70,7 @@ class VMController(NodeController[VirtualMachine]):
         self.domain_type = "qemu"
         self.arch = "x86_64"
         self._workers = workers
-        self._stop_deadline: dict[str, float] = {}  # uid -> when a graceful stop turns into power-off
-        self._restarted: dict[str, str] = {}  # uid -> restart request carried out (before the cache shows it)
+        self.power = Power(libvirt_conn, self._event, self.queue.add_after, self.cloner.hold)
         self._failures: dict[Key, int] = {}
         self.held: set[str] = set()  # uids whose domain a snapshot or restore works on: hands off meanwhile
         self.removed: list[Callable[[VirtualMachine], Awaitable[None]]] = []  # called once a VM's domain is gone
@@ -154,7 +153,7 @@ class VMController(NodeController[VirtualMachine]):
             if seed is None:
                 await self.seeds.remove(vm)
             await self.changes.bring(vm, dom, (await self.libvirt.call(dom.state))[0] in ACTIVE)
-            await self._apply_run_strategy(vm, dom)
+            await self.power.apply(vm, dom)
             await self._write_status(vm, dom)
             self._failures.pop(key, None)
         except Conflict:
@@ -163,7 +162,7 @@ class VMController(NodeController[VirtualMachine]):
             if wait.failed:
                 await self._failed(vm, wait.failure())
             else:  # progress wakes it too (the Image controller's listener)
-                await self._apply_status(vm, waiting_status(vm, wait, self._restarted.get(vm.metadata.uid or "")))
+                await self._apply_status(vm, waiting_status(vm, wait, self.power.restart_done(vm)))
                 self.queue.add_after(key, 10.0)
         except VMError as exc:
             if not self.libvirt.alive():
@@ -207,7 +206,7 @@ class VMController(NodeController[VirtualMachine]):
                 vm,
                 phase=await self._phase_now(vm, "Pending" if exc.waiting else "Failed", exc.leaves_domain),
                 ready=("False", exc.reason, exc.message),
-                restart_done=self._restarted.get(vm.metadata.uid or ""),
+                restart_done=self.power.restart_done(vm),
                 others=[exc.condition] if exc.condition else image_ready_of(vm),
             )
             await self._apply_status(vm, failed)
@@ -230,7 +229,7 @@ class VMController(NodeController[VirtualMachine]):
         except CloudInitError as exc:
             dom, _ = await self.find_domain(vm)
             if dom is not None and vm.spec.run_strategy == "Halted":
-                await self._apply_run_strategy(vm, dom)  # stopping needs no seed
+                await self.power.apply(vm, dom)  # stopping needs no seed
             raise VMError(exc.reason, exc.message, waiting=exc.waiting, leaves_domain=True) from None
         if seed is not None and seed.rewritten:
             note = "Wrote a new cloud-init seed; the guest reads it at its next boot."
@@ -309,80 +308,6 @@ class VMController(NodeController[VirtualMachine]):
         log.info(note, extra={"vm": "/".join(key_of(vm)), "reason": reason})
         await self.kube.events.record(vm, reason=reason, note=note, controller=CONTROLLER, action=action)
 
-    def _pending_restart(self, vm: VirtualMachine) -> str | None:
-        wanted = (vm.metadata.annotations or {}).get(names.RESTART_ANNOTATION)
-        done = vm.status.last_restart_request if vm.status else None
-        if not wanted or wanted == done or wanted == self._restarted.get(vm.metadata.uid or ""):
-            return None
-        return wanted
-
-    async def _start(self, vm: VirtualMachine, dom: libvirt.virDomain, *, paused: bool) -> None:
-        self.cloner.hold(vm)
-        flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
-        try:
-            await self.libvirt.call(dom.createWithFlags, flags)
-        except libvirt.libvirtError as exc:
-            raise VMError("StartFailed", f"the domain did not start: {exc}") from exc
-
-    async def _apply_run_strategy(self, vm: VirtualMachine, dom: libvirt.virDomain) -> None:
-        uid = vm.metadata.uid or ""
-        strategy = vm.spec.run_strategy
-        state, _ = await self.libvirt.call(dom.state)
-        restart = self._pending_restart(vm)
-        if strategy != "Halted":
-            self._stop_deadline.pop(uid, None)
-        if restart is not None:
-            if strategy != "Halted" and state in ACTIVE:
-                await self.libvirt.power_off(dom)
-                await self._start(vm, dom, paused=strategy == "Paused")
-                await self._event(vm, "Restarted", "Restarted the domain (power cycle), as requested.", "Restart")
-                self._restarted[uid] = restart
-                return
-            self._restarted[uid] = restart  # nothing runs: a restart is a start, or nothing when Halted
-        if strategy == "Running":
-            if state in OFF:
-                await self._start(vm, dom, paused=False)
-                await self._event(vm, "Started", "Started the domain.", "Start")
-            elif state in (libvirt.VIR_DOMAIN_PAUSED, libvirt.VIR_DOMAIN_PMSUSPENDED):
-                await self.libvirt.call(dom.resume)
-                await self._event(vm, "Resumed", "Resumed the domain.", "Resume")
-        elif strategy == "Paused":
-            if state in OFF:
-                await self._start(vm, dom, paused=True)
-                await self._event(vm, "StartedPaused", "Started the domain paused.", "Start")
-            elif state in RUNNING:
-                await self.libvirt.call(dom.suspend)
-                await self._event(vm, "Paused", "Paused the domain.", "Pause")
-        elif state not in OFF:
-            await self._halt(vm, dom, state)
-
-    async def _halt(self, vm: VirtualMachine, dom: libvirt.virDomain, state: int) -> None:
-        uid = vm.metadata.uid or ""
-        force = (vm.metadata.annotations or {}).get(names.STOP_MODE_ANNOTATION) == "force"
-        grace = vm.spec.graceful_shutdown_seconds
-        deadline = self._stop_deadline.get(uid)
-        if force or grace == 0 or state == libvirt.VIR_DOMAIN_PAUSED:
-            await self.libvirt.power_off(dom)
-            self._stop_deadline.pop(uid, None)
-            await self._event(vm, "PoweredOff", "Powered the domain off.", "Stop")
-        elif deadline is None:
-            try:
-                await self.libvirt.call(dom.shutdown)  # the ACPI power button
-            except libvirt.libvirtError as exc:
-                log.warning("graceful shutdown refused; powering off", extra={"vm": vm.name, "error": str(exc)})
-                await self.libvirt.power_off(dom)
-                return
-            self._stop_deadline[uid] = time.monotonic() + grace
-            self.queue.add_after(key_of(vm), grace)
-            await self._event(vm, "Stopping", f"Asked the guest to shut down; power-off after {grace} s.", "Stop")
-        elif time.monotonic() >= deadline:
-            await self.libvirt.power_off(dom)
-            self._stop_deadline.pop(uid, None)
-            note = f"The guest did not shut down within {grace} s; powered the domain off."
-            await self._event(vm, "PoweredOff", note, "Stop")
-        else:
-            self.queue.add_after(key_of(vm), deadline - time.monotonic())
-
     async def _finalize(self, vm: VirtualMachine) -> None:
         if names.VM_FINALIZER not in (vm.metadata.finalizers or []):
             return
@@ -396,8 +321,7 @@ class VMController(NodeController[VirtualMachine]):
         created = self.config.disks_dir / uid
         if created.exists():
             await asyncio.to_thread(shutil.rmtree, created)
-        self._stop_deadline.pop(uid, None)
-        self._restarted.pop(uid, None)
+        self.power.forget(vm)
         if self.images is not None:  # an Image being deleted may wait for this VM's overlay to go
             for disk in vm.spec.disks or []:
                 if disk.image:
@@ -415,13 +339,9 @@ class VMController(NodeController[VirtualMachine]):
 
     # -- status ------------------------------------------------------------------------
     async def _write_status(self, vm: VirtualMachine, dom: libvirt.virDomain) -> None:
-        uid = vm.metadata.uid or ""
         state, _ = await self.libvirt.call(dom.state)
         strategy = vm.spec.run_strategy
-        stopping = strategy == "Halted" and uid in self._stop_deadline and state not in OFF
-        if state in OFF:
-            self._stop_deadline.pop(uid, None)
-        phase = phase_of(state, strategy, stopping)
+        phase = phase_of(state, strategy, self.power.stopping(vm, state))
         guest = await guestinfo.read(self.libvirt, dom) if state in ACTIVE else None  # cleared when it stops
         seed = await self.seeds.restart_condition(vm, dom, state in ACTIVE)
         pending, restart = restart_condition(seed, await self.changes.pending(vm, dom, state in ACTIVE))
@@ -432,7 +352,7 @@ class VMController(NodeController[VirtualMachine]):
             domain_uuid=await self.libvirt.call(dom.UUIDString),
             addresses=guest.addresses if guest else None,
             interfaces=guest.interfaces if guest else None,
-            restart_done=self._restarted.get(uid),
+            restart_done=self.power.restart_done(vm),
             pending_changes=pending,
             others=[
                 restart,

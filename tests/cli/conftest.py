@@ -57,7 +57,11 @@ class Vaporctl:
         self, *args: str, input: str | None = None, program: str = "vaporctl", timeout: float = 120
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [str(BIN / program), *args], input=input, capture_output=True, text=True, env=self.environment(),
+            [str(BIN / program), *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            env=self.environment(),
             timeout=timeout,
         )
 

@@ -122,9 +122,7 @@ async def test_take_list_restore_and_delete_a_snapshot(
     assert status == 404 and body["error"]["code"] == "NOT_FOUND", body
 
 
-async def test_refusals_say_why(
-    client: Client, users: Users, namespace: str, kube: Kube, agent: AgentProcess
-) -> None:
+async def test_refusals_say_why(client: Client, users: Users, namespace: str, kube: Kube, agent: AgentProcess) -> None:
     admin = (await login(client, users.admin))["token"]
     raw = agent.state_dir.parent / "raw.img"  # in the agent's image folder
     raw.write_bytes(b"\0" * 2**20)
@@ -146,4 +144,3 @@ async def test_refusals_say_why(
     assert "stop the VM first" in body["error"]["message"]
     status, body = await call(client, "post", f"/api/v1/vms/live/snapshots/ghost/restore?namespace={namespace}", admin)
     assert status == 404, body
-

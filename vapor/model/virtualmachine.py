@@ -318,7 +318,9 @@ class VirtualMachineSpec(Model):
             "with the same name are copied instead of made blank or from the Image. Fixed once the VM exists."
         ),
         json_schema_extra={
-            "x-kubernetes-validations": [{"rule": "self == oldSelf", "message": "cloneFrom is fixed once the VM exists"}]
+            "x-kubernetes-validations": [
+                {"rule": "self == oldSelf", "message": "cloneFrom is fixed once the VM exists"}
+            ]
         },
     )
     graceful_shutdown_seconds: int = Field(
