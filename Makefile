@@ -5,8 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STATE ?= .vapor/cluster
 DEVENV := $(PY) -m vapor.devenv --state-dir $(STATE)
-# `make cluster-up` adds a kubelet node (containerd, scheduler, controller manager) when run as root; NODE=0 leaves it out.
+# `make cluster-up` adds kubelet nodes (each with containerd in its own network namespace; scheduler, controller
+# manager, DNS) when run as root: NODES of them (default 1; NODES=2 for two, started at once; NODE=0 none).
 NODE ?= $(if $(filter 0,$(shell id -u)),1,0)
+NODES ?= $(NODE)
 
 .PHONY: help install ui binaries guest-image generate lint test chaos bench dev cluster-up cluster-down cluster-env cluster-destroy clean
 
@@ -64,11 +66,11 @@ bench: install binaries ## Benchmarks under bench/, printing their figures
 dev: install ui binaries ## The embedded default: control plane and CRDs (and the components) until Ctrl-C
 	$(DEVENV) dev
 
-cluster-up: install binaries ## Start the control plane and (as root) a kubelet node in the background; kubeconfig in .vapor/cluster/kubeconfig
-	@$(DEVENV) up $(if $(filter 1,$(NODE)),--node) >/dev/null
+cluster-up: install binaries ## Start the control plane and (as root) NODES kubelet nodes in the background; kubeconfig in .vapor/cluster/kubeconfig
+	@$(DEVENV) up --nodes $(NODES) >/dev/null
 	@echo "cluster up; run: eval \$$(make -s cluster-env)"
 
-cluster-down: ## Stop the background control plane and node (the control plane's data is kept for the next cluster-up)
+cluster-down: ## Stop the background control plane and nodes (the control plane's data is kept for the next cluster-up)
 	@$(DEVENV) down
 
 cluster-destroy: ## Stop it and delete its data and certificates

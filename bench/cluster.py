@@ -1,4 +1,4 @@
-"""A local cluster (vapor.devenv.Node): start to Node Ready with cached binaries, a pod's start, a namespace's deletion.
+"""A local cluster (vapor.devenv.Nodes): start to Ready with cached binaries, a pod's start, a namespace's deletion.
 
 Each run starts a fresh control plane and node in a temporary folder; the
 figures are the control plane's start, the node's (start to Node Ready), what
@@ -26,7 +26,7 @@ from tests.conftest import Kubectl
 from tests.image.build import build_image, engine, make_base
 from tests.support.libvirtd import Libvirtd
 from tests.support.workloads import deployment
-from vapor.devenv import ControlPlane, Node, binaries
+from vapor.devenv import ControlPlane, Nodes, binaries
 from vapor.devenv.images import image_archive
 
 RUNS = 3
@@ -48,9 +48,9 @@ def _run(folder: Path) -> tuple[float, float, float, float, float]:
     cp = ControlPlane(folder, service_accounts=True).up()
     try:
         cp_s = time.perf_counter() - start
-        with Node(cp) as node:
-            seconds = node.state["seconds"]
-            node.runtime.import_image(image_archive(IMAGE, ["/bin/sleep", "3600"]))
+        with Nodes(cp) as nodes:
+            seconds = nodes.state["seconds"]
+            nodes[0].runtime.import_image(image_archive(IMAGE, ["/bin/sleep", "3600"]))
             cp.kubectl_run("create", "namespace", "bench")
             start = time.perf_counter()
             cp.kubectl_run("apply", "-n", "bench", "-f", "-", input=json.dumps(deployment("bench", IMAGE, replicas=2)))
@@ -63,7 +63,7 @@ def _run(folder: Path) -> tuple[float, float, float, float, float]:
             pod_s = time.perf_counter() - start
             cp.kubectl_run("delete", "namespace", "bench", "--wait=false")
             gone = _until(lambda: cp.kubectl_run("get", "namespace", "bench", check=False).returncode != 0)
-            return cp_s, seconds["node_ready"], seconds["dns_ready"], pod_s, gone
+            return cp_s, seconds["nodes_ready"], seconds["dns_ready"], pod_s, gone
     finally:
         cp.down()
 
@@ -72,8 +72,8 @@ def _vapor(folder: Path) -> tuple[float, float]:
     """Seconds from ``helm install`` to every pod Ready, and from a VM's POST to it Running."""
     with engine() as client:
         built = build_image(client, make_base(client), folder / "build.log")
-        with ControlPlane(folder / "cp", service_accounts=True) as cp, Node(cp) as node:
-            cluster = Cluster(cp, node, Kubectl(cp))
+        with ControlPlane(folder / "cp", service_accounts=True) as cp, Nodes(cp) as nodes:
+            cluster = Cluster(cp, nodes, Kubectl(cp))
             import_image(cluster, client, built.tag)
             with Libvirtd(), installed(cluster) as release, release.client() as api:
                 cp.kubectl_run("create", "namespace", "bench")

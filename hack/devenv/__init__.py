@@ -3,11 +3,13 @@
 ``vapor.devenv`` (the folder ``hack/devenv``) starts etcd and kube-apiserver
 built from their Go modules by ``hack/kube-binaries.sh``, with generated
 certificates and a kubeconfig, and installs the CRDs from ``crds/``. The test
-suite, ``make dev`` and ``make cluster-up`` all use it. ``Node`` adds a real
-kubelet node (containerd, kube-scheduler, kube-controller-manager) to it.
+suite, ``make dev`` and ``make cluster-up`` all use it. ``Nodes`` adds real
+kubelet nodes (each ``Node`` with its containerd and network namespace;
+kube-scheduler, kube-controller-manager and cluster DNS for all) to it.
 """
 
 from .controlplane import ControlPlane, ControlPlaneError, binaries, repo_root
 from .node import Node
+from .nodes import Nodes
 
-__all__ = ["ControlPlane", "ControlPlaneError", "Node", "binaries", "repo_root"]
+__all__ = ["ControlPlane", "ControlPlaneError", "Node", "Nodes", "binaries", "repo_root"]

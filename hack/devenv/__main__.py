@@ -1,8 +1,9 @@
 """Command line of the development environment: ``python -m vapor.devenv {up,down,env,dev,status}``.
 
 ``up`` / ``down`` run the control plane in the background for ``make cluster-up``
-and ``make cluster-down`` (``up --node`` adds a kubelet node with containerd,
-the scheduler and the controller manager: node.py; ``down`` stops it too);
+and ``make cluster-down`` (``up --nodes N`` adds N kubelet nodes, each with its
+containerd in its own network namespace, and the scheduler, the controller
+manager and cluster DNS: nodes.py; ``down`` stops them too);
 ``env`` prints the line to ``eval`` for KUBECONFIG;
 ``dev`` runs everything in the foreground until Ctrl-C.
 """
@@ -20,7 +21,7 @@ import threading
 from pathlib import Path
 
 from .controlplane import ControlPlane, ControlPlaneError, repo_root
-from .node import Node
+from .nodes import Nodes
 from .stack import Stack
 
 DEFAULT_STATE = repo_root() / ".vapor" / "cluster"
@@ -42,8 +43,12 @@ def main(argv: list[str] | None = None) -> int:
         "--node-name", default=socket.gethostname().split(".")[0], help="this machine's Host name in dev"
     )
     parser.add_argument(
-        "--node", action="store_true", help="with up: add a kubelet node, kube-scheduler and kube-controller-manager"
+        "--nodes",
+        type=int,
+        default=0,
+        help="with up: add this many kubelet nodes, kube-scheduler and kube-controller-manager (started at once)",
     )
+    parser.add_argument("--node", action="store_true", help="with up: one kubelet node (--nodes 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
@@ -51,18 +56,19 @@ def main(argv: list[str] | None = None) -> int:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    cp = ControlPlane(args.state_dir, service_accounts=args.node)
+    count = args.nodes or (1 if args.node else 0)
+    cp = ControlPlane(args.state_dir, service_accounts=count > 0)
     try:
         if args.command == "up":
             cp.up(detach=True)
-            if args.node:
-                Node(cp).up(detach=True)
+            if count:
+                Nodes(cp, count).up(detach=True)
             print(f"export KUBECONFIG={cp.kubeconfig}")
         elif args.command == "down":
-            Node(cp).down()
+            Nodes(cp).down()
             cp.down()
         elif args.command == "destroy":
-            Node(cp).down()
+            Nodes(cp).down()
             cp.destroy()
         elif args.command == "env":
             print(f"export KUBECONFIG={cp.kubeconfig}")

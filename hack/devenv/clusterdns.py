@@ -2,7 +2,7 @@
 
 Its image holds only the static ``coredns`` binary (built from its Go module
 by ``hack/kube-binaries.sh coredns`` and cached), made and imported into the
-node's containerd without a registry (images.py). The kubelet gives every pod
+nodes' containerd without a registry (images.py). The kubelet gives every pod
 ``SERVICE_ADDRESS`` as its name server and ``DOMAIN`` as its search domain
 (node.py), so ``kubernetes.default.svc`` resolves in a pod. CoreDNS reads the
 Services through the ``kubernetes`` Service, which kube-proxy makes work
@@ -120,10 +120,11 @@ def manifests(reference: str) -> list[dict[str, Any]]:
     ]
 
 
-def install(cp: ControlPlane, runtime: Runtime, binary: Path) -> None:
-    """Import the image into the node and apply the manifests (``wait_ready`` waits for it to answer)."""
+def install(cp: ControlPlane, runtimes: list[Runtime], binary: Path) -> None:
+    """Import the image into every node and apply the manifests (``wait_ready`` waits for it to answer)."""
     reference, archive = image(binary)
-    runtime.import_image(archive)
+    for runtime in runtimes:
+        runtime.import_image(archive)
     listed = {"apiVersion": "v1", "kind": "List", "items": manifests(reference)}
     cp.kubectl_run("apply", "--server-side", "--field-manager=vapor-devenv", "-f", "-", input=json.dumps(listed))
 

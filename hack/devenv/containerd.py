@@ -25,7 +25,7 @@ from .images import PAUSE_COMMAND, PAUSE_IMAGE, image_archive
 
 CNI_BIN = Path("/usr/lib/cni")  # Debian's containernetworking-plugins
 CNI_CACHE = Path("/var/lib/cni/results")  # where containerd's CNI library caches each pod's result
-POD_SUBNET = "10.244.0.0/24"
+POD_SUBNET = "10.244.0.0/24"  # the first node's pods (nodenet.pod_subnet)
 
 CONFIG = """\
 version = 2
@@ -59,8 +59,9 @@ state = "{root}/state"
 class Runtime:
     """containerd for one node, its files under ``root`` (a short folder: socket paths have a 108-byte limit)."""
 
-    def __init__(self, root: Path, log_path: Path) -> None:
+    def __init__(self, root: Path, log_path: Path, pod_subnet: str = POD_SUBNET) -> None:
         self.root = root
+        self.pod_subnet = pod_subnet
         self.socket = str(root / "c.sock")
         self.log_path = log_path
 
@@ -80,7 +81,7 @@ class Runtime:
                     "ipMasq": False,
                     "ipam": {
                         "type": "host-local",
-                        "ranges": [[{"subnet": POD_SUBNET}]],
+                        "ranges": [[{"subnet": self.pod_subnet}]],
                         "routes": [{"dst": "0.0.0.0/0"}],
                         "dataDir": str(self.root / "ipam"),
                     },

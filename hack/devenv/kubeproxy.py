@@ -8,10 +8,11 @@ timeouts as they are (``maxPerCore: 0`` and zero timeouts).
 
 The API server listens on the machine's 127.0.0.1, which no node can reach,
 so a node's cluster runs it without its endpoint reconciler
-(``ControlPlane(service_accounts=True)``) and the node writes the
-``kubernetes`` Service's endpoints itself: the forwarder on the machine's end
-of its uplink (forward.py). ``kubernetes.default.svc`` (10.0.0.1:443) then
-reaches the API server from pods and host-network pods alike.
+(``ControlPlane(service_accounts=True)``) and the nodes write the
+``kubernetes`` Service's endpoints themselves: the forwarder on the machine's
+end of the nodes' hub (forward.py, nodes.py), one address every node reaches.
+``kubernetes.default.svc`` (10.0.0.1:443) then reaches the API server from
+pods and host-network pods alike, on every node.
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from pathlib import Path
 
 import yaml
 
-from .containerd import POD_SUBNET
 from .controlplane import ControlPlane
+from .nodenet import PODS
 from .processes import free_port
 
 
@@ -35,7 +36,7 @@ def argv(binary: Path, root: Path, *, name: str, address: str) -> list[str]:
         "clientConnection": {"kubeconfig": str(root / "kubeconfig")},
         "hostnameOverride": name,
         "bindAddress": address,
-        "clusterCIDR": POD_SUBNET,
+        "clusterCIDR": str(PODS),  # every node's pods
         "nodePortAddresses": ["primary"],  # NodePorts on the node's address (not loopback: no route_localnet)
         "healthzBindAddress": f"{address}:{free_port()}",
         "metricsBindAddress": f"{address}:{free_port()}",

@@ -43,10 +43,11 @@ def helm_binary() -> Path:
 
 
 def import_image(cluster: Cluster, client: docker.DockerClient, tag: str) -> float:
-    """``docker save`` of ``tag`` into the node's containerd; the seconds it took."""
+    """``docker save`` of ``tag`` into every node's containerd; the seconds it took."""
     started = time.monotonic()
     archive = b"".join(client.images.get(tag).save(named=True))
-    cluster.node.runtime.import_image(archive)
+    for node in cluster.nodes:
+        node.runtime.import_image(archive)
     return time.monotonic() - started
 
 
