@@ -17,7 +17,8 @@ from vapor.kube import KubeError, NotFound
 from vapor.kube._client import call
 from vapor.model.cloudinit import CloudInitSpec
 
-from ._errors import APIError
+from ._errors import APIError, not_authorizing
+from ._forbidden import FORBIDDEN, users_own
 from ._schema import FieldError
 from ._vmschema import CloudInitRequest
 from ._writes import as_user
@@ -37,8 +38,10 @@ async def _secret_value(namespace: str, name: str, key: str) -> str:
     except NotFound:
         raise _refused(secret_missing(name, namespace), SECRET_REF) from None
     except KubeError as exc:
-        if exc.status != 403:
+        if exc.status != FORBIDDEN:
             raise
+        if not await users_own(exc):
+            raise not_authorizing(exc) from None
         raise APIError(
             403,
             PERMISSION_DENIED,

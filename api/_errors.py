@@ -5,7 +5,8 @@
     APIError(status, code, message, details)   raised by routes and helpers
     RequestSchemaValidationError               a body or query string that does not fit its model
     HTTPException                              unknown route (404), wrong method (405), ...
-    KubeError                                  the API server refused a call (503 while it is not serving)
+    KubeError                                  the API server refused a call (503 while it is not serving,
+                                               a 403 included while it is not ready: see _forbidden)
     aiohttp.ClientError, TimeoutError          the API server cannot be reached: 503 KUBERNETES_NOT_INSTALLED
     Exception                                  anything else: 500 INTERNAL_ERROR, logged, never shown
 
@@ -38,6 +39,7 @@ from vapor.agentapi.errors import (
 )
 from vapor.kube import KubeError
 
+from ._forbidden import NOT_AUTHORIZING, users_own
 from ._schema import ErrorBody, Failure, FieldError
 
 log = logging.getLogger("vapor.gateway")
@@ -119,7 +121,7 @@ def register_error_handlers(app: Quart) -> None:
 
     @app.errorhandler(KubeError)
     async def kube_error(error: KubeError) -> Response:
-        return error_response(from_kube_error(error))
+        return error_response(await refusal(error))
 
     @app.errorhandler(aiohttp.ClientError)
     async def kube_unreachable(error: aiohttp.ClientError) -> Response:
@@ -164,6 +166,20 @@ def register_error_handlers(app: Quart) -> None:
 def unreachable(error: BaseException) -> APIError:
     """503: the Kubernetes API server does not answer (down, restarting, or too slow)."""
     return APIError(503, KUBERNETES_NOT_INSTALLED, "the Kubernetes API server cannot be reached", str(error) or None)
+
+
+async def refusal(error: KubeError) -> APIError:
+    """The client-facing form of a refusal by the API server (``from_kube_error``), a 403 checked first.
+
+    A 403 is Kubernetes RBAC's verdict on the user only once the API server is
+    ready; before that it is 503, retryable (see ``_forbidden``).
+    """
+    return from_kube_error(error) if await users_own(error) else not_authorizing(error)
+
+
+def not_authorizing(error: KubeError) -> APIError:
+    """503: the API server refused a request before it could authorize it (it is starting)."""
+    return APIError(503, KUBERNETES_NOT_INSTALLED, NOT_AUTHORIZING, error.message)
 
 
 def from_kube_error(error: KubeError) -> APIError:

@@ -33,7 +33,7 @@ from vapor.agentapi.errors import CONFLICT, INVALID_INPUT
 from vapor.kube import KubeError
 from vapor.model.virtualmachine import DNS_LABEL_PATTERN
 
-from ._errors import INVALID_INPUT_STATUS, APIError, from_kube_error, unreachable
+from ._errors import INVALID_INPUT_STATUS, APIError, refusal, unreachable
 from ._guard import current_user, require
 from ._kubeviews import (
     CRDList,
@@ -127,14 +127,14 @@ async def _call(method: str, path: str, **kwargs: Any) -> tuple[int, dict[str, A
     try:
         return await as_user().request_with_status(method, path, timeout=LIST_TIMEOUT, **kwargs)
     except KubeError as exc:
-        raise _refusal(exc) from None
+        raise await _refusal(exc) from None
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise unreachable(exc) from None
 
 
-def _refusal(exc: KubeError) -> APIError:
+async def _refusal(exc: KubeError) -> APIError:
     """The shared mapping of API-server refusals, with what these endpoints add: a hint on conflicts."""
-    error = from_kube_error(exc)
+    error = await refusal(exc)
     if error.code == CONFLICT:
         error.details = "another manager owns these fields; apply with ?force=true to take them"
     return error

@@ -207,11 +207,14 @@ class ControlPlane:
         proc.kill()
         proc.wait(10)
 
-    def start_again(self, name: str, timeout: float = 90.0) -> None:
-        """Start a stopped ``etcd`` or ``kube-apiserver`` again (same flags, ports, data); wait for the API."""
+    def start_again(self, name: str, timeout: float = 90.0, *, wait: bool = True) -> None:
+        """Start a stopped ``etcd`` or ``kube-apiserver`` again (same flags, ports, data); wait for the API.
+
+        ``wait=False``: return at once (a test that calls it while it starts).
+        """
         self._spawn(name, self._argv[name], detach=False)
         self._write_state(_Ports(**self._read_state()["ports"]))
-        if name == "kube-apiserver" or self._procs["kube-apiserver"].poll() is None:
+        if wait and (name == "kube-apiserver" or self._procs["kube-apiserver"].poll() is None):
             self._wait_ready(timeout)
 
     # -- clients ---------------------------------------------------------------

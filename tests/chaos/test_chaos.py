@@ -12,8 +12,13 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
+from collections import Counter
 
+import httpx
 import pytest
+
+from vapor.gateway._forbidden import NOT_AUTHORIZING
 
 from ..support.wait import wait_until
 from .conftest import Bed
@@ -132,3 +137,58 @@ def test_every_write_answers_503_while_the_api_server_is_down(bed: Bed) -> None:
         assert wave.outcomes["503 KUBERNETES_NOT_INSTALLED"] >= 2, wave.outcomes
     finally:
         wave.close()
+
+
+def _answer(r: httpx.Response) -> str:
+    """A REST answer in brief: ok, or its status and code (the message too for a 503)."""
+    if r.status_code < 300:
+        return "ok"
+    error = r.json()["error"]
+    return f"{r.status_code} {error['code']}" + (f": {error['message']}" if r.status_code == 503 else "")
+
+
+READY = ("get", "--raw", "/readyz")
+
+
+def test_an_allowed_user_gets_503_not_403_while_the_api_server_starts(bed: Bed) -> None:
+    # Right after a restart kube-apiserver serves before its RBAC caches are filled, and refuses with 403
+    # what RBAC allows (the soak's 403s). The user is allowed: the answer is 503 (retry), never 403.
+    allowed = bed.namespace("chaos-authz")
+    closed = f"chaos-closed-{uuid.uuid4().hex[:6]}"  # no RoleBinding for REST users: its pods are not theirs
+    bed.kubectl("create", "namespace", closed)
+    starting = f"503 KUBERNETES_NOT_INSTALLED: {NOT_AUTHORIZING}"
+    with bed.users.client(bed.users.admin) as client:
+        body = {"name": "authz", "namespace": allowed, "cpu": 1, "memory": "64Mi", "run_strategy": "Halted"}
+        r = client.post("/vms", json=body)
+        assert r.status_code == 201, r.text
+        vm = r.json()["data"]["id"]
+        calls = {  # each asks the API server as the user
+            "read a VM for a change": lambda: client.patch(f"/vms/{vm}", params={"namespace": allowed}, json={}),
+            "list pods": lambda: client.get("/kubernetes/pods", params={"namespace": allowed}),
+        }
+        forbidden = lambda: client.get("/kubernetes/pods", params={"namespace": closed})  # noqa: E731
+        assert _answer(forbidden()) == "403 PERMISSION_DENIED"
+        seen: Counter[str] = Counter()
+        for _ in range(5):  # restarts, until the moment before the RBAC caches are filled was caught twice
+            bed.plane.kill("kube-apiserver")
+            bed.plane.start_again("kube-apiserver", wait=False)
+            try:
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    answers = {name: _answer(call()) for name, call in calls.items()}
+                    seen.update(f"{name}: {answer}" for name, answer in answers.items())
+                    seen[f"forbidden: {_answer(forbidden())}"] += 1
+                    if set(answers.values()) == {"ok"}:
+                        break
+            finally:
+                wait_until(lambda: bed.kubectl(*READY, check=False).returncode == 0, 90, what="the API server ready")
+            if sum(n for what, n in seen.items() if starting in what and not what.startswith("forbidden")) >= 2:
+                break
+        assert not [what for what in seen if "403" in what and not what.startswith("forbidden")], seen
+        assert {what.split(": ", 1)[1].split(":")[0] for what in seen} <= {
+            "ok", "403 PERMISSION_DENIED", "503 KUBERNETES_NOT_INSTALLED"
+        }, seen  # fmt: skip
+        assert any(starting in what for what in seen), f"no call came while the API server was not authorizing: {seen}"
+        assert _answer(forbidden()) == "403 PERMISSION_DENIED"  # ready again: a refusal is the user's
+        assert client.delete(f"/vms/{vm}", params={"namespace": allowed}).status_code == 200
+    bed.kubectl("delete", "namespace", closed, "--wait=false")

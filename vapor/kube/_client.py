@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Literal, TypeVar
 
+import aiohttp
 import orjson
 from kubernetes.aio import client, config, watch
 from kubernetes.aio.client.exceptions import ApiException
@@ -114,6 +115,20 @@ class Kube:
             raise from_api_exception(ApiException(status=response.status, reason=response.reason, body=text))
         decoded: Any = orjson.loads(data) if data else {}
         return response.status, decoded if isinstance(decoded, dict) else {"items": decoded}
+
+    async def ready(self, timeout: float = 2.0) -> bool:
+        """Whether the API server says it is ready (``GET /readyz`` answers 200); False for any other answer or none.
+
+        While it starts it already answers requests, but ``/readyz`` fails
+        until its caches, those of its RBAC authorizer among them, are filled.
+        """
+        serialized = await self.api.param_serialize("GET", "/readyz", auth_settings=["BearerToken"])
+        try:
+            response = await self.api.call_api(*serialized, _request_timeout=timeout)
+            await response.read()
+        except (ApiException, OSError, TimeoutError, aiohttp.ClientError):
+            return False
+        return bool(response.status == 200)
 
     def resources(self, kind: type[R]) -> Resources[R]:
         """Typed reads and writes of one kind."""
