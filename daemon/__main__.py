@@ -5,10 +5,14 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from vapor.logs import setup_logging
+from ._lean import bare_packages
 
-from ._agent import run
-from ._config import parse_args
+bare_packages()  # before anything imports pyroute2 or kubernetes: only the submodules the agent uses load
+
+from vapor.logs import setup_logging  # noqa: E402
+
+from ._agent import run  # noqa: E402
+from ._config import parse_args  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

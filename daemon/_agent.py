@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+from typing import TYPE_CHECKING
 
 import aiohttp
 from kubernetes.aio.client.exceptions import ApiException
@@ -31,8 +32,9 @@ from .host import hostid as _hostid
 from .host.blockevents import BlockDeviceEvents
 from .host.imagecache import ImageCache
 from .host.libvirt import Libvirt
-from .host.migrationcsr import MigrationCertificate
-from .nodeapi.server import NodeAPI
+
+if TYPE_CHECKING:
+    from .nodeapi.server import NodeAPI
 
 log = logging.getLogger("vapor.agent")
 
@@ -97,6 +99,8 @@ class Agent:
         if reporter.informer is not None:  # a label change may select Images for prefetch
             reporter.informer.on_change(lambda _event: images.resync_all())
         if config.api_bind:  # after the Host exists: the server publishes its endpoint there
+            from .nodeapi.server import NodeAPI  # aiohttp's server, TLS and the Docker/CRI views: not for every agent
+
             self.nodeapi = NodeAPI(config, self.kube, host=lambda: reporter.host, images=images, libvirt=self.libvirt)
             await self.nodeapi.start()
         self._tasks = [
@@ -110,6 +114,8 @@ class Agent:
             reporter.informer.on_change(lambda _event: self.network.wake() if self.network else None)
         self._tasks.append(asyncio.create_task(self.network.run(), name="network"))
         if config.migration_csr and config.migration_transport == "tls" and config.migration_address:
+            from .host.migrationcsr import MigrationCertificate  # cryptography: for TLS migrations only
+
             certificate = MigrationCertificate(
                 self.kube,
                 config.node_name,

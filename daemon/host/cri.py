@@ -19,12 +19,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-import grpc  # type: ignore[import-untyped]
-
 from vapor.agentapi.errors import NOT_FOUND, RUNTIME_ERROR
 
 from .containers import ContainerError, from_nanoseconds, iso
-from .cri_proto import call
 
 log = logging.getLogger("vapor.agent.cri")
 
@@ -33,6 +30,15 @@ STATES = ("CONTAINER_CREATED", "CONTAINER_RUNNING", "CONTAINER_EXITED", "CONTAIN
 MAX_LOG_READ = 8 * 2**20  # bytes read from the end of a log file, at most
 POD_NAME = "io.kubernetes.pod.name"
 POD_NAMESPACE = "io.kubernetes.pod.namespace"
+
+
+def _rpc() -> tuple[Any, Any]:
+    """The grpc module and the CRI call, loaded on first use (9 MiB an agent never asked about containers needs)."""
+    import grpc  # type: ignore[import-untyped]
+
+    from .cri_proto import call
+
+    return grpc, call
 
 
 def _runtime_name(reported: str) -> str:
@@ -88,6 +94,7 @@ class CriRuntime:
         self.name = "containerd" if "containerd" in socket else "cri-o" if "crio" in socket else "cri"
 
     async def _call(self, method: str, request: dict[str, Any], ref: str | None = None) -> Any:
+        grpc, call = _rpc()
         try:
             return await call(self.socket, method, request)
         except grpc.aio.AioRpcError as exc:
@@ -102,6 +109,7 @@ class CriRuntime:
         """None when a CRI runtime answers at the socket (and ``name`` is set from it), else why not."""
         if not Path(self.socket).is_socket():
             return f"no socket at {self.socket}"
+        grpc, call = _rpc()
         try:
             version = await call(self.socket, "Version", {"version": "v1"}, timeout=5.0)
         except grpc.aio.AioRpcError as exc:

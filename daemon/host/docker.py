@@ -17,16 +17,15 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
-
-import docker  # type: ignore[import-untyped]
-import docker.errors  # type: ignore[import-untyped]
-import requests.exceptions
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from vapor.agentapi.dockerspec import CreateContainerRequest, PullImageRequest
 from vapor.agentapi.errors import DOCKER_ERROR, INVALID_INPUT, NO_RUNTIME_AVAILABLE, NOT_FOUND
 
 from .containers import ContainerError, check_ref, iso
+
+if TYPE_CHECKING:
+    import docker  # type: ignore[import-untyped]
 
 log = logging.getLogger("vapor.agent.docker")
 
@@ -43,6 +42,14 @@ CRI_STATES = {
     "dead": "CONTAINER_EXITED",
 }
 MAX_STOP_TIMEOUT = 300
+
+
+def _sdk() -> Any:
+    """The Docker SDK, loaded on first use: with requests it is megabytes an agent without Docker never needs."""
+    import docker
+    import docker.errors  # type: ignore[import-untyped]
+
+    return docker
 
 
 def _docker_time(text: str | None) -> datetime | None:
@@ -105,7 +112,7 @@ class DockerRuntime:
         with self._lock:
             if self._client is None:
                 # version=None asks the daemon which API version it speaks (one round trip).
-                self._client = docker.APIClient(base_url=self.base_url, version=None, timeout=self.timeout)
+                self._client = _sdk().APIClient(base_url=self.base_url, version=None, timeout=self.timeout)
             return self._client
 
     def _forget(self) -> None:
@@ -116,11 +123,14 @@ class DockerRuntime:
 
     async def _call(self, what: str, work: Callable[[docker.APIClient], T], ref: str | None = None) -> T:
         """Run ``work(client)`` in a thread; turn the SDK's failures into ContainerErrors."""
+        import requests.exceptions
+
+        sdk = _sdk()
 
         def run() -> T:
             try:
                 client = self._connect()
-            except docker.errors.DockerException as exc:
+            except sdk.errors.DockerException as exc:
                 raise ContainerError(
                     503, NO_RUNTIME_AVAILABLE, f"the Docker daemon at {self.base_url} does not answer", str(exc)
                 ) from exc
@@ -134,17 +144,17 @@ class DockerRuntime:
 
         try:
             return await asyncio.to_thread(run)
-        except docker.errors.NotFound as exc:
+        except sdk.errors.NotFound as exc:
             if ref is not None and "container" in _daemon_message(exc).lower():
                 raise ContainerError(404, NOT_FOUND, f"no container {ref!r}", _daemon_message(exc)) from exc
             raise ContainerError(404, DOCKER_ERROR, _daemon_message(exc)) from exc
-        except docker.errors.APIError as exc:
+        except sdk.errors.APIError as exc:
             status = exc.status_code or 500
             log.warning("the Docker daemon refused", extra={"operation": what, "status": status, "error": str(exc)})
             raise ContainerError(
                 status if status in (400, 409) else 502, DOCKER_ERROR, _daemon_message(exc), f"{what}: {status}"
             ) from exc
-        except docker.errors.DockerException as exc:
+        except sdk.errors.DockerException as exc:
             raise ContainerError(502, DOCKER_ERROR, str(exc), what) from exc
 
     async def probe(self) -> str | None:
@@ -300,7 +310,7 @@ class DockerRuntime:
             for event in client.pull(request.imageName, tag=request.tag, stream=True, decode=True):
                 if "error" in event:  # a failure after the pull began arrives in the stream, not as a status
                     detail = event.get("errorDetail") or {}
-                    raise docker.errors.APIError(
+                    raise _sdk().errors.APIError(
                         str(event["error"]), explanation=str(detail.get("message") or event["error"])
                     )
                 status = str(event.get("status", ""))

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import psutil  # type: ignore[import-untyped]
-from pyroute2 import IPRoute  # type: ignore[import-untyped]
+from pyroute2.iproute import IPRoute  # type: ignore[import-untyped]
 
 from vapor.model.host import (
     CPUInfo,

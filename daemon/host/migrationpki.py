@@ -30,8 +30,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from vapor import pki
-
 Transport = Literal["tls", "tcp"]
 QEMU_USERS = ("libvirt-qemu", "qemu")  # the user QEMU runs as on Debian/Ubuntu, on Fedora/RHEL
 
@@ -75,6 +73,8 @@ class MigrationPKI:
 
     def install(self, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, qemu_gid: int | None = None) -> None:
         """Write the CA, the node's certificate and its key in both layouts (keys 0600; QEMU's 0640 to its group)."""
+        from vapor import pki  # cryptography, loaded by the agents that take part in TLS migrations only
+
         self.libvirt.mkdir(parents=True, exist_ok=True)
         self.libvirt.chmod(0o700)
         self.qemu.mkdir(parents=True, exist_ok=True)

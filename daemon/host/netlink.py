@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from pyroute2 import IPRoute  # type: ignore[import-untyped]
+from pyroute2.iproute import IPRoute  # type: ignore[import-untyped]
 from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
 from pyroute2.netns import popns, pushns  # type: ignore[import-untyped]
 

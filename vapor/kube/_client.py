@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
@@ -38,10 +39,28 @@ class Kube:
 
     def __init__(self, api: client.ApiClient) -> None:
         self.api = api
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
-        self.coordination = client.CoordinationV1Api(api)
-        self.events = EventRecorder(client.EventsV1Api(api))
+
+    # Each API group is made on first use: the generated client builds a group's pydantic call validators
+    # when its module loads, and CoreV1Api alone is about 24 MiB, which the agent needs only to read a Secret.
+    @functools.cached_property
+    def custom(self) -> client.CustomObjectsApi:
+        """Custom resources (every Vapor kind)."""
+        return client.CustomObjectsApi(self.api)
+
+    @functools.cached_property
+    def core(self) -> client.CoreV1Api:
+        """The core group (Secrets, ServiceAccounts, Namespaces)."""
+        return client.CoreV1Api(self.api)
+
+    @functools.cached_property
+    def coordination(self) -> client.CoordinationV1Api:
+        """Leases."""
+        return client.CoordinationV1Api(self.api)
+
+    @functools.cached_property
+    def events(self) -> EventRecorder:
+        """Kubernetes Events about Vapor objects."""
+        return EventRecorder(client.EventsV1Api(self.api))
 
     @classmethod
     async def connect(cls, kubeconfig: str | None = None) -> Kube:
