@@ -91,11 +91,9 @@ def _refuse_early(vm: VirtualMachine, data: MigrateRequest) -> Host | None:
         )
     destination = find_host(data.destination_host_id) if data.destination_host_id else None
     if destination is not None:
-        if destination.name == source:
-            raise APIError(
-                INVALID_INPUT_STATUS,
-                INVALID_INPUT,
-                f"virtual machine {vm.name!r} already runs on host {destination.name!r}: pick another destination",
+        if destination.name == source:  # the VM's state, not the request's form: a client that read it moments
+            raise _conflict(  # ago may have seen the VM still on its previous host (the chaos soak's one 400)
+                f"virtual machine {vm.name!r} already runs on host {destination.name!r}: pick another destination"
             )
         if not destination.is_ready:
             raise _conflict(f"destination host {destination.name!r} is not Ready (its agent is not reporting)")
@@ -125,9 +123,11 @@ async def migrate_vm(vm_id: str, data: MigrateRequest, query_args: VMQuery) -> t
     The VM is named by id or by name (?namespace=, default "default");
     ``destination_host_id`` by host id or name (left out: the operator picks a
     Ready host with room). Follow the migration at GET /api/v1/migrations/{id};
-    the operator queues it when the cluster's limits are reached. A VM with
-    snapshots is refused with 409: they are kept inside its disks on its host
-    and would be lost by the move (delete them first).
+    the operator queues it when the cluster's limits are reached. What the
+    VM's state refuses is 409: a VM not placed, not running for a live move,
+    already being moved, or already on the destination; a destination not
+    Ready or in maintenance; a VM with snapshots (they are kept inside its
+    disks on its host and would be lost by the move: delete them first).
     """
     user = current_user()
     state = gateway()

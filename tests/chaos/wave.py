@@ -11,6 +11,7 @@ violation). A refused connection counts only while the gateway was down.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 import uuid
@@ -25,6 +26,28 @@ from ..support.pam import LinuxUser
 
 CALL_TIMEOUT = 30.0  # seconds: an answer later than this is a hang
 MAX_VMS = 4
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """One answer that was not a success: the operation, the answer (status and code), the request, the message."""
+
+    op: str
+    answer: str
+    request: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.op}: {self.request} -> {self.answer}: {self.message}"
+
+
+def _request(method: str, path: str, kwargs: dict[str, Any]) -> str:
+    """A request in one line: method, path with its query, the JSON body."""
+    query = "&".join(f"{k}={v}" for k, v in (kwargs.get("params") or {}).items())
+    body = kwargs.get("json")
+    shown = {k: v for k, v in body.items() if k != "password"} if isinstance(body, dict) else body
+    line = f"{method} {path}?{query}" if query else f"{method} {path}"
+    return f"{line} {json.dumps(shown, separators=(',', ':'))}" if shown else line
 
 
 @dataclass
@@ -42,11 +65,13 @@ class Wave:
     violations: list[str] = field(default_factory=list)
     created: set[str] = field(default_factory=set)  # names of every VM the wave asked for
     history: list[str] = field(default_factory=list)  # every call on a VM and its answer, for a failure's report
+    refusals: list[Refusal] = field(default_factory=list)  # every answer that was not a success
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
         self._token: str | None = None
         self._last = ""
+        self._said = ""  # the last failure's message (the error envelope's message and details, or the exception)
         self._client = httpx.Client(base_url=f"{self.url}/api/v1", timeout=CALL_TIMEOUT)
 
     def close(self) -> None:
@@ -57,11 +82,15 @@ class Wave:
         """One REST call (on the VM named ``vm``); its ``data`` on success, None otherwise (the verdict is recorded)."""
         self.ops[op] += 1
         before = sum(self.outcomes.values())
+        self._said = ""
         try:
             return self._call(op, method, path, **kwargs)
         finally:
-            if vm and sum(self.outcomes.values()) > before:
-                self.history.append(f"{time.strftime('%H:%M:%S')} {op} {vm}: {self._last}")
+            if sum(self.outcomes.values()) > before:
+                if vm:
+                    self.history.append(f"{time.strftime('%H:%M:%S')} {op} {vm}: {self._last}")
+                if self._last != "ok":
+                    self.refusals.append(Refusal(op, self._last, _request(method, path, kwargs), self._said))
 
     def _call(self, op: str, method: str, path: str, **kwargs: Any) -> dict[str, Any] | None:
         if self._token is None and op != "login":
@@ -78,6 +107,7 @@ class Wave:
             self._violation(op, method, path, f"no answer in {CALL_TIMEOUT:.0f}s")
             return None
         except httpx.TransportError as exc:
+            self._said = f"{type(exc).__name__}: {exc}"
             if self.gateway_down(began) or self.gateway_down(time.monotonic()):
                 self._count("gateway down")
             else:
@@ -100,10 +130,15 @@ class Wave:
         elif r.status_code == 500 or r.status_code < 400:
             self._violation(op, method, path, f"{r.status_code} {error['code']}: {error['message']}")
         else:
+            self._said = " / ".join(str(error[k]) for k in ("message", "details") if error.get(k))
             self._count(f"{r.status_code} {error['code']}")
             if r.status_code == 401:
                 self._token = None
         return None
+
+    def refusals_by_op(self) -> Counter[str]:
+        """The answers that were not a success, by operation and answer ("migrate 409 CONFLICT")."""
+        return Counter(f"{r.op} {r.answer}" for r in self.refusals)
 
     def _count(self, what: str) -> None:
         self.outcomes[what] += 1

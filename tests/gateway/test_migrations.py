@@ -275,7 +275,7 @@ async def test_refusals_that_need_the_fleet(client: Client, users: Users, world:
         await _wait_cached(client, token, f"/api/v1/hosts/{host}")
     cases: list[tuple[str, str, dict[str, Any], int, str, str]] = [
         ("unknown vm", "ghost", {}, 404, "NOT_FOUND", "ghost"),
-        ("same host", "web", {"destination_host_id": world.src_id}, 400, "INVALID_INPUT", "already runs on"),
+        ("same host", "web", {"destination_host_id": world.src_id}, 409, "CONFLICT", "already runs on"),
         ("not running for live", "idle", {"destination_host_id": world.dst}, 409, "CONFLICT", "needs it running"),
         ("not placed", "fresh", {"live": False}, 409, "CONFLICT", "not placed"),
         ("destination NotReady", "web", {"destination_host_id": world.down}, 409, "CONFLICT", "not Ready"),
