@@ -5,17 +5,16 @@ to one VM among a thousand re-encodes that VM only; the body is then joined
 from the encoded pieces. The envelope is the one ``Success[<List>]`` documents.
 
 Pages (``?limit=`` and ``?continue=``) walk the objects in (namespace, name)
-order from where the last page ended: the continue token names the last
-object a page held, so a page is never skipped or repeated when objects come
-and go between two requests (an object made behind the cursor meanwhile is
-not seen by that walk; one made ahead of it is).
+order from where the last page ended (which objects, :mod:`._vmpages`): the
+continue token names the last object a page held, so a page is never skipped
+or repeated when objects come and go between two requests (an object made
+behind the cursor meanwhile is not seen by that walk; one made ahead of it is).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import bisect
 import gzip
 from collections.abc import Callable
 from typing import Any
@@ -38,7 +37,6 @@ class ListBody:
         self._generation = -1
         self._bodies: dict[tuple[str | None, bool], bytes] = {}
         self._pieces: dict[str, tuple[str | None, bytes]] = {}  # uid: (resourceVersion, encoded view)
-        self._order: tuple[int, list[tuple[str, str]], list[Any]] = (-1, [], [])  # generation, keys, objects
 
     def get(self, namespace: str | None = None, *, gzipped: bool = False) -> bytes:
         """The body for every object, or for one namespace; gzip-compressed when asked."""
@@ -62,25 +60,12 @@ class ListBody:
         gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
         return _respond(gzip.compress(body, compresslevel=6, mtime=0) if gzipped else body, gzipped)
 
-    def page(
-        self, keep: Callable[[Any], bool] | None = None, *, limit: int | None = None, after: str | None = None
-    ) -> bytes:
-        """The body of the objects ``keep`` accepts, at most ``limit`` of them, from after the continue token.
+    def page(self, chosen: list[Any], remaining: int) -> bytes:
+        """The body of one page: the ``chosen`` objects, in order, and how many more the next pages hold.
 
         The body also carries ``continue`` (the token of the next page, null on the last) and
-        ``remaining`` (how many objects accepted by ``keep`` the next pages hold).
+        ``remaining``.
         """
-        keys, objects = self._sorted()
-        start = bisect.bisect_right(keys, decode_continue(after)) if after else 0
-        chosen: list[Any] = []
-        remaining = 0
-        for obj in objects[start:]:
-            if keep is not None and not keep(obj):
-                continue
-            if limit is None or len(chosen) < limit:
-                chosen.append(obj)
-            else:
-                remaining += 1
         token = encode_continue(chosen[-1]) if remaining and chosen else None
         pieces = [self._encode(o) for o in chosen]
         return (
@@ -94,15 +79,6 @@ class ListBody:
             + str(remaining).encode()
             + b"}}"
         )
-
-    def _sorted(self) -> tuple[list[tuple[str, str]], list[Any]]:
-        """Every object in (namespace, name) order and their keys, sorted once per watch-cache generation."""
-        generation, keys, objects = self._order
-        if generation != self.informer.generation:
-            objects = sorted(self.informer.items(), key=_order_key)
-            keys = [_order_key(o) for o in objects]
-            self._order = (self.informer.generation, keys, objects)
-        return keys, objects
 
     def _build(self, namespace: str | None) -> bytes:
         items = self.informer.items()

@@ -24,6 +24,7 @@ from ._refresh import RefreshStore
 from ._tokens import TokenSigner, load_signing_key
 from ._views import host_view, image_view, vm_view
 from ._vmfeed import VmFeed
+from ._vmpages import VmPages
 
 log = logging.getLogger("vapor.gateway")
 
@@ -48,6 +49,7 @@ class Gateway:
         self.vm_bodies = ListBody(self.vms, vm_view, "vms")
         self.image_bodies = ListBody(self.images, image_view, "images")
         self.vm_feed = VmFeed(self.vms, self.vm_bodies)  # /ws/vms: the VM watch's changes, for every socket
+        self.vm_pages = VmPages(self.vms)  # GET /vms?limit=&continue=&host=&phase=: sorted keys per filter
         self.signer: TokenSigner | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.refresh = RefreshStore(

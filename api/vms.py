@@ -19,11 +19,12 @@ from vapor.model.cloudinit import CloudInitSpec
 from vapor.model.names import REQUESTED_BY_ANNOTATION
 
 from ._actions import plan
-from ._bodies import BadContinue
+from ._bodies import BadContinue, decode_continue
 from ._cloudinit import checked_cloud_init
 from ._errors import APIError
 from ._guard import current_user, require
 from ._lookups import check_disk_images, find_vm, vm_for_write, vm_not_found
+from ._querycache import cached_querystring
 from ._schema import Failure, Success
 from ._state import gateway
 from ._views import vm_view
@@ -47,7 +48,7 @@ blueprint = Blueprint("vms", __name__, url_prefix="/api/v1/vms")
 @blueprint.get("")
 @require("viewer")
 @tag(["vms"])
-@validate_querystring(VMListQuery)
+@cached_querystring(VMListQuery)
 @document_response(Success[VMList])
 async def list_vms(query_args: VMListQuery) -> Response:
     """Every virtual machine, or those of one namespace with ?namespace=; filtered and paged when asked.
@@ -57,24 +58,16 @@ async def list_vms(query_args: VMListQuery) -> Response:
     page (?continue=) and ``remaining``, how many the next pages hold. A continue token the
     gateway did not make is INVALID_INPUT.
     """
-    bodies = gateway().vm_bodies
+    state = gateway()
     if not query_args.paged:
-        return bodies.response(query_args.namespace)
+        return state.vm_bodies.response(query_args.namespace)
     q = query_args
-
-    def keep(vm: VirtualMachine) -> bool:
-        status = vm.status
-        return (
-            (q.namespace is None or vm.metadata.namespace == q.namespace)
-            and (q.phase is None or (status is not None and status.phase == q.phase))
-            and (q.host is None or (status is not None and q.host in (status.host, status.host_id)))
-        )
-
     try:
-        body = bodies.page(keep, limit=q.limit, after=q.continue_)
+        after = decode_continue(q.continue_) if q.continue_ else None
     except BadContinue:
         raise APIError(400, INVALID_INPUT, "continue is not a token of a previous page of this list") from None
-    return bodies.page_response(body)
+    chosen, remaining = state.vm_pages.page((q.namespace, q.host, q.phase), limit=q.limit, after=after)
+    return state.vm_bodies.page_response(state.vm_bodies.page(chosen, remaining))
 
 
 @blueprint.get("/<vm_id>")

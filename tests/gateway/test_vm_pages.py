@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import gzip
 import json
-from typing import Any
+from typing import Any, cast
 
+import pytest
+from quart.typing import TestAppProtocol as TestApp
 from quart.typing import TestClientProtocol as Client
 
 from vapor.gateway._schema import Success
@@ -118,3 +120,75 @@ async def test_bad_paging_is_invalid_input(client: Client, users: Users) -> None
     for query in ("limit=0", "limit=5001", "limit=x", "phase=Sleeping", "continue=!!!", "continue=bm9zbGFzaA"):
         body = await _list(client, token, query, status=400)
         assert body["status"] == "error" and body["error"]["code"] == "INVALID_INPUT", (query, body)
+
+
+async def test_a_filtered_walk_keeps_every_vm_that_stayed_while_others_come_go_and_move(
+    client: Client, users: Users, namespace: str, kube: Any
+) -> None:  # fmt: skip
+    token = (await login(client, users.admin))["token"]
+    agent = StandInAgent(kube)
+    for i in range(9):
+        r = await client.post(
+            "/api/v1/vms", json={"name": f"vm-{i}", "namespace": namespace, "memory": "32Mi"}, headers=bearer(token)
+        )
+        assert r.status_code == 201, await r.get_json()
+    for i in range(9):
+        phase, host = ("Stopped", "node-1") if i == 1 else ("Running", "node-2" if i == 8 else "node-1")
+        await agent.report(f"vm-{i}", namespace, phase=phase, host=host, hostId=f"id-{host}")
+    query = f"namespace={namespace}&host=node-1&phase=Running&limit=2"
+
+    async def names(q: str) -> list[str]:
+        return [v["name"] for v in (await _list(client, token, q))["data"]["vms"]]
+
+    async def matching(want: list[str]) -> bool:
+        return await names(f"namespace={namespace}&host=node-1&phase=Running") == want
+
+    await eventually(lambda: matching(["vm-0", "vm-2", "vm-3", "vm-4", "vm-5", "vm-6", "vm-7"]))
+    first = (await _list(client, token, query))["data"]
+    assert [v["name"] for v in first["vms"]] == ["vm-0", "vm-2"] and first["remaining"] == 5
+
+    # Between two pages: one VM of the walk is deleted, one leaves the filter (Stopped), one joins it
+    # ahead of the cursor (moved to node-1), one joins behind it (vm-1 Running: not this walk's to see).
+    r = await client.delete(f"/api/v1/vms/vm-3?namespace={namespace}", headers=bearer(token))
+    assert r.status_code == 200, await r.get_json()
+    await agent.report("vm-4", namespace, phase="Stopped", host="node-1", hostId="id-node-1")
+    await agent.report("vm-8", namespace, phase="Running", host="node-1", hostId="id-node-1")
+    await agent.report("vm-1", namespace, phase="Running", host="node-1", hostId="id-node-1")
+    await eventually(lambda: matching(["vm-0", "vm-1", "vm-2", "vm-5", "vm-6", "vm-7", "vm-8"]))
+
+    rest, remainings = await _walk(client, token, query, first["continue"])
+    assert rest == ["vm-5", "vm-6", "vm-7", "vm-8"]  # each VM that matched throughout once, in order
+    assert remainings == [2, 0]
+    # A host's id finds the same VMs as its name; another namespace's filter finds none of them.
+    assert await names(f"namespace={namespace}&host=id-node-1&phase=Running") == await names(
+        f"namespace={namespace}&host=node-1&phase=Running"
+    )
+    assert await names(f"namespace={namespace}-other&host=node-1&limit=5") == []
+
+
+async def test_a_page_after_a_change_reads_only_its_own_vms(
+    app: TestApp, client: Client, users: Users, namespace: str, kube: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """A page follows the watch's changes instead of sorting the whole cache again (the cost of 10,000 VMs)."""
+    token = (await login(client, users.admin))["token"]
+    for i in range(4):
+        r = await client.post(
+            "/api/v1/vms", json={"name": f"vm-{i}", "namespace": namespace, "memory": "32Mi"}, headers=bearer(token)
+        )
+        assert r.status_code == 201
+    first = (await _list(client, token, f"namespace={namespace}&limit=2"))["data"]
+    cache = cast(Any, app).app.extensions["vapor"].vms  # the gateway the test harness runs
+    reads: list[int] = []
+    every = cache.items
+    monkeypatch.setattr(cache, "items", lambda: reads.append(1) or every())
+    await StandInAgent(kube).report("vm-3", namespace, phase="Running", host="node-1", hostId="id-1")
+
+    async def seen() -> bool:
+        return [
+            v["name"] for v in (await _list(client, token, f"namespace={namespace}&phase=Running"))["data"]["vms"]
+        ] == ["vm-3"]
+
+    await eventually(seen)
+    rest, _ = await _walk(client, token, f"namespace={namespace}&limit=2", first["continue"])
+    assert rest == ["vm-2", "vm-3"]
+    assert reads == []  # no page walked the whole cache
