@@ -61,7 +61,7 @@ class _Promised(Generic[R]):
     """One kind's watch cache with the objects this process wrote laid over it until the watch catches up."""
 
     def __init__(self, kube: Kube, kind: type[R]) -> None:
-        self.cache: Informer[R] = Informer(kube, kind)
+        self.cache: Informer[R] = Informer(kube, kind, managed_fields=False)  # who wrote what: never asked here
         self._wrote: dict[str, tuple[R, float]] = {}  # uid: (the write's answer, when)
         self._named: dict[tuple[str | None, str], str] = {}  # (namespace, name): uid of a promise
         self.cache.on_change(self._delivered)

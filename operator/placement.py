@@ -75,6 +75,19 @@ def allocatable(host: Host, cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO) -> Re
     return Request(cpu=capacity.cpu * ratio, memory=quantity_bytes(capacity.memory))
 
 
+@dataclass(frozen=True)
+class HostFacts:
+    """What a decision reads of a Host that no VM changes: read once per batch, not once per VM and host."""
+
+    ready: bool
+    offered: Request | None  # allocatable(), None before the host reported capacity
+
+    @classmethod
+    def of(cls, host: Host, cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO) -> HostFacts:
+        """The facts of ``host`` now."""
+        return cls(ready=host.is_ready, offered=allocatable(host, cpu_ratio))
+
+
 @dataclass
 class Fit:
     """How a host stands for a VM: chosen, or why not."""
@@ -106,10 +119,12 @@ def evaluate(
     cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
     images: Mapping[str, Image] = NO_IMAGES,
     source: VirtualMachine | None = None,
+    facts: HostFacts | None = None,
 ) -> Fit:
     """How ``host`` stands for ``vm``, given the requests of the VMs already placed there (and the Images).
 
-    ``source``: the VM a clone copies its disks from (placed: only its host will do).
+    ``source``: the VM a clone copies its disks from (placed: only its host will do). ``facts``: the
+    host's :class:`HostFacts` when the caller read them already (placing many VMs at once).
     """
     request = request or Request.of(vm)
     fit = Fit(host.name)
@@ -119,7 +134,8 @@ def evaluate(
     if source is not None and source.host != host.name:
         fit.reasons.append(f"the clone's source {source.name} has its disks on host {source.host}")
         return fit
-    if not host.is_ready:
+    facts = facts or HostFacts.of(host, cpu_ratio)
+    if not facts.ready:
         fit.reasons.append("not Ready")
     if host.spec.maintenance:
         fit.reasons.append("in maintenance")
@@ -127,7 +143,7 @@ def evaluate(
     if missing is not None:
         fit.reasons.append(f"label {missing[0]}={missing[1]} missing")
     _judge_images(vm, host.name, images, fit)
-    offered = allocatable(host, cpu_ratio)
+    offered = facts.offered
     if offered is None:
         fit.reasons.append("no capacity reported yet")
         return fit
@@ -200,13 +216,15 @@ def choose_host(
     cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
     images: Mapping[str, Image] = NO_IMAGES,
     source: VirtualMachine | None = None,
+    facts: Mapping[str, HostFacts] | None = None,
 ) -> Decision:
     """Pick the fitting host that holds most of the VM's images, then with the most memory free, then by name.
 
     ``placed`` maps a host name to the requests of the VMs already on it (this
     VM excluded); ``images`` maps names to Images; ``source``: for a clone
     (spec.cloneFrom), its source VM, None when it does not exist (the clone
-    goes only to the source's host). The message of a failed
+    goes only to the source's host); ``facts``: each host's :class:`HostFacts` by name, when the
+    caller read them once for many VMs. The message of a failed
     decision names every host and why it was ruled out, so a person reading
     the VM's condition knows what to fix.
     """
@@ -217,15 +235,15 @@ def choose_host(
     ruled_out: list[str] = []
     request = Request.of(vm)
     for host in sorted(hosts, key=lambda h: h.name):
-        fit = evaluate(vm, host, placed.get(host.name, ()), request, cpu_ratio, images, source)
+        known = facts.get(host.name) if facts is not None else None
+        fit = evaluate(vm, host, placed.get(host.name, ()), request, cpu_ratio, images, source, known)
         if fit.fits:
             fits.append((fit, host))
         else:
             ruled_out.append(f"{host.name}: {', '.join(fit.reasons)}")
     if fits:
-        best, host = max(
-            fits, key=lambda pair: (len(pair[0].holds), pair[0].free_memory, pair[0].free_cpu, _neg(pair[1].name))
-        )
+        # max() keeps the first of equals, and fits are in name order: a tie goes to the alphabetically first
+        best, host = max(fits, key=lambda pair: (len(pair[0].holds), pair[0].free_memory, pair[0].free_cpu))
         room = f"({best.free_cpu} CPU, {_mib(best.free_memory)} free before)"
         if best.holds:
             held = f"image{'s' if len(best.holds) > 1 else ''} {', '.join(best.holds)}"
@@ -235,8 +253,3 @@ def choose_host(
         return Decision(None, "no Host exists yet")
     want = f"{request.cpu} CPU and {_mib(request.memory)}"
     return Decision(None, f"no host can take {want}: " + "; ".join(ruled_out))
-
-
-def _neg(name: str) -> tuple[int, ...]:
-    """Order names so that max() prefers the alphabetically first."""
-    return tuple(-ord(c) for c in name)

@@ -38,7 +38,7 @@ from vapor.model.names import HOST_LABEL, ConditionType
 
 from . import images, metrics
 from .ledger import Ledger, VMKey, vm_key
-from .placement import Decision, Request, choose_host
+from .placement import Decision, HostFacts, Request, choose_host
 from .settings import FIELD_MANAGER
 
 log = logging.getLogger("vapor.operator.placer")
@@ -121,11 +121,13 @@ class Placer:
             )
             if not todo:
                 return
-            hosts, images_now = ledger.hosts(), ledger.images()
+            hosts, images_now = sorted(ledger.hosts(), key=lambda h: h.name), ledger.images()
+            facts = {h.name: HostFacts.of(h, ledger.cpu_ratio) for h in hosts}  # read once for the whole batch
             given = {host: (Request.total(requests),) for host, requests in ledger.carried().items()}
             placed_now: dict[VMKey, str] = {}
             for vm in todo:
-                decision = choose_host(vm, hosts, given, ledger.cpu_ratio, images_now, _source(ledger, vm, placed_now))
+                source = _source(ledger, vm, placed_now)
+                decision = choose_host(vm, hosts, given, ledger.cpu_ratio, images_now, source, facts)
                 key = vm_key(vm)
                 if decision.host is not None:
                     request = Request.of(vm)

@@ -13,7 +13,7 @@ from vapor.model import (
     VirtualMachineStatus,
 )
 from vapor.model.host import HostCapacity
-from vapor.operator.placement import Request, allocatable, choose_host
+from vapor.operator.placement import HostFacts, Request, allocatable, choose_host
 
 
 def host(name: str, cpu: int = 8, memory: str = "8Gi", ready: bool = True, **kw: object) -> Host:
@@ -132,3 +132,13 @@ def test_a_vm_takes_its_live_ceilings_from_its_host() -> None:
     assert Request.of(vm(cpu=2, memory="1Gi")) == Request(cpu=2, memory=2**30)
     decision = choose_host(grows, [host("a", memory="1Gi"), host("b", memory="4Gi")], {})
     assert decision.host is not None and decision.host.name == "b"  # it may grow to 2Gi live: "a" could not hold it
+
+
+def test_a_batch_that_reads_host_facts_once_decides_as_each_vm_alone() -> None:
+    hosts = [host("a", memory="4Gi"), host("b", memory="16Gi"), host("c", ready=False, memory="64Gi"), host("d")]
+    facts = {h.name: HostFacts.of(h) for h in hosts}
+    for wanted in (vm(), vm(memory="8Gi"), vm(memory="32Gi"), vm(cpu=500)):
+        alone = choose_host(wanted, hosts, {})
+        batched = choose_host(wanted, hosts, {}, facts=facts)
+        assert (batched.host and batched.host.name, batched.message) == (alone.host and alone.host.name, alone.message)
+    assert "c: not Ready" in choose_host(vm(memory="32Gi"), hosts, {}, facts=facts).message

@@ -42,8 +42,11 @@ class Informer(Generic[R]):
         label_selector: str | None = None,
         watch_timeout: int = 300,
         retry_delay: float = 1.0,
+        managed_fields: bool = True,
     ) -> None:
+        """``managed_fields=False``: keep the objects without metadata.managedFields (half a VM's size)."""
         self.resources: Resources[R] = kube.resources(kind)
+        self.managed_fields = managed_fields
         self.kind = kind
         self.namespace = namespace
         self.label_selector = label_selector
@@ -110,6 +113,7 @@ class Informer(Generic[R]):
                     label_selector=self.label_selector,
                     resource_version=version,
                     timeout_seconds=self.watch_timeout,
+                    managed_fields=self.managed_fields,
                 ):
                     version = event.object.metadata.resource_version or version
                     await self._apply(event)
@@ -128,7 +132,9 @@ class Informer(Generic[R]):
                 await asyncio.sleep(self.retry_delay)
 
     async def _relist(self) -> str:
-        objects, version = await self.resources.list(self.namespace, label_selector=self.label_selector)
+        objects, version = await self.resources.list(
+            self.namespace, label_selector=self.label_selector, managed_fields=self.managed_fields
+        )
         fresh = {key_of(o): o for o in objects}
         gone = [o for k, o in self._objects.items() if k not in fresh]
         synced = self._synced.is_set()
