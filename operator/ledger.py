@@ -198,6 +198,10 @@ class Ledger:
         """An Image by name."""
         return self._images.get(name)
 
+    def snapshots_wait(self) -> bool:
+        """Whether some snapshot is not claimed by a host yet (no status)."""
+        return any(s.status is None for s in self._snapshots.items())
+
     def snapshots_of(self, vm: VirtualMachine) -> list[VirtualMachineSnapshot]:
         """The snapshots of ``vm`` (by name in its namespace, not of an earlier VM of that name), deleted ones too."""
         return [

@@ -18,10 +18,9 @@ from typing import Any
 
 import kopf
 
-from vapor.model import GROUP, VERSION, VirtualMachine
+from vapor.model import GROUP, VERSION
 
 from ._state import Memo
-from .ledger import vm_key
 
 
 def _unplaced(status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
@@ -29,7 +28,7 @@ def _unplaced(status: kopf.Status, meta: kopf.Meta, **_: Any) -> bool:
 
 
 @kopf.on.event(GROUP, VERSION, "virtualmachines", when=_unplaced)
-async def vm_changed(type: str, body: kopf.Body, memo: Memo, **_: Any) -> None:
+async def vm_changed(type: str, namespace: str | None, name: str, memo: Memo, **_: Any) -> None:
     """Hand a VM to the placer the moment it is seen unplaced (it waits for the ledger's watch to bring it)."""
     if type != "DELETED":
-        memo.placement.want([vm_key(VirtualMachine.from_api(dict(body)))])
+        memo.placement.want([(namespace or "", name)])  # its key: no need to read the whole body into the model

@@ -113,8 +113,10 @@ async def restore_changed(type: str, namespace: str | None, name: str, memo: Mem
         await label(memo.books, VirtualMachineRestore, namespace or "", name)
 
 
-def _placed(status: kopf.Status, labels: kopf.Labels, **_: Any) -> bool:
-    return bool(status.get("host")) and labels.get(HOST_LABEL) == status.get("host")
+def _placed(status: kopf.Status, labels: kopf.Labels, memo: Memo, **_: Any) -> bool:
+    # Every change of every placed VM comes here: the handler runs only while some snapshot waits for a host.
+    placed = bool(status.get("host")) and labels.get(HOST_LABEL) == status.get("host")
+    return placed and memo.books.snapshots_wait()
 
 
 @kopf.on.event(GROUP, VERSION, "virtualmachines", when=_placed)
