@@ -14,7 +14,9 @@ that submodule and what it imports itself. It is called once, first thing in
 the agent's process (``python -m vapor.agent``), before anything imports them;
 a package already imported is left as it is. The agent's code imports from
 the submodules (``from pyroute2.iproute import IPRoute``), which name the
-same objects with or without this.
+same objects with or without this. A name only the package's ``__init__``
+defines (``from pyroute2 import IPRoute`` somewhere inside the library) runs
+that ``__init__`` then, once: nothing breaks, it only costs the memory.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import sys
+from collections.abc import Callable
+from types import ModuleType
 
 PACKAGES = ("kubernetes", "kubernetes.aio", "pyroute2")
 
@@ -43,8 +47,25 @@ def bare_packages(names: tuple[str, ...] = PACKAGES) -> list[str]:
         bare = importlib.machinery.ModuleSpec(name, None, is_package=True)
         bare.submodule_search_locations = list(spec.submodule_search_locations)
         module = importlib.util.module_from_spec(bare)
+        if spec.origin:
+            module.__getattr__ = _complete(module, spec.origin)  # type: ignore[method-assign]
         sys.modules[name] = module
         if parent:
             setattr(sys.modules[parent], child, module)
         done.append(name)
     return done
+
+
+def _complete(module: ModuleType, init: str) -> Callable[[str], object]:
+    """The bare package's ``__getattr__``: a name it lacks runs the package's own ``__init__`` (once), then is found."""
+
+    def __getattr__(name: str) -> object:
+        if name.startswith("__") or "__getattr__" not in vars(module):
+            raise AttributeError(f"module {module.__name__!r} has no attribute {name!r}")
+        if importlib.machinery.PathFinder.find_spec(f"{module.__name__}.{name}", module.__path__) is not None:
+            return importlib.import_module(f"{module.__name__}.{name}")  # a submodule (``from pyroute2 import config``)
+        del module.__getattr__  # the __init__ may define its own
+        importlib.machinery.SourceFileLoader(module.__name__, init).exec_module(module)
+        return getattr(module, name)
+
+    return __getattr__

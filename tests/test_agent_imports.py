@@ -53,3 +53,22 @@ def test_the_agent_starts_without_the_modules_it_loads_on_first_use() -> None:
     assert "vapor.agent._agent" in loaded and "pyroute2.iproute" in loaded  # the probe did load the agent
     pulled_in = sorted(m for m in loaded for never in NEVER_AT_START if m == never or m.startswith(never + "."))
     assert pulled_in == [], f"loaded at the agent's start: {pulled_in[:20]}"
+
+
+LATE = """
+from vapor.agent._lean import bare_packages
+bare_packages()
+from pyroute2.iproute import IPRoute
+from pyroute2 import config  # a submodule: loaded as one, the package's __init__ still not run
+import sys
+assert "pyroute2.ndb" not in sys.modules
+from pyroute2 import IPRoute as Again, NDB  # names only pyroute2/__init__ defines: it runs now
+import kubernetes
+print(IPRoute is Again, NDB.__name__, kubernetes.client.CoreV1Api.__name__)
+"""
+
+
+def test_a_name_of_a_skipped_package_init_still_imports() -> None:
+    """Library code that says ``from pyroute2 import IPRoute`` works in the agent: it only loads more then."""
+    out = subprocess.run([sys.executable, "-c", LATE], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "NDB", "CoreV1Api"]
