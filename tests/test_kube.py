@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import aiohttp
 import pytest
 
 from vapor.devenv import ControlPlane
+from vapor.devenv.processes import free_port
 from vapor.kube import Conflict, Informer, Kube, NotFound
 from vapor.model import (
     Condition,
@@ -193,3 +195,23 @@ async def test_apply_spec_merges_list_entries_by_key_and_dry_run_stores_nothing(
     # "one" applies eth2 without eth0: it gives eth0 up (only "one" owned it), "two" keeps eth1
     assert [i.name for i in dry.spec.interfaces or []] == ["eth1", "eth2"]
     assert [i.name for i in (await hosts.get(name)).spec.interfaces or []] == ["eth0", "eth1"]
+
+
+async def test_a_proxy_in_the_environment_is_honoured_and_none_costs_no_lookups(
+    control_plane: ControlPlane, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NETRC", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    plain = await Kube.connect(str(control_plane.kubeconfig))
+    try:  # nothing to honour: each request skips aiohttp's proxy and netrc lookups (a worker thread each)
+        assert plain.api.configuration.client_session_kwargs == {"trust_env": False}
+        assert (await plain.resources(VirtualMachine).list(namespace))[0] == []
+    finally:
+        await plain.close()
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{free_port()}")  # a proxy that is not there
+    proxied = await Kube.connect(str(control_plane.kubeconfig))
+    try:
+        with pytest.raises(aiohttp.ClientError):
+            await proxied.resources(VirtualMachine).list(namespace)
+    finally:
+        await proxied.close()

@@ -7,6 +7,7 @@ import functools
 import os
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 import aiohttp
@@ -37,6 +38,19 @@ def unmanaged(raw: dict[str, Any]) -> dict[str, Any]:
     if isinstance(metadata, dict) and "managedFields" in metadata:
         raw = {**raw, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
     return raw
+
+
+PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NETRC")
+
+
+def environment_matters() -> bool:
+    """Whether a proxy variable or a netrc file is set, which the client then honours (aiohttp's trust_env).
+
+    With trust_env every request looks both up again in a worker thread (about 5% of
+    the operator's CPU while it placed 10,000 VMs); when neither is there it finds
+    nothing, so the connection is made without it.
+    """
+    return any(os.environ.get(name) for name in PROXY_VARIABLES) or (Path.home() / ".netrc").exists()
 
 
 async def call(awaitable: Awaitable[T]) -> T:
@@ -84,6 +98,7 @@ class Kube:
             await config.load_kube_config(config_file=path, client_configuration=configuration)
         else:
             config.load_incluster_config(client_configuration=configuration)
+        configuration.client_session_kwargs = {"trust_env": environment_matters()}
         return cls(client.ApiClient(configuration))
 
     def impersonating(self, user: str, groups: Sequence[str]) -> Kube:
@@ -95,7 +110,8 @@ class Kube:
         """
         configuration = copy.copy(self.api.configuration)
         headers = CIMultiDict([("Impersonate-User", user), *(("Impersonate-Group", group) for group in groups)])
-        configuration.client_session_kwargs = {"headers": headers}  # one header line per group
+        kwargs = {**(configuration.client_session_kwargs or {}), "headers": headers}  # one header line per group
+        configuration.client_session_kwargs = kwargs
         return Kube(client.ApiClient(configuration))
 
     async def request(
