@@ -100,7 +100,9 @@ class ListBody:
         version = obj.metadata.resource_version
         piece = self._pieces.get(key)
         if piece is None or piece[0] != version:
-            piece = self._pieces[key] = (version, dumps(self.view(obj)))
+            # A copy of orjson's answer: its bytes keep the 8 KiB it wrote into, whatever their length
+            # (10,000 VMs: 80 MiB held for 6 MiB of JSON).
+            piece = self._pieces[key] = (version, bytes(memoryview(dumps(self.view(obj)))))
         return piece[1]
 
     @staticmethod
