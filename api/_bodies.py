@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import gzip
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from pydantic import BaseModel
@@ -25,6 +25,8 @@ from quart import Response, request
 from vapor.kube import Informer
 
 from ._json import dumps
+
+KEPT_BODIES = 128  # bodies kept per cache generation: the whole list's, and the pages polled
 
 
 class ListBody:
@@ -35,30 +37,38 @@ class ListBody:
         self.view = view
         self._head = b'{"status":"success","data":{"' + key.encode() + b'":['
         self._generation = -1
-        self._bodies: dict[tuple[str | None, bool], bytes] = {}
+        self._bodies: dict[tuple[Hashable, bool], bytes] = {}  # (namespace or a page's query, gzipped): body
         self._pieces: dict[str, tuple[str | None, bytes]] = {}  # uid: (resourceVersion, encoded view)
 
     def get(self, namespace: str | None = None, *, gzipped: bool = False) -> bytes:
         """The body for every object, or for one namespace; gzip-compressed when asked."""
-        if self._generation != self.informer.generation:
-            self._bodies = {}
-            self._generation = self.informer.generation
-        body = self._bodies.get((namespace, gzipped))
-        if body is None:
-            body = gzip.compress(self.get(namespace), compresslevel=6, mtime=0) if gzipped else self._build(namespace)
-            self._bodies[(namespace, gzipped)] = body
-        return body
+        return self._cached(namespace, gzipped, lambda: self._build(namespace))
 
     def response(self, namespace: str | None = None) -> Response:
         """The body as a response, compressed when the request accepts gzip."""
         gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
         return _respond(self.get(namespace, gzipped=gzipped), gzipped)
 
-    @staticmethod
-    def page_response(body: bytes) -> Response:
-        """A page's body (made for one request) as a response, compressed when the request accepts gzip."""
+    def page_response(self, query: Hashable, make: Callable[[], bytes]) -> Response:
+        """A page's body as a response, compressed when the request accepts gzip.
+
+        ``make`` makes the body of the page ``query`` names; it is kept, like the whole list's,
+        until the cache changes, so a client polling the same page is answered from bytes.
+        """
         gzipped = "gzip" in request.headers.get("Accept-Encoding", "")
-        return _respond(gzip.compress(body, compresslevel=6, mtime=0) if gzipped else body, gzipped)
+        return _respond(self._cached(("page", query), gzipped, make), gzipped)
+
+    def _cached(self, key: Hashable, gzipped: bool, make: Callable[[], bytes]) -> bytes:
+        if self._generation != self.informer.generation:
+            self._bodies = {}
+            self._generation = self.informer.generation
+        body = self._bodies.get((key, gzipped))
+        if body is None:
+            body = gzip.compress(self._cached(key, False, make), compresslevel=6, mtime=0) if gzipped else make()
+            if len(self._bodies) >= KEPT_BODIES:  # many distinct pages asked in one generation: start again
+                self._bodies = {}
+            self._bodies[(key, gzipped)] = body
+        return body
 
     def page(self, chosen: list[Any], remaining: int) -> bytes:
         """The body of one page: the ``chosen`` objects, in order, and how many more the next pages hold.

@@ -66,8 +66,12 @@ async def list_vms(query_args: VMListQuery) -> Response:
         after = decode_continue(q.continue_) if q.continue_ else None
     except BadContinue:
         raise APIError(400, INVALID_INPUT, "continue is not a token of a previous page of this list") from None
-    chosen, remaining = state.vm_pages.page((q.namespace, q.host, q.phase), limit=q.limit, after=after)
-    return state.vm_bodies.page_response(state.vm_bodies.page(chosen, remaining))
+    where = (q.namespace, q.host, q.phase)
+
+    def make() -> bytes:
+        return state.vm_bodies.page(*state.vm_pages.page(where, limit=q.limit, after=after))
+
+    return state.vm_bodies.page_response((where, q.limit, after), make)
 
 
 @blueprint.get("/<vm_id>")

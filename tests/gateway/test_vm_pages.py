@@ -192,3 +192,31 @@ async def test_a_page_after_a_change_reads_only_its_own_vms(
     rest, _ = await _walk(client, token, f"namespace={namespace}&limit=2", first["continue"])
     assert rest == ["vm-2", "vm-3"]
     assert reads == []  # no page walked the whole cache
+
+
+async def test_a_polled_page_is_made_once_until_a_vm_changes(
+    app: TestApp, client: Client, users: Users, namespace: str, kube: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    token = (await login(client, users.admin))["token"]
+    for name in ("a", "b"):
+        r = await client.post(
+            "/api/v1/vms", json={"name": name, "namespace": namespace, "memory": "32Mi"}, headers=bearer(token)
+        )
+        assert r.status_code == 201
+    pages = cast(Any, app).app.extensions["vapor"].vm_pages
+    made: list[Any] = []
+    page = pages.page
+    monkeypatch.setattr(pages, "page", lambda *args, **kwargs: made.append(args) or page(*args, **kwargs))
+    query = f"namespace={namespace}&limit=1"
+    first = await _list(client, token, query)
+    gzipped = await client.get(f"/api/v1/vms?{query}", headers={**bearer(token), "Accept-Encoding": "gzip"})
+    assert json.loads(gzip.decompress(await gzipped.get_data())) == first == await _list(client, token, query)
+    assert len(made) == 1  # asked three times, plain and gzip: made once
+
+    await StandInAgent(kube).report("a", namespace, phase="Running", host="node-1", hostId="id-1")
+
+    async def changed() -> bool:
+        return bool((await _list(client, token, query))["data"]["vms"][0]["phase"] == "Running")
+
+    await eventually(changed)  # the page made again, with the change
+    assert len(made) >= 2
