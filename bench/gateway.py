@@ -1,10 +1,15 @@
-"""The gateway's GET /api/v1/vms against a direct LIST from the kube-apiserver, with 1,000 VMs.
+"""The gateway's GET /api/v1/vms against a direct LIST from the kube-apiserver, with 1,000 VMs (or more).
 
-Starts a fresh control plane, creates 1,000 VirtualMachines, runs
-``python -m vapor.gateway`` (one Hypercorn worker) on a loopback port, then
-drives both endpoints with the same small HTTP/1.1 keep-alive client (a few
-concurrent connections, a bounded number of requests) and prints latency
-p50/p99 and requests per second side by side.
+Starts a fresh control plane, creates 1,000 VirtualMachines
+(``VAPOR_BENCH_GATEWAY_VMS=10000`` for a fleet's worth), each placed on one of
+100 hosts and Running as an agent would report, runs ``python -m
+vapor.gateway`` (one Hypercorn worker) on a loopback port, then drives both
+endpoints with the same small HTTP/1.1 keep-alive client (a few concurrent
+connections, a bounded number of requests) and prints latency p50/p99,
+requests per second and the gateway's CPU per request side by side: the whole
+list, plain and gzip; a page of 100 at the start and in the middle of the
+list, and filtered by host and phase; the same under a steady churn of VM
+changes. Then the gateway's RSS and what each of its VM caches holds, per VM.
 """
 
 from __future__ import annotations
@@ -35,12 +40,15 @@ from vapor.gateway._tokens import TokenSigner, load_signing_key
 from vapor.kube import Kube
 from vapor.model import VirtualMachine, VirtualMachineStatus
 
+from ._gateway_caches import cache_sizes
 from ._samples import typical_vm
 
-N_VMS = 1000
+N_VMS = int(os.environ.get("VAPOR_BENCH_GATEWAY_VMS", "1000"))
+N_HOSTS = 100
 CONNECTIONS = 8
-GATEWAY_REQUESTS = 4000
-LIST_REQUESTS = 200
+GATEWAY_REQUESTS = 4000  # of a small body; the whole list gets as many per 1,000 VMs as it holds
+WHOLE_REQUESTS = max(200, GATEWAY_REQUESTS * 1000 // N_VMS)
+LIST_REQUESTS = max(16, 200 * 1000 // N_VMS)
 SECRET_NAMESPACE = "vapor-system"
 GZIP = {"Accept-Encoding": "gzip"}
 CHURN_PER_SECOND = 20.0
@@ -144,11 +152,27 @@ def _create_vms(api: client.ApiClient) -> None:
     core.create_namespace({"metadata": {"name": "bench"}})
 
     def create(i: int) -> Any:
-        vm = typical_vm(f"vm-{i:04d}", "bench")
+        vm = typical_vm(f"vm-{i:05d}", "bench")
         return custom.create_namespaced_custom_object("vapor.io", "v1alpha1", "bench", "virtualmachines", vm)
 
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(create, range(N_VMS)))
+
+
+async def _place_vms(kubeconfig: Path) -> None:
+    """Each VM Running on one of N_HOSTS hosts, written as its agent would (the filters' figures need them)."""
+    async with await Kube.connect(str(kubeconfig)) as kube:
+        vms = kube.resources(VirtualMachine)
+        queue = list(range(N_VMS))
+
+        async def writer() -> None:
+            while queue:
+                i = queue.pop()
+                host = f"node-{i % N_HOSTS:03d}"
+                status = VirtualMachineStatus(phase="Running", host=host, host_id=f"id-{host}")
+                await vms.patch_status(f"vm-{i:05d}", status, namespace="bench", field_manager="bench")
+
+        await asyncio.gather(*(writer() for _ in range(8)))
 
 
 async def _viewer_token(kubeconfig: Path) -> str:
@@ -165,7 +189,7 @@ async def _churn(kubeconfig: Path, per_second: float, stop: asyncio.Event) -> in
         vms = kube.resources(VirtualMachine)
         while not stop.is_set():
             phase = "Running" if changes % 2 else "Starting"
-            name = f"vm-{changes % N_VMS:04d}"
+            name = f"vm-{changes % N_VMS:05d}"
             await vms.patch_status(name, VirtualMachineStatus(phase=phase), namespace="bench", field_manager="bench")
             changes += 1
             with contextlib.suppress(TimeoutError):
@@ -199,6 +223,9 @@ def main() -> None:
             start = time.perf_counter()
             _create_vms(api)
             print(f"  created {N_VMS} VirtualMachines in {time.perf_counter() - start:.1f} s")
+            start = time.perf_counter()
+            asyncio.run(_place_vms(cp.kubeconfig))
+            print(f"  placed them on {N_HOSTS} hosts, Running, in {time.perf_counter() - start:.1f} s")
             port = free_port()
             log = (tmp / "gateway.log").open("wb")
             gateway = subprocess.Popen(
@@ -223,6 +250,23 @@ def main() -> None:
             cp.down()
 
 
+async def _measure(label: str, target: Target, total: int, process: psutil.Process) -> float:
+    """Print one row (with the gateway's CPU per request for its targets); the requests per second."""
+    cpu = sum(process.cpu_times()[:2])
+    latencies, wall, size = await _load(target, total, CONNECTIONS)
+    used = sum(process.cpu_times()[:2]) - cpu
+    extra = f"   gateway CPU {used / len(latencies) * 1e6:5.0f} us/req" if "gateway" in label else ""
+    print(_row(label, latencies, wall, size) + extra)
+    return len(latencies) / wall
+
+
+async def _middle_token(gateway: Target) -> str:
+    """The continue token of the page that starts in the middle of the list."""
+    url = f"http://{gateway.host}:{gateway.port}{gateway.path}?limit={N_VMS // 2}"
+    async with httpx.AsyncClient(timeout=60) as http:
+        return str((await http.get(url, headers=gateway.headers)).json()["data"]["continue"])
+
+
 async def _run(kubeconfig: Path, port: int, tmp: Path, pid: int) -> None:
     await asyncio.sleep(0.5)
     token = await _viewer_token(kubeconfig)
@@ -230,32 +274,36 @@ async def _run(kubeconfig: Path, port: int, tmp: Path, pid: int) -> None:
     gateway = Target("127.0.0.1", port, "/api/v1/vms", auth)
     await _wait_ready(gateway, N_VMS)
     process = psutil.Process(pid)
+    print(f"  load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} (1, 5, 15 min)")
     print(f"  GET of {N_VMS} VMs, {CONNECTIONS} keep-alive connections, one Hypercorn worker:")
+    middle = await _middle_token(gateway)
+
+    def at(path: str, headers: dict[str, str] | None = None) -> Target:
+        return Target("127.0.0.1", port, path, {**auth, **(headers or {})})
+
+    page = at("/api/v1/vms?limit=100")
     rates = {}
     for label, target, total in (
-        ("gateway GET /api/v1/vms", gateway, GATEWAY_REQUESTS),
-        (
-            "gateway GET /api/v1/vms (gzip)",
-            Target("127.0.0.1", port, "/api/v1/vms", {**auth, **GZIP}),
-            GATEWAY_REQUESTS,
-        ),
-        ("gateway GET /api/v1/hosts (empty)", Target("127.0.0.1", port, "/api/v1/hosts", auth), GATEWAY_REQUESTS),
+        ("gateway GET /api/v1/vms", gateway, WHOLE_REQUESTS),
+        ("gateway GET /api/v1/vms (gzip)", at("/api/v1/vms", GZIP), WHOLE_REQUESTS),
+        ("gateway GET ?limit=100", page, GATEWAY_REQUESTS),
+        ("gateway GET ?limit=100 (gzip)", at("/api/v1/vms?limit=100", GZIP), GATEWAY_REQUESTS),
+        ("gateway GET ?limit=100, middle", at(f"/api/v1/vms?limit=100&continue={middle}"), GATEWAY_REQUESTS),
+        ("gateway GET ?host=&phase=&limit=100", at("/api/v1/vms?host=node-007&phase=Running&limit=100"), 4000),
+        ("gateway GET /api/v1/hosts (empty)", at("/api/v1/hosts"), GATEWAY_REQUESTS),
         ("kube-apiserver LIST (direct)", _apiserver_target(kubeconfig, tmp), LIST_REQUESTS),
         ("kube-apiserver LIST (gzip)", _apiserver_target(kubeconfig, tmp, GZIP), LIST_REQUESTS),
     ):
-        cpu = sum(process.cpu_times()[:2])
-        latencies, wall, size = await _load(target, total, CONNECTIONS)
-        used = sum(process.cpu_times()[:2]) - cpu
-        extra = f"   gateway CPU {used / len(latencies) * 1e6:5.0f} us/req" if "gateway" in label else ""
-        print(_row(label, latencies, wall, size) + extra)
-        rates[label] = len(latencies) / wall
-    stop = asyncio.Event()
-    churn = asyncio.create_task(_churn(kubeconfig, CHURN_PER_SECOND, stop))
-    latencies, wall, size = await _load(gateway, GATEWAY_REQUESTS, CONNECTIONS)
-    stop.set()
-    changes = await churn
-    label = f"... with {CHURN_PER_SECOND:g} VM changes/s"
-    print(_row(label, latencies, wall, size) + f"   ({changes} changes, a re-encode after each)")
+        rates[label] = await _measure(label, target, total, process)
+    for label, target, total in (("whole list", gateway, WHOLE_REQUESTS), ("?limit=100", page, GATEWAY_REQUESTS)):
+        stop = asyncio.Event()
+        churn = asyncio.create_task(_churn(kubeconfig, CHURN_PER_SECOND, stop))
+        await _measure(f"{label} with {CHURN_PER_SECOND:g} VM changes/s", target, total, process)
+        stop.set()
+        print(f"    ({await churn} changes, a re-encode after each)")
     for mode in ("", " (gzip)"):
         ratio = rates[f"gateway GET /api/v1/vms{mode}"] / rates[f"kube-apiserver LIST{mode or ' (direct)'}"]
         print(f"  gateway / LIST{mode}: {ratio:.1f}x the requests per second")
+    print(f"  gateway RSS {process.memory_info().rss / 2**20:.0f} MiB; its VM caches (tracemalloc, same classes):")
+    for what, size in await cache_sizes(kubeconfig):
+        print(f"    {what:<40} {size / 2**20:8.1f} MiB   {size / N_VMS:8.0f} bytes/VM")
