@@ -32,7 +32,9 @@ async def cache_sizes(kubeconfig: Path) -> list[tuple[str, int]]:
     try:
         async with await Kube.connect(str(kubeconfig)) as kube:
             start = _traced()
-            informer: Informer[VirtualMachine] = Informer(kube, VirtualMachine)
+            informer: Informer[VirtualMachine] = Informer(
+                kube, VirtualMachine, managed_fields=False
+            )  # as the gateway's
             await informer.start(timeout=300)
             sizes.append(("watch cache (VM models)", _traced() - start))
             bodies, pages = ListBody(informer, vm_view, "vms"), VmPages(informer)
