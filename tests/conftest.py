@@ -26,8 +26,8 @@ from .support import guest as guest_support
 # The stand-ins of a containerized agent's node (tests/support/node.py), for every folder's tests.
 from .support.node import node_admin, node_init  # noqa: F401
 
-# The Containerfile's image, built once for tests/image and tests/cluster.
-pytest_plugins = ["tests.image.build"]
+# The Containerfile's image, built once for tests/image and tests/cluster; the cluster tests' release.
+pytest_plugins = ["tests.image.build", "tests.cluster.fixtures"]
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"

@@ -10,56 +10,16 @@ goes through the controller manager's namespace deletion.
 from __future__ import annotations
 
 import time
-import uuid
-from collections.abc import Iterator
-from typing import Any
 
-import docker
 import httpx
 import libvirt
 import pytest
 
-from ..image.build import Built
-from ..support.libvirtd import Libvirtd
 from ..support.wait import wait_until
-from .conftest import Cluster
-from .release import NAMESPACE, RELEASE, Release, import_image, installed, pods_report
+from .release import NAMESPACE, RELEASE, Release, fetch_in_cluster, metric, pods, pods_report, ready
 
 # The first test waits for the image build (cached layers: a few minutes; from nothing: longer).
 pytestmark = [pytest.mark.cluster, pytest.mark.image, pytest.mark.timeout(1800)]
-
-
-@pytest.fixture(scope="module")
-def release(cluster: Cluster, docker_client: docker.DockerClient, image: Built) -> Iterator[Release]:
-    seconds = import_image(cluster, docker_client, image.tag)
-    print(f"\nimage {image.tag} imported into the node's containerd in {seconds:.1f}s")
-    with Libvirtd() as _, installed(cluster) as release:
-        print(f"helm install to every pod Ready: {release.seconds_to_ready:.1f}s")
-        yield release
-
-
-@pytest.fixture(scope="module")
-def virt(release: Release) -> Iterator[libvirt.virConnect]:
-    conn = libvirt.open("qemu:///system")
-    yield conn
-    conn.close()
-
-
-def pods(cluster: Cluster, component: str) -> list[dict[str, Any]]:
-    selector = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/component={component}"
-    return list(cluster.kubectl.get_json("pods", "-n", NAMESPACE, "-l", selector)["items"])
-
-
-def ready(pod: dict[str, Any]) -> bool:
-    conditions = pod["status"].get("conditions") or []
-    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-def fetch_in_cluster(cluster: Cluster, url: str, where: str = f"deployment/{RELEASE}-gateway") -> str:
-    """GET ``url`` from inside a pod of the release (its Python), by the cluster's DNS and Services."""
-    code = f"import urllib.request; print(urllib.request.urlopen({url!r}, timeout=10).read().decode())"
-    done = cluster.kubectl("exec", "-n", NAMESPACE, where, "--", "python3", "-c", code)
-    return str(done.stdout)
 
 
 def test_every_pod_of_the_release_is_ready_on_the_node(release: Release) -> None:
@@ -96,20 +56,6 @@ def domain_state(virt: libvirt.virConnect, namespace: str, name: str) -> int | N
         return None
 
 
-@pytest.fixture
-def vm_namespace(release: Release, virt: libvirt.virConnect) -> Iterator[str]:
-    """A namespace for the test's VMs; any domain of it left by a failure is removed after."""
-    name = f"c-{uuid.uuid4().hex[:8]}"
-    release.cluster.kubectl("create", "namespace", name)
-    yield name
-    release.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
-    for domain in virt.listAllDomains(0):
-        if domain.name().startswith(f"{name}_"):
-            if domain.isActive():
-                domain.destroy()
-            domain.undefine()
-
-
 def test_through_the_gateways_service_a_user_sees_the_host_and_runs_a_vm_and_the_namespace_takes_it(
     release: Release, virt: libvirt.virConnect, vm_namespace: str
 ) -> None:
@@ -135,12 +81,6 @@ def test_through_the_gateways_service_a_user_sees_the_host_and_runs_a_vm_and_the
     # The controller manager deletes the namespace's objects; the VM's finalizer lets the agent remove its domain.
     cluster.delete_namespace(ns, timeout=120)
     assert domain_state(virt, ns, "tiny") is None, "the domain went with its VM"
-
-
-def metric(cluster: Cluster, pod: str, name: str) -> float:
-    """A metric's value as the operator ``pod`` serves it (read inside the pod)."""
-    text = fetch_in_cluster(cluster, "http://127.0.0.1:9090/metrics", pod)
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name} "))
 
 
 def test_when_the_leading_operator_dies_the_next_vm_is_placed_once_within_15_s(
