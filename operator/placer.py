@@ -36,7 +36,7 @@ from vapor.model import ConditionStatus, Host, MetadataPatch, VirtualMachine, Vi
 from vapor.model.image import images_of
 from vapor.model.names import HOST_LABEL, ConditionType
 
-from . import images, metrics
+from . import heap, images, metrics
 from .ledger import Ledger, VMKey, vm_key
 from .placement import Decision, HostFacts, Request, choose_host
 from .settings import FIELD_MANAGER
@@ -105,6 +105,8 @@ class Placer:
                 await self._batch()
             except Exception:  # the placement pass asks again
                 log.exception("a placement batch failed")
+            if not self._wanted and not self._writing:  # a burst is over: its freed buffers go back to the system
+                heap.give_back()
 
     async def _batch(self) -> None:
         keys = self._wanted - self._writing
