@@ -4,8 +4,8 @@ Each run starts a fresh control plane and node in a temporary folder; the
 figures are the control plane's start, the node's (start to Node Ready), what
 cluster DNS adds to it (Node Ready to CoreDNS ready behind kube-dns), a
 Deployment of an imported image to its pod Running, and ``kubectl delete
-namespace`` of a namespace with two running pods to the namespace gone.
-Then Vapor on such a cluster, once, as tests/cluster/test_vapor.py installs
+namespace`` of a namespace with two running pods to the namespace gone;
+and two nodes started at once to both Ready. Then Vapor on such a cluster, once, as tests/cluster/test_vapor.py installs
 it: ``helm install`` of the Containerfile's image (built with the image
 tests' cached layers) to every Vapor pod Ready, and VMs created through the
 gateway's Service to Running (diskless, started at once), one after the
@@ -93,6 +93,12 @@ def _create_to_running(api: httpx.Client, namespace: str) -> list[float]:
     return seconds
 
 
+def _nodes_ready(folder: Path, count: int) -> float:
+    """Seconds from starting ``count`` nodes (at once) to every Node Ready, on a control plane already up."""
+    with ControlPlane(folder, service_accounts=True) as cp, Nodes(cp, count) as nodes:
+        return float(nodes.state["seconds"]["nodes_ready"])
+
+
 def _vapor(folder: Path) -> tuple[float, list[float]]:
     """Seconds from ``helm install`` to every pod Ready, and from each VM's POST to it Running, in the cluster."""
     with engine() as client:
@@ -170,6 +176,12 @@ def main() -> None:
         print(f"  {label:<40} median {statistics.median(samples):5.2f} s  ({min(samples):.2f}-{max(samples):.2f})")
     totals = [r[0] + r[1] + r[2] for r in runs]
     print(f"  {'cluster start to DNS ready':<40} median {statistics.median(totals):5.2f} s")
+    two = []
+    for _ in range(RUNS):
+        with tempfile.TemporaryDirectory() as tmp:
+            two.append(_nodes_ready(Path(tmp), 2))
+    label = "two nodes start to both Ready"
+    print(f"  {label:<40} median {statistics.median(two):5.2f} s  ({min(two):.2f}-{max(two):.2f})")
     with tempfile.TemporaryDirectory() as tmp:
         helm_s, in_cluster = _vapor(Path(tmp))
     with tempfile.TemporaryDirectory() as tmp:

@@ -41,7 +41,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,7 +55,7 @@ from vapor.agent.host.migrationpki import MigrationPKI, Transport, migration_uri
 from .libvirtd import make_kvm_usable
 
 _VALIDITY = dt.timedelta(days=1)
-_MOUNTS = ("etc/libvirt", "run/libvirt", "var/lib/libvirt", "var/cache/libvirt", "var/log/libvirt")
+MOUNTS = ("etc/libvirt", "run/libvirt", "var/lib/libvirt", "var/cache/libvirt", "var/log/libvirt")
 
 
 def _run(*args: str) -> None:
@@ -110,6 +110,84 @@ class Host:
             return (self.root / "libvirtd.log").read_text(errors="replace")
         except OSError:
             return ""
+
+
+def prepare(host: Host, certify: Callable[[Host], None] | None = None) -> None:
+    """The host's own copies of libvirt's folders and settings (``certify`` makes its tls certificate)."""
+    root = host.root
+    root.mkdir(mode=0o755)
+    for parent in ("etc", "run", "var/lib", "var/cache", "var/log"):
+        (root / parent).mkdir(parents=True, exist_ok=True)
+    _run("cp", "-a", "/etc/libvirt", str(root / "etc/libvirt"))
+    _run("cp", "-a", "/var/lib/libvirt", str(root / "var/lib/libvirt"))
+    if Path("/var/cache/libvirt").exists():
+        _run("cp", "-a", "/var/cache/libvirt", str(root / "var/cache/libvirt"))
+    for empty in ("run/libvirt", "var/log/libvirt/qemu", "var/cache/libvirt"):
+        (root / empty).mkdir(parents=True, exist_ok=True)
+    for p in (root / "var/lib", root / "var", root / "etc", root / "run", root / "var/cache", root / "var/log"):
+        p.chmod(0o755)
+    # Nothing of the machine's own daemon: no defined domains, networks or pools start here.
+    etc = root / "etc/libvirt"
+    for pattern in ("qemu/*.xml", "qemu/autostart/*", "qemu/networks/autostart/*", "storage/autostart/*"):
+        for path in etc.glob(pattern):
+            path.unlink()
+    if host.transport == "tls":
+        listen = "listen_tcp = 0\n" + host.pki.libvirtd_conf(host.address)
+        assert certify is not None, "a tls host needs its certificate"
+        certify(host)
+    else:
+        listen = f'listen_tls = 0\nlisten_tcp = 1\nauth_tcp = "none"\nlisten_addr = "{host.address}"\n'
+    with (etc / "libvirtd.conf").open("a") as conf:
+        conf.write(
+            f"\n# vapor testbed host\n{listen}"
+            f'host_uuid = "{host.host_uuid}"\n'
+            f'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
+        )
+    with (etc / "qemu.conf").open("a") as conf:
+        conf.write(
+            "\n# vapor testbed host\n"
+            'stdio_handler = "file"\ncgroup_controllers = [ ]\nnamespaces = [ ]\n'
+            f'migration_host = "{host.address}"\n' + (host.pki.qemu_conf() if host.transport == "tls" else "")
+        )
+
+
+def wait_started(host: Host, timeout: float) -> None:
+    """Wait until the host's libvirtd (``host.process``) answers on its socket; its output if it does not."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            libvirt.open(host.uri).close()
+            return
+        except libvirt.libvirtError as exc:
+            assert host.process is not None
+            if host.process.poll() is not None or time.monotonic() > deadline:
+                out = (host.root / "libvirtd.out").read_text(errors="replace")
+                raise RuntimeError(f"libvirtd of host {host.index} ({host.netns}) did not start: {exc}\n{out}") from exc
+        time.sleep(0.1)
+
+
+def stop(host: Host) -> None:
+    """Destroy the host's domains and stop its libvirtd (idempotent)."""
+    if host.process is None:
+        return
+    if host.process.poll() is None:
+        with contextlib.suppress(libvirt.libvirtError):
+            conn = host.connect()
+            try:
+                for dom in conn.listAllDomains(0):
+                    with contextlib.suppress(libvirt.libvirtError):
+                        if dom.isActive():
+                            dom.destroy()
+            finally:
+                conn.close()
+        with contextlib.suppress(ProcessLookupError):
+            host.process.send_signal(signal.SIGTERM)
+        try:
+            host.process.wait(15)
+        except subprocess.TimeoutExpired:
+            host.process.kill()
+            host.process.wait(5)
+    host.process = None
 
 
 class Testbed:
@@ -180,40 +258,7 @@ class Testbed:
 
     # -- libvirtd ------------------------------------------------------------------------------
     def _prepare(self, host: Host) -> None:
-        root = host.root
-        root.mkdir(mode=0o755)
-        for parent in ("etc", "run", "var/lib", "var/cache", "var/log"):
-            (root / parent).mkdir(parents=True, exist_ok=True)
-        _run("cp", "-a", "/etc/libvirt", str(root / "etc/libvirt"))
-        _run("cp", "-a", "/var/lib/libvirt", str(root / "var/lib/libvirt"))
-        if Path("/var/cache/libvirt").exists():
-            _run("cp", "-a", "/var/cache/libvirt", str(root / "var/cache/libvirt"))
-        for empty in ("run/libvirt", "var/log/libvirt/qemu", "var/cache/libvirt"):
-            (root / empty).mkdir(parents=True, exist_ok=True)
-        for p in (root / "var/lib", root / "var", root / "etc", root / "run", root / "var/cache", root / "var/log"):
-            p.chmod(0o755)
-        # Nothing of the machine's own daemon: no defined domains, networks or pools start here.
-        etc = root / "etc/libvirt"
-        for pattern in ("qemu/*.xml", "qemu/autostart/*", "qemu/networks/autostart/*", "storage/autostart/*"):
-            for path in etc.glob(pattern):
-                path.unlink()
-        if host.transport == "tls":
-            listen = "listen_tcp = 0\n" + host.pki.libvirtd_conf(host.address)
-            self._certify(host)
-        else:
-            listen = f'listen_tls = 0\nlisten_tcp = 1\nauth_tcp = "none"\nlisten_addr = "{host.address}"\n'
-        with (etc / "libvirtd.conf").open("a") as conf:
-            conf.write(
-                f"\n# vapor testbed host\n{listen}"
-                f'host_uuid = "{host.host_uuid}"\n'
-                f'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
-            )
-        with (etc / "qemu.conf").open("a") as conf:
-            conf.write(
-                "\n# vapor testbed host\n"
-                'stdio_handler = "file"\ncgroup_controllers = [ ]\nnamespaces = [ ]\n'
-                f'migration_host = "{host.address}"\n' + (host.pki.qemu_conf() if host.transport == "tls" else "")
-            )
+        prepare(host, self._certify)
 
     def _certify(self, host: Host) -> None:
         """The host's certificate (server and client, naming its address) from the run's CA, or the foreign one."""
@@ -239,7 +284,7 @@ class Testbed:
 
     def _launch(self, host: Host) -> None:
         root = host.root
-        binds = " && ".join(f"mount --bind {root / m} /{m}" for m in _MOUNTS)
+        binds = " && ".join(f"mount --bind {root / m} /{m}" for m in MOUNTS)
         script = f"{binds} && exec libvirtd --listen -f /etc/libvirt/libvirtd.conf -p {root / 'libvirtd.pid'}"
         out = (root / "libvirtd.out").open("wb")
         host.process = subprocess.Popen(
@@ -251,42 +296,13 @@ class Testbed:
         out.close()
 
     def _wait(self, host: Host) -> None:
-        deadline = time.monotonic() + self.start_timeout
-        while True:
-            try:
-                libvirt.open(host.uri).close()
-                return
-            except libvirt.libvirtError as exc:
-                assert host.process is not None
-                if host.process.poll() is not None or time.monotonic() > deadline:
-                    out = (host.root / "libvirtd.out").read_text(errors="replace")
-                    raise RuntimeError(f"libvirtd of host {host.index} did not start: {exc}\n{out}") from exc
-            time.sleep(0.1)
+        wait_started(host, self.start_timeout)
 
     # -- teardown ------------------------------------------------------------------------------
     def close(self) -> None:
         """Remove everything this testbed made (idempotent, survives half-made state)."""
         for host in self.hosts:
-            if host.process is None:
-                continue
-            if host.process.poll() is None:
-                with contextlib.suppress(libvirt.libvirtError):
-                    conn = host.connect()
-                    try:
-                        for dom in conn.listAllDomains(0):
-                            with contextlib.suppress(libvirt.libvirtError):
-                                if dom.isActive():
-                                    dom.destroy()
-                    finally:
-                        conn.close()
-                with contextlib.suppress(ProcessLookupError):
-                    host.process.send_signal(signal.SIGTERM)
-                try:
-                    host.process.wait(15)
-                except subprocess.TimeoutExpired:
-                    host.process.kill()
-                    host.process.wait(5)
-            host.process = None
+            stop(host)
         for name in reversed(self._namespaces):
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         self._namespaces.clear()

@@ -1,0 +1,223 @@
+"""Vapor on two kubelet nodes: an agent per node on its node's libvirtd, a live migration, a drain (marker cluster).
+
+One two-node cluster and one ``helm install`` for the module. Each node runs
+a libvirtd of its own, started on the node as a real host runs it
+(nodelibvirtd.py), and has its own agent stateDir (``Node.private``), so the
+agent DaemonSet's pod on each node keeps its own Host. Migrations use the
+chart's ``migration.transport: tcp`` (the nodes' libvirtds dial each other
+over the nodes' hub). The operator replicas and the gateway are installed
+while the second node is cordoned, so they all start on the first: draining
+it must move every one of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import httpx
+import libvirt
+import pytest
+
+from ..image.build import Built
+from ..support.wait import wait_until
+from .conftest import Cluster
+from .nodelibvirtd import NodeLibvirtd
+from .release import Release, import_image, installed, pods_report
+from .test_vapor import pods, ready
+
+pytestmark = [pytest.mark.cluster, pytest.mark.image, pytest.mark.timeout(1800)]
+
+
+@pytest.fixture(scope="module")
+def libvirtds(two_nodes: Cluster) -> Iterator[list[NodeLibvirtd]]:
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(NodeLibvirtd(node)) for node in two_nodes.nodes]
+
+
+@pytest.fixture(scope="module")
+def release(
+    two_nodes: Cluster, libvirtds: list[NodeLibvirtd], docker_client: docker.DockerClient, image: Built
+) -> Iterator[Release]:
+    seconds = import_image(two_nodes, docker_client, image.tag)
+    print(f"\nimage {image.tag} imported into both nodes' containerd in {seconds:.1f}s")
+
+    def own_state(state: Path) -> None:
+        for node in two_nodes.nodes:
+            (node.private(state) / "images").mkdir()
+
+    second = two_nodes.nodes[1].name
+    two_nodes.kubectl("cordon", second)
+    try:
+        with installed(two_nodes, {"migration.transport": "tcp"}, own_state) as release:
+            two_nodes.kubectl("uncordon", second)
+            print(f"helm install on two nodes to every pod Ready: {release.seconds_to_ready:.1f}s")
+            yield release
+    finally:
+        two_nodes.kubectl("uncordon", second, check=False)
+
+
+@pytest.fixture
+def vm_namespace(release: Release, libvirtds: list[NodeLibvirtd]) -> Iterator[str]:
+    """A namespace for the test's VMs; any domain of it left on either node by a failure is removed after."""
+    name = f"c-{uuid.uuid4().hex[:8]}"
+    release.cluster.kubectl("create", "namespace", name)
+    yield name
+    release.cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    for daemon in libvirtds:
+        with contextlib.closing(daemon.connect()) as conn:
+            for domain in conn.listAllDomains(0):
+                if domain.name().startswith(f"{name}_"):
+                    if domain.isActive():
+                        domain.destroy()
+                    domain.undefine()
+
+
+def domain_of(daemon: NodeLibvirtd, name: str) -> tuple[int, int] | None:
+    """(state, id) of the domain ``name`` on the node's libvirtd, or None."""
+    with contextlib.closing(daemon.connect()) as conn:
+        try:
+            domain = conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return None
+        return int(domain.state()[0]), int(domain.ID())
+
+
+def running_vm(api: httpx.Client, namespace: str, name: str) -> dict[str, Any]:
+    """Create a small diskless VM through the gateway and start it; its view once Running."""
+    created = api.post("/vms", json={"name": name, "namespace": namespace, "cpu": 1, "memory": "32Mi"})
+    assert created.status_code in (200, 201), created.text
+    started = api.post(f"/vms/{name}/action", params={"namespace": namespace, "wait": 120}, json={"action": "start"})
+    assert started.status_code == 200, started.text
+    view = api.get(f"/vms/{name}", params={"namespace": namespace}).json()["data"]
+    assert view["phase"] == "Running", view
+    return dict(view)
+
+
+def test_both_nodes_and_their_hosts_are_ready_through_the_gateways_service(release: Release) -> None:
+    cluster = release.cluster
+    names = {node.name for node in cluster.nodes}
+
+    # helm's --wait lets a DaemonSet through with maxUnavailable (1) of its pods not Ready yet.
+    def agents_ready() -> list[dict[str, Any]] | None:
+        found = pods(cluster, "agent")
+        return found if len(found) == 2 and all(map(ready, found)) else None
+
+    try:
+        agents = wait_until(agents_ready, 90, what="both agents Ready")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{pods_report(cluster)}") from exc
+    assert {p["spec"]["nodeName"] for p in agents} == names
+    for node in cluster.nodes:
+        found = cluster.kubectl.get_json("node", node.name)
+        assert any(c["type"] == "Ready" and c["status"] == "True" for c in found["status"]["conditions"])
+    with release.client() as api:
+
+        def connected() -> list[dict[str, Any]] | None:
+            hosts = api.get("/hosts").json()["data"]["hosts"]
+            return hosts if {h["name"] for h in hosts if h["status"] == "connected"} == names else None
+
+        hosts = wait_until(connected, 90, what="both nodes' Hosts connected")
+    assert len({h["id"] for h in hosts}) == 2, "each node's agent keeps a Host of its own"
+    for node in cluster.nodes:
+        status = cluster.kubectl.get_json("host", node.name)["status"]
+        assert any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"]), status
+        assert status["hypervisor"]["migrationAddress"] == node.address
+
+
+def test_a_vm_is_live_migrated_through_the_rest_api_to_the_other_nodes_libvirt(
+    release: Release, libvirtds: list[NodeLibvirtd], vm_namespace: str
+) -> None:
+    cluster, ns = release.cluster, vm_namespace
+    names = [node.name for node in cluster.nodes]
+    domain = f"{ns}_mover"
+    with release.client() as api:
+        view = running_vm(api, ns, "mover")
+        source = names.index(view["host"])
+        target = 1 - source
+        assert domain_of(libvirtds[source], domain) is not None
+        assert domain_of(libvirtds[target], domain) is None
+
+        started = time.monotonic()
+        asked = api.post("/vms/mover/migrate", params={"namespace": ns}, json={"destination_host_id": names[target]})
+        assert asked.status_code == 201, asked.text
+        migration = asked.json()["data"]["migration_id"]
+
+        def ended() -> dict[str, Any] | None:
+            got = api.get(f"/migrations/{migration}").json()["data"]
+            return got if got["phase"] in ("Succeeded", "Failed", "Cancelled") else None
+
+        try:
+            final = wait_until(ended, 120, every=0.5, what="the migration to end")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{pods_report(cluster)}") from exc
+        took = time.monotonic() - started
+        assert final["phase"] == "Succeeded", final
+        print(f"in-cluster live migration between nodes, POST to Succeeded: {took:.1f}s")
+
+        # The target's agent adopts the domain (the VM's phase follows in its own time, as on the testbed).
+        def adopted() -> dict[str, Any] | None:
+            view = api.get("/vms/mover", params={"namespace": ns}).json()["data"]
+            return view if view["host"] == names[target] and view["phase"] == "Running" else None
+
+        try:
+            wait_until(adopted, 90, every=0.5, what="the VM Running on the target")
+        except AssertionError as exc:
+            status = cluster.kubectl.get_json("vvm", "mover", "-n", ns).get("status")
+            events = cluster.kubectl("get", "events", "-n", ns, check=False).stdout
+            raise AssertionError(f"{exc}\n{status}\n{events}\n{pods_report(cluster)}") from exc
+    on_target = domain_of(libvirtds[target], domain)
+    assert on_target is not None and on_target[0] == libvirt.VIR_DOMAIN_RUNNING, on_target
+    assert domain_of(libvirtds[source], domain) is None, "gone from the source's libvirt"
+
+
+def test_draining_the_node_of_the_gateway_and_operators_moves_them_and_vms_keep_running(
+    release: Release, libvirtds: list[NodeLibvirtd], vm_namespace: str
+) -> None:
+    cluster, ns = release.cluster, vm_namespace
+    first, second = cluster.nodes
+    gateway, operators = pods(cluster, "gateway"), pods(cluster, "operator")
+    assert {p["spec"]["nodeName"] for p in [*gateway, *operators]} == {first.name}, "installed on the first node"
+    with release.client() as api:
+        view = running_vm(api, ns, "stays")
+    daemon = libvirtds[[n.name for n in cluster.nodes].index(view["host"])]
+    before = domain_of(daemon, f"{ns}_stays")
+    assert before is not None
+
+    started = time.monotonic()
+    try:
+        drained = cluster.kubectl(
+            "drain", first.name, "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=180s", check=False
+        )
+        assert drained.returncode == 0, f"{drained.stdout}{drained.stderr}\n{pods_report(cluster)}"
+
+        def moved() -> bool:
+            found = [*pods(cluster, "gateway"), *pods(cluster, "operator")]
+            live = [p for p in found if "deletionTimestamp" not in p["metadata"]]
+            return len(live) == 3 and all(p["spec"].get("nodeName") == second.name and ready(p) for p in live)
+
+        wait_until(moved, 180, every=1, what="the gateway and both operators Ready on the second node")
+
+        def answers() -> bool:
+            try:
+                return httpx.get(f"{release.url}/readyz", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until(answers, 60, every=0.5, what="the gateway's Service to answer")
+        took = time.monotonic() - started
+        print(f"drain to gateway and operators Ready on the other node: {took:.1f}s")
+        with release.client() as api:  # a login through the moved gateway, and the VM as it was
+            after = api.get("/vms/stays", params={"namespace": ns}).json()["data"]
+        assert after["phase"] == "Running" and after["host"] == view["host"], after
+        assert domain_of(daemon, f"{ns}_stays") == before, "the same domain still runs (drain evicts pods, not VMs)"
+        agents = pods(cluster, "agent")
+        assert {p["spec"]["nodeName"] for p in agents} == {first.name, second.name}, "DaemonSet pods stay"
+    finally:
+        cluster.kubectl("uncordon", first.name, check=False)
+    assert not cluster.kubectl.get_json("node", first.name)["spec"].get("unschedulable")
