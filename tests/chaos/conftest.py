@@ -8,6 +8,7 @@ peering CRDs from the chart, the gateway and its PAM admin from tests/support.
 
 from __future__ import annotations
 
+import os
 import random
 import uuid
 from collections.abc import Iterator, Sequence
@@ -110,7 +111,7 @@ def bed(chaos_plane: ControlPlane, helm: Helm, tmp_path_factory: pytest.TempPath
 
 @pytest.fixture
 def seed() -> int:
-    """The run's random seed, printed so that a failing run can be told apart."""
-    value = random.randrange(1 << 30)
+    """The run's random seed (VAPOR_CHAOS_SEED, else a new one), printed so that a run can be told apart."""
+    value = int(os.environ.get("VAPOR_CHAOS_SEED") or random.randrange(1 << 30))
     print(f"chaos seed {value}")
     return value
