@@ -180,9 +180,11 @@ class Wave:
     def _power(self, vm: dict[str, Any]) -> None:
         action = "stop" if vm.get("status") == "Running" else "start"
         body = {"action": action, "force": True} if action == "stop" else {"action": action}
-        self.call(action, "POST", f"/vms/{vm['id']}/action", vm["name"], params={"wait": 0}, json=body)
+        params = {"namespace": self.namespace, "wait": 0}
+        self.call(action, "POST", f"/vms/{vm['id']}/action", vm["name"], params=params, json=body)
 
     def _migrate(self, vm: dict[str, Any]) -> None:
         others = [h for h in self.hosts if h != vm.get("host")]
         body = {"destination_host_id": others[0], "live": True}
-        self.call("migrate", "POST", f"/vms/{vm['id']}/migrate", vm["name"], json=body)
+        params = {"namespace": self.namespace}
+        self.call("migrate", "POST", f"/vms/{vm['id']}/migrate", vm["name"], params=params, json=body)
