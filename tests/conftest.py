@@ -22,9 +22,12 @@ import yaml
 from vapor.devenv import ControlPlane
 
 from .support import guest as guest_support
+from .support import quartapp
 
 # The stand-ins of a containerized agent's node (tests/support/node.py), for every folder's tests.
 from .support.node import node_admin, node_init  # noqa: F401
+
+quartapp.install()  # 60 s start-up and shut-down limits for in-process gateway apps, not Quart's 6 s
 
 # The Containerfile's image, built once for tests/image and tests/cluster; the cluster tests' release.
 pytest_plugins = ["tests.image.build", "tests.cluster.fixtures"]
