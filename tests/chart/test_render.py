@@ -134,6 +134,10 @@ def test_agent_runs_privileged_on_the_node_with_its_paths(helm: Helm) -> None:
     assert container(agent)["securityContext"]["runAsUser"] == 0  # the image's own user is not root
     assert "--metrics-bind=0.0.0.0:9464" in container(agent)["args"]
     assert container(agent)["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    # A new agent's pod turns Ready at a probe: every 2 s, so that in a rolling upgrade the next node's
+    # agent is not held back for up to a period after this one answers; 30 s of failures before not Ready.
+    readiness = container(agent)["readinessProbe"]
+    assert readiness["periodSeconds"] == 2 and readiness["periodSeconds"] * readiness["failureThreshold"] == 30
     assert container(agent)["command"] == ["vapor-agent"]
     assert "--lease-namespace=vapor-system" in container(agent)["args"]
     node_name = next(e for e in container(agent)["env"] if e["name"] == "NODE_NAME")

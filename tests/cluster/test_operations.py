@@ -147,7 +147,14 @@ def test_helm_upgrade_rolls_every_component_to_the_new_tag_while_the_vm_keeps_ru
     with Timeline(cluster, vm_namespace, virt) as timeline:
         seconds = release.upgrade(**{"image.tag": tag})
 
-    # Every pod is new, Ready, on the new tag: two operators, the gateway, one agent per node.
+    # Every pod is new, Ready, on the new tag: two operators, the gateway, one agent per node. (rollout status
+    # returns once the new pods are available; an old operator may still be terminating then: wait for it.)
+    wait_until(
+        lambda: not {p["metadata"]["uid"] for c in ("operator", "gateway", "agent") for p in pods(cluster, c)} & before,
+        90,
+        every=0.5,
+        what="the old pods gone",
+    )
     nodes = {n["metadata"]["name"] for n in cluster.kubectl.get_json("nodes")["items"]}
     for component, count in {"operator": 2, "gateway": 1, "agent": len(nodes)}.items():
         found = pods(cluster, component)
@@ -159,6 +166,14 @@ def test_helm_upgrade_rolls_every_component_to_the_new_tag_while_the_vm_keeps_ru
     assert set(outages) == nodes, outages
     spans = sorted(span for node_spans in outages.values() for span in node_spans)
     assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(spans)), spans
+    # A correctness bound, not a speed target: each agent's heartbeat Lease was renewed again before its
+    # duration ran out (else the operator judges the Host lost and marks its VMs Unknown), and every Host
+    # stayed Ready in every version the API server sent.
+    gaps = timeline.lease_gaps()
+    assert set(gaps) == nodes, gaps
+    assert all(gap < duration for gap, duration in gaps.values()), gaps
+    hosts = timeline.host_readiness()
+    assert set(hosts) == nodes and all(set(states) == {"True"} for states in hosts.values()), hosts
     # The VM was Running in every version the API server sent, its domain never stopped nor started again.
     phases = timeline.vm_phases()
     assert set(phases["steady"]) == {"Running"}, phases
@@ -176,7 +191,11 @@ def test_helm_upgrade_rolls_every_component_to_the_new_tag_while_the_vm_keeps_ru
             assert done.status_code == 200 and done.json()["data"]["phase"] == phase, done.text
             assert domain(virt, vm_namespace, "steady") == (domain_id, state)
     took = ", ".join(f"{node} {end - start:.1f}s" for node, node_spans in outages.items() for start, end in node_spans)
-    print(f"\nhelm upgrade to every pod Ready on {tag}: {seconds:.1f}s; agent down per node: {took}")
+    unrenewed = ", ".join(f"{node} {gap:.1f}s of {duration}s" for node, (gap, duration) in gaps.items())
+    print(
+        f"\nhelm upgrade to every pod Ready on {tag}: {seconds:.1f}s; agent down per node: {took}; "
+        f"Lease unrenewed at most: {unrenewed}"
+    )
 
 
 def test_helm_uninstall_leaves_the_vms_and_domains_and_a_new_install_adopts_them(

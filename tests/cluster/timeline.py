@@ -3,19 +3,25 @@
 ``Timeline`` runs ``kubectl get --watch --output-watch-events`` on the
 release's pods and on a namespace's VirtualMachines (every version the API
 server sends, not samples), and polls libvirt for the id and state of the
-VMs' domains a few times a second. After the block, ``agent_outages`` says
-when each node had no Ready agent, so a test can see the agents replaced one
-node at a time, and ``vm_phases``/``domains`` say whether the VMs ever
-stopped running.
+VMs' domains a few times a second. It also watches the agents' heartbeat
+Leases (in the release namespace) and the Hosts. After the block,
+``agent_outages`` says when each node had no Ready agent, so a test can see
+the agents replaced one node at a time, ``lease_gaps`` how long each Lease
+went unrenewed at most (the operator judges a Host lost, and marks its VMs
+Unknown, once that exceeds the Lease's duration), ``host_readiness`` the
+Hosts' Ready condition in every version, and ``vm_phases``/``domains``
+whether the VMs ever stopped running.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import TracebackType
 
 import libvirt
@@ -28,6 +34,10 @@ POD_FIELDS = (
     '|{.object.metadata.deletionTimestamp}|{.object.spec.containers[0].image}|{.object.status.conditions[?(@.type=="Ready")].status}'
 )
 VM_FIELDS = "{.type}|{.object.metadata.name}|{.object.status.phase}"
+LEASE_FIELDS = (
+    "{.object.metadata.name}|{.object.spec.holderIdentity}|{.object.spec.renewTime}|{.object.spec.leaseDurationSeconds}"
+)
+HOST_FIELDS = '{.object.metadata.name}|{.object.status.conditions[?(@.type=="Ready")].status}'
 
 
 @dataclass(frozen=True)
@@ -82,11 +92,14 @@ class Timeline:
     domains: dict[str, list[DomainSample]] = field(default_factory=dict)  # libvirt name -> samples
     started: float = 0.0
     ended: float = 0.0
+    ended_wall: float = 0.0  # time.time() at the end, to compare with the Leases' renewTime
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
         self._pods: _Watch | None = None
         self._vms: _Watch | None = None
+        self._leases: _Watch | None = None
+        self._hosts: _Watch | None = None
         self._poller = threading.Thread(target=self._poll, daemon=True)
 
     def __enter__(self) -> Timeline:
@@ -97,6 +110,8 @@ class Timeline:
             self.cluster, "pods", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={RELEASE}", fields=POD_FIELDS
         )
         self._vms = _Watch(self.cluster, "virtualmachines", "-n", self.vm_namespace, fields=VM_FIELDS)
+        self._leases = _Watch(self.cluster, "leases", "-n", NAMESPACE, fields=LEASE_FIELDS)
+        self._hosts = _Watch(self.cluster, "hosts", fields=HOST_FIELDS)
         self._poller.start()
         self.started = time.monotonic()
         return self
@@ -104,10 +119,10 @@ class Timeline:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.ended = time.monotonic()
+        self.ended, self.ended_wall = time.monotonic(), time.time()
         self._stop.set()
         self._poller.join(timeout=10)
-        for watch in (self._pods, self._vms):
+        for watch in (self._pods, self._vms, self._leases, self._hosts):
             if watch is not None:
                 watch.stop()
 
@@ -157,3 +172,29 @@ class Timeline:
         for node, since in down_since.items():  # still down when the watch ended
             outages.setdefault(node, []).append((since, self.ended - self.started))
         return outages
+
+    def lease_gaps(self) -> dict[str, tuple[float, int]]:
+        """Per agent Lease (named after its node and held by it): the longest time it went unrenewed, and its duration.
+
+        The gaps between the renewTimes the watch saw, and from the last one to the end of the watch.
+        """
+        assert self._leases is not None
+        renewals: dict[str, list[float]] = {}
+        durations: dict[str, int] = {}
+        for _, (name, holder, renewed, duration) in self._leases.lines:
+            if name == holder and renewed:
+                renewals.setdefault(name, []).append(datetime.fromisoformat(renewed).timestamp())
+                durations[name] = int(duration)
+        gaps = {}
+        for name, times in renewals.items():
+            times = [*sorted(set(times)), self.ended_wall]
+            gaps[name] = (max(b - a for a, b in itertools.pairwise(times)), durations[name])
+        return gaps
+
+    def host_readiness(self) -> dict[str, list[str]]:
+        """Each Host's Ready condition status in every version the watch delivered."""
+        assert self._hosts is not None
+        readiness: dict[str, list[str]] = {}
+        for _, (name, ready) in self._hosts.lines:
+            readiness.setdefault(name, []).append(ready)
+        return readiness
