@@ -7,7 +7,8 @@ agent DaemonSet's pod on each node keeps its own Host. Migrations use the
 chart's ``migration.transport: tcp`` (the nodes' libvirtds dial each other
 over the nodes' hub). The operator replicas and the gateway are installed
 while the second node is cordoned, so they all start on the first: draining
-it must move every one of them.
+it must move every one of them. Last, ``helm upgrade`` to a new tag rolls the
+agents one node at a time while neither Host's heartbeat Lease lapses.
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ from ..image.build import Built
 from ..support.wait import wait_until
 from .conftest import Cluster
 from .nodelibvirtd import NodeLibvirtd
-from .release import Release, import_image, installed, pods_report
+from .release import REPOSITORY, Release, import_image, installed, pods_report
 from .test_vapor import pods, ready
+from .timeline import Timeline
 
 pytestmark = [pytest.mark.cluster, pytest.mark.image, pytest.mark.timeout(1800)]
 
@@ -221,3 +223,57 @@ def test_draining_the_node_of_the_gateway_and_operators_moves_them_and_vms_keep_
     finally:
         cluster.kubectl("uncordon", first.name, check=False)
     assert not cluster.kubectl.get_json("node", first.name)["spec"].get("unschedulable")
+
+
+def test_helm_upgrade_rolls_the_agents_one_node_at_a_time_and_no_host_is_lost(
+    release: Release, libvirtds: list[NodeLibvirtd], vm_namespace: str
+) -> None:
+    cluster, ns = release.cluster, vm_namespace
+    with release.client() as api:
+        view = running_vm(api, ns, "rolled")
+    daemon = libvirtds[[n.name for n in cluster.nodes].index(view["host"])]
+    before = domain_of(daemon, f"{ns}_rolled")
+    assert before is not None
+    agents = {p["metadata"]["uid"] for p in pods(cluster, "agent")}
+    # The same image under a new tag on both nodes: every pod template changes, as with a new release.
+    tag = f"upgrade-{uuid.uuid4().hex[:6]}"
+    for node in cluster.nodes:
+        tagged = node.runtime.ctr("images", "tag", f"{REPOSITORY}:{release.values['image.tag']}", f"{REPOSITORY}:{tag}")
+        assert tagged.returncode == 0, tagged.stderr
+
+    with contextlib.closing(daemon.connect()) as virt, Timeline(cluster, ns, virt) as timeline:
+        seconds = release.upgrade(**{"image.tag": tag})
+
+    # A new agent on each node, Ready, on the new tag (the old ones gone).
+    def renewed() -> list[dict[str, Any]] | None:
+        found = pods(cluster, "agent")
+        fresh = len(found) == 2 and not {p["metadata"]["uid"] for p in found} & agents and all(map(ready, found))
+        return found if fresh else None
+
+    found = wait_until(renewed, 90, every=0.5, what="a new Ready agent on each node")
+    assert {p["spec"]["nodeName"] for p in found} == {node.name for node in cluster.nodes}
+    assert {p["spec"]["containers"][0]["image"] for p in found} == {f"{REPOSITORY}:{tag}"}
+    # One node at a time (maxUnavailable 1): each node lost its Ready agent once, and the second node's
+    # outage began only after the first one's ended.
+    outages = timeline.agent_outages()
+    assert sorted(outages) == sorted(node.name for node in cluster.nodes), outages
+    assert all(len(spans) == 1 for spans in outages.values()), outages
+    (_, first_end), (second_start, _) = sorted(spans[0] for spans in outages.values())
+    assert first_end <= second_start, outages
+    # The correctness bound, not a speed target: neither agent's heartbeat Lease went unrenewed for its
+    # duration (the operator would judge that Host lost and mark its VMs Unknown), both Hosts stayed Ready.
+    gaps = timeline.lease_gaps()
+    assert sorted(gaps) == sorted(outages) and all(gap < duration for gap, duration in gaps.values()), gaps
+    hosts = timeline.host_readiness()
+    assert sorted(hosts) == sorted(outages) and all(set(s) == {"True"} for s in hosts.values()), hosts
+    # The VM was Running in every version the API server sent; its domain on its node never stopped.
+    assert set(timeline.vm_phases()["rolled"]) == {"Running"}, timeline.vm_phases()
+    samples = timeline.domains[f"{ns}_rolled"]
+    assert samples and {(s.state, s.id) for s in samples} == {before}, samples[:3]
+    assert domain_of(daemon, f"{ns}_rolled") == before
+    took = ", ".join(f"{node} {spans[0][1] - spans[0][0]:.1f}s" for node, spans in sorted(outages.items()))
+    unrenewed = ", ".join(f"{node} {gap:.1f}s of {duration}s" for node, (gap, duration) in sorted(gaps.items()))
+    print(
+        f"\nhelm upgrade on two nodes to every pod Ready: {seconds:.1f}s; agent down per node: {took}; "
+        f"Lease unrenewed at most: {unrenewed}"
+    )
