@@ -115,9 +115,18 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield made
 
 
-@pytest.fixture
-def cluster_namespace(cluster: Cluster) -> Iterator[str]:
+@contextlib.contextmanager
+def scratch_namespace(cluster: Cluster) -> Iterator[str]:
+    """A namespace of the test's own, deleted after (without waiting: the controller manager empties it)."""
     name = f"t-{uuid.uuid4().hex[:10]}"
     cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=false")
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=false")
+
+
+@pytest.fixture
+def cluster_namespace(cluster: Cluster) -> Iterator[str]:
+    with scratch_namespace(cluster) as name:
+        yield name

@@ -211,3 +211,16 @@ def pods_report(cluster: Cluster) -> str:
         logs = cluster.kubectl("logs", "-n", NAMESPACE, name, "--tail=15", check=False)
         report += f"\n--- {name}\n{logs.stdout}{logs.stderr}"
     return report
+
+
+def placed_vm(release: Release, namespace: str, name: str, timeout: float = 30.0) -> dict[str, Any]:
+    """A diskless VM created through the gateway, once the operator has placed it (``host`` set): its view."""
+    with release.client() as api:
+        created = api.post("/vms", json={"name": name, "namespace": namespace, "cpu": 1, "memory": "32Mi"})
+        assert created.status_code in (200, 201), created.text
+
+        def placed() -> dict[str, Any] | None:
+            view: dict[str, Any] = api.get(f"/vms/{name}", params={"namespace": namespace}).json()["data"]
+            return view if view.get("host") else None
+
+        return wait_until(placed, timeout, every=0.2, what=f"VM {name} placed")

@@ -19,7 +19,7 @@ from vapor.devenv.containerd import POD_SUBNET
 from vapor.devenv.controlplane import KUBERNETES_SERVICE
 
 from ..support.wait import wait_until
-from ..support.workloads import deployment
+from ..support.workloads import deployment, service
 from .conftest import Cluster
 
 pytestmark = pytest.mark.cluster
@@ -194,13 +194,7 @@ def test_a_pod_reaches_another_deployment_through_its_service_by_short_name(
     serve = f"busybox mkdir -p /www && echo {page} > /www/index.html && exec busybox httpd -f -p 8080 -h /www"
     served = cluster.image(["/bin/sh", "-c", serve])
     cluster.kubectl.apply(deployment("web", served, replicas=2), "-n", cluster_namespace)
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "web"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
-    }
-    cluster.kubectl.apply(service, "-n", cluster_namespace)
+    cluster.kubectl.apply(service("web", 80, 8080), "-n", cluster_namespace)
     cluster.wait_running(cluster_namespace, "app=web", 2)
     # The short name by the pod's search domains, port 80 by kube-proxy's rules to a pod's 8080. (busybox's
     # own resolver and nc: the static busybox's wget crashes in glibc's lookups, even of an address.)

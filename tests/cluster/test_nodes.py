@@ -17,7 +17,8 @@ import pytest
 
 from vapor.devenv.nodenet import pod_subnet
 
-from .conftest import Cluster
+from ..support.workloads import service
+from .conftest import Cluster, scratch_namespace
 from .test_node import READ_THE_API, run_to_completion
 
 pytestmark = pytest.mark.cluster
@@ -25,10 +26,8 @@ pytestmark = pytest.mark.cluster
 
 @pytest.fixture
 def namespace(two_nodes: Cluster) -> Iterator[str]:
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    two_nodes.kubectl("create", "namespace", name)
-    yield name
-    two_nodes.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=false")
+    with scratch_namespace(two_nodes) as name:
+        yield name
 
 
 def pinned(name: str, image: str, node: str, **spec: Any) -> dict[str, Any]:
@@ -58,13 +57,7 @@ def test_a_pod_on_one_node_reaches_a_pod_and_a_service_on_the_other(two_nodes: C
     page = f"page-{uuid.uuid4().hex[:8]}"
     serve = f"busybox mkdir -p /www && echo {page} > /www/index.html && exec busybox httpd -f -p 8080 -h /www"
     two_nodes.kubectl.apply(pinned("web", two_nodes.image(["/bin/sh", "-c", serve]), second.name), "-n", namespace)
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": "web"},
-        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]},
-    }
-    two_nodes.kubectl.apply(service, "-n", namespace)
+    two_nodes.kubectl.apply(service("web", 80, 8080), "-n", namespace)
     [web] = two_nodes.wait_running(namespace, "app=web", 1)
     address = web["status"]["podIP"]
     assert ipaddress.ip_address(address) in ipaddress.ip_network(pod_subnet(1)), "the second node's pod subnet"

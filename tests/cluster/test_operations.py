@@ -25,7 +25,7 @@ import pytest
 
 from ..support.wait import wait_until
 from .conftest import Cluster
-from .release import NAMESPACE, RELEASE, REPOSITORY, Release, metric, pods, pods_report, ready
+from .release import NAMESPACE, RELEASE, REPOSITORY, Release, metric, placed_vm, pods, pods_report, ready
 from .timeline import Timeline
 
 pytestmark = [pytest.mark.cluster, pytest.mark.image, pytest.mark.timeout(1800)]
@@ -97,17 +97,7 @@ def test_killing_the_acting_operator_pod_hands_placement_to_the_other_replica_wi
         assert killed.returncode == 0, killed.stderr
         died, died_wall = time.monotonic(), time.time()
         cluster.kubectl("delete", "pod", "-n", NAMESPACE, leader, "--grace-period=0", "--force")
-        with release.client() as api:
-            created = api.post("/vms", json={"name": "after", "namespace": vm_namespace, "cpu": 1, "memory": "32Mi"})
-            assert created.status_code in (200, 201), created.text
-            view = wait_until(
-                lambda: (
-                    (v := api.get("/vms/after", params={"namespace": vm_namespace}).json()["data"]).get("host") and v
-                ),
-                30,
-                every=0.2,
-                what="the VM placed",
-            )
+        view = placed_vm(release, vm_namespace, "after")
         placed = time.monotonic() - died
         assert view["host"] == cluster.node.name
         assert placed <= 15, f"placed {placed:.1f}s after the leader died\n{pods_report(cluster)}"

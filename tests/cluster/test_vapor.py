@@ -16,7 +16,7 @@ import libvirt
 import pytest
 
 from ..support.wait import wait_until
-from .release import NAMESPACE, RELEASE, Release, fetch_in_cluster, metric, pods, pods_report, ready
+from .release import NAMESPACE, RELEASE, Release, fetch_in_cluster, metric, placed_vm, pods, pods_report, ready
 
 # The first test waits for the image build (cached layers: a few minutes; from nothing: longer).
 pytestmark = [pytest.mark.cluster, pytest.mark.image, pytest.mark.timeout(1800)]
@@ -100,15 +100,7 @@ def test_when_the_leading_operator_dies_the_next_vm_is_placed_once_within_15_s(
     killed = cluster.node.runtime.ctr("tasks", "kill", "--signal", "SIGKILL", container)
     assert killed.returncode == 0, killed.stderr
     died = time.monotonic()
-    with release.client() as api:
-        created = api.post("/vms", json={"name": "after", "namespace": vm_namespace, "cpu": 1, "memory": "32Mi"})
-        assert created.status_code in (200, 201), created.text
-        view = wait_until(
-            lambda: (v := api.get("/vms/after", params={"namespace": vm_namespace}).json()["data"]).get("host") and v,
-            30,
-            every=0.2,
-            what="the VM placed",
-        )
+    view = placed_vm(release, vm_namespace, "after")
     took = time.monotonic() - died
     assert view["host"] == cluster.node.name
     assert took <= 15, f"placed {took:.1f}s after the leader died"

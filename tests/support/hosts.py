@@ -36,7 +36,6 @@ import contextlib
 import datetime as dt
 import random
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -53,6 +52,7 @@ from vapor import pki
 from vapor.agent.host.migrationpki import MigrationPKI, Transport, migration_uri, qemu_gid
 
 from .libvirtd import make_kvm_usable
+from .processes import terminate
 
 _VALIDITY = dt.timedelta(days=1)
 MOUNTS = ("etc/libvirt", "run/libvirt", "var/lib/libvirt", "var/cache/libvirt", "var/log/libvirt")
@@ -180,13 +180,7 @@ def stop(host: Host) -> None:
                             dom.destroy()
             finally:
                 conn.close()
-        with contextlib.suppress(ProcessLookupError):
-            host.process.send_signal(signal.SIGTERM)
-        try:
-            host.process.wait(15)
-        except subprocess.TimeoutExpired:
-            host.process.kill()
-            host.process.wait(5)
+        terminate(host.process, 15)
     host.process = None
 
 

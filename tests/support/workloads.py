@@ -24,3 +24,13 @@ def deployment(name: str, image: str, replicas: int = 1) -> dict[str, Any]:
             },
         },
     }
+
+
+def service(name: str, port: int, target_port: int) -> dict[str, Any]:
+    """A ClusterIP Service named ``name`` for the pods labelled app=<name>: ``port`` to their ``target_port``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {"app": name}, "ports": [{"port": port, "targetPort": target_port}]},
+    }
