@@ -18,6 +18,8 @@ import signal
 import socket
 import sys
 import threading
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from .controlplane import ControlPlane, ControlPlaneError, repo_root
@@ -25,7 +27,7 @@ from .nodes import Nodes
 from .stack import Stack
 
 DEFAULT_STATE = repo_root() / ".vapor" / "cluster"
-READY_POLL = 0.5  # seconds between looks at this machine's Host while starting
+READY_POLL = 0.5  # seconds between looks at this machine's Host and the gateway while starting
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +96,7 @@ def _dev(cp: ControlPlane, *, bind: str, node_name: str) -> int:
     with cp:
         env = {"KUBECONFIG": str(cp.kubeconfig), "PATH": f"{cp.bin_dir}:{os.environ.get('PATH', '')}"}
         with Stack(cp.state_dir, env, bind=bind, node_name=node_name) as stack:
-            if not _wait_until_ready(cp, stack, node_name, stop):
+            if not _wait_until_ready(cp, stack, node_name, bind, stop):
                 return 0 if stop.is_set() and not stack.died() else 1
             log.info(
                 "Vapor is up: gateway http://%s, node %s. In another shell: export KUBECONFIG=%s",
@@ -120,22 +122,33 @@ def _host_ready(cp: ControlPlane, node_name: str) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def _wait_until_ready(cp: ControlPlane, stack: Stack, node_name: str, stop: threading.Event) -> bool:
-    """Wait until this machine's Host is Ready (a VM made before would find no host); False if stopped first."""
+def _gateway_ready(bind: str) -> bool:
+    """Whether the gateway answers its ``/readyz`` with 200 (listening, and its caches have synced)."""
+    try:
+        with urllib.request.urlopen(f"http://{bind}/readyz", timeout=2) as answer:
+            return bool(answer.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _wait_until_ready(cp: ControlPlane, stack: Stack, node_name: str, bind: str, stop: threading.Event) -> bool:
+    """Wait until this machine's Host is Ready and the gateway serves; False if stopped or a component died first.
+
+    Both matter to the first thing a user does: a VM made before the Host is Ready
+    finds no host, and a request sent before the gateway listens is refused.
+    """
     log = logging.getLogger("vapor.devenv")
-    log.info("waiting for the Host %s to be Ready", node_name)
+    log.info("waiting for the Host %s to be Ready and the gateway at %s to serve", node_name, bind)
     waited = 0.0
-    while not _host_ready(cp, node_name):
+    while not (_host_ready(cp, node_name) and _gateway_ready(bind)):
         for name in stack.died():
-            log.error(
-                "%s exited before the Host %s was Ready; its log: %s", name, node_name, stack.components[name].log_path
-            )
+            log.error("%s exited before Vapor was up; its log: %s", name, stack.components[name].log_path)
             return False
         if stop.wait(READY_POLL):
             return False
         waited += READY_POLL
         if waited % 30 < READY_POLL:
-            log.info("still waiting for the Host %s to be Ready (%.0f s)", node_name, waited)
+            log.info("still waiting for the Host %s and the gateway (%.0f s)", node_name, waited)
     return True
 
 
