@@ -2,7 +2,7 @@
 containers and accounts.
 
 An admin uploads a local image file with a progress bar and sees it Ready on the
-stack's host, creates an image from a loopback URL and watches the host fetch it
+stack's host (with no "Upload…" left on it), creates an image from a loopback URL and watches the host fetch it
 without a reload, deletes both; starts, stops and removes a container of the
 module's dockerd; creates an account on the host, logs in with it and gives it a
 new password. A viewer sees those controls disabled. Everything made is removed
@@ -96,6 +96,9 @@ def test_an_admin_uploads_an_image_file_with_progress_sees_it_ready_and_deletes_
     expect(row.locator(".badge").first).to_have_text("Ready", timeout=READY)
     expect(row.locator(".host-copy", has_text=stack.node).locator(".badge")).to_have_text("Ready")
     expect(row).to_contain_text("uploaded")
+    # Ready: nothing left to send, so no "Upload…" on it (Delete… stays)
+    expect(row.get_by_role("button", name=f"Upload {name}")).to_have_count(0)
+    expect(row.get_by_role("button", name=f"Delete {name}")).to_be_enabled()
     page.screenshot(path=artifacts / "images.png")
 
     row.get_by_role("button", name=f"Delete {name}").click()

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { formatOf, imageRequest, type ImageForm } from '../pages/ImageAdd';
 import { userRequest } from '../pages/UserForms';
 import { accountName, checksum, groups, imageName, imageUrl, password } from './checks';
-import { imagesMoving, transfer } from './transfer';
+import { imagesMoving, needsUpload, transfer } from './transfer';
 
 const SUM = 'a'.repeat(64);
 const form = (over: Partial<ImageForm>): ImageForm => ({
@@ -107,5 +107,14 @@ describe('progress', () => {
     expect(imagesMoving([img({ fetch_hosts: ['h1'] })])).toBe(true);
     expect(imagesMoving([img({ deleting: true })])).toBe(true);
     expect(imagesMoving([img({ phase: 'Pending' })])).toBe(false); // an upload image waiting for its file
+  });
+  it('offers Upload… only on an upload image that still needs its file', () => {
+    const up = (phase: string, hosts: { host: string; phase: string }[] = []) => ({ source: { upload: {} }, phase, hosts });
+    expect(needsUpload(up('Pending'))).toBe(true); // created, no file sent yet (or the upload was cancelled)
+    expect(needsUpload(up('Pending', [{ host: 'h1', phase: 'Verifying' }]))).toBe(true);
+    expect(needsUpload(up('Failed', [{ host: 'h1', phase: 'Failed' }]))).toBe(true);
+    expect(needsUpload(up('Ready', [{ host: 'h1', phase: 'Ready' }]))).toBe(false);
+    expect(needsUpload(up('Ready', [{ host: 'h1', phase: 'Ready' }, { host: 'h2', phase: 'Failed' }]))).toBe(true);
+    expect(needsUpload({ source: { http: { url: 'https://example.com/a.qcow2' } }, phase: 'Failed', hosts: [] })).toBe(false);
   });
 });

@@ -1,4 +1,5 @@
-// How far a transfer is, as the progress bars show it: percent, bytes, rate and time left.
+// How far a transfer is, as the progress bars show it: percent, bytes, rate and time left; whether an image list
+// is moving, and whether an upload image still waits for its file.
 
 import { bytes, duration } from './format';
 
@@ -35,4 +36,14 @@ export function imagesMoving(images: Moving[]): boolean {
       i.hosts.some((h) => !SETTLED.includes(h.phase)) ||
       (i.fetch_hosts.length > 0 && i.hosts.length < i.fetch_hosts.length),
   );
+}
+
+type Uploadable = { source: object; phase: string; hosts: Copy[] };
+
+/**
+ * Whether an upload image still needs its file sent: it is not Ready yet (never sent, or a transfer that was
+ * cancelled or cut off), or a host's copy Failed (sent again, to that host or another). A Ready one needs nothing.
+ */
+export function needsUpload(image: Uploadable): boolean {
+  return 'upload' in image.source && (image.phase !== 'Ready' || image.hosts.some((h) => h.phase === 'Failed'));
 }

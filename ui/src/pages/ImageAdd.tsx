@@ -1,6 +1,7 @@
 // Adding an image: from a URL the hosts download (name, URL, format, checksum, which hosts fetch it now), or a
-// local file uploaded to one host with a progress bar. "Upload…" on an upload image sends its file again
-// (another host, or after a failed try) with the same dialog.
+// local file uploaded to one host with a progress bar. "Upload…" on an upload image that still needs its file
+// (not Ready yet: never sent, or a transfer cancelled or cut off; or a host's copy Failed) sends it with the
+// same dialog; a Ready upload image shows none.
 
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, type CreateImageRequest, type HostView } from '../api/client';

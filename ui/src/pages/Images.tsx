@@ -3,7 +3,7 @@ import { api, type ImageView } from '../api/client';
 import { describe } from '../api/errors';
 import { bytes, tone } from '../lib/format';
 import { usePoll } from '../lib/poll';
-import { imagesMoving } from '../lib/transfer';
+import { imagesMoving, needsUpload } from '../lib/transfer';
 import { Badge, Confirm, ErrorBanner, Progress, Table, WriteButton } from '../ui';
 import { ImageAdd, ImageUpload } from './ImageAdd';
 
@@ -83,7 +83,7 @@ export function Images() {
               label: 'Actions',
               cell: (i) => (
                 <div class="row-actions">
-                  {'upload' in i.source && (
+                  {needsUpload(i) && (
                     <WriteButton onClick={() => setUploading(i.name)} disabled={i.deleting} label={`Upload ${i.name}`}>
                       Upload…
                     </WriteButton>
