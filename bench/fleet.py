@@ -43,7 +43,7 @@ from vapor.devenv import ControlPlane
 from vapor.devenv.processes import Component, free_port
 from vapor.kube import Kube
 from vapor.model import Host
-from vapor.operator.placement import Request
+from vapor.rules.placement import Request
 
 from ._fleet import PlayedFleet
 

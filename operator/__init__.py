@@ -1,11 +1,11 @@
 """The Vapor operator (kopf): cluster-wide decisions, never touching a host.
 
 It places VirtualMachines on Ready hosts with room, preferring those that
-hold their Images (:mod:`.placement` decides, :mod:`.scheduling` wires it to
+hold their Images (:mod:`vapor.rules.placement` decides, :mod:`.scheduling` wires it to
 kopf), keeps each Image's finalizer, summary and fetch requests
-(:mod:`.images`, decisions in :mod:`.image_rules`), moves VMs (:mod:`.migration`,
+(:mod:`.images`, decisions in :mod:`vapor.rules.images`), moves VMs (:mod:`.migration`,
 :mod:`.migration_queue`, :mod:`.migration_status`; decisions in
-:mod:`.migration_rules`), drains hosts in maintenance (:mod:`.drain`), keeps
+:mod:`vapor.rules.migrations`), drains hosts in maintenance (:mod:`.drain`), keeps
 each Host's Ready condition in step with its agent's Lease and marks the VMs
 of a lost host Unknown (:mod:`.health`). Every decision that gives out room
 reads one account of the fleet under one lock (:mod:`.ledger`). Entry point:

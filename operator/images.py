@@ -1,4 +1,4 @@
-"""Images: the operator's finalizer, summary, fetch requests and InUse condition (the kopf side of :mod:`.image_rules`).
+"""Images: the operator's finalizer, summary, fetch requests and InUse condition (decided in :mod:`vapor.rules.images`).
 
 Every Image gets the finalizer ``vapor.io/image-in-use``. The operator keeps
 its own status fields (phase, readyHosts, size, virtualSize, sha256 from the
@@ -25,8 +25,8 @@ from vapor.kube import Conflict, NotFound
 from vapor.model import GROUP, VERSION, Condition, Image, ImageStatus, MetadataPatch, Migration, VirtualMachine
 from vapor.model.image import images_of, used_by
 from vapor.model.names import IMAGE_FINALIZER, ConditionType
+from vapor.rules import images as image_rules
 
-from . import image_rules
 from ._state import Memo
 from .ledger import Ledger
 from .settings import FIELD_MANAGER

@@ -37,8 +37,8 @@ from vapor.model.names import FIELD_MANAGER_OPERATOR as FIELD_MANAGER
 from vapor.model.names import HOST_LABEL
 from vapor.model.snapshot import VirtualMachineSnapshot
 from vapor.model.virtualmachine import VMPhase
+from vapor.rules.placement import Request, allocatable
 
-from .placement import Request, allocatable
 from .tally import NOTHING, Tally
 
 R = TypeVar("R", bound=Resource)  # type: ignore[type-arg]

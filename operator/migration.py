@@ -1,4 +1,4 @@
-"""Driving Migrations through their phases: the kopf side of :mod:`.migration_rules`.
+"""Driving Migrations through their phases: the kopf side of :mod:`vapor.rules.migrations`.
 
 Pending (checked; pre-flight conditions; while the target fetches the VM's
 Images, ImageReady False with reason ImageFetching, and it waits) -> Scheduling (queued within the
@@ -22,12 +22,12 @@ import kopf
 from vapor.kube import Conflict, NotFound
 from vapor.model import GROUP, VERSION, Host, Migration
 from vapor.model.names import MIGRATION_FINALIZER, ConditionType
+from vapor.rules.images import IMAGE_FETCHING
+from vapor.rules.migrations import Check
 
 from ._state import Memo
-from .image_rules import IMAGE_FETCHING
 from .ledger import Ledger
 from .migration_queue import check_on, schedule_pass
-from .migration_rules import Check
 from .migration_status import event, fail, finish, move_vm, moved, write_status
 from .settings import SOURCE_LOST_GRACE
 

@@ -1,6 +1,6 @@
 """The migration queue: admitting checked Migrations (phase Scheduling) within the cluster's limits.
 
-A pass plans over the ledger (:func:`.migration_rules.plan_queue`), admits
+A pass plans over the ledger (:func:`vapor.rules.migrations.plan_queue`), admits
 who may start (checked again, then labels, finalizer, the VM's annotation and
 phase PreparingTarget: from then on the target counts the VM as arriving)
 and numbers the rest (status.queuePosition). Passes run one at a time under
@@ -21,9 +21,9 @@ from vapor.model.names import (
     MIGRATION_SOURCE_LABEL,
     MIGRATION_TARGET_LABEL,
 )
+from vapor.rules.migrations import Check, check, plan_queue
 
 from .ledger import Ledger, vm_key
-from .migration_rules import Check, check, plan_queue
 from .migration_status import event, fail, write_status
 from .settings import FIELD_MANAGER, PARALLEL_MIGRATIONS, PARALLEL_OUTBOUND_PER_HOST
 

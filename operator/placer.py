@@ -35,10 +35,10 @@ from vapor.kube import Conflict, NotFound, WatchEvent
 from vapor.model import ConditionStatus, Host, MetadataPatch, VirtualMachine, VirtualMachineStatus
 from vapor.model.image import images_of
 from vapor.model.names import HOST_LABEL, ConditionType
+from vapor.rules.placement import Decision, HostFacts, Request, choose_host
 
 from . import heap, images, metrics
 from .ledger import Ledger, VMKey, vm_key
-from .placement import Decision, HostFacts, Request, choose_host
 from .settings import FIELD_MANAGER
 
 log = logging.getLogger("vapor.operator.placer")

@@ -7,7 +7,7 @@ garbage collector removes a deleted VM's snapshots and restores (the VM's
 agent also deletes them when it removes the domain: the dev control plane
 runs no garbage collector). One that names a VM that does not exist is
 Failed at once, saying so. A VM with snapshots cannot migrate: see the
-SnapshotsKept pre-flight in :mod:`.migration_rules`.
+SnapshotsKept pre-flight in :mod:`vapor.rules.migrations`.
 """
 
 from __future__ import annotations

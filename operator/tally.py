@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from vapor.model import VirtualMachine
-
-from .placement import Request
+from vapor.rules.placement import Request
 
 NOTHING = Request(0, 0)
 

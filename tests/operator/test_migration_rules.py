@@ -7,8 +7,8 @@ import uuid
 from typing import Any
 
 from vapor.model import Host, Migration, VirtualMachine
-from vapor.operator.migration_rules import check, cpu_compatibility, plan_queue, storage_compatibility
-from vapor.operator.placement import Request
+from vapor.rules.migrations import check, cpu_compatibility, plan_queue, storage_compatibility
+from vapor.rules.placement import Request
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 

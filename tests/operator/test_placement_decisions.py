@@ -1,4 +1,4 @@
-"""The placement decision alone (vapor.operator.placement), called directly as the handlers call it."""
+"""The placement decision alone (vapor.rules.placement), called directly as the handlers call it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from vapor.model import (
     VirtualMachineStatus,
 )
 from vapor.model.host import HostCapacity
-from vapor.operator.placement import HostFacts, Request, allocatable, choose_host
+from vapor.rules.placement import HostFacts, Request, allocatable, choose_host
 
 
 def host(name: str, cpu: int = 8, memory: str = "8Gi", ready: bool = True, **kw: object) -> Host:

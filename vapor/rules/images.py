@@ -1,6 +1,6 @@
 """Decisions about Images, without I/O: the summary of the hosts' copies, who uses an image, where to fetch it.
 
-The kopf side (:mod:`.images`) takes the facts from the ledger and calls
+The operator's kopf side (:mod:`vapor.operator.images`) takes the facts from the ledger and calls
 these functions; tests call them directly. The agents write one entry per
 host in ``status.hosts``; the operator writes the summary (phase,
 readyHosts, size, virtualSize, sha256), ``fetchHosts`` and the InUse

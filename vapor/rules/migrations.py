@@ -1,7 +1,8 @@
 """Decisions about Migrations, without I/O: validation, pre-flight checks and the queue.
 
-The kopf side (:mod:`.migration`, :mod:`.migration_queue`) takes the facts from the ledger and
-calls these functions; tests call them directly. Everything here is computed
+The operator's kopf side (:mod:`vapor.operator.migration`, :mod:`vapor.operator.migration_queue`) takes the
+facts from its ledger and calls these functions; the gateway calls :func:`check` ahead of a request
+(a VM's migration targets, host by host); tests call them directly. Everything here is computed
 from resources only, so a restarted operator decides exactly as before.
 """
 
@@ -17,8 +18,8 @@ from vapor.model.image import images_of
 from vapor.model.names import ConditionType
 from vapor.model.snapshot import VirtualMachineSnapshot
 
-from .image_rules import IMAGE_FETCHING, on_target
-from .placement import NO_IMAGES, Request, choose_host, evaluate
+from .images import IMAGE_FETCHING, on_target
+from .placement import NO_IMAGES, HostFacts, Request, choose_host, evaluate
 
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
@@ -114,6 +115,7 @@ def check(
     cpu_ratio: int = DEFAULT_CPU_ALLOCATION_RATIO,
     images: Mapping[str, Image] = NO_IMAGES,
     snapshots: Sequence[VirtualMachineSnapshot] = (),
+    facts: Mapping[str, HostFacts] | None = None,
 ) -> Check:
     """Validate a migration and compute its pre-flight conditions.
 
@@ -123,7 +125,8 @@ def check(
     disks use some gets ImageReady: the destination must hold them all, and
     while it fetches them the check waits rather than refuses); ``snapshots``
     the VM's snapshots (a VM with any gets SnapshotsKept False: they live
-    inside its disks on the source and would be lost by the move).
+    inside its disks on the source and would be lost by the move); ``facts``: hosts' :class:`HostFacts` by
+    name where the caller knows them already (the gateway: what the operator last wrote on each Host).
     """
     namespace = m.metadata.namespace or ""
     result = Check()
@@ -163,7 +166,7 @@ def check(
             result.refusal = f"destination host {dest.name} is in maintenance"
             return result
     else:
-        decision = choose_host(movable, [h for h in hosts if h.name != source], placed, cpu_ratio, images)
+        decision = choose_host(movable, [h for h in hosts if h.name != source], placed, cpu_ratio, images, facts=facts)
         if decision.host is None:
             result.conditions.append(
                 m.condition_after(ConditionType.DESTINATION_CAPACITY, "False", "NoHostFits", decision.message)
@@ -172,7 +175,8 @@ def check(
             return result
         dest = decision.host
     result.destination = dest
-    fit = evaluate(movable, dest, placed.get(dest.name, ()), cpu_ratio=cpu_ratio)
+    known = facts.get(dest.name) if facts is not None else None
+    fit = evaluate(movable, dest, placed.get(dest.name, ()), cpu_ratio=cpu_ratio, facts=known)
     if fit.fits:
         capacity = m.condition_after(
             ConditionType.DESTINATION_CAPACITY,

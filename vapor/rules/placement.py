@@ -1,6 +1,6 @@
 """Where a VirtualMachine should run: a plain decision over hosts and their placed VMs.
 
-No I/O here: the ledger (:mod:`.ledger`) holds the facts, :func:`choose_host`
+No I/O here: the operator's ledger (:mod:`vapor.operator.ledger`) holds the facts, :func:`choose_host`
 decides, and tests call it directly. A host gives out its logical CPUs times
 the CPU allocation ratio (the Host's spec.cpuAllocationRatio, else the
 operator's) as vCPUs, and its memory as it is (never over-committed). A VM
