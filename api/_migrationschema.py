@@ -13,7 +13,8 @@ from pydantic import BaseModel, Field
 from vapor.model.migration import CopyStorage, MigrationPhase
 from vapor.model.virtualmachine import DNS_LABEL_PATTERN
 
-from ._schema import Strict
+from ._schema import HostState, Strict
+from ._vmschema import VMQuery
 
 
 class MigrateRequest(Strict):
@@ -130,3 +131,50 @@ class CancelRequest(Strict):
     """Why a migration is cancelled (optional; the body itself may be left out)."""
 
     reason: str | None = Field(default=None, max_length=500, description="Recorded in the Migration's Event.")
+
+
+class MigrationTargetsQuery(VMQuery):
+    """The migration the pre-flight is for: the VM's namespace (when named by name) and how it would move."""
+
+    copy_storage: CopyStorage = Field(
+        default="none", description="As in POST /vms/{id}/migrate: decides the storage check."
+    )
+    live: bool = Field(default=True, description="As in POST /vms/{id}/migrate: a live move needs a running VM.")
+
+
+class PreflightCheck(BaseModel):
+    """One pre-flight check of a host for the VM, as the operator words it on a Migration."""
+
+    name: str = Field(
+        description="The check: DestinationCapacity, CPUCompatible, StorageCompatible, ImageReady, SnapshotsKept "
+        "(the Migration's condition types), or Refused when the destination is ruled out before those."
+    )
+    ok: bool | None = Field(
+        description="true: passes; false: refuses the host; null: not known yet (a host that has not reported its "
+        "CPU), or a wait rather than a refusal (the host is fetching the VM's images)."
+    )
+    reason: str | None = Field(description="The condition's reason (CamelCase), none for Refused.")
+    message: str = Field(description="What was found, for people.")
+
+
+class MigrationTarget(BaseModel):
+    """One host as the VM's destination: can it take the VM now, and each check."""
+
+    host_id: str | None = Field(description="The host's stable id, once its agent reported it.")
+    host_name: str
+    status: HostState
+    can_take: bool = Field(description="Whether the operator would accept a migration there now (no refusal).")
+    refusal: str | None = Field(description="Why not, as the Migration's failure reason would say.")
+    checks: list[PreflightCheck]
+
+
+class MigrationTargets(BaseModel):
+    """Every host as the destination of a VM's migration, by the operator's own pre-flight rules."""
+
+    vm_id: str
+    vm_name: str
+    namespace: str
+    source_host_name: str | None = Field(description="Where the VM is placed now.")
+    copy_storage: CopyStorage
+    live: bool
+    targets: list[MigrationTarget] = Field(description="Every host, by name.")

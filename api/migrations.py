@@ -11,7 +11,8 @@ The gateway refuses what cannot work before creating anything (unknown VM or
 host, same host, a live move of a VM that is not running, a VM already being
 moved, a VM with snapshots, a destination that is not Ready or in maintenance); the operator checks
 again, with capacity and CPU and storage compatibility, and says so in the
-Migration's status.
+Migration's status. GET /api/v1/vms/{id}/migration-targets (Vapor's, beyond the contract) shows
+those checks ahead, host by host, from the operator's own rules (:mod:`._preflight`).
 """
 
 from __future__ import annotations
@@ -29,17 +30,20 @@ from vapor.model.names import REQUESTED_BY_ANNOTATION
 from ._bodyless import optional_body
 from ._errors import INVALID_INPUT_STATUS, APIError
 from ._guard import current_user, require
-from ._lookups import find_host, find_migration, hosts_by_name, vm_for_write
+from ._lookups import find_host, find_migration, find_vm, hosts_by_name, vm_for_write
 from ._migrationschema import (
     CancelRequest,
     MigrateRequest,
     MigrationList,
     MigrationListQuery,
     MigrationStarted,
+    MigrationTargets,
+    MigrationTargetsQuery,
     MigrationView,
 )
+from ._preflight import migration_targets
 from ._schema import Failure, Success
-from ._snapshotlookups import refuse_to_move_snapshots
+from ._snapshotlookups import refuse_to_move_snapshots, snapshots_of
 from ._state import gateway
 from ._views import migration_view
 from ._vmschema import VMQuery
@@ -165,6 +169,29 @@ async def migrate_vm(vm_id: str, data: MigrateRequest, query_args: VMQuery) -> t
         destination_host_name=destination.name if destination is not None else None,
     )
     return Success[MigrationStarted](data=started), 201
+
+
+@blueprint.get("/vms/<vm_id>/migration-targets")
+@require("viewer")
+@tag(["migrations"])
+@validate_querystring(MigrationTargetsQuery)
+@validate_response(Success[MigrationTargets])
+@document_response(Failure, 400)
+@document_response(Failure, 404)
+async def get_migration_targets(vm_id: str, query_args: MigrationTargetsQuery) -> Success[MigrationTargets]:
+    """Every host as the VM's destination: whether it can take the VM now, and each pre-flight check (Vapor's).
+
+    The checks are the operator's own (capacity, CPU compatibility, storage,
+    the VM's images and snapshots), run as it will run them on a Migration
+    to that host made now with ``copy_storage`` and ``live``; a host ruled
+    out before them (the VM's own host, not Ready, in maintenance) has one
+    check, Refused, saying why. Nothing is created. The VM is named by id or
+    by name (?namespace=, default "default").
+    """
+    vm = find_vm(vm_id, query_args.namespace)
+    snapshots = await snapshots_of(vm)
+    targets = migration_targets(vm, snapshots, query_args.copy_storage, query_args.live)
+    return Success[MigrationTargets](data=targets)
 
 
 def _matches(m: Migration, q: MigrationListQuery, hosts: dict[str, Host]) -> bool:

@@ -9,6 +9,7 @@ tests/operator/test_migration.py, the whole path in tests/migration.
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from collections.abc import Iterator
@@ -346,6 +347,9 @@ async def test_openapi_documents_the_migration_endpoints(client: Client) -> None
     assert "post" in paths["/api/v1/migrations/{migration_id}/cancel"]
     responses = paths["/api/v1/vms/{vm_id}/migrate"]["post"]["responses"]
     assert {"201", "400", "404", "409"} <= set(responses)
+    targets = paths["/api/v1/vms/{vm_id}/migration-targets"]["get"]  # Vapor's, beyond the contract
+    assert {"200", "401", "404"} <= set(targets["responses"])
+    assert {p["name"] for p in targets["parameters"]} >= {"vm_id", "namespace", "copy_storage", "live"}
 
 
 async def test_a_draining_host_shows_its_progress(client: Client, users: Users, world: World, kube: Kube) -> None:
@@ -363,3 +367,103 @@ async def test_a_draining_host_shows_its_progress(client: Client, users: Users, 
     host = await eventually(shown, 20, what="drain in the host view")
     assert host["maintenance"] is True
     assert host["drain"] == {"phase": "Draining", "remaining": 2, "message": "2 VirtualMachine(s) still on the host"}
+
+
+async def _report(kube: Kube, host: str, field_manager: str, **status: Any) -> None:
+    """Write part of a Host's status as its agent (hypervisor) or the operator (allocatable, allocated) would."""
+    await kube.resources(Host).patch_status(host, HostStatus.model_validate(status), field_manager=field_manager)
+
+
+def _cpu(vendor: str = "Intel", model: str = "Skylake-Server") -> dict[str, Any]:
+    return {"arch": "x86_64", "cpuModel": model, "cpuVendor": vendor, "cpuFeatures": ["sse4.2", "avx2"]}
+
+
+async def test_migration_targets_say_which_hosts_can_take_the_vm_and_why_not(
+    client: Client, users: Users, world: World, kube: Kube, kubectl: Kubectl, host_names: list[str]
+) -> None:
+    # the source and dst report the same CPU; "full" has no room left by the operator's own account; "amd" has
+    # room but a CPU of another vendor
+    full, _ = await _host(kube, kubectl, host_names, "full", True)
+    amd, _ = await _host(kube, kubectl, host_names, "amd", True)
+    for name, vendor in ((world.src, "Intel"), (world.dst, "Intel"), (full, "Intel"), (amd, "AMD")):
+        await _report(kube, name, "test-stand-in-agent", hypervisor=_cpu(vendor))
+    given = {"cpu": 16, "memory": 8 * 2**30}
+    await _report(kube, full, STAND_IN, allocatable=given, allocated={"cpu": 16, "memory": 2**30})
+    token = (await login(client, users.viewer))["token"]  # a read: the viewer may ask
+
+    async def reported(host: str, field: str) -> bool:
+        r = await client.get(f"/api/v1/hosts/{host}", headers=bearer(token))
+        return r.status_code == 200 and (await r.get_json())["data"][field] is not None
+
+    written = ((world.src, "hypervisor"), (world.dst, "hypervisor"), (amd, "hypervisor"), (full, "allocated"))
+    for host, field in written:
+        await eventually(functools.partial(reported, host, field), 20, what=f"{field} of {host} in the gateway's cache")
+    r = await client.get(f"/api/v1/vms/web/migration-targets?namespace={world.ns}", headers=bearer(token))
+    body = await r.get_json()
+    assert r.status_code == 200, body
+    assert body["data"]["vm_name"] == "web" and body["data"]["source_host_name"] == world.src
+    targets = {t["host_name"]: t for t in body["data"]["targets"]}
+
+    def checks(host: str) -> dict[str, tuple[bool | None, str]]:
+        return {c["name"]: (c["ok"], c["message"]) for c in targets[host]["checks"]}
+
+    ok = targets[world.dst]
+    assert ok["can_take"] is True and ok["refusal"] is None and ok["host_id"] == world.dst_id
+    assert checks(world.dst) == {
+        "DestinationCapacity": (True, f"{world.dst} has 80 CPU and 8192Mi free"),  # 8 CPUs x the default ratio 10
+        "CPUCompatible": (True, "both hosts have CPU model Skylake-Server"),
+        "StorageCompatible": (True, "the VM has no disks"),
+    }
+    assert targets[full]["can_take"] is False
+    assert checks(full)["DestinationCapacity"] == (False, f"{full}: 0 CPU free, 1 needed")
+    assert "0 CPU free, 1 needed" in targets[full]["refusal"]
+    assert targets[amd]["can_take"] is False
+    assert checks(amd)["CPUCompatible"] == (False, "source CPU is Intel, destination CPU is AMD")
+    assert checks(amd)["DestinationCapacity"][0] is True
+    # ruled out before the checks: one line saying why
+    for host, why in (
+        (world.src, "destination and source are the same host"),
+        (world.down, f"destination host {world.down} is not Ready"),
+        (world.resting, f"destination host {world.resting} is in maintenance"),
+    ):
+        assert targets[host]["can_take"] is False
+        assert [(c["name"], c["ok"]) for c in targets[host]["checks"]] == [("Refused", False)]
+        assert why in targets[host]["checks"][0]["message"]
+
+
+async def test_migration_targets_follow_the_storage_choice_and_refuse_an_unknown_vm(
+    client: Client, users: Users, world: World, kube: Kube, kubectl: Kubectl
+) -> None:
+    kubectl.apply({"apiVersion": "vapor.io/v1alpha1", "kind": "VirtualMachine",
+                   "metadata": {"name": "disky", "namespace": world.ns},
+                   "spec": {"memory": "64Mi", "disks": [{"name": "root", "size": "1Gi"}]}})  # fmt: skip
+    await StandInAgent(kube).report("disky", world.ns, phase="Running", host=world.src)
+    token = (await login(client, users.viewer))["token"]
+    await _wait_cached(client, token, f"/api/v1/vms/disky?namespace={world.ns}")
+
+    async def storage(copy: str) -> tuple[bool | None, str]:
+        path = f"/api/v1/vms/disky/migration-targets?namespace={world.ns}&copy_storage={copy}"
+        r = await client.get(path, headers=bearer(token))
+        body = await r.get_json()
+        assert r.status_code == 200, body
+        assert body["data"]["copy_storage"] == copy
+        (dst,) = [t for t in body["data"]["targets"] if t["host_name"] == world.dst]
+        (check,) = [(c["ok"], c["message"]) for c in dst["checks"] if c["name"] == "StorageCompatible"]
+        return check
+
+    assert await storage("none") == (
+        False,
+        "disk(s) root are local images of the source host; set copyStorage to all or incremental",
+    )
+    assert await storage("all") == (True, "1 disk(s) copied to the destination (copyStorage all)")
+
+    r = await client.get(f"/api/v1/vms/nope/migration-targets?namespace={world.ns}", headers=bearer(token))
+    body = await r.get_json()
+    assert r.status_code == 404 and body["status"] == "error" and body["error"]["code"] == "NOT_FOUND", body
+    assert "'nope'" in body["error"]["message"]
+    r = await client.get(f"/api/v1/vms/disky/migration-targets?namespace={world.ns}&copy_storage=some")
+    assert r.status_code == 401  # no token
+    r = await client.get(
+        f"/api/v1/vms/disky/migration-targets?namespace={world.ns}&copy_storage=some", headers=bearer(token)
+    )
+    assert r.status_code == 400 and (await r.get_json())["error"]["code"] == "INVALID_INPUT"
