@@ -3,7 +3,8 @@
 tests/migration's testbed (two libvirt hosts in network namespaces, an agent
 on each, the operator; ``make_cluster``) with a gateway and real PAM users in
 front of it (tests/support/gatewayproc.py). An admin picks the destination in
-the VM's Migrate dialog, reading each host's pre-flight conditions, sees a
+the VM's Migrate dialog, reading each host's pre-flight checks (the operator's
+own, from GET /vms/{id}/migration-targets; they follow the storage choice), sees a
 refusal as a readable message, then watches the progress bar move live to
 Succeeded with the downtime; on the Migrations page an admin cancels a
 migration that cannot converge (a guest that keeps dirtying its memory,
@@ -95,14 +96,25 @@ def test_an_admin_picks_a_host_by_its_pre_flight_and_watches_the_progress_to_suc
     page.evaluate("window.__sameDocument = true")  # gone if anything reloads the page
     dialog = open_migrate_dialog(page, vms, "hop")
 
-    # each candidate host with its pre-flight conditions; the VM's own host cannot be picked
+    # each candidate host with the operator's own pre-flight checks (through the gateway, in the operator's
+    # words); the VM's own host cannot be picked
     here = dialog.locator(f'[data-host="{source}"]')
-    expect(here).to_contain_text("the VM runs here")
+    expect(here).to_contain_text("cannot take it")
+    expect(here).to_contain_text(f"Refused: the VM already runs on {source}: destination and source are the same host")
     expect(here.get_by_role("radio")).to_be_disabled()
     there = dialog.locator(f'[data-host="{destination}"]')
-    for line in ("Agent: connected", re.compile(r"Capacity: \d+ vCPU and [\d.]+ \w+ free"), "CPU: same model"):
+    expect(there).to_contain_text("can take it")
+    for line in (
+        re.compile(rf"DestinationCapacity: {destination} has \d+ CPU and \d+Mi free"),
+        "CPUCompatible: both hosts have CPU model",
+        "StorageCompatible: every disk is an existing image on shared storage",  # a read-only image both hosts see
+    ):
         expect(there).to_contain_text(line)
-    expect(there).to_contain_text("Storage: shared storage")  # a read-only image both hosts see
+    # the storage check follows the dialog's storage choice, as the operator would judge it
+    dialog.get_by_label("Storage").select_option("all")
+    expect(there).to_contain_text("StorageCompatible: 1 disk(s) copied to the destination (copyStorage all)")
+    dialog.get_by_label("Storage").select_option("none")
+    expect(there).to_contain_text("StorageCompatible: every disk is an existing image on shared storage")
     there.get_by_role("radio").check()
     dialog.get_by_label("Bandwidth limit (MiB/s)").fill("8")
     page.screenshot(path=artifacts / "migrate-picker.png")

@@ -19,6 +19,9 @@ export type CreateVMRequest = Body<'/api/v1/vms', 'post'>;
 export type ActionResult = Schemas['ActionResult'];
 export type MigrationView = Schemas['MigrationView'];
 export type MigrateRequest = Body<'/api/v1/vms/{vm_id}/migrate', 'post'>;
+export type CopyStorage = NonNullable<MigrateRequest['copy_storage']>;
+export type MigrationTargets = Schemas['MigrationTargets'];
+export type PreflightCheck = Schemas['PreflightCheck'];
 export type ImageView = Schemas['ImageView'];
 export type LogEntry = Schemas['LogEntry'];
 export type LogPage = Schemas['LogPage'];
@@ -91,6 +94,12 @@ export class Client {
     });
   migrate = (vm: VMView, body: MigrateRequest) =>
     this.request<Schemas['MigrationStarted']>('POST', `/vms/${encodeURIComponent(vm.id)}/migrate`, { body });
+  /** Every host as the VM's destination, checked by the operator's own pre-flight rules (nothing is created). */
+  migrationTargets = (vm: VMView, copy: CopyStorage, signal?: AbortSignal) =>
+    this.request<MigrationTargets>('GET', `/vms/${encodeURIComponent(vm.id)}/migration-targets`, {
+      query: { copy_storage: copy },
+      signal,
+    });
   migrations = () => this.request<Schemas['MigrationList']>('GET', '/migrations').then((d) => d.migrations);
   migration = (id: string) => this.request<MigrationView>('GET', `/migrations/${encodeURIComponent(id)}`);
   cancelMigration = (id: string) =>

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import type { HostView, VMView } from '../api/client';
+import type { VMView } from '../api/client';
 import { createRequest, parseLabels } from '../pages/VmCreate';
 import { bytes, duration, percent, tone } from './format';
-import { preflight, progressOf, storageCheck, unfit } from './migrations';
+import { progressOf } from './migrations';
 import { href, parse } from './router';
 import { allowed, filterVms, nextPoll, sortVms } from './vms';
 
@@ -72,61 +72,6 @@ describe('the create form', () => {
     expect(createRequest({ ...blank, hostLabels: 'zone=a, rack=3' }).host_selector).toEqual({ zone: 'a', rack: '3' });
     expect(parseLabels('')).toEqual({});
     expect(() => parseLabels('zone')).toThrow('"zone" is not key=value');
-  });
-});
-
-describe('the migration host picker', () => {
-  const host = (over: Partial<HostView>) =>
-    ({ name: 'h2', status: 'connected', maintenance: false, allocatable: { cpu: 4, memory: 8 * 2 ** 30 }, allocated: { cpu: 1, memory: 2 ** 30 }, ...over }) as HostView;
-  it('says why a host cannot take the VM', () => {
-    const v = vm({ host: 'h1', cpu: 2, memory_bytes: 2 * 2 ** 30 });
-    expect(unfit(host({}), v)).toBeNull();
-    expect(unfit(host({ name: 'h1' }), v)).toBe('the VM runs here');
-    expect(unfit(host({ status: 'disconnected' }), v)).toBe('agent disconnected');
-    expect(unfit(host({ maintenance: true }), v)).toBe('in maintenance');
-    expect(unfit(host({ allocated: { cpu: 3, memory: 0 } }), v)).toBe('1 vCPU free, the VM needs 2');
-    expect(unfit(host({ allocated: { cpu: 0, memory: 7 * 2 ** 30 } }), v)).toBe('1.00 GiB free, the VM needs 2.00 GiB');
-  });
-});
-
-describe('the pre-flight conditions of a host', () => {
-  const hv = (over: object) => ({ arch: 'x86_64', cpu_vendor: 'Intel', cpu_model: 'Skylake', cpu_features: ['sse4.2', 'avx2'], ...over });
-  const host = (over: Partial<HostView>) =>
-    ({ name: 'h2', status: 'connected', maintenance: false, allocatable: { cpu: 4, memory: 8 * 2 ** 30 }, allocated: { cpu: 1, memory: 2 ** 30 }, hypervisor: hv({}), ...over }) as HostView;
-  const v = vm({ host: 'h1', cpu: 1, memory_bytes: 2 ** 30 });
-
-  it('lists every check a host passes, with what it has', () => {
-    expect(preflight(host({}), v, host({ name: 'h1' }))).toEqual([
-      { name: 'Agent', ok: true, message: 'connected' },
-      { name: 'Capacity', ok: true, message: '3 vCPU and 7.00 GiB free' },
-      { name: 'CPU', ok: true, message: 'same model (Skylake)' },
-      { name: 'Storage', ok: true, message: 'no disks' },
-    ]);
-  });
-
-  it('refuses a CPU that cannot run the guest, and says what it lacks', () => {
-    const source = host({ name: 'h1' });
-    expect(unfit(host({ hypervisor: hv({ arch: 'aarch64' }) }), v, source)).toBe('source is x86_64, this host is aarch64');
-    expect(unfit(host({ hypervisor: hv({ cpu_vendor: 'AMD' }) }), v, source)).toBe("source CPU is Intel, this host's is AMD");
-    expect(unfit(host({ hypervisor: hv({ cpu_model: 'Haswell', cpu_features: ['sse4.2'] }) }), v, source)).toBe(
-      "lacks 1 feature(s) of the source's: avx2",
-    );
-    const covered = preflight(host({ hypervisor: hv({ cpu_model: 'Icelake', cpu_features: ['sse4.2', 'avx2', 'avx512f'] }) }), v, source);
-    expect(covered.find((c) => c.name === 'CPU')).toEqual({ name: 'CPU', ok: true, message: "Icelake covers the source's features" });
-  });
-
-  it('leaves unknown what the hosts have not reported, without refusing', () => {
-    const checks = preflight(host({ hypervisor: null, allocatable: null }), v);
-    expect(checks.filter((c) => c.ok === null).map((c) => c.name)).toEqual(['Capacity', 'CPU']);
-    expect(unfit(host({ hypervisor: null, allocatable: null }), v)).toBeNull();
-  });
-
-  it('needs a storage copy for disks the source host made', () => {
-    const shared = { name: 'shared', path: '/srv/a.img' };
-    const disks = [{ name: 'root', image: 'debian', size: '10Gi' }, { name: 'seed', image: 'iso', cdrom: true }, shared];
-    expect(storageCheck({ ...v, disks }, 'none')).toEqual({ name: 'Storage', ok: false, message: 'root local to the source: copy storage' });
-    expect(storageCheck({ ...v, disks }, 'all').ok).toBe(true);
-    expect(storageCheck({ ...v, disks: [shared] }, 'none')).toEqual({ name: 'Storage', ok: true, message: 'shared storage' });
   });
 });
 

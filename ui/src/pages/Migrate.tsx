@@ -1,7 +1,14 @@
 import { useEffect, useState } from 'preact/hooks';
-import { api, type HostView, type MigrationView, type VMView } from '../api/client';
+import {
+  api,
+  type CopyStorage,
+  type MigrationTargets,
+  type MigrationView,
+  type PreflightCheck,
+  type VMView,
+} from '../api/client';
 import { describe } from '../api/errors';
-import { type Check, type CopyStorage, finished, preflight, progressOf } from '../lib/migrations';
+import { finished, progressOf } from '../lib/migrations';
 import { usePoll } from '../lib/poll';
 import { Badge, Conditions, ErrorBanner, Modal, Progress } from '../ui';
 
@@ -20,8 +27,8 @@ export function MigrationProgress({ migration }: { migration: MigrationView }) {
   );
 }
 
-/** A host's pre-flight conditions, one a line: passed, refused, or not known yet. */
-function Checks({ checks }: { checks: Check[] }) {
+/** A host's pre-flight checks as the operator words them, one a line: passed, refused, or not known yet (or waiting). */
+function Checks({ checks }: { checks: PreflightCheck[] }) {
   return (
     <ul class="checks">
       {checks.map((c) => (
@@ -34,17 +41,29 @@ function Checks({ checks }: { checks: Check[] }) {
 }
 
 export function MigrateDialog({ vm, onClose }: { vm: VMView; onClose: () => void }) {
-  const [hosts, setHosts] = useState<HostView[] | null>(null);
+  const [targets, setTargets] = useState<MigrationTargets | null>(null);
   const [target, setTarget] = useState('');
   const [copy, setCopy] = useState<CopyStorage>('none');
   const [bandwidth, setBandwidth] = useState('');
   const [error, setError] = useState<string | null>(null);
   const [migrationId, setMigrationId] = useState<string | null>(null);
 
+  // Each host's pre-flight, from the operator's own rules through the gateway; again when the storage choice changes.
   useEffect(() => {
-    api.hosts().then(setHosts, (err) => setError(describe(err)));
-  }, []);
-  const source = (hosts ?? []).find((h) => h.name === vm.host);
+    const asked = new AbortController();
+    api.migrationTargets(vm, copy, asked.signal).then(
+      (fresh) => {
+        setTargets(fresh);
+        setError(null);
+        // a host picked before may be refused with the new choice: the operator picks then
+        setTarget((picked) => (fresh.targets.some((t) => t.host_name === picked && t.can_take) ? picked : ''));
+      },
+      (err) => {
+        if (!asked.signal.aborted) setError(describe(err));
+      },
+    );
+    return () => asked.abort();
+  }, [vm.id, copy]);
 
   const start = async (event: Event) => {
     event.preventDefault();
@@ -73,27 +92,24 @@ export function MigrateDialog({ vm, onClose }: { vm: VMView; onClose: () => void
               <input type="radio" name="host" value="" checked={target === ''} onChange={() => setTarget('')} />
               Let the operator pick a host with room
             </label>
-            {(hosts ?? []).map((host) => {
-              const checks = preflight(host, vm, source, copy);
-              const refused = checks.some((c) => c.ok === false);
-              return (
-                <div class="candidate" key={host.name} data-host={host.name}>
-                  <label class="check">
-                    <input
-                      type="radio"
-                      name="host"
-                      value={host.name}
-                      checked={target === host.name}
-                      disabled={refused}
-                      onChange={() => setTarget(host.name)}
-                    />
-                    {host.name} <Badge status={host.status} />
-                    <span class={refused ? 'bad-text' : 'muted'}>{refused ? 'cannot take it' : 'ready'}</span>
-                  </label>
-                  <Checks checks={checks} />
-                </div>
-              );
-            })}
+            {!targets && !error && <p class="muted">Checking the hosts…</p>}
+            {(targets?.targets ?? []).map((host) => (
+              <div class="candidate" key={host.host_name} data-host={host.host_name}>
+                <label class="check">
+                  <input
+                    type="radio"
+                    name="host"
+                    value={host.host_name}
+                    checked={target === host.host_name}
+                    disabled={!host.can_take}
+                    onChange={() => setTarget(host.host_name)}
+                  />
+                  {host.host_name} <Badge status={host.status} />
+                  <span class={host.can_take ? 'muted' : 'bad-text'}>{host.can_take ? 'can take it' : 'cannot take it'}</span>
+                </label>
+                <Checks checks={host.checks} />
+              </div>
+            ))}
           </fieldset>
           <div class="form-grid">
             <label>
