@@ -8,6 +8,8 @@ with tokens that stay valid.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,16 @@ def test_route_modules_are_leaves() -> None:
         for module in _imported_modules(path) & route_modules
     }
     assert not offenders
+
+
+def test_the_gateway_asks_the_operators_rules_without_importing_the_operator() -> None:
+    """The pre-flight rules the gateway shows (migration targets) live in vapor.rules: no kopf, no handlers."""
+    probe = (
+        "import sys, vapor.gateway.app; "
+        "print(sorted(m for m in sys.modules if m == 'kopf' or m.startswith(('kopf.', 'vapor.operator'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 async def test_openapi_and_docs_are_served(client: Client) -> None:
