@@ -192,6 +192,8 @@ class Agent:
         if self.reporter is not None:
             await self.reporter.stop()
         await self.libvirt.close()
+        if self.heartbeat is not None:  # last: the Lease's silence then starts at the exit
+            await self.heartbeat.renew_at_exit()
         if self.kube is not None:
             await self.kube.close()
         log.info("agent stopped", extra={"node": self.config.node_name})

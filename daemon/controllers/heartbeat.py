@@ -92,6 +92,24 @@ class Heartbeat:
         )
         self.renewals += 1
 
+    async def renew_at_exit(self, timeout: float = 2.0) -> None:
+        """Renew once more as the agent stops, so the Lease's silence starts at the stop, not up to an interval before.
+
+        The Lease stays held (a graceful stop is not the host going away), and a
+        renewal the API server does not answer within ``timeout`` seconds is
+        given up: it never holds the exit back. Nothing is renewed for an agent
+        that never renewed (one that could not start is not alive).
+        """
+        if not self.renewals:
+            return
+        lease = f"{self.namespace}/{self.node_name}"
+        try:
+            await asyncio.wait_for(self.renew(), timeout)
+        except Exception as exc:  # whatever it is, the agent exits as it would have
+            log.warning("could not renew the lease at exit", extra={"lease": lease, "error": str(exc) or repr(exc)})
+            return
+        log.info("renewed the lease at exit", extra={"lease": lease})
+
     async def run(self) -> None:
         """Renew every ``renew_seconds``; after a failure retry sooner, as the kubelet does."""
         delay = self.renew_seconds

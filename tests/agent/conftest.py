@@ -90,12 +90,15 @@ def agent_factory(
     namespace: str,
     qemu_tmp: Path,
 ) -> Iterator[Callable[..., AgentProcess]]:
-    """Makes agents for this test (Lease in the test's namespace); cleans up their Hosts, VMs and domains."""
+    """Makes agents for this test (Lease in the test's namespace); cleans up their Hosts, VMs and domains.
+
+    ``kubeconfig``: another way to the session's control plane than its admin kubeconfig.
+    """
     made: list[AgentProcess] = []
 
-    def make(node: str, **kwargs: Any) -> AgentProcess:
+    def make(node: str, *, kubeconfig: Path | None = None, **kwargs: Any) -> AgentProcess:
         agent = AgentProcess(
-            control_plane.kubeconfig,
+            kubeconfig or control_plane.kubeconfig,
             node,
             qemu_tmp / node,
             lease_namespace=namespace,

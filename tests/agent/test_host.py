@@ -7,22 +7,29 @@ import json
 import os
 import platform
 import re
+import signal
 import socket
 import subprocess
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
+import yaml
+from kubernetes.aio.client.exceptions import ApiException
+from kubernetes.aio.client.models import V1Lease
 from pyroute2 import IPRoute
 
+from vapor.devenv import ControlPlane
+from vapor.devenv.processes import free_port
 from vapor.kube import Kube
 from vapor.model import Host, HostSpec, ObjectMeta, names, quantity_bytes
 from vapor.model.host import DiskStatus
 
 from ..support.agent import AgentProcess
+from ..support.processes import ComponentProcess
 from ..support.wait import eventually
 from .conftest import host_of
 
@@ -201,6 +208,78 @@ async def test_the_lease_is_held_and_renewed(
     current = await lease()
     refs = current.metadata.owner_references or []  # type: ignore[attr-defined]
     assert [r.kind for r in refs] == ["Host"] and refs[0].name == node_name
+
+
+async def held_lease(kube: Kube, node_name: str, namespace: str) -> V1Lease:
+    """The node's Lease once the agent holds it."""
+
+    async def lease() -> V1Lease | None:
+        try:
+            found: V1Lease = await kube.coordination.read_namespaced_lease(node_name, namespace)
+        except ApiException:
+            return None
+        return found if found.spec and found.spec.holder_identity == node_name and found.spec.renew_time else None
+
+    return await eventually(lease, 60, "the agent's Lease")  # type: ignore[no-any-return]
+
+
+async def test_sigterm_renews_the_lease_before_the_agent_exits(
+    kube: Kube, agent_factory: Callable[..., AgentProcess], node_name: str, namespace: str
+) -> None:
+    # No renewal of its own for a minute: a renewal after the signal is the one the stop makes.
+    agent = agent_factory(node_name, lease_renew_interval=60).start()
+    before = (await held_lease(kube, node_name, namespace)).spec.renew_time
+    await asyncio.sleep(0.5)  # the renewal at the stop is then apart from the first one, whatever the clocks
+    signalled = datetime.now(UTC)
+    started = time.monotonic()
+    code = await asyncio.to_thread(agent.stop)
+    took = time.monotonic() - started
+    after = await kube.coordination.read_namespaced_lease(node_name, namespace)
+    print(
+        f"lease renewed {(after.spec.renew_time - signalled).total_seconds():+.3f}s after SIGTERM "
+        f"(last renewal before it {(signalled - before).total_seconds():.3f}s earlier); exit in {took:.2f}s"
+    )
+    assert code == 0, agent.log()[-4000:]
+    assert after.spec.renew_time > signalled > before, agent.log()[-4000:]
+    # Still held: a stop is not the host going away.
+    assert after.spec.holder_identity == node_name and after.spec.lease_duration_seconds == 40
+
+
+async def test_an_unanswering_api_server_does_not_hold_the_exit_back(
+    kube: Kube,
+    agent_factory: Callable[..., AgentProcess],
+    control_plane: ControlPlane,
+    node_name: str,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    # The agent reaches the API server through a forwarder; a stopped forwarder answers nothing, as a
+    # hung API server (connections are accepted by the kernel, and then no byte comes back).
+    port = free_port()
+    config = yaml.safe_load(control_plane.kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    upstream = control_plane.url.removeprefix("https://")
+    forwarder = ComponentProcess("vapor.devenv.forward", [f"127.0.0.1:{port}", upstream], tmp_path / "forward.log")
+    with forwarder:
+        agent = agent_factory(node_name, kubeconfig=kubeconfig, lease_renew_interval=60).start()
+        before = (await held_lease(kube, node_name, namespace)).spec.renew_time
+        assert forwarder.proc is not None
+        os.kill(forwarder.proc.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            code = await asyncio.to_thread(agent.stop)
+            took = time.monotonic() - started
+        finally:
+            os.kill(forwarder.proc.pid, signal.SIGCONT)
+    print(f"exit in {took:.2f}s with the API server not answering")
+    assert code == 0, agent.log()[-4000:]
+    assert took < 8, agent.log()[-4000:]  # the renewal's 2 s and the rest of the stop; 20 s would be SIGKILL
+    assert "could not renew the lease at exit" in agent.log()
+    after = await kube.coordination.read_namespaced_lease(node_name, namespace)
+    assert after.spec.renew_time == before and after.spec.holder_identity == node_name
 
 
 async def test_volatile_numbers_are_refreshed_every_inventory_interval(
