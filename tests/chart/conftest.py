@@ -20,7 +20,9 @@ import pytest
 import yaml
 
 from tests.conftest import Kubectl
+from tests.support.processes import ComponentProcess
 from vapor.devenv import ControlPlane
+from vapor.devenv.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "vapor"
@@ -145,3 +147,62 @@ def node_bound_kubeconfig(
     finally:
         kubectl("delete", "pod", pod, "-n", namespace, "--wait=false", "--grace-period=0", check=False)
         kubectl("delete", "node", node, "--wait=false", check=False)
+
+
+def as_in_its_pod(
+    kubectl: Kubectl, namespace: str, deployment: str, kubeconfig: Path
+) -> tuple[list[str], dict[str, str]]:
+    """The arguments and environment the chart gives a component's container, on loopback here.
+
+    The environment: its literal values, and the pod's name and namespace where the chart has them
+    from the pod's own fields (the Downward API), as the kubelet would fill them in.
+    """
+    spec = kubectl.get_json("deployment", deployment, "-n", namespace)["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    args = [arg.replace("0.0.0.0", "127.0.0.1") for arg in container.get("args", [])]
+    fields = {"metadata.namespace": namespace, "metadata.name": f"{deployment}-test"}
+    env = {
+        e["name"]: e["value"] if "value" in e else fields[e["valueFrom"]["fieldRef"]["fieldPath"]]
+        for e in container.get("env", [])
+        if "value" in e or e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") in fields
+    }
+    return [*args, f"--kubeconfig={kubeconfig}"], env
+
+
+def agent_as_in_its_pod(
+    kubectl: Kubectl,
+    namespace: str,
+    release: str,
+    node: str,
+    kubeconfig: Path,
+    state: Path,
+    libvirt_uri: str,
+    log: Path,
+    lease_renew_interval: float = 1.0,
+) -> ComponentProcess:
+    """The agent with the chart's arguments on ``node``, as a not yet started process logging to ``log``.
+
+    A state folder and libvirt of this machine instead of the node's, free ports instead of the
+    node's, a scan every second and the Lease renewed every ``lease_renew_interval`` seconds.
+    """
+    spec = kubectl.get_json("daemonset", f"{release}-vapor-agent", "-n", namespace)["spec"]["template"]["spec"]
+    args = [
+        a
+        for a in spec["containers"][0]["args"]
+        if not a.startswith(("--state-dir=", "--libvirt-uri=", "--metrics-bind=", "--api-bind="))
+    ]
+    return ComponentProcess(
+        "vapor.agent",
+        [
+            *args,
+            f"--kubeconfig={kubeconfig}",
+            f"--state-dir={state}",
+            f"--libvirt-uri={libvirt_uri}",
+            "--scan-interval=1",
+            f"--lease-renew-interval={lease_renew_interval}",
+            f"--metrics-bind=127.0.0.1:{free_port()}",  # the node's port in the chart; any free one here
+            f"--api-bind=127.0.0.1:{free_port()}",  # $(NODE_IP):9443 in the chart
+        ],
+        log,
+        {"NODE_NAME": node},
+    )

@@ -30,7 +30,7 @@ from tests.support.wait import wait_until
 from vapor.devenv import ControlPlane
 from vapor.devenv.processes import free_port
 
-from .conftest import CHART, Helm, kubeconfig_as, node_bound_kubeconfig
+from .conftest import CHART, Helm, agent_as_in_its_pod, as_in_its_pod, kubeconfig_as, node_bound_kubeconfig
 
 # A refusal by the API server in a component's log: "(403)", "status": 403, ... or "Forbidden"; not a
 # port, a timestamp or a hex id that happens to hold the digits 403.
@@ -222,17 +222,6 @@ def admin_user() -> Iterator[tuple[str, str, str]]:
         yield service, user.name, user.password
 
 
-def as_in_its_pod(
-    kubectl: Kubectl, namespace: str, deployment: str, kubeconfig: Path
-) -> tuple[list[str], dict[str, str]]:
-    """The arguments and literal environment the chart gives a component's container, on loopback here."""
-    spec = kubectl.get_json("deployment", deployment, "-n", namespace)["spec"]["template"]["spec"]
-    container = spec["containers"][0]
-    args = [arg.replace("0.0.0.0", "127.0.0.1") for arg in container.get("args", [])]
-    env = {e["name"]: e["value"] for e in container.get("env", []) if "value" in e}
-    return [*args, f"--kubeconfig={kubeconfig}"], {**env, "POD_NAME": f"{deployment}-test"}
-
-
 def test_the_gateway_serves_with_its_own_account(
     control_plane: ControlPlane,
     helm: Helm,
@@ -370,15 +359,6 @@ def test_the_agent_registers_its_host_with_its_own_account(
     control_plane: ControlPlane, kubectl: Kubectl, namespace: str, installed: str, tmp_path: Path
 ) -> None:
     node = f"chart-{installed}"
-    spec = kubectl.get_json("daemonset", f"{installed}-vapor-agent", "-n", namespace)["spec"]["template"]["spec"]
-    # The chart's arguments, with a state folder and libvirt of this machine instead of the node's.
-    args = [
-        a
-        for a in spec["containers"][0]["args"]
-        if not a.startswith(("--state-dir=", "--libvirt-uri=", "--metrics-bind=", "--api-bind="))
-    ]
-    assert f"--lease-namespace={namespace}" in args
-    assert f"--api-allowed-user=system:serviceaccount:{namespace}:{installed}-vapor-gateway" in args
     # A VM the operator placed on this node (label and status, as placement writes them): the agent adds
     # its finalizer and reports the VM's phase, through the chart's admission policy.
     vm = {
@@ -395,21 +375,11 @@ def test_the_agent_registers_its_host_with_its_own_account(
     bound = node_bound_kubeconfig(control_plane, kubectl, namespace, f"{installed}-vapor-agent", node, tmp_path / "kc")
     try:
         with bound as config:
-            agent = ComponentProcess(
-                "vapor.agent",
-                [
-                    *args,
-                    f"--kubeconfig={config}",
-                    f"--state-dir={state}",
-                    f"--libvirt-uri={daemon.uri}",
-                    "--scan-interval=1",
-                    "--lease-renew-interval=1",
-                    f"--metrics-bind=127.0.0.1:{free_port()}",  # the node's port in the chart; any free one here
-                    f"--api-bind=127.0.0.1:{free_port()}",  # $(NODE_IP):9443 in the chart
-                ],
-                tmp_path / "agent.log",
-                {"NODE_NAME": node},
+            agent = agent_as_in_its_pod(
+                kubectl, namespace, installed, node, config, state, daemon.uri, tmp_path / "agent.log"
             )
+            assert f"--lease-namespace={namespace}" in agent.args
+            assert f"--api-allowed-user=system:serviceaccount:{namespace}:{installed}-vapor-gateway" in agent.args
             with agent:
 
                 def registered() -> bool:
