@@ -13,6 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import aiohttp
 from kubernetes.aio.client.exceptions import ApiException
 
 from vapor.kube import Kube
@@ -117,7 +118,9 @@ class Heartbeat:
             try:
                 await self.renew()
                 delay = self.renew_seconds
-            except (TimeoutError, ApiException, OSError) as exc:
+            # aiohttp.ClientError: an API server that goes away mid-request (ServerDisconnectedError) must
+            # not end the heartbeat, which nothing would start again while the agent runs on.
+            except (TimeoutError, ApiException, OSError, aiohttp.ClientError) as exc:
                 delay = min(self.renew_seconds, 1.0)
                 log.warning("lease renewal failed", extra={"error": str(exc)})
             await asyncio.sleep(delay)
