@@ -51,7 +51,9 @@ pytestmark = pytest.mark.chart
 
 NAMESPACE = "vapor-restart"
 READY = ("get", "--raw", "/readyz")
-MAX_RESTARTS = 25  # a restart has a window of 403s about every fourth time (1 to 14 restarts until both met one)
+# A restart has a window of 403s about every fourth time, and the agent's heartbeat meets it more rarely: 1 to 19
+# restarts until both met one (12 runs). Past this many the carrying on is still checked, then the test skips.
+MAX_RESTARTS = 40
 
 
 @pytest.fixture
@@ -164,7 +166,7 @@ def test_the_operator_and_an_agent_with_their_own_accounts_carry_on_after_kube_a
                     raise AssertionError(f"{error}{logs()}") from None
                 condition = ready_condition(kubectl, node)
                 assert condition["status"] == "True" and condition["lastTransitionTime"] == ready_since, condition
-                assert all(met()), f"the 403 window was not met by both in {restarts} restarts{logs()}"
+                window_met = all(met())
                 # A VM made now is placed by the operator and started by the agent.
                 vm = {
                     "apiVersion": "vapor.io/v1alpha1",
@@ -188,6 +190,9 @@ def test_the_operator_and_an_agent_with_their_own_accounts_carry_on_after_kube_a
                     assert conn.lookupByName(f"{NAMESPACE}_after-restart").isActive()
                 finally:
                     conn.close()
+                if not window_met:
+                    # Everything carried on through the restarts, but they did not show what this test is about.
+                    pytest.skip(f"the 403 window was not met by both in {restarts} restarts (403s logged: {met()})")
     finally:
         conn = libvirt.open(daemon.uri)
         try:
