@@ -129,8 +129,14 @@ class HostReporter:
             await self.informer.stop()
 
     async def _hypervisor_info(self) -> HypervisorInfo | None:
+        """The hypervisor as libvirt describes it, read again every inventory interval.
+
+        While libvirtd is away (restarted, e.g. to serve TLS) the last reading stands: the CPU, the migration
+        address and URI do not go with the daemon, and a Host without them takes no migrations and gets no
+        migration certificate. The agent's readiness tells that the connection is lost.
+        """
         if self.libvirt is None or self.libvirt.conn is None:
-            return None
+            return self._hypervisor
         now = time.monotonic()
         if self._hypervisor is None or now - self._hypervisor_at >= self.config.inventory_interval:
             try:
