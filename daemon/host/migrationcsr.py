@@ -14,7 +14,9 @@ node's migration address, the agent
    it (the reason is logged; a new request follows after a while),
 5. installs the certificate and the CA after it, in libvirt's and QEMU's
    layouts, and asks the node's libvirtd to load them
-   (``virt-admin server-update-tls libvirtd``, in the node's root).
+   (``virt-admin server-update-tls libvirtd``, in the node's root); a
+   libvirtd that serves no TLS yet (the node's first certificate) gets the
+   node's admin a warning with the lines for libvirtd.conf and qemu.conf.
 """
 
 from __future__ import annotations
@@ -180,7 +182,7 @@ class MigrationCertificate:
         """Ask the node's libvirtd to serve the new certificate (virt-admin in the node's root, when there is one)."""
         root = self.host_root
         if not (root / "usr/bin/virt-admin").exists() or (root != Path("/") and shutil.which("chroot") is None):
-            log.info("libvirtd must be restarted (or virt-admin server-update-tls libvirtd run) to serve it")
+            self._not_served("libvirtd must be restarted (or virt-admin server-update-tls libvirtd run) to serve it")
             return
         argv = ["virt-admin", "-c", "libvirtd:///system", "server-update-tls", "libvirtd"]
         if root != Path("/"):
@@ -189,7 +191,17 @@ class MigrationCertificate:
             *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
         )
         out, _ = await proc.communicate()
-        if proc.returncode:
-            log.warning("libvirtd did not reload its TLS files", extra={"output": out.decode(errors="replace")[-300:]})
+        output = out.decode(errors="replace")
+        if "no tls service" in output:  # libvirtd runs without --listen or listen_tls: the node's first certificate
+            self._not_served("libvirtd serves no TLS yet: add these lines, then restart libvirtd with --listen")
+        elif proc.returncode:
+            log.warning("libvirtd did not reload its TLS files", extra={"output": output[-300:]})
         else:
             log.info("libvirtd serves the new migration certificate")
+
+    def _not_served(self, message: str) -> None:
+        """Tell the node's admin how to point libvirtd and QEMU at the certificate (daemon/README.md's lines)."""
+        log.warning(
+            message,
+            extra={"libvirtd_conf": self.folder.libvirtd_conf(self.address), "qemu_conf": self.folder.qemu_conf()},
+        )

@@ -98,6 +98,7 @@ class MigrationPKI:
         """The libvirtd.conf lines of a daemon that takes migrations over TLS with these files."""
         lines = [
             "listen_tls = 1",
+            "listen_tcp = 0",  # nothing in clear: migrations come over TLS only
             'auth_tls = "none"',  # the client certificate from the migration CA is the authentication
             "tls_no_verify_certificate = 0",
             f'ca_file = "{self.ca_cert}"',
