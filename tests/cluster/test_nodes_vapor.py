@@ -1,19 +1,26 @@
-"""Vapor on two kubelet nodes: an agent per node on its node's libvirtd, a live migration, a drain (marker cluster).
+"""Vapor on two kubelet nodes: an agent per node on its libvirtd, a live migration over TLS, a drain (marker cluster).
 
 One two-node cluster and one ``helm install`` for the module. Each node runs
 a libvirtd of its own, started on the node as a real host runs it
 (nodelibvirtd.py), and has its own agent stateDir (``Node.private``), so the
 agent DaemonSet's pod on each node keeps its own Host. Migrations use the
-chart's ``migration.transport: tcp`` (the nodes' libvirtds dial each other
-over the nodes' hub). The operator replicas and the gateway are installed
-while the second node is cordoned, so they all start on the first: draining
-it must move every one of them. Last, ``helm upgrade`` to a new tag rolls the
-agents one node at a time while neither Host's heartbeat Lease lapses.
+chart's default ``migration.transport: tls``: each agent gets its node's
+certificate from the operator's migration CA (a CertificateSigningRequest),
+then the node's libvirtd is pointed at it and restarted listening on TLS, as
+daemon/README.md tells a node's admin. The operator replicas and the gateway
+are installed while the second node is cordoned, so they all start on the
+first: draining it must move every one of them. Last, ``helm upgrade`` to a
+new tag rolls the agents one node at a time while neither Host's heartbeat
+Lease lapses.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import json
+import socket
+import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -24,16 +31,20 @@ import docker
 import httpx
 import libvirt
 import pytest
+from cryptography import x509
 
 from ..image.build import Built
 from ..support.wait import wait_until
 from .conftest import Cluster
 from .nodelibvirtd import NodeLibvirtd
-from .release import REPOSITORY, Release, import_image, installed, pods_report
+from .release import NAMESPACE, REPOSITORY, Release, import_image, installed, pods_report
 from .test_vapor import pods, ready
-from .timeline import Timeline
+from .timeline import Timeline, Watch
 
 pytestmark = [pytest.mark.cluster, pytest.mark.image, pytest.mark.timeout(1800)]
+TLS_PORT, TCP_PORT = 16514, 16509  # libvirtd's
+NO_TLS_YET = "libvirtd serves no TLS yet"  # the agent's word once it has its first certificate
+AGENT_SCAN_SECONDS = 5  # how often an agent looks at its inventory (the chart leaves --scan-interval at its default)
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +67,59 @@ def release(
     second = two_nodes.nodes[1].name
     two_nodes.kubectl("cordon", second)
     try:
-        with installed(two_nodes, {"migration.transport": "tcp"}, own_state) as release:
+        with installed(two_nodes, prepare=own_state) as release:
             two_nodes.kubectl("uncordon", second)
             print(f"helm install on two nodes to every pod Ready: {release.seconds_to_ready:.1f}s")
+            serve_tls(release, libvirtds)
             yield release
     finally:
         two_nodes.kubectl("uncordon", second, check=False)
+
+
+def serve_tls(release: Release, libvirtds: list[NodeLibvirtd]) -> None:
+    """The node admin's step: once its agent has the certificate, a node's libvirtd serves TLS with it.
+
+    The agent's log says when (its libvirtd serves no TLS yet) and gives the lines for libvirtd.conf and
+    qemu.conf: libvirtd stops, they go in, and it starts again with ``--listen``. It stays down longer than
+    the agents' inventory scan, as a restart that probes QEMU again does, and each Host keeps its
+    migration address all along (else it would take no migrations and get no new certificate).
+    """
+    cluster, started = release.cluster, time.monotonic()
+
+    def told() -> list[dict[str, Any]] | None:
+        found = [
+            next((line for line in agent_log(cluster, node.name) if line["msg"].startswith(NO_TLS_YET)), None)
+            for node in cluster.nodes
+        ]
+        return [line for line in found if line is not None] if all(found) else None
+
+    try:
+        lines = wait_until(told, 120, every=1, what="both agents to tell their libvirtd's TLS lines")
+    except AssertionError as exc:
+        csrs = cluster.kubectl("get", "csr", check=False).stdout
+        raise AssertionError(f"{exc}\n{csrs}\n{pods_report(cluster)}") from exc
+    got = time.monotonic() - started
+    hosts = Watch(cluster, "hosts", fields="{.object.metadata.name}|{.object.status.hypervisor.migrationAddress}")
+    try:
+        for daemon in libvirtds:
+            daemon.halt()
+        time.sleep(AGENT_SCAN_SECONDS + 1)
+        for daemon, line in zip(libvirtds, lines, strict=True):
+            daemon.serve_tls(line["libvirtd_conf"], line["qemu_conf"])
+
+        def reconnected() -> bool:
+            logs = [agent_log(cluster, node.name) for node in cluster.nodes]
+            return all(sum(line["msg"] == "connected to libvirt" for line in log) == 2 for log in logs)
+
+        wait_until(reconnected, 60, every=0.5, what="both agents connected to their libvirtd again")
+    finally:
+        hosts.stop()
+    published = {(name, address) for _, (name, address) in hosts.lines}
+    assert published == {(node.name, node.address) for node in cluster.nodes}, published
+    print(
+        f"both agents had their certificate and told their libvirtd's TLS lines {got:.1f}s after every pod was Ready; "
+        f"both libvirtds down {AGENT_SCAN_SECONDS + 1}s and serving TLS {time.monotonic() - started - got:.1f}s after"
+    )
 
 
 @pytest.fixture
@@ -88,6 +146,13 @@ def domain_of(daemon: NodeLibvirtd, name: str) -> tuple[int, int] | None:
         except libvirt.libvirtError:
             return None
         return int(domain.state()[0]), int(domain.ID())
+
+
+def agent_log(cluster: Cluster, node: str) -> list[dict[str, Any]]:
+    """The JSON lines of the log of ``node``'s agent (``kubectl logs``)."""
+    (pod,) = [p["metadata"]["name"] for p in pods(cluster, "agent") if p["spec"]["nodeName"] == node]
+    text = cluster.kubectl("logs", "-n", NAMESPACE, pod).stdout
+    return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
 
 
 def running_vm(api: httpx.Client, namespace: str, name: str) -> dict[str, Any]:
@@ -130,6 +195,33 @@ def test_both_nodes_and_their_hosts_are_ready_through_the_gateways_service(relea
         status = cluster.kubectl.get_json("host", node.name)["status"]
         assert any(c["type"] == "Ready" and c["status"] == "True" for c in status["conditions"]), status
         assert status["hypervisor"]["migrationAddress"] == node.address
+        assert status["hypervisor"]["migrationUri"] == f"qemu+tls://{node.address}/system", "the chart's default"
+
+
+def test_each_nodes_libvirtd_serves_tls_with_its_agents_certificate_from_the_migration_ca(release: Release) -> None:
+    """What ``openssl s_client -connect <node>:16514 -CAfile <the CA Secret's tls.crt>`` shows a node's admin."""
+    cluster = release.cluster
+    secret = cluster.kubectl.get_json("secret", "vapor-migration-ca", "-n", NAMESPACE)
+    ca_pem = base64.b64decode(secret["data"]["tls.crt"]).decode()
+    trusting = ssl.create_default_context(cadata=ca_pem)  # checks the chain and that the certificate names the IP
+    for node in cluster.nodes:
+        with (
+            socket.create_connection((node.address, TLS_PORT), timeout=10) as raw,
+            trusting.wrap_socket(raw, server_hostname=node.address) as tls,
+        ):
+            served = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True) or b"")
+            # No client certificate: the daemon takes nobody who holds none from the migration CA (it hangs up).
+            try:
+                refused = tls.recv(1) == b""
+            except (ssl.SSLError, ConnectionError):
+                refused = True
+            except TimeoutError:
+                refused = False
+        assert served.subject.rfc4514_string() == f"CN=vapor-migration:{node.name}", served.subject
+        assert refused, f"{node.name}'s libvirtd kept a TLS client without a certificate"
+        # Nothing in clear: plain qemu+tcp is not served.
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((node.address, TCP_PORT), timeout=10).close()
 
 
 def test_a_vm_is_live_migrated_through_the_rest_api_to_the_other_nodes_libvirt(
@@ -160,7 +252,10 @@ def test_a_vm_is_live_migrated_through_the_rest_api_to_the_other_nodes_libvirt(
             raise AssertionError(f"{exc}\n{pods_report(cluster)}") from exc
         took = time.monotonic() - started
         assert final["phase"] == "Succeeded", final
-        print(f"in-cluster live migration between nodes, POST to Succeeded: {took:.1f}s")
+        print(f"in-cluster live migration between nodes over TLS, POST to Succeeded: {took:.1f}s")
+        # Over TLS: the source's agent dialled the target's libvirtd at qemu+tls (its log says so, as kubectl logs).
+        dialled = [line["uri"] for line in agent_log(cluster, names[source]) if line["msg"] == "migration starting"]
+        assert [uri.split("?")[0] for uri in dialled] == [f"qemu+tls://{cluster.nodes[target].address}/system"], dialled
 
         # The target's agent adopts the domain (the VM's phase follows in its own time, as on the testbed).
         def adopted() -> dict[str, Any] | None:

@@ -52,7 +52,7 @@ class PodChange:
     ready: bool
 
 
-class _Watch:
+class Watch:
     """One ``kubectl get --watch`` printing a line per change, read by a thread with the time each came."""
 
     def __init__(self, cluster: Cluster, *args: str, fields: str) -> None:
@@ -96,22 +96,22 @@ class Timeline:
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
-        self._pods: _Watch | None = None
-        self._vms: _Watch | None = None
-        self._leases: _Watch | None = None
-        self._hosts: _Watch | None = None
+        self._pods: Watch | None = None
+        self._vms: Watch | None = None
+        self._leases: Watch | None = None
+        self._hosts: Watch | None = None
         self._poller = threading.Thread(target=self._poll, daemon=True)
 
     def __enter__(self) -> Timeline:
         for dom in self.virt.listAllDomains(0):
             if dom.name().startswith(f"{self.vm_namespace}_"):
                 self.domains[dom.name()] = []
-        self._pods = _Watch(
+        self._pods = Watch(
             self.cluster, "pods", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={RELEASE}", fields=POD_FIELDS
         )
-        self._vms = _Watch(self.cluster, "virtualmachines", "-n", self.vm_namespace, fields=VM_FIELDS)
-        self._leases = _Watch(self.cluster, "leases", "-n", NAMESPACE, fields=LEASE_FIELDS)
-        self._hosts = _Watch(self.cluster, "hosts", fields=HOST_FIELDS)
+        self._vms = Watch(self.cluster, "virtualmachines", "-n", self.vm_namespace, fields=VM_FIELDS)
+        self._leases = Watch(self.cluster, "leases", "-n", NAMESPACE, fields=LEASE_FIELDS)
+        self._hosts = Watch(self.cluster, "hosts", fields=HOST_FIELDS)
         self._poller.start()
         self.started = time.monotonic()
         return self

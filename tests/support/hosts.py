@@ -112,8 +112,11 @@ class Host:
             return ""
 
 
-def prepare(host: Host, certify: Callable[[Host], None] | None = None) -> None:
-    """The host's own copies of libvirt's folders and settings (``certify`` makes its tls certificate)."""
+def prepare(host: Host, certify: Callable[[Host], None] | None = None, listen: bool = True) -> None:
+    """The host's own copies of libvirt's folders and settings (``certify`` makes its tls certificate).
+
+    ``listen=False``: no network settings, for a libvirtd started without ``--listen`` (``add_settings`` later).
+    """
     root = host.root
     root.mkdir(mode=0o755)
     for parent in ("etc", "run", "var/lib", "var/cache", "var/log"):
@@ -131,24 +134,35 @@ def prepare(host: Host, certify: Callable[[Host], None] | None = None) -> None:
     for pattern in ("qemu/*.xml", "qemu/autostart/*", "qemu/networks/autostart/*", "storage/autostart/*"):
         for path in etc.glob(pattern):
             path.unlink()
+    add_settings(
+        host,
+        f'host_uuid = "{host.host_uuid}"\nlog_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n',
+        f'stdio_handler = "file"\ncgroup_controllers = [ ]\nnamespaces = [ ]\nmigration_host = "{host.address}"\n',
+    )
+    if not listen:
+        return
     if host.transport == "tls":
-        listen = "listen_tcp = 0\n" + host.pki.libvirtd_conf(host.address)
         assert certify is not None, "a tls host needs its certificate"
         certify(host)
+        add_settings(host, host.pki.libvirtd_conf(host.address), host.pki.qemu_conf())
     else:
-        listen = f'listen_tls = 0\nlisten_tcp = 1\nauth_tcp = "none"\nlisten_addr = "{host.address}"\n'
-    with (etc / "libvirtd.conf").open("a") as conf:
-        conf.write(
-            f"\n# vapor testbed host\n{listen}"
-            f'host_uuid = "{host.host_uuid}"\n'
-            f'log_outputs = "3:file:/var/log/libvirt/libvirtd.log"\n'
-        )
-    with (etc / "qemu.conf").open("a") as conf:
-        conf.write(
-            "\n# vapor testbed host\n"
-            'stdio_handler = "file"\ncgroup_controllers = [ ]\nnamespaces = [ ]\n'
-            f'migration_host = "{host.address}"\n' + (host.pki.qemu_conf() if host.transport == "tls" else "")
-        )
+        add_settings(host, f'listen_tls = 0\nlisten_tcp = 1\nauth_tcp = "none"\nlisten_addr = "{host.address}"\n', "")
+
+
+def add_settings(host: Host, libvirtd: str, qemu: str) -> None:
+    """Add settings to the host's libvirtd.conf and qemu.conf (read at libvirtd's next start)."""
+    etc = host.root / "etc/libvirt"
+    for name, lines in (("libvirtd.conf", libvirtd), ("qemu.conf", qemu)):
+        if lines:
+            with (etc / name).open("a") as conf:
+                conf.write(f"\n# vapor testbed host\n{lines}")
+
+
+def libvirtd_script(root: Path, listen: bool = True, bind: bool = True) -> str:
+    """The shell command that starts a host's libvirtd in its mount namespace (``bind``: over libvirt's folders)."""
+    binds = "".join(f"mount --bind {root / m} /{m} && " for m in MOUNTS) if bind else ""
+    flags = "--listen " if listen else ""
+    return f"{binds}exec libvirtd {flags}-f /etc/libvirt/libvirtd.conf -p {root / 'libvirtd.pid'}"
 
 
 def wait_started(host: Host, timeout: float) -> None:
@@ -277,10 +291,8 @@ class Testbed:
         host.pki.install(trusted, pki.cert_pem(cert), pki.key_pem(key), qemu_gid())
 
     def _launch(self, host: Host) -> None:
-        root = host.root
-        binds = " && ".join(f"mount --bind {root / m} /{m}" for m in MOUNTS)
-        script = f"{binds} && exec libvirtd --listen -f /etc/libvirt/libvirtd.conf -p {root / 'libvirtd.pid'}"
-        out = (root / "libvirtd.out").open("wb")
+        out = (host.root / "libvirtd.out").open("wb")
+        script = libvirtd_script(host.root)
         host.process = subprocess.Popen(
             ["ip", "netns", "exec", host.netns, "unshare", "-m", "--propagation", "private", "sh", "-c", script],
             stdout=out,
