@@ -109,7 +109,7 @@ def serve_tls(release: Release, libvirtds: list[NodeLibvirtd]) -> None:
 
         def reconnected() -> bool:
             logs = [agent_log(cluster, node.name) for node in cluster.nodes]
-            return all(sum(line["msg"] == "connected to libvirt" for line in log) == 2 for log in logs)
+            return all(sum(line["msg"] == "connected to libvirt" for line in log) >= 2 for log in logs)
 
         wait_until(reconnected, 60, every=0.5, what="both agents connected to their libvirtd again")
     finally:
